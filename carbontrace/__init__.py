@@ -1,0 +1,1 @@
+"""CarbonTrace command line and demo (the tiers live in their own packages)."""

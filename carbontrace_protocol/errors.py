@@ -1,0 +1,61 @@
+"""Typed protocol errors. MicroPython-safe.
+
+Every rejection names its reason with a stable ``reason`` string, which the gateway and the cloud count
+and report (for example ``bad_signature``); the message says what exactly was wrong.
+"""
+
+
+class ProtocolError(ValueError):
+    reason = "protocol_error"
+
+
+class MalformedCBOR(ProtocolError):
+    reason = "malformed_cbor"
+
+
+class MalformedCOSE(ProtocolError):
+    reason = "malformed_cose"
+
+
+class WrongAlgorithm(ProtocolError):
+    reason = "wrong_alg"
+
+
+class MalformedReading(ProtocolError):
+    reason = "malformed_reading"
+
+
+class MissingField(MalformedReading):
+    reason = "missing_field"
+
+
+class NonCanonical(ProtocolError):
+    reason = "non_canonical"
+
+
+class KeyIdMismatch(ProtocolError):
+    reason = "kid_mismatch"
+
+
+class BadSignature(ProtocolError):
+    reason = "bad_signature"
+
+
+class BadPublicKey(ProtocolError):
+    reason = "bad_public_key"
+
+
+class ProofError(ProtocolError):
+    reason = "bad_proof"
+
+
+class ProofSizeError(ProofError):
+    reason = "bad_proof_size"
+
+
+class RootMismatch(ProofError):
+    reason = "root_mismatch"
+
+
+class IndexOutOfRange(ProofError):
+    reason = "index_out_of_range"

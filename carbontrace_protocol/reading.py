@@ -1,0 +1,220 @@
+"""The CarbonTrace reading: a SenML pack (RFC 8428, CBOR form) signed as COSE_Sign1. MicroPython-safe.
+
+Byte-by-byte definition and a worked example: docs/protocol.md. Values are integers or decimal
+fractions (CBOR tag 4) with a fixed exponent per field, never binary floats, so a reading encodes to
+the same bytes on an ESP32 (single-precision floats) and in CPython.
+"""
+
+from carbontrace_protocol import cbor, cose
+from carbontrace_protocol.errors import MalformedCBOR, MalformedReading, MissingField, NonCanonical
+
+FORMAT_VERSION = 1
+
+# SenML labels (RFC 8428 §6, Table 4)
+SENML_BASE_NAME = -2
+SENML_BASE_TIME = -3
+SENML_NAME = 0
+SENML_UNIT = 1
+SENML_VALUE = 2
+SENML_STRING_VALUE = 3
+
+# Status flags (a bit field in the "flags" record)
+FLAG_TIME_NOT_SYNCED = 1  # timestamp from the device's monotonic clock, before any NTP sync
+FLAG_METER_RESET = 2  # the energy counter went backwards (reset or wrap) since the previous reading
+FLAG_CO2_SENSOR_FAULT = 4  # the CO2 sensor failed this cycle; co2/temp/rh are absent
+FLAG_METER_FAULT = 8  # the energy meter failed this cycle; energy/power are absent
+ALL_FLAGS = 15
+
+MAX_SEQ = (1 << 53) - 1
+MAX_TIMESTAMP = (1 << 32) - 1
+MAX_ID_LENGTH = 64
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
+
+# Optional measurements in their fixed order: (SenML name, unit, attribute, decimal exponent or None
+# for a plain integer, minimum, maximum). Ranges are the sensors' physical ranges, widened a little.
+MEASUREMENTS = (
+    ("co2", "ppm", "co2_ppm", None, 0, 40000),
+    ("temp", "Cel", "temperature_centi_c", -2, -4000, 12500),
+    ("rh", "%RH", "humidity_centi_pct", -2, 0, 10000),
+    ("energy", "Wh", "energy_wh", None, 0, MAX_SEQ),
+    ("power", "W", "power_deci_w", -1, 0, 1 << 32),
+)
+
+
+def valid_device_id(device_id):
+    if not isinstance(device_id, str) or not 0 < len(device_id) <= MAX_ID_LENGTH:
+        return False
+    for ch in device_id:
+        if ch not in _ID_CHARS:
+            return False
+    return True
+
+
+def _check_int(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedReading("%s must be an integer, got %s" % (name, type(value).__name__))
+    if not low <= value <= high:
+        raise MalformedReading("%s=%d outside [%d, %d]" % (name, value, low, high))
+    return value
+
+
+class Reading:
+    """One measurement cycle of one device. Scaled integers: 2345 centi-°C is 23.45 °C."""
+
+    def __init__(
+        self,
+        device_id,
+        seq,
+        timestamp,
+        firmware,
+        flags=0,
+        co2_ppm=None,
+        temperature_centi_c=None,
+        humidity_centi_pct=None,
+        energy_wh=None,
+        power_deci_w=None,
+    ):
+        if not valid_device_id(device_id):
+            raise MalformedReading("device id must be 1-64 characters of [A-Za-z0-9-._]")
+        if not isinstance(firmware, str) or not 0 < len(firmware) <= 32:
+            raise MalformedReading("firmware version must be a 1-32 character string")
+        self.device_id = device_id
+        self.seq = _check_int("seq", seq, 0, MAX_SEQ)
+        self.timestamp = _check_int("timestamp", timestamp, 0, MAX_TIMESTAMP)
+        self.firmware = firmware
+        self.flags = _check_int("flags", flags, 0, ALL_FLAGS)
+        self.co2_ppm = co2_ppm
+        self.temperature_centi_c = temperature_centi_c
+        self.humidity_centi_pct = humidity_centi_pct
+        self.energy_wh = energy_wh
+        self.power_deci_w = power_deci_w
+        for name, _unit, attr, _exp, low, high in MEASUREMENTS:
+            value = getattr(self, attr)
+            if value is not None:
+                _check_int(name, value, low, high)
+
+    def __eq__(self, other):
+        return isinstance(other, Reading) and self.as_dict() == other.as_dict()
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __repr__(self):
+        return "Reading(%r)" % (self.as_dict(),)
+
+    def as_dict(self):
+        result = {
+            "device_id": self.device_id,
+            "seq": self.seq,
+            "timestamp": self.timestamp,
+            "firmware": self.firmware,
+            "flags": self.flags,
+        }
+        for _name, _unit, attr, _exp, _low, _high in MEASUREMENTS:
+            result[attr] = getattr(self, attr)
+        return result
+
+    def to_senml(self):
+        """The SenML pack (a list of records with integer labels), in the canonical record order."""
+        pack = [
+            {SENML_BASE_NAME: self.device_id + "/", SENML_BASE_TIME: self.timestamp, SENML_NAME: "seq",
+             SENML_VALUE: self.seq},
+            {SENML_NAME: "fmt", SENML_VALUE: FORMAT_VERSION},
+            {SENML_NAME: "fw", SENML_STRING_VALUE: self.firmware},
+            {SENML_NAME: "flags", SENML_VALUE: self.flags},
+        ]
+        for name, unit, attr, exp, _low, _high in MEASUREMENTS:
+            value = getattr(self, attr)
+            if value is None:
+                continue
+            if exp is not None:
+                value = cbor.Tag(cbor.TAG_DECIMAL_FRACTION, [exp, value])
+            pack.append({SENML_NAME: name, SENML_UNIT: unit, SENML_VALUE: value})
+        return pack
+
+    def encode(self):
+        """The SenML-CBOR payload bytes (deterministic)."""
+        return cbor.encode(self.to_senml())
+
+
+def _record_value(record, name, exp):
+    value = record.get(SENML_VALUE)
+    if exp is None:
+        return value
+    if not isinstance(value, cbor.Tag) or value.tag != cbor.TAG_DECIMAL_FRACTION:
+        raise MalformedReading("%s must be a decimal fraction (CBOR tag 4)" % name)
+    parts = value.value
+    if not isinstance(parts, list) or len(parts) != 2 or parts[0] != exp:
+        raise MalformedReading("%s must be a decimal fraction with exponent %d" % (name, exp))
+    return parts[1]
+
+
+def reading_from_senml(pack):
+    """Build a ``Reading`` from a decoded SenML pack; raises ``MalformedReading``/``MissingField``."""
+    if not isinstance(pack, list) or len(pack) < 4:
+        raise MissingField("SenML pack must hold at least the seq, fmt, fw and flags records")
+    for record in pack:
+        if not isinstance(record, dict):
+            raise MalformedReading("every SenML record must be a map")
+    first = pack[0]
+    base_name = first.get(SENML_BASE_NAME)
+    if not isinstance(base_name, str) or not base_name.endswith("/"):
+        raise MissingField("first record must carry the base name '<device id>/'")
+    if first.get(SENML_NAME) != "seq":
+        raise MissingField("first record must be the sequence number")
+    if SENML_BASE_TIME not in first:
+        raise MissingField("first record must carry the base time")
+    by_name = {}
+    for record in pack[1:]:
+        name = record.get(SENML_NAME)
+        if not isinstance(name, str):
+            raise MalformedReading("every SenML record needs a name")
+        if name in by_name:
+            raise MalformedReading("duplicate SenML record %r" % name)
+        by_name[name] = record
+    for required in ("fmt", "fw", "flags"):
+        if required not in by_name:
+            raise MissingField("SenML pack has no %r record" % required)
+    if by_name["fmt"].get(SENML_VALUE) != FORMAT_VERSION:
+        raise MalformedReading("unsupported reading format %r" % (by_name["fmt"].get(SENML_VALUE),))
+    values = {}
+    known = ["fmt", "fw", "flags"]
+    for name, unit, attr, exp, _low, _high in MEASUREMENTS:
+        known.append(name)
+        record = by_name.get(name)
+        if record is None:
+            values[attr] = None
+            continue
+        if record.get(SENML_UNIT) != unit:
+            raise MalformedReading("%s must be in unit %r" % (name, unit))
+        values[attr] = _record_value(record, name, exp)
+        if values[attr] is None:
+            raise MissingField("%s record has no value" % name)
+    for name in by_name:
+        if name not in known:
+            raise MalformedReading("unknown SenML record %r" % name)
+    return Reading(
+        base_name[:-1],
+        first.get(SENML_VALUE),
+        first.get(SENML_BASE_TIME),
+        by_name["fw"].get(SENML_STRING_VALUE),
+        flags=by_name["flags"].get(SENML_VALUE),
+        **values,
+    )
+
+
+def decode_payload(payload):
+    """Decode SenML-CBOR payload bytes into a ``Reading``; the bytes must be the canonical encoding."""
+    try:
+        pack = cbor.decode(payload)
+    except MalformedCBOR:
+        raise
+    reading = reading_from_senml(pack)
+    if reading.encode() != bytes(payload):
+        raise NonCanonical("payload is not the canonical encoding of its reading")
+    return reading
+
+
+def sign_reading(reading, private_key):
+    """The signed reading: COSE_Sign1 over the SenML-CBOR payload, key id = device id."""
+    return cose.sign1(private_key, reading.device_id.encode(), reading.encode())

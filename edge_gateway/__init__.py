@@ -1,0 +1,1 @@
+"""CarbonTrace edge_gateway."""

@@ -1,0 +1,1 @@
+"""CarbonTrace simulators."""
