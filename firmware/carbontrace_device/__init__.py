@@ -1,0 +1,1 @@
+"""CarbonTrace device firmware (MicroPython): drivers, MQTT client, outbox, application."""
