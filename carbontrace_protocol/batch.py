@@ -1,0 +1,277 @@
+"""Gateway batches: typed Merkle leaves, per-window aggregates, the signed batch header, the upload blob.
+
+The gateway builds a batch with these functions and the cloud re-derives every part of it with the same
+ones (``carbontrace_protocol.batch_verify``), so the two can never disagree on bytes. Format, byte by
+byte: docs/protocol.md.
+
+Leaves (the batch tree's leaf data, hashed with ``merkle.leaf_hash``):
+  reading leaf    CBOR [1, <COSE_Sign1 bytes of the signed reading>]
+  aggregate leaf  CBOR [2, <aggregate map>]
+Typed leaves let a caller ask for one kind only; the public can check an aggregate without seeing any
+raw reading, and a reading leaf hash covers its signature, so sibling hashes leak no guessable value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from carbontrace_protocol import cbor, cose, merkle
+from carbontrace_protocol.emission_factors import FACTOR_EXPONENT, EmissionFactor
+from carbontrace_protocol.errors import MalformedCBOR, ProtocolError
+from carbontrace_protocol.reading import FLAG_METER_RESET, Reading
+
+BATCH_FORMAT_VERSION = 1
+LEAF_READING = 1
+LEAF_AGGREGATE = 2
+LEAF_TYPES = {LEAF_READING: "reading", LEAF_AGGREGATE: "aggregate"}
+ZERO_HASH = bytes(32)
+
+
+class MalformedBatch(ProtocolError):
+    reason = "malformed_batch"
+
+
+def _decimal(exponent: int, mantissa: int) -> cbor.Tag:
+    return cbor.Tag(cbor.TAG_DECIMAL_FRACTION, [exponent, mantissa])
+
+
+def round_div(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded half to even, in integers (exact on every platform)."""
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2 == 1):
+        quotient += 1
+    return quotient
+
+
+def reading_leaf(signed_reading: bytes) -> bytes:
+    return cbor.encode([LEAF_READING, bytes(signed_reading)])
+
+
+def aggregate_leaf(aggregate: dict[str, Any]) -> bytes:
+    return cbor.encode([LEAF_AGGREGATE, aggregate])
+
+
+def parse_leaf(leaf: bytes) -> tuple[int, Any]:
+    """(leaf type, body) of a leaf; raises ``MalformedBatch`` for an unknown shape."""
+    try:
+        item = cbor.decode(leaf)
+    except MalformedCBOR as err:
+        raise MalformedBatch(f"leaf is not CBOR: {err}") from err
+    if not isinstance(item, list) or len(item) != 2 or item[0] not in LEAF_TYPES:
+        raise MalformedBatch("leaf must be [type, body] with type 1 (reading) or 2 (aggregate)")
+    kind, body = item
+    if kind == LEAF_READING and not isinstance(body, bytes):
+        raise MalformedBatch("reading leaf body must be the signed reading bytes")
+    if kind == LEAF_AGGREGATE and not isinstance(body, dict):
+        raise MalformedBatch("aggregate leaf body must be a map")
+    return kind, body
+
+
+def energy_delta(baseline: tuple[int, int] | None, readings: Sequence[Reading]) -> tuple[int, int]:
+    """(Wh consumed, meter resets) over ``readings`` (in sequence order) after ``baseline`` (seq, Wh).
+
+    A counter that goes down, or a reading flagged FLAG_METER_RESET, is a reset or wrap: consumption
+    restarts from zero at that reading instead of turning negative. Readings at or before the baseline's
+    sequence number (late arrivals after an outage) count for nothing: the cumulative counter of the later
+    readings already holds their energy, and counting them again would double it.
+    """
+    previous = baseline[1] if baseline is not None else None
+    after_seq = baseline[0] if baseline is not None else -1
+    delta = 0
+    resets = 0
+    for reading in readings:
+        value = reading.energy_wh
+        if value is None or reading.seq <= after_seq:
+            continue
+        if previous is not None:
+            if value < previous or reading.flags & FLAG_METER_RESET:
+                resets += 1
+                delta += value
+            else:
+                delta += value - previous
+        previous = value
+    return delta, resets
+
+
+def aggregate_window(
+    device_id: str,
+    window_start: int,
+    window_end: int,
+    interval_s: int,
+    readings: Iterable[Reading],
+    factor: EmissionFactor,
+    baseline: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """The aggregate of one device over [window_start, window_end).
+
+    ``readings`` are that device's readings in the batch (any order); ``baseline`` is (seq, energy_wh) of the
+    device's highest-sequence reading with energy in earlier batches, so energy used between windows is
+    counted exactly once. The cloud derives the same baseline from the batches it accepted before.
+    """
+    ordered = sorted(readings, key=lambda r: r.seq)
+    if not ordered:
+        raise ValueError("an aggregate needs at least one reading")
+    if window_end <= window_start or interval_s <= 0:
+        raise ValueError("empty window or interval")
+    for reading in ordered:
+        if reading.device_id != device_id:
+            raise ValueError("reading of another device in the aggregate")
+    seqs = [r.seq for r in ordered]
+    aggregate: dict[str, Any] = {
+        "v": BATCH_FORMAT_VERSION,
+        "device": device_id,
+        "window": [window_start, window_end],
+        "interval_s": interval_s,
+        "expected": (window_end - window_start) // interval_s,
+        "received": len(ordered),
+        "seq": [seqs[0], seqs[-1]],
+        "missing": seqs[-1] - seqs[0] + 1 - len(set(seqs)),
+    }
+    co2 = [r.co2_ppm for r in ordered if r.co2_ppm is not None]
+    if co2:
+        aggregate["co2"] = {
+            "n": len(co2),
+            "min": min(co2),
+            "max": max(co2),
+            "mean": _decimal(-2, round_div(100 * sum(co2), len(co2))),
+        }
+    temps = [r.temperature_centi_c for r in ordered if r.temperature_centi_c is not None]
+    if temps:
+        aggregate["temp_mean"] = _decimal(-2, round_div(sum(temps), len(temps)))
+    hums = [r.humidity_centi_pct for r in ordered if r.humidity_centi_pct is not None]
+    if hums:
+        aggregate["rh_mean"] = _decimal(-2, round_div(sum(hums), len(hums)))
+    energy = [r for r in ordered if r.energy_wh is not None]
+    if energy:
+        delta, resets = energy_delta(baseline, energy)
+        aggregate["energy"] = {
+            "baseline": list(baseline) if baseline is not None else None,
+            "end_wh": energy[-1].energy_wh,
+            "delta_wh": delta,
+            "resets": resets,
+        }
+        aggregate["factor"] = {"id": factor.id, "kg_per_kwh": _decimal(FACTOR_EXPONENT, factor.kg_per_kwh_e4)}
+        # Wh × (1e-4 kg/kWh) = 1e-4 g: exact grams of CO2 with four decimals.
+        aggregate["emissions_g"] = _decimal(FACTOR_EXPONENT, delta * factor.kg_per_kwh_e4)
+    return aggregate
+
+
+def batch_id(gateway_id: str, batch_seq: int) -> str:
+    return f"{gateway_id}/{batch_seq}"
+
+
+def header_hash(signed_header: bytes) -> bytes:
+    """What the next batch of the same gateway names as ``prev``."""
+    return hashlib.sha256(signed_header).digest()
+
+
+class Batch:
+    """A built (or parsed) batch: the signed header, its decoded fields and the leaves."""
+
+    def __init__(self, signed_header: bytes, header: dict[str, Any], leaves: list[bytes]) -> None:
+        self.signed_header = signed_header
+        self.header = header
+        self.leaves = leaves
+
+    @property
+    def id(self) -> str:
+        return batch_id(self.header["gateway"], self.header["batch_seq"])
+
+    @property
+    def root(self) -> bytes:
+        return bytes(self.header["root"])
+
+    @property
+    def hash(self) -> bytes:
+        return header_hash(self.signed_header)
+
+    def leaf_hashes(self) -> list[bytes]:
+        return [merkle.leaf_hash(leaf) for leaf in self.leaves]
+
+    def encode(self) -> bytes:
+        """The upload blob, also what the content store keeps (so its CID names the whole batch)."""
+        return cbor.encode({"header": self.signed_header, "leaves": self.leaves})
+
+
+def build_batch(
+    gateway_key: int,
+    gateway_id: str,
+    site_id: str,
+    batch_seq: int,
+    window: tuple[int, int],
+    signed_readings: Sequence[bytes],
+    aggregates: Sequence[dict[str, Any]],
+    prev_hash: bytes,
+    created: int,
+) -> Batch:
+    """Build and sign a batch. Readings come first in the given order, then the aggregates."""
+    leaves = [reading_leaf(r) for r in signed_readings] + [aggregate_leaf(a) for a in aggregates]
+    header: dict[str, Any] = {
+        "v": BATCH_FORMAT_VERSION,
+        "gateway": gateway_id,
+        "site": site_id,
+        "batch_seq": batch_seq,
+        "window": [window[0], window[1]],
+        "readings": len(signed_readings),
+        "aggregates": len(aggregates),
+        "root": merkle.root([merkle.leaf_hash(leaf) for leaf in leaves]),
+        "prev": bytes(prev_hash),
+        "created": created,
+    }
+    signed_header = cose.sign1(gateway_key, gateway_id.encode(), cbor.encode(header))
+    return Batch(signed_header, header, leaves)
+
+
+_HEADER_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "v": int,
+    "gateway": str,
+    "site": str,
+    "batch_seq": int,
+    "window": list,
+    "readings": int,
+    "aggregates": int,
+    "root": bytes,
+    "prev": bytes,
+    "created": int,
+}
+
+
+def parse_header(signed_header: bytes) -> tuple[cose.Sign1, dict[str, Any]]:
+    """Parse (not verify) a signed batch header; checks its shape."""
+    message = cose.parse_sign1(signed_header)
+    try:
+        header = cbor.decode(message.payload)
+    except MalformedCBOR as err:
+        raise MalformedBatch(f"batch header payload is not CBOR: {err}") from err
+    if not isinstance(header, dict) or set(header) != set(_HEADER_FIELDS):
+        raise MalformedBatch(f"batch header must have exactly the fields {sorted(_HEADER_FIELDS)}")
+    for name, kind in _HEADER_FIELDS.items():
+        if not isinstance(header[name], kind) or isinstance(header[name], bool):
+            raise MalformedBatch(f"batch header field {name!r} has the wrong type")
+    if header["v"] != BATCH_FORMAT_VERSION:
+        raise MalformedBatch(f"unsupported batch format {header['v']}")
+    if len(header["root"]) != 32 or len(header["prev"]) != 32:
+        raise MalformedBatch("root and prev must be 32-byte hashes")
+    if message.kid != header["gateway"].encode():
+        raise MalformedBatch("header key id is not the gateway id")
+    return message, header
+
+
+def decode_batch(blob: bytes) -> Batch:
+    """Parse an upload blob (not verified: see ``batch_verify.verify_batch``)."""
+    try:
+        item = cbor.decode(blob)
+    except MalformedCBOR as err:
+        raise MalformedBatch(f"batch is not CBOR (truncated upload?): {err}") from err
+    if not isinstance(item, dict) or set(item) != {"header", "leaves"}:
+        raise MalformedBatch("batch must be a map with exactly 'header' and 'leaves'")
+    signed_header, leaves = item["header"], item["leaves"]
+    if not isinstance(signed_header, bytes) or not isinstance(leaves, list):
+        raise MalformedBatch("batch header must be bytes and leaves a list")
+    if not all(isinstance(leaf, bytes) for leaf in leaves):
+        raise MalformedBatch("every leaf must be a byte string")
+    _, header = parse_header(signed_header)
+    return Batch(signed_header, header, leaves)

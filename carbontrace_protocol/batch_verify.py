@@ -1,0 +1,169 @@
+"""Re-verification of a gateway batch: trust nothing upstream (the cloud's ingestion check).
+
+Every part is re-derived with the functions that built it: the gateway signature on the header, the
+Merkle root over all leaves, every device signature, and every aggregate recomputed from its readings.
+The first defect rejects the whole batch with a ``BatchRejected`` naming the reason and, where there is
+one, the leaf index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from carbontrace_protocol import cbor, cose, merkle
+from carbontrace_protocol.batch import (
+    LEAF_AGGREGATE,
+    LEAF_READING,
+    Batch,
+    MalformedBatch,
+    aggregate_window,
+    decode_batch,
+    parse_leaf,
+)
+from carbontrace_protocol.emission_factors import EmissionFactor
+from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.reading import Reading
+from carbontrace_protocol.verify import verify_es256, verify_reading
+
+
+class BatchRejected(ProtocolError):
+    """A batch failed verification; ``reason`` is a stable code, ``leaf_index`` the failing leaf if any."""
+
+    def __init__(self, reason: str, message: str, leaf_index: int | None = None) -> None:
+        super().__init__(message if leaf_index is None else f"leaf {leaf_index}: {message}")
+        self.reason = reason
+        self.leaf_index = leaf_index
+
+
+class VerifiedReading:
+    def __init__(self, leaf_index: int, signed: bytes, reading: Reading) -> None:
+        self.leaf_index = leaf_index
+        self.signed = signed
+        self.reading = reading
+
+
+class VerifiedBatch:
+    def __init__(
+        self, batch: Batch, readings: list[VerifiedReading], aggregates: list[tuple[int, dict[str, Any]]]
+    ) -> None:
+        self.batch = batch
+        self.readings = readings
+        self.aggregates = aggregates
+
+
+DeviceKeyLookup = Callable[[str], "bytes | None"]
+FactorLookup = Callable[[str], "EmissionFactor | None"]
+BaselineLookup = Callable[[str], "tuple[int, int] | None"]
+
+
+def verify_batch(
+    blob_or_batch: bytes | Batch,
+    gateway_public_key: bytes,
+    device_key: DeviceKeyLookup,
+    factor: FactorLookup,
+    baseline: BaselineLookup,
+) -> VerifiedBatch:
+    """Verify a batch end to end.
+
+    ``device_key(device_id)`` gives the registered, active key of a device of this gateway's site (None if
+    unknown); ``factor(id)`` the emission factor the site may use (None if not allowed);
+    ``baseline(device_id)`` the (seq, energy Wh) of the device's highest-sequence reading with energy in
+    batches accepted before (None for none).
+    """
+    try:
+        batch = blob_or_batch if isinstance(blob_or_batch, Batch) else decode_batch(blob_or_batch)
+    except ProtocolError as err:
+        raise BatchRejected(getattr(err, "reason", "malformed_batch"), str(err)) from err
+    header = batch.header
+    message = cose.parse_sign1(batch.signed_header)
+    if not verify_es256(gateway_public_key, message.signed_bytes(), message.signature):
+        raise BatchRejected("bad_gateway_signature", "gateway signature on the batch header does not verify")
+    if header["readings"] + header["aggregates"] != len(batch.leaves):
+        raise BatchRejected(
+            "count_mismatch",
+            f"header counts {header['readings']}+{header['aggregates']} leaves, batch has {len(batch.leaves)}",
+        )
+    if merkle.root(batch.leaf_hashes()) != batch.root:
+        raise BatchRejected("root_mismatch", "Merkle root of the leaves is not the root in the signed header")
+
+    readings: list[VerifiedReading] = []
+    aggregates: list[tuple[int, dict[str, Any]]] = []
+    seen: set[tuple[str, int]] = set()
+    for index, leaf in enumerate(batch.leaves):
+        try:
+            kind, body = parse_leaf(leaf)
+        except MalformedBatch as err:
+            raise BatchRejected(err.reason, str(err), index) from err
+        expected_kind = LEAF_READING if index < header["readings"] else LEAF_AGGREGATE
+        if kind != expected_kind:
+            raise BatchRejected("malformed_batch", "readings must come before aggregates", index)
+        if kind == LEAF_AGGREGATE:
+            aggregates.append((index, body))
+            continue
+        try:
+            kid = cose.parse_sign1(body).kid
+            device_id = kid.decode()
+        except (ProtocolError, UnicodeError) as err:
+            raise BatchRejected(getattr(err, "reason", "malformed_cose"), str(err), index) from err
+        key = device_key(device_id)
+        if key is None:
+            raise BatchRejected("unknown_device", f"device {device_id!r} is not registered for this site", index)
+        try:
+            reading = verify_reading(body, key)
+        except ProtocolError as err:
+            raise BatchRejected(err.reason, str(err), index) from err
+        if (reading.device_id, reading.seq) in seen:
+            raise BatchRejected("duplicate_reading", f"{reading.device_id} seq {reading.seq} twice", index)
+        seen.add((reading.device_id, reading.seq))
+        readings.append(VerifiedReading(index, body, reading))
+
+    _verify_aggregates(header, readings, aggregates, factor, baseline)
+    return VerifiedBatch(batch, readings, aggregates)
+
+
+def _verify_aggregates(
+    header: dict[str, Any],
+    readings: list[VerifiedReading],
+    aggregates: list[tuple[int, dict[str, Any]]],
+    factor: FactorLookup,
+    baseline: BaselineLookup,
+) -> None:
+    by_device: dict[str, list[Reading]] = {}
+    for item in readings:
+        by_device.setdefault(item.reading.device_id, []).append(item.reading)
+    covered: set[str] = set()
+    for index, claimed in aggregates:
+        device_id = claimed.get("device")
+        if not isinstance(device_id, str) or device_id not in by_device:
+            raise BatchRejected("aggregate_mismatch", f"aggregate for {device_id!r} has no readings here", index)
+        if device_id in covered:
+            raise BatchRejected("aggregate_mismatch", f"two aggregates for {device_id!r}", index)
+        covered.add(device_id)
+        factor_id = claimed.get("factor", {}).get("id") if isinstance(claimed.get("factor"), dict) else None
+        used_factor = factor(factor_id) if isinstance(factor_id, str) else None
+        if "factor" in claimed and used_factor is None:
+            raise BatchRejected("bad_emission_factor", f"emission factor {factor_id!r} not allowed here", index)
+        window = claimed.get("window")
+        interval = claimed.get("interval_s")
+        if window != header["window"] or not isinstance(interval, int) or interval <= 0:
+            raise BatchRejected("aggregate_mismatch", "aggregate window/interval differ from the batch", index)
+        recomputed = aggregate_window(
+            device_id,
+            window[0],
+            window[1],
+            interval,
+            by_device[device_id],
+            used_factor if used_factor is not None else _NO_FACTOR,
+            baseline(device_id),
+        )
+        if cbor.encode(recomputed) != cbor.encode(claimed):
+            raise BatchRejected("aggregate_mismatch", f"aggregate of {device_id!r} does not match its readings", index)
+    missing = set(by_device) - covered
+    if missing:
+        raise BatchRejected("aggregate_mismatch", f"no aggregate for devices {sorted(missing)}")
+
+
+# Stands in when the claimed aggregate has no energy (so no factor): the recomputation then has no
+# energy either, or the byte comparison fails.
+_NO_FACTOR = EmissionFactor("none", "none", 0, 0, "", "")
