@@ -1,0 +1,560 @@
+"""Typed client for the CarbonTrace contracts over web3.py.
+
+The chain is either the in-process EVM (`connect_embedded`, eth-tester + py-evm: the default, no node needed) or
+any JSON-RPC node (`connect_rpc`: Hardhat in tests, a real network in production). Transactions are sent from an
+account the node has unlocked (eth-tester and Hardhat both have some) or signed here with a local private key.
+
+Every state-changing call returns a `TxResult` (hash, gas used, block). A revert is raised as `ContractReverted`
+carrying the Solidity custom error's name and decoded arguments; a node that cannot be reached is raised as
+`ChainUnavailable` so that the caller can retry later.
+
+Contract artifacts come from cloud/contracts/*.json, written by scripts/compile_contracts.mjs (solc-js).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import requests
+from eth_abi.abi import decode as abi_decode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_tester.exceptions import TransactionFailed
+from eth_typing import ChecksumAddress
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from web3 import EthereumTesterProvider, HTTPProvider, Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted
+from web3.types import BlockIdentifier, EventData, TxParams, TxReceipt, Wei
+
+ARTIFACTS_DIR = Path(__file__).resolve().parent / "contracts"
+REGISTRY_ARTIFACT = ARTIFACTS_DIR / "CarbonTraceRegistry.json"
+NAIVE_STORE_ARTIFACT = ARTIFACTS_DIR / "NaiveHashStore.json"
+
+RECEIPT_TIMEOUT_S = 30.0
+# Per-transaction gas limit on the embedded chain (see Chain): above any call here, the registry deploy included.
+EMBEDDED_GAS_LIMIT = 5_000_000
+# Network failures that mean "the chain is not there right now", as opposed to "the chain said no".
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    ProviderConnectionError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    ConnectionError,
+    TimeExhausted,
+)
+
+# What a revert looks like coming out of web3: a ContractLogicError from a JSON-RPC node, eth-tester's own
+# TransactionFailed from the embedded chain.
+_REVERTED: tuple[type[BaseException], ...] = (ContractLogicError, TransactionFailed)
+
+T = TypeVar("T")
+
+# A sender is either an address the node has unlocked or a local key that signs here.
+Sender = str | LocalAccount
+
+
+class ChainError(Exception):
+    """Base of every error this module raises."""
+
+
+class ChainUnavailable(ChainError):
+    """The node cannot be reached (down, refused, timed out): retry later."""
+
+
+class ContractReverted(ChainError):
+    """The contract reverted. `error_name` is the Solidity custom error ("NotOperator", ...), or "Error" for a
+    revert string, "Panic" for a panic code, "unknown" when the node gave no reason."""
+
+    def __init__(self, error_name: str, args: tuple[Any, ...] = (), raw: str = "") -> None:
+        self.error_name = error_name
+        self.args_decoded = args
+        self.raw = raw
+        super().__init__(f"{error_name}{args!r}" if args else error_name)
+
+
+class BindingState(IntEnum):
+    NONE = 0
+    REQUESTED = 1
+    BOUND = 2
+    REJECTED = 3
+    REVOKED = 4
+
+
+class KeyState(IntEnum):
+    NONE = 0
+    ACTIVE = 1
+    REVOKED = 2
+
+
+@dataclass(frozen=True)
+class TxResult:
+    tx_hash: bytes
+    gas_used: int
+    block_number: int
+
+
+@dataclass(frozen=True)
+class Party:
+    account: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    sequence: int
+    tree_size: int
+    root: bytes
+    cid: str
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class CheckpointEvent:
+    sequence: int
+    tree_size: int
+    root: bytes
+    cid: str
+    block_number: int
+    tx_hash: bytes
+
+
+@dataclass(frozen=True)
+class DeviceKeyEvent:
+    kind: str  # "registered" | "revoked"
+    enterprise_id: bytes
+    device_id: bytes
+    key_fingerprint: bytes
+    sender: str
+    block_number: int
+    tx_hash: bytes
+
+
+@dataclass(frozen=True)
+class BindingEvent:
+    kind: str  # "requested" | "confirmed" | "rejected" | "revoked"
+    enterprise_id: bytes
+    platform_id: bytes
+    sender: str
+    block_number: int
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    abi: list[dict[str, Any]]
+    bytecode: str
+    deployed_bytecode: str
+
+
+def load_artifact(path: Path) -> Artifact:
+    data = json.loads(path.read_text())
+    return Artifact(data["contractName"], data["abi"], data["bytecode"], data["deployedBytecode"])
+
+
+def key_fingerprint(public_key_sec1: bytes) -> bytes:
+    """The on-chain name of a device key: sha256 of its 65-byte uncompressed SEC1 encoding."""
+    if len(public_key_sec1) != 65 or public_key_sec1[0] != 4:
+        raise ValueError("expected a 65-byte uncompressed SEC1 P-256 public key")
+    return hashlib.sha256(public_key_sec1).digest()
+
+
+def local_account(private_key: bytes | str) -> LocalAccount:
+    """A signer for a production node that has no unlocked accounts."""
+    return cast(LocalAccount, Account.from_key(private_key))
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """Run one node interaction, turning transport failures into ChainUnavailable."""
+    try:
+        return action()
+    except _UNREACHABLE as exc:
+        raise ChainUnavailable(f"chain node unreachable: {exc}") from exc
+
+
+class Chain:
+    """A connection to one chain.
+
+    `preflight_gas_limit`: when set, transactions are checked with one eth_call and then sent with this fixed gas
+    limit instead of an estimate. Used for py-evm, whose gas estimate is a binary search running the transaction
+    ~16 times; on a private in-process chain nothing can change state between the call and the send, and the
+    receipt still reports the gas actually used.
+    """
+
+    def __init__(self, w3: Web3, preflight_gas_limit: int | None = None) -> None:
+        self.w3 = w3
+        self.preflight_gas_limit = preflight_gas_limit
+
+    @property
+    def accounts(self) -> list[str]:
+        """Accounts the node has unlocked (empty on a production node)."""
+        return [str(a) for a in _guard(lambda: self.w3.eth.accounts)]
+
+    @property
+    def chain_id(self) -> int:
+        return int(_guard(lambda: self.w3.eth.chain_id))
+
+    def block_number(self) -> int:
+        return int(_guard(lambda: self.w3.eth.block_number))
+
+    def default_sender(self) -> str:
+        accounts = self.accounts
+        if not accounts:
+            raise ChainError("the node has no unlocked accounts: pass a local_account(private_key)")
+        return accounts[0]
+
+    def send_value(self, sender: Sender, to: str, wei: int) -> TxResult:
+        """Plain ether transfer (funding a local key's account in tests and demos)."""
+        tx: TxParams = {"to": to_checksum_address(to), "value": Wei(wei)}
+        return self._send(sender, tx)
+
+    def balance(self, address: str) -> int:
+        return int(_guard(lambda: self.w3.eth.get_balance(to_checksum_address(address))))
+
+    def deploy(self, artifact: Artifact, sender: Sender | None = None) -> tuple[str, TxResult]:
+        """Deploy a contract with no constructor arguments; returns its address and the deploy transaction."""
+        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        sender = sender if sender is not None else self.default_sender()
+        params: TxParams = {"from": _address(sender)}
+        if self.preflight_gas_limit is not None:
+            params["gas"] = self.preflight_gas_limit  # no constructor arguments: it cannot revert
+        tx = cast(TxParams, _guard(lambda: factory.constructor().build_transaction(params)))
+        result, receipt = self._send_with_receipt(sender, tx, _error_decoder(artifact.abi))
+        address = receipt["contractAddress"]
+        if address is None:
+            raise ChainError("deployment receipt has no contract address")
+        return str(address), result
+
+    def _send(self, sender: Sender, tx: TxParams) -> TxResult:
+        return self._send_with_receipt(sender, tx, _error_decoder([]))[0]
+
+    def _send_with_receipt(
+        self, sender: Sender, tx: TxParams, decode_error: Callable[[BaseException], ContractReverted]
+    ) -> tuple[TxResult, TxReceipt]:
+        address = _address(sender)
+        tx = {**tx, "from": address}
+        try:
+            if isinstance(sender, LocalAccount):
+                w3 = self.w3
+                if "gas" not in tx:
+                    tx["gas"] = w3.eth.estimate_gas(tx)
+                tx["nonce"] = w3.eth.get_transaction_count(address, "pending")
+                tx["chainId"] = w3.eth.chain_id
+                if "maxFeePerGas" not in tx and "gasPrice" not in tx:
+                    tip = w3.eth.max_priority_fee
+                    base = int(w3.eth.get_block("latest").get("baseFeePerGas", 0))
+                    tx["maxPriorityFeePerGas"] = tip
+                    tx["maxFeePerGas"] = Wei(2 * base + tip)
+                signed = sender.sign_transaction(cast(dict[str, Any], tx))
+                tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+            else:
+                tx_hash = self.w3.eth.send_transaction(tx)
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
+        except _REVERTED as exc:
+            raise decode_error(exc) from exc
+        except _UNREACHABLE as exc:
+            raise ChainUnavailable(f"chain node unreachable: {exc}") from exc
+        if receipt["status"] != 1:
+            # The call was run (estimate or preflight) before sending: only a state change in between gets here.
+            raise ContractReverted("unknown", raw=receipt["transactionHash"].hex())
+        result = TxResult(bytes(receipt["transactionHash"]), int(receipt["gasUsed"]), int(receipt["blockNumber"]))
+        return result, receipt
+
+
+def connect_embedded() -> Chain:
+    """An in-process EVM (eth-tester on py-evm) with funded unlocked accounts; state lives in this process."""
+    return Chain(Web3(EthereumTesterProvider()), preflight_gas_limit=EMBEDDED_GAS_LIMIT)
+
+
+def connect_rpc(url: str, timeout_s: float = 10.0) -> Chain:
+    """Any JSON-RPC node. Fails fast with ChainUnavailable if it does not answer: the caller owns retries."""
+    provider = HTTPProvider(url, request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None)
+    chain = Chain(Web3(provider))
+    chain.chain_id  # noqa: B018 - probe the node now rather than on first use
+    return chain
+
+
+def _address(sender: Sender) -> ChecksumAddress:
+    return to_checksum_address(sender.address if isinstance(sender, LocalAccount) else sender)
+
+
+def _abi_type(param: dict[str, Any]) -> str:
+    if param["type"].startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in param["components"])
+        return f"({inner}){param['type'][5:]}"
+    return str(param["type"])
+
+
+def _revert_data(exc: BaseException) -> bytes | None:
+    """The raw revert payload (selector + ABI-encoded args) behind a failed call, if the node gave one.
+
+    JSON-RPC nodes hand it to web3 as hex in `ContractLogicError.data`. eth-tester raises its own
+    TransactionFailed carrying the bytes (transactions) or only their repr (calls), so look along the chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ContractLogicError):
+            data = seen.data.get("data") if isinstance(seen.data, dict) else seen.data  # Hardhat: a dict
+            if isinstance(data, str) and data.startswith("0x"):
+                return bytes.fromhex(data[2:])
+        first = seen.args[0] if seen.args else None
+        if isinstance(first, bytes):
+            return first
+        if isinstance(first, str):
+            text = first.removeprefix("execution reverted: ")
+            if text.startswith(("b'", 'b"')):
+                value = ast.literal_eval(text)  # a bytes literal only: literal_eval evaluates nothing else
+                if isinstance(value, bytes):
+                    return value
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _error_decoder(abi: Sequence[dict[str, Any]]) -> Callable[[BaseException], ContractReverted]:
+    """Map 4-byte selectors of the ABI's custom errors to their names and argument types."""
+    errors: dict[bytes, tuple[str, list[str]]] = {
+        keccak(text="Error(string)")[:4]: ("Error", ["string"]),
+        keccak(text="Panic(uint256)")[:4]: ("Panic", ["uint256"]),
+    }
+    for item in abi:
+        if item.get("type") == "error":
+            types = [_abi_type(p) for p in item["inputs"]]
+            selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
+            errors[selector] = (item["name"], types)
+
+    def decode(exc: BaseException) -> ContractReverted:
+        blob = _revert_data(exc)
+        if blob is None or len(blob) < 4:
+            return ContractReverted("unknown", (), str(exc))
+        known = errors.get(blob[:4])
+        if known is None:
+            return ContractReverted("unknown", (), "0x" + blob.hex())
+        name, types = known
+        return ContractReverted(name, tuple(abi_decode(types, blob[4:])), "0x" + blob.hex())
+
+    return decode
+
+
+class _BoundContract:
+    """A deployed contract plus the account that sends its transactions."""
+
+    def __init__(self, chain: Chain, address: str, artifact: Artifact, sender: Sender | None = None) -> None:
+        self.chain = chain
+        self.address = to_checksum_address(address)
+        self.artifact = artifact
+        self.sender: Sender = sender if sender is not None else chain.default_sender()
+        self.contract: Contract = chain.w3.eth.contract(address=self.address, abi=artifact.abi)
+        self._decode_error = _error_decoder(artifact.abi)
+
+    def _transact(self, function: ContractFunction) -> TxResult:
+        params: TxParams = {"from": _address(self.sender)}
+        try:
+            if self.chain.preflight_gas_limit is not None:
+                _guard(lambda: function.call(params))
+                params["gas"] = self.chain.preflight_gas_limit
+            tx = _guard(lambda: function.build_transaction(params))
+        except _REVERTED as exc:
+            raise self._decode_error(exc) from exc
+        return self.chain._send_with_receipt(self.sender, tx, self._decode_error)[0]
+
+    def _call(self, function: ContractFunction) -> Any:
+        try:
+            return _guard(lambda: function.call({"from": _address(self.sender)}))
+        except _REVERTED as exc:
+            raise self._decode_error(exc) from exc
+
+    def _events(
+        self, name: str, from_block: BlockIdentifier, to_block: BlockIdentifier, filters: dict[str, Any] | None
+    ) -> list[EventData]:
+        event = self.contract.events[name]
+        return list(_guard(lambda: event.get_logs(argument_filters=filters, from_block=from_block, to_block=to_block)))
+
+
+class RegistryContract(_BoundContract):
+    """CarbonTraceRegistry: parties, bindings, device keys and Merkle-log checkpoints."""
+
+    def with_sender(self, sender: Sender) -> RegistryContract:
+        return RegistryContract(self.chain, self.address, self.artifact, sender)
+
+    # -- operator --
+    def operator(self) -> str:
+        return str(self._call(self.contract.functions.operator()))
+
+    def pending_operator(self) -> str:
+        return str(self._call(self.contract.functions.pendingOperator()))
+
+    def transfer_operator(self, new_operator: str) -> TxResult:
+        return self._transact(self.contract.functions.transferOperator(to_checksum_address(new_operator)))
+
+    def accept_operator(self) -> TxResult:
+        return self._transact(self.contract.functions.acceptOperator())
+
+    # -- parties --
+    def register_enterprise(self, enterprise_id: bytes, account: str, name: str) -> TxResult:
+        fn = self.contract.functions.registerEnterprise(enterprise_id, to_checksum_address(account), name)
+        return self._transact(fn)
+
+    def register_platform(self, platform_id: bytes, account: str, name: str) -> TxResult:
+        fn = self.contract.functions.registerPlatform(platform_id, to_checksum_address(account), name)
+        return self._transact(fn)
+
+    def enterprise(self, enterprise_id: bytes) -> Party:
+        account, name = self._call(self.contract.functions.enterprise(enterprise_id))
+        return Party(str(account), str(name))
+
+    def platform(self, platform_id: bytes) -> Party:
+        account, name = self._call(self.contract.functions.platform(platform_id))
+        return Party(str(account), str(name))
+
+    # -- bindings --
+    def request_binding(self, enterprise_id: bytes, platform_id: bytes) -> TxResult:
+        return self._transact(self.contract.functions.requestBinding(enterprise_id, platform_id))
+
+    def confirm_binding(self, enterprise_id: bytes, platform_id: bytes) -> TxResult:
+        return self._transact(self.contract.functions.confirmBinding(enterprise_id, platform_id))
+
+    def reject_binding(self, enterprise_id: bytes, platform_id: bytes) -> TxResult:
+        return self._transact(self.contract.functions.rejectBinding(enterprise_id, platform_id))
+
+    def unbind(self, enterprise_id: bytes, platform_id: bytes) -> TxResult:
+        return self._transact(self.contract.functions.unbind(enterprise_id, platform_id))
+
+    def binding_state(self, enterprise_id: bytes, platform_id: bytes) -> BindingState:
+        return BindingState(self._call(self.contract.functions.bindingState(enterprise_id, platform_id)))
+
+    # -- device keys --
+    def register_device_key(self, enterprise_id: bytes, device_id: bytes, fingerprint: bytes) -> TxResult:
+        fn = self.contract.functions.registerDeviceKey(enterprise_id, device_id, fingerprint)
+        return self._transact(fn)
+
+    def revoke_device_key(self, enterprise_id: bytes, device_id: bytes, fingerprint: bytes) -> TxResult:
+        return self._transact(self.contract.functions.revokeDeviceKey(enterprise_id, device_id, fingerprint))
+
+    def device_key(self, device_id: bytes) -> tuple[bytes, bytes]:
+        """(enterprise id, active key fingerprint); zeros when unknown / no active key."""
+        enterprise_id, fingerprint = self._call(self.contract.functions.deviceKey(device_id))
+        return bytes(enterprise_id), bytes(fingerprint)
+
+    def key_state(self, fingerprint: bytes) -> tuple[KeyState, bytes]:
+        """(state, device id the key was registered for)."""
+        state, device_id = self._call(self.contract.functions.keyState(fingerprint))
+        return KeyState(state), bytes(device_id)
+
+    # -- checkpoints --
+    def anchor_checkpoint(self, tree_size: int, root: bytes, cid: str) -> TxResult:
+        return self._transact(self.contract.functions.anchorCheckpoint(tree_size, root, cid))
+
+    def checkpoint_count(self) -> int:
+        return int(self._call(self.contract.functions.checkpointCount()))
+
+    def checkpoint(self, index: int) -> Checkpoint:
+        return _checkpoint(index, self._call(self.contract.functions.checkpoint(index)))
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The newest checkpoint, or None before the first anchor."""
+        if self.checkpoint_count() == 0:
+            return None
+        sequence, fields = self._call(self.contract.functions.latestCheckpoint())
+        return _checkpoint(int(sequence), fields)
+
+    # -- events --
+    def checkpoint_events(
+        self, from_block: BlockIdentifier = 0, to_block: BlockIdentifier = "latest"
+    ) -> list[CheckpointEvent]:
+        return [
+            CheckpointEvent(
+                int(e["args"]["sequence"]),
+                int(e["args"]["treeSize"]),
+                bytes(e["args"]["root"]),
+                str(e["args"]["cid"]),
+                int(e["blockNumber"]),
+                bytes(e["transactionHash"]),
+            )
+            for e in self._events("CheckpointAnchored", from_block, to_block, None)
+        ]
+
+    def device_key_events(
+        self, from_block: BlockIdentifier = 0, to_block: BlockIdentifier = "latest", device_id: bytes | None = None
+    ) -> list[DeviceKeyEvent]:
+        """Registrations and revocations in chain order: the device registry's audit trail."""
+        filters = {"deviceId": device_id} if device_id is not None else None
+        logs = [("registered", e) for e in self._events("DeviceKeyRegistered", from_block, to_block, filters)]
+        logs += [("revoked", e) for e in self._events("DeviceKeyRevoked", from_block, to_block, filters)]
+        logs.sort(key=lambda pair: (pair[1]["blockNumber"], pair[1]["logIndex"]))
+        return [
+            DeviceKeyEvent(
+                kind,
+                bytes(e["args"]["enterpriseId"]),
+                bytes(e["args"]["deviceId"]),
+                bytes(e["args"]["keyFingerprint"]),
+                str(e["args"]["sender"]),
+                int(e["blockNumber"]),
+                bytes(e["transactionHash"]),
+            )
+            for kind, e in logs
+        ]
+
+    def binding_events(
+        self, from_block: BlockIdentifier = 0, to_block: BlockIdentifier = "latest"
+    ) -> list[BindingEvent]:
+        names = {
+            "BindingRequested": "requested",
+            "BindingConfirmed": "confirmed",
+            "BindingRejected": "rejected",
+            "BindingRevoked": "revoked",
+        }
+        logs = [(kind, e) for name, kind in names.items() for e in self._events(name, from_block, to_block, None)]
+        logs.sort(key=lambda pair: (pair[1]["blockNumber"], pair[1]["logIndex"]))
+        return [
+            BindingEvent(
+                kind,
+                bytes(e["args"]["enterpriseId"]),
+                bytes(e["args"]["platformId"]),
+                str(e["args"]["sender"]),
+                int(e["blockNumber"]),
+            )
+            for kind, e in logs
+        ]
+
+
+class NaiveHashStoreContract(_BoundContract):
+    """The one-hash-per-transaction baseline, for gas comparisons only."""
+
+    def store_hash(self, digest: bytes) -> TxResult:
+        return self._transact(self.contract.functions.storeHash(digest))
+
+    def stored_at(self, digest: bytes) -> int:
+        """Block number at which the hash was stored, 0 if never."""
+        return int(self._call(self.contract.functions.storedAt(digest)))
+
+
+def _checkpoint(sequence: int, fields: Any) -> Checkpoint:
+    tree_size, timestamp, root, cid = fields
+    return Checkpoint(int(sequence), int(tree_size), bytes(root), str(cid), int(timestamp))
+
+
+def deploy_registry(chain: Chain, sender: Sender | None = None) -> tuple[RegistryContract, TxResult]:
+    """Deploy CarbonTraceRegistry; the sender becomes the operator."""
+    artifact = load_artifact(REGISTRY_ARTIFACT)
+    sender = sender if sender is not None else chain.default_sender()
+    address, result = chain.deploy(artifact, sender)
+    return RegistryContract(chain, address, artifact, sender), result
+
+
+def deploy_naive_store(chain: Chain, sender: Sender | None = None) -> tuple[NaiveHashStoreContract, TxResult]:
+    artifact = load_artifact(NAIVE_STORE_ARTIFACT)
+    sender = sender if sender is not None else chain.default_sender()
+    address, result = chain.deploy(artifact, sender)
+    return NaiveHashStoreContract(chain, address, artifact, sender), result
+
+
+def attach_registry(chain: Chain, address: str, sender: Sender | None = None) -> RegistryContract:
+    """A registry deployed earlier (the cloud keeps its address in configuration)."""
+    return RegistryContract(chain, address, load_artifact(REGISTRY_ARTIFACT), sender)

@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.37;
+
+/// @title CarbonTrace registry and Merkle-log anchor
+/// @notice The operator (the CarbonTrace cloud's account) registers enterprises, carbon-trading platforms and
+/// device keys, and anchors checkpoints of the append-only Merkle log of signed readings. One transaction per
+/// checkpoint, whatever the number of readings it covers.
+/// @dev Decisions:
+///  - requestBinding may be sent by the enterprise's own account OR by the operator acting for it (the cloud
+///    submits on behalf of enterprises that hold no key); the event records who sent it. Only the platform's
+///    own account can confirm or reject: a platform's consent is never given by the operator.
+///  - Either side (enterprise account, platform account, or operator for the enterprise) may unbind a Bound pair.
+///    Rejected and Revoked pairs may be requested again; every transition emits an event.
+///  - A key fingerprint (sha256 of the 65-byte SEC1 public key) can be registered once, ever. A revoked key stays
+///    revoked: registering it again reverts with KeyRevoked. A device has at most one active key; rotating means
+///    revokeDeviceKey then registerDeviceKey, two events that anyone can audit. A device belongs to one enterprise.
+///  - Operator hand-over is two-step (transferOperator, then acceptOperator by the new account).
+///  - Gas: a checkpoint costs the same whatever the tree size, and the same for the first and the later ones.
+///    The checkpoint counter shares the operator's storage slot (read anyway by onlyOperator), and the CID is
+///    stored as its length plus two 32-byte words instead of a Solidity string (which would add a length slot):
+///    CIDs are therefore limited to 64 bytes (a CIDv1 base32 sha2-256 CID is 59, a CIDv0 46).
+contract CarbonTraceRegistry {
+    enum BindingState {
+        None,
+        Requested,
+        Bound,
+        Rejected,
+        Revoked
+    }
+
+    enum KeyState {
+        None,
+        Active,
+        Revoked
+    }
+
+    struct Party {
+        address account;
+        string name;
+    }
+
+    struct DeviceKey {
+        bytes32 enterpriseId;
+        bytes32 keyFingerprint; // the active key, or zero when none
+    }
+
+    struct KeyRecord {
+        KeyState state;
+        bytes32 deviceId;
+    }
+
+    /// @dev What checkpoint() returns.
+    struct Checkpoint {
+        uint64 treeSize;
+        uint64 timestamp;
+        bytes32 root;
+        string cid;
+    }
+
+    /// @dev What is stored: four slots (treeSize, timestamp and cidLength share the first).
+    struct StoredCheckpoint {
+        uint64 treeSize;
+        uint64 timestamp;
+        uint8 cidLength;
+        bytes32 root;
+        bytes32 cidHead;
+        bytes32 cidTail;
+    }
+
+    uint256 public constant MAX_CID_LENGTH = 64;
+
+    error NotOperator(address caller);
+    error NotPendingOperator(address caller);
+    error ZeroAddress();
+    error ZeroId();
+    error EnterpriseAlreadyRegistered(bytes32 enterpriseId);
+    error UnknownEnterprise(bytes32 enterpriseId);
+    error PlatformAlreadyRegistered(bytes32 platformId);
+    error UnknownPlatform(bytes32 platformId);
+    error NotEnterpriseAccount(bytes32 enterpriseId, address caller);
+    error NotPlatformAccount(bytes32 platformId, address caller);
+    error NotBindingParty(bytes32 enterpriseId, bytes32 platformId, address caller);
+    error InvalidBindingState(BindingState current);
+    error KeyAlreadyRegistered(bytes32 keyFingerprint);
+    error KeyRevoked(bytes32 keyFingerprint);
+    error KeyNotActive(bytes32 keyFingerprint);
+    error DeviceHasActiveKey(bytes32 deviceId, bytes32 activeKeyFingerprint);
+    error DeviceOfOtherEnterprise(bytes32 deviceId, bytes32 ownerEnterpriseId);
+    error TreeSizeDecreased(uint64 previousTreeSize, uint64 treeSize);
+    error RootMismatch(uint64 treeSize, bytes32 anchoredRoot, bytes32 root);
+    error CheckpointOutOfRange(uint256 index, uint256 count);
+    error CidLength(uint256 length);
+
+    event OperatorTransferStarted(address indexed currentOperator, address indexed pendingOperator);
+    event OperatorTransferred(address indexed previousOperator, address indexed newOperator);
+    event EnterpriseRegistered(bytes32 indexed enterpriseId, address indexed account, string name);
+    event PlatformRegistered(bytes32 indexed platformId, address indexed account, string name);
+    event BindingRequested(bytes32 indexed enterpriseId, bytes32 indexed platformId, address sender);
+    event BindingConfirmed(bytes32 indexed enterpriseId, bytes32 indexed platformId, address sender);
+    event BindingRejected(bytes32 indexed enterpriseId, bytes32 indexed platformId, address sender);
+    event BindingRevoked(bytes32 indexed enterpriseId, bytes32 indexed platformId, address sender);
+    event DeviceKeyRegistered(
+        bytes32 indexed enterpriseId, bytes32 indexed deviceId, bytes32 indexed keyFingerprint, address sender
+    );
+    event DeviceKeyRevoked(
+        bytes32 indexed enterpriseId, bytes32 indexed deviceId, bytes32 indexed keyFingerprint, address sender
+    );
+    event CheckpointAnchored(uint256 indexed sequence, uint64 treeSize, bytes32 root, string cid);
+
+    address public operator;
+    uint64 private _checkpointCount; // packed with operator: see the gas note above
+    address public pendingOperator;
+
+    mapping(bytes32 => Party) private _enterprises;
+    mapping(bytes32 => Party) private _platforms;
+    mapping(bytes32 => mapping(bytes32 => BindingState)) private _bindings;
+    mapping(bytes32 => DeviceKey) private _devices;
+    mapping(bytes32 => KeyRecord) private _keys;
+    mapping(uint256 => StoredCheckpoint) private _checkpoints;
+
+    constructor() {
+        operator = msg.sender;
+        emit OperatorTransferred(address(0), msg.sender);
+    }
+
+    modifier onlyOperator() {
+        if (msg.sender != operator) revert NotOperator(msg.sender);
+        _;
+    }
+
+    // ---- operator hand-over ----
+
+    function transferOperator(address newOperator) external onlyOperator {
+        if (newOperator == address(0)) revert ZeroAddress();
+        pendingOperator = newOperator;
+        emit OperatorTransferStarted(msg.sender, newOperator);
+    }
+
+    function acceptOperator() external {
+        if (msg.sender != pendingOperator) revert NotPendingOperator(msg.sender);
+        address previous = operator;
+        operator = msg.sender;
+        pendingOperator = address(0);
+        emit OperatorTransferred(previous, msg.sender);
+    }
+
+    // ---- parties ----
+
+    function registerEnterprise(bytes32 enterpriseId, address account, string calldata name) external onlyOperator {
+        if (enterpriseId == bytes32(0)) revert ZeroId();
+        if (account == address(0)) revert ZeroAddress();
+        if (_enterprises[enterpriseId].account != address(0)) revert EnterpriseAlreadyRegistered(enterpriseId);
+        _enterprises[enterpriseId] = Party(account, name);
+        emit EnterpriseRegistered(enterpriseId, account, name);
+    }
+
+    function registerPlatform(bytes32 platformId, address account, string calldata name) external onlyOperator {
+        if (platformId == bytes32(0)) revert ZeroId();
+        if (account == address(0)) revert ZeroAddress();
+        if (_platforms[platformId].account != address(0)) revert PlatformAlreadyRegistered(platformId);
+        _platforms[platformId] = Party(account, name);
+        emit PlatformRegistered(platformId, account, name);
+    }
+
+    function enterprise(bytes32 enterpriseId) external view returns (address account, string memory name) {
+        Party storage party = _enterprises[enterpriseId];
+        return (party.account, party.name);
+    }
+
+    function platform(bytes32 platformId) external view returns (address account, string memory name) {
+        Party storage party = _platforms[platformId];
+        return (party.account, party.name);
+    }
+
+    // ---- enterprise <-> platform binding ----
+
+    function requestBinding(bytes32 enterpriseId, bytes32 platformId) external {
+        _requireEnterpriseOrOperator(enterpriseId);
+        _requirePlatform(platformId);
+        BindingState current = _bindings[enterpriseId][platformId];
+        if (current == BindingState.Requested || current == BindingState.Bound) revert InvalidBindingState(current);
+        _bindings[enterpriseId][platformId] = BindingState.Requested;
+        emit BindingRequested(enterpriseId, platformId, msg.sender);
+    }
+
+    function confirmBinding(bytes32 enterpriseId, bytes32 platformId) external {
+        _requirePlatformAccount(platformId);
+        BindingState current = _bindings[enterpriseId][platformId];
+        if (current != BindingState.Requested) revert InvalidBindingState(current);
+        _bindings[enterpriseId][platformId] = BindingState.Bound;
+        emit BindingConfirmed(enterpriseId, platformId, msg.sender);
+    }
+
+    function rejectBinding(bytes32 enterpriseId, bytes32 platformId) external {
+        _requirePlatformAccount(platformId);
+        BindingState current = _bindings[enterpriseId][platformId];
+        if (current != BindingState.Requested) revert InvalidBindingState(current);
+        _bindings[enterpriseId][platformId] = BindingState.Rejected;
+        emit BindingRejected(enterpriseId, platformId, msg.sender);
+    }
+
+    function unbind(bytes32 enterpriseId, bytes32 platformId) external {
+        address enterpriseAccount = _enterprises[enterpriseId].account;
+        address platformAccount = _platforms[platformId].account;
+        if (msg.sender != enterpriseAccount && msg.sender != platformAccount && msg.sender != operator) {
+            revert NotBindingParty(enterpriseId, platformId, msg.sender);
+        }
+        BindingState current = _bindings[enterpriseId][platformId];
+        if (current != BindingState.Bound) revert InvalidBindingState(current);
+        _bindings[enterpriseId][platformId] = BindingState.Revoked;
+        emit BindingRevoked(enterpriseId, platformId, msg.sender);
+    }
+
+    function bindingState(bytes32 enterpriseId, bytes32 platformId) external view returns (BindingState) {
+        return _bindings[enterpriseId][platformId];
+    }
+
+    // ---- device keys ----
+
+    function registerDeviceKey(bytes32 enterpriseId, bytes32 deviceId, bytes32 keyFingerprint) external {
+        _requireEnterpriseOrOperator(enterpriseId);
+        if (deviceId == bytes32(0) || keyFingerprint == bytes32(0)) revert ZeroId();
+        KeyRecord storage key = _keys[keyFingerprint];
+        if (key.state == KeyState.Revoked) revert KeyRevoked(keyFingerprint);
+        if (key.state == KeyState.Active) revert KeyAlreadyRegistered(keyFingerprint);
+        DeviceKey storage device = _devices[deviceId];
+        if (device.enterpriseId != bytes32(0) && device.enterpriseId != enterpriseId) {
+            revert DeviceOfOtherEnterprise(deviceId, device.enterpriseId);
+        }
+        if (device.keyFingerprint != bytes32(0)) revert DeviceHasActiveKey(deviceId, device.keyFingerprint);
+        device.enterpriseId = enterpriseId;
+        device.keyFingerprint = keyFingerprint;
+        key.state = KeyState.Active;
+        key.deviceId = deviceId;
+        emit DeviceKeyRegistered(enterpriseId, deviceId, keyFingerprint, msg.sender);
+    }
+
+    function revokeDeviceKey(bytes32 enterpriseId, bytes32 deviceId, bytes32 keyFingerprint) external {
+        _requireEnterpriseOrOperator(enterpriseId);
+        DeviceKey storage device = _devices[deviceId];
+        if (device.enterpriseId != enterpriseId) revert DeviceOfOtherEnterprise(deviceId, device.enterpriseId);
+        if (device.keyFingerprint != keyFingerprint || keyFingerprint == bytes32(0)) {
+            revert KeyNotActive(keyFingerprint);
+        }
+        device.keyFingerprint = bytes32(0);
+        _keys[keyFingerprint].state = KeyState.Revoked;
+        emit DeviceKeyRevoked(enterpriseId, deviceId, keyFingerprint, msg.sender);
+    }
+
+    /// @return enterpriseId the device's enterprise (zero if never registered)
+    /// @return keyFingerprint the active key (zero if none)
+    function deviceKey(bytes32 deviceId) external view returns (bytes32 enterpriseId, bytes32 keyFingerprint) {
+        DeviceKey storage device = _devices[deviceId];
+        return (device.enterpriseId, device.keyFingerprint);
+    }
+
+    function keyState(bytes32 keyFingerprint) external view returns (KeyState state, bytes32 deviceId) {
+        KeyRecord storage key = _keys[keyFingerprint];
+        return (key.state, key.deviceId);
+    }
+
+    // ---- Merkle-log checkpoints ----
+
+    function anchorCheckpoint(uint64 treeSize, bytes32 root, string calldata cid) external onlyOperator {
+        uint256 cidLength = bytes(cid).length;
+        if (cidLength == 0 || cidLength > MAX_CID_LENGTH) revert CidLength(cidLength);
+        uint64 count = _checkpointCount;
+        if (count > 0) {
+            StoredCheckpoint storage previous = _checkpoints[count - 1];
+            uint64 previousSize = previous.treeSize;
+            if (treeSize < previousSize) revert TreeSizeDecreased(previousSize, treeSize);
+            if (treeSize == previousSize && root != previous.root) revert RootMismatch(treeSize, previous.root, root);
+        }
+        // bytes32(slice) right-pads with zeros when the slice is shorter than 32 bytes.
+        bytes32 cidHead = bytes32(bytes(cid)[0:cidLength < 32 ? cidLength : 32]);
+        bytes32 cidTail = cidLength > 32 ? bytes32(bytes(cid)[32:cidLength]) : bytes32(0);
+        _checkpoints[count] = StoredCheckpoint(
+            treeSize, uint64(block.timestamp), uint8(cidLength), root, cidHead, cidTail
+        );
+        _checkpointCount = count + 1;
+        emit CheckpointAnchored(count, treeSize, root, cid);
+    }
+
+    function checkpointCount() external view returns (uint256) {
+        return _checkpointCount;
+    }
+
+    function checkpoint(uint256 index) public view returns (Checkpoint memory) {
+        uint256 count = _checkpointCount;
+        if (index >= count) revert CheckpointOutOfRange(index, count);
+        StoredCheckpoint storage stored = _checkpoints[index];
+        bytes memory both = abi.encodePacked(stored.cidHead, stored.cidTail);
+        bytes memory cid = new bytes(stored.cidLength);
+        for (uint256 i = 0; i < cid.length; i++) {
+            cid[i] = both[i];
+        }
+        return Checkpoint(stored.treeSize, stored.timestamp, stored.root, string(cid));
+    }
+
+    function latestCheckpoint() external view returns (uint256 sequence, Checkpoint memory) {
+        uint256 count = _checkpointCount;
+        if (count == 0) revert CheckpointOutOfRange(0, 0);
+        return (count - 1, checkpoint(count - 1));
+    }
+
+    // ---- internal checks ----
+
+    function _requireEnterpriseOrOperator(bytes32 enterpriseId) private view {
+        address account = _enterprises[enterpriseId].account;
+        if (account == address(0)) revert UnknownEnterprise(enterpriseId);
+        if (msg.sender != account && msg.sender != operator) revert NotEnterpriseAccount(enterpriseId, msg.sender);
+    }
+
+    function _requirePlatform(bytes32 platformId) private view {
+        if (_platforms[platformId].account == address(0)) revert UnknownPlatform(platformId);
+    }
+
+    function _requirePlatformAccount(bytes32 platformId) private view {
+        address account = _platforms[platformId].account;
+        if (account == address(0)) revert UnknownPlatform(platformId);
+        if (msg.sender != account) revert NotPlatformAccount(platformId, msg.sender);
+    }
+}
