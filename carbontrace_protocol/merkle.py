@@ -39,6 +39,8 @@ def _split(n):
 
 
 def _bit_length(n):
+    if n < 0:
+        raise ValueError("bit length of a negative number")
     length = 0
     while n:
         n >>= 1
@@ -125,6 +127,8 @@ def _inclusion_length(index, size):
 
 
 def _popcount(n):
+    if n < 0:
+        raise ValueError("popcount of a negative number")
     count = 0
     while n:
         count += n & 1

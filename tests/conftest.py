@@ -94,7 +94,7 @@ def mosquitto() -> Iterator[MosquittoBroker]:
             broker.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def vectors() -> Path:
     if not VECTORS.is_dir():
         pytest.fail(f"external test vectors not found at {VECTORS} (../shared beside the project root)")
