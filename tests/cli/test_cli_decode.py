@@ -45,7 +45,7 @@ def test_decode_reports_the_failure(tmp_path: Path) -> None:
     out = run("decode", str(path), "-k", PUB.hex())
     assert out.returncode == 1
     assert json.loads(out.stdout)["verification"]["reason"] == "bad_signature"
-    path.write_bytes(b"not cbor at all")
+    path.write_bytes(b"\xff\xfe not CBOR")
     out = run("decode", str(path))
     assert out.returncode == 1
     assert json.loads(out.stdout)["verification"]["reason"] == "malformed_cbor"
