@@ -19,11 +19,14 @@ $(DEB_STAMP): scripts/ensure-debs.sh
 $(PY_STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
+# `npm install`, not `npm ci`: js-ipfs names an optional dependency by a git tarball that the npm registry
+# cannot serve, and `npm ci` refuses such a lock file; install still follows package-lock.json.
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 lint: $(PY_STAMP)

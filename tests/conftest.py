@@ -51,6 +51,9 @@ class MosquittoBroker:
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
+        # Mosquitto started as root drops to the `mosquitto` user, which must be able to write its
+        # persistence file here (else sessions and retained messages are lost across restarts).
+        os.chmod(workdir, 0o777)
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.config = workdir / "mosquitto.conf"
