@@ -1,0 +1,208 @@
+"""Signed checkpoints of the log, anchored on the chain in order; plus pinning blobs IPFS missed.
+
+Runs as one leader at a time (cloud/leader.py). A checkpoint is created when due (every N seconds or M
+batches), signed with the cloud key, stored with the consistency proof from the previous checkpoint, then
+anchored by one transaction. A chain that is down leaves checkpoints pending; they are anchored later in
+sequence order (the contract's checkpoint index equals our checkpoint seq), never skipped or reordered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from carbontrace_protocol import cbor, cose
+from cloud import chain as chainlib
+from cloud import models
+from cloud.content_store import ContentStore, ContentStoreError
+from cloud.leader import LeaderLock
+from cloud.ledger_chain import LedgerChain
+from cloud.ledger_log import SqlLog
+
+CHECKPOINT_KID = b"carbontrace-cloud"
+CHECKPOINT_VERSION = 1
+
+
+def checkpoint_payload(tree_size: int, root: bytes, timestamp: int) -> bytes:
+    return cbor.encode(
+        {"v": CHECKPOINT_VERSION, "log": "carbontrace", "size": tree_size, "root": root, "time": timestamp}
+    )
+
+
+def decode_checkpoint_blob(blob: bytes) -> dict[str, Any]:
+    item = cbor.decode(blob)
+    if not isinstance(item, dict):
+        raise ValueError("checkpoint blob is not a map")
+    return item
+
+
+@dataclass
+class TickReport:
+    leader: bool
+    created: int = 0
+    anchored: int = 0
+    pinned: int = 0
+    error: str | None = None
+
+
+class Anchorer:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        store: ContentStore,
+        chain: LedgerChain,
+        signing_key: int,
+        lock: LeaderLock,
+        every_s: float,
+        every_batches: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session_factory = session_factory
+        self.store = store
+        self.chain = chain
+        self.signing_key = signing_key
+        self.lock = lock
+        self.every_s = every_s
+        self.every_batches = every_batches
+        self.clock = clock
+        # (start, end) of every term as leader, so tests can check terms of two workers never overlap.
+        self.terms: list[tuple[float, float]] = []
+        self._tick_lock = threading.Lock()
+
+    def tick(self, force_checkpoint: bool = False) -> TickReport:
+        with self._tick_lock:
+            if not self.lock.acquire():
+                return TickReport(leader=False)
+            start = time.monotonic()
+            try:
+                report = TickReport(leader=True)
+                if self.maybe_checkpoint(force_checkpoint) is not None:
+                    report.created = 1
+                report.anchored, report.error = self.anchor_pending()
+                report.pinned = self.pin_pending()
+                return report
+            finally:
+                self.terms.append((start, time.monotonic()))
+                self.lock.release()
+
+    def maybe_checkpoint(self, force: bool = False) -> int | None:
+        """Create (sign, store) the next checkpoint if one is due; returns its seq."""
+        now = int(self.clock())
+        with self.session_factory.begin() as session:
+            log = SqlLog(session)
+            size = log.size()
+            last = session.scalars(select(models.Checkpoint).order_by(models.Checkpoint.seq.desc()).limit(1)).first()
+            last_size = last.tree_size if last is not None else 0
+            if size == 0 or size == last_size:
+                return None
+            if last is not None:
+                since = last.timestamp
+            else:
+                since = int(session.execute(select(func.min(models.Batch.received_at))).scalar() or now)
+            due = force or size - last_size >= self.every_batches or now - since >= self.every_s
+            if not due:
+                return None
+            root = log.root(size)
+            signed = cose.sign1(self.signing_key, CHECKPOINT_KID, checkpoint_payload(size, root, now))
+            previous = None if last is None else {"size": last.tree_size, "root": last.root}
+            proof = log.consistency_proof(last_size, size) if last is not None else []
+            blob = cbor.encode({"checkpoint": signed, "previous": previous, "consistency": proof})
+            cid, pinned = self.store.put(blob)
+            if session.get(models.Blob, cid) is None:
+                session.add(models.Blob(cid=cid, size=len(blob), kind="checkpoint", pinned=pinned, created_at=now))
+                session.flush()
+            seq = 0 if last is None else last.seq + 1
+            session.add(
+                models.Checkpoint(
+                    seq=seq,
+                    tree_size=size,
+                    root=root,
+                    timestamp=now,
+                    signed=signed,
+                    cid=cid,
+                    anchored=False,
+                    attempts=0,
+                )
+            )
+            return seq
+
+    def anchor_pending(self) -> tuple[int, str | None]:
+        """Anchor pending checkpoints in seq order; stops at the first failure (retried next tick)."""
+        anchored = 0
+        with self.session_factory() as session:
+            pending = list(
+                session.scalars(
+                    select(models.Checkpoint)
+                    .where(models.Checkpoint.anchored.is_(False))
+                    .order_by(models.Checkpoint.seq)
+                )
+            )
+        for checkpoint in pending:
+            try:
+                result = self._anchor_one(checkpoint)
+            except (chainlib.ChainError, OSError) as err:
+                self._record_failure(checkpoint.seq, f"{type(err).__name__}: {err}")
+                return anchored, str(err)
+            with self.session_factory.begin() as session:
+                row = session.get(models.Checkpoint, checkpoint.seq)
+                assert row is not None
+                row.anchored = True
+                row.attempts += 1
+                row.last_error = None
+                if result is not None:
+                    row.tx_hash = "0x" + result.tx_hash.hex()
+                    row.gas_used = result.gas_used
+                    row.block_number = result.block_number
+            anchored += 1
+        return anchored, None
+
+    def _anchor_one(self, checkpoint: models.Checkpoint) -> chainlib.TxResult | None:
+        registry = self.chain.registry()
+        count = registry.checkpoint_count()
+        if count > checkpoint.seq:
+            # Sent before, but we did not learn the outcome (crash or lost answer): adopt it if it is ours.
+            onchain = registry.checkpoint(checkpoint.seq)
+            if (onchain.tree_size, onchain.root, onchain.cid) != (
+                checkpoint.tree_size,
+                checkpoint.root,
+                checkpoint.cid,
+            ):
+                raise chainlib.ChainError(f"chain checkpoint {checkpoint.seq} is not ours")
+            return None
+        if count < checkpoint.seq:
+            raise chainlib.ChainError(f"chain has {count} checkpoints, ours is number {checkpoint.seq}")
+        return registry.anchor_checkpoint(checkpoint.tree_size, checkpoint.root, checkpoint.cid)
+
+    def _record_failure(self, seq: int, message: str) -> None:
+        with self.session_factory.begin() as session:
+            row = session.get(models.Checkpoint, seq)
+            if row is not None:
+                row.attempts += 1
+                row.last_error = message[:500]
+
+    def pin_pending(self, limit: int = 100) -> int:
+        """Push blobs that IPFS missed (it was down at ingestion); returns how many got pinned."""
+        if self.store.ipfs is None:
+            return 0
+        with self.session_factory() as session:
+            cids = list(session.scalars(select(models.Blob.cid).where(models.Blob.pinned.is_(False)).limit(limit)))
+        pinned = 0
+        for cid in cids:
+            try:
+                ok = self.store.pin(cid)
+            except ContentStoreError:
+                ok = False
+            if not ok:
+                break
+            with self.session_factory.begin() as session:
+                row = session.get(models.Blob, cid)
+                if row is not None:
+                    row.pinned = True
+            pinned += 1
+        return pinned

@@ -1,0 +1,61 @@
+"""The FastAPI application factory: one Ledger (cloud/ledger.py) per app, the routers, the job worker."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from cloud import chain as chainlib
+from cloud.ledger import build_ledger
+from cloud.ledger_chain import NoCustodialAccount
+from cloud.routers import batches, gateways, log, registry, sites
+from cloud.settings import Settings
+
+
+def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = None) -> FastAPI:
+    settings = settings or Settings()
+    ledger = build_ledger(settings, chain)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if settings.jobs_interval_s > 0:
+            worker = threading.Thread(target=ledger.run_jobs, name="carbontrace-jobs", daemon=True)
+            worker.start()
+        try:
+            yield
+        finally:
+            ledger.stop()
+            if worker is not None:
+                worker.join(timeout=10)
+            ledger.engine.dispose()
+
+    app = FastAPI(
+        title="CarbonTrace cloud ledger",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Registry, batch ingestion, append-only Merkle log and on-chain anchors. "
+        "Each endpoint names the roles that may call it; any other caller gets 403.",
+    )
+    app.state.ledger = ledger
+    for module in (registry, sites, gateways, batches, log):
+        app.include_router(module.router)
+
+    @app.exception_handler(chainlib.ChainUnavailable)
+    async def _chain_down(_request: Request, _exc: chainlib.ChainUnavailable) -> JSONResponse:
+        return JSONResponse({"error": "chain_unavailable", "detail": "the chain node is unreachable; retry"}, 503)
+
+    @app.exception_handler(NoCustodialAccount)
+    async def _no_account(_request: Request, _exc: NoCustodialAccount) -> JSONResponse:
+        return JSONResponse({"error": "no_custodial_account", "detail": "no chain account left for a new party"}, 503)
+
+    @app.exception_handler(chainlib.ContractReverted)
+    async def _reverted(_request: Request, exc: chainlib.ContractReverted) -> JSONResponse:
+        # Only the error's name: its arguments may carry another tenant's on-chain ids.
+        return JSONResponse({"error": "contract_reverted", "detail": exc.error_name}, 409)
+
+    return app

@@ -1,0 +1,84 @@
+"""`carbontrace cloud …`: serve the API, run admin tasks. Mounted by the lead's CLI as a typer sub-app."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import typer
+
+from cloud.settings import Settings
+
+cloud_app = typer.Typer(help="CarbonTrace cloud ledger: API server and admin commands.", no_args_is_help=True)
+
+
+@cloud_app.command()
+def serve(
+    host: str | None = typer.Option(None, help="bind address (default: CT_CLOUD_HOST)"),
+    port: int | None = typer.Option(None, help="port (default: CT_CLOUD_PORT)"),
+    workers: int = typer.Option(1, help="uvicorn worker processes (stateless; one anchoring leader among them)"),
+) -> None:
+    """Run the API (uvicorn). Migrations run at start-up."""
+    import uvicorn
+
+    settings = Settings()
+    if workers > 1:
+        uvicorn.run(
+            "cloud.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+        )
+        return
+    from cloud.app import create_app
+
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+
+
+@cloud_app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    from cloud.db import make_engine
+    from cloud.db import migrate as run_migrations
+
+    run_migrations(make_engine(Settings().database_url))
+    typer.echo("schema is up to date")
+
+
+@cloud_app.command()
+def bootstrap(label: str = typer.Option("operator", help="label stored with the key")) -> None:
+    """Create a new platform-operator API key and print it (the only time it is shown)."""
+    from cloud.db import make_engine, session_factory
+    from cloud.db import migrate as run_migrations
+    from cloud.security import Role, issue_key
+
+    engine = make_engine(Settings().database_url)
+    run_migrations(engine)
+    with session_factory(engine).begin() as session:
+        key = issue_key(session, Role.OPERATOR, int(time.time()), label=label)
+    typer.echo(key)
+
+
+@cloud_app.command()
+def keygen(path: str = typer.Option(None, help="key file (default: CT_CLOUD_SIGNING_KEY_FILE)")) -> None:
+    """Create the cloud's checkpoint signing key (refuses to overwrite) and print its public key."""
+    from pathlib import Path
+
+    from cloud.signing_key import load_or_create, public_key
+
+    target = path or Settings().signing_key_file
+    if Path(target).exists():
+        typer.echo(f"{target} exists; not overwriting", err=True)
+        raise typer.Exit(1)
+    typer.echo(public_key(load_or_create(target, allow_create=True)).hex())
+
+
+@cloud_app.command()
+def anchor(force: bool = typer.Option(False, help="checkpoint now even if not due")) -> None:
+    """Run the anchoring job once (if this process becomes the leader) and print what it did."""
+    from cloud.ledger import build_ledger
+
+    ledger = build_ledger(Settings())
+    report = ledger.anchorer.tick(force_checkpoint=force)
+    typer.echo(json.dumps(report.__dict__))

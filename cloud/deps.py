@@ -1,0 +1,59 @@
+"""Request-scoped dependencies: the ledger services, a DB session, the calling principal and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from cloud.ledger import Ledger
+from cloud.security import Principal, Role, authenticate
+
+FORBIDDEN = "forbidden"
+
+
+def get_ledger(request: Request) -> Ledger:
+    return request.app.state.ledger  # type: ignore[no-any-return]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with get_ledger(request).read_session_factory() as session:
+        yield session
+
+
+def get_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal | None:
+    """None for the public (no key); 401 for a key that is malformed, unknown or revoked."""
+    if authorization is None:
+        return None
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise HTTPException(401, "expected Authorization: Bearer <api key>", headers={"WWW-Authenticate": "Bearer"})
+    with get_ledger(request).read_session_factory() as session:
+        principal = authenticate(session, key.strip())
+    if principal is None:
+        raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def require(*roles: Role) -> Callable[[Principal | None], Principal]:
+    """A dependency admitting only the given roles (401 without a key, 403 with another role's key)."""
+
+    def check(principal: Annotated[Principal | None, Depends(get_principal)]) -> Principal:
+        if principal is None:
+            raise HTTPException(401, "API key required", headers={"WWW-Authenticate": "Bearer"})
+        if principal.role not in roles:
+            raise HTTPException(403, FORBIDDEN)
+        return principal
+
+    return check
+
+
+def forbidden() -> HTTPException:
+    # One body for every scope failure, whether or not the thing exists: nothing about other tenants leaks.
+    return HTTPException(403, FORBIDDEN)
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]

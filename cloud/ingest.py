@@ -1,0 +1,255 @@
+"""Batch ingestion: re-verify everything against our own registry and history, then store it in one transaction.
+
+Order of work: decode → (same batch again? same receipt) → gateway signature → per-gateway order (prev-hash
+chain) → every device signature, the root, every aggregate, replayed readings → blob into the content store
+(content-addressed, so a crash leaves at most an unreferenced blob) → one DB transaction: batch, readings,
+aggregates, one log leaf.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from carbontrace_protocol import batch as batchlib
+from carbontrace_protocol import cbor, cose
+from carbontrace_protocol.batch_verify import BatchRejected, VerifiedBatch, verify_batch
+from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
+from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.verify import verify_es256
+from cloud import models
+from cloud.content_store import ContentStore
+from cloud.ledger_log import SqlLog
+
+
+class NotYourGateway(Exception):
+    """The batch names a gateway other than the key's."""
+
+
+class OutOfOrder(Exception):
+    def __init__(self, expected_batch_seq: int, detail: str) -> None:
+        super().__init__(detail)
+        self.expected_batch_seq = expected_batch_seq
+        self.detail = detail
+
+
+def receipt_of(row: models.Batch) -> dict[str, Any]:
+    return {
+        "batch_id": row.id,
+        "batch_hash": row.batch_hash.hex(),
+        "cid": row.cid,
+        "log_index": row.log_index,
+        "leaves": row.leaves,
+        "readings": row.readings,
+        "status": "accepted",
+    }
+
+
+def _decimal_mantissa(value: Any) -> int | None:
+    if isinstance(value, cbor.Tag) and isinstance(value.value, list) and len(value.value) == 2:
+        return int(value.value[1])
+    return None
+
+
+class Ingestor:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        store: ContentStore,
+        read_session_factory: sessionmaker[Session] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session_factory = session_factory
+        self.read_session_factory = read_session_factory or session_factory
+        self.store = store
+        self.clock = clock
+
+    def ingest(self, gateway_id: str, blob: bytes) -> tuple[bool, dict[str, Any]]:
+        """(created, receipt). Raises BatchRejected (422), OutOfOrder (409) or NotYourGateway (403)."""
+        try:
+            batch = batchlib.decode_batch(blob)
+        except ProtocolError as err:
+            raise BatchRejected(getattr(err, "reason", "malformed_batch"), str(err)) from err
+        if batch.header["gateway"] != gateway_id:
+            raise NotYourGateway()
+        blob_sha = hashlib.sha256(blob).digest()
+        for _attempt in range(3):
+            with self.read_session_factory() as session:
+                existing = session.get(models.Batch, batch.id)
+                if existing is not None and existing.blob_sha256 == blob_sha:
+                    return False, receipt_of(existing)
+                verified = self._verify(session, gateway_id, batch)
+            try:
+                return True, self._store(gateway_id, batch, verified, blob, blob_sha)
+            except IntegrityError:
+                continue  # a concurrent upload won a race: look again (idempotent answer or 409)
+        raise OutOfOrder(self._expected_seq(gateway_id), "concurrent uploads of this gateway keep colliding")
+
+    def _verify(self, session: Session, gateway_id: str, batch: batchlib.Batch) -> VerifiedBatch:
+        gateway = session.get(models.Gateway, gateway_id)
+        if gateway is None:
+            raise NotYourGateway()
+        site = session.get(models.Site, gateway.site_id)
+        assert site is not None
+        keys = {
+            device.id: device.public_key
+            for device in session.scalars(
+                select(models.Device).where(models.Device.site_id == site.id, models.Device.status == "active")
+            )
+        }
+
+        def factor(factor_id: str) -> EmissionFactor | None:
+            return get_factor(factor_id) if factor_id == site.emission_factor else None
+
+        def baseline(device_id: str) -> tuple[int, int] | None:
+            row = session.execute(
+                select(models.Reading.seq, models.Reading.energy_wh)
+                .join(models.Batch, models.Batch.id == models.Reading.batch_id)
+                .where(
+                    models.Reading.device_id == device_id,
+                    models.Reading.energy_wh.is_not(None),
+                    models.Batch.gateway_id == gateway_id,
+                )
+                .order_by(models.Reading.seq.desc())
+                .limit(1)
+            ).first()
+            if row is None or row[1] is None:
+                return None
+            return int(row[0]), int(row[1])
+
+        # Order before content: aggregates are relative to the batches before this one, so a batch after
+        # a gap cannot be judged yet (409 lets the gateway send the missing one). Only an authentic header
+        # gets that far, so nobody learns a gateway's position without its key.
+        message = cose.parse_sign1(batch.signed_header)
+        if not verify_es256(gateway.public_key, message.signed_bytes(), message.signature):
+            raise BatchRejected("bad_gateway_signature", "gateway signature on the batch header does not verify")
+        self._check_order(session, gateway_id, batch)
+        verified = verify_batch(batch, gateway.public_key, keys.get, factor, baseline)
+        if batch.header["site"] != site.id:
+            raise BatchRejected("wrong_site", "batch names a site other than its gateway's")
+        self._check_replay(session, verified)
+        return verified
+
+    def _check_replay(self, session: Session, verified: VerifiedBatch) -> None:
+        by_device: dict[str, dict[int, int]] = {}
+        for item in verified.readings:
+            by_device.setdefault(item.reading.device_id, {})[item.reading.seq] = item.leaf_index
+        if not by_device:
+            return
+        conditions = [
+            and_(models.Reading.device_id == device, models.Reading.seq.between(min(seqs), max(seqs)))
+            for device, seqs in by_device.items()
+        ]
+        for device, seq in session.execute(
+            select(models.Reading.device_id, models.Reading.seq).where(or_(*conditions))
+        ):
+            if seq in by_device[device]:
+                raise BatchRejected(
+                    "replayed_reading", f"{device} seq {seq} was accepted in an earlier batch", by_device[device][seq]
+                )
+
+    def _expected_seq(self, gateway_id: str) -> int:
+        with self.read_session_factory() as session:
+            last = session.execute(
+                select(func.max(models.Batch.batch_seq)).where(models.Batch.gateway_id == gateway_id)
+            ).scalar()
+        return 0 if last is None else int(last) + 1
+
+    def _check_order(self, session: Session, gateway_id: str, batch: batchlib.Batch) -> None:
+        last = session.execute(
+            select(models.Batch.batch_seq, models.Batch.batch_hash)
+            .where(models.Batch.gateway_id == gateway_id)
+            .order_by(models.Batch.batch_seq.desc())
+            .limit(1)
+        ).first()
+        seq, prev = batch.header["batch_seq"], batch.header["prev"]
+        if last is None:
+            if prev != batchlib.ZERO_HASH:
+                raise OutOfOrder(0, "no batch of this gateway was accepted yet: the first batch's prev must be zero")
+            return
+        expected = int(last[0]) + 1
+        if seq != expected:
+            raise OutOfOrder(expected, f"batch_seq {seq} does not follow the last accepted {expected - 1}")
+        if prev != last[1]:
+            raise OutOfOrder(expected, "prev is not the hash of the last accepted batch of this gateway")
+
+    def _store(
+        self, gateway_id: str, batch: batchlib.Batch, verified: VerifiedBatch, blob: bytes, blob_sha: bytes
+    ) -> dict[str, Any]:
+        cid, pinned = self.store.put(blob)
+        now = int(self.clock())
+        header = batch.header
+        with self.session_factory.begin() as session:
+            log = SqlLog(session)
+            log_index = log.append(batch.signed_header)  # takes the log lock first: appends serialize here
+            if session.get(models.Batch, batch.id) is not None:
+                raise IntegrityError("batch exists", None, Exception("duplicate batch id"))
+            self._check_order(session, gateway_id, batch)
+            blob_row = session.get(models.Blob, cid)
+            if blob_row is None:
+                session.add(models.Blob(cid=cid, size=len(blob), kind="batch", pinned=pinned, created_at=now))
+                session.flush()  # no ORM relationships, so rows referencing it must follow explicitly
+            row = models.Batch(
+                id=batch.id,
+                gateway_id=gateway_id,
+                site_id=header["site"],
+                batch_seq=header["batch_seq"],
+                batch_hash=batch.hash,
+                prev_hash=header["prev"],
+                root=batch.root,
+                blob_sha256=blob_sha,
+                signed_header=batch.signed_header,
+                cid=cid,
+                window_start=header["window"][0],
+                window_end=header["window"][1],
+                leaves=len(batch.leaves),
+                readings=header["readings"],
+                log_index=log_index,
+                received_at=now,
+            )
+            session.add(row)
+            session.flush()
+            if verified.readings:
+                session.execute(
+                    insert(models.Reading),
+                    [
+                        {
+                            "device_id": r.reading.device_id,
+                            "seq": r.reading.seq,
+                            "timestamp": r.reading.timestamp,
+                            "flags": r.reading.flags,
+                            "co2_ppm": r.reading.co2_ppm,
+                            "temperature_centi_c": r.reading.temperature_centi_c,
+                            "humidity_centi_pct": r.reading.humidity_centi_pct,
+                            "energy_wh": r.reading.energy_wh,
+                            "power_deci_w": r.reading.power_deci_w,
+                            "batch_id": batch.id,
+                            "leaf_index": r.leaf_index,
+                        }
+                        for r in verified.readings
+                    ],
+                )
+            for leaf_index, agg in verified.aggregates:
+                energy = agg.get("energy")
+                factor = agg.get("factor")
+                session.add(
+                    models.Aggregate(
+                        batch_id=batch.id,
+                        device_id=agg["device"],
+                        leaf_index=leaf_index,
+                        window_start=agg["window"][0],
+                        window_end=agg["window"][1],
+                        received=agg["received"],
+                        delta_wh=energy["delta_wh"] if isinstance(energy, dict) else None,
+                        emissions_g_e4=_decimal_mantissa(agg.get("emissions_g")),
+                        factor_id=factor["id"] if isinstance(factor, dict) else None,
+                        leaf=batch.leaves[leaf_index],
+                    )
+                )
+            return receipt_of(row)

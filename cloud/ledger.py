@@ -1,0 +1,75 @@
+"""The ledger's services wired from settings: DB, content store, chain, ingestion, anchoring jobs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud import chain as chainlib
+from cloud.anchoring import Anchorer
+from cloud.content_store import ContentStore, IpfsClient, LocalContentStore
+from cloud.db import make_engine, migrate, read_session_factory, session_factory
+from cloud.ingest import Ingestor
+from cloud.leader import leader_lock
+from cloud.ledger_chain import LedgerChain
+from cloud.security import ensure_operator_key
+from cloud.settings import Settings
+from cloud.signing_key import load_or_create
+
+logger = logging.getLogger("carbontrace.cloud")
+
+
+@dataclass
+class Ledger:
+    """Everything a request or job needs; one per app (stateless workers share only the DB and the chain)."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    read_session_factory: sessionmaker[Session]
+    store: ContentStore
+    chain: LedgerChain
+    ingestor: Ingestor
+    anchorer: Anchorer
+    signing_key: int
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run_jobs(self) -> None:
+        while not self._stop.wait(self.settings.jobs_interval_s):
+            try:
+                self.anchorer.tick()
+            except Exception:  # a job failure must not kill the worker thread; it retries next round
+                logger.exception("anchoring job failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Ledger:
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    development = settings.environment == "development"
+    signing_key = load_or_create(settings.signing_key_file, allow_create=development)
+    with sessions.begin() as session:
+        ensure_operator_key(session, settings.admin_api_key.get_secret_value(), int(time.time()))
+    ipfs = None if settings.content_store == "local" else IpfsClient(settings.content_store)
+    store = ContentStore(LocalContentStore(settings.content_dir), ipfs)
+    ledger_chain = LedgerChain(settings.chain, sessions, settings.registry_address, chain)
+    anchorer = Anchorer(
+        sessions,
+        store,
+        ledger_chain,
+        signing_key,
+        leader_lock(engine, sessions, settings.leader_lease_s),
+        settings.checkpoint_every_s,
+        settings.checkpoint_every_batches,
+    )
+    readers = read_session_factory(engine)
+    ingestor = Ingestor(sessions, store, readers)
+    return Ledger(settings, engine, sessions, readers, store, ledger_chain, ingestor, anchorer, signing_key)

@@ -1,0 +1,193 @@
+"""SQL tables (SQLAlchemy 2 typed models). The API's request/response shapes are in cloud/schemas.py."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Small key/value facts about this deployment (the registry contract address per chain)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class Enterprise(Base):
+    __tablename__ = "enterprises"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    chain_account: Mapped[str] = mapped_column(String(42), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Platform(Base):
+    __tablename__ = "platforms"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    chain_account: Mapped[str] = mapped_column(String(42), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Binding(Base):
+    """Mirror of the on-chain binding state (the chain is the truth; reads go to the chain)."""
+
+    __tablename__ = "bindings"
+    enterprise_id: Mapped[str] = mapped_column(ForeignKey("enterprises.id"), primary_key=True)
+    platform_id: Mapped[str] = mapped_column(ForeignKey("platforms.id"), primary_key=True)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiKey(Base):
+    """An API key, stored as sha256 of the random key; the scope columns say whose it is."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    enterprise_id: Mapped[str | None] = mapped_column(ForeignKey("enterprises.id"), nullable=True)
+    platform_id: Mapped[str | None] = mapped_column(ForeignKey("platforms.id"), nullable=True)
+    gateway_id: Mapped[str | None] = mapped_column(ForeignKey("gateways.id"), nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enterprise_id: Mapped[str] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    emission_factor: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Gateway(Base):
+    __tablename__ = "gateways"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(65))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(65))
+    status: Mapped[str] = mapped_column(String(10))  # "active" | "revoked"
+    registered_tx: Mapped[str] = mapped_column(String(66))
+    revoked_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Blob(Base):
+    """A blob in the content store; `pinned` is False until IPFS holds it (always True for the local store)."""
+
+    __tablename__ = "blobs"
+    cid: Mapped[str] = mapped_column(String(100), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))  # "batch" | "checkpoint"
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("gateway_id", "batch_seq"),)
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"))
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    batch_seq: Mapped[int] = mapped_column(BigInteger)
+    batch_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    blob_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    signed_header: Mapped[bytes] = mapped_column(LargeBinary)
+    cid: Mapped[str] = mapped_column(ForeignKey("blobs.cid"))
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    window_end: Mapped[int] = mapped_column(BigInteger)
+    leaves: Mapped[int] = mapped_column(Integer)
+    readings: Mapped[int] = mapped_column(Integer)
+    log_index: Mapped[int] = mapped_column(BigInteger, unique=True)
+    received_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Reading(Base):
+    __tablename__ = "readings"
+    __table_args__ = (UniqueConstraint("device_id", "seq"), Index("ix_readings_device_ts", "device_id", "timestamp"))
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    flags: Mapped[int] = mapped_column(Integer)
+    co2_ppm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    temperature_centi_c: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    humidity_centi_pct: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    energy_wh: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    power_deci_w: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), index=True)
+    leaf_index: Mapped[int] = mapped_column(Integer)
+
+
+class Aggregate(Base):
+    __tablename__ = "aggregates"
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    leaf_index: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    window_end: Mapped[int] = mapped_column(BigInteger)
+    received: Mapped[int] = mapped_column(Integer)
+    delta_wh: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    emissions_g_e4: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # grams × 1e4
+    factor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    leaf: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LogNode(Base):
+    """Perfect subtree hashes of the append-only log: (level, index) covers leaves [index·2^level, (index+1)·2^level).
+
+    Level 0 are the leaf hashes; `merkle.CompactRange.append` emits every row, so proofs cost O(log N) reads."""
+
+    __tablename__ = "log_nodes"
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class LogState(Base):
+    """One row (id=1): the log size. Locked (FOR UPDATE) by the appender so appends serialize."""
+
+    __tablename__ = "log_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class Checkpoint(Base):
+    __tablename__ = "checkpoints"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)  # equals the on-chain checkpoint sequence
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    signed: Mapped[bytes] = mapped_column(LargeBinary)
+    cid: Mapped[str] = mapped_column(ForeignKey("blobs.cid"))
+    anchored: Mapped[bool] = mapped_column(Boolean, default=False)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class LeaderLease(Base):
+    """SQLite's stand-in for a PostgreSQL advisory lock: whoever holds an unexpired lease leads."""
+
+    __tablename__ = "leader_leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[int] = mapped_column(BigInteger)  # unix milliseconds

@@ -1,0 +1,172 @@
+"""Batch upload (the gateway ↔ cloud contract) and batch/reading lookup."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from carbontrace_protocol.batch_verify import BatchRejected
+from cloud import models
+from cloud.deps import LedgerDep, SessionDep, forbidden, require
+from cloud.ingest import NotYourGateway, OutOfOrder
+from cloud.routers.sites import site_in_scope
+from cloud.schemas import BatchRead, ReadingRead
+from cloud.security import Principal, Role
+
+router = APIRouter(prefix="/api/v1", tags=["batches"])
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge()
+    return bytes(body)
+
+
+@router.post(
+    "/batches",
+    status_code=201,
+    responses={
+        200: {"description": "retry of an accepted batch: the same receipt"},
+        409: {"description": "out_of_order: prev/batch_seq do not follow the last accepted batch"},
+        413: {"description": "body larger than the limit"},
+        422: {"description": "verification failed; nothing stored"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/cbor": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def upload_batch(
+    request: Request, ledger: LedgerDep, principal: Annotated[Principal, Depends(require(Role.GATEWAY))]
+) -> JSONResponse:
+    """Roles: gateway (its own batches only). Body: the batch blob, Content-Type application/cbor."""
+    try:
+        blob = await _read_limited(request, ledger.settings.max_batch_bytes)
+    except _TooLarge:
+        return JSONResponse({"error": "too_large", "detail": f"limit {ledger.settings.max_batch_bytes} bytes"}, 413)
+    assert principal.gateway_id is not None
+    try:
+        created, receipt = await run_in_threadpool(ledger.ingestor.ingest, principal.gateway_id, blob)
+    except NotYourGateway:
+        return JSONResponse({"detail": "forbidden"}, 403)
+    except BatchRejected as err:
+        return JSONResponse({"error": err.reason, "detail": str(err), "leaf_index": err.leaf_index}, 422)
+    except OutOfOrder as err:
+        body: dict[str, Any] = {"error": "out_of_order", "expected_batch_seq": err.expected_batch_seq}
+        body["detail"] = err.detail
+        return JSONResponse(body, 409)
+    return JSONResponse(receipt, 201 if created else 200)
+
+
+def _batch_in_scope(session: SessionDep, principal: Principal, gateway_id: str, batch_seq: int) -> models.Batch:
+    row = session.execute(
+        select(models.Batch).where(models.Batch.gateway_id == gateway_id, models.Batch.batch_seq == batch_seq)
+    ).scalar_one_or_none()
+    if principal.role == Role.GATEWAY:
+        if principal.gateway_id != gateway_id or row is None:
+            raise forbidden()
+        return row
+    if row is None:
+        if principal.role in (Role.OPERATOR, Role.REGULATOR):
+            raise HTTPException(404, "no such batch")
+        raise forbidden()
+    site_in_scope(session, principal, row.site_id)
+    return row
+
+
+@router.get("/batches/{gateway_id}/{batch_seq}", response_model=BatchRead)
+def read_batch(
+    gateway_id: str,
+    batch_seq: int,
+    session: SessionDep,
+    principal: Annotated[
+        Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE, Role.SITE_ENGINEER, Role.GATEWAY))
+    ],
+) -> BatchRead:
+    """Roles: operator, regulator, the owning enterprise and its site engineers, the uploading gateway."""
+    row = _batch_in_scope(session, principal, gateway_id, batch_seq)
+    return BatchRead(
+        batch_id=row.id,
+        batch_hash=row.batch_hash.hex(),
+        cid=row.cid,
+        log_index=row.log_index,
+        leaves=row.leaves,
+        readings=row.readings,
+        status="accepted",
+        gateway_id=row.gateway_id,
+        site_id=row.site_id,
+        batch_seq=row.batch_seq,
+        root=row.root.hex(),
+        window=[row.window_start, row.window_end],
+        received_at=row.received_at,
+    )
+
+
+@router.get("/batches/{gateway_id}/{batch_seq}/blob")
+def read_batch_blob(
+    gateway_id: str,
+    batch_seq: int,
+    ledger: LedgerDep,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE))],
+) -> JSONResponse:
+    """Roles: operator, regulator, the owning enterprise. The stored blob (hex), re-read from the content store."""
+    row = _batch_in_scope(session, principal, gateway_id, batch_seq)
+    return JSONResponse({"cid": row.cid, "blob": ledger.store.get(row.cid).hex()})
+
+
+@router.get("/devices/{device_id}/readings", response_model=list[ReadingRead])
+def device_readings(
+    device_id: str,
+    session: SessionDep,
+    principal: Annotated[
+        Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE, Role.SITE_ENGINEER))
+    ],
+    since: int = 0,
+    limit: int = 1000,
+) -> list[ReadingRead]:
+    """Roles: operator, regulator, the device's enterprise and its site engineers."""
+    device = session.get(models.Device, device_id)
+    if device is None:
+        if principal.role in (Role.OPERATOR, Role.REGULATOR):
+            raise HTTPException(404, "no such device")
+        raise forbidden()
+    site_in_scope(session, principal, device.site_id)
+    rows = session.scalars(
+        select(models.Reading)
+        .where(models.Reading.device_id == device_id, models.Reading.timestamp >= since)
+        .order_by(models.Reading.seq)
+        .limit(min(max(limit, 1), 10_000))
+    )
+    return [
+        ReadingRead(
+            device_id=r.device_id,
+            seq=r.seq,
+            timestamp=r.timestamp,
+            flags=r.flags,
+            co2_ppm=r.co2_ppm,
+            temperature_centi_c=r.temperature_centi_c,
+            humidity_centi_pct=r.humidity_centi_pct,
+            energy_wh=r.energy_wh,
+            power_deci_w=r.power_deci_w,
+            batch_id=r.batch_id,
+            leaf_index=r.leaf_index,
+        )
+        for r in rows
+    ]

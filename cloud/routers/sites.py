@@ -1,0 +1,187 @@
+"""Sites, gateways and devices of an enterprise. Every device key registration and revocation is also a
+transaction on the chain (fingerprint = sha256 of the SEC1 key), so the registry is tamper-evident."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from carbontrace_protocol.emission_factors import get_factor
+from cloud import models
+from cloud.chain import key_fingerprint
+from cloud.deps import LedgerDep, SessionDep, forbidden, require
+from cloud.ledger_chain import chain_id_of
+from cloud.schemas import DeviceCreate, DeviceRead, GatewayCreate, GatewayCreated, SiteCreate, SiteRead
+from cloud.security import Principal, Role, issue_key
+
+router = APIRouter(prefix="/api/v1", tags=["sites"])
+
+_MANAGERS = (Role.ENTERPRISE, Role.SITE_ENGINEER)
+_READERS = (Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE, Role.SITE_ENGINEER)
+
+
+def site_in_scope(session: Session, principal: Principal, site_id: str) -> models.Site:
+    """The site if the caller may see it; 403 otherwise, also when it does not exist (no probing)."""
+    site = session.get(models.Site, site_id)
+    if principal.role in (Role.OPERATOR, Role.REGULATOR):
+        if site is None:
+            raise HTTPException(404, "no such site")
+        return site
+    if site is None or principal.enterprise_id is None or site.enterprise_id != principal.enterprise_id:
+        raise forbidden()
+    return site
+
+
+def _site_read(site: models.Site) -> SiteRead:
+    return SiteRead(
+        site_id=site.id, enterprise_id=site.enterprise_id, name=site.name, emission_factor=site.emission_factor
+    )
+
+
+def _device_read(device: models.Device) -> DeviceRead:
+    return DeviceRead(
+        device_id=device.id,
+        site_id=device.site_id,
+        public_key=device.public_key.hex(),
+        status=device.status,
+        key_fingerprint=key_fingerprint(device.public_key).hex(),
+        registered_tx=device.registered_tx,
+        revoked_tx=device.revoked_tx,
+    )
+
+
+@router.post("/enterprises/{enterprise_id}/sites", status_code=201, response_model=SiteRead)
+def create_site(
+    enterprise_id: str,
+    body: SiteCreate,
+    ledger: LedgerDep,
+    principal: Annotated[Principal, Depends(require(Role.ENTERPRISE))],
+) -> SiteRead:
+    """Roles: the enterprise itself. Site ids are global; the emission factor defaults to the table's default."""
+    if principal.enterprise_id != enterprise_id:
+        raise forbidden()
+    try:
+        factor = get_factor(body.emission_factor)
+    except KeyError as err:
+        raise HTTPException(422, "unknown emission factor") from err
+    with ledger.session_factory.begin() as session:
+        if session.get(models.Site, body.site_id) is not None:
+            raise HTTPException(409, "site id taken")
+        site = models.Site(
+            id=body.site_id,
+            enterprise_id=enterprise_id,
+            name=body.name,
+            emission_factor=factor.id,
+            created_at=int(time.time()),
+        )
+        session.add(site)
+    return _site_read(site)
+
+
+@router.get("/enterprises/{enterprise_id}/sites", response_model=list[SiteRead])
+def list_sites(
+    enterprise_id: str, session: SessionDep, principal: Annotated[Principal, Depends(require(*_READERS))]
+) -> list[SiteRead]:
+    """Roles: operator, regulator, the enterprise and its site engineers."""
+    if principal.role in _MANAGERS and principal.enterprise_id != enterprise_id:
+        raise forbidden()
+    rows = session.scalars(
+        select(models.Site).where(models.Site.enterprise_id == enterprise_id).order_by(models.Site.id)
+    )
+    return [_site_read(s) for s in rows]
+
+
+@router.post("/sites/{site_id}/gateways", status_code=201, response_model=GatewayCreated)
+def register_gateway(
+    site_id: str,
+    body: GatewayCreate,
+    ledger: LedgerDep,
+    principal: Annotated[Principal, Depends(require(*_MANAGERS))],
+) -> GatewayCreated:
+    """Roles: the site's enterprise and its site engineers. Returns the gateway's API key (shown once)."""
+    now = int(time.time())
+    with ledger.session_factory.begin() as session:
+        site_in_scope(session, principal, site_id)
+        if session.get(models.Gateway, body.gateway_id) is not None:
+            raise HTTPException(409, "gateway id taken")
+        session.add(
+            models.Gateway(
+                id=body.gateway_id, site_id=site_id, public_key=bytes.fromhex(body.public_key), created_at=now
+            )
+        )
+        session.flush()
+        key = issue_key(session, Role.GATEWAY, now, enterprise_id=principal.enterprise_id, gateway_id=body.gateway_id)
+    return GatewayCreated(gateway_id=body.gateway_id, site_id=site_id, api_key=key)
+
+
+@router.post("/sites/{site_id}/devices", status_code=201, response_model=DeviceRead)
+def register_device(
+    site_id: str,
+    body: DeviceCreate,
+    ledger: LedgerDep,
+    principal: Annotated[Principal, Depends(require(*_MANAGERS))],
+) -> DeviceRead:
+    """Roles: the site's enterprise and its site engineers. Registers the device key on chain, then here."""
+    public_key = bytes.fromhex(body.public_key)
+    with ledger.read_session_factory() as session:
+        site = site_in_scope(session, principal, site_id)
+        if session.get(models.Device, body.device_id) is not None:
+            raise HTTPException(409, "device id taken")
+        enterprise_id = site.enterprise_id
+    # Chain first: a device is usable only once its key is on chain. If the DB write then fails, the
+    # registration is retried and the chain answers KeyAlreadyRegistered (409): the operator reconciles.
+    result = ledger.chain.registry().register_device_key(
+        chain_id_of(enterprise_id), chain_id_of(body.device_id), key_fingerprint(public_key)
+    )
+    with ledger.session_factory.begin() as session:
+        device = models.Device(
+            id=body.device_id,
+            site_id=site_id,
+            public_key=public_key,
+            status="active",
+            registered_tx="0x" + result.tx_hash.hex(),
+            created_at=int(time.time()),
+        )
+        session.add(device)
+    return _device_read(device)
+
+
+@router.post("/devices/{device_id}/revoke", response_model=DeviceRead)
+def revoke_device(
+    device_id: str, ledger: LedgerDep, principal: Annotated[Principal, Depends(require(*_MANAGERS))]
+) -> DeviceRead:
+    """Roles: the device's enterprise and its site engineers. Revokes the key on chain; its readings are refused."""
+    with ledger.read_session_factory() as session:
+        device = session.get(models.Device, device_id)
+        if device is None:
+            raise forbidden()
+        site = site_in_scope(session, principal, device.site_id)
+        if device.status != "active":
+            raise HTTPException(409, "device already revoked")
+    result = ledger.chain.registry().revoke_device_key(
+        chain_id_of(site.enterprise_id), chain_id_of(device_id), key_fingerprint(device.public_key)
+    )
+    with ledger.session_factory.begin() as session:
+        row = session.get(models.Device, device_id)
+        assert row is not None
+        row.status = "revoked"
+        row.revoked_tx = "0x" + result.tx_hash.hex()
+    return _device_read(row)
+
+
+@router.get("/devices/{device_id}", response_model=DeviceRead)
+def read_device(
+    device_id: str, session: SessionDep, principal: Annotated[Principal, Depends(require(*_READERS))]
+) -> DeviceRead:
+    """Roles: operator, regulator, the device's enterprise and its site engineers."""
+    device = session.get(models.Device, device_id)
+    if device is None:
+        if principal.role in (Role.OPERATOR, Role.REGULATOR):
+            raise HTTPException(404, "no such device")
+        raise forbidden()
+    site_in_scope(session, principal, device.site_id)
+    return _device_read(device)

@@ -1,0 +1,199 @@
+"""Request (…Create) and response (…Read) bodies of the API, apart from the SQL tables."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+
+from carbontrace_protocol.reading import valid_device_id
+
+_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+def _sec1_hex(value: str) -> str:
+    value = value.lower()
+    if len(value) != 130 or not value.startswith("04"):
+        raise ValueError("public_key must be the 65-byte uncompressed SEC1 key in hex (130 chars, 04…)")
+    bytes.fromhex(value)
+    return value
+
+
+class EnterpriseCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class EnterpriseRead(BaseModel):
+    enterprise_id: str
+    name: str
+    chain_account: str
+
+
+class EnterpriseCreated(EnterpriseRead):
+    api_key: str
+
+
+class PlatformCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class PlatformRead(BaseModel):
+    platform_id: str
+    name: str
+    chain_account: str
+
+
+class PlatformCreated(PlatformRead):
+    api_key: str
+
+
+class KeyCreated(BaseModel):
+    role: str
+    api_key: str
+
+
+class RegulatorCreate(BaseModel):
+    label: str = Field(min_length=1, max_length=200)
+
+
+class EngineerCreate(BaseModel):
+    label: str = Field(min_length=1, max_length=200)
+
+
+class BindingCreate(BaseModel):
+    platform_id: str
+
+
+class BindingRead(BaseModel):
+    enterprise_id: str
+    platform_id: str
+    state: str  # none | requested | bound | rejected | revoked (read from the chain)
+
+
+class SiteCreate(BaseModel):
+    site_id: str = Field(pattern=_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    emission_factor: str | None = None
+
+
+class SiteRead(BaseModel):
+    site_id: str
+    enterprise_id: str
+    name: str
+    emission_factor: str
+
+
+class GatewayCreate(BaseModel):
+    gateway_id: str = Field(pattern=_ID_PATTERN)
+    public_key: str
+
+    _check_key = field_validator("public_key")(_sec1_hex)
+
+
+class GatewayCreated(BaseModel):
+    gateway_id: str
+    site_id: str
+    api_key: str
+
+
+class DeviceCreate(BaseModel):
+    device_id: str
+    public_key: str
+
+    _check_key = field_validator("public_key")(_sec1_hex)
+
+    @field_validator("device_id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not valid_device_id(value):
+            raise ValueError("device_id must be 1-64 chars of [A-Za-z0-9._-]")
+        return value
+
+
+class DeviceRead(BaseModel):
+    device_id: str
+    site_id: str
+    public_key: str
+    status: str
+    key_fingerprint: str
+    registered_tx: str
+    revoked_tx: str | None
+
+
+class RegistryDevice(BaseModel):
+    device_id: str
+    public_key: str
+    status: str
+
+
+class GatewayRegistry(BaseModel):
+    gateway_id: str
+    site_id: str
+    emission_factor: str
+    devices: list[RegistryDevice]
+
+
+class GatewayState(BaseModel):
+    last_batch_seq: int | None
+    last_batch_hash: str | None
+
+
+class Receipt(BaseModel):
+    batch_id: str
+    batch_hash: str
+    cid: str
+    log_index: int
+    leaves: int
+    readings: int
+    status: str
+
+
+class BatchRead(Receipt):
+    gateway_id: str
+    site_id: str
+    batch_seq: int
+    root: str
+    window: list[int]
+    received_at: int
+
+
+class ReadingRead(BaseModel):
+    device_id: str
+    seq: int
+    timestamp: int
+    flags: int
+    co2_ppm: int | None
+    temperature_centi_c: int | None
+    humidity_centi_pct: int | None
+    energy_wh: int | None
+    power_deci_w: int | None
+    batch_id: str
+    leaf_index: int
+
+
+class CheckpointRead(BaseModel):
+    seq: int
+    tree_size: int
+    root: str
+    timestamp: int
+    cid: str
+    signed: str  # hex of the COSE_Sign1 checkpoint
+    anchored: bool
+    tx_hash: str | None
+    gas_used: int | None
+    block_number: int | None
+
+
+class InclusionProof(BaseModel):
+    batch_id: str
+    log_index: int
+    tree_size: int
+    leaf_hash: str
+    root: str
+    proof: list[str]
+
+
+class ConsistencyProof(BaseModel):
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]

@@ -1,0 +1,29 @@
+"""The cloud's own P-256 key (signs checkpoints): a file holding a 32-byte seed in hex."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from carbontrace_protocol import p256
+
+
+def load_or_create(path: str, allow_create: bool) -> int:
+    """The private key in ``path``; created (mode 0600) only where allowed (development)."""
+    file = Path(path)
+    if not file.exists():
+        if not allow_create:
+            raise FileNotFoundError(f"cloud signing key {path} is missing (create it with `carbontrace cloud keygen`)")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_bytes(32).hex() + "\n")
+    seed = bytes.fromhex(file.read_text().strip())
+    if len(seed) < 32:
+        raise ValueError(f"cloud signing key {path} must hold at least 32 bytes of hex")
+    return int(p256.private_key_from_bytes(seed))
+
+
+def public_key(private_key: int) -> bytes:
+    return bytes(p256.public_key(private_key))

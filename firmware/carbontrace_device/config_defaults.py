@@ -1,0 +1,39 @@
+"""Default device settings. Secrets are never set here: they come from the override file on flash.
+
+Override any key with a JSON object in ``config.json`` on the flash root (``/data/config.json`` on the
+board); see firmware/README.md.
+"""
+
+FIRMWARE_VERSION = "0.1.0"
+
+DEFAULTS = {
+    "wifi_ssid": None,
+    "wifi_password": None,
+    "broker_host": "192.168.4.1",
+    "broker_port": 1883,
+    "broker_user": None,
+    "broker_password": None,
+    "site_id": "site-1",
+    "device_id": None,  # None: "ct-" + the board's unique id
+    "ntp_host": "pool.ntp.org",
+    "measure_interval_ms": 60000,
+    "status_interval_ms": 300000,
+    "co2_ready_timeout_ms": 6000,  # SCD4x periodic mode delivers every 5 s
+    "keepalive_s": 60,
+    "reconnect_min_ms": 250,
+    "reconnect_max_ms": 30000,
+    "max_inflight": 8,
+    "outbox_budget_bytes": 256 * 1024,
+    "seq_block": 64,
+    "watchdog_ms": 30000,
+    "co2_sensor": "scd4x",  # "scd4x" | "none"
+    "meter": "pzem",  # "pzem" | "s0" | "none"
+    "s0_pin": 4,
+    "s0_pulses_per_kwh": 1000,
+    "i2c_id": 0,
+    "i2c_scl": 22,
+    "i2c_sda": 21,
+    "uart_id": 1,
+    "uart_tx": 17,
+    "uart_rx": 16,
+}

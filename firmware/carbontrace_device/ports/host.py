@@ -1,0 +1,107 @@
+"""The host port: the device's hardware interface implemented on CPython (tests, fleet simulator).
+
+Importing this module touches no hardware. The port interface, shared with ``ports.board``:
+
+    ticks_ms() -> int                      monotonic milliseconds (wraps on boards; use ticks_diff)
+    ticks_diff(a, b) -> int                a - b, wrap-aware
+    ticks_add(a, delta) -> int             a + delta, wrap-aware
+    sleep_ms(ms)
+    wall_time() -> int | None              Unix seconds (UTC), None until ntp_sync() succeeded once
+    ntp_sync(host=None) -> bool            set the wall clock from NTP; True on success
+    wifi_connect(ssid, password, timeout_ms) -> bool
+    wifi_is_connected() -> bool
+    open_socket(host, port, timeout_s)     a connected TCP socket: send(b)->n, recv(n)->bytes (b"" on
+                                           close), settimeout(s or None; 0 = non-blocking), close()
+    flash                                  a ``flashfs.FlashDir`` (path(name), read, write_atomic, ...)
+    random_bytes(n) -> bytes               hardware RNG (os.urandom)
+    start_watchdog(timeout_ms), feed_watchdog()
+    free_heap() -> int                     bytes free on the heap (-1 when unknown)
+    collect_garbage()
+    machine_id() -> str                    a stable hex id of the board
+
+Host specifics: the flash is a directory; Wi-Fi is up unless a test sets ``wifi_up = False`` (a join
+then succeeds only while ``wifi_available``); the watchdog only counts feeds; the wall
+clock is the OS clock plus ``clock_offset_s`` (settable at run time to simulate clock jumps) and is
+reported only after ``ntp_sync()`` (or ``synced=True``), like a board before its first NTP answer.
+"""
+
+import gc
+import os
+import socket
+import time
+
+from carbontrace_device.flashfs import FlashDir
+
+
+class HostPort:
+    def __init__(self, flash_root, synced=True, clock_offset_s=0, ntp_available=True):
+        self.flash = FlashDir(flash_root)
+        self.clock_offset_s = clock_offset_s
+        self.ntp_available = ntp_available
+        self._synced = False
+        if synced:
+            self.ntp_sync()
+        self.watchdog_timeout_ms = None
+        self.watchdog_feeds = 0
+        self.wifi_joins = 0
+        self.wifi_up = True
+        self.wifi_available = True
+
+    # --- time -----------------------------------------------------------------
+    def ticks_ms(self):
+        return int(time.monotonic() * 1000)
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def ticks_add(self, a, delta):
+        return a + delta
+
+    def sleep_ms(self, ms):
+        if ms > 0:
+            time.sleep(ms / 1000)
+
+    def wall_time(self):
+        if not self._synced:
+            return None
+        return int(time.time()) + self.clock_offset_s
+
+    def ntp_sync(self, host=None):
+        # The OS keeps the host clock in sync; "syncing" means the device may now trust it.
+        if not self.ntp_available:
+            return False
+        self._synced = True
+        return True
+
+    # --- network --------------------------------------------------------------
+    def wifi_connect(self, ssid=None, password=None, timeout_ms=10000):
+        self.wifi_joins += 1
+        self.wifi_up = self.wifi_available
+        return self.wifi_up
+
+    def wifi_is_connected(self):
+        return self.wifi_up
+
+    def open_socket(self, host, port, timeout_s):
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    # --- misc -----------------------------------------------------------------
+    def random_bytes(self, n):
+        return os.urandom(n)
+
+    def start_watchdog(self, timeout_ms):
+        self.watchdog_timeout_ms = timeout_ms
+
+    def feed_watchdog(self):
+        self.watchdog_feeds += 1
+
+    def free_heap(self):
+        return -1
+
+    def collect_garbage(self):
+        gc.collect()
+
+    def machine_id(self):
+        return "host"

@@ -1,0 +1,276 @@
+"""Builders for the cloud tests: an app on temp storage, parties registered through the API, real batches."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from fastapi.testclient import TestClient
+
+from carbontrace_protocol import cbor, cose, p256
+from carbontrace_protocol.batch import ZERO_HASH, Batch, aggregate_window, build_batch
+from carbontrace_protocol.emission_factors import get_factor
+from carbontrace_protocol.reading import Reading, sign_reading
+from cloud.app import create_app
+from cloud.chain import Chain
+from cloud.settings import Settings
+
+ADMIN_KEY = "test-admin-key-" + "x" * 32
+
+Signer = Callable[[Reading, int], bytes]
+
+
+def openssl_sign_reading(reading: Reading, private_key: int) -> bytes:
+    """The same COSE_Sign1 as `reading.sign_reading`, signed by OpenSSL instead of the pure-Python signer
+    (fast enough to build thousands of readings for a throughput run). ECDSA nonces differ, bytes otherwise
+    follow `cose.sign1` exactly, so the cloud verifies them the same way."""
+    key = ec.derive_private_key(private_key, ec.SECP256R1())
+    protected = cose.protected_header(reading.device_id.encode())
+    payload = reading.encode()
+    der = key.sign(cose.sig_structure(protected, payload), ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return bytes(cbor.encode(cbor.Tag(cbor.TAG_COSE_SIGN1, [protected, {}, payload, signature])))
+
+
+INTERVAL_S = 10
+
+
+def make_settings(tmp: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp}/cloud.db",
+        "content_dir": str(tmp / "content"),
+        "signing_key_file": str(tmp / "cloud-key.hex"),
+        "admin_api_key": ADMIN_KEY,
+        "jobs_interval_s": 0,
+        "checkpoint_every_batches": 1000,
+        "checkpoint_every_s": 3600,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def new_key() -> tuple[int, bytes]:
+    private = p256.private_key_from_bytes(secrets.token_bytes(32))
+    return private, bytes(p256.public_key(private))
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@dataclass
+class DeviceKit:
+    device_id: str
+    private: int
+    public: bytes
+    next_seq: int = 1
+    energy_wh: int = 1000
+
+
+@dataclass
+class GatewayKit:
+    """A gateway's side of the contract: its key, its batch chain, the baselines of its devices."""
+
+    gateway_id: str
+    site_id: str
+    private: int
+    public: bytes
+    api_key: str
+    devices: list[DeviceKit]
+    factor_id: str
+    batch_seq: int = 0
+    prev: bytes = ZERO_HASH
+    baselines: dict[str, tuple[int, int]] = field(default_factory=dict)
+    window_start: int = 1_700_000_000
+
+    def build(
+        self, per_device: int = 3, window_s: int = 60, co2: int = 600, signer: Signer = sign_reading
+    ) -> tuple[Batch, list[Reading]]:
+        """The next batch: ``per_device`` signed readings from every device and one aggregate each."""
+        start, end = self.window_start, self.window_start + window_s
+        signed: list[bytes] = []
+        readings: list[Reading] = []
+        aggregates = []
+        factor = get_factor(self.factor_id)
+        for device in self.devices:
+            mine = []
+            for i in range(per_device):
+                device.energy_wh += 7
+                reading = Reading(
+                    device.device_id,
+                    device.next_seq,
+                    start + i * INTERVAL_S % window_s,
+                    "1.0.0",
+                    co2_ppm=co2 + i,
+                    temperature_centi_c=2150,
+                    humidity_centi_pct=4500,
+                    energy_wh=device.energy_wh,
+                    power_deci_w=4200,
+                )
+                device.next_seq += 1
+                mine.append(reading)
+                signed.append(signer(reading, device.private))
+            readings.extend(mine)
+            aggregates.append(
+                aggregate_window(
+                    device.device_id, start, end, INTERVAL_S, mine, factor, self.baselines.get(device.device_id)
+                )
+            )
+        batch = build_batch(
+            self.private,
+            self.gateway_id,
+            self.site_id,
+            self.batch_seq,
+            (start, end),
+            signed,
+            aggregates,
+            self.prev,
+            end + 1,
+        )
+        return batch, readings
+
+    def accepted(self, batch: Batch, readings: list[Reading]) -> None:
+        """Advance the chain and baselines as a gateway does after a 2xx."""
+        self.batch_seq += 1
+        self.prev = batch.hash
+        self.window_start += 60
+        for reading in readings:
+            if reading.energy_wh is not None:
+                old = self.baselines.get(reading.device_id)
+                if old is None or reading.seq > old[0]:
+                    self.baselines[reading.device_id] = (reading.seq, reading.energy_wh)
+
+
+def upload(client: TestClient, gateway: GatewayKit, batch: Batch, key: str | None = None) -> Any:
+    return client.post(
+        "/api/v1/batches",
+        content=batch.encode() if isinstance(batch, Batch) else batch,
+        headers={"Content-Type": "application/cbor", **auth(key or gateway.api_key)},
+    )
+
+
+@dataclass
+class Tenant:
+    enterprise_id: str
+    enterprise_key: str
+    engineer_key: str
+    gateway: GatewayKit
+
+
+def register_tenant(client: TestClient, name: str, devices: int = 2) -> Tenant:
+    """Enterprise applies, adds a site engineer, a site, a gateway and devices — all through the API."""
+    r = client.post("/api/v1/enterprises", json={"name": name})
+    assert r.status_code == 201, r.text
+    enterprise_id, enterprise_key = r.json()["enterprise_id"], r.json()["api_key"]
+    r = client.post(
+        f"/api/v1/enterprises/{enterprise_id}/engineers", json={"label": "eng"}, headers=auth(enterprise_key)
+    )
+    assert r.status_code == 201, r.text
+    engineer_key = r.json()["api_key"]
+    site_id = f"site-{secrets.token_hex(4)}"
+    r = client.post(
+        f"/api/v1/enterprises/{enterprise_id}/sites",
+        json={"site_id": site_id, "name": name + " plant"},
+        headers=auth(enterprise_key),
+    )
+    assert r.status_code == 201, r.text
+    factor_id = r.json()["emission_factor"]
+    gw_private, gw_public = new_key()
+    gateway_id = f"gw-{secrets.token_hex(4)}"
+    r = client.post(
+        f"/api/v1/sites/{site_id}/gateways",
+        json={"gateway_id": gateway_id, "public_key": gw_public.hex()},
+        headers=auth(engineer_key),
+    )
+    assert r.status_code == 201, r.text
+    gateway_key = r.json()["api_key"]
+    kits = []
+    for _ in range(devices):
+        private, public = new_key()
+        device_id = f"dev-{secrets.token_hex(4)}"
+        r = client.post(
+            f"/api/v1/sites/{site_id}/devices",
+            json={"device_id": device_id, "public_key": public.hex()},
+            headers=auth(engineer_key),
+        )
+        assert r.status_code == 201, r.text
+        kits.append(DeviceKit(device_id, private, public))
+    gateway = GatewayKit(gateway_id, site_id, gw_private, gw_public, gateway_key, kits, factor_id)
+    return Tenant(enterprise_id, enterprise_key, engineer_key, gateway)
+
+
+def app_client(settings: Settings, chain: Chain | None = None) -> TestClient:
+    return TestClient(create_app(settings, chain))
+
+
+class TcpProxy:
+    """A loopback TCP forwarder: stopping it makes the service behind it unreachable, as a dead node is."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", 0))
+        self.port = int(self.server.getsockname()[1])
+        self.server.close()
+        self._listener: socket.socket | None = None
+        self._connections: list[socket.socket] = []
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            # shutdown wakes the thread blocked in accept(); close alone would leave the port listening
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            self._listener = None
+        for conn in self._connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        self._connections.clear()

@@ -1,0 +1,128 @@
+"""Registry, roles and binding through the API, checked against the chain's own state."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from cloud.chain import BindingState, KeyState, key_fingerprint
+from cloud.ledger_chain import chain_id_of
+from tests.cloud.cloud_testkit import ADMIN_KEY, auth, new_key, register_tenant
+
+
+def _ledger(client: TestClient):  # type: ignore[no-untyped-def]
+    return client.app.state.ledger  # type: ignore[attr-defined]
+
+
+def test_enterprise_platform_binding_on_chain(client: TestClient) -> None:
+    tenant = register_tenant(client, "Acme Steel", devices=1)
+    r = client.post("/api/v1/platforms", json={"name": "Shanghai ETS"}, headers=auth(ADMIN_KEY))
+    assert r.status_code == 201, r.text
+    platform_id, platform_key = r.json()["platform_id"], r.json()["api_key"]
+    registry = _ledger(client).chain.registry()
+    assert registry.enterprise(chain_id_of(tenant.enterprise_id)).name == "Acme Steel"
+    assert registry.platform(chain_id_of(platform_id)).name == "Shanghai ETS"
+
+    r = client.post(
+        f"/api/v1/enterprises/{tenant.enterprise_id}/bindings",
+        json={"platform_id": platform_id},
+        headers=auth(tenant.enterprise_key),
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["state"] == "requested"
+    # The platform sees the request; the enterprise cannot confirm for it.
+    r = client.get(f"/api/v1/platforms/{platform_id}/bindings", headers=auth(platform_key))
+    assert [b["state"] for b in r.json()] == ["requested"]
+    r = client.post(
+        f"/api/v1/platforms/{platform_id}/bindings/{tenant.enterprise_id}/confirm", headers=auth(tenant.enterprise_key)
+    )
+    assert r.status_code == 403
+    r = client.post(
+        f"/api/v1/platforms/{platform_id}/bindings/{tenant.enterprise_id}/confirm", headers=auth(platform_key)
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "bound"
+    assert registry.binding_state(chain_id_of(tenant.enterprise_id), chain_id_of(platform_id)) == BindingState.BOUND
+    for path, key in (
+        (f"/api/v1/enterprises/{tenant.enterprise_id}/bindings", tenant.enterprise_key),
+        (f"/api/v1/platforms/{platform_id}/bindings", platform_key),
+    ):
+        assert client.get(path, headers=auth(key)).json() == [
+            {"enterprise_id": tenant.enterprise_id, "platform_id": platform_id, "state": "bound"}
+        ]
+    # The confirmation came from the platform's own custodial account, the request from the enterprise's.
+    events = registry.binding_events()
+    accounts = {e.kind: e.sender.lower() for e in events}
+    platform_account = registry.platform(chain_id_of(platform_id)).account.lower()
+    enterprise_account = registry.enterprise(chain_id_of(tenant.enterprise_id)).account.lower()
+    assert accounts == {"requested": enterprise_account, "confirmed": platform_account}
+
+
+def test_device_keys_registered_and_revoked_on_chain(client: TestClient) -> None:
+    tenant = register_tenant(client, "Beta Cement", devices=2)
+    registry = _ledger(client).chain.registry()
+    device = tenant.gateway.devices[0]
+    fingerprint = key_fingerprint(device.public)
+    assert registry.key_state(fingerprint) == (KeyState.ACTIVE, chain_id_of(device.device_id))
+    assert registry.device_key(chain_id_of(device.device_id)) == (chain_id_of(tenant.enterprise_id), fingerprint)
+
+    r = client.post(f"/api/v1/devices/{device.device_id}/revoke", headers=auth(tenant.engineer_key))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "revoked"
+    assert registry.key_state(fingerprint)[0] == KeyState.REVOKED
+    kinds = [e.kind for e in registry.device_key_events(device_id=chain_id_of(device.device_id))]
+    assert kinds == ["registered", "revoked"]
+    r = client.get(f"/api/v1/gateways/{tenant.gateway.gateway_id}/devices", headers=auth(tenant.gateway.api_key))
+    assert r.status_code == 200
+    statuses = {d["device_id"]: d["status"] for d in r.json()["devices"]}
+    assert statuses == {device.device_id: "revoked", tenant.gateway.devices[1].device_id: "active"}
+    assert r.json()["emission_factor"] == tenant.gateway.factor_id
+    assert {d["public_key"] for d in r.json()["devices"]} == {d.public.hex() for d in tenant.gateway.devices}
+
+
+def test_roles_and_scopes_leak_nothing(client: TestClient) -> None:
+    a = register_tenant(client, "Alpha", devices=1)
+    b = register_tenant(client, "Bravo", devices=1)
+    b_site, b_device, b_gateway = b.gateway.site_id, b.gateway.devices[0].device_id, b.gateway.gateway_id
+    _, public = new_key()
+    forbidden = [
+        ("get", f"/api/v1/enterprises/{b.enterprise_id}", a.enterprise_key, None),
+        ("get", f"/api/v1/enterprises/{b.enterprise_id}/sites", a.engineer_key, None),
+        ("post", f"/api/v1/sites/{b_site}/devices", a.engineer_key, {"device_id": "x1", "public_key": public.hex()}),
+        (
+            "post",
+            f"/api/v1/sites/{b_site}/gateways",
+            a.enterprise_key,
+            {"gateway_id": "g1", "public_key": public.hex()},
+        ),
+        ("post", "/api/v1/sites/no-such-site/devices", a.engineer_key, {"device_id": "x2", "public_key": public.hex()}),
+        ("get", f"/api/v1/devices/{b_device}", a.enterprise_key, None),
+        ("get", "/api/v1/devices/no-such-device", a.enterprise_key, None),
+        ("post", f"/api/v1/devices/{b_device}/revoke", a.engineer_key, None),
+        ("get", f"/api/v1/devices/{b_device}/readings", a.engineer_key, None),
+        ("get", f"/api/v1/gateways/{b_gateway}/devices", a.gateway.api_key, None),
+        ("get", f"/api/v1/gateways/{b_gateway}/state", a.gateway.api_key, None),
+        ("post", "/api/v1/platforms", a.enterprise_key, {"name": "rogue"}),
+        ("post", "/api/v1/regulators", a.gateway.api_key, {"label": "rogue"}),
+        ("post", f"/api/v1/enterprises/{b.enterprise_id}/engineers", a.enterprise_key, {"label": "spy"}),
+        ("get", f"/api/v1/gateways/{a.gateway.gateway_id}/devices", a.enterprise_key, None),  # not a gateway key
+    ]
+    for method, path, key, body in forbidden:
+        r = client.request(method, path, headers=auth(key), json=body)
+        assert r.status_code == 403, (method, path, r.status_code, r.text)
+        for secret in (b.enterprise_id, b_site, b_device, b_gateway, "Bravo"):
+            assert secret not in r.text, (path, r.text)
+    assert client.get(f"/api/v1/enterprises/{a.enterprise_id}").status_code == 401
+    assert client.get(f"/api/v1/enterprises/{a.enterprise_id}", headers=auth("ct_" + "0" * 64)).status_code == 401
+    # A regulator reads every tenant; the operator creates regulators.
+    r = client.post("/api/v1/regulators", json={"label": "MEE"}, headers=auth(ADMIN_KEY))
+    regulator = r.json()["api_key"]
+    assert client.get(f"/api/v1/enterprises/{b.enterprise_id}", headers=auth(regulator)).status_code == 200
+    assert client.get(f"/api/v1/devices/{b_device}", headers=auth(regulator)).status_code == 200
+    assert client.post("/api/v1/platforms", json={"name": "x"}, headers=auth(regulator)).status_code == 403
+
+
+def test_openapi_names_the_roles_of_every_endpoint(sqlite_client: TestClient) -> None:
+    spec = sqlite_client.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert "Roles:" in operation.get("description", ""), (method, path)
