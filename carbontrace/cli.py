@@ -15,12 +15,15 @@ from carbontrace_protocol import cose
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.reading import decode_payload
 from carbontrace_protocol.verify import verify_reading
+from cloud.cli import cloud_app
 
 app = typer.Typer(
     help="CarbonTrace: sensor-to-chain traceable emission data.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(cloud_app, name="cloud")
 
 
 @app.callback()
