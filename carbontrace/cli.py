@@ -16,6 +16,7 @@ from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.reading import decode_payload
 from carbontrace_protocol.verify import verify_reading
 from cloud.cli import cloud_app
+from edge_gateway.cli import gateway_app
 
 app = typer.Typer(
     help="CarbonTrace: sensor-to-chain traceable emission data.",
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 
 app.add_typer(cloud_app, name="cloud")
+app.add_typer(gateway_app, name="gateway")
 
 
 @app.callback()

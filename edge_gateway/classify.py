@@ -1,0 +1,120 @@
+"""Message classification: is an MQTT reading message acceptable, and if not, why. Pure (no I/O).
+
+The gateway verifies everything a device sends before it touches the spool. ``classify_message`` answers
+with a ``Verified`` reading or a ``Rejected`` reason; the sequence decision (duplicate, conflict, replay,
+gap) needs the spool's memory of the device and is made by ``edge_gateway.sequence`` inside the spool
+transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from carbontrace_protocol import cose
+from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading, valid_device_id
+from carbontrace_protocol.verify import verify_reading
+
+TOPIC_PREFIX = "carbontrace/v1/"
+ACTIVE = "active"
+REVOKED = "revoked"
+# Rejections of devices we do not know are counted under this label, so a stream of forged device ids
+# cannot grow the metrics and the rejection table without bound.
+UNREGISTERED = "_unregistered"
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    device_id: str
+    public_key: bytes
+    status: str
+
+
+@dataclass(frozen=True)
+class Verified:
+    reading: Reading
+    signed: bytes
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+    device_label: str
+    detail: str
+
+
+Classification = Verified | Rejected
+DeviceLookup = Callable[[str], "DeviceEntry | None"]
+
+
+def reading_topic(site_id: str, device_id: str) -> str:
+    return f"{TOPIC_PREFIX}{site_id}/{device_id}/reading"
+
+
+def subscription(site_id: str) -> str:
+    return f"{TOPIC_PREFIX}{site_id}/+/reading"
+
+
+def parse_topic(topic: str) -> tuple[str, str] | None:
+    """(site id, device id) of a reading topic, or None if the topic is not one."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "carbontrace" or parts[1] != "v1" or parts[4] != "reading":
+        return None
+    if not parts[2] or not parts[3]:
+        return None
+    return parts[2], parts[3]
+
+
+def message_digest(payload: bytes) -> bytes:
+    return hashlib.sha256(payload).digest()
+
+
+def classify_message(
+    topic: str,
+    payload: bytes,
+    site_id: str,
+    lookup: DeviceLookup,
+    now: int,
+    max_clock_skew_s: int,
+) -> Classification:
+    """Verify one reading message. Never raises: every defect becomes a ``Rejected`` with a reason."""
+    parsed = parse_topic(topic)
+    if parsed is None:
+        return Rejected("bad_topic", UNREGISTERED, f"not a reading topic: {topic[:120]!r}")
+    topic_site, topic_device = parsed
+    known = lookup(topic_device)
+    label = topic_device if known is not None else UNREGISTERED
+    if topic_site != site_id:
+        return Rejected("wrong_site", label, f"topic site {topic_site!r} is not this gateway's site {site_id!r}")
+    try:
+        message = cose.parse_sign1(payload)
+    except ProtocolError as err:
+        return Rejected(err.reason, label, str(err))
+    except Exception as err:  # the decoder must never take the gateway down, whatever the bytes
+        return Rejected("malformed_message", label, f"{type(err).__name__}: {err}")
+    try:
+        kid = bytes(message.kid).decode()
+    except UnicodeError:
+        return Rejected("malformed_cose", label, "key id is not UTF-8")
+    if not valid_device_id(kid):
+        return Rejected("malformed_cose", label, "key id is not a device id")
+    if kid != topic_device:
+        return Rejected("topic_mismatch", label, f"topic device {topic_device!r} but key id {kid!r}")
+    if known is None:
+        return Rejected("unknown_device", UNREGISTERED, f"device {kid!r} is not registered for site {site_id!r}")
+    if known.status != ACTIVE:
+        return Rejected("revoked_device", label, f"device {kid!r} is {known.status}")
+    try:
+        reading = verify_reading(payload, known.public_key)
+    except ProtocolError as err:
+        return Rejected(err.reason, label, str(err))
+    except Exception as err:
+        return Rejected("malformed_message", label, f"{type(err).__name__}: {err}")
+    if not reading.flags & FLAG_TIME_NOT_SYNCED and abs(reading.timestamp - now) > max_clock_skew_s:
+        return Rejected(
+            "clock_skew", label, f"timestamp {reading.timestamp} is {reading.timestamp - now:+d} s from gateway time"
+        )
+    return Verified(reading, bytes(payload), message_digest(payload))

@@ -1,0 +1,82 @@
+"""Gateway settings: a TOML file, overridden by CT_GATEWAY_* environment variables. Secrets stay SecretStr."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CT_GATEWAY_", extra="forbid")
+
+    gateway_id: str
+    site_id: str
+    cloud_url: str
+    api_key: SecretStr
+    key_file: Path
+    spool_path: Path
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_client_id: str | None = None  # default: carbontrace-gateway-<gateway_id>
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_keepalive_s: int = 30
+
+    window_s: int = Field(900, gt=0)
+    interval_s: int = Field(60, gt=0)  # the devices' reading interval, for "expected" in aggregates
+    max_clock_skew_s: int = Field(300, ge=0)
+    emission_factor: str | None = None  # default: the registry's, else carbontrace_protocol's default
+
+    spool_max_bytes: int = Field(1 << 30, gt=0)
+    # Hard SQLite page ceiling (SQLITE_FULL beyond it, as on a full disk); None = only the disk limits.
+    spool_max_page_count: int | None = None
+    prune_acked: bool = True
+
+    registry_refresh_s: float = 300.0
+    # A message from an unknown device triggers an early refresh (a newly registered device), at most this often.
+    registry_refresh_on_unknown_s: float = 30.0
+    upload_timeout_s: float = 15.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+    tick_s: float = 0.2
+    ingest_batch_max: int = 500
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9108  # 0 disables the endpoint
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: it overrides the file (passed in as init values by ``load_settings``).
+        return env_settings, init_settings
+
+    def client_id(self) -> str:
+        return self.mqtt_client_id or f"carbontrace-gateway-{self.gateway_id}"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings for logs: secrets shown as ********."""
+        return {k: ("********" if isinstance(v, SecretStr) else str(v) if isinstance(v, Path) else v)
+                for k, v in self.model_dump().items()}
+
+
+def load_settings(path: Path | None, **overrides: Any) -> GatewaySettings:
+    values: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+        if "gateway" in values and isinstance(values["gateway"], dict):
+            values = values["gateway"]
+    values.update(overrides)
+    return GatewaySettings(**values)

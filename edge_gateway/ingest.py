@@ -1,0 +1,212 @@
+"""MQTT ingest: paho delivers, a worker verifies, the spool commits, and only then the broker gets its ack.
+
+Messages are handled in groups: one SQLite transaction (one fsync) covers every message that arrived while
+the previous group was being written, then each of them is acked. A crash before the commit leaves them
+unacked, so the broker redelivers them to the persistent session; a crash after the commit but before
+the ack makes the redelivery an exact duplicate, which the spool recognises.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_gateway.classify import DeviceEntry, Rejected, Verified, classify_message, subscription
+from edge_gateway.config import GatewaySettings
+from edge_gateway.logs import fields
+from edge_gateway.metrics import GatewayMetrics
+from edge_gateway.spool import Spool, SpoolError, SpoolOverLimit
+
+log = logging.getLogger("edge_gateway.ingest")
+
+PAUSE_RECHECK_S = 2.0
+
+
+@dataclass(frozen=True)
+class Incoming:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    connection: int  # which MQTT connection delivered it: a packet id is only valid on that one
+
+
+class MqttIngest:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        spool_factory: Callable[[], Spool],
+        metrics: GatewayMetrics,
+        on_unknown_device: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.spool_factory = spool_factory
+        self.metrics = metrics
+        self.on_unknown_device = on_unknown_device
+        self.inbox: queue.Queue[Incoming] = queue.Queue()
+        self.stopping = threading.Event()
+        self.connected = threading.Event()  # set once the subscription is confirmed (SUBACK)
+        self.paused: str | None = None
+        self.connection = 0
+        self.worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=settings.client_id(), clean_session=False, manual_ack=True
+        )
+        if settings.mqtt_username:
+            password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+            self.client.username_pw_set(settings.mqtt_username, password)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # -- paho callbacks (network thread) ------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.error("MQTT connect refused", extra=fields(reason=str(reason)))
+            return
+        self.connection += 1
+        client.subscribe(subscription(self.settings.site_id), qos=1)
+        log.info("MQTT connected", extra=fields(host=self.settings.mqtt_host, port=self.settings.mqtt_port,
+                                                 session_present=bool(flags.session_present)))
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("MQTT subscription refused", extra=fields(alarm="subscribe_refused", reasons=str(reasons)))
+            return
+        self.connected.set()
+        log.info("MQTT subscribed", extra=fields(topic=subscription(self.settings.site_id)))
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.connected.clear()
+        if not self.stopping.is_set():
+            log.warning("MQTT disconnected; paho reconnects", extra=fields(reason=str(reason)))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.inbox.put(Incoming(message.topic, bytes(message.payload), message.mid, message.qos, self.connection))
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port,
+                                  keepalive=self.settings.mqtt_keepalive_s)
+        self.client.loop_start()
+        self.worker.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the group being written, then disconnect; queued but unwritten messages stay unacked."""
+        self.stopping.set()
+        self.worker.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # -- worker -------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        spool = self.spool_factory()
+        registry: dict[str, DeviceEntry] = spool.registry()
+        version = spool.registry_version()
+        paused_at = 0.0
+        try:
+            while not self.stopping.is_set():
+                try:
+                    first = self.inbox.get(timeout=0.2)
+                except queue.Empty:
+                    if self.paused is not None and time.monotonic() - paused_at > PAUSE_RECHECK_S:
+                        paused_at = self._maybe_resume(spool, paused_at)
+                    continue
+                group = [first]
+                while len(group) < self.settings.ingest_batch_max:
+                    try:
+                        group.append(self.inbox.get_nowait())
+                    except queue.Empty:
+                        break
+                if self.paused is not None:
+                    # Left unacked on purpose: the broker keeps them and redelivers after we reconnect.
+                    if time.monotonic() - paused_at > PAUSE_RECHECK_S:
+                        paused_at = self._maybe_resume(spool, paused_at)
+                    continue
+                if spool.registry_version() != version:
+                    registry, version = spool.registry(), spool.registry_version()
+                try:
+                    self._handle(spool, registry, group)
+                except SpoolError as err:
+                    self._pause(err.reason, str(err))
+                    paused_at = time.monotonic()
+                except Exception as err:  # a bug or a locked database must not silently end ingest
+                    log.exception("ingest failed; the group stays unacked and is retried after a reconnect")
+                    self._pause("ingest_error", f"{type(err).__name__}: {err}")
+                    paused_at = time.monotonic()
+        finally:
+            spool.close()
+
+    def _handle(self, spool: Spool, registry: dict[str, DeviceEntry], group: list[Incoming]) -> None:
+        settings = self.settings
+        now = int(time.time())
+        verified: list[Verified] = []
+        rejected: list[Rejected] = []
+        for item in group:
+            outcome = classify_message(item.topic, item.payload, settings.site_id, registry.get, now,
+                                       settings.max_clock_skew_s)
+            if isinstance(outcome, Verified):
+                verified.append(outcome)
+            else:
+                rejected.append(outcome)
+        result = spool.ingest(verified, rejected, settings.window_s)
+        for item in group:
+            # A message from an earlier connection is redelivered on this one; its old packet id must not
+            # ack whatever now carries that id (the redelivery is then recognised as a duplicate).
+            if item.connection == self.connection:
+                self.client.ack(item.mid, item.qos)
+        for device, _seq in result.accepted:
+            self.metrics.accepted.labels(device).inc()
+        for device, _seq in result.duplicates:
+            self.metrics.duplicates.labels(device).inc()
+        for device, low, high in result.new_gaps:
+            self.metrics.gaps.labels(device).inc(high - low + 1)
+            log.warning("readings missing", extra=fields(device=device, missing_from=low, missing_to=high))
+        for device, seq in result.filled:
+            self.metrics.gaps_filled.labels(device).inc()
+            log.info("late reading filled a gap", extra=fields(device=device, seq=seq))
+        for rejection in [*rejected, *result.rejected]:
+            self.metrics.rejected.labels(rejection.reason, rejection.device_label).inc()
+            log.warning("reading rejected", extra=fields(reason=rejection.reason, device=rejection.device_label,
+                                                          detail=rejection.detail[:300]))
+            if rejection.reason == "unknown_device":
+                self.on_unknown_device()
+
+    def _pause(self, reason: str, error: str) -> None:
+        if self.paused != reason:
+            log.error("ingest PAUSED: readings are left on the broker, unacked",
+                      extra=fields(alarm=reason, error=error))
+        self.paused = reason
+        self.metrics.ingest_paused.labels(reason).set(1)
+
+    def _maybe_resume(self, spool: Spool, paused_at: float) -> float:
+        """Try again once there is room; reconnecting makes the broker redeliver what we left unacked."""
+        reason = self.paused
+        if reason is None:
+            return paused_at
+        if reason == SpoolOverLimit.reason and spool.over_limit():
+            return time.monotonic()
+        self.paused = None
+        self.metrics.ingest_paused.labels(reason).set(0)
+        log.info("ingest resumed; reconnecting for redelivery", extra=fields(after=reason))
+        self.client.disconnect()
+        self.client.loop_stop()
+        while not self.inbox.empty():
+            self.inbox.get_nowait()
+        self.client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port,
+                                  keepalive=self.settings.mqtt_keepalive_s)
+        self.client.loop_start()
+        return time.monotonic()

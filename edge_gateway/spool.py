@@ -1,0 +1,436 @@
+"""The durable spool: one SQLite file (WAL, synchronous=FULL) holding everything the gateway must not lose.
+
+Accepted readings are committed here before their MQTT ack; a batch is sealed in one transaction that
+writes the batch row with its blob, marks its readings and moves the energy baselines on; a batch stays
+until the cloud's receipt is stored. Each thread opens its own ``Spool`` on the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from carbontrace_protocol.batch import ZERO_HASH, Batch
+from edge_gateway.classify import DeviceEntry, Rejected, Verified
+from edge_gateway.sequence import ACCEPT, DUPLICATE, SeqState, decide, split_gap
+from edge_gateway.windows import assign_window
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS registry (
+    device_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, status TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS readings (
+    device_id TEXT NOT NULL, seq INTEGER NOT NULL, digest BLOB NOT NULL, cose BLOB,
+    timestamp INTEGER NOT NULL, received_at INTEGER NOT NULL, window_start INTEGER NOT NULL,
+    batch_seq INTEGER, PRIMARY KEY (device_id, seq));
+CREATE INDEX IF NOT EXISTS readings_open ON readings (window_start) WHERE batch_seq IS NULL;
+CREATE INDEX IF NOT EXISTS readings_batch ON readings (batch_seq);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, max_seq INTEGER NOT NULL,
+    accepted INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS gaps (
+    device_id TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, detected_at INTEGER NOT NULL,
+    PRIMARY KEY (device_id, lo));
+CREATE TABLE IF NOT EXISTS batches (
+    batch_seq INTEGER PRIMARY KEY, batch_id TEXT NOT NULL, window_start INTEGER NOT NULL,
+    window_end INTEGER NOT NULL, blob BLOB, hash BLOB NOT NULL, created INTEGER NOT NULL,
+    readings INTEGER NOT NULL, acked_at INTEGER, receipt TEXT);
+CREATE TABLE IF NOT EXISTS baselines (device_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, energy_wh INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rejections (
+    device_label TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL, last_at INTEGER NOT NULL,
+    PRIMARY KEY (device_label, reason));
+"""
+
+
+class SpoolError(Exception):
+    """The spool cannot take more data; nothing accepted before is lost, new readings are not acked."""
+
+    reason = "spool_error"
+
+
+class SpoolOverLimit(SpoolError):
+    reason = "spool_over_limit"
+
+
+class SpoolFull(SpoolError):
+    reason = "spool_disk_full"
+
+
+@dataclass
+class IngestResult:
+    accepted: list[tuple[str, int]] = field(default_factory=list)
+    duplicates: list[tuple[str, int]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    new_gaps: list[tuple[str, int, int]] = field(default_factory=list)
+    filled: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OpenReading:
+    device_id: str
+    seq: int
+    signed: bytes
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    batch_seq: int
+    batch_id: str
+    blob: bytes
+    hash: bytes
+    created: int
+
+
+# build(window_start, open readings, baselines, batch_seq, prev_hash) -> (batch, moved baselines)
+BatchBuilder = Callable[
+    [int, list[OpenReading], dict[str, tuple[int, int]], int, bytes], "tuple[Batch, dict[str, tuple[int, int]]]"
+]
+
+
+class Spool:
+    def __init__(
+        self,
+        path: Path | str,
+        max_bytes: int | None = None,
+        max_page_count: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = str(path)
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
+        with self._write():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+        if max_page_count is not None:
+            # A hard ceiling on the file: SQLite then fails writes with SQLITE_FULL exactly like a full disk.
+            self.db.execute(f"PRAGMA max_page_count={int(max_page_count)}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as err:
+            raise self._translate(err) from err
+        try:
+            yield
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as err:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise self._translate(err) from err
+
+    def _translate(self, err: sqlite3.Error) -> Exception:
+        if "full" in str(err).lower():
+            return SpoolFull(f"spool {self.path}: {err} — new readings are not acked until space is freed")
+        return err
+
+    def held_bytes(self) -> int:
+        """Bytes of readings and batch blobs not yet acknowledged by the cloud: what the byte limit bounds.
+
+        Pruned space inside SQLite pages is reused by later writes, so this (not the file size, which
+        never shrinks without VACUUM) is what grows while the cloud is away.
+        """
+        return int(self._meta("held_bytes", "0") or 0)
+
+    def _add_held(self, delta: int) -> None:
+        self._set_meta("held_bytes", str(self.held_bytes() + delta))
+
+    def file_bytes(self) -> int:
+        pages = int(self.db.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self.db.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * self._page_size
+
+    def over_limit(self) -> bool:
+        return self.max_bytes is not None and self.held_bytes() > self.max_bytes
+
+    # -- meta ---------------------------------------------------------------------------------------
+
+    def _meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(row[0]) if row else default
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    def get_meta(self, key: str) -> str | None:
+        return self._meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write():
+            self._set_meta(key, value)
+
+    def delete_meta(self, key: str) -> None:
+        with self._write():
+            self.db.execute("DELETE FROM meta WHERE key=?", (key,))
+
+    # -- registry -----------------------------------------------------------------------------------
+
+    def replace_registry(self, entries: Sequence[DeviceEntry], site_id: str, factor_id: str | None) -> None:
+        with self._write():
+            self.db.execute("DELETE FROM registry")
+            self.db.executemany(
+                "INSERT INTO registry(device_id, public_key, status) VALUES (?, ?, ?)",
+                [(e.device_id, e.public_key, e.status) for e in entries],
+            )
+            self._set_meta("registry_site", site_id)
+            if factor_id is not None:
+                self._set_meta("emission_factor", factor_id)
+            self._set_meta("registry_synced_at", str(int(self.clock())))
+            version = int(self._meta("registry_version", "0") or 0) + 1
+            self._set_meta("registry_version", str(version))
+
+    def registry(self) -> dict[str, DeviceEntry]:
+        rows = self.db.execute("SELECT device_id, public_key, status FROM registry").fetchall()
+        return {r[0]: DeviceEntry(r[0], bytes(r[1]), r[2]) for r in rows}
+
+    def registry_version(self) -> int:
+        return int(self._meta("registry_version", "0") or 0)
+
+    # -- ingest -------------------------------------------------------------------------------------
+
+    def ingest(self, verified: Sequence[Verified], rejected: Sequence[Rejected], window_s: int) -> IngestResult:
+        """Store accepted readings and count rejections in ONE transaction; the caller acks after it returns."""
+        if verified and self.over_limit():
+            raise SpoolOverLimit(
+                f"spool {self.path} holds {self.held_bytes()} bytes, over the limit of {self.max_bytes}: "
+                "new readings are left unacked on the broker until uploads free space"
+            )
+        result = IngestResult()
+        try:
+            with self._write():
+                now = int(self.clock())
+                window = assign_window(now, window_s, int(self._meta("closed_until", "0") or 0))
+                held = 0
+                for item in verified:
+                    held += self._ingest_one(item, now, window, result)
+                if held:
+                    self._add_held(held)
+                for rejection in [*rejected, *result.rejected]:
+                    self.db.execute(
+                        "INSERT INTO rejections(device_label, reason, count, last_at) VALUES (?, ?, 1, ?) "
+                        "ON CONFLICT(device_label, reason) DO UPDATE SET count=count+1, last_at=excluded.last_at",
+                        (rejection.device_label, rejection.reason, now),
+                    )
+        except sqlite3.OperationalError as err:
+            raise self._translate(err) from err
+        return result
+
+    def _ingest_one(self, item: Verified, now: int, window: int, result: IngestResult) -> int:
+        """Decide and store one verified reading; returns the bytes it added to the spool."""
+        device, seq = item.reading.device_id, item.reading.seq
+        row = self.db.execute("SELECT digest FROM readings WHERE device_id=? AND seq=?", (device, seq)).fetchone()
+        stored = bytes(row[0]) if row else None
+        srow = self.db.execute("SELECT first_seq, max_seq FROM devices WHERE device_id=?", (device,)).fetchone()
+        state = SeqState(int(srow[0]), int(srow[1])) if srow else None
+        gap_row = None
+        if state is not None and stored is None and seq < state.max_seq:
+            gap_row = self.db.execute(
+                "SELECT lo, hi FROM gaps WHERE device_id=? AND lo<=? AND hi>=?", (device, seq, seq)
+            ).fetchone()
+        gap = (int(gap_row[0]), int(gap_row[1])) if gap_row else None
+        decision = decide(state, seq, item.digest, stored, gap)
+        if decision.verdict == DUPLICATE:
+            self.db.execute("UPDATE devices SET duplicates=duplicates+1 WHERE device_id=?", (device,))
+            result.duplicates.append((device, seq))
+            return 0
+        if decision.verdict != ACCEPT:
+            detail = f"{device} seq {seq}: " + (
+                "different bytes than the reading already held" if stored is not None else "already accounted for"
+            )
+            result.rejected.append(Rejected(decision.verdict, device, detail))
+            return 0
+        self.db.execute(
+            "INSERT INTO readings(device_id, seq, digest, cose, timestamp, received_at, window_start) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (device, seq, item.digest, item.signed, item.reading.timestamp, now, window),
+        )
+        new_state = decision.state
+        assert new_state is not None
+        self.db.execute(
+            "INSERT INTO devices(device_id, first_seq, max_seq, accepted) VALUES (?, ?, ?, 1) "
+            "ON CONFLICT(device_id) DO UPDATE SET first_seq=excluded.first_seq, max_seq=excluded.max_seq, "
+            "accepted=accepted+1",
+            (device, new_state.first_seq, new_state.max_seq),
+        )
+        if decision.new_gap is not None:
+            low, high = decision.new_gap
+            self.db.execute("INSERT INTO gaps(device_id, lo, hi, detected_at) VALUES (?, ?, ?, ?)",
+                            (device, low, high, now))
+            result.new_gaps.append((device, low, high))
+        if decision.filled_gap is not None:
+            self.db.execute("DELETE FROM gaps WHERE device_id=? AND lo=?", (device, decision.filled_gap[0]))
+            for low, high in split_gap(decision.filled_gap, seq):
+                self.db.execute("INSERT INTO gaps(device_id, lo, hi, detected_at) VALUES (?, ?, ?, ?)",
+                                (device, low, high, now))
+            result.filled.append((device, seq))
+        result.accepted.append((device, seq))
+        return len(item.signed)
+
+    # -- windows and batches ------------------------------------------------------------------------
+
+    def open_windows(self) -> list[int]:
+        rows = self.db.execute(
+            "SELECT DISTINCT window_start FROM readings WHERE batch_seq IS NULL ORDER BY window_start"
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def close_window(self, start: int, window_s: int, build: BatchBuilder) -> Batch | None:
+        """Seal the open readings of one window into the next batch, all in one transaction."""
+        with self._write():
+            rows = self.db.execute(
+                "SELECT device_id, seq, cose FROM readings WHERE batch_seq IS NULL AND window_start=? "
+                "ORDER BY device_id, seq",
+                (start,),
+            ).fetchall()
+            if not rows:
+                return None
+            readings = [OpenReading(r[0], int(r[1]), bytes(r[2])) for r in rows]
+            devices = sorted({r.device_id for r in readings})
+            baselines: dict[str, tuple[int, int]] = {}
+            for device in devices:
+                b = self.db.execute("SELECT seq, energy_wh FROM baselines WHERE device_id=?", (device,)).fetchone()
+                if b:
+                    baselines[device] = (int(b[0]), int(b[1]))
+            batch_seq = int(self._meta("next_batch_seq", "0") or 0)
+            prev = bytes.fromhex(self._meta("prev_hash", ZERO_HASH.hex()) or ZERO_HASH.hex())
+            batch, new_baselines = build(start, readings, baselines, batch_seq, prev)
+            self.db.execute(
+                "INSERT INTO batches(batch_seq, batch_id, window_start, window_end, blob, hash, created, readings) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (batch_seq, batch.id, start, start + window_s, batch.encode(), batch.hash,
+                 int(batch.header["created"]), len(readings)),
+            )
+            self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq IS NULL AND window_start=?",
+                            (batch_seq, start))
+            for device, (seq, wh) in new_baselines.items():
+                self.db.execute(
+                    "INSERT INTO baselines(device_id, seq, energy_wh) VALUES (?, ?, ?) ON CONFLICT(device_id) "
+                    "DO UPDATE SET seq=excluded.seq, energy_wh=excluded.energy_wh",
+                    (device, seq, wh),
+                )
+            self._set_meta("next_batch_seq", str(batch_seq + 1))
+            self._set_meta("prev_hash", batch.hash.hex())
+            self._add_held(len(batch.encode()))
+            closed = max(int(self._meta("closed_until", "0") or 0), start + window_s)
+            self._set_meta("closed_until", str(closed))
+            return batch
+
+    def chain_is_empty(self) -> bool:
+        return self.db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 0
+
+    def set_chain_head(self, next_batch_seq: int, prev_hash: bytes) -> None:
+        """Continue the batch chain from the cloud's state (a gateway that lost its spool)."""
+        with self._write():
+            self._set_meta("next_batch_seq", str(next_batch_seq))
+            self._set_meta("prev_hash", prev_hash.hex())
+
+    def next_unacked(self) -> PendingBatch | None:
+        row = self.db.execute(
+            "SELECT batch_seq, batch_id, blob, hash, created FROM batches WHERE acked_at IS NULL "
+            "ORDER BY batch_seq LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return PendingBatch(int(row[0]), row[1], bytes(row[2]), bytes(row[3]), int(row[4]))
+
+    def unacked(self) -> list[PendingBatch]:
+        rows = self.db.execute(
+            "SELECT batch_seq, batch_id, blob, hash, created FROM batches WHERE acked_at IS NULL ORDER BY batch_seq"
+        ).fetchall()
+        return [PendingBatch(int(r[0]), r[1], bytes(r[2]), bytes(r[3]), int(r[4])) for r in rows]
+
+    def batch_hash(self, batch_seq: int) -> bytes | None:
+        row = self.db.execute("SELECT hash FROM batches WHERE batch_seq=?", (batch_seq,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def mark_acked(self, batch_seq: int, receipt: dict[str, Any], prune: bool) -> None:
+        """Store the cloud's receipt; with ``prune`` drop the bytes the cloud now holds (digests stay for dedup)."""
+        with self._write():
+            changed = self.db.execute(
+                "UPDATE batches SET acked_at=?, receipt=? WHERE batch_seq=? AND acked_at IS NULL",
+                (int(self.clock()), json.dumps(receipt, sort_keys=True), batch_seq),
+            ).rowcount
+            if prune and changed:
+                freed = self.db.execute(
+                    "SELECT (SELECT COALESCE(SUM(LENGTH(cose)), 0) FROM readings WHERE batch_seq=?) + "
+                    "(SELECT COALESCE(LENGTH(blob), 0) FROM batches WHERE batch_seq=?)", (batch_seq, batch_seq)
+                ).fetchone()[0]
+                self._add_held(-int(freed))
+                self.db.execute("UPDATE readings SET cose=NULL WHERE batch_seq=?", (batch_seq,))
+                self.db.execute("UPDATE batches SET blob=NULL WHERE batch_seq=?", (batch_seq,))
+
+    def replace_unacked(self, rebuilt: Sequence[tuple[int, Batch]], next_batch_seq: int, prev_hash: bytes) -> None:
+        """Renumber the unacknowledged batches (re-signed by the caller) after a resync with the cloud."""
+        with self._write():
+            old = [int(r[0]) for r in self.db.execute(
+                "SELECT batch_seq FROM batches WHERE acked_at IS NULL ORDER BY batch_seq").fetchall()]
+            if len(old) != len(rebuilt):
+                raise ValueError("the set of unacknowledged batches changed during the resync")
+            # Move out of the way first: new numbers may overlap old ones.
+            for old_seq in old:
+                self.db.execute("UPDATE batches SET batch_seq=? WHERE batch_seq=?", (-1 - old_seq, old_seq))
+                self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (-1 - old_seq, old_seq))
+            for old_seq, (new_seq, batch) in zip(old, rebuilt, strict=True):
+                self.db.execute(
+                    "UPDATE batches SET batch_seq=?, batch_id=?, blob=?, hash=? WHERE batch_seq=?",
+                    (new_seq, batch.id, batch.encode(), batch.hash, -1 - old_seq),
+                )
+                self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (new_seq, -1 - old_seq))
+            self._set_meta("next_batch_seq", str(next_batch_seq))
+            self._set_meta("prev_hash", prev_hash.hex())
+
+    # -- reporting ----------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        one = self.db.execute
+        oldest = one("SELECT MIN(created) FROM batches WHERE acked_at IS NULL").fetchone()[0]
+        return {
+            "open_readings": one("SELECT COUNT(*) FROM readings WHERE batch_seq IS NULL").fetchone()[0],
+            "unacked_batches": one("SELECT COUNT(*) FROM batches WHERE acked_at IS NULL").fetchone()[0],
+            "acked_batches": one("SELECT COUNT(*) FROM batches WHERE acked_at IS NOT NULL").fetchone()[0],
+            "oldest_unacked_created": oldest,
+            "last_acked_at": one("SELECT MAX(acked_at) FROM batches").fetchone()[0],
+            "missing_readings": one("SELECT COALESCE(SUM(hi - lo + 1), 0) FROM gaps").fetchone()[0],
+            "held_bytes": self.held_bytes(),
+            "file_bytes": self.file_bytes(),
+            "upload_halted": self._meta("upload_halted"),
+            "registry_synced_at": self._meta("registry_synced_at"),
+            "next_batch_seq": int(self._meta("next_batch_seq", "0") or 0),
+        }
+
+    def gaps(self, device_id: str) -> list[tuple[int, int]]:
+        rows = self.db.execute("SELECT lo, hi FROM gaps WHERE device_id=? ORDER BY lo", (device_id,)).fetchall()
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    def rejection_counts(self) -> dict[tuple[str, str], int]:
+        rows = self.db.execute("SELECT device_label, reason, count FROM rejections").fetchall()
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    def device_counts(self) -> dict[str, tuple[int, int]]:
+        rows = self.db.execute("SELECT device_id, accepted, duplicates FROM devices").fetchall()
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}

@@ -1,0 +1,164 @@
+"""Shared pieces of the gateway tests: device keys, signed readings, settings files, waiting."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gw_cloud_stub import CloudStub, StubState
+
+from carbontrace_protocol import p256
+from carbontrace_protocol.reading import Reading, sign_reading
+from edge_gateway.keys import create_key_file, load_private_key, public_key_of
+
+SITE = "site-a"
+GATEWAY = "gw-1"
+API_KEY = "test-api-key-not-secret"
+
+
+class Device:
+    def __init__(self, device_id: str, seed: bytes | None = None) -> None:
+        self.device_id = device_id
+        self.key = p256.private_key_from_bytes(seed or os.urandom(32))
+        self.public = bytes(p256.public_key(self.key))
+
+    def reading(self, seq: int, timestamp: int | None = None, flags: int = 0, energy_wh: int | None = None,
+                co2_ppm: int | None = 600) -> Reading:
+        return Reading(self.device_id, seq, int(time.time()) if timestamp is None else timestamp, "1.0.0",
+                       flags=flags, co2_ppm=co2_ppm, temperature_centi_c=2150, humidity_centi_pct=4500,
+                       energy_wh=energy_wh if energy_wh is not None else 1000 + 5 * seq, power_deci_w=1200)
+
+    def signed(self, seq: int, **kwargs: int) -> bytes:
+        return bytes(sign_reading(self.reading(seq, **kwargs), self.key))
+
+
+def topic(device_id: str, site: str = SITE) -> str:
+    return f"carbontrace/v1/{site}/{device_id}/reading"
+
+
+def make_gateway_key(tmp: Path) -> tuple[Path, bytes]:
+    path = tmp / "gateway.key"
+    create_key_file(path)
+    return path, public_key_of(load_private_key(path))
+
+
+def make_stub(gateway_public: bytes, devices: list[Device], revoked: list[Device] = (),  # type: ignore[assignment]
+              port: int | None = None) -> CloudStub:
+    entries = {d.device_id: (d.public, "active") for d in devices}
+    entries.update({d.device_id: (d.public, "revoked") for d in revoked})
+    stub = CloudStub(StubState(GATEWAY, SITE, API_KEY, gateway_public, entries), port=port)
+    stub.start()
+    return stub
+
+
+def write_config(tmp: Path, key_file: Path, cloud_url: str, mqtt_port: int, **extra: object) -> Path:
+    values: dict[str, object] = {
+        "gateway_id": GATEWAY,
+        "site_id": SITE,
+        "cloud_url": cloud_url,
+        "api_key": API_KEY,
+        "key_file": str(key_file),
+        "spool_path": str(tmp / "spool.sqlite"),
+        "mqtt_port": mqtt_port,
+        "window_s": 2,
+        "interval_s": 1,
+        "metrics_port": 0,
+        "backoff_base_s": 0.2,
+        "backoff_max_s": 1.0,
+        "tick_s": 0.1,
+        "registry_refresh_s": 3600,
+    }
+    values.update(extra)
+    lines = ["[gateway]"]
+    for name, value in values.items():
+        if isinstance(value, bool):
+            lines.append(f"{name} = {'true' if value else 'false'}")
+        elif isinstance(value, (int, float)):
+            lines.append(f"{name} = {value}")
+        else:
+            lines.append(f'{name} = "{value}"')
+    path = tmp / "gateway.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def publish_all(port: int, messages: list[tuple[str, bytes]], client_id: str = "test-publisher",
+                timeout: float = 30.0) -> None:
+    """Publish at QoS 1 and wait for every PUBACK from the broker."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.max_inflight_messages_set(100)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        infos = [client.publish(t, p, qos=1) for t, p in messages]
+        for info in infos:
+            info.wait_for_publish(timeout=timeout)
+            if not info.is_published():
+                raise AssertionError("broker did not acknowledge a publish")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+class InProcessGateway:
+    """The real Gateway (MQTT, SQLite, HTTP) on a thread of the test process."""
+
+    def __init__(self, config: Path, **overrides: object) -> None:
+        import threading
+
+        from edge_gateway.config import load_settings
+        from edge_gateway.service import Gateway
+
+        self.settings = load_settings(config, **overrides)
+        self.gateway = Gateway(self.settings)
+        self.exit_code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.exit_code = self.gateway.run()
+
+    def __enter__(self) -> InProcessGateway:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.gateway.stop_event.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "gateway did not stop"
+
+    def spool(self):  # type: ignore[no-untyped-def]
+        from edge_gateway.spool import Spool
+
+        return Spool(self.settings.spool_path)
+
+
+def start_persistent_broker(workdir: Path):  # type: ignore[no-untyped-def]
+    """Mosquitto whose persistence really works when the tests run as root.
+
+    Run as root, Mosquitto drops to the `mosquitto` user, which cannot write into a 0700 temp dir: it
+    then logs "Error saving in-memory database" and a restart silently forgets every session. `user root`
+    keeps it able to save (needed only where a test restarts the broker).
+    """
+    from tests.conftest import MosquittoBroker
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    broker = MosquittoBroker(workdir)
+    if os.geteuid() == 0:
+        broker.config.write_text(broker.config.read_text() + "user root\n")
+    broker.start()
+    return broker

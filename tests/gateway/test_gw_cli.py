@@ -1,0 +1,68 @@
+"""The typer sub-app (mounted by the lead as `carbontrace gateway`): keygen, status, settings."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from gw_helpers import API_KEY, Device, topic, write_config
+from typer.testing import CliRunner
+
+from carbontrace_protocol import p256
+from edge_gateway.cli import gateway_app
+from edge_gateway.config import load_settings
+from edge_gateway.keys import load_private_key
+
+runner = CliRunner()
+
+
+def test_keygen_writes_a_private_key_file_and_prints_the_public_key(tmp_path: Path) -> None:
+    key_file = tmp_path / "keys" / "gateway.key"
+    result = runner.invoke(gateway_app, ["keygen", str(key_file)])
+    assert result.exit_code == 0, result.output
+    public = bytes.fromhex(result.output.strip())
+    assert len(public) == 65 and public == bytes(p256.public_key(load_private_key(key_file)))
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    again = runner.invoke(gateway_app, ["keygen", str(key_file)])
+    assert again.exit_code == 1 and bytes(p256.public_key(load_private_key(key_file))) == public
+    forced = runner.invoke(gateway_app, ["keygen", str(key_file), "--force"])
+    assert forced.exit_code == 0 and bytes.fromhex(forced.output.strip()) != public
+
+
+def test_settings_come_from_toml_with_env_overrides_and_secrets_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path, tmp_path / "k", "http://cloud", 1883, window_s=900)
+    monkeypatch.setenv("CT_GATEWAY_WINDOW_S", "300")
+    monkeypatch.setenv("CT_GATEWAY_MQTT_PASSWORD", "hunter2")
+    settings = load_settings(config)
+    assert settings.window_s == 300 and settings.site_id == "site-a"
+    assert settings.api_key.get_secret_value() == API_KEY
+    shown = json.dumps(settings.redacted())
+    assert API_KEY not in shown and "hunter2" not in shown and "********" in shown
+    monkeypatch.setenv("CT_GATEWAY_WINDOW_S", "0")
+    with pytest.raises(ValueError):
+        load_settings(config)
+
+
+def test_status_reports_the_spool(tmp_path: Path) -> None:
+    from edge_gateway.classify import DeviceEntry, classify_message
+    from edge_gateway.spool import Spool
+
+    config = write_config(tmp_path, tmp_path / "k", "http://cloud", 1883)
+    device = Device("dev-a")
+    spool = Spool(tmp_path / "spool.sqlite")
+    registry = {"dev-a": DeviceEntry("dev-a", device.public, "active")}
+    import time
+
+    outcomes = [classify_message(topic("dev-a"), device.signed(s), "site-a", registry.get, int(time.time()), 300)
+                for s in (1, 2, 5)]
+    spool.ingest(outcomes, [], 900)  # type: ignore[arg-type]
+    spool.close()
+    result = runner.invoke(gateway_app, ["status", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["open_readings"] == 3 and report["missing_readings"] == 2
+    assert report["gaps"] == {"dev-a": [[3, 4]]} and report["devices"]["dev-a"]["accepted"] == 3
