@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from carbontrace.provision import provision_app
 from carbontrace.readout import reading_json
 from carbontrace_protocol import cose
 from carbontrace_protocol.errors import ProtocolError
@@ -26,6 +27,7 @@ app = typer.Typer(
 
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(provision_app, name="provision")
 
 
 @app.callback()

@@ -1,0 +1,145 @@
+"""`carbontrace provision device|gateway`: set up a board or a Raspberry Pi gateway and register it.
+
+The steps come from carbontrace.provision_plan (pure) and run through carbontrace.provision_runner, so
+``--dry-run`` walks exactly the plan a real run would, without a board, the cloud or root.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated
+
+import typer
+
+from carbontrace.cloud_registration import RegistrationError
+from carbontrace.provision_plan import (
+    BOARD_PINS,
+    REPO_ROOT,
+    DeviceRequest,
+    GatewayRequest,
+    Step,
+    device_plan,
+    device_settings,
+    gateway_plan,
+    parse_broker,
+)
+from carbontrace.provision_runner import PlanRunner, ProvisionError
+
+provision_app = typer.Typer(help="Provision devices and gateways: keys, settings, cloud registration.",
+                            no_args_is_help=True)
+
+CloudOption = Annotated[str, typer.Option("--cloud", help="cloud base URL, e.g. https://cloud.example.org")]
+ApiKeyOption = Annotated[
+    str, typer.Option("--api-key", envvar="CT_API_KEY", help="enterprise or site-engineer API key (env CT_API_KEY)")
+]
+SiteOption = Annotated[str, typer.Option("--site", help="site id the device/gateway belongs to")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="walk the plan without board, cloud or system changes; files go to --out")
+]
+
+
+def firmware_config() -> ModuleType:
+    """The firmware's own settings validator (firmware/carbontrace_device/config.py), from the repository."""
+    firmware = str(REPO_ROOT / "firmware")
+    if firmware not in sys.path:
+        sys.path.append(firmware)
+    return importlib.import_module("carbontrace_device.config")
+
+
+def _run(steps: list[Step], out_dir: Path, runner: PlanRunner) -> None:
+    try:
+        runner.run(steps, out_dir)
+    except (ProvisionError, RegistrationError, FileExistsError, OSError) as err:
+        typer.echo(f"provisioning failed: {err}", err=True)
+        raise typer.Exit(1) from err
+
+
+@provision_app.command("device")
+def provision_device(
+    port: Annotated[str, typer.Option("--port", help="serial port of the board, e.g. /dev/ttyUSB0")],
+    cloud: CloudOption,
+    api_key: ApiKeyOption,
+    site: SiteOption,
+    device_id: Annotated[str, typer.Option("--device-id", help="device id (1-64 of A-Z a-z 0-9 . _ -)")],
+    board: Annotated[str, typer.Option("--board", help="esp32 (DevKitC) or picow: selects the pin set")] = "esp32",
+    wifi_ssid: Annotated[str | None, typer.Option("--wifi-ssid")] = None,
+    wifi_password: Annotated[
+        str | None, typer.Option("--wifi-password", envvar="CT_WIFI_PASSWORD", help="(env CT_WIFI_PASSWORD)")
+    ] = None,
+    broker: Annotated[str | None, typer.Option("--broker", help="the gateway's MQTT broker, host:port")] = None,
+    meter: Annotated[str, typer.Option("--meter", help="pzem, s0 or none")] = "pzem",
+    co2_sensor: Annotated[str, typer.Option("--co2-sensor", help="scd4x or none")] = "scd4x",
+    dry_run: DryRunOption = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="work directory (build, settings, record); default ~/.carbontrace/provision/<id>"),
+    ] = None,
+) -> None:
+    """Build and copy the firmware, write its settings, make the key ON the board, register its public key."""
+    if board not in BOARD_PINS:
+        raise typer.BadParameter(f"--board must be one of {', '.join(BOARD_PINS)}")
+    if broker is not None:
+        try:
+            parse_broker(broker)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
+    request = DeviceRequest(
+        port=port,
+        cloud_url=cloud,
+        site_id=site,
+        device_id=device_id,
+        out_dir=(out or Path.home() / ".carbontrace" / "provision" / device_id).resolve(),
+        board=board,  # type: ignore[arg-type]  # checked against BOARD_PINS above
+        wifi_ssid=wifi_ssid,
+        wifi_password=wifi_password,
+        broker=broker,
+        meter=meter,
+        co2_sensor=co2_sensor,
+    )
+    # Fail here, not on the board at boot: the firmware's own validator checks the settings.
+    try:
+        validator = firmware_config()
+    except ImportError as err:
+        typer.echo(f"the firmware sources are needed (run from a CarbonTrace checkout): {err}", err=True)
+        raise typer.Exit(1) from err
+    try:
+        validator.load(None, overrides=device_settings(request))
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    runner = PlanRunner(dry_run=dry_run, api_key=api_key, echo=typer.echo)
+    _run(device_plan(request), request.out_dir, runner)
+
+
+@provision_app.command("gateway")
+def provision_gateway(
+    cloud: CloudOption,
+    api_key: ApiKeyOption,
+    site: SiteOption,
+    gateway_id: Annotated[str, typer.Option("--gateway-id", help="gateway id (1-64 of A-Z a-z 0-9 . _ -)")],
+    out: Annotated[Path, typer.Option("--out", help="staging directory: key, gateway.toml, unit, record")],
+    dry_run: DryRunOption = False,
+    install: Annotated[
+        bool, typer.Option("--install/--no-install", help="install into /etc and start the service (needs root)")
+    ] = True,
+    mqtt: Annotated[str, typer.Option("--mqtt", help="the local MQTT broker, host:port")] = "127.0.0.1:1883",
+) -> None:
+    """Make the gateway key, register it, write gateway.toml with the returned API key, install the unit."""
+    try:
+        mqtt_host, mqtt_port = parse_broker(mqtt)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    request = GatewayRequest(
+        cloud_url=cloud,
+        site_id=site,
+        gateway_id=gateway_id,
+        out_dir=out.resolve(),
+        mqtt_host=mqtt_host,
+        mqtt_port=mqtt_port,
+    )
+    runner = PlanRunner(dry_run=dry_run, api_key=api_key, echo=typer.echo, perform_system=install)
+    _run(gateway_plan(request), request.out_dir, runner)
+    if not dry_run and not install:
+        typer.echo("not installed (--no-install): run the commands listed above as root")
