@@ -18,6 +18,7 @@ from carbontrace_protocol.reading import decode_payload
 from carbontrace_protocol.verify import verify_reading
 from cloud.cli import cloud_app
 from edge_gateway.cli import gateway_app
+from simulators.cli import sim_app
 
 app = typer.Typer(
     help="CarbonTrace: sensor-to-chain traceable emission data.",
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(provision_app, name="provision")
+app.add_typer(sim_app, name="sim")
 
 
 @app.callback()
