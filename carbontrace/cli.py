@@ -12,6 +12,7 @@ import typer
 
 from carbontrace.provision import provision_app
 from carbontrace.readout import reading_json
+from carbontrace.verify_bundle import verify_command
 from carbontrace_protocol import cose
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.reading import decode_payload
@@ -30,6 +31,7 @@ app.add_typer(cloud_app, name="cloud")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(provision_app, name="provision")
 app.add_typer(sim_app, name="sim")
+app.command("verify")(verify_command)
 
 
 @app.callback()

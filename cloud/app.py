@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from cloud import chain as chainlib
 from cloud.ledger import build_ledger
 from cloud.ledger_chain import NoCustodialAccount
-from cloud.routers import batches, gateways, log, registry, sites
+from cloud.routers import batches, gateways, log, registry, rpc, sites, trace
 from cloud.settings import Settings
 
 
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = 
         "Each endpoint names the roles that may call it; any other caller gets 403.",
     )
     app.state.ledger = ledger
-    for module in (registry, sites, gateways, batches, log):
+    for module in (registry, sites, gateways, batches, log, trace, rpc):
         app.include_router(module.router)
 
     @app.exception_handler(chainlib.ChainUnavailable)

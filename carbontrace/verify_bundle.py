@@ -1,0 +1,756 @@
+"""Offline verification of a CarbonTrace proof bundle (docs/proof-bundle.md) or a signed period statement.
+
+Everything is checked from the bundle's own bytes, except what only the chain can say: that the device key
+fingerprint is registered and not revoked, and which checkpoint roots were anchored. Those reads go through
+the tiny `ChainReader` interface: `Web3ChainReader` (any JSON-RPC node, or the cloud's read-only /rpc) here,
+and the cloud's own adapter over cloud/chain.py when the cloud verifies a trace answer itself.
+
+The checks are pure functions, one per step, run in this order (the first failure names the step):
+
+  bundle_format → chain_identity → per item: device_key → device_signature → decoded_view → batch_inclusion
+  → gateway_signature → checkpoint_signature → log_inclusion → chain_anchor → consistency
+
+The checkpoint's signature is checked before the log proof is evaluated against its root, so a tampered
+checkpoint is reported as such and not as a broken log proof. A batch that is not under an anchored
+checkpoint yet is "pending", not invalid.
+
+Run: `python -m carbontrace.verify_bundle BUNDLE.json --rpc URL [--json]` (the lead mounts `verify_command` as
+`carbontrace verify`). Exit status: 0 valid, 3 pending, 4 chain unreachable, 2 unreadable input, and for an
+invalid bundle the step's own code (`STEP_EXIT`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Protocol
+
+import typer
+
+from carbontrace_protocol import cbor, cose, merkle
+from carbontrace_protocol.batch import LEAF_READING, parse_header, parse_leaf
+from carbontrace_protocol.errors import ProofError, ProtocolError
+from carbontrace_protocol.reading import decode_payload
+from carbontrace_protocol.verify import verify_es256, verify_reading
+
+BUNDLE_FORMAT = "carbontrace-proof-bundle"
+STATEMENT_FORMAT = "carbontrace-statement"
+BUNDLE_VERSION = 1
+CHECKPOINT_KID = b"carbontrace-cloud"
+KEY_STATE_ACTIVE = 1  # CarbonTraceRegistry.KeyState: 0 none, 1 active, 2 revoked
+REGISTRY_ABI_PATH = Path(__file__).resolve().parents[1] / "cloud" / "contracts" / "CarbonTraceRegistry.json"
+
+STEPS = (
+    "bundle_format",
+    "chain_identity",
+    "device_key",
+    "device_signature",
+    "decoded_view",
+    "batch_inclusion",
+    "gateway_signature",
+    "checkpoint_signature",
+    "log_inclusion",
+    "chain_anchor",
+    "consistency",
+    "statement_signature",
+    "statement_figures",
+)
+EXIT_VALID = 0
+EXIT_USAGE = 2
+EXIT_PENDING = 3
+EXIT_CHAIN_UNREACHABLE = 4
+# One exit code per failing step, so a script can tell them apart without parsing output.
+STEP_EXIT = {name: 10 + i for i, name in enumerate(STEPS)}
+
+# The measurement fields of a reading, as they appear in a decoded view.
+READING_FIELDS = ("co2_ppm", "temperature_centi_c", "humidity_centi_pct", "energy_wh", "power_deci_w")
+READING_META = ("device_id", "seq", "timestamp", "firmware", "flags")
+
+
+class CheckFailed(Exception):
+    def __init__(self, step: str, detail: str) -> None:
+        super().__init__(f"{step}: {detail}")
+        self.step = step
+        self.detail = detail
+
+
+class ChainUnreachable(Exception):
+    """The chain node did not answer: nothing can be concluded, which is not the same as invalid."""
+
+
+class ChainReader(Protocol):
+    """The chain reads a verifier needs, bound to one registry contract."""
+
+    def chain_id(self) -> int: ...
+
+    def has_code(self) -> bool: ...
+
+    def checkpoint_count(self) -> int: ...
+
+    def checkpoint(self, seq: int) -> tuple[int, bytes]:
+        """(tree size, root) of anchored checkpoint ``seq``."""
+        ...
+
+    def key_state(self, fingerprint: bytes) -> tuple[int, bytes]:
+        """(KeyState, chain device id) of a device key fingerprint."""
+        ...
+
+
+@dataclass
+class Step:
+    step: str
+    ok: bool | None  # None: not applicable to this item, or not reached (pending)
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"step": self.step, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class ItemResult:
+    index: int
+    kind: str
+    batch_id: str
+    leaf_index: int
+    status: str = "valid"  # valid | invalid | pending
+    failed_step: str | None = None
+    steps: list[Step] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "kind": self.kind,
+            "batch_id": self.batch_id,
+            "leaf_index": self.leaf_index,
+            "status": self.status,
+            "failed_step": self.failed_step,
+            "steps": [s.as_json() for s in self.steps],
+        }
+
+
+@dataclass
+class Report:
+    status: str  # valid | invalid | pending
+    failed_step: str | None
+    detail: str
+    items: list[ItemResult]
+    steps: list[Step]  # bundle-wide steps (format, chain identity, statement)
+    verify_ms: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.status == "valid":
+            return EXIT_VALID
+        if self.status == "pending":
+            return EXIT_PENDING
+        return STEP_EXIT.get(self.failed_step or "bundle_format", STEP_EXIT["bundle_format"])
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "failed_step": self.failed_step,
+            "detail": self.detail,
+            "exit_code": self.exit_code,
+            "steps": [s.as_json() for s in self.steps],
+            "items": [i.as_json() for i in self.items],
+            "verify_ms": round(self.verify_ms, 3),
+        }
+
+
+def canonical_json(value: Any) -> bytes:
+    """The bytes a statement signature covers: sorted keys, no spaces, ASCII (values are ints and strings)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def key_fingerprint(public_key: bytes) -> bytes:
+    return hashlib.sha256(public_key).digest()
+
+
+def chain_id_of(text_id: str) -> bytes:
+    return hashlib.sha256(text_id.encode()).digest()
+
+
+def _hex(value: Any, what: str, size: int | None = None) -> bytes:
+    if not isinstance(value, str):
+        raise CheckFailed("bundle_format", f"{what} must be a hex string")
+    try:
+        data = bytes.fromhex(value.removeprefix("0x"))
+    except ValueError as err:
+        raise CheckFailed("bundle_format", f"{what} is not hex") from err
+    if size is not None and len(data) != size:
+        raise CheckFailed("bundle_format", f"{what} must be {size} bytes")
+    return data
+
+
+def _hashes(value: Any, what: str) -> list[bytes]:
+    if not isinstance(value, list):
+        raise CheckFailed("bundle_format", f"{what} must be a list of hashes")
+    return [_hex(v, what, 32) for v in value]
+
+
+def _int(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise CheckFailed("bundle_format", f"{what} must be a non-negative integer")
+    return value
+
+
+def _proof_error(step: str, err: Exception) -> CheckFailed:
+    return CheckFailed(step, f"{type(err).__name__}: {err}")
+
+
+# ---- pure checks, one per step -------------------------------------------------------------------------
+
+
+def check_format(bundle: Any) -> None:
+    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
+        raise CheckFailed("bundle_format", f"not a {BUNDLE_FORMAT}")
+    if bundle.get("version") != BUNDLE_VERSION:
+        raise CheckFailed("bundle_format", f"unsupported bundle version {bundle.get('version')!r}")
+    for name, kind in (
+        ("chain", dict),
+        ("cloud_key", dict),
+        ("checkpoints", list),
+        ("devices", list),
+        ("batches", list),
+        ("items", list),
+    ):
+        if not isinstance(bundle.get(name), kind):
+            raise CheckFailed("bundle_format", f"{name} missing or of the wrong type")
+    _int(bundle["chain"].get("chain_id"), "chain.chain_id")
+    registry = bundle["chain"].get("registry")
+    if not isinstance(registry, str) or len(_hex(registry, "chain.registry")) != 20:
+        raise CheckFailed("bundle_format", "chain.registry must be a 20-byte address")
+    _hex(bundle["cloud_key"].get("public_key"), "cloud_key.public_key", 65)
+
+
+def check_chain_identity(bundle: dict[str, Any], chain: ChainReader) -> None:
+    actual = chain.chain_id()
+    if actual != bundle["chain"]["chain_id"]:
+        named = bundle["chain"]["chain_id"]
+        raise CheckFailed("chain_identity", f"the node is chain {actual}, the bundle names {named}")
+    if not chain.has_code():
+        raise CheckFailed("chain_identity", f"no contract at {bundle['chain']['registry']} on this chain")
+
+
+def check_device_key(device: dict[str, Any], chain: ChainReader) -> bytes:
+    """The device key, once its fingerprint is shown registered to this device and not revoked on chain."""
+    public_key = _hex(device.get("public_key"), "device public_key", 65)
+    fingerprint = key_fingerprint(public_key)
+    if _hex(device.get("key_fingerprint"), "key_fingerprint", 32) != fingerprint:
+        raise CheckFailed("device_key", "key_fingerprint is not sha256 of the public key")
+    device_id = device.get("device_id")
+    if not isinstance(device_id, str) or _hex(device.get("chain_device_id"), "chain_device_id", 32) != chain_id_of(
+        device_id
+    ):
+        raise CheckFailed("device_key", "chain_device_id is not sha256 of the device id")
+    state, chain_device = chain.key_state(fingerprint)
+    if state != KEY_STATE_ACTIVE:
+        raise CheckFailed("device_key", "key fingerprint is " + ("revoked" if state == 2 else "not registered"))
+    if chain_device != chain_id_of(device_id):
+        raise CheckFailed("device_key", "key fingerprint is registered to another device")
+    return public_key
+
+
+def check_device_signature(leaf: bytes, device_id: str, public_key: bytes) -> dict[str, Any]:
+    """The reading in a reading leaf, once the device signature verifies; returns its decoded fields."""
+    try:
+        kind, body = parse_leaf(leaf)
+    except ProtocolError as err:
+        raise _proof_error("device_signature", err) from err
+    if kind != LEAF_READING:
+        raise CheckFailed("device_signature", "leaf is not a reading leaf")
+    try:
+        reading = verify_reading(body, public_key)
+    except ProtocolError as err:
+        raise _proof_error("device_signature", err) from err
+    if reading.device_id != device_id:
+        raise CheckFailed("device_signature", "the reading names another device")
+    return {name: getattr(reading, name) for name in READING_META + READING_FIELDS}
+
+
+def leaf_content(leaf: bytes) -> tuple[str, dict[str, Any]]:
+    """("reading" | "aggregate", decoded fields) of a leaf, signature not checked."""
+    try:
+        kind, body = parse_leaf(leaf)
+        if kind == LEAF_READING:
+            reading = decode_payload(cose.parse_sign1(body).payload)
+            return "reading", {name: getattr(reading, name) for name in READING_META + READING_FIELDS}
+    except ProtocolError as err:
+        raise _proof_error("decoded_view", err) from err
+    return "aggregate", aggregate_json(body)
+
+
+def aggregate_json(aggregate: dict[str, Any]) -> dict[str, Any]:
+    """An aggregate leaf's map as JSON: decimal fractions (CBOR tag 4) become {"e": exponent, "m": mantissa}."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, cbor.Tag) and isinstance(value.value, list) and len(value.value) == 2:
+            return {"e": int(value.value[0]), "m": int(value.value[1])}
+        if isinstance(value, dict):
+            return {str(k): convert(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        if isinstance(value, bytes):
+            return value.hex()
+        return value
+
+    converted = convert(aggregate)
+    assert isinstance(converted, dict)
+    return converted
+
+
+def check_decoded_view(view: Any, content: dict[str, Any]) -> None:
+    """Every field the answer shows must be the leaf's own value (a view may show fewer fields, never others)."""
+    if not isinstance(view, dict):
+        raise CheckFailed("decoded_view", "view must be a map")
+    for name, value in view.items():
+        if name not in content or content[name] != value:
+            raise CheckFailed("decoded_view", f"view field {name!r} differs from the leaf")
+
+
+def check_batch_inclusion(leaf: bytes, leaf_index: int, proof: list[bytes], header: dict[str, Any]) -> None:
+    size = header["readings"] + header["aggregates"]
+    try:
+        merkle.verify_inclusion(merkle.leaf_hash(leaf), leaf_index, size, proof, bytes(header["root"]))
+    except (ProofError, ValueError) as err:
+        raise _proof_error("batch_inclusion", err) from err
+
+
+def parse_signed_header(signed_header: bytes) -> tuple[cose.Sign1, dict[str, Any]]:
+    try:
+        return parse_header(signed_header)
+    except ProtocolError as err:
+        raise _proof_error("batch_inclusion", err) from err
+
+
+def check_gateway_signature(message: cose.Sign1, header: dict[str, Any], gateway_key: bytes) -> None:
+    if message.kid != header["gateway"].encode():
+        raise CheckFailed("gateway_signature", "header key id is not the gateway id")
+    if not verify_es256(gateway_key, message.signed_bytes(), message.signature):
+        raise CheckFailed("gateway_signature", "gateway signature on the batch header does not verify")
+
+
+def check_checkpoint_signature(signed: bytes, cloud_key: bytes) -> tuple[int, bytes]:
+    """(tree size, root) of a signed checkpoint, once the cloud's signature on it verifies."""
+    try:
+        message = cose.parse_sign1(signed)
+    except ProtocolError as err:
+        raise _proof_error("checkpoint_signature", err) from err
+    if message.kid != CHECKPOINT_KID:
+        raise CheckFailed("checkpoint_signature", "checkpoint key id is not the cloud's")
+    if not verify_es256(cloud_key, message.signed_bytes(), message.signature):
+        raise CheckFailed("checkpoint_signature", "cloud signature on the checkpoint does not verify")
+    try:
+        payload = cbor.decode(message.payload)
+    except ProtocolError as err:
+        raise _proof_error("checkpoint_signature", err) from err
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("size"), int)
+        or not isinstance(payload.get("root"), bytes)
+    ):
+        raise CheckFailed("checkpoint_signature", "checkpoint payload lacks size/root")
+    return int(payload["size"]), bytes(payload["root"])
+
+
+def check_log_inclusion(signed_header: bytes, log_index: int, size: int, proof: list[bytes], root: bytes) -> None:
+    try:
+        merkle.verify_inclusion(merkle.leaf_hash(signed_header), log_index, size, proof, root)
+    except (ProofError, ValueError) as err:
+        raise _proof_error("log_inclusion", err) from err
+
+
+def check_chain_anchor(seq: int, size: int, root: bytes, chain: ChainReader) -> None:
+    if seq >= chain.checkpoint_count():
+        raise CheckFailed("chain_anchor", f"checkpoint {seq} is not anchored on chain")
+    on_chain = chain.checkpoint(seq)
+    if on_chain != (size, root):
+        raise CheckFailed("chain_anchor", f"chain checkpoint {seq} has size/root {on_chain[0]}/{on_chain[1].hex()}")
+
+
+def check_consistency(
+    seq: int, size: int, root: bytes, checkpoint: dict[str, Any], newest: dict[str, Any] | None, chain: ChainReader
+) -> str:
+    """The anchored checkpoint before this one is a prefix of it, and it is a prefix of the newest anchor."""
+    try:
+        if seq > 0:
+            previous_size, previous_root = chain.checkpoint(seq - 1)
+            proof = _hashes(checkpoint.get("consistency_from_previous"), "consistency_from_previous")
+            merkle.verify_consistency(previous_size, size, previous_root, root, proof)
+        if newest is None:
+            raise CheckFailed("consistency", "bundle names no newest anchored checkpoint")
+        newest_seq = _int(newest.get("seq"), "newest.seq")
+        newest_size = _int(newest.get("tree_size"), "newest.tree_size")
+        newest_root = _hex(newest.get("root"), "newest.root", 32)
+        if newest_seq < seq or newest_seq >= chain.checkpoint_count():
+            raise CheckFailed("consistency", f"newest checkpoint {newest_seq} is not anchored after {seq}")
+        if chain.checkpoint(newest_seq) != (newest_size, newest_root):
+            raise CheckFailed("consistency", f"chain checkpoint {newest_seq} differs from the bundle's newest")
+        proof = _hashes(checkpoint.get("consistency_to_newest"), "consistency_to_newest")
+        merkle.verify_consistency(size, newest_size, root, newest_root, proof)
+    except (ProofError, ValueError) as err:
+        raise _proof_error("consistency", err) from err
+    newer = chain.checkpoint_count() - 1 - newest_seq
+    later = f"; the chain has {newer} newer checkpoint(s) since the bundle was made" if newer > 0 else ""
+    return f"consistent with the previous anchor and with anchor {newest_seq} (size {newest_size}){later}"
+
+
+# ---- the driver ----------------------------------------------------------------------------------------
+
+
+class CachedChainReader:
+    """Each chain read once per verification run (or per trace request, when the cloud shares one)."""
+
+    def __init__(self, inner: ChainReader) -> None:
+        self.inner = inner
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    def _get(self, key: tuple[Any, ...], read: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            try:
+                self._cache[key] = read()
+            except CheckFailed:
+                raise
+            except Exception as err:  # any transport or decoding failure of the node: report, do not guess
+                raise ChainUnreachable(f"{type(err).__name__}: {err}") from err
+        return self._cache[key]
+
+    def chain_id(self) -> int:
+        return int(self._get(("chain_id",), self.inner.chain_id))
+
+    def has_code(self) -> bool:
+        return bool(self._get(("code",), self.inner.has_code))
+
+    def checkpoint_count(self) -> int:
+        return int(self._get(("count",), self.inner.checkpoint_count))
+
+    def checkpoint(self, seq: int) -> tuple[int, bytes]:
+        result: tuple[int, bytes] = self._get(("checkpoint", seq), lambda: self.inner.checkpoint(seq))
+        return result
+
+    def key_state(self, fingerprint: bytes) -> tuple[int, bytes]:
+        result: tuple[int, bytes] = self._get(("key", fingerprint), lambda: self.inner.key_state(fingerprint))
+        return result
+
+
+def _index(rows: list[Any], key: str, what: str) -> dict[Any, dict[str, Any]]:
+    out: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        if not isinstance(row, dict) or key not in row:
+            raise CheckFailed("bundle_format", f"every {what} needs {key!r}")
+        out[row[key]] = row
+    return out
+
+
+def _verify_item(
+    index: int,
+    item: Any,
+    bundle: dict[str, Any],
+    devices: dict[Any, dict[str, Any]],
+    batches: dict[Any, dict[str, Any]],
+    checkpoints: dict[Any, dict[str, Any]],
+    chain: ChainReader,
+) -> ItemResult:
+    if not isinstance(item, dict):
+        result = ItemResult(index, "?", "?", -1)
+        result.status, result.failed_step = "invalid", "bundle_format"
+        result.steps.append(Step("bundle_format", False, "item must be a map"))
+        return result
+    shown_index = item.get("leaf_index")
+    result = ItemResult(
+        index, str(item.get("kind")), str(item.get("batch_id")), shown_index if isinstance(shown_index, int) else -1
+    )
+    current = "bundle_format"
+
+    def passed(step: str, detail: str) -> None:
+        result.steps.append(Step(step, True, detail))
+
+    try:
+        kind = item.get("kind")
+        if kind not in ("reading", "aggregate"):
+            raise CheckFailed("bundle_format", "item kind must be reading or aggregate")
+        leaf = _hex(item.get("leaf"), "leaf")
+        leaf_index = _int(item.get("leaf_index"), "leaf_index")
+        batch = batches.get(item.get("batch_id"))
+        if batch is None:
+            raise CheckFailed("bundle_format", "item names a batch the bundle does not hold")
+        content: dict[str, Any] | None = None
+        if kind == "reading":
+            device = devices.get(item.get("device_id"))
+            if device is None:
+                raise CheckFailed("bundle_format", "reading item names a device the bundle does not hold")
+            current = "device_key"
+            public_key = check_device_key(device, chain)
+            passed(current, "fingerprint registered to this device and active on chain")
+            current = "device_signature"
+            content = check_device_signature(leaf, str(item["device_id"]), public_key)
+            passed(current, "ES256 signature of the device verifies")
+        else:
+            result.steps.append(Step("device_key", None, "aggregate leaf: signed by the gateway, not a device"))
+            result.steps.append(Step("device_signature", None, "aggregate leaf: covered by the gateway signature"))
+        current = "decoded_view"
+        leaf_kind, decoded = leaf_content(leaf)
+        if leaf_kind != kind:
+            raise CheckFailed("decoded_view", f"item says {kind}, the leaf is a {leaf_kind}")
+        check_decoded_view(item.get("view", {}), content or decoded)
+        passed(current, "every shown field is the leaf's value")
+        current = "batch_inclusion"
+        signed_header = _hex(batch.get("signed_header"), "signed_header")
+        message, header = parse_signed_header(signed_header)
+        check_batch_inclusion(leaf, leaf_index, _hashes(item.get("batch_proof"), "batch_proof"), header)
+        passed(current, f"leaf {leaf_index} of {header['readings'] + header['aggregates']} under the batch root")
+        current = "gateway_signature"
+        check_gateway_signature(message, header, _hex(batch.get("gateway_public_key"), "gateway_public_key", 65))
+        passed(current, f"batch header signed by gateway {header['gateway']}")
+        seq = batch.get("checkpoint_seq")
+        if seq is None:
+            result.status = "pending"
+            for step in ("checkpoint_signature", "log_inclusion", "chain_anchor", "consistency"):
+                result.steps.append(Step(step, None, "pending: the batch is not under an anchored checkpoint yet"))
+            return result
+        checkpoint = checkpoints.get(seq)
+        if checkpoint is None:
+            raise CheckFailed("bundle_format", f"batch names checkpoint {seq} the bundle does not hold")
+        current = "checkpoint_signature"
+        size, root = check_checkpoint_signature(
+            _hex(checkpoint.get("signed"), "checkpoint signed"), _hex(bundle["cloud_key"]["public_key"], "cloud key")
+        )
+        passed(current, f"checkpoint {seq} (size {size}) signed by the cloud key")
+        current = "log_inclusion"
+        log_index = _int(batch.get("log_index"), "log_index")
+        check_log_inclusion(signed_header, log_index, size, _hashes(batch.get("log_proof"), "log_proof"), root)
+        passed(current, f"batch header is log leaf {log_index} of {size}")
+        current = "chain_anchor"
+        check_chain_anchor(int(seq), size, root, chain)
+        passed(current, f"chain checkpoint {seq} holds this size and root")
+        current = "consistency"
+        passed(current, check_consistency(int(seq), size, root, checkpoint, bundle.get("newest"), chain))
+    except CheckFailed as failure:
+        result.status, result.failed_step = "invalid", failure.step
+        result.steps.append(Step(failure.step, False, failure.detail))
+    return result
+
+
+def verify_bundle(bundle: Any, chain: ChainReader) -> Report:
+    """Every check of a proof bundle. Raises ChainUnreachable if the chain cannot be read."""
+    started = time.perf_counter()
+    cached = chain if isinstance(chain, CachedChainReader) else CachedChainReader(chain)
+    steps: list[Step] = []
+    try:
+        check_format(bundle)
+        devices = _index(bundle["devices"], "device_id", "device")
+        batches = _index(bundle["batches"], "batch_id", "batch")
+        checkpoints = _index(bundle["checkpoints"], "seq", "checkpoint")
+        steps.append(Step("bundle_format", True, f"{BUNDLE_FORMAT} v{BUNDLE_VERSION}"))
+        check_chain_identity(bundle, cached)
+        steps.append(Step("chain_identity", True, f"chain {bundle['chain']['chain_id']}, registry has code"))
+    except CheckFailed as failure:
+        steps.append(Step(failure.step, False, failure.detail))
+        return Report("invalid", failure.step, failure.detail, [], steps, (time.perf_counter() - started) * 1000)
+    items = [
+        _verify_item(i, item, bundle, devices, batches, checkpoints, cached) for i, item in enumerate(bundle["items"])
+    ]
+    return _summarize(items, steps, started)
+
+
+def _summarize(items: list[ItemResult], steps: list[Step], started: float) -> Report:
+    failed = next((i for i in items if i.status == "invalid"), None)
+    elapsed = (time.perf_counter() - started) * 1000
+    if failed is not None:
+        detail = next((s.detail for s in failed.steps if s.ok is False), "")
+        return Report("invalid", failed.failed_step, f"item {failed.index}: {detail}", items, steps, elapsed)
+    if any(i.status == "pending" for i in items):
+        return Report("pending", None, "some batches are not anchored yet", items, steps, elapsed)
+    return Report("valid", None, f"{len(items)} item(s) verified", items, steps, elapsed)
+
+
+# ---- statements ----------------------------------------------------------------------------------------
+
+
+def statement_figures(bundle: dict[str, Any]) -> dict[str, Any]:
+    """The figures a statement must show, recomputed from the aggregate leaves in its bundle."""
+    energy_wh = 0
+    expected = received = missing = 0
+    emissions: dict[str, int] = {}
+    for item in bundle.get("items", []):
+        if not isinstance(item, dict) or item.get("kind") != "aggregate":
+            continue
+        kind, body = leaf_content(_hex(item.get("leaf"), "leaf"))
+        if kind != "aggregate":
+            continue
+        expected += int(body.get("expected", 0))
+        received += int(body.get("received", 0))
+        missing += int(body.get("missing", 0))
+        energy = body.get("energy")
+        if isinstance(energy, dict):
+            energy_wh += int(energy.get("delta_wh", 0))
+        factor = body.get("factor")
+        grams = body.get("emissions_g")
+        if isinstance(factor, dict) and isinstance(grams, dict):
+            emissions[str(factor.get("id"))] = emissions.get(str(factor.get("id")), 0) + int(grams["m"])
+    return {
+        "energy_wh": energy_wh,
+        "emissions_g_e4_by_factor": dict(sorted(emissions.items())),
+        "emissions_g_e4": sum(emissions.values()),
+        "expected_readings": expected,
+        "received_readings": received,
+        "missing_by_seq": missing,
+    }
+
+
+def verify_statement(document: Any, chain: ChainReader) -> Report:
+    """A signed period statement: its signature, its figures against its leaves, then its proof bundle."""
+    started = time.perf_counter()
+    steps: list[Step] = []
+    try:
+        if not isinstance(document, dict) or document.get("format") != STATEMENT_FORMAT:
+            raise CheckFailed("bundle_format", f"not a {STATEMENT_FORMAT}")
+        statement, signature, bundle = document.get("statement"), document.get("signature"), document.get("bundle")
+        if not isinstance(statement, dict) or not isinstance(signature, dict) or not isinstance(bundle, dict):
+            raise CheckFailed("bundle_format", "statement, signature and bundle must be maps")
+        check_format(bundle)
+        cloud_key = _hex(bundle["cloud_key"]["public_key"], "cloud key", 65)
+        if signature.get("alg") != "ES256" or signature.get("kid") != CHECKPOINT_KID.decode():
+            raise CheckFailed("statement_signature", "signature must be ES256 by the cloud key")
+        if statement.get("bundle_sha256") != hashlib.sha256(canonical_json(bundle)).hexdigest():
+            raise CheckFailed("statement_signature", "bundle_sha256 does not match the enclosed bundle")
+        if not verify_es256(cloud_key, canonical_json(statement), _hex(signature.get("value"), "signature", 64)):
+            raise CheckFailed("statement_signature", "cloud signature on the statement does not verify")
+        steps.append(Step("statement_signature", True, "ES256 over the canonical JSON of the statement"))
+        recomputed = statement_figures(bundle)
+        shown = statement.get("figures")
+        if not isinstance(shown, dict) or any(shown.get(k) != v for k, v in recomputed.items()):
+            raise CheckFailed("statement_figures", f"figures differ from the leaves: recomputed {recomputed}")
+        steps.append(Step("statement_figures", True, "every figure recomputed from its aggregate leaves"))
+    except CheckFailed as failure:
+        steps.append(Step(failure.step, False, failure.detail))
+        return Report("invalid", failure.step, failure.detail, [], steps, (time.perf_counter() - started) * 1000)
+    report = verify_bundle(bundle, chain)
+    report.steps = steps + report.steps
+    report.verify_ms = (time.perf_counter() - started) * 1000
+    return report
+
+
+def verify_document(document: Any, chain: ChainReader) -> Report:
+    if isinstance(document, dict) and document.get("format") == STATEMENT_FORMAT:
+        return verify_statement(document, chain)
+    return verify_bundle(document, chain)
+
+
+# ---- the chain behind JSON-RPC ---------------------------------------------------------------------------
+
+
+class Web3ChainReader:
+    """ChainReader over web3 (an HTTP JSON-RPC node, or any Web3 instance) and the committed registry ABI."""
+
+    def __init__(self, w3: Any, registry_address: str) -> None:
+        from eth_utils.address import to_checksum_address
+
+        abi = json.loads(REGISTRY_ABI_PATH.read_text())["abi"]
+        self.w3 = w3
+        self.address = to_checksum_address(registry_address)
+        self.contract = w3.eth.contract(address=self.address, abi=abi)
+
+    @classmethod
+    def over_http(cls, url: str, registry_address: str, timeout_s: float = 10.0) -> Web3ChainReader:
+        from web3 import HTTPProvider, Web3
+
+        provider = HTTPProvider(url, request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None)
+        return cls(Web3(provider), registry_address)
+
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    def has_code(self) -> bool:
+        return len(self.w3.eth.get_code(self.address)) > 0
+
+    def checkpoint_count(self) -> int:
+        return int(self.contract.functions.checkpointCount().call())
+
+    def checkpoint(self, seq: int) -> tuple[int, bytes]:
+        tree_size, _timestamp, root, _cid = self.contract.functions.checkpoint(seq).call()
+        return int(tree_size), bytes(root)
+
+    def key_state(self, fingerprint: bytes) -> tuple[int, bytes]:
+        state, device_id = self.contract.functions.keyState(fingerprint).call()
+        return int(state), bytes(device_id)
+
+
+def _human(report: Report) -> str:
+    lines = [f"{report.status.upper()}" + (f" at step {report.failed_step}" if report.failed_step else "")]
+    lines.append(f"  {report.detail}")
+    for step in report.steps:
+        lines.append(f"  [{'ok' if step.ok else 'FAIL'}] {step.step}: {step.detail}")
+    for item in report.items:
+        lines.append(f"  item {item.index} ({item.kind} {item.batch_id} leaf {item.leaf_index}): {item.status}")
+        for step in item.steps:
+            mark = "ok" if step.ok else ("--" if step.ok is None else "FAIL")
+            lines.append(f"    [{mark}] {step.step}: {step.detail}")
+    lines.append(f"  checks took {report.verify_ms:.1f} ms (chain reads included)")
+    return "\n".join(lines)
+
+
+def verify_command(
+    bundle_path: Annotated[Path, typer.Argument(help="proof bundle or signed statement (JSON)", metavar="BUNDLE.json")],
+    rpc: Annotated[str, typer.Option("--rpc", help="JSON-RPC URL of a node of the bundle's chain, or cloud /rpc")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,
+) -> None:
+    """Verify a proof bundle offline: everything from its bytes, plus the chain's registry and anchors.
+
+    Exit status: 0 valid; 3 pending (not anchored yet); 4 chain unreachable; 2 unreadable input; 10+ the
+    failing step (see carbontrace/verify_bundle.py STEP_EXIT and docs/proof-bundle.md)."""
+    try:
+        document = json.loads(bundle_path.read_text())
+        bundle = document.get("bundle", document) if isinstance(document, dict) else document
+        registry = bundle["chain"]["registry"] if isinstance(bundle, dict) else None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        typer.echo(f"error: cannot read a bundle from {bundle_path}: {err}", err=True)
+        raise typer.Exit(EXIT_USAGE) from err
+    reader: ChainReader = _NoChain()
+    if isinstance(registry, str):
+        try:
+            reader = Web3ChainReader.over_http(rpc, registry)
+        except ValueError:
+            pass  # not an address: the format check reports it
+    try:
+        report = verify_document(document, reader)
+    except ChainUnreachable as err:
+        if as_json:
+            typer.echo(json.dumps({"status": "unknown", "error": "chain_unreachable", "detail": str(err)}))
+        else:
+            typer.echo(f"error: chain at {rpc} unreachable: {err}", err=True)
+        raise typer.Exit(EXIT_CHAIN_UNREACHABLE) from err
+    typer.echo(json.dumps(report.as_json(), indent=2) if as_json else _human(report))
+    raise typer.Exit(report.exit_code)
+
+
+class _NoChain:
+    """For a bundle whose registry address is unreadable: the format step fails before any chain read."""
+
+    def chain_id(self) -> int:
+        raise ChainUnreachable("no registry address")
+
+    def has_code(self) -> bool:
+        return False
+
+    def checkpoint_count(self) -> int:
+        return 0
+
+    def checkpoint(self, seq: int) -> tuple[int, bytes]:
+        raise ChainUnreachable("no registry address")
+
+    def key_state(self, fingerprint: bytes) -> tuple[int, bytes]:
+        raise ChainUnreachable("no registry address")
+
+
+verify_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+verify_app.command(name="verify")(verify_command)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m carbontrace.verify_bundle`
+    sys.exit(verify_app())

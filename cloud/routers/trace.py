@@ -1,0 +1,212 @@
+"""Trace and verify API: locate → retrieve → verify, proof bundles, enterprise period statements.
+
+Roles (the same for every endpoint here): public (no key) sees aggregates and emissions of anyone; a
+regulator everything; an enterprise all of its own; a trading platform the emissions of an enterprise bound
+to it on chain; operator, site-engineer and gateway keys get 403. Any refusal is one fixed 403 body, so
+nothing says whether another tenant's thing exists.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+from carbontrace.verify_bundle import ChainUnreachable
+from cloud import trace as tracelib
+from cloud.chain import ChainUnavailable
+from cloud.deps import FORBIDDEN, LedgerDep, SessionDep, get_principal
+from cloud.security import Principal
+
+router = APIRouter(prefix="/api/v1", tags=["trace"])
+
+_ID = r"^[A-Za-z0-9._-]{1,64}$"
+_MAX_TIME = 2**62
+_FORBIDDEN_RESPONSE: dict[int | str, dict[str, Any]] = {
+    403: {"description": "this caller may not see that (same body whether or not it exists)"},
+    503: {"description": "the chain node is unreachable; retry"},
+}
+
+
+class StepOut(BaseModel):
+    step: str
+    ok: bool | None
+    detail: str
+
+
+class LocatedOut(BaseModel):
+    kind: str
+    batch_id: str
+    leaf_index: int
+    device_id: str
+    site_id: str
+    log_index: int
+    cid: str
+    time: list[int]
+    checkpoint_seq: int | None
+    anchored: bool
+
+
+class TracedOut(LocatedOut):
+    view: dict[str, Any] | None
+    status: str
+    failed_step: str | None
+    steps: list[StepOut]
+
+
+class LocateAnswer(BaseModel):
+    query: dict[str, Any]
+    count: int
+    items: list[LocatedOut]
+
+
+class TraceAnswerOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "query": {"enterprise_id": "ENT-0A1B2C3D4E5F6071", "types": ["co2"], "limit": 100},
+                    "status": "valid",
+                    "count": 1,
+                    "items": [
+                        {
+                            "kind": "reading",
+                            "batch_id": "gw-01/0",
+                            "leaf_index": 0,
+                            "device_id": "dev-01",
+                            "site_id": "site-a",
+                            "log_index": 0,
+                            "cid": "bafkrei…",
+                            "time": [1700000000],
+                            "checkpoint_seq": 0,
+                            "anchored": True,
+                            "view": {"device_id": "dev-01", "seq": 1, "timestamp": 1700000000, "co2_ppm": 600},
+                            "status": "valid",
+                            "failed_step": None,
+                            "steps": [{"step": "content_store", "ok": True, "detail": "blob re-read, CID recomputed"}],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    query: dict[str, Any]
+    status: str  # empty | retrieved | valid | pending | invalid
+    count: int
+    items: list[TracedOut]
+
+
+def _query(
+    enterprise_id: Annotated[str | None, Query(pattern=_ID, description="enterprise id")] = None,
+    site_id: Annotated[str | None, Query(pattern=_ID)] = None,
+    device_id: Annotated[str | None, Query(pattern=_ID)] = None,
+    start: Annotated[int | None, Query(ge=0, le=_MAX_TIME, description="unix seconds, inclusive")] = None,
+    end: Annotated[int | None, Query(ge=0, le=_MAX_TIME, description="unix seconds, exclusive")] = None,
+    types: Annotated[
+        list[tracelib.DataType] | None,
+        Query(description="kinds of leaves: co2, temperature, humidity, energy (readings), emissions, aggregates"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> tracelib.TraceQuery:
+    return tracelib.TraceQuery(enterprise_id, site_id, device_id, start, end, frozenset(types or ()), limit)
+
+
+QueryDep = Annotated[tracelib.TraceQuery, Depends(_query)]
+CallerDep = Annotated[Principal | None, Depends(get_principal)]
+
+
+def _scoped(principal: Principal | None, query: tracelib.TraceQuery, ledger: LedgerDep) -> tracelib.TraceQuery:
+    try:
+        return tracelib.scope(principal, query, ledger)
+    except tracelib.TraceForbidden as err:
+        raise HTTPException(403, FORBIDDEN) from err
+
+
+@router.get("/trace/locate", response_model=LocateAnswer, responses=_FORBIDDEN_RESPONSE)
+def trace_locate(query: QueryDep, principal: CallerDep, ledger: LedgerDep, session: SessionDep) -> LocateAnswer:
+    """Roles: public, regulator, enterprise, platform (see module doc). Which batches, log positions and
+    anchored checkpoints hold the matching leaves (SQL index only; nothing re-read or verified)."""
+    scoped = _scoped(principal, query, ledger)
+    located = tracelib.locate(session, scoped, tracelib.RegistryReader(ledger.chain.registry()).checkpoint_count())
+    return LocateAnswer(query=scoped.as_json(), count=len(located), items=[LocatedOut(**x.as_json()) for x in located])
+
+
+def _answer(answer: tracelib.TraceAnswer) -> TraceAnswerOut:
+    items = answer.items_json()
+    return TraceAnswerOut(
+        query=answer.query.as_json(),
+        status=answer.status(),
+        count=len(items),
+        items=[TracedOut(**x) for x in items],
+    )
+
+
+@router.get("/trace/retrieve", response_model=TraceAnswerOut, responses=_FORBIDDEN_RESPONSE)
+def trace_retrieve(query: QueryDep, principal: CallerDep, ledger: LedgerDep, session: SessionDep) -> TraceAnswerOut:
+    """Roles: as /trace/locate. Locate, then read each leaf back from the content store (CID recomputed, leaf
+    found in the blob, SQL row compared with it); the decoded view shows only the requested fields."""
+    scoped = _scoped(principal, query, ledger)
+    try:
+        return _answer(tracelib.trace(ledger, session, scoped, verify=False))
+    except ChainUnreachable as err:
+        raise ChainUnavailable(str(err)) from err
+
+
+@router.get("/trace/verify", response_model=TraceAnswerOut, responses=_FORBIDDEN_RESPONSE)
+def trace_verify(query: QueryDep, principal: CallerDep, ledger: LedgerDep, session: SessionDep) -> TraceAnswerOut:
+    """Roles: as /trace/locate. Locate, retrieve and verify every step: device key on chain, device signature,
+    batch inclusion, gateway signature, signed checkpoint, log inclusion, the anchor read from the chain, and
+    consistency with the previous and the newest anchor. Each item says per step what held; a batch not
+    anchored yet is `pending`."""
+    scoped = _scoped(principal, query, ledger)
+    try:
+        return _answer(tracelib.trace(ledger, session, scoped))
+    except ChainUnreachable as err:
+        raise ChainUnavailable(str(err)) from err
+
+
+@router.get(
+    "/trace/bundle",
+    responses={200: {"description": "a proof bundle (docs/proof-bundle.md)"}, **_FORBIDDEN_RESPONSE},
+)
+def trace_bundle(query: QueryDep, principal: CallerDep, ledger: LedgerDep, session: SessionDep) -> JSONResponse:
+    """Roles: as /trace/locate. The trace answer as a self-contained proof bundle for `carbontrace verify`."""
+    scoped = _scoped(principal, query, ledger)
+    try:
+        bundle = tracelib.trace_bundle(ledger, session, scoped)
+    except ChainUnreachable as err:
+        raise ChainUnavailable(str(err)) from err
+    return JSONResponse(bundle, headers={"Content-Disposition": 'attachment; filename="carbontrace-bundle.json"'})
+
+
+@router.get(
+    "/enterprises/{enterprise_id}/statement",
+    responses={
+        200: {"description": "signed statement (docs/proof-bundle.md#statements)"},
+        422: {"description": "period invalid or too large"},
+        **_FORBIDDEN_RESPONSE,
+    },
+)
+def enterprise_statement(
+    enterprise_id: Annotated[str, Path(pattern=_ID)],
+    start: Annotated[int, Query(ge=0, le=_MAX_TIME)],
+    end: Annotated[int, Query(ge=0, le=_MAX_TIME)],
+    principal: CallerDep,
+    ledger: LedgerDep,
+    session: SessionDep,
+) -> JSONResponse:
+    """Roles: as /trace/locate (a platform only for an enterprise bound to it). Energy, emissions with their
+    factors, completeness and gaps over [start, end), as one document signed by the cloud key (ES256 over the
+    canonical JSON of `statement`), with the proof bundle of every aggregate leaf each figure sums."""
+    _scoped(principal, tracelib.TraceQuery(enterprise_id=enterprise_id, types=tracelib.PLATFORM_TYPES), ledger)
+    if end <= start:
+        raise HTTPException(422, "end must be after start")
+    try:
+        document = tracelib.statement(ledger, session, enterprise_id, start, end)
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from err
+    except ChainUnreachable as err:
+        raise ChainUnavailable(str(err)) from err
+    return JSONResponse(document)

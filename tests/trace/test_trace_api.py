@@ -1,0 +1,153 @@
+"""Locate → retrieve → verify through the API, type filtering, pending batches, bundles and statements."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from carbontrace.verify_bundle import verify_bundle, verify_statement
+from tests.trace.trace_kit import anchor, get, ledger_of, reader_of, tenant_with_batches, upload_batches
+
+STEP_ORDER = [
+    "content_store",
+    "sql_index",
+    "device_key",
+    "device_signature",
+    "decoded_view",
+    "batch_inclusion",
+    "gateway_signature",
+    "checkpoint_signature",
+    "log_inclusion",
+    "chain_anchor",
+    "consistency",
+]
+
+
+def test_trace_readings_end_to_end(client: TestClient) -> None:
+    traced = tenant_with_batches(client, "Trace-A", batches=2)
+    ent, key = traced.tenant.enterprise_id, traced.tenant.enterprise_key
+    anchor(client)
+    upload_batches(client, traced, 1)  # after the anchor: pending
+    device = traced.tenant.gateway.devices[0].device_id
+
+    r = get(client, "/api/v1/trace/locate", key, device_id=device, types="co2")
+    assert r.status_code == 200, r.text
+    located = r.json()["items"]
+    assert [x["kind"] for x in located] == ["reading"] * 6
+    assert [x["log_index"] for x in located] == [0, 0, 1, 1, 2, 2]
+    assert [x["checkpoint_seq"] for x in located] == [0, 0, 0, 0, None, None]
+
+    r = get(client, "/api/v1/trace/verify", key, device_id=device, types="co2")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "pending" and body["query"]["enterprise_id"] == ent
+    items = body["items"]
+    for item in items[:4]:
+        assert item["status"] == "valid", item
+        assert [s["step"] for s in item["steps"]] == STEP_ORDER
+        assert all(s["ok"] for s in item["steps"])
+    for item in items[4:]:
+        assert item["status"] == "pending" and item["failed_step"] is None
+        assert {s["step"]: s["ok"] for s in item["steps"]}["gateway_signature"] is True
+        assert {s["step"]: s["ok"] for s in item["steps"]}["chain_anchor"] is None
+    # Type filtering: the decoded view shows only CO2 next to the reading's identity.
+    expected = [r_ for r_ in traced.readings if r_.device_id == device]
+    assert [i["view"] for i in items] == [
+        {
+            "device_id": device,
+            "seq": x.seq,
+            "timestamp": x.timestamp,
+            "firmware": "1.0.0",
+            "flags": 0,
+            "co2_ppm": x.co2_ppm,
+        }
+        for x in expected
+    ]
+    anchor(client)
+    r = get(client, "/api/v1/trace/verify", key, device_id=device, types=["energy", "humidity"])
+    assert r.json()["status"] == "valid"
+    assert set(r.json()["items"][0]["view"]) == {
+        "device_id",
+        "seq",
+        "timestamp",
+        "firmware",
+        "flags",
+        "energy_wh",
+        "power_deci_w",
+        "humidity_centi_pct",
+    }
+
+
+def test_aggregates_and_emissions_filter(client: TestClient) -> None:
+    traced = tenant_with_batches(client, "Trace-B", batches=2)
+    anchor(client)
+    r = get(client, "/api/v1/trace/verify", types="emissions", enterprise_id=traced.tenant.enterprise_id)
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "valid", body
+    assert [i["kind"] for i in body["items"]] == ["aggregate"] * 4
+    for item in body["items"]:
+        assert set(item["view"]) == {"v", "device", "window", "energy", "factor", "emissions_g"}
+        steps = {s["step"]: s["ok"] for s in item["steps"]}
+        assert steps["device_signature"] is None and steps["consistency"] is True
+    r = get(client, "/api/v1/trace/retrieve", types="aggregates", enterprise_id=traced.tenant.enterprise_id)
+    assert r.json()["status"] == "retrieved"
+    assert "co2" in r.json()["items"][0]["view"] and "received" in r.json()["items"][0]["view"]
+
+
+def test_bundle_verifies_offline_and_statement(client: TestClient) -> None:
+    traced = tenant_with_batches(client, "Trace-C", batches=3)
+    anchor(client)
+    upload_batches(client, traced, 1)
+    anchor(client)  # two anchors: the first checkpoint's bundle carries a consistency proof to the newest
+    key = traced.tenant.enterprise_key
+    r = get(client, "/api/v1/trace/bundle", key, types=["co2", "aggregates"], limit=1000)
+    assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]
+    bundle = r.json()
+    assert len(bundle["items"]) == 4 * 2 * 2 + 4 * 2  # batches × devices × readings + aggregates
+    assert [c["seq"] for c in bundle["checkpoints"]] == [0, 1] and bundle["newest"]["seq"] == 1
+    report = verify_bundle(bundle, reader_of(client))
+    assert report.status == "valid", report.as_json()
+    assert report.exit_code == 0
+
+    window = traced.batches[0].header["window"][0], traced.batches[-1].header["window"][1] + 600
+    r = get(client, f"/api/v1/enterprises/{traced.tenant.enterprise_id}/statement", key, start=window[0], end=window[1])
+    assert r.status_code == 200, r.text
+    document = r.json()
+    figures = document["statement"]["figures"]
+    aggregates = [a for b in traced.batches for a in _aggregates(b)]
+    assert figures["energy_wh"] == sum(a["energy"]["delta_wh"] for a in aggregates) > 0
+    assert figures["emissions_g_e4"] == sum(a["emissions_g"].value[1] for a in aggregates) > 0
+    assert figures["received_readings"] == 16
+    assert document["statement"]["factors"][0]["source"]
+    gaps = document["statement"]["completeness"]["gaps"]
+    assert {g["kind"] for g in gaps} == {"no_data", "short_window"}  # 2 readings per 6-reading window; tail
+    report = verify_statement(document, reader_of(client))
+    assert report.status == "valid", report.as_json()
+    document["statement"]["figures"]["energy_wh"] += 1
+    assert verify_statement(document, reader_of(client)).failed_step == "statement_signature"
+
+
+def _aggregates(batch):  # type: ignore[no-untyped-def]
+    from carbontrace_protocol.batch import parse_leaf
+
+    return [parse_leaf(leaf)[1] for leaf in batch.leaves[batch.header["readings"] :]]
+
+
+def test_rpc_endpoint_is_read_only(sqlite_client: TestClient) -> None:
+    client = sqlite_client
+    tenant_with_batches(client, "Trace-D", batches=1)
+    anchor(client)
+    ledger = ledger_of(client)
+    r = client.post("/rpc", json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
+    assert r.json() == {"jsonrpc": "2.0", "id": 1, "result": hex(ledger.chain.connect().chain_id)}
+    address = ledger.chain.registry().address
+    r = client.post("/rpc", json={"jsonrpc": "2.0", "id": 2, "method": "eth_getCode", "params": [address, "latest"]})
+    assert len(r.json()["result"]) > 1000
+    data = ledger.chain.registry().contract.functions.checkpointCount()._encode_transaction_data()
+    call = {"jsonrpc": "2.0", "id": 3, "method": "eth_call", "params": [{"to": address, "data": data}, "latest"]}
+    assert int(client.post("/rpc", json=call).json()["result"], 16) == 1
+    for method in ("eth_sendTransaction", "eth_sendRawTransaction", "eth_sign", "personal_unlockAccount", "evm_mine"):
+        r = client.post("/rpc", json={"jsonrpc": "2.0", "id": 4, "method": method, "params": [{}]})
+        assert r.status_code == 200 and r.json()["error"]["code"] == -32601, r.text
+    r = client.post("/rpc", json=[{"jsonrpc": "2.0", "id": 5, "method": "eth_blockNumber"}, "junk"])
+    assert int(r.json()[0]["result"], 16) > 0 and r.json()[1]["error"]["code"] == -32600
+    assert ledger.chain.registry().checkpoint_count() == 1

@@ -1,0 +1,331 @@
+"""Tamper matrix: one changed byte in every stored place and in every part of a bundle is caught, at its step.
+
+Stored places (SQL reading row, content-store blob, a log proof node, the device/gateway/checkpoint
+signatures, the device key table) are changed under a running app, traced through the API, then restored
+and traced again (valid), so each case also shows the detection is not spurious. Rewriting anchored history
+is caught by the consistency check against the chain.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, update
+
+from carbontrace.verify_bundle import STEP_EXIT, verify_bundle
+from carbontrace_protocol import cose, merkle
+from carbontrace_protocol.batch import Batch, reading_leaf
+from cloud import models
+from cloud.anchoring import CHECKPOINT_KID, checkpoint_payload
+from cloud.ledger import Ledger
+from cloud.ledger_log import SqlLog
+from tests.cloud.cloud_testkit import auth, new_key
+from tests.trace.trace_kit import Traced, anchor, get, ledger_of, reader_of, tenant_with_batches, upload_batches
+
+
+def flip_hex(text: str, position: int = -1) -> str:
+    """The hex string with one byte changed (the nibble at ``position`` xor 1)."""
+    chars = list(text)
+    chars[position] = format(int(chars[position], 16) ^ 1, "x")
+    return "".join(chars)
+
+
+def flip(data: bytes, position: int = -1) -> bytes:
+    out = bytearray(data)
+    out[position] ^= 0x01
+    return bytes(out)
+
+
+def _first_item(client: TestClient, traced: Traced) -> dict[str, Any]:
+    device = traced.tenant.gateway.devices[0].device_id
+    r = get(client, "/api/v1/trace/verify", traced.tenant.enterprise_key, device_id=device, types="co2", limit=1)
+    assert r.status_code == 200, r.text
+    return r.json()["items"][0]  # type: ignore[no-any-return]
+
+
+def _readdress(ledger: Ledger, batch_id: str, blob: bytes, signed_header: bytes | None = None) -> None:
+    """An attacker with the DB and the store: put a changed blob under its own CID and point the index at it."""
+    cid, _ = ledger.store.put(blob)
+    with ledger.session_factory.begin() as session:
+        if session.get(models.Blob, cid) is None:
+            session.add(models.Blob(cid=cid, size=len(blob), kind="batch", pinned=True, created_at=0))
+            session.flush()
+        row = session.get(models.Batch, batch_id)
+        assert row is not None
+        row.cid = cid
+        if signed_header is not None:
+            row.signed_header = signed_header
+
+
+class StoreCase:
+    def __init__(self, name: str, step: str, tamper: Callable[[], Callable[[], None]]) -> None:
+        self.name, self.step, self.tamper = name, step, tamper
+
+
+def test_stored_tamper_matrix(client: TestClient) -> None:
+    traced = tenant_with_batches(client, "Tamper", batches=3)
+    anchor(client)
+    ledger = ledger_of(client)
+    batch = traced.batches[0]
+    first = traced.readings[0]
+    with ledger.read_session_factory() as session:
+        batch_row = session.get(models.Batch, batch.id)
+        assert batch_row is not None
+        original_cid, original_header = batch_row.cid, batch_row.signed_header
+        device_row = session.get(models.Device, first.device_id)
+        assert device_row is not None
+        original_key = device_row.public_key
+        checkpoint_row = session.get(models.Checkpoint, 0)
+        assert checkpoint_row is not None
+        original_checkpoint = checkpoint_row.signed
+        original_node = session.get(models.LogNode, (0, 1))
+        assert original_node is not None
+        node_hash = original_node.hash
+
+    def set_rows(model: Any, where: Any, **values: Any) -> None:
+        with ledger.session_factory.begin() as session:
+            session.execute(update(model).where(where).values(**values))
+
+    def sql_reading_row() -> Callable[[], None]:
+        where = (models.Reading.device_id == first.device_id) & (models.Reading.seq == first.seq)
+        set_rows(models.Reading, where, co2_ppm=(first.co2_ppm or 0) + 1)
+        return lambda: set_rows(models.Reading, where, co2_ppm=first.co2_ppm)
+
+    def blob_byte() -> Callable[[], None]:
+        path = ledger.store.local._path(original_cid)
+        data = path.read_bytes()
+        path.write_bytes(flip(data, len(data) // 2))
+        return lambda: path.write_bytes(data)
+
+    def log_node() -> Callable[[], None]:
+        where = (models.LogNode.level == 0) & (models.LogNode.index == 1)
+        set_rows(models.LogNode, where, hash=flip(node_hash))
+        return lambda: set_rows(models.LogNode, where, hash=node_hash)
+
+    def back_to_original() -> None:
+        set_rows(models.Batch, models.Batch.id == batch.id, cid=original_cid, signed_header=original_header)
+
+    def device_signature() -> Callable[[], None]:
+        leaves = list(batch.leaves)
+        leaves[0] = flip(leaves[0])  # the last byte of a reading leaf is its signature's
+        _readdress(ledger, batch.id, Batch(batch.signed_header, batch.header, leaves).encode())
+        return back_to_original
+
+    def gateway_signature() -> Callable[[], None]:
+        header = flip(batch.signed_header)
+        _readdress(ledger, batch.id, Batch(header, batch.header, batch.leaves).encode(), header)
+        return back_to_original
+
+    def checkpoint_signature() -> Callable[[], None]:
+        set_rows(models.Checkpoint, models.Checkpoint.seq == 0, signed=flip(original_checkpoint))
+        return lambda: set_rows(models.Checkpoint, models.Checkpoint.seq == 0, signed=original_checkpoint)
+
+    def device_key_table() -> Callable[[], None]:
+        set_rows(models.Device, models.Device.id == first.device_id, public_key=new_key()[1])
+        return lambda: set_rows(models.Device, models.Device.id == first.device_id, public_key=original_key)
+
+    cases = [
+        StoreCase("SQL reading row", "sql_index", sql_reading_row),
+        StoreCase("content-store blob", "content_store", blob_byte),
+        StoreCase("log proof node", "log_inclusion", log_node),
+        StoreCase("device signature (blob re-addressed)", "device_signature", device_signature),
+        StoreCase("gateway signature (blob and index re-addressed)", "gateway_signature", gateway_signature),
+        StoreCase("checkpoint signature", "checkpoint_signature", checkpoint_signature),
+        StoreCase("device key table", "device_key", device_key_table),
+    ]
+    assert _first_item(client, traced)["status"] == "valid"
+    for case in cases:
+        restore = case.tamper()
+        item = _first_item(client, traced)
+        assert (item["status"], item["failed_step"]) == ("invalid", case.step), (case.name, item)
+        restore()
+        assert _first_item(client, traced)["status"] == "valid", case.name
+
+    # A key revoked on chain: its readings no longer verify (the chain, not our table, says so).
+    r = client.post(f"/api/v1/devices/{first.device_id}/revoke", headers=auth(traced.tenant.engineer_key))
+    assert r.status_code == 200, r.text
+    item = _first_item(client, traced)
+    assert item["failed_step"] == "device_key" and "revoked" in item["steps"][-1]["detail"]
+
+
+def test_rewritten_history_is_caught_by_consistency(sqlite_client: TestClient) -> None:
+    """Replace an anchored batch's log leaf and re-append the log, then anchor the forged log: every new
+    checkpoint verifies alone, but it is not an extension of what the chain already holds."""
+    client = sqlite_client
+    traced = tenant_with_batches(client, "Rewrite", batches=2)
+    anchor(client)
+    ledger = ledger_of(client)
+    forged = [reading_leaf(b"forged batch header"), traced.batches[1].signed_header]
+    with ledger.session_factory.begin() as session:
+        session.execute(delete(models.LogNode))
+        session.execute(update(models.LogState).values(size=0))
+        log = SqlLog(session)
+        for leaf in forged:
+            log.append(leaf)
+    upload_batches(client, traced, 1)
+    anchor(client)  # the forger holds the cloud key: checkpoint 1 is signed and anchored
+    device = traced.tenant.gateway.devices[0].device_id
+    r = get(client, "/api/v1/trace/verify", traced.tenant.enterprise_key, device_id=device, types="co2")
+    items = r.json()["items"]
+    by_batch = {i["batch_id"]: i for i in items}
+    newest = by_batch[traced.batches[2].id]
+    assert (newest["status"], newest["failed_step"]) == ("invalid", "consistency"), newest
+    assert {s["step"]: s["ok"] for s in newest["steps"]}["chain_anchor"] is True
+    rewritten = by_batch[traced.batches[0].id]
+    # Its own audit path (the untouched sibling) still reaches the old anchored root; the forged log is not
+    # an extension of that root, and the consistency proof to the newest anchor says so.
+    assert rewritten["failed_step"] == "consistency", rewritten
+
+
+BundleMutation = Callable[[dict[str, Any]], None]
+
+
+def _other_key_hex() -> str:
+    return new_key()[1].hex()
+
+
+def _resign_checkpoint_as_newest(bundle: dict[str, Any]) -> None:
+    bundle["batches"][0]["checkpoint_seq"] = 2
+    bundle["checkpoints"][0]["seq"] = 2
+
+
+BUNDLE_CASES: list[tuple[str, str, BundleMutation]] = [
+    ("format version", "bundle_format", lambda b: b.__setitem__("version", 2)),
+    ("chain id", "chain_identity", lambda b: b["chain"].__setitem__("chain_id", b["chain"]["chain_id"] + 1)),
+    ("contract address", "chain_identity", lambda b: b["chain"].__setitem__("registry", "0x" + "11" * 20)),
+    ("device public key", "device_key", lambda b: b["devices"][0].__setitem__("public_key", _other_key_hex())),
+    (
+        "key fingerprint",
+        "device_key",
+        lambda b: b["devices"][0].__setitem__("key_fingerprint", flip_hex(b["devices"][0]["key_fingerprint"])),
+    ),
+    (
+        "leaf (signature byte)",
+        "device_signature",
+        lambda b: b["items"][0].__setitem__("leaf", flip_hex(b["items"][0]["leaf"])),
+    ),
+    (
+        "leaf (payload byte)",
+        "device_signature",
+        lambda b: b["items"][0].__setitem__("leaf", flip_hex(b["items"][0]["leaf"], 60)),
+    ),
+    ("decoded view", "decoded_view", lambda b: b["items"][0]["view"].__setitem__("co2_ppm", 1)),
+    (
+        "batch proof element",
+        "batch_inclusion",
+        lambda b: b["items"][0]["batch_proof"].__setitem__(0, flip_hex(b["items"][0]["batch_proof"][0])),
+    ),
+    ("leaf index", "batch_inclusion", lambda b: b["items"][0].__setitem__("leaf_index", 1)),
+    (
+        "batch header root",
+        "batch_inclusion",
+        lambda b: b["batches"][0].__setitem__("signed_header", flip_hex(b["batches"][0]["signed_header"], -200)),
+    ),
+    (
+        "gateway signature",
+        "gateway_signature",
+        lambda b: b["batches"][0].__setitem__("signed_header", flip_hex(b["batches"][0]["signed_header"])),
+    ),
+    (
+        "gateway public key",
+        "gateway_signature",
+        lambda b: b["batches"][0].__setitem__("gateway_public_key", _other_key_hex()),
+    ),
+    (
+        "checkpoint signature",
+        "checkpoint_signature",
+        lambda b: b["checkpoints"][0].__setitem__("signed", flip_hex(b["checkpoints"][0]["signed"])),
+    ),
+    ("cloud public key", "checkpoint_signature", lambda b: b["cloud_key"].__setitem__("public_key", _other_key_hex())),
+    ("log index", "log_inclusion", lambda b: b["batches"][0].__setitem__("log_index", 0)),
+    (
+        "log proof element",
+        "log_inclusion",
+        lambda b: b["batches"][0]["log_proof"].__setitem__(0, flip_hex(b["batches"][0]["log_proof"][0])),
+    ),
+    ("checkpoint index to read", "chain_anchor", _resign_checkpoint_as_newest),
+    (
+        "consistency from previous",
+        "consistency",
+        lambda b: b["checkpoints"][0]["consistency_from_previous"].__setitem__(
+            0, flip_hex(b["checkpoints"][0]["consistency_from_previous"][0])
+        ),
+    ),
+    (
+        "consistency to newest",
+        "consistency",
+        lambda b: b["checkpoints"][0]["consistency_to_newest"].__setitem__(
+            0, flip_hex(b["checkpoints"][0]["consistency_to_newest"][0])
+        ),
+    ),
+    ("newest root", "consistency", lambda b: b["newest"].__setitem__("root", flip_hex(b["newest"]["root"]))),
+]
+
+
+@pytest.fixture(scope="module")
+def one_reading_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A one-reading bundle under checkpoint 1 of 3 (so both consistency proofs are non-empty), with its app."""
+    from tests.cloud.cloud_testkit import app_client, make_settings
+
+    tmp: Path = tmp_path_factory.mktemp("bundle")
+    with app_client(make_settings(tmp)) as client:
+        traced = tenant_with_batches(client, "Bundle", batches=2, devices=1)
+        anchor(client)
+        upload_batches(client, traced, 1, per_device=6)
+        anchor(client)
+        upload_batches(client, traced, 1)
+        anchor(client)
+        reading = traced.readings[4]
+        r = get(
+            client,
+            "/api/v1/trace/bundle",
+            traced.tenant.enterprise_key,
+            device_id=reading.device_id,
+            start=reading.timestamp,
+            end=reading.timestamp + 1,
+            types="co2",
+        )
+        bundle = r.json()
+        assert len(bundle["items"]) == 1 and bundle["batches"][0]["checkpoint_seq"] == 1, bundle
+        yield client, bundle
+
+
+def test_bundle_is_valid(one_reading_bundle: Any) -> None:
+    client, bundle = one_reading_bundle
+    report = verify_bundle(bundle, reader_of(client))
+    assert (report.status, report.exit_code) == ("valid", 0), report.as_json()
+    assert all(len(bundle["checkpoints"][0][k]) > 0 for k in ("consistency_from_previous", "consistency_to_newest"))
+
+
+@pytest.mark.parametrize(("name", "step", "mutate"), BUNDLE_CASES, ids=[c[0] for c in BUNDLE_CASES])
+def test_bundle_tamper_matrix(one_reading_bundle: Any, name: str, step: str, mutate: BundleMutation) -> None:
+    client, bundle = one_reading_bundle
+    tampered = copy.deepcopy(bundle)
+    mutate(tampered)
+    assert tampered != bundle
+    report = verify_bundle(tampered, reader_of(client, tampered))
+    assert (report.status, report.failed_step) == ("invalid", step), (name, report.as_json())
+    assert report.exit_code == STEP_EXIT[step]
+
+
+def test_forged_checkpoint_signed_with_the_cloud_key_is_caught_on_chain(one_reading_bundle: Any) -> None:
+    """An insider with the cloud key signs a checkpoint of another log: signature fine, chain says no."""
+    client, bundle = one_reading_bundle
+    ledger = ledger_of(client)
+    tampered = copy.deepcopy(bundle)
+    header = bytes.fromhex(bundle["batches"][0]["signed_header"])
+    leaf = merkle.leaf_hash(header)
+    size = 3
+    proof = [merkle.leaf_hash(b"other %d" % i) for i in range(2)]
+    # A log of 3 where our leaf sits at index 2 next to two other leaves: its own root, its own proof.
+    root = merkle.node_hash(merkle.node_hash(proof[0], proof[1]), leaf)
+    signed = cose.sign1(ledger.signing_key, CHECKPOINT_KID, checkpoint_payload(size, root, 1))
+    tampered["checkpoints"][0]["signed"] = bytes(signed).hex()
+    tampered["batches"][0]["log_proof"] = [merkle.node_hash(proof[0], proof[1]).hex()]
+    report = verify_bundle(tampered, reader_of(client, tampered))
+    assert report.failed_step == "chain_anchor", report.as_json()

@@ -1,0 +1,139 @@
+"""The offline verifier as a subprocess (`python -m carbontrace.verify_bundle`, mounted as `carbontrace verify`):
+against a Hardhat node the cloud anchored on, and against the embedded chain through the cloud's /rpc."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from carbontrace.verify_bundle import EXIT_CHAIN_UNREACHABLE, EXIT_PENDING, STEP_EXIT
+from cloud.app import create_app
+from tests.chain.conftest import HardhatNode
+from tests.cloud.cloud_testkit import app_client, make_settings
+from tests.conftest import REPO_ROOT, free_port, wait_for_port
+from tests.trace.test_trace_tamper import flip_hex
+from tests.trace.trace_kit import Traced, anchor, get, tenant_with_batches, upload_batches
+
+
+def run_verifier(bundle: dict[str, Any], rpc: str, tmp: Path, name: str) -> tuple[int, dict[str, Any]]:
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps(bundle))
+    done = subprocess.run(
+        [sys.executable, "-m", "carbontrace.verify_bundle", str(path), "--rpc", rpc, "--json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    try:
+        report = json.loads(done.stdout)
+    except ValueError:
+        report = {"stdout": done.stdout, "stderr": done.stderr}
+    return done.returncode, report
+
+
+def one_reading_bundle(client: TestClient, traced: Traced) -> dict[str, Any]:
+    reading = traced.readings[0]
+    r = get(
+        client,
+        "/api/v1/trace/bundle",
+        traced.tenant.enterprise_key,
+        device_id=reading.device_id,
+        start=reading.timestamp,
+        end=reading.timestamp + 1,
+        types="co2",
+    )
+    assert r.status_code == 200 and len(r.json()["items"]) == 1, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_verifier_against_hardhat(tmp_path: Path, cloud_hardhat_node: HardhatNode) -> None:
+    with app_client(make_settings(tmp_path, chain=cloud_hardhat_node.url)) as client:
+        traced = tenant_with_batches(client, "Verifier Co", batches=2)
+        anchor(client)
+        bundle = one_reading_bundle(client, traced)
+        statement = get(
+            client,
+            f"/api/v1/enterprises/{traced.tenant.enterprise_id}/statement",
+            traced.tenant.enterprise_key,
+            start=0,
+            end=2_000_000_000,
+        ).json()
+        upload_batches(client, traced, 1)
+        pending = get(client, "/api/v1/trace/bundle", traced.tenant.enterprise_key, types="aggregates").json()
+
+    url = cloud_hardhat_node.url
+    code, report = run_verifier(bundle, url, tmp_path, "valid")
+    assert code == 0 and report["status"] == "valid", report
+    assert [s["step"] for s in report["items"][0]["steps"]][-1] == "consistency"
+
+    code, report = run_verifier(statement, url, tmp_path, "statement")
+    assert code == 0 and report["steps"][0]["step"] == "statement_signature", report
+
+    tampered = json.loads(json.dumps(bundle))
+    tampered["batches"][0]["signed_header"] = flip_hex(tampered["batches"][0]["signed_header"])
+    code, report = run_verifier(tampered, url, tmp_path, "tampered")
+    assert (code, report["failed_step"]) == (STEP_EXIT["gateway_signature"], "gateway_signature"), report
+
+    tampered = json.loads(json.dumps(bundle))
+    tampered["checkpoints"][0]["consistency_to_newest"] = ["00" * 32]
+    code, report = run_verifier(tampered, url, tmp_path, "inconsistent")
+    assert (code, report["failed_step"]) == (STEP_EXIT["consistency"], "consistency"), report
+
+    code, report = run_verifier(pending, url, tmp_path, "pending")
+    assert code == EXIT_PENDING and report["status"] == "pending", report
+
+    code, report = run_verifier(bundle, f"http://127.0.0.1:{free_port()}", tmp_path, "down")
+    assert code == EXIT_CHAIN_UNREACHABLE and report["error"] == "chain_unreachable", report
+
+    path = tmp_path / "human.json"
+    path.write_text(json.dumps(bundle))
+    done = subprocess.run(
+        [sys.executable, "-m", "carbontrace.verify_bundle", str(path), "--rpc", url],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("VALID"), done.stdout + done.stderr
+
+
+@pytest.fixture
+def served_app(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
+    """The cloud app (embedded chain) served over real HTTP, so a subprocess can use its /rpc."""
+    app = create_app(make_settings(tmp_path))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_port(port)
+    try:
+        yield TestClient(app), f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_verifier_against_embedded_chain_through_cloud_rpc(served_app: tuple[TestClient, str], tmp_path: Path) -> None:
+    client, base = served_app
+    traced = tenant_with_batches(client, "Demo Co", batches=1)
+    anchor(client)
+    bundle = one_reading_bundle(client, traced)
+    started = time.monotonic()
+    code, report = run_verifier(bundle, f"{base}/rpc", tmp_path, "embedded")
+    assert code == 0 and report["status"] == "valid", report
+    assert time.monotonic() - started < 30
+    tampered = json.loads(json.dumps(bundle))
+    tampered["devices"][0]["key_fingerprint"] = flip_hex(tampered["devices"][0]["key_fingerprint"])
+    code, report = run_verifier(tampered, f"{base}/rpc", tmp_path, "embedded-tampered")
+    assert (code, report["failed_step"]) == (STEP_EXIT["device_key"], "device_key"), report
