@@ -44,3 +44,9 @@ firmware: $(PY_STAMP)
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+
+bench: setup
+	$(PY) -m carbontrace.bench $(ARGS)
+
+drill: setup
+	$(PY) -m carbontrace.drill $(ARGS)

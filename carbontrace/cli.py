@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from carbontrace.bench import bench_command
+from carbontrace.drill import drill_command
 from carbontrace.provision import provision_app
 from carbontrace.readout import reading_json
 from carbontrace.verify_bundle import verify_command
@@ -32,6 +34,8 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(provision_app, name="provision")
 app.add_typer(sim_app, name="sim")
 app.command("verify")(verify_command)
+app.command("bench")(bench_command)
+app.command("drill")(drill_command)
 
 
 @app.callback()

@@ -1,105 +1,351 @@
-"""`make demo`: the pipeline on embedded defaults, printed as plain steps.
+"""`make demo`: the whole pipeline on embedded defaults, in plain steps, ending with a summary table.
 
-It grows with the tiers; each stage uses the real code path of its tier.
+Mosquitto → a fleet of virtual devices (the firmware's own application code against bus-level sensor
+emulators) → the edge gateway process → the cloud process (SQLite, in-process EVM, local content store).
+Then one reading and one emissions aggregate are traced, their proof bundles written and checked with
+`carbontrace verify` against the chain, and tamper attempts are shown being caught. Every service is a
+separate process started here and stopped at the end (or kept with --keep-running).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
+import shutil
+import signal
+import subprocess
+import sys
 import time
-from decimal import Decimal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from carbontrace.readout import reading_json
-from carbontrace_protocol import merkle, p256
-from carbontrace_protocol.batch import aggregate_window, build_batch
-from carbontrace_protocol.batch_verify import BatchRejected, verify_batch
-from carbontrace_protocol.cid import cid_for
-from carbontrace_protocol.emission_factors import get_factor
-from carbontrace_protocol.reading import Reading, sign_reading
-from carbontrace_protocol.verify import verify_reading
+import httpx
+
+from carbontrace.servers import ADMIN_KEY, CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
+from edge_gateway.keys import create_key_file
+
+CLI = [sys.executable, "-m", "carbontrace.cli"]
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)  # noqa: T201 - the demo talks to a person
 
 
 def step(number: int, text: str) -> None:
-    print(f"\n[{number}] {text}")  # noqa: T201 - the demo talks to a person
+    say(f"\n[{number}] {text}")
 
 
-def protocol_walkthrough(out: Path) -> dict[str, object]:
-    out.mkdir(parents=True, exist_ok=True)
-    step(1, "Provision: each device makes its own P-256 key; only the public key leaves it")
-    devices = {}
-    for name in ("dev-boiler-1", "dev-office-2"):
-        key = p256.private_key_from_bytes(hashlib.sha256(name.encode()).digest())
-        devices[name] = (key, p256.public_key(key))
-        print(f"    {name}: public key {devices[name][1].hex()[:24]}…")  # noqa: T201
-    gateway_key = p256.private_key_from_bytes(hashlib.sha256(b"gw-site-1").digest())
+class DemoError(RuntimeError):
+    pass
 
-    step(2, "Measure and sign: SenML-CBOR readings as COSE_Sign1 (ES256)")
-    start = int(time.time()) // 900 * 900
-    signed: list[bytes] = []
-    readings: dict[str, list[Reading]] = {}
-    for name, (key, _pub) in devices.items():
-        for seq in range(15):
-            reading = Reading(
-                name, seq, start + 60 * seq, "0.1.0", co2_ppm=600 + 7 * seq, temperature_centi_c=2150 + seq,
-                humidity_centi_pct=4500, energy_wh=10_000 + 35 * seq, power_deci_w=21_000,
-            )
-            signed.append(sign_reading(reading, key))
-            readings.setdefault(name, []).append(reading)
-    (out / "reading.cose").write_bytes(signed[0])
-    print(f"    {len(signed)} signed readings, {len(signed[0])} bytes each; first written to {out / 'reading.cose'}")  # noqa: T201
-    print("    " + json.dumps(reading_json(verify_reading(signed[0], devices['dev-boiler-1'][1]))))  # noqa: T201
 
-    step(3, "Gateway: aggregate the window (emissions = energy x grid factor) and sign a Merkle batch")
-    factor = get_factor()
-    aggregates = [
-        aggregate_window(name, start, start + 900, 60, rs, factor, None) for name, rs in readings.items()
-    ]
-    batch = build_batch(gateway_key, "gw-site-1", "site-1", 0, (start, start + 900), signed, aggregates,
-                        bytes(32), int(time.time()))
-    blob = batch.encode()
-    print(f"    batch {batch.id}: {len(batch.leaves)} leaves, root {batch.root.hex()[:16]}…, blob {len(blob)} bytes")  # noqa: T201
-    for agg in aggregates:
-        emissions = agg["emissions_g"].value
-        print(f"    {agg['device']}: {agg['energy']['delta_wh']} Wh x {factor.kg_per_kwh} kg/kWh "  # noqa: T201
-              f"= {Decimal(emissions[1]).scaleb(emissions[0])} g CO2 ({factor.id}; {factor.source[:60]}…)")
+class Api:
+    """The cloud's public HTTP API, as any client would use it."""
 
-    step(4, "Cloud: re-verify everything, name the blob by content (IPFS CID)")
-    keys = {name: pub for name, (_k, pub) in devices.items()}
-    verified = verify_batch(blob, p256.public_key(gateway_key), keys.get,
-                            lambda fid: factor if fid == factor.id else None, lambda _d: None)
-    cid = cid_for(blob)
-    print(f"    verified {len(verified.readings)} readings and {len(verified.aggregates)} aggregates; CID {cid}")  # noqa: T201
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=60)
 
-    step(5, "Trace one reading: inclusion proof from its leaf to the batch root")
-    leaf_hashes = batch.leaf_hashes()
-    proof = merkle.inclusion_proof(leaf_hashes, 3)
-    assert merkle.verify_inclusion(leaf_hashes[3], 3, len(leaf_hashes), proof, batch.root)
-    print(f"    leaf 3 proven with {len(proof)} sibling hashes")  # noqa: T201
+    def call(self, method: str, path: str, key: str | None = None, expect: int = 200, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        response = self.http.request(method, path, headers=headers, **kwargs)
+        if response.status_code != expect:
+            raise DemoError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json()
 
-    step(6, "Tamper: change one byte of one reading in the stored blob")
-    tampered = bytearray(blob)
-    tampered[blob.index(signed[3]) + 40] ^= 1
+
+def register(api: Api, workdir: Path, device_keys: dict[str, str]) -> tuple[Tenant, dict[str, str]]:
+    """Enterprise, trading platform and their binding on chain; regulator; site, gateway and devices."""
+    enterprise = api.call("POST", "/api/v1/enterprises", json={"name": "Greenfield Dairy Co."}, expect=201)
+    eid, ekey = enterprise["enterprise_id"], enterprise["api_key"]
+    say(f"    enterprise applied: {eid} (chain account {enterprise['chain_account'][:12]}…)")
+    platform = api.call("POST", "/api/v1/platforms", ADMIN_KEY, json={"name": "Regional Carbon Exchange"}, expect=201)
+    pid, pkey = platform["platform_id"], platform["api_key"]
+    say(f"    trading platform registered: {pid}")
+    requested = api.call("POST", f"/api/v1/enterprises/{eid}/bindings", ekey, json={"platform_id": pid}, expect=201)
+    confirmed = api.call("POST", f"/api/v1/platforms/{pid}/bindings/{eid}/confirm", pkey)
+    say(f"    binding through the contract: {requested['state']} by the enterprise → {confirmed['state']} "
+        "by the platform")
+    regulator = api.call("POST", "/api/v1/regulators", ADMIN_KEY, json={"label": "demo regulator"}, expect=201)
+    engineer = api.call("POST", f"/api/v1/enterprises/{eid}/engineers", ekey, json={"label": "site engineer"},
+                        expect=201)
+    site_id = "dairy-barn-1"
+    api.call("POST", f"/api/v1/enterprises/{eid}/sites", ekey, json={"site_id": site_id, "name": "Barn 1"},
+             expect=201)
+    key_file = workdir / "gateway" / "gateway.key"
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    gateway_public = create_key_file(key_file, overwrite=True)
+    gateway = api.call("POST", f"/api/v1/sites/{site_id}/gateways", engineer["api_key"],
+                       json={"gateway_id": "gw-barn-1", "public_key": gateway_public.hex()}, expect=201)
+    say(f"    site {site_id}, gateway gw-barn-1 (its own P-256 key; API key issued)")
+    for device_id, public_key in device_keys.items():
+        device = api.call("POST", f"/api/v1/sites/{site_id}/devices", engineer["api_key"],
+                          json={"device_id": device_id, "public_key": public_key}, expect=201)
+        say(f"    device {device_id}: key fingerprint {device['key_fingerprint'][:16]}… registered on chain "
+            f"(tx {device['registered_tx'][:12]}…)")
+    tenant = Tenant(site_id, "gw-barn-1", gateway["api_key"], key_file)
+    keys = {"enterprise": ekey, "enterprise_id": eid, "platform": pkey, "regulator": regulator["api_key"]}
+    return tenant, keys
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def gateway_status(gateway: GatewayProcess) -> dict[str, Any]:
+    out = run_cli("gateway", "status", "--config", str(gateway.config), timeout=60)
+    if out.returncode != 0:
+        raise DemoError(f"gateway status failed: {out.stderr[-500:]}")
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
+
+
+def trace(api: Api, key: str | None, **query: Any) -> dict[str, Any]:
+    data: dict[str, Any] = api.call("GET", "/api/v1/trace/verify", key, params=query)
+    return data
+
+
+def write_bundle(api: Api, key: str | None, path: Path, **query: Any) -> dict[str, Any]:
+    bundle: dict[str, Any] = api.call("GET", "/api/v1/trace/bundle", key, params=query)
+    path.write_text(json.dumps(bundle, indent=2))
+    return bundle
+
+
+def verify_bundle(path: Path, rpc: str) -> tuple[int, dict[str, Any]]:
+    out = run_cli("verify", str(path), "--rpc", rpc, "--json", timeout=120)
     try:
-        verify_batch(bytes(tampered), p256.public_key(gateway_key), keys.get,
-                     lambda fid: factor if fid == factor.id else None, lambda _d: None)
-        caught = "NOT CAUGHT"
-    except BatchRejected as err:
-        caught = f"caught: {err.reason} ({err})"
-    print(f"    {caught}")  # noqa: T201
-    return {"readings": len(signed), "leaves": len(batch.leaves), "cid": cid, "tamper": caught}
+        report: dict[str, Any] = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        report = {"error": (out.stdout + out.stderr)[-500:]}
+    return out.returncode, report
+
+
+def tamper_bundle(source: Path, target: Path, mutate: Callable[[dict[str, Any]], None]) -> Path:
+    bundle = json.loads(source.read_text())
+    mutate(bundle)
+    target.write_text(json.dumps(bundle, indent=2))
+    return target
+
+
+def flip_hex(value: str, position: int = 20) -> str:
+    digit = value[position]
+    return value[:position] + ("0" if digit != "0" else "1") + value[position + 1 :]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    out = Path(args.out).resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    work = out / "run"
+    work.mkdir(parents=True)
+    started = time.monotonic()
+    summary: dict[str, Any] = {}
+    services: list[Any] = []
+    try:
+        step(1, "Start the MQTT broker (Mosquitto on loopback) and the cloud (SQLite, in-process EVM, local CAS)")
+        broker = Mosquitto(work / "mosquitto")
+        broker.start()
+        services.append(broker)
+        cloud = CloudProcess(work / "cloud", checkpoint_every_s=args.checkpoint_s, jobs_interval_s=0.5)
+        cloud.start()
+        services.append(cloud)
+        api = Api(cloud.url)
+        say(f"    broker 127.0.0.1:{broker.port}; cloud {cloud.url} (API docs at {cloud.url}/docs)")
+
+        step(2, f"Provision {args.devices} devices: each makes its own P-256 key in its flash; only the public "
+                "key leaves it")
+        fleet_dir = work / "fleet"
+        keys_file = work / "device-keys.json"
+        keys = run_cli("sim", "fleet", "--devices", str(args.devices), "--site", "dairy-barn-1", "--workdir",
+                       str(fleet_dir), "--keys-out", str(keys_file), "--keys-only", "--prefix", "barn", "--seed", "7")
+        if keys.returncode != 0:
+            raise DemoError(f"fleet key export failed: {keys.stderr[-800:]}")
+        device_keys: dict[str, str] = json.loads(keys_file.read_text())
+
+        step(3, "Register the enterprise, a trading platform, their binding, the site, gateway and devices")
+        tenant, tenant_keys = register(api, work, device_keys)
+
+        step(4, "Start the edge gateway: subscribe, verify every signature, spool, batch per window, upload")
+        metrics_port = free_port()
+        gateway = GatewayProcess(work / "gateway", tenant, cloud.url, broker.port, window_s=args.window_s,
+                                 interval_s=1, metrics_port=metrics_port)
+        gateway.start()
+        services.append(gateway)
+        say(f"    gateway {tenant.gateway_id}: window {args.window_s} s, metrics on :{metrics_port}/metrics")
+
+        step(5, f"Run the fleet for {args.seconds} s: signed readings over MQTT QoS 1, plus a forged device and "
+                "a few tampered messages that the gateway must reject")
+        report_file = work / "fleet-report.json"
+        fleet = run_cli("sim", "fleet", "--devices", str(args.devices), "--site", "dairy-barn-1", "--broker",
+                        f"127.0.0.1:{broker.port}", "--rate", "1", "--duration", str(args.seconds), "--workdir",
+                        str(fleet_dir), "--prefix", "barn", "--seed", "7", "--forged-devices", "1",
+                        "--tamper-rate", "0.05", "--report", str(report_file), "--no-progress",
+                        "--metrics-url", f"http://127.0.0.1:{metrics_port}/metrics",
+                        timeout=args.seconds + 120)
+        if fleet.returncode != 0:
+            raise DemoError(f"fleet failed: {fleet.stderr[-800:]}")
+        fleet_report = json.loads(report_file.read_text())
+        say(f"    fleet report: {json.dumps({k: v for k, v in fleet_report.items() if not isinstance(v, dict)})}")
+
+        step(6, "Wait until the gateway has uploaded every batch and the cloud has anchored a checkpoint")
+        waited = wait_until(lambda: _all_uploaded(gateway), 120, "the gateway's backlog to drain", interval=0.5)
+        status = gateway_status(gateway)
+        readings = api.call("GET", f"/api/v1/devices/{next(iter(device_keys))}/readings",
+                            tenant_keys["regulator"])
+        if not readings:
+            raise DemoError("no reading of the first device reached the cloud")
+        reading = readings[-1]
+        wait_until(lambda: trace(api, tenant_keys["regulator"], device_id=reading["device_id"], types="co2",
+                                 start=reading["timestamp"], end=reading["timestamp"] + 1)["status"] == "valid",
+                   90, "the reading's checkpoint to be anchored", interval=1.0)
+        checkpoints = api.call("GET", "/api/v1/log/checkpoints")
+        say(f"    backlog drained in {waited:.1f} s; {len(checkpoints)} checkpoint(s) anchored, one transaction each")
+
+        step(7, "Trace one reading (regulator): locate → retrieve → verify, step by step")
+        query = {"device_id": reading["device_id"], "types": "co2", "start": reading["timestamp"],
+                 "end": reading["timestamp"] + 1}
+        answer = trace(api, tenant_keys["regulator"], **query)
+        item = answer["items"][0]
+        for s in item["steps"]:
+            say(f"    {'ok ' if s['ok'] else 'BAD'} {s['step']:<22} {s['detail'][:80]}")
+        reading_bundle = out / "reading-bundle.json"
+        write_bundle(api, tenant_keys["regulator"], reading_bundle, **query)
+
+        step(8, "Trace an emissions aggregate as the public (no key): the aggregate and its proof, no raw reading")
+        aggregate_query = {"enterprise_id": tenant_keys["enterprise_id"], "types": "emissions", "limit": 1}
+        public = trace(api, None, **aggregate_query)
+        aggregate = public["items"][0]
+        view = aggregate["view"]
+        say(f"    {aggregate['device_id']}: {json.dumps(view)[:160]}")
+        aggregate_bundle = out / "emissions-bundle.json"
+        write_bundle(api, None, aggregate_bundle, **aggregate_query)
+        raw_for_public = api.http.get(f"/api/v1/devices/{reading['device_id']}/readings").status_code
+
+        step(9, "Verify both bundles offline with `carbontrace verify`: only the bundle and a chain node")
+        rpc = f"{cloud.url}/rpc"
+        verdicts = {}
+        for name, path in (("reading", reading_bundle), ("emissions", aggregate_bundle)):
+            code, report = verify_bundle(path, rpc)
+            verdicts[name] = code
+            say(f"    {path.name}: exit {code}, {report.get('status', report)}")
+            if code != 0:
+                raise DemoError(f"{path.name} did not verify: {report}")
+
+        step(10, "Tamper attempts: each must be caught, at the right step")
+        caught: dict[str, str] = {}
+        missed: list[str] = []
+        forged = tamper_bundle(reading_bundle, out / "tampered-leaf.json",
+                               lambda b: b["items"][0].update(leaf=flip_hex(b["items"][0]["leaf"], 200)))
+        code, report = verify_bundle(forged, rpc)
+        caught["bundle: one byte of the reading"] = f"exit {code}, failed at {report.get('failed_step')}"
+        if code == 0 or report.get("failed_step") != "device_signature":
+            missed.append("bundle leaf")
+        forged = tamper_bundle(aggregate_bundle, out / "tampered-proof.json",
+                               lambda b: b["items"][0]["batch_proof"].__setitem__(
+                                   0, flip_hex(b["items"][0]["batch_proof"][0], 10)))
+        code, report = verify_bundle(forged, rpc)
+        caught["bundle: one hash of the batch proof"] = f"exit {code}, failed at {report.get('failed_step')}"
+        if code == 0 or report.get("failed_step") != "batch_inclusion":
+            missed.append("bundle batch proof")
+        blob_step = tamper_stored_blob(work / "cloud" / "content", item["cid"])
+        answer = trace(api, tenant_keys["regulator"], **query)
+        caught["content store: one byte of the stored blob"] = (
+            f"trace {answer['items'][0]['status']}, failed at {answer['items'][0]['failed_step']} ({blob_step})")
+        if answer["items"][0]["failed_step"] != "content_store":
+            missed.append("stored blob")
+        for what, verdict in caught.items():
+            say(f"    {what:<44} → {verdict}")
+        if missed:
+            raise DemoError(f"tamper attempts not caught at the right step: {missed}")
+
+        summary = {
+            "devices": args.devices,
+            "readings signed by devices": fleet_report.get("made", fleet_report.get("sent")),
+            "acknowledged by broker": fleet_report.get("acked"),
+            "accepted by gateway": _accepted(status),
+            "rejected by gateway": _rejections(status),
+            "rejections the fleet injected": ", ".join(
+                f"{k} {v}" for k, v in sorted(fleet_report.get("expected", {}).items())) or "none",
+            "missing readings (gaps)": status.get("missing_readings"),
+            "batches uploaded": status.get("acked_batches"),
+            "checkpoints anchored": len(checkpoints),
+            "raw readings visible to public": "no" if raw_for_public in (401, 403) else f"YES (HTTP {raw_for_public})",
+            "bundles verified": ", ".join(f"{k}: exit {v}" for k, v in verdicts.items()),
+            "tamper attempts caught at the right step": f"{len(caught) - len(missed)}/{len(caught)}",
+            "demo time (s)": round(time.monotonic() - started, 1),
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        if args.keep_running:
+            keep_running(cloud, broker, gateway, tenant_keys, out)
+        return summary
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+def _accepted(status: dict[str, Any]) -> int:
+    return sum(int(d["accepted"]) for d in status.get("devices", {}).values())
+
+
+def _rejections(status: dict[str, Any]) -> str:
+    by_reason: dict[str, int] = {}
+    for label, count in status.get("rejections", {}).items():
+        reason = label.rsplit("/", 1)[-1]
+        by_reason[reason] = by_reason.get(reason, 0) + int(count)
+    return ", ".join(f"{reason} {count}" for reason, count in sorted(by_reason.items())) or "none"
+
+
+def _all_uploaded(gateway: GatewayProcess) -> bool:
+    status = gateway_status(gateway)
+    return bool(status["unacked_batches"] == 0 and status["open_readings"] == 0 and _accepted(status) > 0)
+
+
+def tamper_stored_blob(content_dir: Path, cid: str) -> str:
+    matches = [p for p in content_dir.rglob("*") if p.is_file() and cid in p.name]
+    if not matches:
+        raise DemoError(f"blob {cid} not found under {content_dir}")
+    path = matches[0]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    return f"flipped one bit of {path.name[:16]}…"
+
+
+def keep_running(cloud: CloudProcess, broker: Mosquitto, gateway: GatewayProcess, keys: dict[str, str],
+                 out: Path) -> None:
+    (out / "api-keys.json").write_text(json.dumps(keys, indent=2))
+    say(f"\nServices keep running (Ctrl-C stops them):\n  API docs  {cloud.url}/docs\n  console   {cloud.url}/console"
+        f"\n  broker    127.0.0.1:{broker.port}\n  API keys  {out / 'api-keys.json'}")
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not stop:
+        time.sleep(0.5)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="CarbonTrace demo on embedded defaults")
-    parser.add_argument("--out", default="demo-out", help="where proof files are written")
+    parser = argparse.ArgumentParser(description="CarbonTrace: the whole pipeline on embedded defaults")
+    parser.add_argument("--out", default="demo-out", help="where bundles and the summary are written")
+    parser.add_argument("--devices", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long the fleet measures")
+    parser.add_argument("--window-s", type=int, default=5, help="the gateway's batch window")
+    parser.add_argument("--checkpoint-s", type=float, default=3.0, help="the cloud's checkpoint interval")
+    parser.add_argument("--keep-running", action="store_true", help="keep the services up to explore them")
     args = parser.parse_args()
-    summary = protocol_walkthrough(Path(args.out))
-    print("\nSummary")  # noqa: T201
+    try:
+        summary = run(args)
+    except (DemoError, TimeoutError, RuntimeError) as err:
+        say(f"\nDEMO FAILED: {err}")
+        sys.exit(1)
+    say("\nSummary")
+    width = max(len(k) for k in summary)
     for key, value in summary.items():
-        print(f"  {key:10} {value}")  # noqa: T201
+        say(f"  {key:<{width}}  {value}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,188 @@
+"""`carbontrace bench` / `make bench`: every figure measured beside its reference in the same run.
+
+Sections (``--only`` picks some): verify, ingest, e2e, gas, proofs, trace, firmware. Prints a table, writes
+JSON (``--json-out``) and, with ``--plot DIR``, PNG charts. What each figure means: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from carbontrace.benchmarks.common import Row, SectionResult
+from carbontrace.servers import stop_children_on_sigterm
+
+SECTIONS = ("verify", "ingest", "e2e", "gas", "proofs", "trace", "firmware")
+
+
+class Sizes:
+    """Run sizes: defaults finish in under 5 minutes on 2 cores, ``--quick`` in under 60 s."""
+
+    def __init__(self, quick: bool) -> None:
+        self.verify_count = 500 if quick else 5000
+        self.ingest_devices = 10
+        self.ingest_per_device = 100 if quick else 1000
+        self.e2e_devices = 5
+        self.e2e_seconds = 8.0 if quick else 30.0
+        self.e2e_rate = 50.0 if quick else 100.0
+        self.gas_points = [1_000, 10_000, 100_000]
+        self.gas_naive_samples = 5 if quick else 20
+        self.proof_sizes = [10**3, 10**4, 10**5, 10**6]
+        self.readings_per_batch = 100
+        self.proof_repeats = 5 if quick else 20
+        self.trace_readings = 2_000 if quick else 10_000
+        self.firmware_count = 5 if quick else 30
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 1:
+        text = f"{value:,.2f}"
+    else:
+        text = f"{value:.4f}"
+    return f"{text} {unit}".strip()
+
+
+def render_table(rows: list[Row]) -> str:
+    header = ("section", "figure", "ours", "reference", "ratio", "reference is / note")
+    lines = [header]
+    for row in rows:
+        ratio = row.ratio
+        lines.append((row.section, row.figure, _fmt(row.value, row.unit), _fmt(row.reference, row.unit)
+                      if row.reference is not None else "", f"{ratio:.3g}x" if ratio is not None else "",
+                      "; ".join(x for x in (row.reference_name, row.note) if x)))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    out = []
+    for n, line in enumerate(lines):
+        out.append("  ".join(cell.ljust(widths[i]) if i < len(widths) else cell for i, cell in enumerate(line)))
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths) + "  " + "-" * 20)
+    return "\n".join(out)
+
+
+def run_sections(only: list[str], sizes: Sizes, postgres: bool,
+                 echo: Callable[[str], None]) -> dict[str, SectionResult]:
+    results: dict[str, SectionResult] = {}
+    for name in SECTIONS:
+        if name not in only:
+            continue
+        echo(f"[bench] {name} …")
+        start = time.perf_counter()
+        try:
+            results[name] = _run_one(name, sizes, postgres)
+        except Exception as err:  # one broken section must not hide the others' figures
+            results[name] = SectionResult(rows=[Row(name, name, None, "", note=f"failed: {type(err).__name__}: {err}")],
+                                          details={"error": repr(err)})
+        results[name].details["section_seconds"] = round(time.perf_counter() - start, 2)
+        echo(f"[bench] {name} done in {results[name].details['section_seconds']} s")
+    return results
+
+
+def _run_one(name: str, sizes: Sizes, postgres: bool) -> SectionResult:
+    if name == "verify":
+        from carbontrace.benchmarks import verify_bench
+
+        return verify_bench.run(sizes.verify_count)
+    if name == "gas":
+        from carbontrace.benchmarks import gas_bench
+
+        return gas_bench.run(sizes.gas_points, sizes.readings_per_batch, sizes.gas_naive_samples)
+    if name == "proofs":
+        from carbontrace.benchmarks import proofs_bench
+
+        return proofs_bench.run(sizes.proof_sizes, sizes.readings_per_batch, sizes.proof_repeats)
+    if name == "firmware":
+        from carbontrace.benchmarks import firmware_bench
+
+        return firmware_bench.run(sizes.firmware_count)
+    if name == "ingest":
+        from carbontrace.benchmarks import ingest_bench
+
+        return ingest_bench.run(sizes.ingest_devices, sizes.ingest_per_device)
+    if name == "e2e":
+        from carbontrace.benchmarks import e2e_bench
+
+        return e2e_bench.run(sizes.e2e_devices, sizes.e2e_seconds, sizes.e2e_rate, postgres)
+    if name == "trace":
+        from carbontrace.benchmarks import trace_bench
+
+        return trace_bench.run(sizes.trace_readings)
+    raise ValueError(name)
+
+
+def bench_command(
+    only: Annotated[str, typer.Option(help=f"comma-separated sections of {','.join(SECTIONS)}")] = ",".join(SECTIONS),
+    quick: Annotated[bool, typer.Option("--quick", help="small sizes: under 60 s")] = False,
+    json_out: Annotated[Path, typer.Option("--json-out", help="where to write the JSON results")] = Path(
+        "bench-results.json"),
+    plot: Annotated[Path | None, typer.Option("--plot", help="write PNG charts into this directory")] = None,
+    postgres: Annotated[bool, typer.Option("--postgres", help="end to end on PostgreSQL (started here)")] = False,
+    verify_count: Annotated[int | None, typer.Option(help="signatures per verify run")] = None,
+    ingest_per_device: Annotated[int | None, typer.Option(help="readings per device (10 devices) for ingest")] = None,
+    e2e_seconds: Annotated[float | None, typer.Option(help="seconds of load for end to end")] = None,
+    e2e_rate: Annotated[float | None, typer.Option(help="offered readings/s for end to end")] = None,
+    proof_max_exp: Annotated[int | None, typer.Option(help="largest log is 10^this readings (from 10^3)")] = None,
+    readings_per_batch: Annotated[int | None, typer.Option(help="readings per gateway batch (proofs, gas)")] = None,
+    trace_readings: Annotated[int | None, typer.Option(help="readings stored for the trace latency")] = None,
+    firmware_count: Annotated[int | None, typer.Option(help="signatures per firmware run")] = None,
+) -> None:
+    """Measure CarbonTrace next to its references (same run, same machine); print a table, write JSON."""
+    chosen = [s.strip() for s in only.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        raise typer.BadParameter(f"unknown section(s) {unknown}; choose from {SECTIONS}")
+    sizes = Sizes(quick)
+    for attr, value in (("verify_count", verify_count), ("ingest_per_device", ingest_per_device),
+                        ("e2e_seconds", e2e_seconds), ("e2e_rate", e2e_rate),
+                        ("readings_per_batch", readings_per_batch), ("trace_readings", trace_readings),
+                        ("firmware_count", firmware_count)):
+        if value is not None:
+            setattr(sizes, attr, value)
+    if proof_max_exp is not None:
+        sizes.proof_sizes = [10**e for e in range(3, proof_max_exp + 1)]
+    stop_children_on_sigterm()
+    started = time.time()
+    results = run_sections(chosen, sizes, postgres, lambda text: typer.echo(text, err=True))
+    rows = [row for result in results.values() for row in result.rows]
+    typer.echo(render_table(rows))
+    report: dict[str, Any] = {
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
+                    "processor": platform.processor() or platform.machine(), "cpus": _cpus()},
+        "quick": quick,
+        "started": started,
+        "seconds": round(time.time() - started, 1),
+        "sections": {name: {"rows": [r.as_json() for r in result.rows], "details": result.details}
+                     for name, result in results.items()},
+    }
+    json_out.write_text(json.dumps(report, indent=2, default=str))
+    typer.echo(f"results written to {json_out}")
+    if plot is not None:
+        from carbontrace.benchmarks import plots
+
+        written = plots.write_all(results, plot)
+        typer.echo(f"charts: {', '.join(str(p) for p in written) or 'none (no plottable section ran)'}")
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def main() -> None:
+    typer.run(bench_command)
+
+
+if __name__ == "__main__":
+    main()

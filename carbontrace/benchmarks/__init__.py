@@ -1,0 +1,1 @@
+"""`carbontrace bench` parts: each module measures one figure next to its reference in the same run."""

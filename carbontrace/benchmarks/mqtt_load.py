@@ -1,0 +1,113 @@
+"""Load generation and the bare-broker reference, with paho only (a tool nobody here wrote)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+def _client(client_id: str) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.max_inflight_messages_set(100)
+    client.max_queued_messages_set(0)
+    return client
+
+
+def publish_all(port: int, messages: list[tuple[str, bytes]], client_id: str, timeout: float = 120.0) -> float:
+    """Publish at QoS 1 and wait for every PUBACK; returns the seconds from first publish to last PUBACK."""
+    client = _client(client_id)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        start = time.perf_counter()
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(timeout=timeout)
+            if not info.is_published():
+                raise RuntimeError("the broker did not acknowledge a publish")
+        return time.perf_counter() - start
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+class PacedPublisher:
+    """Publishes (topic, payload) items from a generator at a steady offered rate, QoS 1, on its own thread.
+
+    Records each item's publish time (wall clock) so latency can be measured downstream. Items whose publish
+    is not acknowledged by the broker (it was down) are retried in order by paho when it reconnects.
+    """
+
+    def __init__(self, port: int, client_id: str, rate_per_s: float) -> None:
+        self.port = port
+        self.client = _client(client_id)
+        self.client.max_queued_messages_set(0)
+        self.rate = rate_per_s
+        self.sent_at: dict[tuple[str, int], float] = {}
+        self.infos: list[mqtt.MQTTMessageInfo] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def connect(self) -> None:
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+
+    def run(self, items: list[tuple[str, bytes, tuple[str, int]]]) -> None:
+        def loop() -> None:
+            start = time.monotonic()
+            for n, (topic, payload, key) in enumerate(items):
+                if self._stop.is_set():
+                    return
+                due = start + n / self.rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                self.sent_at[key] = time.time()
+                self.infos.append(self.client.publish(topic, payload, qos=1))
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(10)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def bare_broker_rate(port: int, messages: list[tuple[str, bytes]]) -> float:
+    """One paho publisher -> Mosquitto -> one paho subscriber, QoS 1, the same payloads: messages/s."""
+    received = 0
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        nonlocal received
+        received += 1
+        if received == len(messages):
+            done.set()
+
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare-sub")
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *args: subscribed.set()
+    sub.connect("127.0.0.1", port)
+    sub.loop_start()
+    try:
+        sub.subscribe("bare/#", qos=1)
+        if not subscribed.wait(10):
+            raise RuntimeError("bare subscriber not subscribed")
+        start = time.perf_counter()
+        publish_all(port, [("bare/" + topic, payload) for topic, payload in messages], "bench-bare-pub")
+        if not done.wait(120):
+            raise RuntimeError(f"bare subscriber got {received}/{len(messages)}")
+        return len(messages) / (time.perf_counter() - start)
+    finally:
+        sub.disconnect()
+        sub.loop_stop()

@@ -1,0 +1,327 @@
+"""`carbontrace drill` / `make drill`: fault drills over the real pipeline, one fault at a time, each judged.
+
+Load (paced signed readings) runs through Mosquitto -> gateway process -> cloud process while one fault is
+injected and healed. Then every reading of that drill must be stored exactly once and anchored, and every
+stored batch must still verify from its bytes up to an anchored checkpoint. Exit status 1 on any loss,
+duplicate or failed verdict. What each drill means: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from carbontrace.drills.pipeline import Books, Pipeline, summary
+from carbontrace.servers import (
+    CloudProcess,
+    GatewayProcess,
+    HardhatNode,
+    IpfsDaemon,
+    Mosquitto,
+    PostgresCluster,
+    TcpProxy,
+    stop_children_on_sigterm,
+    wait_until,
+)
+
+DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "chain_stop", "ipfs_stop", "spool_full", "blob_corrupt")
+DEFAULT_DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "spool_full", "blob_corrupt")
+
+
+class Drills:
+    """One method per fault. Each injects it during load, heals it, and returns the moment it was healed."""
+
+    def __init__(self, pipeline: Pipeline, outage_s: float, chain_proxy: TcpProxy | None = None,
+                 ipfs: IpfsDaemon | None = None) -> None:
+        self.p = pipeline
+        self.outage_s = outage_s
+        self.chain_proxy = chain_proxy
+        self.ipfs = ipfs
+
+    def _count(self, query: str) -> int:
+        from sqlalchemy import text
+
+        with self.p.engine.connect() as db:
+            return int(db.execute(text(query)).scalar() or 0)
+
+    def gateway_kill(self, books: Books) -> float:
+        self.p.gateway.stop(kill=True)  # SIGKILL: no shutdown path runs
+        time.sleep(self.outage_s)
+        self.p.gateway.start()
+        return time.monotonic()
+
+    def cloud_stop(self, books: Books) -> float:
+        if self.chain_proxy is not None:
+            # The chain is outside the cloud: a real stop (SIGTERM) and a fresh start on the same port/DB.
+            self.p.cloud.stop()
+            books.notes.append("cloud process stopped and restarted")
+            time.sleep(self.outage_s)
+            self.p.cloud.start()
+            return time.monotonic()
+        # SIGSTOP/SIGCONT: the cloud answers nothing for a while (the embedded chain lives in its process, so
+        # it is paused rather than restarted; uploads time out and back off exactly as for a dead cloud).
+        books.notes.append("cloud process paused (SIGSTOP) and resumed: the embedded EVM lives in it")
+        self.p.cloud.pause()
+        time.sleep(self.outage_s)
+        self.p.cloud.resume()
+        return time.monotonic()
+
+    def chain_stop(self, books: Books) -> float:
+        # The node becomes unreachable (its proxy stops); a Hardhat node that really stopped would forget
+        # its chain, which is not the fault being drilled. Anchors wait, then go out in order.
+        assert self.chain_proxy is not None
+        self.chain_proxy.stop()
+        time.sleep(2 * self.outage_s)
+        waiting = self._count("SELECT COUNT(*) FROM checkpoints WHERE NOT anchored")
+        books.notes.append(f"{waiting} checkpoint(s) waited for the chain")
+        self.chain_proxy.start()
+        return time.monotonic()
+
+    def ipfs_stop(self, books: Books) -> float:
+        assert self.ipfs is not None
+        self.ipfs.stop()
+        time.sleep(2 * self.outage_s)
+        waiting = self._count("SELECT COUNT(*) FROM blobs WHERE NOT pinned")
+        books.notes.append(f"{waiting} blob(s) stored locally while IPFS was down")
+        self.ipfs.start()
+        healed = time.monotonic()
+        # Nothing else waits for IPFS, so recovery is the moment the backlog is pinned again.
+        pinned_s = wait_until(lambda: all_pinned(self.p), 60, "the IPFS backlog pinned", interval=0.1)
+        books.notes.append(f"IPFS backlog pinned {pinned_s:.1f} s after the daemon came back")
+        books.recover_floor_s = pinned_s
+        return healed
+
+    def broker_restart(self, books: Books) -> float:
+        self.p.broker.stop()
+        time.sleep(self.outage_s / 2)
+        self.p.broker.start()
+        return time.monotonic()
+
+    def spool_full(self, books: Books) -> float:
+        # The gateway runs with a small spool limit while the cloud is away: its spool fills, ingest pauses
+        # (nothing acked, the broker keeps the readings), and drains once uploads free space.
+        self.p.cloud.pause()
+        deadline = time.monotonic() + 4 * self.outage_s
+        while time.monotonic() < deadline and "ingest PAUSED" not in self.p.gateway.log_since_start():
+            time.sleep(0.1)
+        paused = "ingest PAUSED" in self.p.gateway.log_since_start()
+        books.notes.append("gateway ingest paused at its spool limit" if paused
+                           else "spool limit NOT reached: the drill did not test a full spool")
+        if not paused:
+            books.verify_detail = "spool limit not reached"
+        self.p.cloud.resume()
+        return time.monotonic()
+
+
+def run_drill(pipeline: Pipeline, name: str, inject: Callable[[Books], float], load_s: float) -> dict[str, Any]:
+    books = Books()
+    publisher, keys = pipeline.start_load(load_s)
+    time.sleep(load_s * 0.3)
+    healed_at = inject(books)
+    pipeline.finish_load(publisher, keys, books)
+    pipeline.settle(keys, books, healed_at)
+    books.verified, detail = pipeline.verify_everything()
+    books.verify_detail = detail if not books.verify_detail else f"{books.verify_detail}; {detail}"
+    result = summary(books)
+    result["passed"] = (books.lost == 0 and books.duplicated == 0 and books.anchored == books.sent
+                        and books.verified and "NOT reached" not in " ".join(books.notes))
+    return result
+
+
+def blob_corrupt_drill(pipeline: Pipeline, load_s: float) -> dict[str, Any]:
+    """Flip one byte of a stored batch blob: verification must name it; restoring the bytes restores trust."""
+    books = Books()
+    publisher, keys = pipeline.start_load(load_s / 2)
+    pipeline.finish_load(publisher, keys, books)
+    start = time.monotonic()
+    pipeline.settle(keys, books, start)
+    batch_id, path = pipeline.blob_path_of_latest_batch()
+    original = path.read_bytes()
+    corrupted = bytearray(original)
+    corrupted[len(corrupted) // 2] ^= 0x01
+    path.write_bytes(bytes(corrupted))
+    try:
+        ok_while_corrupt, detail_corrupt = pipeline.verify_everything()
+    finally:
+        path.write_bytes(original)
+    ok_after, detail_after = pipeline.verify_everything()
+    detected = not ok_while_corrupt and batch_id in detail_corrupt
+    books.verified = ok_after
+    books.verify_detail = f"corrupt blob {'detected: ' + detail_corrupt if detected else 'NOT detected'}; " \
+                          f"after restore: {detail_after}"
+    books.recover_s = None
+    result = summary(books)
+    result["passed"] = (detected and ok_after and books.lost == 0 and books.duplicated == 0
+                        and books.anchored == books.sent)
+    return result
+
+
+def render(results: dict[str, dict[str, Any]]) -> str:
+    header = ("drill", "sent", "accepted", "anchored", "lost", "dup", "recover s", "verified", "verdict")
+    lines = [header]
+    for name, r in results.items():
+        if r.get("skipped"):
+            lines.append((name, "", "", "", "", "", "", "", f"skipped: {r['skipped']}"))
+            continue
+        lines.append((name, str(r["sent"]), str(r["accepted"]), str(r["anchored"]), str(r["lost"]),
+                      str(r["duplicated"]), "" if r["recover_s"] is None else f"{r['recover_s']:.1f}",
+                      "yes" if r["verified"] else "NO", "PASS" if r["passed"] else "FAIL"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)) for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def all_pinned(pipeline: Pipeline) -> bool:
+    from sqlalchemy import text
+
+    with pipeline.engine.connect() as db:
+        return int(db.execute(text("SELECT COUNT(*) FROM blobs WHERE NOT pinned")).scalar() or 0) == 0
+
+
+def run_drills(chosen: list[str], workdir: Path, rate: float, load_s: float, outage_s: float, postgres: bool,
+               hardhat: bool, ipfs: bool, echo: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    cluster = PostgresCluster() if postgres else None
+    node = HardhatNode(workdir / "hardhat") if hardhat else None
+    proxy: TcpProxy | None = None
+    daemon = IpfsDaemon(workdir / "ipfs") if ipfs else None
+    database_url = None
+    chain = "embedded"
+    content_store = "local"
+    gateway: GatewayProcess | None = None
+    pipeline: Pipeline | None = None
+    broker = Mosquitto(workdir / "mqtt")
+    cloud: CloudProcess | None = None
+    try:
+        if cluster is not None:
+            cluster.start()
+            database_url = cluster.create_database()
+        if node is not None:
+            node.start()
+            proxy = TcpProxy(node.port)
+            proxy.start()
+            chain = f"http://127.0.0.1:{proxy.port}"
+        if daemon is not None:
+            daemon.init()
+            daemon.start()
+            content_store = daemon.url
+        cloud = CloudProcess(workdir / "cloud", database_url=database_url, chain=chain, content_store=content_store,
+                             checkpoint_every_s=1.0, jobs_interval_s=0.2)
+        broker.start()
+        cloud.start()
+        tenant = cloud.register_tenant(4, workdir, prefix="drill")
+        gateway = GatewayProcess(workdir / "gw", tenant, cloud.url, broker.port, window_s=1, interval_s=1,
+                                 upload_timeout_s=2.0)
+        gateway.start()
+        pipeline = Pipeline(workdir, broker, cloud, gateway, tenant, rate)
+        drills = Drills(pipeline, outage_s, proxy, daemon)
+        for name in chosen:
+            echo(f"[drill] {name} …")
+            if name == "chain_stop" and proxy is None:
+                results[name] = {"skipped": "the embedded EVM lives in the cloud process: run with --hardhat"}
+                continue
+            if name == "ipfs_stop" and daemon is None:
+                results[name] = {"skipped": "no IPFS daemon in this pipeline: run with --ipfs"}
+                continue
+            if name == "blob_corrupt":
+                results[name] = blob_corrupt_drill(pipeline, load_s)
+            elif name == "spool_full":
+                gateway.stop()
+                gateway.write_config(spool_max_bytes=20_000)
+                gateway.start()
+                try:
+                    results[name] = run_drill(pipeline, name, drills.spool_full, load_s)
+                finally:
+                    gateway.stop()
+                    gateway.write_config(spool_max_bytes=1 << 30)
+                    gateway.start()
+            else:
+                results[name] = run_drill(pipeline, name, getattr(drills, name), load_s)
+            if daemon is not None and not results[name].get("skipped"):
+                # Blobs stored while IPFS was away must get pinned by the cloud's job once it is back.
+                try:
+                    wait_until(lambda: all_pinned(pipeline), 60, "every blob pinned to IPFS", interval=0.25)
+                    results[name]["notes"].append("every blob pinned to IPFS")
+                except TimeoutError as err:
+                    results[name]["passed"] = False
+                    results[name]["notes"].append(str(err))
+            verdict = "PASS" if results[name].get("passed") else "FAIL"
+            echo(f"[drill] {name}: {verdict} {json.dumps(results[name])}")
+    finally:
+        if pipeline is not None:
+            pipeline.close()
+        if gateway is not None:
+            gateway.stop()
+        if cloud is not None:
+            cloud.resume()
+            cloud.stop()
+        broker.stop()
+        if proxy is not None:
+            proxy.stop()
+        if node is not None:
+            node.stop()
+        if daemon is not None:
+            daemon.stop()
+        if cluster is not None:
+            cluster.remove()
+    return results
+
+
+def drill_command(
+    only: Annotated[str, typer.Option(help=f"comma-separated drills of {','.join(DRILLS)}")] = ",".join(
+        DEFAULT_DRILLS),
+    rate: Annotated[float, typer.Option(help="offered readings/s during each drill")] = 20.0,
+    load_s: Annotated[float, typer.Option(help="seconds of load per drill")] = 8.0,
+    outage_s: Annotated[float, typer.Option(help="how long each fault lasts")] = 3.0,
+    postgres: Annotated[bool, typer.Option("--postgres", help="the cloud on PostgreSQL (started here)")] = False,
+    hardhat: Annotated[bool, typer.Option("--hardhat", help="chain = a Hardhat node (enables chain_stop)")] = False,
+    ipfs: Annotated[bool, typer.Option("--ipfs", help="blobs also go to js-ipfs (enables ipfs_stop)")] = False,
+    full: Annotated[bool, typer.Option("--full", help="every drill on PostgreSQL + Hardhat + js-ipfs")] = False,
+    json_out: Annotated[Path, typer.Option("--json-out", help="where to write the JSON results")] = Path(
+        "drill-results.json"),
+    keep: Annotated[Path | None, typer.Option(help="work directory to keep (logs, spool, DB)")] = None,
+) -> None:
+    """Fault drills over the real pipeline; a verdict each; exit 1 on any loss, duplicate or failure."""
+    if full:
+        postgres = hardhat = ipfs = True
+        only = ",".join(DRILLS)
+    chosen = [d.strip() for d in only.split(",") if d.strip()]
+    unknown = [d for d in chosen if d not in DRILLS]
+    if unknown:
+        raise typer.BadParameter(f"unknown drill(s) {unknown}; choose from {DRILLS}")
+    stop_children_on_sigterm()
+    started = time.time()
+    def echo(text: str) -> None:
+        typer.echo(text, err=True)
+
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        results = run_drills(chosen, keep, rate, load_s, outage_s, postgres, hardhat, ipfs, echo)
+    else:
+        with tempfile.TemporaryDirectory(prefix="ct-drill-") as tmp:
+            results = run_drills(chosen, Path(tmp), rate, load_s, outage_s, postgres, hardhat, ipfs, echo)
+    typer.echo(render(results))
+    report = {"started": started, "seconds": round(time.time() - started, 1), "rate": rate, "load_s": load_s,
+              "outage_s": outage_s, "database": "PostgreSQL" if postgres else "SQLite",
+              "chain": "Hardhat node" if hardhat else "embedded EVM", "ipfs": ipfs,
+              "drills": results}
+    json_out.write_text(json.dumps(report, indent=2))
+    typer.echo(f"results written to {json_out}")
+    ran = [r for r in results.values() if not r.get("skipped")]
+    if any(r["lost"] or r["duplicated"] or not r["passed"] for r in ran):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    typer.run(drill_command)
+
+
+if __name__ == "__main__":
+    main()

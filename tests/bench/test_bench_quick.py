@@ -1,0 +1,67 @@
+"""`carbontrace bench --quick` on the sections that need no broker: the JSON holds sane, non-zero figures.
+
+No timing assertions: only that each figure was measured, is finite and positive, and sits beside its
+reference where the section has one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    plots = tmp_path / "plots"
+    done = subprocess.run(
+        [sys.executable, "-m", "carbontrace.bench", "--quick", "--only", "verify,gas,proofs,firmware",
+         "--json-out", str(out), "--plot", str(plots)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=170, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    sections = report["sections"]
+    assert set(sections) == {"verify", "gas", "proofs", "firmware"}
+    for name in ("verify", "gas", "proofs", "firmware"):
+        rows = sections[name]["rows"]
+        assert rows, name
+        for row in rows:
+            assert not row["note"].startswith("failed"), row
+            assert _positive(row["value"]), row
+            if row["reference"] is not None:
+                assert _positive(row["reference"]) and _positive(row["ratio"]), row
+                assert row["ratio"] == pytest.approx(row["value"] / row["reference"])
+
+    verify = {r["figure"]: r for r in sections["verify"]["rows"]}
+    assert verify["verify_es256"]["reference_name"].startswith("cryptography")
+
+    gas = sections["gas"]["details"]
+    per_reading = [a["gas"] / a["readings"] for a in gas["anchors"]]
+    assert per_reading == sorted(per_reading, reverse=True)  # one anchor shared by more readings
+    assert per_reading[-1] < gas["naive_gas_per_reading"]
+
+    points = sections["proofs"]["details"]["points"]
+    assert [p["readings"] for p in points] == [10**3, 10**4, 10**5, 10**6]
+    hashes = [p["proof_hashes"] for p in points]
+    assert hashes == sorted(hashes) and hashes[-1] <= 2 * math.ceil(math.log2(10**6))  # logarithmic, not linear
+    assert 0 < sections["proofs"]["details"]["bytes_per_log2"] < 100
+
+    firmware = sections["firmware"]["details"]
+    assert isinstance(firmware["micropython"], dict), firmware["micropython"]
+    assert firmware["micropython"]["ms_per_sign"] > 0 and firmware["cpython"]["ms_per_sign"] > 0
+
+    assert sorted(p.name for p in plots.iterdir()) == ["gas_per_reading.png", "proofs.png"]
+    assert "verify_es256" in done.stdout
