@@ -6,15 +6,15 @@ In CI (CI=true) a skipped test fails the run: every real server a test needs mus
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from carbontrace.servers import Mosquitto, free_port, wait_for_port
+
+__all__ = ["IN_CI", "REPO_ROOT", "VECTORS", "MosquittoBroker", "free_port", "wait_for_port"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = (REPO_ROOT / ".." / "shared").resolve()
@@ -22,68 +22,8 @@ VECTORS = SHARED / "vectors"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
-def mosquitto_binary() -> str:
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    raise RuntimeError("mosquitto is not installed; run `make setup` (scripts/ensure-debs.sh)")
-
-
-class MosquittoBroker:
-    """A real Mosquitto on a loopback port, with persistence in a temp dir so restarts keep sessions."""
-
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.workdir = workdir
-        # Mosquitto started as root drops to the `mosquitto` user, which must be able to write its
-        # persistence file here (else sessions and retained messages are lost across restarts).
-        os.chmod(workdir, 0o777)
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.config = workdir / "mosquitto.conf"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {workdir}/\nautosave_interval 1\nmax_inflight_messages 100\n"
-            "max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
-        )
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [mosquitto_binary(), "-c", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        self.proc.wait(timeout=10)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+# One implementation of the servers for tests, the demo, bench and drills (carbontrace/servers.py).
+MosquittoBroker = Mosquitto
 
 
 @pytest.fixture

@@ -148,17 +148,9 @@ class InProcessGateway:
 
 
 def start_persistent_broker(workdir: Path):  # type: ignore[no-untyped-def]
-    """Mosquitto whose persistence really works when the tests run as root.
-
-    Run as root, Mosquitto drops to the `mosquitto` user, which cannot write into a 0700 temp dir: it
-    then logs "Error saving in-memory database" and a restart silently forgets every session. `user root`
-    keeps it able to save (needed only where a test restarts the broker).
-    """
+    """Mosquitto whose persistence survives a restart (carbontrace.servers.Mosquitto runs it as root)."""
     from tests.conftest import MosquittoBroker
 
-    workdir.mkdir(parents=True, exist_ok=True)
     broker = MosquittoBroker(workdir)
-    if os.geteuid() == 0:
-        broker.config.write_text(broker.config.read_text() + "user root\n")
     broker.start()
     return broker
