@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MosquittoBroker, free_port
 from prometheus_client import start_http_server
 from sim_fleet_rig import Gateway, Message, Recorder
 from typer.testing import CliRunner
@@ -25,6 +24,7 @@ from carbontrace_protocol.verify import verify_reading
 from simulators.cli import sim_app
 from simulators.fleet import Fleet, FleetConfig, FleetSnapshot
 from simulators.fleet_faults import FaultPlan, TimedFault
+from tests.conftest import MosquittoBroker, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
