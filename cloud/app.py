@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from cloud import chain as chainlib
+from cloud import console
 from cloud.ledger import build_ledger
 from cloud.ledger_chain import NoCustodialAccount
 from cloud.routers import batches, gateways, log, registry, rpc, sites, trace
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = 
     app.state.ledger = ledger
     for module in (registry, sites, gateways, batches, log, trace, rpc):
         app.include_router(module.router)
+    console.install(app)
 
     @app.exception_handler(chainlib.ChainUnavailable)
     async def _chain_down(_request: Request, _exc: chainlib.ChainUnavailable) -> JSONResponse:

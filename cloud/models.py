@@ -191,3 +191,17 @@ class LeaderLease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(100))
     expires_at: Mapped[int] = mapped_column(BigInteger)  # unix milliseconds
+
+
+class DeviceHealth(Base):
+    """What a gateway last reported about one device label: rejections it counted (by reason, JSON object)
+    and the sequence ranges it is missing (JSON list of [lo, hi]). Labels include "_unregistered"."""
+
+    __tablename__ = "device_health"
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"), primary_key=True)
+    device_label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rejected: Mapped[int] = mapped_column(BigInteger)
+    rejections: Mapped[str] = mapped_column(String(2000))
+    missing: Mapped[int] = mapped_column(BigInteger)
+    gaps: Mapped[str] = mapped_column(String(4000))
+    reported_at: Mapped[int] = mapped_column(BigInteger)

@@ -98,3 +98,9 @@ class CloudClient:
         if response.status_code != 200:
             raise CloudRefused(response.status_code, response.text)
         return parse_registry(self._json(response))
+
+    def report_health(self, report: dict[str, Any]) -> None:
+        """POST the health report (edge_gateway/health.py); any answer but 200 raises CloudRefused."""
+        response = self._request("POST", f"/api/v1/gateways/{self.gateway_id}/health", json=report)
+        if response.status_code != 200:
+            raise CloudRefused(response.status_code, response.text)

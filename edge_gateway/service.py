@@ -12,6 +12,7 @@ from edge_gateway.batcher import make_batch
 from edge_gateway.cloud_client import CloudClient, CloudRefused, CloudUnavailable
 from edge_gateway.config import GatewaySettings
 from edge_gateway.forwarder import Forwarder
+from edge_gateway.health import health_report
 from edge_gateway.ingest import MqttIngest
 from edge_gateway.keys import load_private_key
 from edge_gateway.logs import fields
@@ -20,6 +21,11 @@ from edge_gateway.spool import OpenReading, Spool, SpoolError
 from edge_gateway.windows import window_due
 
 log = logging.getLogger("edge_gateway.service")
+
+# Health reports (rejection counters, gaps) go to the cloud when they change, looked at this often, and
+# at least this often unchanged so the cloud can tell a quiet gateway from a silent one.
+HEALTH_CHECK_S = 5.0
+HEALTH_REFRESH_S = 300.0
 
 
 class Gateway:
@@ -39,6 +45,10 @@ class Gateway:
         self.ingest = MqttIngest(settings, self._open_spool, self.metrics, self.refresh_wanted.set)
         self._last_registry_try = -1e9
         self._metrics_server: Any = None
+        self.health_check_s = HEALTH_CHECK_S
+        self._last_health: dict[str, Any] | None = None
+        self._last_health_check = -1e9
+        self._last_health_sent = -1e9
 
     def _open_spool(self) -> Spool:
         s = self.settings
@@ -84,6 +94,26 @@ class Gateway:
         except KeyError:
             log.error("unknown emission factor; using the default", extra=fields(alarm="bad_factor", factor=wanted))
             return get_factor()
+
+    def report_health(self) -> bool:
+        """Send the health report if it changed (or is due anyway); True when the cloud stored it."""
+        now = time.monotonic()
+        if now - self._last_health_check < self.health_check_s:
+            return False
+        self._last_health_check = now
+        gaps = {device: self.spool.gaps(device) for device in self.spool.device_counts()}
+        report = health_report(self.spool.rejection_counts(), gaps)
+        if report == self._last_health and now - self._last_health_sent < HEALTH_REFRESH_S:
+            return False
+        try:
+            self.cloud.report_health(report)
+        except (CloudUnavailable, CloudRefused) as err:
+            # Not worth an alarm: batches still flow; the next check tries again.
+            log.warning("health report not accepted", extra=fields(error=str(err)))
+            self._last_health_sent = now
+            return False
+        self._last_health, self._last_health_sent = report, now
+        return True
 
     # -- windows ------------------------------------------------------------------------------------
 
@@ -159,6 +189,7 @@ class Gateway:
             ):
                 self.refresh_wanted.clear()
                 self.sync_registry()
+            self.report_health()
             self.update_gauges()
         except SpoolError as err:
             log.error("spool write failed in the main loop; retrying next tick",

@@ -5,6 +5,7 @@ need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)  # cloud tests start their own cluster
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the console's browser tests (Playwright drives it)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "CarbonTrace: installing missing Debian packages: ${need[*]}"
 SUDO=""
