@@ -294,14 +294,16 @@ def postgres_available() -> bool:
 class PostgresCluster:
     """A throwaway PostgreSQL 15 cluster (Debian binaries: initdb + pg_ctl) in ``workdir``, on a free port.
 
-    Run as the `postgres` OS user when we are root (PostgreSQL refuses to run as root).
+    Run as the `postgres` OS user when we are root (PostgreSQL refuses to run as root). ``durable=False`` (tests)
+    turns fsync off and stops it with `-m immediate`: for a cluster thrown away once stopped.
     """
 
-    def __init__(self) -> None:
-        # Its own top-level temp dir: the `postgres` user must be able to reach it (our temp dirs are 0700).
-        self.workdir = workdir = Path(tempfile.mkdtemp(prefix="ct-pg-"))
+    def __init__(self, workdir: Path | None = None, durable: bool = True) -> None:
+        # By default its own top-level temp dir: the `postgres` user must reach it (our temp dirs are 0700).
+        self.workdir = workdir = workdir or Path(tempfile.mkdtemp(prefix="ct-pg-"))
         self.datadir = workdir / "data"
         self.port = free_port()
+        self.durable = durable
         self.as_user: list[str] = []
         if os.geteuid() == 0:
             self.as_user = ["runuser", "-u", "postgres", "--"]
@@ -311,15 +313,20 @@ class PostgresCluster:
         subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=60)
 
     def start(self) -> None:
+        if not postgres_available():
+            raise RuntimeError("PostgreSQL 15 binaries missing: run `make setup` (scripts/ensure-debs.sh)")
         if not self.datadir.exists():
             self._run(str(PG_BIN / "initdb"), "-D", str(self.datadir), "-U", "postgres", "-A", "trust", "--no-sync")
         options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off"
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-o", options, "-l",
                   str(self.workdir / "pg.log"), "-w", "-t", "30", "start")
         wait_for_port(self.port)
 
     def stop(self) -> None:
-        subprocess.run([*self.as_user, str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"],
+        mode = "fast" if self.durable else "immediate"
+        subprocess.run([*self.as_user, str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"],
                        capture_output=True, timeout=60, check=False)
 
     def remove(self) -> None:
@@ -352,7 +359,8 @@ class HardhatNode:
 
     def start(self, timeout: float = 60.0) -> None:
         if not HARDHAT_BIN.exists():
-            raise RuntimeError(f"{HARDHAT_BIN} missing: run `make setup`")
+            raise RuntimeError(f"{HARDHAT_BIN} missing: run `make setup` (npm ci)")
+        # No consent prompt, so no telemetry and no error reports; it never needs the network.
         env = {**os.environ, "HARDHAT_DISABLE_TELEMETRY_PROMPT": "true",
                "HARDHAT_HIDE_SOLIDITY_SURVEY_MESSAGE": "true", "NO_COLOR": "1"}
         with open(self.log_path, "ab") as log:
@@ -362,11 +370,12 @@ class HardhatNode:
             )
         body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
         deadline = time.monotonic() + timeout
-        while True:
+        while True:  # the port opens a moment before JSON-RPC answers
             try:
-                if httpx.post(self.url, json=body, timeout=2).status_code == 200:
+                response = httpx.post(self.url, json=body, timeout=2)
+                if response.status_code == 200 and "result" in response.json():
                     return
-            except httpx.TransportError:
+            except (httpx.TransportError, ValueError):
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"hardhat node did not start: {self.log_path.read_text()[-2000:]}")
@@ -469,7 +478,7 @@ class IpfsDaemon:
         import json
 
         if not JSIPFS_BIN.exists():
-            raise RuntimeError(f"{JSIPFS_BIN} missing: run `make setup`")
+            raise RuntimeError(f"{JSIPFS_BIN} missing: run `make setup` (npm ci)")
         subprocess.run([str(JSIPFS_BIN), "init", "--emptyRepo"], env=self.env, check=True, capture_output=True,
                        timeout=120)
         config_path = self.repo / "config"

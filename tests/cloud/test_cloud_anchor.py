@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from carbontrace.servers import HardhatNode, TcpProxy
 from carbontrace_protocol import cbor, cose, merkle
 from carbontrace_protocol.batch import Batch
 from carbontrace_protocol.verify import verify_es256
@@ -17,8 +18,7 @@ from cloud.anchoring import CHECKPOINT_KID, decode_checkpoint_blob
 from cloud.chain import connect_embedded
 from cloud.ledger import Ledger, build_ledger
 from cloud.signing_key import public_key
-from tests.chain.conftest import HardhatNode
-from tests.cloud.cloud_testkit import GatewayKit, TcpProxy, app_client, make_settings, register_tenant, upload
+from tests.cloud.cloud_testkit import GatewayKit, app_client, make_settings, register_tenant, upload
 
 
 def _ledger(client: TestClient) -> Ledger:
