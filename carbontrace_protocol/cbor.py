@@ -14,6 +14,12 @@ import struct
 
 from carbontrace_protocol.errors import MalformedCBOR
 
+# typing does not exist on MicroPython: mypy treats this name as true, so the import below is for the type
+# checker only, and the annotations naming it are strings (never evaluated on the device).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 MAX_DEPTH = 16
 
 TAG_DECIMAL_FRACTION = 4
@@ -32,24 +38,24 @@ _MAJOR_SIMPLE = 7
 class Tag:
     """A tagged data item (major type 6)."""
 
-    def __init__(self, tag, value):
+    def __init__(self, tag: int, value: object) -> None:
         self.tag = tag
         self.value = value
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Tag) and self.tag == other.tag and self.value == other.value
 
-    def __ne__(self, other):
+    def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((self.tag, repr(self.value)))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Tag(%d, %r)" % (self.tag, self.value)
 
 
-def _head(major, n):
+def _head(major: int, n: int) -> bytes:
     mt = major << 5
     if n < 24:
         return bytes([mt | n])
@@ -64,7 +70,7 @@ def _head(major, n):
     raise ValueError("CBOR integer out of 64-bit range")
 
 
-def _encode_into(value, out):
+def _encode_into(value: object, out: list[bytes]) -> None:
     if value is False:
         out.append(b"\xf4")
     elif value is True:
@@ -109,14 +115,14 @@ def _encode_into(value, out):
         raise ValueError("cannot encode %s as CBOR" % type(value).__name__)
 
 
-def encode(value):
+def encode(value: object) -> bytes:
     """Deterministic CBOR encoding of ``value`` (int, bytes, str, list, tuple, dict, bool, None, Tag)."""
-    out = []
+    out: list[bytes] = []
     _encode_into(value, out)
     return b"".join(out)
 
 
-def _half_to_float(h):
+def _half_to_float(h: int) -> float:
     exp = (h >> 10) & 0x1F
     mant = h & 0x3FF
     if exp == 0:
@@ -129,11 +135,11 @@ def _half_to_float(h):
 
 
 class _Reader:
-    def __init__(self, data):
+    def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
 
-    def take(self, n):
+    def take(self, n: int) -> bytes:
         end = self.pos + n
         if end > len(self.data):
             raise MalformedCBOR("truncated CBOR: need %d bytes at offset %d" % (n, self.pos))
@@ -141,7 +147,7 @@ class _Reader:
         self.pos = end
         return chunk
 
-    def argument(self, info):
+    def argument(self, info: int) -> int:
         if info < 24:
             return info
         if info == 24:
@@ -156,7 +162,7 @@ class _Reader:
             raise MalformedCBOR("indefinite-length CBOR items are not supported")
         raise MalformedCBOR("reserved CBOR additional info %d at offset %d" % (info, self.pos - 1))
 
-    def item(self, depth):
+    def item(self, depth: int) -> object:
         if depth > MAX_DEPTH:
             raise MalformedCBOR("CBOR nested deeper than %d" % MAX_DEPTH)
         initial = self.take(1)[0]
@@ -183,7 +189,7 @@ class _Reader:
         if major == _MAJOR_MAP:
             if 2 * arg > len(self.data) - self.pos:
                 raise MalformedCBOR("truncated CBOR: map of %d pairs" % arg)
-            result = {}
+            result: dict[object, object] = {}
             for _ in range(arg):
                 key = self.item(depth + 1)
                 if isinstance(key, (list, dict)):
@@ -194,7 +200,7 @@ class _Reader:
             return result
         return Tag(arg, self.item(depth + 1))
 
-    def simple(self, info):
+    def simple(self, info: int) -> bool | float | None:
         if info == 20:
             return False
         if info == 21:
@@ -204,14 +210,20 @@ class _Reader:
         if info == 25:
             return _half_to_float(int.from_bytes(self.take(2), "big"))
         if info == 26:
-            return struct.unpack(">f", self.take(4))[0]
+            single: float = struct.unpack(">f", self.take(4))[0]
+            return single
         if info == 27:
-            return struct.unpack(">d", self.take(8))[0]
+            double: float = struct.unpack(">d", self.take(8))[0]
+            return double
         raise MalformedCBOR("unsupported CBOR simple value %d" % info)
 
 
-def decode(data):
-    """Decode exactly one CBOR item from ``data``; raises ``MalformedCBOR`` on any defect."""
+def decode(data: bytes | bytearray | memoryview) -> "Any":
+    """Decode exactly one CBOR item from ``data``; raises ``MalformedCBOR`` on any defect.
+
+    The result is whatever the input holds (int, float, bool, None, bytes, str, list, dict, ``Tag``), so it is
+    typed like ``json.loads``: callers check its shape before they use it.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MalformedCBOR("CBOR input must be bytes")
     reader = _Reader(bytes(data))

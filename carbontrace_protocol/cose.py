@@ -7,6 +7,12 @@ structure and builds the bytes that are signed (the Sig_structure of RFC 9052 §
 from carbontrace_protocol import cbor, p256
 from carbontrace_protocol.errors import MalformedCBOR, MalformedCOSE, WrongAlgorithm
 
+# typing does not exist on MicroPython: mypy treats this name as true, so the import below is for the type
+# checker only, and the annotations naming it are strings (never evaluated on the device).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 HEADER_ALG = 1
 HEADER_CONTENT_TYPE = 3
 HEADER_KID = 4
@@ -16,17 +22,17 @@ CONTENT_FORMAT_SENML_CBOR = 112
 SIGNATURE1_CONTEXT = "Signature1"
 
 
-def protected_header(kid):
+def protected_header(kid: bytes) -> bytes:
     """Encoded protected header: alg ES256, content type SenML-CBOR, key id (the device id, UTF-8)."""
     return cbor.encode({HEADER_ALG: ALG_ES256, HEADER_CONTENT_TYPE: CONTENT_FORMAT_SENML_CBOR, HEADER_KID: kid})
 
 
-def sig_structure(protected, payload, external_aad=b""):
+def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
     """The exact bytes an ES256 signature covers (RFC 9052 §4.4)."""
     return cbor.encode([SIGNATURE1_CONTEXT, protected, external_aad, payload])
 
 
-def sign1(private_key, kid, payload):
+def sign1(private_key: int, kid: bytes, payload: bytes) -> bytes:
     """A tagged COSE_Sign1 message over ``payload``, signed with the P-256 ``private_key``."""
     protected = protected_header(kid)
     signature = p256.sign(private_key, sig_structure(protected, payload))
@@ -36,21 +42,20 @@ def sign1(private_key, kid, payload):
 class Sign1:
     """A parsed (not yet verified) COSE_Sign1 message."""
 
-    def __init__(self, protected, headers, payload, signature):
+    def __init__(
+        self, protected: bytes, headers: "dict[Any, Any]", kid: bytes, payload: bytes, signature: bytes
+    ) -> None:
         self.protected = protected
         self.headers = headers
+        self.kid = kid  # checked by parse_sign1: a non-empty byte string from the protected header
         self.payload = payload
         self.signature = signature
 
-    @property
-    def kid(self):
-        return self.headers.get(HEADER_KID)
-
-    def signed_bytes(self):
+    def signed_bytes(self) -> bytes:
         return sig_structure(self.protected, self.payload)
 
 
-def parse_sign1(data):
+def parse_sign1(data: bytes | bytearray | memoryview) -> Sign1:
     """Parse a COSE_Sign1 message (tagged or untagged) that must use ES256 with a key id.
 
     Raises ``MalformedCBOR``, ``MalformedCOSE`` or ``WrongAlgorithm``; checks no signature.
@@ -90,4 +95,4 @@ def parse_sign1(data):
         raise MalformedCOSE("protected header must carry a key id (label 4) as a byte string")
     if len(signature) != 64:
         raise MalformedCOSE("ES256 signature must be 64 bytes, got %d" % len(signature))
-    return Sign1(protected, headers, payload, signature)
+    return Sign1(protected, headers, kid, payload, signature)

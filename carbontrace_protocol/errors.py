@@ -6,7 +6,7 @@ and report (for example ``bad_signature``); the message says what exactly was wr
 
 
 class ProtocolError(ValueError):
-    reason = "protocol_error"
+    reason: str = "protocol_error"
 
 
 class MalformedCBOR(ProtocolError):

@@ -21,16 +21,22 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 from carbontrace_protocol.errors import IndexOutOfRange, ProofError, ProofSizeError, RootMismatch  # noqa: E402
 
+# typing does not exist on MicroPython: mypy treats this name as true, so the import below is for the type
+# checker only, and the annotations naming it are strings (never evaluated on the device).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Sequence
 
-def leaf_hash(data):
+
+def leaf_hash(data: bytes) -> bytes:
     return hashlib.sha256(LEAF_PREFIX + data).digest()
 
 
-def node_hash(left, right):
+def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(NODE_PREFIX + left + right).digest()
 
 
-def _split(n):
+def _split(n: int) -> int:
     """Largest power of two strictly below n (n >= 2): the RFC's k."""
     k = 1
     while k << 1 < n:
@@ -38,7 +44,7 @@ def _split(n):
     return k
 
 
-def _bit_length(n):
+def _bit_length(n: int) -> int:
     if n < 0:
         raise ValueError("bit length of a negative number")
     length = 0
@@ -48,21 +54,21 @@ def _bit_length(n):
     return length
 
 
-def _range_root_from_leaves(leaf_hashes, lo, hi):
+def _range_root_from_leaves(leaf_hashes: "Sequence[bytes]", lo: int, hi: int) -> bytes:
     if hi - lo == 1:
         return leaf_hashes[lo]
     k = _split(hi - lo)
     return node_hash(_range_root_from_leaves(leaf_hashes, lo, lo + k), _range_root_from_leaves(leaf_hashes, lo + k, hi))
 
 
-def root(leaf_hashes):
+def root(leaf_hashes: "Sequence[bytes]") -> bytes:
     """MTH of the given leaf hashes (SHA-256 of the empty string for no leaves)."""
     if not leaf_hashes:
         return EMPTY_ROOT
     return _range_root_from_leaves(leaf_hashes, 0, len(leaf_hashes))
 
 
-def _inclusion_path(range_root, index, lo, hi):
+def _inclusion_path(range_root: "Callable[[int, int], bytes]", index: int, lo: int, hi: int) -> list[bytes]:
     # PATH(m, D[lo:hi]) of RFC 9162 §2.1.3.1, leaf upwards.
     path = []
     while hi - lo > 1:
@@ -77,25 +83,25 @@ def _inclusion_path(range_root, index, lo, hi):
     return path
 
 
-def inclusion_proof_from(range_root, index, size):
+def inclusion_proof_from(range_root: "Callable[[int, int], bytes]", index: int, size: int) -> list[bytes]:
     """Audit path for leaf ``index`` in a tree of ``size`` leaves, given ``range_root(lo, hi)``."""
     if not 0 <= index < size:
         raise IndexOutOfRange("leaf index %d outside a tree of size %d" % (index, size))
     return _inclusion_path(range_root, index, 0, size)
 
 
-def inclusion_proof(leaf_hashes, index):
+def inclusion_proof(leaf_hashes: "Sequence[bytes]", index: int) -> list[bytes]:
     """Audit path (leaf upwards, RFC 9162 §2.1.3) for ``leaf_hashes[index]``."""
     return inclusion_proof_from(lambda lo, hi: _range_root_from_leaves(leaf_hashes, lo, hi), index, len(leaf_hashes))
 
 
-def _check_hashes(proof):
+def _check_hashes(proof: "Sequence[object]") -> None:
     for item in proof:
         if not isinstance(item, (bytes, bytearray)) or len(item) != HASH_SIZE:
             raise ProofError("every proof element must be a 32-byte hash")
 
 
-def root_from_inclusion_proof(leaf, index, size, proof):
+def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: "Sequence[bytes]") -> bytes:
     """The root that ``proof`` implies for ``leaf`` at ``index`` in a tree of ``size`` (RFC 9162 §2.1.3.2)."""
     if not 0 <= index < size:
         raise IndexOutOfRange("leaf index %d outside a tree of size %d" % (index, size))
@@ -119,14 +125,14 @@ def root_from_inclusion_proof(leaf, index, size, proof):
     return r
 
 
-def _inclusion_length(index, size):
+def _inclusion_length(index: int, size: int) -> int:
     # inner part: bits where index and size-1 differ below their highest differing bit; border: the rest.
     inner = _bit_length(index ^ (size - 1))
     border = _popcount(index >> inner)
     return inner + border
 
 
-def _popcount(n):
+def _popcount(n: int) -> int:
     if n < 0:
         raise ValueError("popcount of a negative number")
     count = 0
@@ -136,7 +142,7 @@ def _popcount(n):
     return count
 
 
-def verify_inclusion(leaf, index, size, proof, expected_root):
+def verify_inclusion(leaf: bytes, index: int, size: int, proof: "Sequence[bytes]", expected_root: bytes) -> bool:
     """True if ``proof`` proves ``leaf`` (a leaf hash) at ``index`` in the tree of ``size`` with ``expected_root``."""
     computed = root_from_inclusion_proof(leaf, index, size, proof)
     if computed != expected_root:
@@ -144,7 +150,7 @@ def verify_inclusion(leaf, index, size, proof, expected_root):
     return True
 
 
-def _subproof(range_root, m, lo, hi, complete):
+def _subproof(range_root: "Callable[[int, int], bytes]", m: int, lo: int, hi: int, complete: bool) -> list[bytes]:
     # SUBPROOF(m, D[lo:hi], b) of RFC 9162 §2.1.4.1, iterative.
     proof = []
     while True:
@@ -166,7 +172,7 @@ def _subproof(range_root, m, lo, hi, complete):
     return proof
 
 
-def consistency_proof_from(range_root, size1, size2):
+def consistency_proof_from(range_root: "Callable[[int, int], bytes]", size1: int, size2: int) -> list[bytes]:
     """Consistency proof between tree sizes ``size1`` <= ``size2``, given ``range_root(lo, hi)``."""
     if not 0 <= size1 <= size2:
         raise IndexOutOfRange("consistency needs 0 <= size1 <= size2, got %d and %d" % (size1, size2))
@@ -175,14 +181,14 @@ def consistency_proof_from(range_root, size1, size2):
     return _subproof(range_root, size1, 0, size2, True)
 
 
-def consistency_proof(leaf_hashes, size1, size2):
+def consistency_proof(leaf_hashes: "Sequence[bytes]", size1: int, size2: int) -> list[bytes]:
     """Proof that the tree of the first ``size1`` leaves is a prefix of the tree of ``size2`` (RFC 9162 §2.1.4)."""
     if size2 > len(leaf_hashes):
         raise IndexOutOfRange("size2 %d exceeds the %d leaves given" % (size2, len(leaf_hashes)))
     return consistency_proof_from(lambda lo, hi: _range_root_from_leaves(leaf_hashes, lo, hi), size1, size2)
 
 
-def verify_consistency(size1, size2, root1, root2, proof):
+def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof: "Sequence[bytes]") -> bool:
     """True if ``proof`` shows the tree (size1, root1) is a prefix of (size2, root2) (RFC 9162 §2.1.4.2)."""
     _check_hashes(proof)
     if not 0 <= size1 <= size2:
@@ -234,7 +240,7 @@ def verify_consistency(size1, size2, root1, root2, proof):
     return True
 
 
-def _consistency_length(size1, size2):
+def _consistency_length(size1: int, size2: int) -> int:
     # Length of the proof as the verifier walks it (including a prepended root1 for powers of two).
     fn = size1 - 1
     sn = size2 - 1
@@ -254,13 +260,13 @@ class CompactRange:
     ``perfect_range_root`` to answer any proof in O(log N).
     """
 
-    def __init__(self, size=0, peaks=None):
+    def __init__(self, size: int = 0, peaks: "Sequence[bytes] | None" = None) -> None:
         self.size = size
         self.peaks = list(peaks or [])  # perfect subtree roots, largest (leftmost) first
         if len(self.peaks) != _popcount(size):
             raise ValueError("a compact range of size %d has %d peaks" % (size, _popcount(size)))
 
-    def append(self, leaf):
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
         created = [(0, self.size, leaf)]
         h = leaf
         index = self.size
@@ -274,7 +280,7 @@ class CompactRange:
         self.size += 1
         return created
 
-    def root(self):
+    def root(self) -> bytes:
         if not self.peaks:
             return EMPTY_ROOT
         h = self.peaks[-1]
@@ -283,7 +289,7 @@ class CompactRange:
         return h
 
 
-def perfect_range_root(perfect_node, lo, hi):
+def perfect_range_root(perfect_node: "Callable[[int, int], bytes]", lo: int, hi: int) -> bytes:
     """Root of leaves [lo, hi) built from perfect subtree hashes ``perfect_node(level, index)``.
 
     Valid for the ranges the RFC's recursion asks for (lo a multiple of the smallest power of two >= hi-lo):

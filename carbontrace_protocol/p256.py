@@ -12,6 +12,12 @@ only ``hashlib.sha256`` is assumed, so HMAC is written out.
 
 import hashlib
 
+# typing does not exist on MicroPython: mypy treats this name as true, so the import below is for the type
+# checker only, and the annotations naming it are strings (never evaluated on the device).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
+
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
 A = P - 3
 B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
@@ -22,7 +28,7 @@ GY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
 _BLOCK = 64  # SHA-256 block size, for HMAC
 
 
-def _inv(a, m):
+def _inv(a: int, m: int) -> int:
     return pow(a, m - 2, m)
 
 
@@ -30,7 +36,7 @@ def _inv(a, m):
 _INFINITY = (1, 1, 0)
 
 
-def _double(pt):
+def _double(pt: tuple[int, int, int]) -> tuple[int, int, int]:
     x1, y1, z1 = pt
     if z1 == 0 or y1 == 0:
         return _INFINITY
@@ -45,7 +51,7 @@ def _double(pt):
     return (x3, y3, z3)
 
 
-def _add(p1, p2):
+def _add(p1: tuple[int, int, int], p2: tuple[int, int, int]) -> tuple[int, int, int]:
     x1, y1, z1 = p1
     x2, y2, z2 = p2
     if z1 == 0:
@@ -73,7 +79,7 @@ def _add(p1, p2):
     return (x3, y3, z3)
 
 
-def _multiply(k, pt):
+def _multiply(k: int, pt: tuple[int, int, int]) -> tuple[int, int, int]:
     result = _INFINITY
     for i in range(255, -1, -1):
         result = _double(result)
@@ -82,7 +88,7 @@ def _multiply(k, pt):
     return result
 
 
-def _to_affine(pt):
+def _to_affine(pt: tuple[int, int, int]) -> tuple[int, int]:
     x, y, z = pt
     if z == 0:
         raise ValueError("point at infinity")
@@ -91,11 +97,11 @@ def _to_affine(pt):
     return (x * zinv2 % P, y * zinv2 * zinv % P)
 
 
-def _on_curve(x, y):
+def _on_curve(x: int, y: int) -> bool:
     return 0 <= x < P and 0 <= y < P and (y * y - (x * x * x + A * x + B)) % P == 0
 
 
-def _hmac_sha256(key, msg):
+def _hmac_sha256(key: bytes, msg: bytes) -> bytes:
     if len(key) > _BLOCK:
         key = hashlib.sha256(key).digest()
     key = key + b"\x00" * (_BLOCK - len(key))
@@ -103,11 +109,11 @@ def _hmac_sha256(key, msg):
     return hashlib.sha256(bytes([b ^ 0x5C for b in key]) + inner).digest()
 
 
-def _int32(value):
+def _int32(value: int) -> bytes:
     return value.to_bytes(32, "big")
 
 
-def private_key_from_bytes(seed):
+def private_key_from_bytes(seed: bytes) -> int:
     """A private scalar from 32 or more uniformly random bytes (the device's hardware RNG output).
 
     Reduces modulo n-1 and adds 1, so every seed gives a valid key in [1, n-1]; with 40+ bytes of seed
@@ -118,7 +124,7 @@ def private_key_from_bytes(seed):
     return int.from_bytes(seed, "big") % (N - 1) + 1
 
 
-def public_key(private_key):
+def public_key(private_key: int) -> bytes:
     """The uncompressed SEC1 public key (65 bytes, 0x04 || X || Y) of a private scalar."""
     if not 1 <= private_key < N:
         raise ValueError("private key out of range")
@@ -126,7 +132,7 @@ def public_key(private_key):
     return b"\x04" + _int32(x) + _int32(y)
 
 
-def _rfc6979_nonces(private_key, digest):
+def _rfc6979_nonces(private_key: int, digest: bytes) -> "Iterator[int]":
     # RFC 6979 §3.2 for qlen == hlen == 256: bits2octets(h) = int(h) mod n.
     x = _int32(private_key)
     h1 = _int32(int.from_bytes(digest, "big") % N)
@@ -145,7 +151,7 @@ def _rfc6979_nonces(private_key, digest):
         v = _hmac_sha256(k, v)
 
 
-def sign(private_key, message):
+def sign(private_key: int, message: bytes) -> bytes:
     """ES256 signature of ``message``: raw r || s, 64 bytes (the COSE and IEEE P1363 form)."""
     digest = hashlib.sha256(message).digest()
     e = int.from_bytes(digest, "big")
@@ -161,7 +167,7 @@ def sign(private_key, message):
     raise ValueError("unreachable")  # pragma: no cover - the nonce generator never ends
 
 
-def decode_public_key(sec1):
+def decode_public_key(sec1: bytes) -> tuple[int, int]:
     """(x, y) of an uncompressed SEC1 key; raises ValueError unless it is a point on P-256."""
     if len(sec1) != 65 or sec1[0] != 4:
         raise ValueError("public key must be 65-byte uncompressed SEC1 (0x04 || X || Y)")
@@ -172,7 +178,7 @@ def decode_public_key(sec1):
     return (x, y)
 
 
-def verify(public_key_sec1, message, signature_raw64):
+def verify(public_key_sec1: bytes, message: bytes, signature_raw64: bytes) -> bool:
     """Pure-Python ES256 verification (slow; servers use OpenSSL). Returns True or False."""
     try:
         qx, qy = decode_public_key(public_key_sec1)

@@ -8,6 +8,12 @@ the same bytes on an ESP32 (single-precision floats) and in CPython.
 from carbontrace_protocol import cbor, cose
 from carbontrace_protocol.errors import MalformedCBOR, MalformedReading, MissingField, NonCanonical
 
+# typing does not exist on MicroPython: mypy treats this name as true, so the import below is for the type
+# checker only, and the annotations naming it are strings (never evaluated on the device).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 FORMAT_VERSION = 1
 
 # SenML labels (RFC 8428 §6, Table 4)
@@ -32,7 +38,7 @@ _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
 
 # Optional measurements in their fixed order: (SenML name, unit, attribute, decimal exponent or None
 # for a plain integer, minimum, maximum). Ranges are the sensors' physical ranges, widened a little.
-MEASUREMENTS = (
+MEASUREMENTS: tuple[tuple[str, str, str, int | None, int, int], ...] = (
     ("co2", "ppm", "co2_ppm", None, 0, 40000),
     ("temp", "Cel", "temperature_centi_c", -2, -4000, 12500),
     ("rh", "%RH", "humidity_centi_pct", -2, 0, 10000),
@@ -41,7 +47,7 @@ MEASUREMENTS = (
 )
 
 
-def valid_device_id(device_id):
+def valid_device_id(device_id: object) -> bool:
     if not isinstance(device_id, str) or not 0 < len(device_id) <= MAX_ID_LENGTH:
         return False
     for ch in device_id:
@@ -50,7 +56,7 @@ def valid_device_id(device_id):
     return True
 
 
-def _check_int(name, value, low, high):
+def _check_int(name: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise MalformedReading("%s must be an integer, got %s" % (name, type(value).__name__))
     if not low <= value <= high:
@@ -63,17 +69,17 @@ class Reading:
 
     def __init__(
         self,
-        device_id,
-        seq,
-        timestamp,
-        firmware,
-        flags=0,
-        co2_ppm=None,
-        temperature_centi_c=None,
-        humidity_centi_pct=None,
-        energy_wh=None,
-        power_deci_w=None,
-    ):
+        device_id: str,
+        seq: int,
+        timestamp: int,
+        firmware: str,
+        flags: int = 0,
+        co2_ppm: int | None = None,
+        temperature_centi_c: int | None = None,
+        humidity_centi_pct: int | None = None,
+        energy_wh: int | None = None,
+        power_deci_w: int | None = None,
+    ) -> None:
         if not valid_device_id(device_id):
             raise MalformedReading("device id must be 1-64 characters of [A-Za-z0-9-._]")
         if not isinstance(firmware, str) or not 0 < len(firmware) <= 32:
@@ -93,17 +99,17 @@ class Reading:
             if value is not None:
                 _check_int(name, value, low, high)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Reading) and self.as_dict() == other.as_dict()
 
-    def __ne__(self, other):
+    def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Reading(%r)" % (self.as_dict(),)
 
-    def as_dict(self):
-        result = {
+    def as_dict(self) -> dict[str, str | int | None]:
+        result: dict[str, str | int | None] = {
             "device_id": self.device_id,
             "seq": self.seq,
             "timestamp": self.timestamp,
@@ -114,9 +120,9 @@ class Reading:
             result[attr] = getattr(self, attr)
         return result
 
-    def to_senml(self):
+    def to_senml(self) -> list[dict[int, str | int | cbor.Tag]]:
         """The SenML pack (a list of records with integer labels), in the canonical record order."""
-        pack = [
+        pack: list[dict[int, str | int | cbor.Tag]] = [
             {SENML_BASE_NAME: self.device_id + "/", SENML_BASE_TIME: self.timestamp, SENML_NAME: "seq",
              SENML_VALUE: self.seq},
             {SENML_NAME: "fmt", SENML_VALUE: FORMAT_VERSION},
@@ -132,12 +138,12 @@ class Reading:
             pack.append({SENML_NAME: name, SENML_UNIT: unit, SENML_VALUE: value})
         return pack
 
-    def encode(self):
+    def encode(self) -> bytes:
         """The SenML-CBOR payload bytes (deterministic)."""
         return cbor.encode(self.to_senml())
 
 
-def _record_value(record, name, exp):
+def _record_value(record: "dict[Any, Any]", name: str, exp: int | None) -> "Any":
     value = record.get(SENML_VALUE)
     if exp is None:
         return value
@@ -149,7 +155,7 @@ def _record_value(record, name, exp):
     return parts[1]
 
 
-def reading_from_senml(pack):
+def reading_from_senml(pack: object) -> Reading:
     """Build a ``Reading`` from a decoded SenML pack; raises ``MalformedReading``/``MissingField``."""
     if not isinstance(pack, list) or len(pack) < 4:
         raise MissingField("SenML pack must hold at least the seq, fmt, fw and flags records")
@@ -164,7 +170,7 @@ def reading_from_senml(pack):
         raise MissingField("first record must be the sequence number")
     if SENML_BASE_TIME not in first:
         raise MissingField("first record must carry the base time")
-    by_name = {}
+    by_name: dict[str, Any] = {}
     for record in pack[1:]:
         name = record.get(SENML_NAME)
         if not isinstance(name, str):
@@ -177,7 +183,7 @@ def reading_from_senml(pack):
             raise MissingField("SenML pack has no %r record" % required)
     if by_name["fmt"].get(SENML_VALUE) != FORMAT_VERSION:
         raise MalformedReading("unsupported reading format %r" % (by_name["fmt"].get(SENML_VALUE),))
-    values = {}
+    values: dict[str, Any] = {}
     known = ["fmt", "fw", "flags"]
     for name, unit, attr, exp, _low, _high in MEASUREMENTS:
         known.append(name)
@@ -203,7 +209,7 @@ def reading_from_senml(pack):
     )
 
 
-def decode_payload(payload):
+def decode_payload(payload: bytes | bytearray | memoryview) -> Reading:
     """Decode SenML-CBOR payload bytes into a ``Reading``; the bytes must be the canonical encoding."""
     try:
         pack = cbor.decode(payload)
@@ -215,6 +221,6 @@ def decode_payload(payload):
     return reading
 
 
-def sign_reading(reading, private_key):
+def sign_reading(reading: Reading, private_key: int) -> bytes:
     """The signed reading: COSE_Sign1 over the SenML-CBOR payload, key id = device id."""
     return cose.sign1(private_key, reading.device_id.encode(), reading.encode())

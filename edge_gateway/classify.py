@@ -96,7 +96,7 @@ def classify_message(
     except Exception as err:  # the decoder must never take the gateway down, whatever the bytes
         return Rejected("malformed_message", label, f"{type(err).__name__}: {err}")
     try:
-        kid = bytes(message.kid).decode()
+        kid = message.kid.decode()
     except UnicodeError:
         return Rejected("malformed_cose", label, "key id is not UTF-8")
     if not valid_device_id(kid):

@@ -341,7 +341,8 @@ class Spool:
             return batch
 
     def chain_is_empty(self) -> bool:
-        return self.db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 0
+        count: int = self.db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
+        return count == 0
 
     def set_chain_head(self, next_batch_seq: int, prev_hash: bytes) -> None:
         """Continue the batch chain from the cloud's state (a gateway that lost its spool)."""

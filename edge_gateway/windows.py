@@ -27,5 +27,5 @@ def backoff_delay(attempt: int, base_s: float, cap_s: float, unit_random: float)
 
     ``attempt`` counts failures so far (0 for the first retry); ``unit_random`` is in [0, 1).
     """
-    ceiling = min(cap_s, base_s * (2 ** min(attempt, 30)))
+    ceiling: float = min(cap_s, base_s * (2 ** min(attempt, 30)))
     return ceiling / 2 + ceiling / 2 * unit_random
