@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from carbontrace.embedded_broker import BROKER_KINDS, EmbeddedBroker, describe, resolve_kind, start_broker
 from carbontrace.servers import ADMIN_KEY, CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
 from edge_gateway.keys import create_key_file
 
@@ -142,9 +143,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     services: list[Any] = []
     try:
-        step(1, "Start the MQTT broker (Mosquitto on loopback) and the cloud (SQLite, in-process EVM, local CAS)")
-        broker = Mosquitto(work / "mosquitto")
-        broker.start()
+        broker_name = describe(resolve_kind(args.broker))
+        step(1, f"Start the MQTT broker ({broker_name} on loopback) and the cloud (SQLite, in-process EVM, local CAS)")
+        broker = start_broker(work / "mqtt-broker", args.broker, log=lambda line: say(f"    {line}"))
         services.append(broker)
         cloud = CloudProcess(work / "cloud", checkpoint_every_s=args.checkpoint_s, jobs_interval_s=0.5)
         cloud.start()
@@ -311,7 +312,7 @@ def tamper_stored_blob(content_dir: Path, cid: str) -> str:
     return f"flipped one bit of {path.name[:16]}…"
 
 
-def keep_running(cloud: CloudProcess, broker: Mosquitto, gateway: GatewayProcess, keys: dict[str, str],
+def keep_running(cloud: CloudProcess, broker: Mosquitto | EmbeddedBroker, gateway: GatewayProcess, keys: dict[str, str],
                  out: Path) -> None:
     (out / "api-keys.json").write_text(json.dumps(keys, indent=2))
     say(f"\nServices keep running (Ctrl-C stops them):\n  API docs  {cloud.url}/docs\n  console   {cloud.url}/console"
@@ -335,6 +336,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the fleet measures")
     parser.add_argument("--window-s", type=int, default=5, help="the gateway's batch window")
     parser.add_argument("--checkpoint-s", type=float, default=3.0, help="the cloud's checkpoint interval")
+    parser.add_argument("--broker", choices=BROKER_KINDS, default="auto",
+                        help="MQTT broker: Mosquitto when installed (auto), or the embedded amqtt one")
     parser.add_argument("--keep-running", action="store_true", help="keep the services up to explore them")
     args = parser.parse_args()
     try:
