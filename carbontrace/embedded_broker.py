@@ -61,7 +61,7 @@ from typing import Any, Literal
 
 from amqtt.plugins.base import BaseAuthPlugin
 
-from carbontrace.servers import REPO_ROOT, Mosquitto, free_port, wait_for_port
+from carbontrace.servers import REPO_ROOT, Mosquitto, free_port, stop_process, wait_for_port
 
 BROKER_KINDS: tuple[str, ...] = ("auto", "mosquitto", "embedded")
 PATCHED_FOR = "0.12.1"  # the amqtt version whose behaviour the fixes below were checked against
@@ -205,17 +205,7 @@ class EmbeddedBroker:
 
     def stop(self, kill: bool = False) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        if kill:
-            proc.kill()
-        else:
-            proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop_process(proc, kill)
 
     def restart(self) -> None:
         self.stop()

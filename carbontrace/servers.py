@@ -64,7 +64,7 @@ def wait_until(predicate: object, timeout: float, what: str, interval: float = 0
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _stop_process(proc: subprocess.Popen[bytes] | None, kill: bool = False, timeout: float = 15.0) -> None:
+def stop_process(proc: subprocess.Popen[bytes] | None, kill: bool = False, timeout: float = 15.0) -> None:
     if proc is None or proc.poll() is not None:
         return
     if kill:
@@ -111,7 +111,7 @@ class Mosquitto:
         wait_for_port(self.port)
 
     def stop(self, kill: bool = False) -> None:
-        _stop_process(self.proc, kill)
+        stop_process(self.proc, kill)
         self.proc = None
 
     def restart(self) -> None:
@@ -176,7 +176,7 @@ class CloudProcess:
             time.sleep(0.1)
 
     def stop(self, kill: bool = False) -> None:
-        _stop_process(self.proc, kill)
+        stop_process(self.proc, kill)
         self.proc = None
 
     def pause(self) -> None:
@@ -280,7 +280,7 @@ class GatewayProcess:
             return handle.read().decode(errors="replace")
 
     def stop(self, kill: bool = False) -> None:
-        _stop_process(self.proc, kill, timeout=30)
+        stop_process(self.proc, kill, timeout=30)
         self.proc = None
 
 
