@@ -40,6 +40,11 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
         assert rows, name
         for row in rows:
             assert not row["note"].startswith("failed"), row
+            if row["figure"].startswith("verify time per doubling"):
+                # verify time is flat in N (three signature checks dominate): its fitted slope is noise around
+                # zero and may come out negative; it must only have been measured.
+                assert isinstance(row["value"], int | float) and math.isfinite(row["value"]), row
+                continue
             assert _positive(row["value"]), row
             if row["reference"] is not None:
                 assert _positive(row["reference"]) and _positive(row["ratio"]), row
