@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,6 +30,17 @@ from cloud.ledger_log import SqlLog
 
 class NotYourGateway(Exception):
     """The batch names a gateway other than the key's."""
+
+
+def last_batch(session: Session, gateway_id: str) -> tuple[int, bytes] | None:
+    """(batch_seq, batch_hash) of the gateway's last accepted batch: what its next batch must follow."""
+    row = session.execute(
+        select(models.Batch.batch_seq, models.Batch.batch_hash)
+        .where(models.Batch.gateway_id == gateway_id)
+        .order_by(models.Batch.batch_seq.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (int(row[0]), bytes(row[1]))
 
 
 class OutOfOrder(Exception):
@@ -156,18 +167,11 @@ class Ingestor:
 
     def _expected_seq(self, gateway_id: str) -> int:
         with self.read_session_factory() as session:
-            last = session.execute(
-                select(func.max(models.Batch.batch_seq)).where(models.Batch.gateway_id == gateway_id)
-            ).scalar()
-        return 0 if last is None else int(last) + 1
+            last = last_batch(session, gateway_id)
+        return 0 if last is None else last[0] + 1
 
     def _check_order(self, session: Session, gateway_id: str, batch: batchlib.Batch) -> None:
-        last = session.execute(
-            select(models.Batch.batch_seq, models.Batch.batch_hash)
-            .where(models.Batch.gateway_id == gateway_id)
-            .order_by(models.Batch.batch_seq.desc())
-            .limit(1)
-        ).first()
+        last = last_batch(session, gateway_id)
         seq, prev = batch.header["batch_seq"], batch.header["prev"]
         if last is None:
             if prev != batchlib.ZERO_HASH:

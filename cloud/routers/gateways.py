@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from cloud import models
 from cloud.deps import SessionDep, forbidden, require
+from cloud.ingest import last_batch
 from cloud.schemas import GatewayRegistry, GatewayState, RegistryDevice
 from cloud.security import Principal, Role
 
@@ -47,12 +48,7 @@ def gateway_state(
 ) -> GatewayState:
     """Roles: that gateway. Its last accepted batch, so a gateway that lost its state can resync."""
     _own_gateway(session, principal, gateway_id)
-    last = session.execute(
-        select(models.Batch.batch_seq, models.Batch.batch_hash)
-        .where(models.Batch.gateway_id == gateway_id)
-        .order_by(models.Batch.batch_seq.desc())
-        .limit(1)
-    ).first()
+    last = last_batch(session, gateway_id)
     if last is None:
         return GatewayState(last_batch_seq=None, last_batch_hash=None)
-    return GatewayState(last_batch_seq=int(last[0]), last_batch_hash=bytes(last[1]).hex())
+    return GatewayState(last_batch_seq=last[0], last_batch_hash=last[1].hex())
