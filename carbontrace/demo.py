@@ -268,6 +268,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rejections the fleet injected": ", ".join(
                 f"{k} {v}" for k, v in sorted(fleet_report.get("expected", {}).items())) or "none",
             "missing readings (gaps)": status.get("missing_readings"),
+            "gaps the fleet's rejected readings leave": fleet_report.get("expected_gaps"),
             "batches uploaded": status.get("acked_batches"),
             "checkpoints anchored": len(checkpoints),
             "raw readings visible to public": "no" if raw_for_public in (401, 403) else f"YES (HTTP {raw_for_public})",

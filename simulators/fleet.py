@@ -129,12 +129,25 @@ class DeviceStats:
     replayed_conflict: int = 0
     skewed: int = 0  # readings sent with a timestamp beyond skew_limit_s
     expected: collections.Counter[str] = field(default_factory=collections.Counter)  # gateway reasons
+    # Sequence numbers whose every copy the gateway must reject (tampered, clock-skewed) and those sent intact:
+    # a withheld number between two delivered ones is a gap the gateway must record (see expected_gaps).
+    withheld: set[int] = field(default_factory=set)
+    delivered: set[int] = field(default_factory=set)
     finished: bool = False
     error: str | None = None
 
     @property
     def acked(self) -> int:
         return self.acked_before + self.acked_now
+
+    def expected_gaps(self) -> int:
+        """Readings the gateway must report missing: withheld ones inside the delivered range (a withheld reading
+        before the first or after the last delivered one leaves no hole the gateway can see)."""
+        delivered = set(self.delivered)  # copies: the device thread adds to them
+        if not delivered:
+            return 0
+        low, high = min(delivered), max(delivered)
+        return sum(1 for seq in set(self.withheld) - delivered if low < seq < high)
 
 
 @dataclass(frozen=True)
@@ -277,13 +290,18 @@ class SimDevice:
         elif self.spec.kind == "impersonate":
             stats.expected["bad_signature"] += 1
         elif sent != original:
-            mode = self.plan.tamper_mode(self.spec.device_id, reading_seq(original))
+            seq = reading_seq(original)
+            mode = self.plan.tamper_mode(self.spec.device_id, seq)
             assert mode is not None
             stats.tampered[mode] += 1
             stats.expected[expected_tamper_reason(mode)] += 1
+            stats.withheld.add(seq)
         elif self._skewed(original):
             stats.skewed += 1
             stats.expected["clock_skew"] += 1
+            stats.withheld.add(reading_seq(original))
+        else:
+            stats.delivered.add(reading_seq(original))
 
     def _skewed(self, message: bytes) -> bool:
         reading = decode_payload(bytes(cose.parse_sign1(message).payload))
@@ -407,6 +425,7 @@ class FleetSnapshot:
     forged_sent: int
     skewed: int
     expected: dict[str, int]
+    expected_gaps: int  # readings the gateway must count missing because their only copies were rejected
     rejected: dict[str, int] | None  # the gateway's counted rejections by reason, when it can be asked
     errors: dict[str, str]
     finished: int
@@ -492,6 +511,7 @@ class Fleet:
             forged_sent=sum(d.stats.sent for d in self.forged),
             skewed=sum(s.skewed for s in genuine),
             expected=dict(expected),
+            expected_gaps=sum(s.expected_gaps() for s in genuine),
             rejected=rejected,
             errors={d.spec.name: d.stats.error for d in self.all_devices if d.stats.error},
             finished=sum(1 for s in every if s.finished),

@@ -25,6 +25,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     assert summary["raw readings visible to public"] == "no"
     # every injected rejection (forged device, tampered payloads) was counted by the gateway, reason by reason
     assert summary["rejected by gateway"] == summary["rejections the fleet injected"]
+    assert summary["missing readings (gaps)"] == summary["gaps the fleet's rejected readings leave"]
     for name in ("reading-bundle.json", "emissions-bundle.json"):
         assert json.loads((out / name).read_text())["items"]
     assert "Summary" in result.stdout

@@ -265,7 +265,8 @@ def test_demo_runs_on_the_embedded_broker(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["accepted by gateway"] > 0
     assert summary["readings signed by devices"] == summary["acknowledged by broker"]
-    assert summary["missing readings (gaps)"] == 0
+    # every hole in a device's sequence is one the fleet made on purpose (a tampered reading between intact ones)
+    assert summary["missing readings (gaps)"] == summary["gaps the fleet's rejected readings leave"]
     assert summary["checkpoints anchored"] >= 1
     assert summary["bundles verified"] == "reading: exit 0, emissions: exit 0"
     assert summary["tamper attempts caught at the right step"] == "3/3"

@@ -124,6 +124,10 @@ def test_tamper_rate_flips_exactly_the_planned_readings(rig: Rig) -> None:
     assert malformed == modes["structure"] == snapshot.expected.get("malformed", 0)
     assert counts["accepted"] == 45 - snapshot.tampered
     assert snapshot.rejected == {k: v for k, v in counts.items() if k != "accepted"}
+    # a tampered reading between two intact ones is a hole the gateway records; one at either end is not
+    intact = {d: set(range(15)) - planned[d] for d in keys}
+    holes = sum(1 for d in keys for s in planned[d] if min(intact[d]) < s < max(intact[d]))
+    assert rig.gateway.missing() == snapshot.expected_gaps == holes
 
 
 def test_tampered_seqs_are_the_planned_ones(rig: Rig) -> None:

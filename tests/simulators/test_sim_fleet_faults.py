@@ -107,7 +107,7 @@ def test_live_summary_renders_as_a_line_and_as_a_progress_bar() -> None:
     from simulators.fleet_view import LineView, ProgressView
 
     snap = FleetSnapshot(elapsed_s=2.0, devices=3, made=30, sent=31, acked=29, outbox=1, dropped=0, reboots=0,
-                         tampered=2, replayed=0, forged_sent=0, skewed=0, expected={"bad_signature": 2},
+                         tampered=2, replayed=0, forged_sent=0, skewed=0, expected={"bad_signature": 2}, expected_gaps=1,
                          rejected={"bad_signature": 2}, errors={}, finished=0)
     lines = io.StringIO()
     LineView(lines).update(snap)
