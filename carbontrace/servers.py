@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,14 +55,16 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def wait_until(predicate: object, timeout: float, what: str, interval: float = 0.05) -> float:
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 10.0, what: str = "the condition", interval: float = 0.05
+) -> float:
     """Poll ``predicate`` until true; returns the seconds it took, raises TimeoutError naming ``what``."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        if callable(predicate) and predicate():
+        if predicate():
             return time.monotonic() - start
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+    raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, kill: bool = False, timeout: float = 15.0) -> None:

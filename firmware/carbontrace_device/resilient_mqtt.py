@@ -32,8 +32,8 @@ class ResilientMQTT:
         self.on_connect = on_connect
         self.max_packets_per_poll = max_packets_per_poll
         self._backoff_ms = backoff_min_ms
-        self._failed_at = None  # ticks of the last failure; the next attempt waits _delay_ms after it
-        self._delay_ms = 0
+        self._failed_at = None  # ticks of the last failure; the next attempt waits retry_delay_ms after it
+        self.retry_delay_ms = 0  # backoff plus jitter chosen at the last failure
         self.connects = 0
         self.failures = 0
         self.last_error = None
@@ -46,7 +46,7 @@ class ResilientMQTT:
         if self.client.is_connected():
             return True
         port = self.port
-        if self._failed_at is not None and port.ticks_diff(port.ticks_ms(), self._failed_at) < self._delay_ms:
+        if self._failed_at is not None and port.ticks_diff(port.ticks_ms(), self._failed_at) < self.retry_delay_ms:
             return False
         if not port.wifi_is_connected() and not port.wifi_connect(self.wifi_ssid, self.wifi_password):
             self._fail(OSError("Wi-Fi join failed"))
@@ -72,7 +72,7 @@ class ResilientMQTT:
             rnd = self.port.random_bytes(2)
             jitter = ((rnd[0] << 8) | rnd[1]) % (self._backoff_ms // 4 + 1)
         self._failed_at = self.port.ticks_ms()
-        self._delay_ms = self._backoff_ms + jitter
+        self.retry_delay_ms = self._backoff_ms + jitter
         self._backoff_ms = min(self._backoff_ms * 2, self.backoff_max_ms)
 
     def poll(self):

@@ -19,10 +19,10 @@ from carbontrace_device.mqtt_client import MQTTClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from carbontrace.embedded_broker import EmbeddedBroker, resolve_kind, start_broker
-from carbontrace.servers import Mosquitto
+from carbontrace.servers import Mosquitto, wait_until
 from carbontrace_protocol.verify import verify_reading
 from tests.conftest import REPO_ROOT
-from tests.firmware.fw_mqtt_helpers import Subscriber, wait_until
+from tests.firmware.fw_mqtt_helpers import Subscriber
 from tests.firmware.test_fw_app_loop import SITE, make_app, run_until
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "gateway"))  # the gateway tests' helpers import as top-level modules

@@ -1,14 +1,14 @@
-"""Helpers for the firmware tests: a real paho-mqtt subscriber and polling with a deadline."""
+"""Helpers for the firmware tests: a real paho-mqtt subscriber."""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+
+from carbontrace.servers import wait_until
 
 
 class Subscriber:
@@ -46,9 +46,3 @@ class Subscriber:
         self.client.disconnect()
 
 
-def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout:.1f} s")
-        time.sleep(0.01)

@@ -17,6 +17,7 @@ from carbontrace_device.app import DeviceApp
 from carbontrace_device.host_main import build_emulated_sensors
 from carbontrace_device.ports.host import HostPort
 
+from carbontrace.servers import wait_until
 from carbontrace_protocol.reading import (
     FLAG_CO2_SENSOR_FAULT,
     FLAG_METER_FAULT,
@@ -26,7 +27,7 @@ from carbontrace_protocol.reading import (
 )
 from carbontrace_protocol.verify import verify_reading
 from tests.conftest import MosquittoBroker
-from tests.firmware.fw_mqtt_helpers import Subscriber, wait_until
+from tests.firmware.fw_mqtt_helpers import Subscriber
 
 SITE = "site-t"
 

@@ -9,9 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from carbontrace.servers import wait_until
 from carbontrace_protocol.verify import verify_reading
 from tests.conftest import REPO_ROOT, MosquittoBroker
-from tests.firmware.fw_mqtt_helpers import Subscriber, wait_until
+from tests.firmware.fw_mqtt_helpers import Subscriber
 
 SITE = "site-k"
 DEVICE = "dev-kill"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from gw_cloud_stub import CloudStub, StubState
@@ -82,15 +81,6 @@ def write_config(tmp: Path, key_file: Path, cloud_url: str, mqtt_port: int, **ex
     path = tmp / "gateway.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def publish_all(port: int, messages: list[tuple[str, bytes]], client_id: str = "test-publisher",

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from gw_helpers import Device, make_gateway_key, make_stub, publish_all, topic, wait_until, write_config
+from gw_helpers import Device, make_gateway_key, make_stub, publish_all, topic, write_config
 
+from carbontrace.servers import wait_until
 from tests.conftest import REPO_ROOT, MosquittoBroker
 
 pytestmark = pytest.mark.timeout(90)
@@ -69,7 +70,7 @@ def test_kill_9_mid_ingest_loses_and_duplicates_nothing(tmp_path: Path, mosquitt
         assert not publisher.is_alive()
         try:
             wait_until(lambda: stub.reading_keys() == sent, 45, "every reading in an acknowledged batch")
-        except AssertionError:
+        except TimeoutError:
             missing = sorted(sent - stub.reading_keys())
             raise AssertionError(f"{len(missing)} readings never reached the cloud, e.g. {missing[:10]}; "
                                  f"spool holds {spooled(db)}; log tail: {log.read_text()[-3000:]}") from None

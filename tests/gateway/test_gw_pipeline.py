@@ -15,10 +15,10 @@ from gw_helpers import (
     publish_all,
     start_persistent_broker,
     topic,
-    wait_until,
     write_config,
 )
 
+from carbontrace.servers import wait_until
 from carbontrace_protocol import cbor
 from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED
 from tests.conftest import MosquittoBroker

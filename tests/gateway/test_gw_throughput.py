@@ -15,11 +15,11 @@ from gw_helpers import (
     make_stub,
     publish_all,
     topic,
-    wait_until,
     write_config,
 )
 from paho.mqtt.enums import CallbackAPIVersion
 
+from carbontrace.servers import wait_until
 from tests.conftest import MosquittoBroker
 
 pytestmark = pytest.mark.timeout(120)
