@@ -1,7 +1,8 @@
 """Offline verification of a CarbonTrace proof bundle (docs/proof-bundle.md) or a signed period statement.
 
-Everything is checked from the bundle's own bytes, except what only the chain can say: that the device key
-fingerprint is registered and not revoked, and which checkpoint roots were anchored. Those reads go through
+Everything is checked from the bundle's own bytes, except what only the chain can say: that the device and
+gateway key fingerprints are registered to that device / gateway and not revoked, and which checkpoint roots
+were anchored. Those reads go through
 the tiny `ChainReader` interface: `Web3ChainReader` (any JSON-RPC node, or the cloud's read-only /rpc) here,
 and the cloud's own adapter over cloud/chain.py when the cloud verifies a trace answer itself.
 
@@ -43,6 +44,7 @@ STATEMENT_FORMAT = "carbontrace-statement"
 BUNDLE_VERSION = 1
 CHECKPOINT_KID = b"carbontrace-cloud"
 KEY_STATE_ACTIVE = 1  # CarbonTraceRegistry.KeyState: 0 none, 1 active, 2 revoked
+SIGNER_DEVICE, SIGNER_GATEWAY = 1, 2  # CarbonTraceRegistry.SignerKind: 0 none, 1 device, 2 gateway
 REGISTRY_ABI_PATH = Path(__file__).resolve().parents[1] / "cloud" / "contracts" / "CarbonTraceRegistry.json"
 
 STEPS = (
@@ -96,8 +98,8 @@ class ChainReader(Protocol):
         """(tree size, root) of anchored checkpoint ``seq``."""
         ...
 
-    def key_state(self, fingerprint: bytes) -> tuple[int, bytes]:
-        """(KeyState, chain device id) of a device key fingerprint."""
+    def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
+        """(KeyState, SignerKind, the signer's chain id) of a key fingerprint."""
         ...
 
 
@@ -248,12 +250,18 @@ def check_device_key(device: dict[str, Any], chain: ChainReader) -> bytes:
         device_id
     ):
         raise CheckFailed("device_key", "chain_device_id is not sha256 of the device id")
-    state, chain_device = chain.key_state(fingerprint)
-    if state != KEY_STATE_ACTIVE:
-        raise CheckFailed("device_key", "key fingerprint is " + ("revoked" if state == 2 else "not registered"))
-    if chain_device != chain_id_of(device_id):
-        raise CheckFailed("device_key", "key fingerprint is registered to another device")
+    check_key_on_chain("device_key", chain, fingerprint, SIGNER_DEVICE, device_id)
     return public_key
+
+
+def check_key_on_chain(step: str, chain: ChainReader, fingerprint: bytes, kind: int, signer: str) -> None:
+    """The chain lists ``fingerprint`` as the active key of the device or gateway named ``signer``."""
+    state, chain_kind, chain_signer = chain.key_state(fingerprint)
+    what = "device" if kind == SIGNER_DEVICE else "gateway"
+    if state != KEY_STATE_ACTIVE:
+        raise CheckFailed(step, f"{what} key fingerprint is " + ("revoked" if state == 2 else "not registered"))
+    if chain_kind != kind or chain_signer != chain_id_of(signer):
+        raise CheckFailed(step, f"key fingerprint is registered to another {'signer' if chain_kind != kind else what}")
 
 
 def check_device_signature(leaf: bytes, device_id: str, public_key: bytes) -> dict[str, Any]:
@@ -433,8 +441,8 @@ class CachedChainReader:
         result: tuple[int, bytes] = self._get(("checkpoint", seq), lambda: self.inner.checkpoint(seq))
         return result
 
-    def key_state(self, fingerprint: bytes) -> tuple[int, bytes]:
-        result: tuple[int, bytes] = self._get(("key", fingerprint), lambda: self.inner.key_state(fingerprint))
+    def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
+        result: tuple[int, int, bytes] = self._get(("key", fingerprint), lambda: self.inner.key_state(fingerprint))
         return result
 
 
@@ -505,8 +513,11 @@ def _verify_item(
         check_batch_inclusion(leaf, leaf_index, _hashes(item.get("batch_proof"), "batch_proof"), header)
         passed(current, f"leaf {leaf_index} of {header['readings'] + header['aggregates']} under the batch root")
         current = "gateway_signature"
-        check_gateway_signature(message, header, _hex(batch.get("gateway_public_key"), "gateway_public_key", 65))
-        passed(current, f"batch header signed by gateway {header['gateway']}")
+        gateway_key = _hex(batch.get("gateway_public_key"), "gateway_public_key", 65)
+        check_gateway_signature(message, header, gateway_key)
+        # the bundle carries the gateway key; only the chain says it is this gateway's, and still active
+        check_key_on_chain(current, chain, key_fingerprint(gateway_key), SIGNER_GATEWAY, header["gateway"])
+        passed(current, f"batch header signed by gateway {header['gateway']}, its key active on chain")
         seq = batch.get("checkpoint_seq")
         if seq is None:
             result.status = "pending"
@@ -676,9 +687,9 @@ class Web3ChainReader:
         tree_size, _timestamp, root, _cid = self.contract.functions.checkpoint(seq).call()
         return int(tree_size), bytes(root)
 
-    def key_state(self, fingerprint: bytes) -> tuple[int, bytes]:
-        state, device_id = self.contract.functions.keyState(fingerprint).call()
-        return int(state), bytes(device_id)
+    def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
+        state, kind, signer_id = self.contract.functions.keyState(fingerprint).call()
+        return int(state), int(kind), bytes(signer_id)
 
 
 def _human(report: Report) -> str:
@@ -744,7 +755,7 @@ class _NoChain:
     def checkpoint(self, seq: int) -> tuple[int, bytes]:
         raise ChainUnreachable("no registry address")
 
-    def key_state(self, fingerprint: bytes) -> tuple[int, bytes]:
+    def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
         raise ChainUnreachable("no registry address")
 
 

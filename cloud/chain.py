@@ -95,6 +95,14 @@ class KeyState(IntEnum):
     REVOKED = 2
 
 
+class SignerKind(IntEnum):
+    """Who holds a key: a device signs readings, a gateway signs batch headers and aggregates."""
+
+    NONE = 0
+    DEVICE = 1
+    GATEWAY = 2
+
+
 @dataclass(frozen=True)
 class TxResult:
     tx_hash: bytes
@@ -128,10 +136,10 @@ class CheckpointEvent:
 
 
 @dataclass(frozen=True)
-class DeviceKeyEvent:
+class KeyEvent:
     kind: str  # "registered" | "revoked"
     enterprise_id: bytes
-    device_id: bytes
+    signer_id: bytes  # the device's or the gateway's chain id
     key_fingerprint: bytes
     sender: str
     block_number: int
@@ -429,7 +437,7 @@ class RegistryContract(_BoundContract):
     def binding_state(self, enterprise_id: bytes, platform_id: bytes) -> BindingState:
         return BindingState(self._call(self.contract.functions.bindingState(enterprise_id, platform_id)))
 
-    # -- device keys --
+    # -- signer keys (devices, gateways) --
     def register_device_key(self, enterprise_id: bytes, device_id: bytes, fingerprint: bytes) -> TxResult:
         fn = self.contract.functions.registerDeviceKey(enterprise_id, device_id, fingerprint)
         return self._transact(fn)
@@ -437,15 +445,27 @@ class RegistryContract(_BoundContract):
     def revoke_device_key(self, enterprise_id: bytes, device_id: bytes, fingerprint: bytes) -> TxResult:
         return self._transact(self.contract.functions.revokeDeviceKey(enterprise_id, device_id, fingerprint))
 
+    def register_gateway_key(self, enterprise_id: bytes, gateway_id: bytes, fingerprint: bytes) -> TxResult:
+        fn = self.contract.functions.registerGatewayKey(enterprise_id, gateway_id, fingerprint)
+        return self._transact(fn)
+
+    def revoke_gateway_key(self, enterprise_id: bytes, gateway_id: bytes, fingerprint: bytes) -> TxResult:
+        return self._transact(self.contract.functions.revokeGatewayKey(enterprise_id, gateway_id, fingerprint))
+
     def device_key(self, device_id: bytes) -> tuple[bytes, bytes]:
         """(enterprise id, active key fingerprint); zeros when unknown / no active key."""
         enterprise_id, fingerprint = self._call(self.contract.functions.deviceKey(device_id))
         return bytes(enterprise_id), bytes(fingerprint)
 
-    def key_state(self, fingerprint: bytes) -> tuple[KeyState, bytes]:
-        """(state, device id the key was registered for)."""
-        state, device_id = self._call(self.contract.functions.keyState(fingerprint))
-        return KeyState(state), bytes(device_id)
+    def gateway_key(self, gateway_id: bytes) -> tuple[bytes, bytes]:
+        """(enterprise id, active key fingerprint); zeros when unknown / no active key."""
+        enterprise_id, fingerprint = self._call(self.contract.functions.gatewayKey(gateway_id))
+        return bytes(enterprise_id), bytes(fingerprint)
+
+    def key_state(self, fingerprint: bytes) -> tuple[KeyState, SignerKind, bytes]:
+        """(state, kind of signer, the signer's chain id) of a key fingerprint."""
+        state, kind, signer_id = self._call(self.contract.functions.keyState(fingerprint))
+        return KeyState(state), SignerKind(kind), bytes(signer_id)
 
     # -- checkpoints --
     def anchor_checkpoint(self, tree_size: int, root: bytes, cid: str) -> TxResult:
@@ -482,17 +502,28 @@ class RegistryContract(_BoundContract):
 
     def device_key_events(
         self, from_block: BlockIdentifier = 0, to_block: BlockIdentifier = "latest", device_id: bytes | None = None
-    ) -> list[DeviceKeyEvent]:
-        """Registrations and revocations in chain order: the device registry's audit trail."""
-        filters = {"deviceId": device_id} if device_id is not None else None
-        logs = [("registered", e) for e in self._events("DeviceKeyRegistered", from_block, to_block, filters)]
-        logs += [("revoked", e) for e in self._events("DeviceKeyRevoked", from_block, to_block, filters)]
+    ) -> list[KeyEvent]:
+        """Device key registrations and revocations in chain order: the device registry's audit trail."""
+        return self._key_events("Device", "deviceId", from_block, to_block, device_id)
+
+    def gateway_key_events(
+        self, from_block: BlockIdentifier = 0, to_block: BlockIdentifier = "latest", gateway_id: bytes | None = None
+    ) -> list[KeyEvent]:
+        """Gateway key registrations and revocations in chain order."""
+        return self._key_events("Gateway", "gatewayId", from_block, to_block, gateway_id)
+
+    def _key_events(
+        self, signer: str, id_arg: str, from_block: BlockIdentifier, to_block: BlockIdentifier, signer_id: bytes | None
+    ) -> list[KeyEvent]:
+        filters = {id_arg: signer_id} if signer_id is not None else None
+        logs = [("registered", e) for e in self._events(f"{signer}KeyRegistered", from_block, to_block, filters)]
+        logs += [("revoked", e) for e in self._events(f"{signer}KeyRevoked", from_block, to_block, filters)]
         logs.sort(key=lambda pair: (pair[1]["blockNumber"], pair[1]["logIndex"]))
         return [
-            DeviceKeyEvent(
+            KeyEvent(
                 kind,
                 bytes(e["args"]["enterpriseId"]),
-                bytes(e["args"]["deviceId"]),
+                bytes(e["args"][id_arg]),
                 bytes(e["args"]["keyFingerprint"]),
                 str(e["args"]["sender"]),
                 int(e["blockNumber"]),

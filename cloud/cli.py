@@ -82,3 +82,15 @@ def anchor(force: bool = typer.Option(False, help="checkpoint now even if not du
     ledger = build_ledger(Settings())
     report = ledger.anchorer.tick(force_checkpoint=force)
     typer.echo(json.dumps(report.__dict__))
+
+
+@cloud_app.command("register-gateway-keys")
+def register_gateway_keys() -> None:
+    """Register on chain the keys of gateways created before gateway keys went on chain (idempotent)."""
+    from cloud.gateway_keys import register_missing_gateway_keys
+    from cloud.ledger import build_ledger
+
+    report = register_missing_gateway_keys(build_ledger(Settings()))
+    typer.echo(json.dumps(report.__dict__))
+    if report.conflicts:
+        raise typer.Exit(1)

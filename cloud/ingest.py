@@ -106,6 +106,8 @@ class Ingestor:
         gateway = session.get(models.Gateway, gateway_id)
         if gateway is None:
             raise NotYourGateway()
+        if gateway.status != "active":
+            raise BatchRejected("gateway_revoked", f"the key of gateway {gateway_id} is revoked (on chain and here)")
         site = session.get(models.Site, gateway.site_id)
         assert site is not None
         keys = {

@@ -72,6 +72,9 @@ class Gateway(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
     public_key: Mapped[bytes] = mapped_column(LargeBinary(65))
+    status: Mapped[str] = mapped_column(String(10), server_default="active")  # "active" | "revoked"
+    registered_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)  # NULL: registered before 0003
+    revoked_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -88,10 +88,18 @@ class GatewayCreate(BaseModel):
     _check_key = field_validator("public_key")(_sec1_hex)
 
 
-class GatewayCreated(BaseModel):
+class GatewayRead(BaseModel):
     gateway_id: str
     site_id: str
-    api_key: str
+    public_key: str
+    key_fingerprint: str
+    status: str
+    registered_tx: str | None  # None: registered before gateway keys went on chain
+    revoked_tx: str | None
+
+
+class GatewayCreated(GatewayRead):
+    api_key: str  # shown once
 
 
 class DeviceCreate(BaseModel):

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloud.models import ApiKey
@@ -66,6 +66,11 @@ def issue_key(
         )
     )
     return key
+
+
+def revoke_gateway_keys(session: Session, gateway_id: str) -> None:
+    """Every API key of a gateway stops working (its signing key was revoked on chain)."""
+    session.execute(update(ApiKey).where(ApiKey.gateway_id == gateway_id).values(revoked=True))
 
 
 def ensure_operator_key(session: Session, key: str, now: int) -> None:

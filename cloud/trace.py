@@ -106,9 +106,9 @@ class RegistryReader:
         onchain = self.registry.checkpoint(seq)
         return onchain.tree_size, onchain.root
 
-    def key_state(self, fingerprint: bytes) -> tuple[int, bytes]:
-        state, device_id = self.registry.key_state(fingerprint)
-        return int(state), device_id
+    def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
+        state, kind, signer_id = self.registry.key_state(fingerprint)
+        return int(state), int(kind), signer_id
 
 
 def scope(principal: Principal | None, query: TraceQuery, ledger: Ledger) -> TraceQuery:

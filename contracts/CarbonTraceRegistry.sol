@@ -3,7 +3,7 @@ pragma solidity 0.8.37;
 
 /// @title CarbonTrace registry and Merkle-log anchor
 /// @notice The operator (the CarbonTrace cloud's account) registers enterprises, carbon-trading platforms and
-/// device keys, and anchors checkpoints of the append-only Merkle log of signed readings. One transaction per
+/// the keys of devices and gateways, and anchors checkpoints of the append-only Merkle log of signed readings. One transaction per
 /// checkpoint, whatever the number of readings it covers.
 /// @dev Decisions:
 ///  - requestBinding may be sent by the enterprise's own account OR by the operator acting for it (the cloud
@@ -11,9 +11,11 @@ pragma solidity 0.8.37;
 ///    own account can confirm or reject: a platform's consent is never given by the operator.
 ///  - Either side (enterprise account, platform account, or operator for the enterprise) may unbind a Bound pair.
 ///    Rejected and Revoked pairs may be requested again; every transition emits an event.
-///  - A key fingerprint (sha256 of the 65-byte SEC1 public key) can be registered once, ever. A revoked key stays
-///    revoked: registering it again reverts with KeyRevoked. A device has at most one active key; rotating means
-///    revokeDeviceKey then registerDeviceKey, two events that anyone can audit. A device belongs to one enterprise.
+///  - A key fingerprint (sha256 of the 65-byte SEC1 public key) can be registered once, ever, to one signer (a
+///    device, which signs readings, or a gateway, which signs batches and aggregates). A revoked key stays
+///    revoked: registering it again reverts with KeyRevoked. A signer has at most one active key; rotating means
+///    revoke then register, two events that anyone can audit. A signer belongs to one enterprise. Devices and
+///    gateways are separate id spaces with their own events; keyState says which kind holds a key.
 ///  - Operator hand-over is two-step (transferOperator, then acceptOperator by the new account).
 ///  - Gas: a checkpoint costs the same whatever the tree size, and the same for the first and the later ones.
 ///    The checkpoint counter shares the operator's storage slot (read anyway by onlyOperator), and the CID is
@@ -39,14 +41,21 @@ contract CarbonTraceRegistry {
         string name;
     }
 
-    struct DeviceKey {
+    enum SignerKind {
+        None,
+        Device,
+        Gateway
+    }
+
+    struct Signer {
         bytes32 enterpriseId;
         bytes32 keyFingerprint; // the active key, or zero when none
     }
 
     struct KeyRecord {
         KeyState state;
-        bytes32 deviceId;
+        SignerKind kind;
+        bytes32 signerId;
     }
 
     /// @dev What checkpoint() returns.
@@ -84,8 +93,8 @@ contract CarbonTraceRegistry {
     error KeyAlreadyRegistered(bytes32 keyFingerprint);
     error KeyRevoked(bytes32 keyFingerprint);
     error KeyNotActive(bytes32 keyFingerprint);
-    error DeviceHasActiveKey(bytes32 deviceId, bytes32 activeKeyFingerprint);
-    error DeviceOfOtherEnterprise(bytes32 deviceId, bytes32 ownerEnterpriseId);
+    error SignerHasActiveKey(bytes32 signerId, bytes32 activeKeyFingerprint);
+    error SignerOfOtherEnterprise(bytes32 signerId, bytes32 ownerEnterpriseId);
     error TreeSizeDecreased(uint64 previousTreeSize, uint64 treeSize);
     error RootMismatch(uint64 treeSize, bytes32 anchoredRoot, bytes32 root);
     error CheckpointOutOfRange(uint256 index, uint256 count);
@@ -105,6 +114,12 @@ contract CarbonTraceRegistry {
     event DeviceKeyRevoked(
         bytes32 indexed enterpriseId, bytes32 indexed deviceId, bytes32 indexed keyFingerprint, address sender
     );
+    event GatewayKeyRegistered(
+        bytes32 indexed enterpriseId, bytes32 indexed gatewayId, bytes32 indexed keyFingerprint, address sender
+    );
+    event GatewayKeyRevoked(
+        bytes32 indexed enterpriseId, bytes32 indexed gatewayId, bytes32 indexed keyFingerprint, address sender
+    );
     event CheckpointAnchored(uint256 indexed sequence, uint64 treeSize, bytes32 root, string cid);
 
     address public operator;
@@ -114,7 +129,8 @@ contract CarbonTraceRegistry {
     mapping(bytes32 => Party) private _enterprises;
     mapping(bytes32 => Party) private _platforms;
     mapping(bytes32 => mapping(bytes32 => BindingState)) private _bindings;
-    mapping(bytes32 => DeviceKey) private _devices;
+    mapping(bytes32 => Signer) private _devices;
+    mapping(bytes32 => Signer) private _gateways;
     mapping(bytes32 => KeyRecord) private _keys;
     mapping(uint256 => StoredCheckpoint) private _checkpoints;
 
@@ -215,48 +231,78 @@ contract CarbonTraceRegistry {
         return _bindings[enterpriseId][platformId];
     }
 
-    // ---- device keys ----
+    // ---- signer keys: devices (readings) and gateways (batches, aggregates) ----
 
     function registerDeviceKey(bytes32 enterpriseId, bytes32 deviceId, bytes32 keyFingerprint) external {
-        _requireEnterpriseOrOperator(enterpriseId);
-        if (deviceId == bytes32(0) || keyFingerprint == bytes32(0)) revert ZeroId();
-        KeyRecord storage key = _keys[keyFingerprint];
-        if (key.state == KeyState.Revoked) revert KeyRevoked(keyFingerprint);
-        if (key.state == KeyState.Active) revert KeyAlreadyRegistered(keyFingerprint);
-        DeviceKey storage device = _devices[deviceId];
-        if (device.enterpriseId != bytes32(0) && device.enterpriseId != enterpriseId) {
-            revert DeviceOfOtherEnterprise(deviceId, device.enterpriseId);
-        }
-        if (device.keyFingerprint != bytes32(0)) revert DeviceHasActiveKey(deviceId, device.keyFingerprint);
-        device.enterpriseId = enterpriseId;
-        device.keyFingerprint = keyFingerprint;
-        key.state = KeyState.Active;
-        key.deviceId = deviceId;
+        _registerKey(_devices[deviceId], SignerKind.Device, enterpriseId, deviceId, keyFingerprint);
         emit DeviceKeyRegistered(enterpriseId, deviceId, keyFingerprint, msg.sender);
     }
 
     function revokeDeviceKey(bytes32 enterpriseId, bytes32 deviceId, bytes32 keyFingerprint) external {
-        _requireEnterpriseOrOperator(enterpriseId);
-        DeviceKey storage device = _devices[deviceId];
-        if (device.enterpriseId != enterpriseId) revert DeviceOfOtherEnterprise(deviceId, device.enterpriseId);
-        if (device.keyFingerprint != keyFingerprint || keyFingerprint == bytes32(0)) {
-            revert KeyNotActive(keyFingerprint);
-        }
-        device.keyFingerprint = bytes32(0);
-        _keys[keyFingerprint].state = KeyState.Revoked;
+        _revokeKey(_devices[deviceId], enterpriseId, deviceId, keyFingerprint);
         emit DeviceKeyRevoked(enterpriseId, deviceId, keyFingerprint, msg.sender);
+    }
+
+    function registerGatewayKey(bytes32 enterpriseId, bytes32 gatewayId, bytes32 keyFingerprint) external {
+        _registerKey(_gateways[gatewayId], SignerKind.Gateway, enterpriseId, gatewayId, keyFingerprint);
+        emit GatewayKeyRegistered(enterpriseId, gatewayId, keyFingerprint, msg.sender);
+    }
+
+    function revokeGatewayKey(bytes32 enterpriseId, bytes32 gatewayId, bytes32 keyFingerprint) external {
+        _revokeKey(_gateways[gatewayId], enterpriseId, gatewayId, keyFingerprint);
+        emit GatewayKeyRevoked(enterpriseId, gatewayId, keyFingerprint, msg.sender);
     }
 
     /// @return enterpriseId the device's enterprise (zero if never registered)
     /// @return keyFingerprint the active key (zero if none)
     function deviceKey(bytes32 deviceId) external view returns (bytes32 enterpriseId, bytes32 keyFingerprint) {
-        DeviceKey storage device = _devices[deviceId];
+        Signer storage device = _devices[deviceId];
         return (device.enterpriseId, device.keyFingerprint);
     }
 
-    function keyState(bytes32 keyFingerprint) external view returns (KeyState state, bytes32 deviceId) {
+    /// @return enterpriseId the gateway's enterprise (zero if never registered)
+    /// @return keyFingerprint the active key (zero if none)
+    function gatewayKey(bytes32 gatewayId) external view returns (bytes32 enterpriseId, bytes32 keyFingerprint) {
+        Signer storage gateway = _gateways[gatewayId];
+        return (gateway.enterpriseId, gateway.keyFingerprint);
+    }
+
+    function keyState(bytes32 keyFingerprint) external view returns (KeyState state, SignerKind kind, bytes32 signerId) {
         KeyRecord storage key = _keys[keyFingerprint];
-        return (key.state, key.deviceId);
+        return (key.state, key.kind, key.signerId);
+    }
+
+    function _registerKey(
+        Signer storage signer,
+        SignerKind kind,
+        bytes32 enterpriseId,
+        bytes32 signerId,
+        bytes32 keyFingerprint
+    ) private {
+        _requireEnterpriseOrOperator(enterpriseId);
+        if (signerId == bytes32(0) || keyFingerprint == bytes32(0)) revert ZeroId();
+        KeyRecord storage key = _keys[keyFingerprint];
+        if (key.state == KeyState.Revoked) revert KeyRevoked(keyFingerprint);
+        if (key.state == KeyState.Active) revert KeyAlreadyRegistered(keyFingerprint);
+        if (signer.enterpriseId != bytes32(0) && signer.enterpriseId != enterpriseId) {
+            revert SignerOfOtherEnterprise(signerId, signer.enterpriseId);
+        }
+        if (signer.keyFingerprint != bytes32(0)) revert SignerHasActiveKey(signerId, signer.keyFingerprint);
+        signer.enterpriseId = enterpriseId;
+        signer.keyFingerprint = keyFingerprint;
+        key.state = KeyState.Active;
+        key.kind = kind;
+        key.signerId = signerId;
+    }
+
+    function _revokeKey(Signer storage signer, bytes32 enterpriseId, bytes32 signerId, bytes32 keyFingerprint) private {
+        _requireEnterpriseOrOperator(enterpriseId);
+        if (signer.enterpriseId != enterpriseId) revert SignerOfOtherEnterprise(signerId, signer.enterpriseId);
+        if (signer.keyFingerprint != keyFingerprint || keyFingerprint == bytes32(0)) {
+            revert KeyNotActive(keyFingerprint);
+        }
+        signer.keyFingerprint = bytes32(0);
+        _keys[keyFingerprint].state = KeyState.Revoked;
     }
 
     // ---- Merkle-log checkpoints ----

@@ -1,5 +1,5 @@
-"""Sites, gateways and devices of an enterprise. Every device key registration and revocation is also a
-transaction on the chain (fingerprint = sha256 of the SEC1 key), so the registry is tamper-evident."""
+"""Sites, gateways and devices of an enterprise. Every device and gateway key registration and revocation is
+also a transaction on the chain (fingerprint = sha256 of the SEC1 key), so the registry is tamper-evident."""
 
 from __future__ import annotations
 
@@ -15,8 +15,16 @@ from cloud import models
 from cloud.chain import key_fingerprint
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ledger_chain import chain_id_of
-from cloud.schemas import DeviceCreate, DeviceRead, GatewayCreate, GatewayCreated, SiteCreate, SiteRead
-from cloud.security import Principal, Role, issue_key
+from cloud.schemas import (
+    DeviceCreate,
+    DeviceRead,
+    GatewayCreate,
+    GatewayCreated,
+    GatewayRead,
+    SiteCreate,
+    SiteRead,
+)
+from cloud.security import Principal, Role, issue_key, revoke_gateway_keys
 
 router = APIRouter(prefix="/api/v1", tags=["sites"])
 
@@ -95,6 +103,18 @@ def list_sites(
     return [_site_read(s) for s in rows]
 
 
+def _gateway_read(gateway: models.Gateway) -> GatewayRead:
+    return GatewayRead(
+        gateway_id=gateway.id,
+        site_id=gateway.site_id,
+        public_key=gateway.public_key.hex(),
+        key_fingerprint=key_fingerprint(gateway.public_key).hex(),
+        status=gateway.status,
+        registered_tx=gateway.registered_tx,
+        revoked_tx=gateway.revoked_tx,
+    )
+
+
 @router.post("/sites/{site_id}/gateways", status_code=201, response_model=GatewayCreated)
 def register_gateway(
     site_id: str,
@@ -102,20 +122,60 @@ def register_gateway(
     ledger: LedgerDep,
     principal: Annotated[Principal, Depends(require(*_MANAGERS))],
 ) -> GatewayCreated:
-    """Roles: the site's enterprise and its site engineers. Returns the gateway's API key (shown once)."""
-    now = int(time.time())
-    with ledger.session_factory.begin() as session:
-        site_in_scope(session, principal, site_id)
+    """Roles: the site's enterprise and its site engineers. Registers the gateway key on chain, then here;
+    returns the gateway's API key (shown once)."""
+    public_key = bytes.fromhex(body.public_key)
+    with ledger.read_session_factory() as session:
+        site = site_in_scope(session, principal, site_id)
         if session.get(models.Gateway, body.gateway_id) is not None:
             raise HTTPException(409, "gateway id taken")
-        session.add(
-            models.Gateway(
-                id=body.gateway_id, site_id=site_id, public_key=bytes.fromhex(body.public_key), created_at=now
-            )
+        enterprise_id = site.enterprise_id
+    # Chain first, as for devices: a verifier trusts a batch signature only under a key the chain lists.
+    result = ledger.chain.registry().register_gateway_key(
+        chain_id_of(enterprise_id), chain_id_of(body.gateway_id), key_fingerprint(public_key)
+    )
+    now = int(time.time())
+    with ledger.session_factory.begin() as session:
+        gateway = models.Gateway(
+            id=body.gateway_id,
+            site_id=site_id,
+            public_key=public_key,
+            status="active",
+            registered_tx="0x" + result.tx_hash.hex(),
+            created_at=now,
         )
+        session.add(gateway)
         session.flush()
-        key = issue_key(session, Role.GATEWAY, now, enterprise_id=principal.enterprise_id, gateway_id=body.gateway_id)
-    return GatewayCreated(gateway_id=body.gateway_id, site_id=site_id, api_key=key)
+        key = issue_key(session, Role.GATEWAY, now, enterprise_id=enterprise_id, gateway_id=body.gateway_id)
+        created = GatewayCreated(**_gateway_read(gateway).model_dump(), api_key=key)
+    return created
+
+
+@router.post("/gateways/{gateway_id}/revoke", response_model=GatewayRead)
+def revoke_gateway(
+    gateway_id: str, ledger: LedgerDep, principal: Annotated[Principal, Depends(require(*_MANAGERS))]
+) -> GatewayRead:
+    """Roles: the gateway's enterprise and its site engineers. Revokes the gateway key on chain and its API
+    keys here: its uploads are refused from then on. A replacement is registered under a new gateway id."""
+    with ledger.read_session_factory() as session:
+        gateway = session.get(models.Gateway, gateway_id)
+        if gateway is None:
+            raise forbidden()
+        site = site_in_scope(session, principal, gateway.site_id)
+        if gateway.status != "active":
+            raise HTTPException(409, "gateway already revoked")
+        public_key = gateway.public_key
+    result = ledger.chain.registry().revoke_gateway_key(
+        chain_id_of(site.enterprise_id), chain_id_of(gateway_id), key_fingerprint(public_key)
+    )
+    with ledger.session_factory.begin() as session:
+        row = session.get(models.Gateway, gateway_id)
+        assert row is not None
+        row.status = "revoked"
+        row.revoked_tx = "0x" + result.tx_hash.hex()
+        revoke_gateway_keys(session, gateway_id)
+        read = _gateway_read(row)
+    return read
 
 
 @router.post("/sites/{site_id}/devices", status_code=201, response_model=DeviceRead)

@@ -14,6 +14,7 @@ from cloud.chain import (
     Chain,
     KeyState,
     RegistryContract,
+    SignerKind,
     deploy_naive_store,
     deploy_registry,
 )
@@ -179,35 +180,35 @@ def test_device_key_registry(registered: RegistryContract, parties: Parties) -> 
 
     as_enterprise.register_device_key(ENTERPRISE, DEVICE, key_1)
     assert registered.device_key(DEVICE) == (ENTERPRISE, key_1)
-    assert registered.key_state(key_1) == (KeyState.ACTIVE, DEVICE)
+    assert registered.key_state(key_1) == (KeyState.ACTIVE, SignerKind.DEVICE, DEVICE)
     assert expect_revert("KeyAlreadyRegistered", registered.register_device_key, ENTERPRISE, DEVICE_2, key_1) == (
         key_1,
     )
-    assert expect_revert("DeviceHasActiveKey", as_enterprise.register_device_key, ENTERPRISE, DEVICE, key_2) == (
+    assert expect_revert("SignerHasActiveKey", as_enterprise.register_device_key, ENTERPRISE, DEVICE, key_2) == (
         DEVICE,
         key_1,
     )
-    assert expect_revert("DeviceOfOtherEnterprise", as_other.register_device_key, OTHER_ENTERPRISE, DEVICE, key_2) == (
+    assert expect_revert("SignerOfOtherEnterprise", as_other.register_device_key, OTHER_ENTERPRISE, DEVICE, key_2) == (
         DEVICE,
         ENTERPRISE,
     )
 
     expect_revert("NotEnterpriseAccount", as_stranger.revoke_device_key, ENTERPRISE, DEVICE, key_1)
-    expect_revert("DeviceOfOtherEnterprise", as_other.revoke_device_key, OTHER_ENTERPRISE, DEVICE, key_1)
+    expect_revert("SignerOfOtherEnterprise", as_other.revoke_device_key, OTHER_ENTERPRISE, DEVICE, key_1)
     expect_revert("KeyNotActive", as_enterprise.revoke_device_key, ENTERPRISE, DEVICE, key_2)
     registered.revoke_device_key(ENTERPRISE, DEVICE, key_1)  # the operator, e.g. after a key compromise
     assert registered.device_key(DEVICE) == (ENTERPRISE, ZERO32)
-    assert registered.key_state(key_1) == (KeyState.REVOKED, DEVICE)
+    assert registered.key_state(key_1) == (KeyState.REVOKED, SignerKind.DEVICE, DEVICE)
     expect_revert("KeyNotActive", registered.revoke_device_key, ENTERPRISE, DEVICE, key_1)
 
     # a revoked key stays revoked, for its device and for any other
     assert expect_revert("KeyRevoked", as_enterprise.register_device_key, ENTERPRISE, DEVICE, key_1) == (key_1,)
     expect_revert("KeyRevoked", registered.register_device_key, ENTERPRISE, DEVICE_2, key_1)
     # rotation: a new key for the same device, and the device still belongs to its enterprise
-    expect_revert("DeviceOfOtherEnterprise", as_other.register_device_key, OTHER_ENTERPRISE, DEVICE, key_2)
+    expect_revert("SignerOfOtherEnterprise", as_other.register_device_key, OTHER_ENTERPRISE, DEVICE, key_2)
     as_enterprise.register_device_key(ENTERPRISE, DEVICE, key_2)
     assert registered.device_key(DEVICE) == (ENTERPRISE, key_2)
-    assert registered.key_state(device_fingerprint(b"never registered")) == (KeyState.NONE, ZERO32)
+    assert registered.key_state(device_fingerprint(b"never registered")) == (KeyState.NONE, SignerKind.NONE, ZERO32)
 
     trail = [(e.kind, e.key_fingerprint, e.sender) for e in registered.device_key_events(start_block, device_id=DEVICE)]
     assert trail == [
@@ -216,6 +217,41 @@ def test_device_key_registry(registered: RegistryContract, parties: Parties) -> 
         ("registered", key_2, parties.enterprise),
     ]
     assert registered.device_key_events(start_block, device_id=DEVICE_2) == []
+
+
+def test_gateway_keys_are_registered_and_revoked_in_their_own_id_space(
+    registered: RegistryContract, parties: Parties
+) -> None:
+    gateway_key, device_key = device_fingerprint(b"gateway key 1"), device_fingerprint(b"device key 1")
+    as_enterprise = registered.with_sender(parties.enterprise)
+    as_other = registered.with_sender(parties.other)
+    start_block = registered.chain.block_number()
+
+    expect_revert("NotEnterpriseAccount", registered.with_sender(parties.stranger).register_gateway_key,
+                  ENTERPRISE, DEVICE, gateway_key)
+    # the same 32-byte id names a gateway and a device independently: separate records, separate events
+    as_enterprise.register_gateway_key(ENTERPRISE, DEVICE, gateway_key)
+    as_enterprise.register_device_key(ENTERPRISE, DEVICE, device_key)
+    assert registered.gateway_key(DEVICE) == (ENTERPRISE, gateway_key)
+    assert registered.device_key(DEVICE) == (ENTERPRISE, device_key)
+    assert registered.key_state(gateway_key) == (KeyState.ACTIVE, SignerKind.GATEWAY, DEVICE)
+    assert registered.key_state(device_key) == (KeyState.ACTIVE, SignerKind.DEVICE, DEVICE)
+    # a fingerprint belongs to one signer, ever: a device key cannot become a gateway key
+    expect_revert("KeyAlreadyRegistered", as_enterprise.register_gateway_key, ENTERPRISE, DEVICE_2, device_key)
+    assert expect_revert("SignerHasActiveKey", as_enterprise.register_gateway_key, ENTERPRISE, DEVICE,
+                         device_fingerprint(b"gateway key 2")) == (DEVICE, gateway_key)
+    expect_revert("SignerOfOtherEnterprise", as_other.revoke_gateway_key, OTHER_ENTERPRISE, DEVICE, gateway_key)
+    expect_revert("KeyNotActive", as_enterprise.revoke_gateway_key, ENTERPRISE, DEVICE, device_key)
+
+    as_enterprise.revoke_gateway_key(ENTERPRISE, DEVICE, gateway_key)
+    assert registered.gateway_key(DEVICE) == (ENTERPRISE, ZERO32)
+    assert registered.key_state(gateway_key) == (KeyState.REVOKED, SignerKind.GATEWAY, DEVICE)
+    assert registered.device_key(DEVICE) == (ENTERPRISE, device_key)  # the device is untouched
+    expect_revert("KeyRevoked", as_enterprise.register_gateway_key, ENTERPRISE, DEVICE, gateway_key)
+
+    trail = [(e.kind, e.signer_id, e.key_fingerprint) for e in registered.gateway_key_events(start_block)]
+    assert trail == [("registered", DEVICE, gateway_key), ("revoked", DEVICE, gateway_key)]
+    assert [e.key_fingerprint for e in registered.device_key_events(start_block)] == [device_key]
 
 
 # ---- checkpoints ----
@@ -299,6 +335,9 @@ def test_gas_per_call(chain: Chain, parties: Parties, gas_table: dict[tuple[str,
     gas["registerDeviceKey"] = as_enterprise.register_device_key(ENTERPRISE, DEVICE, key_1).gas_used
     gas["revokeDeviceKey"] = as_enterprise.revoke_device_key(ENTERPRISE, DEVICE, key_1).gas_used
     gas["registerDeviceKey (rotation)"] = as_enterprise.register_device_key(ENTERPRISE, DEVICE, key_2).gas_used
+    gateway_key = device_fingerprint(b"gas gateway key")
+    gas["registerGatewayKey"] = as_enterprise.register_gateway_key(ENTERPRISE, DEVICE_2, gateway_key).gas_used
+    gas["revokeGatewayKey"] = as_enterprise.revoke_gateway_key(ENTERPRISE, DEVICE_2, gateway_key).gas_used
     gas["transferOperator"] = registry.transfer_operator(parties.other).gas_used
     gas["acceptOperator"] = registry.with_sender(parties.other).accept_operator().gas_used
     registry = registry.with_sender(parties.other)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from cloud.chain import BindingState, KeyState, key_fingerprint
+from cloud.chain import BindingState, KeyState, SignerKind, key_fingerprint
 from cloud.ledger_chain import chain_id_of
-from tests.cloud.cloud_testkit import ADMIN_KEY, auth, new_key, register_tenant
+from tests.cloud.cloud_testkit import ADMIN_KEY, auth, new_key, register_tenant, upload
 
 
 def _ledger(client: TestClient):  # type: ignore[no-untyped-def]
@@ -62,7 +62,7 @@ def test_device_keys_registered_and_revoked_on_chain(client: TestClient) -> None
     registry = _ledger(client).chain.registry()
     device = tenant.gateway.devices[0]
     fingerprint = key_fingerprint(device.public)
-    assert registry.key_state(fingerprint) == (KeyState.ACTIVE, chain_id_of(device.device_id))
+    assert registry.key_state(fingerprint) == (KeyState.ACTIVE, SignerKind.DEVICE, chain_id_of(device.device_id))
     assert registry.device_key(chain_id_of(device.device_id)) == (chain_id_of(tenant.enterprise_id), fingerprint)
 
     r = client.post(f"/api/v1/devices/{device.device_id}/revoke", headers=auth(tenant.engineer_key))
@@ -77,6 +77,68 @@ def test_device_keys_registered_and_revoked_on_chain(client: TestClient) -> None
     assert statuses == {device.device_id: "revoked", tenant.gateway.devices[1].device_id: "active"}
     assert r.json()["emission_factor"] == tenant.gateway.factor_id
     assert {d["public_key"] for d in r.json()["devices"]} == {d.public.hex() for d in tenant.gateway.devices}
+
+
+def test_gateway_keys_registered_on_chain_and_a_revoked_gateway_cannot_upload(client: TestClient) -> None:
+    tenant = register_tenant(client, "Gamma Glass", devices=1)
+    gateway = tenant.gateway
+    registry = _ledger(client).chain.registry()
+    fingerprint = key_fingerprint(gateway.public)
+    chain_gateway = chain_id_of(gateway.gateway_id)
+    assert registry.key_state(fingerprint) == (KeyState.ACTIVE, SignerKind.GATEWAY, chain_gateway)
+    assert registry.gateway_key(chain_gateway) == (chain_id_of(tenant.enterprise_id), fingerprint)
+    batch, readings = gateway.build()
+    assert upload(client, gateway, batch).status_code == 201
+    gateway.accepted(batch, readings)
+
+    r = client.post(f"/api/v1/gateways/{gateway.gateway_id}/revoke", headers=auth(tenant.engineer_key))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["status"], body["key_fingerprint"]) == ("revoked", fingerprint.hex())
+    assert body["registered_tx"].startswith("0x") and body["revoked_tx"].startswith("0x")
+    assert registry.key_state(fingerprint)[0] == KeyState.REVOKED
+    assert [e.kind for e in registry.gateway_key_events(gateway_id=chain_gateway)] == ["registered", "revoked"]
+    # its API key died with it: the next batch is refused before anything is read
+    batch, _ = gateway.build()
+    assert upload(client, gateway, batch).status_code == 401
+    assert client.post(f"/api/v1/gateways/{gateway.gateway_id}/revoke",
+                       headers=auth(tenant.engineer_key)).status_code == 409
+    # a replacement gateway registers under a new id; the revoked key can never come back
+    again = client.post(f"/api/v1/sites/{gateway.site_id}/gateways", headers=auth(tenant.engineer_key),
+                        json={"gateway_id": gateway.gateway_id + "-2", "public_key": gateway.public.hex()})
+    assert again.status_code == 409, again.text
+
+
+def test_gateways_from_before_keys_went_on_chain_are_backfilled_once(client: TestClient) -> None:
+    from cloud import models
+    from cloud.gateway_keys import register_missing_gateway_keys
+
+    tenant = register_tenant(client, "Delta Paper", devices=1)
+    ledger = _ledger(client)
+    registry = ledger.chain.registry()
+    site, enterprise = tenant.gateway.site_id, chain_id_of(tenant.enterprise_id)
+    keys = {name: new_key()[1] for name in ("old", "half")}
+    # "half": an earlier run sent the transaction and lost its database write
+    registry.register_gateway_key(enterprise, chain_id_of("gw-half"), key_fingerprint(keys["half"]))
+    with ledger.session_factory.begin() as session:
+        for name, public in keys.items():
+            session.add(models.Gateway(id=f"gw-{name}", site_id=site, public_key=public, created_at=0))
+        # a row whose key the chain lists for a device: left for a person to look at
+        session.add(models.Gateway(id="gw-clash", site_id=site, public_key=tenant.gateway.devices[0].public,
+                                   created_at=0))
+
+    report = register_missing_gateway_keys(ledger)
+    assert (report.registered, report.recorded, list(report.conflicts)) == (["gw-old"], ["gw-half"], ["gw-clash"])
+    for name, public in keys.items():
+        state = registry.key_state(key_fingerprint(public))
+        assert state == (KeyState.ACTIVE, SignerKind.GATEWAY, chain_id_of(f"gw-{name}"))
+        with ledger.read_session_factory() as session:
+            row = session.get(models.Gateway, f"gw-{name}")
+            assert row is not None and row.status == "active"
+            events = registry.gateway_key_events(gateway_id=chain_id_of(f"gw-{name}"))
+            assert row.registered_tx == "0x" + events[0].tx_hash.hex()
+    again = register_missing_gateway_keys(ledger)
+    assert (again.registered, again.recorded, list(again.conflicts)) == ([], [], ["gw-clash"])
 
 
 def test_roles_and_scopes_leak_nothing(client: TestClient) -> None:
@@ -98,6 +160,8 @@ def test_roles_and_scopes_leak_nothing(client: TestClient) -> None:
         ("get", f"/api/v1/devices/{b_device}", a.enterprise_key, None),
         ("get", "/api/v1/devices/no-such-device", a.enterprise_key, None),
         ("post", f"/api/v1/devices/{b_device}/revoke", a.engineer_key, None),
+        ("post", f"/api/v1/gateways/{b_gateway}/revoke", a.engineer_key, None),
+        ("post", "/api/v1/gateways/no-such-gateway/revoke", a.enterprise_key, None),
         ("get", f"/api/v1/devices/{b_device}/readings", a.engineer_key, None),
         ("get", f"/api/v1/gateways/{b_gateway}/devices", a.gateway.api_key, None),
         ("get", f"/api/v1/gateways/{b_gateway}/state", a.gateway.api_key, None),

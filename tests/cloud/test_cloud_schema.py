@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,11 @@ def test_cli_bootstrap_prints_a_working_operator_key(tmp_path: Path, monkeypatch
     result = runner.invoke(cloud_app, ["keygen", "--path", str(tmp_path / "k.hex")])
     assert result.exit_code == 0 and len(result.output.strip()) == 130
     assert runner.invoke(cloud_app, ["keygen", "--path", str(tmp_path / "k.hex")]).exit_code == 1
+
+
+def test_cli_register_gateway_keys_runs_on_the_embedded_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the embedded defaults keep their files under the working directory
+    monkeypatch.setenv("CT_CLOUD_DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
+    result = CliRunner().invoke(cloud_app, ["register-gateway-keys"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"registered": [], "recorded": [], "conflicts": {}}

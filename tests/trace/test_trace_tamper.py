@@ -1,7 +1,7 @@
 """Tamper matrix: one changed byte in every stored place and in every part of a bundle is caught, at its step.
 
 Stored places (SQL reading row, content-store blob, a log proof node, the device/gateway/checkpoint
-signatures, the device key table) are changed under a running app, traced through the API, then restored
+signatures, the device and gateway key tables) are changed under a running app, traced through the API, then restored
 and traced again (valid), so each case also shows the detection is not spurious. Rewriting anchored history
 is caught by the consistency check against the chain.
 """
@@ -62,6 +62,14 @@ def _readdress(ledger: Ledger, batch_id: str, blob: bytes, signed_header: bytes 
             row.signed_header = signed_header
 
 
+def _resign_header_with_a_rogue_key(batch: dict[str, Any]) -> None:
+    """A bundle whose header signature verifies under the key it carries, which is not the gateway's on chain."""
+    rogue_private, rogue_public = new_key()
+    message = cose.parse_sign1(bytes.fromhex(batch["signed_header"]))
+    batch["signed_header"] = cose.sign1(rogue_private, bytes(message.kid), bytes(message.payload)).hex()
+    batch["gateway_public_key"] = rogue_public.hex()
+
+
 class StoreCase:
     def __init__(self, name: str, step: str, tamper: Callable[[], Callable[[], None]]) -> None:
         self.name, self.step, self.tamper = name, step, tamper
@@ -80,6 +88,9 @@ def test_stored_tamper_matrix(client: TestClient) -> None:
         device_row = session.get(models.Device, first.device_id)
         assert device_row is not None
         original_key = device_row.public_key
+        gateway_row = session.get(models.Gateway, traced.tenant.gateway.gateway_id)
+        assert gateway_row is not None
+        original_gateway_key = gateway_row.public_key
         checkpoint_row = session.get(models.Checkpoint, 0)
         assert checkpoint_row is not None
         original_checkpoint = checkpoint_row.signed
@@ -129,6 +140,21 @@ def test_stored_tamper_matrix(client: TestClient) -> None:
         set_rows(models.Device, models.Device.id == first.device_id, public_key=new_key()[1])
         return lambda: set_rows(models.Device, models.Device.id == first.device_id, public_key=original_key)
 
+    def gateway_key_table() -> Callable[[], None]:
+        # an insider swaps the gateway's key for their own and re-signs the header: the signature holds, but
+        # only the chain says which key is the gateway's
+        rogue_private, rogue_public = new_key()
+        gateway_id = traced.tenant.gateway.gateway_id
+        header = cose.sign1(rogue_private, gateway_id.encode(), bytes(cose.parse_sign1(batch.signed_header).payload))
+        _readdress(ledger, batch.id, Batch(header, batch.header, batch.leaves).encode(), header)
+        set_rows(models.Gateway, models.Gateway.id == gateway_id, public_key=rogue_public)
+
+        def restore() -> None:
+            back_to_original()
+            set_rows(models.Gateway, models.Gateway.id == gateway_id, public_key=original_gateway_key)
+
+        return restore
+
     cases = [
         StoreCase("SQL reading row", "sql_index", sql_reading_row),
         StoreCase("content-store blob", "content_store", blob_byte),
@@ -137,6 +163,7 @@ def test_stored_tamper_matrix(client: TestClient) -> None:
         StoreCase("gateway signature (blob and index re-addressed)", "gateway_signature", gateway_signature),
         StoreCase("checkpoint signature", "checkpoint_signature", checkpoint_signature),
         StoreCase("device key table", "device_key", device_key_table),
+        StoreCase("gateway key table (header re-signed with the new key)", "gateway_signature", gateway_key_table),
     ]
     assert _first_item(client, traced)["status"] == "valid"
     for case in cases:
@@ -151,6 +178,18 @@ def test_stored_tamper_matrix(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     item = _first_item(client, traced)
     assert item["failed_step"] == "device_key" and "revoked" in item["steps"][-1]["detail"]
+
+
+def test_a_gateway_key_revoked_on_chain_fails_its_batches_at_the_gateway_step(client: TestClient) -> None:
+    traced = tenant_with_batches(client, "Revoked Gateway", batches=1)
+    anchor(client)
+    assert _first_item(client, traced)["status"] == "valid"
+    gateway = traced.tenant.gateway.gateway_id
+    r = client.post(f"/api/v1/gateways/{gateway}/revoke", headers=auth(traced.tenant.engineer_key))
+    assert r.status_code == 200, r.text
+    item = _first_item(client, traced)
+    failed = [step for step in item["steps"] if step["ok"] is False]
+    assert item["failed_step"] == "gateway_signature" and "revoked" in failed[0]["detail"], item
 
 
 def test_rewritten_history_is_caught_by_consistency(sqlite_client: TestClient) -> None:
@@ -240,6 +279,11 @@ BUNDLE_CASES: list[tuple[str, str, BundleMutation]] = [
         "checkpoint signature",
         "checkpoint_signature",
         lambda b: b["checkpoints"][0].__setitem__("signed", flip_hex(b["checkpoints"][0]["signed"])),
+    ),
+    (
+        "gateway key and header re-signed with it",
+        "gateway_signature",
+        lambda b: _resign_header_with_a_rogue_key(b["batches"][0]),
     ),
     ("cloud public key", "checkpoint_signature", lambda b: b["cloud_key"].__setitem__("public_key", _other_key_hex())),
     ("log index", "log_inclusion", lambda b: b["batches"][0].__setitem__("log_index", 0)),
