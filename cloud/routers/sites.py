@@ -4,7 +4,8 @@ also a transaction on the chain (fingerprint = sha256 of the SEC1 key), so the r
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import select
@@ -12,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from carbontrace_protocol.emission_factors import get_factor
 from cloud import models
-from cloud.chain import key_fingerprint
+from cloud.chain import TxResult, key_fingerprint
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
+from cloud.ledger import Ledger
 from cloud.ledger_chain import chain_id_of
 from cloud.schemas import (
     DeviceCreate,
@@ -103,6 +105,51 @@ def list_sites(
     return [_site_read(s) for s in rows]
 
 
+# Devices and gateways are both signers: a key under an enterprise's site, registered and revoked on chain first.
+SignerRow = TypeVar("SignerRow", models.Device, models.Gateway)
+ChainKeyCall = Callable[[bytes, bytes, bytes], TxResult]  # (enterprise, signer, fingerprint) -> transaction
+
+
+def _enterprise_of_new_signer(
+    ledger: Ledger, principal: Principal, site_id: str, model: type[SignerRow], signer_id: str, what: str
+) -> str:
+    """The enterprise a new device or gateway of ``site_id`` registers under; 409 if its id is taken."""
+    with ledger.read_session_factory() as session:
+        site = site_in_scope(session, principal, site_id)
+        if session.get(model, signer_id) is not None:
+            raise HTTPException(409, f"{what} id taken")
+        return site.enterprise_id
+
+
+def _revoke_signer(
+    ledger: Ledger,
+    principal: Principal,
+    model: type[SignerRow],
+    signer_id: str,
+    what: str,
+    revoke_on_chain: ChainKeyCall,
+    also: Callable[[Session], None] | None = None,
+) -> SignerRow:
+    """Revoke a device's or gateway's key on chain, then mark it revoked here (``also`` runs in that transaction)."""
+    with ledger.read_session_factory() as session:
+        signer = session.get(model, signer_id)
+        if signer is None:
+            raise forbidden()
+        site = site_in_scope(session, principal, signer.site_id)
+        if signer.status != "active":
+            raise HTTPException(409, f"{what} already revoked")
+        public_key = signer.public_key
+    result = revoke_on_chain(chain_id_of(site.enterprise_id), chain_id_of(signer_id), key_fingerprint(public_key))
+    with ledger.session_factory.begin() as session:
+        row = session.get(model, signer_id)
+        assert row is not None
+        row.status = "revoked"
+        row.revoked_tx = "0x" + result.tx_hash.hex()
+        if also is not None:
+            also(session)
+    return row
+
+
 def _gateway_read(gateway: models.Gateway) -> GatewayRead:
     return GatewayRead(
         gateway_id=gateway.id,
@@ -125,11 +172,7 @@ def register_gateway(
     """Roles: the site's enterprise and its site engineers. Registers the gateway key on chain, then here;
     returns the gateway's API key (shown once)."""
     public_key = bytes.fromhex(body.public_key)
-    with ledger.read_session_factory() as session:
-        site = site_in_scope(session, principal, site_id)
-        if session.get(models.Gateway, body.gateway_id) is not None:
-            raise HTTPException(409, "gateway id taken")
-        enterprise_id = site.enterprise_id
+    enterprise_id = _enterprise_of_new_signer(ledger, principal, site_id, models.Gateway, body.gateway_id, "gateway")
     # Chain first, as for devices: a verifier trusts a batch signature only under a key the chain lists.
     result = ledger.chain.registry().register_gateway_key(
         chain_id_of(enterprise_id), chain_id_of(body.gateway_id), key_fingerprint(public_key)
@@ -157,25 +200,16 @@ def revoke_gateway(
 ) -> GatewayRead:
     """Roles: the gateway's enterprise and its site engineers. Revokes the gateway key on chain and its API
     keys here: its uploads are refused from then on. A replacement is registered under a new gateway id."""
-    with ledger.read_session_factory() as session:
-        gateway = session.get(models.Gateway, gateway_id)
-        if gateway is None:
-            raise forbidden()
-        site = site_in_scope(session, principal, gateway.site_id)
-        if gateway.status != "active":
-            raise HTTPException(409, "gateway already revoked")
-        public_key = gateway.public_key
-    result = ledger.chain.registry().revoke_gateway_key(
-        chain_id_of(site.enterprise_id), chain_id_of(gateway_id), key_fingerprint(public_key)
+    gateway = _revoke_signer(
+        ledger,
+        principal,
+        models.Gateway,
+        gateway_id,
+        "gateway",
+        ledger.chain.registry().revoke_gateway_key,
+        also=lambda session: revoke_gateway_keys(session, gateway_id),
     )
-    with ledger.session_factory.begin() as session:
-        row = session.get(models.Gateway, gateway_id)
-        assert row is not None
-        row.status = "revoked"
-        row.revoked_tx = "0x" + result.tx_hash.hex()
-        revoke_gateway_keys(session, gateway_id)
-        read = _gateway_read(row)
-    return read
+    return _gateway_read(gateway)
 
 
 @router.post("/sites/{site_id}/devices", status_code=201, response_model=DeviceRead)
@@ -187,11 +221,7 @@ def register_device(
 ) -> DeviceRead:
     """Roles: the site's enterprise and its site engineers. Registers the device key on chain, then here."""
     public_key = bytes.fromhex(body.public_key)
-    with ledger.read_session_factory() as session:
-        site = site_in_scope(session, principal, site_id)
-        if session.get(models.Device, body.device_id) is not None:
-            raise HTTPException(409, "device id taken")
-        enterprise_id = site.enterprise_id
+    enterprise_id = _enterprise_of_new_signer(ledger, principal, site_id, models.Device, body.device_id, "device")
     # Chain first: a device is usable only once its key is on chain. If the DB write then fails, the
     # registration is retried and the chain answers KeyAlreadyRegistered (409): the operator reconciles.
     result = ledger.chain.registry().register_device_key(
@@ -215,22 +245,10 @@ def revoke_device(
     device_id: str, ledger: LedgerDep, principal: Annotated[Principal, Depends(require(*_MANAGERS))]
 ) -> DeviceRead:
     """Roles: the device's enterprise and its site engineers. Revokes the key on chain; its readings are refused."""
-    with ledger.read_session_factory() as session:
-        device = session.get(models.Device, device_id)
-        if device is None:
-            raise forbidden()
-        site = site_in_scope(session, principal, device.site_id)
-        if device.status != "active":
-            raise HTTPException(409, "device already revoked")
-    result = ledger.chain.registry().revoke_device_key(
-        chain_id_of(site.enterprise_id), chain_id_of(device_id), key_fingerprint(device.public_key)
+    device = _revoke_signer(
+        ledger, principal, models.Device, device_id, "device", ledger.chain.registry().revoke_device_key
     )
-    with ledger.session_factory.begin() as session:
-        row = session.get(models.Device, device_id)
-        assert row is not None
-        row.status = "revoked"
-        row.revoked_tx = "0x" + result.tx_hash.hex()
-    return _device_read(row)
+    return _device_read(device)
 
 
 @router.get("/devices/{device_id}", response_model=DeviceRead)
