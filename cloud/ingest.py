@@ -26,6 +26,7 @@ from carbontrace_protocol.verify import verify_es256
 from cloud import models
 from cloud.content_store import ContentStore
 from cloud.ledger_log import SqlLog
+from cloud.signer_keys import DEVICE, GATEWAY, SignerKindName, keys_of
 
 
 class NotYourGateway(Exception):
@@ -66,6 +67,24 @@ def _decimal_mantissa(value: Any) -> int | None:
     if isinstance(value, cbor.Tag) and isinstance(value.value, list) and len(value.value) == 2:
         return int(value.value[1])
     return None
+
+
+def revoked_key_that_signed(
+    session: Session, kind: SignerKindName, signer_id: str, signed_bytes: bytes, signature: bytes
+) -> models.SignerKey | None:
+    """The signer's revoked (rotated-out) key under which ``signature`` verifies, if any: used only to name the
+    reason of a rejection, after the current key failed. Such a signature is refused all the same."""
+    for key in keys_of(session, kind, signer_id):
+        if key.revoked_at is not None and verify_es256(key.public_key, signed_bytes, signature):
+            return key
+    return None
+
+
+def _rotated_out(what: str, key: models.SignerKey) -> str:
+    return (
+        f"signed with {what}'s key {key.fingerprint.hex()}, revoked at {key.revoked_at} (rotated out or revoked); "
+        "only its current key counts"
+    )
 
 
 class Ingestor:
@@ -141,13 +160,40 @@ class Ingestor:
         # gets that far, so nobody learns a gateway's position without its key.
         message = cose.parse_sign1(batch.signed_header)
         if not verify_es256(gateway.public_key, message.signed_bytes(), message.signature):
+            old = revoked_key_that_signed(session, GATEWAY, gateway_id, message.signed_bytes(), message.signature)
+            if old is not None:
+                raise BatchRejected("revoked_gateway_key", "batch header " + _rotated_out(f"gateway {gateway_id}", old))
             raise BatchRejected("bad_gateway_signature", "gateway signature on the batch header does not verify")
         self._check_order(session, gateway_id, batch)
-        verified = verify_batch(batch, gateway.public_key, keys.get, factor, baseline)
+        try:
+            verified = verify_batch(batch, gateway.public_key, keys.get, factor, baseline)
+        except BatchRejected as err:
+            explained = self._explain_bad_reading_signature(session, batch, err)
+            if explained is err:
+                raise
+            raise explained from err
         if batch.header["site"] != site.id:
             raise BatchRejected("wrong_site", "batch names a site other than its gateway's")
         self._check_replay(session, verified)
         return verified
+
+    @staticmethod
+    def _explain_bad_reading_signature(session: Session, batch: batchlib.Batch, err: BatchRejected) -> BatchRejected:
+        """``revoked_device_key`` instead of ``bad_signature`` when the reading verifies under a key its device
+        had before (a reading signed after, or in flight during, a key rotation); otherwise ``err`` itself."""
+        if err.reason != "bad_signature" or err.leaf_index is None:
+            return err
+        try:
+            _kind, body = batchlib.parse_leaf(batch.leaves[err.leaf_index])
+            message = cose.parse_sign1(body)
+            device_id = message.kid.decode()
+        except (ProtocolError, UnicodeError, IndexError):
+            return err
+        old = revoked_key_that_signed(session, DEVICE, device_id, message.signed_bytes(), message.signature)
+        if old is None:
+            return err
+        detail = "reading " + _rotated_out(f"device {device_id}", old)
+        return BatchRejected("revoked_device_key", detail, err.leaf_index)
 
     def _check_replay(self, session: Session, verified: VerifiedBatch) -> None:
         by_device: dict[str, dict[int, int]] = {}

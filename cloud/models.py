@@ -89,6 +89,26 @@ class Device(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
+class SignerKey(Base):
+    """Every key a device or gateway ever had, oldest first (the current one is also Device/Gateway.public_key).
+
+    A proof names the key that signed a reading or batch by fingerprint; this table answers for keys rotated
+    out since. ``revoked_at`` is NULL while the key is the signer's current one. Rows are only ever added or
+    marked revoked, never deleted: a fingerprint is used once, ever, as on chain."""
+
+    __tablename__ = "signer_keys"
+    __table_args__ = (Index("ix_signer_keys_signer", "kind", "signer_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "device" | "gateway"
+    signer_id: Mapped[str] = mapped_column(String(64))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(65))  # uncompressed SEC1
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)  # sha256 of public_key
+    registered_at: Mapped[int] = mapped_column(BigInteger)  # unix seconds
+    register_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)  # NULL: gateway from before 0003
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoke_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)
+
+
 class Blob(Base):
     """A blob in the content store; `pinned` is False until IPFS holds it (always True for the local store)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
+from carbontrace_protocol import p256
 from carbontrace_protocol.reading import valid_device_id
 
 _ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
@@ -13,7 +14,7 @@ def _sec1_hex(value: str) -> str:
     value = value.lower()
     if len(value) != 130 or not value.startswith("04"):
         raise ValueError("public_key must be the 65-byte uncompressed SEC1 key in hex (130 chars, 04…)")
-    bytes.fromhex(value)
+    p256.decode_public_key(bytes.fromhex(value))  # ValueError (422) unless a point on P-256
     return value
 
 
@@ -88,14 +89,34 @@ class GatewayCreate(BaseModel):
     _check_key = field_validator("public_key")(_sec1_hex)
 
 
+class KeyRotate(BaseModel):
+    """A device's or gateway's new key: the old one is revoked on chain and this one registered, same id."""
+
+    public_key: str
+
+    _check_key = field_validator("public_key")(_sec1_hex)
+
+
+class SignerKeyRead(BaseModel):
+    """One key of a device's or gateway's history (cloud/signer_keys.py); revoked_at None: the current key."""
+
+    fingerprint: str  # hex sha256 of the SEC1 key, as on chain
+    public_key: str
+    registered_at: int  # unix seconds
+    register_tx: str | None  # None: a gateway key from before gateway keys went on chain
+    revoked_at: int | None
+    revoke_tx: str | None
+
+
 class GatewayRead(BaseModel):
     gateway_id: str
     site_id: str
-    public_key: str
+    public_key: str  # the current key
     key_fingerprint: str
     status: str
-    registered_tx: str | None  # None: registered before gateway keys went on chain
-    revoked_tx: str | None
+    registered_tx: str | None  # of the current key; None: registered before gateway keys went on chain
+    revoked_tx: str | None  # the gateway's revocation (decommissioning), not a rotation
+    keys: list[SignerKeyRead]  # every key it ever had, oldest first
 
 
 class GatewayCreated(GatewayRead):
@@ -119,11 +140,12 @@ class DeviceCreate(BaseModel):
 class DeviceRead(BaseModel):
     device_id: str
     site_id: str
-    public_key: str
+    public_key: str  # the current key
     status: str
     key_fingerprint: str
-    registered_tx: str
-    revoked_tx: str | None
+    registered_tx: str  # of the current key
+    revoked_tx: str | None  # the device's revocation (decommissioning), not a rotation
+    keys: list[SignerKeyRead]  # every key it ever had, oldest first
 
 
 class RegistryDevice(BaseModel):
