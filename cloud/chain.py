@@ -14,7 +14,6 @@ Contract artifacts come from cloud/contracts/*.json, written by scripts/compile_
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,9 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted
 from web3.types import BlockIdentifier, EventData, TxParams, TxReceipt, Wei
+
+from carbontrace_protocol import ids
+from carbontrace_protocol.ids import key_fingerprint as key_fingerprint  # re-exported: defined once, in ids
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "contracts"
 REGISTRY_ARTIFACT = ARTIFACTS_DIR / "CarbonTraceRegistry.json"
@@ -90,17 +92,43 @@ class BindingState(IntEnum):
 
 
 class KeyState(IntEnum):
-    NONE = 0
-    ACTIVE = 1
-    REVOKED = 2
+    NONE = ids.KEY_NONE
+    ACTIVE = ids.KEY_ACTIVE
+    REVOKED = ids.KEY_REVOKED
 
 
 class SignerKind(IntEnum):
-    """Who holds a key: a device signs readings, a gateway signs batch headers and aggregates."""
+    """Who holds a key: a device signs readings, a gateway signs batch headers and aggregates, the cloud signs
+    checkpoints and statements."""
 
-    NONE = 0
-    DEVICE = 1
-    GATEWAY = 2
+    NONE = ids.SIGNER_NONE
+    DEVICE = ids.SIGNER_DEVICE
+    GATEWAY = ids.SIGNER_GATEWAY
+    CLOUD = ids.SIGNER_CLOUD
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What the registry's keyState says about a key fingerprint.
+
+    `active_from` is the checkpoint count when the key was registered, `revoked_at` the count when it was revoked
+    (None unless revoked). `enterprise_id` is the device's or gateway's enterprise, zeros for a cloud key."""
+
+    state: KeyState
+    kind: SignerKind
+    signer_id: bytes
+    enterprise_id: bytes
+    active_from: int
+    revoked_at: int | None
+
+    def valid_at(self, seq: int | None) -> bool:
+        """Whether a signature in a batch first anchored under checkpoint `seq` counts; None = not anchored yet,
+        which needs the key active now. Revocation voids what is anchored from revoked_at on, not the past."""
+        if self.state == KeyState.NONE:
+            return False
+        if seq is None:
+            return self.state == KeyState.ACTIVE
+        return self.active_from <= seq and (self.revoked_at is None or seq < self.revoked_at)
 
 
 @dataclass(frozen=True)
@@ -138,8 +166,8 @@ class CheckpointEvent:
 @dataclass(frozen=True)
 class KeyEvent:
     kind: str  # "registered" | "revoked"
-    enterprise_id: bytes
-    signer_id: bytes  # the device's or the gateway's chain id
+    enterprise_id: bytes  # zeros for cloud keys
+    signer_id: bytes  # the device's, the gateway's or the cloud's chain id
     key_fingerprint: bytes
     sender: str
     block_number: int
@@ -166,13 +194,6 @@ class Artifact:
 def load_artifact(path: Path) -> Artifact:
     data = json.loads(path.read_text())
     return Artifact(data["contractName"], data["abi"], data["bytecode"], data["deployedBytecode"])
-
-
-def key_fingerprint(public_key_sec1: bytes) -> bytes:
-    """The on-chain name of a device key: sha256 of its 65-byte uncompressed SEC1 encoding."""
-    if len(public_key_sec1) != 65 or public_key_sec1[0] != 4:
-        raise ValueError("expected a 65-byte uncompressed SEC1 P-256 public key")
-    return hashlib.sha256(public_key_sec1).digest()
 
 
 def local_account(private_key: bytes | str) -> LocalAccount:
@@ -386,7 +407,7 @@ class _BoundContract:
 
 
 class RegistryContract(_BoundContract):
-    """CarbonTraceRegistry: parties, bindings, device keys and Merkle-log checkpoints."""
+    """CarbonTraceRegistry: parties, bindings, signer keys (devices, gateways, the cloud), Merkle-log checkpoints."""
 
     def with_sender(self, sender: Sender) -> RegistryContract:
         return RegistryContract(self.chain, self.address, self.artifact, sender)
@@ -437,7 +458,7 @@ class RegistryContract(_BoundContract):
     def binding_state(self, enterprise_id: bytes, platform_id: bytes) -> BindingState:
         return BindingState(self._call(self.contract.functions.bindingState(enterprise_id, platform_id)))
 
-    # -- signer keys (devices, gateways) --
+    # -- signer keys (devices, gateways, the cloud) --
     def register_device_key(self, enterprise_id: bytes, device_id: bytes, fingerprint: bytes) -> TxResult:
         fn = self.contract.functions.registerDeviceKey(enterprise_id, device_id, fingerprint)
         return self._transact(fn)
@@ -452,6 +473,12 @@ class RegistryContract(_BoundContract):
     def revoke_gateway_key(self, enterprise_id: bytes, gateway_id: bytes, fingerprint: bytes) -> TxResult:
         return self._transact(self.contract.functions.revokeGatewayKey(enterprise_id, gateway_id, fingerprint))
 
+    def register_cloud_key(self, cloud_id: bytes, fingerprint: bytes) -> TxResult:
+        return self._transact(self.contract.functions.registerCloudKey(cloud_id, fingerprint))
+
+    def revoke_cloud_key(self, cloud_id: bytes, fingerprint: bytes) -> TxResult:
+        return self._transact(self.contract.functions.revokeCloudKey(cloud_id, fingerprint))
+
     def device_key(self, device_id: bytes) -> tuple[bytes, bytes]:
         """(enterprise id, active key fingerprint); zeros when unknown / no active key."""
         enterprise_id, fingerprint = self._call(self.contract.functions.deviceKey(device_id))
@@ -462,10 +489,36 @@ class RegistryContract(_BoundContract):
         enterprise_id, fingerprint = self._call(self.contract.functions.gatewayKey(gateway_id))
         return bytes(enterprise_id), bytes(fingerprint)
 
-    def key_state(self, fingerprint: bytes) -> tuple[KeyState, SignerKind, bytes]:
-        """(state, kind of signer, the signer's chain id) of a key fingerprint."""
-        state, kind, signer_id = self._call(self.contract.functions.keyState(fingerprint))
-        return KeyState(state), SignerKind(kind), bytes(signer_id)
+    def cloud_key(self, cloud_id: bytes) -> bytes:
+        """The cloud id's active key fingerprint; zeros when none."""
+        return bytes(self._call(self.contract.functions.cloudKey(cloud_id)))
+
+    def key_state(self, fingerprint: bytes) -> KeyRecord:
+        """Everything the chain says about a key fingerprint (KeyState.NONE with zeros when never registered)."""
+        state, kind, signer_id, enterprise_id, active_from, revoked_at = self._call(
+            self.contract.functions.keyState(fingerprint)
+        )
+        revoked = KeyState(state) == KeyState.REVOKED
+        return KeyRecord(
+            KeyState(state),
+            SignerKind(kind),
+            bytes(signer_id),
+            bytes(enterprise_id),
+            int(active_from),
+            int(revoked_at) if revoked else None,
+        )
+
+    def signer_count(self, enterprise_id: bytes, kind: SignerKind) -> int:
+        """How many device (or gateway) ids the enterprise ever registered a key for."""
+        return int(self._call(self.contract.functions.signerCount(enterprise_id, int(kind))))
+
+    def signer_at(self, enterprise_id: bytes, kind: SignerKind, index: int) -> bytes:
+        return bytes(self._call(self.contract.functions.signerAt(enterprise_id, int(kind), index)))
+
+    def signers_of(self, enterprise_id: bytes, kind: SignerKind) -> list[bytes]:
+        """Every device (or gateway) id the enterprise ever registered, in first-registration order: the list a
+        statement verifier checks for completeness."""
+        return [self.signer_at(enterprise_id, kind, i) for i in range(self.signer_count(enterprise_id, kind))]
 
     # -- checkpoints --
     def anchor_checkpoint(self, tree_size: int, root: bytes, cid: str) -> TxResult:
@@ -512,6 +565,12 @@ class RegistryContract(_BoundContract):
         """Gateway key registrations and revocations in chain order."""
         return self._key_events("Gateway", "gatewayId", from_block, to_block, gateway_id)
 
+    def cloud_key_events(
+        self, from_block: BlockIdentifier = 0, to_block: BlockIdentifier = "latest", cloud_id: bytes | None = None
+    ) -> list[KeyEvent]:
+        """Cloud key registrations and revocations in chain order (enterprise_id is zeros: the cloud has none)."""
+        return self._key_events("Cloud", "cloudId", from_block, to_block, cloud_id)
+
     def _key_events(
         self, signer: str, id_arg: str, from_block: BlockIdentifier, to_block: BlockIdentifier, signer_id: bytes | None
     ) -> list[KeyEvent]:
@@ -522,7 +581,7 @@ class RegistryContract(_BoundContract):
         return [
             KeyEvent(
                 kind,
-                bytes(e["args"]["enterpriseId"]),
+                bytes(e["args"].get("enterpriseId", bytes(32))),
                 bytes(e["args"][id_arg]),
                 bytes(e["args"]["keyFingerprint"]),
                 str(e["args"]["sender"]),

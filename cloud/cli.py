@@ -94,3 +94,49 @@ def register_gateway_keys() -> None:
     typer.echo(json.dumps(report.__dict__))
     if report.conflicts:
         raise typer.Exit(1)
+
+
+@cloud_app.command("rotate-cloud-key")
+def rotate_cloud_key(path: str = typer.Option(None, help="key file (default: CT_CLOUD_SIGNING_KEY_FILE)")) -> None:
+    """Replace the cloud's signing key: a new key file, the old key revoked and the new one registered on chain.
+
+    The old file is kept as <name>.revoked-<UTC timestamp>. Restart the cloud afterwards: a running one still
+    signs with the old key. Safe to run again after a failure: the new key waits in <name>.new until the chain
+    lists it."""
+    import os
+    from pathlib import Path
+
+    from carbontrace_protocol.ids import key_fingerprint
+    from cloud.db import make_engine, session_factory
+    from cloud.db import migrate as run_migrations
+    from cloud.ledger_chain import LedgerChain
+    from cloud.ledger_chain import rotate_cloud_key as rotate_on_chain
+    from cloud.signing_key import load_or_create, public_key
+
+    settings = Settings()
+    current = Path(path or settings.signing_key_file)
+    if not current.exists():
+        typer.echo(f"{current} does not exist: nothing to rotate (`carbontrace cloud keygen` creates one)", err=True)
+        raise typer.Exit(1)
+    old_public = public_key(load_or_create(str(current), allow_create=False))
+    pending = current.with_name(current.name + ".new")
+    new_public = public_key(load_or_create(str(pending), allow_create=True))  # 0600; reused by a re-run
+    engine = make_engine(settings.database_url)
+    run_migrations(engine)
+    # No cloud key check on this LedgerChain: an interrupted run may have revoked the old key already.
+    registry = LedgerChain(settings.chain, session_factory(engine), settings.registry_address).registry()
+    sent = rotate_on_chain(registry, old_public, new_public)
+    retired = current.with_name(f"{current.name}.revoked-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    os.replace(current, retired)
+    os.chmod(retired, 0o600)
+    os.replace(pending, current)
+    typer.echo(
+        json.dumps(
+            {
+                "revoked_key_fingerprint": key_fingerprint(old_public).hex(),
+                "active_key_fingerprint": key_fingerprint(new_public).hex(),
+                "revoked_key_file": str(retired),
+                "transactions": ["0x" + tx.tx_hash.hex() for tx in sent],
+            }
+        )
+    )

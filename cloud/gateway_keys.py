@@ -40,21 +40,27 @@ def register_missing_gateway_keys(ledger: Ledger) -> BackfillReport:
         ]
     for gateway_id, public_key, enterprise_id in pending:
         fingerprint = key_fingerprint(public_key)
-        state, kind, signer = registry.key_state(fingerprint)
-        if state == KeyState.NONE:
+        record = registry.key_state(fingerprint)
+        if record.state == KeyState.NONE:
             tx = "0x" + registry.register_gateway_key(
                 chain_id_of(enterprise_id), chain_id_of(gateway_id), fingerprint
             ).tx_hash.hex()
             report.registered.append(gateway_id)
-        elif state == KeyState.ACTIVE and kind == SignerKind.GATEWAY and signer == chain_id_of(gateway_id):
+        elif (
+            record.state == KeyState.ACTIVE
+            and record.kind == SignerKind.GATEWAY
+            and record.signer_id == chain_id_of(gateway_id)
+        ):
             events = [
-                e for e in registry.gateway_key_events(gateway_id=signer)
+                e for e in registry.gateway_key_events(gateway_id=record.signer_id)
                 if e.kind == "registered" and e.key_fingerprint == fingerprint
             ]
             tx = "0x" + events[-1].tx_hash.hex()
             report.recorded.append(gateway_id)
         else:
-            report.conflicts[gateway_id] = f"the chain lists this key as {state.name.lower()} for a {kind.name.lower()}"
+            report.conflicts[gateway_id] = (
+                f"the chain lists this key as {record.state.name.lower()} for a {record.kind.name.lower()}"
+            )
             continue
         with ledger.session_factory.begin() as session:
             row = session.get(models.Gateway, gateway_id)

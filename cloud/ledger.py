@@ -16,10 +16,10 @@ from cloud.content_store import ContentStore, IpfsClient, LocalContentStore
 from cloud.db import make_engine, migrate, read_session_factory, session_factory
 from cloud.ingest import Ingestor
 from cloud.leader import leader_lock
-from cloud.ledger_chain import LedgerChain
+from cloud.ledger_chain import CloudKeyConflict, LedgerChain
 from cloud.security import ensure_operator_key
 from cloud.settings import Settings
-from cloud.signing_key import load_or_create
+from cloud.signing_key import load_or_create, public_key
 
 logger = logging.getLogger("carbontrace.cloud")
 
@@ -50,6 +50,18 @@ class Ledger:
         self._stop.set()
 
 
+def _check_cloud_key_on_chain(ledger_chain: LedgerChain) -> None:
+    """At start-up: the chain must list the cloud's signing key (registered now if new). A conflicting key stops
+    the start; a chain that is down only delays the check to the first registry use."""
+    try:
+        ledger_chain.registry()
+    except CloudKeyConflict:
+        logger.error("the cloud signing key does not match the chain's cloud key; not starting")
+        raise
+    except chainlib.ChainUnavailable as exc:
+        logger.warning("chain unavailable at start-up; the cloud key is checked on first use: %s", exc)
+
+
 def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Ledger:
     engine = make_engine(settings.database_url)
     migrate(engine)
@@ -60,7 +72,8 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
         ensure_operator_key(session, settings.admin_api_key.get_secret_value(), int(time.time()))
     ipfs = None if settings.content_store == "local" else IpfsClient(settings.content_store)
     store = ContentStore(LocalContentStore(settings.content_dir), ipfs)
-    ledger_chain = LedgerChain(settings.chain, sessions, settings.registry_address, chain)
+    ledger_chain = LedgerChain(settings.chain, sessions, settings.registry_address, chain, public_key(signing_key))
+    _check_cloud_key_on_chain(ledger_chain)
     anchorer = Anchorer(
         sessions,
         store,

@@ -1,4 +1,5 @@
-"""The cloud's use of the chain: which node, which registry contract, which custodial account.
+"""The cloud's use of the chain: which node, which registry contract, which custodial account, and the
+cloud's own signing key on chain.
 
 Built on cloud/chain.py (the contract client). The node is reached lazily and again after a failure, so a
 chain that is down at start-up or later only delays registry writes and anchors; ingestion never needs it.
@@ -6,23 +7,92 @@ chain that is down at start-up or later only delays registry writes and anchors;
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import threading
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from carbontrace_protocol.ids import CLOUD_SIGNER, key_fingerprint
+from carbontrace_protocol.ids import chain_id_of as chain_id_of  # re-exported: defined once, in ids
 from cloud import chain as chainlib
 from cloud.models import Enterprise, Meta, Platform
 
+logger = logging.getLogger("carbontrace.cloud")
 
-def chain_id_of(text_id: str) -> bytes:
-    """The bytes32 an id has on chain: sha256 of its UTF-8 text (device ids may exceed 32 bytes)."""
-    return hashlib.sha256(text_id.encode()).digest()
+# The id the registry lists the cloud's checkpoint and statement signing keys under.
+CLOUD_ID = chain_id_of(CLOUD_SIGNER)
+_NO_KEY = bytes(32)
 
 
 class NoCustodialAccount(chainlib.ChainError):
     pass
+
+
+class CloudKeyConflict(chainlib.ChainError):
+    """The chain disagrees with the cloud's signing key file (another key active, or this one revoked or held by
+    someone else): a person decides, `carbontrace cloud rotate-cloud-key` being the way to change keys."""
+
+
+def ensure_cloud_key(registry: chainlib.RegistryContract, public_key: bytes) -> chainlib.TxResult | None:
+    """Register the cloud's signing key under CLOUD_ID unless the chain already lists it active there.
+
+    Returns the registration, None when nothing had to be sent. Never rotates: if another cloud key is active,
+    or this key was revoked, it raises CloudKeyConflict instead."""
+    fingerprint = key_fingerprint(public_key)
+    record = registry.key_state(fingerprint)
+    if _is_active_cloud_key(record):
+        return None
+    if record.state != chainlib.KeyState.NONE:
+        raise CloudKeyConflict(
+            f"the chain lists the cloud signing key {fingerprint.hex()} as {record.state.name.lower()} for a "
+            f"{record.kind.name.lower()}: it cannot sign for the cloud; use the current key file or rotate"
+        )
+    active = registry.cloud_key(CLOUD_ID)
+    if active != _NO_KEY:
+        raise CloudKeyConflict(
+            f"the chain lists another cloud signing key ({active.hex()}) as active, not {fingerprint.hex()}: "
+            "point the cloud at that key's file, or replace it with `carbontrace cloud rotate-cloud-key`"
+        )
+    try:
+        return registry.register_cloud_key(CLOUD_ID, fingerprint)
+    except chainlib.ContractReverted as exc:
+        # Another worker starting at the same time may have registered it between the read and the send.
+        if exc.error_name == "KeyAlreadyRegistered" and _is_active_cloud_key(registry.key_state(fingerprint)):
+            return None
+        raise
+
+
+def rotate_cloud_key(
+    registry: chainlib.RegistryContract, old_public_key: bytes, new_public_key: bytes
+) -> list[chainlib.TxResult]:
+    """Revoke the old cloud key and register the new one under CLOUD_ID; returns the transactions sent.
+
+    Resumable: a step the chain already shows done (old key revoked, new key active) is skipped, so a run that
+    stopped half-way can be run again with the same two keys."""
+    old, new = key_fingerprint(old_public_key), key_fingerprint(new_public_key)
+    sent: list[chainlib.TxResult] = []
+    active = registry.cloud_key(CLOUD_ID)
+    if active == old:
+        sent.append(registry.revoke_cloud_key(CLOUD_ID, old))
+        active = _NO_KEY
+    if active == new:
+        return sent
+    if active != _NO_KEY:
+        raise CloudKeyConflict(
+            f"the chain lists a third cloud signing key ({active.hex()}) as active, neither the old "
+            f"({old.hex()}) nor the new ({new.hex()}): not rotating"
+        )
+    sent.append(registry.register_cloud_key(CLOUD_ID, new))
+    return sent
+
+
+def _is_active_cloud_key(record: chainlib.KeyRecord) -> bool:
+    return (
+        record.state == chainlib.KeyState.ACTIVE
+        and record.kind == chainlib.SignerKind.CLOUD
+        and record.signer_id == CLOUD_ID
+    )
 
 
 class LedgerChain:
@@ -32,10 +102,13 @@ class LedgerChain:
         session_factory: sessionmaker[Session],
         registry_address: str = "",
         chain: chainlib.Chain | None = None,
+        cloud_public_key: bytes | None = None,
     ) -> None:
         self.url = url
         self.session_factory = session_factory
         self.registry_address = registry_address
+        # When set, the registry is handed out only once the chain lists this key as the cloud's (ensure_cloud_key).
+        self.cloud_public_key = cloud_public_key
         self._chain = chain
         self._registry: chainlib.RegistryContract | None = None
         self._lock = threading.RLock()
@@ -47,23 +120,33 @@ class LedgerChain:
             return self._chain
 
     def registry(self) -> chainlib.RegistryContract:
-        """The registry contract, deployed on first use when no address is configured or remembered."""
+        """The registry contract, deployed on first use when no address is configured or remembered; with a
+        cloud key configured, only once the chain lists it (registered here if need be)."""
         with self._lock:
             if self._registry is not None:
                 return self._registry
-            chain = self.connect()
-            meta_key = f"registry@{chain.chain_id}:{self.url}"[:64]
-            address = self.registry_address
-            with self.session_factory.begin() as session:
-                remembered = session.get(Meta, meta_key)
-                if not address and remembered is not None and self.url != "embedded":
-                    address = remembered.value
-                if address:
-                    self._registry = chainlib.attach_registry(chain, address)
-                else:
-                    self._registry, _ = chainlib.deploy_registry(chain)
-                    session.merge(Meta(key=meta_key, value=self._registry.address))
-            return self._registry
+            registry = self._attach_or_deploy()
+            if self.cloud_public_key is not None:
+                # Outside the deploy's transaction: a failure here keeps the remembered address for the retry.
+                registered = ensure_cloud_key(registry, self.cloud_public_key)
+                if registered is not None:
+                    logger.info("registered the cloud signing key on chain (tx 0x%s)", registered.tx_hash.hex())
+            self._registry = registry
+            return registry
+
+    def _attach_or_deploy(self) -> chainlib.RegistryContract:
+        chain = self.connect()
+        meta_key = f"registry@{chain.chain_id}:{self.url}"[:64]
+        address = self.registry_address
+        with self.session_factory.begin() as session:
+            remembered = session.get(Meta, meta_key)
+            if not address and remembered is not None and self.url != "embedded":
+                address = remembered.value
+            if address:
+                return chainlib.attach_registry(chain, address)
+            registry, _ = chainlib.deploy_registry(chain)
+            session.merge(Meta(key=meta_key, value=registry.address))
+            return registry
 
     def as_party(self, account: str) -> chainlib.RegistryContract:
         return self.registry().with_sender(account)

@@ -2,9 +2,9 @@
 pragma solidity 0.8.37;
 
 /// @title CarbonTrace registry and Merkle-log anchor
-/// @notice The operator (the CarbonTrace cloud's account) registers enterprises, carbon-trading platforms and
-/// the keys of devices and gateways, and anchors checkpoints of the append-only Merkle log of signed readings. One transaction per
-/// checkpoint, whatever the number of readings it covers.
+/// @notice The operator (the CarbonTrace cloud's account) registers enterprises, carbon-trading platforms,
+/// the keys of devices and gateways and the cloud's own signing keys, and anchors checkpoints of the append-only
+/// Merkle log of signed readings. One transaction per checkpoint, whatever the number of readings it covers.
 /// @dev Decisions:
 ///  - requestBinding may be sent by the enterprise's own account OR by the operator acting for it (the cloud
 ///    submits on behalf of enterprises that hold no key); the event records who sent it. Only the platform's
@@ -16,11 +16,24 @@ pragma solidity 0.8.37;
 ///    revoked: registering it again reverts with KeyRevoked. A signer has at most one active key; rotating means
 ///    revoke then register, two events that anyone can audit. A signer belongs to one enterprise. Devices and
 ///    gateways are separate id spaces with their own events; keyState says which kind holds a key.
+///  - Cloud keys (the keys the cloud signs checkpoints and statements with) follow the same rules in a third id
+///    space, without an enterprise; only the operator registers or revokes them.
+///  - A key is valid from a point in the log, not "now": its record stores activeFrom, the checkpoint count when
+///    it was registered (the first checkpoint sequence anchored while it is active), and revokedAt, the count when
+///    it was revoked. A verifier accepts a signature in a batch first anchored under checkpoint S iff
+///    activeFrom <= S and (state == Active or S < revokedAt): revoking a key voids what comes after, not the
+///    history anchored before. Both counters share the record's slot with state and kind.
+///  - keyState returns everything a verifier needs about a key in one call, the signer's enterprise included
+///    (read from the signer record: a signer never changes enterprise, so it is not copied into the key record).
+///  - Completeness: the first registration of a device or gateway id appends it to its enterprise's list of
+///    that kind (signerCount / signerAt), once, whatever the rotations after; a statement verifier can therefore
+///    enumerate every signer an enterprise ever had. The lists only grow.
 ///  - Operator hand-over is two-step (transferOperator, then acceptOperator by the new account).
 ///  - Gas: a checkpoint costs the same whatever the tree size, and the same for the first and the later ones.
 ///    The checkpoint counter shares the operator's storage slot (read anyway by onlyOperator), and the CID is
 ///    stored as its length plus two 32-byte words instead of a Solidity string (which would add a length slot):
-///    CIDs are therefore limited to 64 bytes (a CIDv1 base32 sha2-256 CID is 59, a CIDv0 46).
+///    CIDs are therefore limited to 64 bytes (a CIDv1 base32 sha2-256 CID is 59, a CIDv0 46). Key validity is
+///    recorded by the key transactions (which read the counter), so anchorCheckpoint never touches key storage.
 contract CarbonTraceRegistry {
     enum BindingState {
         None,
@@ -44,7 +57,8 @@ contract CarbonTraceRegistry {
     enum SignerKind {
         None,
         Device,
-        Gateway
+        Gateway,
+        Cloud
     }
 
     struct Signer {
@@ -52,9 +66,12 @@ contract CarbonTraceRegistry {
         bytes32 keyFingerprint; // the active key, or zero when none
     }
 
+    /// @dev Two slots: state, kind, activeFrom and revokedAt share the first.
     struct KeyRecord {
         KeyState state;
         SignerKind kind;
+        uint64 activeFrom; // checkpoint count at registration
+        uint64 revokedAt; // checkpoint count at revocation; meaningful only when state == Revoked
         bytes32 signerId;
     }
 
@@ -99,6 +116,7 @@ contract CarbonTraceRegistry {
     error RootMismatch(uint64 treeSize, bytes32 anchoredRoot, bytes32 root);
     error CheckpointOutOfRange(uint256 index, uint256 count);
     error CidLength(uint256 length);
+    error SignerOutOfRange(bytes32 enterpriseId, SignerKind kind, uint256 index, uint256 count);
 
     event OperatorTransferStarted(address indexed currentOperator, address indexed pendingOperator);
     event OperatorTransferred(address indexed previousOperator, address indexed newOperator);
@@ -120,6 +138,8 @@ contract CarbonTraceRegistry {
     event GatewayKeyRevoked(
         bytes32 indexed enterpriseId, bytes32 indexed gatewayId, bytes32 indexed keyFingerprint, address sender
     );
+    event CloudKeyRegistered(bytes32 indexed cloudId, bytes32 indexed keyFingerprint, address sender);
+    event CloudKeyRevoked(bytes32 indexed cloudId, bytes32 indexed keyFingerprint, address sender);
     event CheckpointAnchored(uint256 indexed sequence, uint64 treeSize, bytes32 root, string cid);
 
     address public operator;
@@ -131,7 +151,10 @@ contract CarbonTraceRegistry {
     mapping(bytes32 => mapping(bytes32 => BindingState)) private _bindings;
     mapping(bytes32 => Signer) private _devices;
     mapping(bytes32 => Signer) private _gateways;
+    mapping(bytes32 => bytes32) private _cloudKeys; // cloud id => active key fingerprint (zero when none)
     mapping(bytes32 => KeyRecord) private _keys;
+    // enterprise id => signer kind => every device or gateway id it ever registered, in first-registration order
+    mapping(bytes32 => mapping(SignerKind => bytes32[])) private _signers;
     mapping(uint256 => StoredCheckpoint) private _checkpoints;
 
     constructor() {
@@ -231,26 +254,43 @@ contract CarbonTraceRegistry {
         return _bindings[enterpriseId][platformId];
     }
 
-    // ---- signer keys: devices (readings) and gateways (batches, aggregates) ----
+    // ---- signer keys: devices (readings), gateways (batches, aggregates), the cloud (checkpoints, statements) ----
 
     function registerDeviceKey(bytes32 enterpriseId, bytes32 deviceId, bytes32 keyFingerprint) external {
-        _registerKey(_devices[deviceId], SignerKind.Device, enterpriseId, deviceId, keyFingerprint);
+        _registerSignerKey(_devices[deviceId], SignerKind.Device, enterpriseId, deviceId, keyFingerprint);
         emit DeviceKeyRegistered(enterpriseId, deviceId, keyFingerprint, msg.sender);
     }
 
     function revokeDeviceKey(bytes32 enterpriseId, bytes32 deviceId, bytes32 keyFingerprint) external {
-        _revokeKey(_devices[deviceId], enterpriseId, deviceId, keyFingerprint);
+        _revokeSignerKey(_devices[deviceId], enterpriseId, deviceId, keyFingerprint);
         emit DeviceKeyRevoked(enterpriseId, deviceId, keyFingerprint, msg.sender);
     }
 
     function registerGatewayKey(bytes32 enterpriseId, bytes32 gatewayId, bytes32 keyFingerprint) external {
-        _registerKey(_gateways[gatewayId], SignerKind.Gateway, enterpriseId, gatewayId, keyFingerprint);
+        _registerSignerKey(_gateways[gatewayId], SignerKind.Gateway, enterpriseId, gatewayId, keyFingerprint);
         emit GatewayKeyRegistered(enterpriseId, gatewayId, keyFingerprint, msg.sender);
     }
 
     function revokeGatewayKey(bytes32 enterpriseId, bytes32 gatewayId, bytes32 keyFingerprint) external {
-        _revokeKey(_gateways[gatewayId], enterpriseId, gatewayId, keyFingerprint);
+        _revokeSignerKey(_gateways[gatewayId], enterpriseId, gatewayId, keyFingerprint);
         emit GatewayKeyRevoked(enterpriseId, gatewayId, keyFingerprint, msg.sender);
+    }
+
+    function registerCloudKey(bytes32 cloudId, bytes32 keyFingerprint) external onlyOperator {
+        if (cloudId == bytes32(0) || keyFingerprint == bytes32(0)) revert ZeroId();
+        _requireUnregisteredKey(keyFingerprint);
+        bytes32 active = _cloudKeys[cloudId];
+        if (active != bytes32(0)) revert SignerHasActiveKey(cloudId, active);
+        _activateKey(SignerKind.Cloud, cloudId, keyFingerprint);
+        _cloudKeys[cloudId] = keyFingerprint;
+        emit CloudKeyRegistered(cloudId, keyFingerprint, msg.sender);
+    }
+
+    function revokeCloudKey(bytes32 cloudId, bytes32 keyFingerprint) external onlyOperator {
+        if (_cloudKeys[cloudId] != keyFingerprint || keyFingerprint == bytes32(0)) revert KeyNotActive(keyFingerprint);
+        _cloudKeys[cloudId] = bytes32(0);
+        _deactivateKey(keyFingerprint);
+        emit CloudKeyRevoked(cloudId, keyFingerprint, msg.sender);
     }
 
     /// @return enterpriseId the device's enterprise (zero if never registered)
@@ -267,12 +307,53 @@ contract CarbonTraceRegistry {
         return (gateway.enterpriseId, gateway.keyFingerprint);
     }
 
-    function keyState(bytes32 keyFingerprint) external view returns (KeyState state, SignerKind kind, bytes32 signerId) {
-        KeyRecord storage key = _keys[keyFingerprint];
-        return (key.state, key.kind, key.signerId);
+    /// @return keyFingerprint the cloud id's active key (zero if none)
+    function cloudKey(bytes32 cloudId) external view returns (bytes32 keyFingerprint) {
+        return _cloudKeys[cloudId];
     }
 
-    function _registerKey(
+    /// @return state None (never registered), Active or Revoked
+    /// @return kind who holds the key
+    /// @return signerId the device, gateway or cloud id
+    /// @return enterpriseId the device's or gateway's enterprise (zero for cloud keys and unknown keys)
+    /// @return activeFrom the checkpoint count when the key was registered
+    /// @return revokedAt the checkpoint count when the key was revoked (zero unless Revoked)
+    function keyState(bytes32 keyFingerprint)
+        external
+        view
+        returns (
+            KeyState state,
+            SignerKind kind,
+            bytes32 signerId,
+            bytes32 enterpriseId,
+            uint64 activeFrom,
+            uint64 revokedAt
+        )
+    {
+        KeyRecord storage key = _keys[keyFingerprint];
+        kind = key.kind;
+        signerId = key.signerId;
+        if (kind == SignerKind.Device) {
+            enterpriseId = _devices[signerId].enterpriseId;
+        } else if (kind == SignerKind.Gateway) {
+            enterpriseId = _gateways[signerId].enterpriseId;
+        }
+        return (key.state, kind, signerId, enterpriseId, key.activeFrom, key.revokedAt);
+    }
+
+    /// @return how many device (or gateway) ids the enterprise ever registered a key for
+    function signerCount(bytes32 enterpriseId, SignerKind kind) external view returns (uint256) {
+        return _signers[enterpriseId][kind].length;
+    }
+
+    /// @return signerId the index-th device (or gateway) id of the enterprise, in first-registration order
+    function signerAt(bytes32 enterpriseId, SignerKind kind, uint256 index) external view returns (bytes32 signerId) {
+        bytes32[] storage ids = _signers[enterpriseId][kind];
+        if (index >= ids.length) revert SignerOutOfRange(enterpriseId, kind, index, ids.length);
+        return ids[index];
+    }
+
+    function _registerSignerKey(
         Signer storage signer,
         SignerKind kind,
         bytes32 enterpriseId,
@@ -281,28 +362,49 @@ contract CarbonTraceRegistry {
     ) private {
         _requireEnterpriseOrOperator(enterpriseId);
         if (signerId == bytes32(0) || keyFingerprint == bytes32(0)) revert ZeroId();
-        KeyRecord storage key = _keys[keyFingerprint];
-        if (key.state == KeyState.Revoked) revert KeyRevoked(keyFingerprint);
-        if (key.state == KeyState.Active) revert KeyAlreadyRegistered(keyFingerprint);
-        if (signer.enterpriseId != bytes32(0) && signer.enterpriseId != enterpriseId) {
-            revert SignerOfOtherEnterprise(signerId, signer.enterpriseId);
-        }
+        _requireUnregisteredKey(keyFingerprint);
+        bytes32 owner = signer.enterpriseId;
+        if (owner != bytes32(0) && owner != enterpriseId) revert SignerOfOtherEnterprise(signerId, owner);
         if (signer.keyFingerprint != bytes32(0)) revert SignerHasActiveKey(signerId, signer.keyFingerprint);
-        signer.enterpriseId = enterpriseId;
+        _activateKey(kind, signerId, keyFingerprint);
+        if (owner == bytes32(0)) {
+            // first registration of this id, ever (the enterprise id is never cleared): list it once
+            signer.enterpriseId = enterpriseId;
+            _signers[enterpriseId][kind].push(signerId);
+        }
         signer.keyFingerprint = keyFingerprint;
-        key.state = KeyState.Active;
-        key.kind = kind;
-        key.signerId = signerId;
     }
 
-    function _revokeKey(Signer storage signer, bytes32 enterpriseId, bytes32 signerId, bytes32 keyFingerprint) private {
+    function _revokeSignerKey(
+        Signer storage signer,
+        bytes32 enterpriseId,
+        bytes32 signerId,
+        bytes32 keyFingerprint
+    ) private {
         _requireEnterpriseOrOperator(enterpriseId);
         if (signer.enterpriseId != enterpriseId) revert SignerOfOtherEnterprise(signerId, signer.enterpriseId);
         if (signer.keyFingerprint != keyFingerprint || keyFingerprint == bytes32(0)) {
             revert KeyNotActive(keyFingerprint);
         }
         signer.keyFingerprint = bytes32(0);
-        _keys[keyFingerprint].state = KeyState.Revoked;
+        _deactivateKey(keyFingerprint);
+    }
+
+    /// @dev A fingerprint is registered once, ever, whatever the kind of signer.
+    function _requireUnregisteredKey(bytes32 keyFingerprint) private view {
+        KeyState state = _keys[keyFingerprint].state;
+        if (state == KeyState.Revoked) revert KeyRevoked(keyFingerprint);
+        if (state == KeyState.Active) revert KeyAlreadyRegistered(keyFingerprint);
+    }
+
+    function _activateKey(SignerKind kind, bytes32 signerId, bytes32 keyFingerprint) private {
+        _keys[keyFingerprint] = KeyRecord(KeyState.Active, kind, _checkpointCount, 0, signerId);
+    }
+
+    function _deactivateKey(bytes32 keyFingerprint) private {
+        KeyRecord storage key = _keys[keyFingerprint];
+        key.state = KeyState.Revoked;
+        key.revokedAt = _checkpointCount;
     }
 
     // ---- Merkle-log checkpoints ----
@@ -312,7 +414,10 @@ contract CarbonTraceRegistry {
         if (cidLength == 0 || cidLength > MAX_CID_LENGTH) revert CidLength(cidLength);
         uint64 count = _checkpointCount;
         if (count > 0) {
-            StoredCheckpoint storage previous = _checkpoints[count - 1];
+            StoredCheckpoint storage previous;
+            unchecked {
+                previous = _checkpoints[count - 1]; // count > 0
+            }
             uint64 previousSize = previous.treeSize;
             if (treeSize < previousSize) revert TreeSizeDecreased(previousSize, treeSize);
             if (treeSize == previousSize && root != previous.root) revert RootMismatch(treeSize, previous.root, root);
@@ -323,7 +428,9 @@ contract CarbonTraceRegistry {
         _checkpoints[count] = StoredCheckpoint(
             treeSize, uint64(block.timestamp), uint8(cidLength), root, cidHead, cidTail
         );
-        _checkpointCount = count + 1;
+        unchecked {
+            _checkpointCount = count + 1; // a uint64 of checkpoints, one per transaction, does not overflow
+        }
         emit CheckpointAnchored(count, treeSize, root, cid);
     }
 

@@ -9,6 +9,7 @@ import pytest
 from multiformats import CID, multihash
 
 from carbontrace_protocol import p256
+from carbontrace_protocol.ids import CLOUD_SIGNER, chain_id_of
 from cloud.chain import Chain, ContractReverted, key_fingerprint
 
 ZERO32 = bytes(32)
@@ -18,6 +19,8 @@ OTHER_ENTERPRISE = hashlib.sha256(b"enterprise:beta-cement").digest()
 PLATFORM = hashlib.sha256(b"platform:green-exchange").digest()
 DEVICE = hashlib.sha256(b"device:esp32-0001").digest()
 DEVICE_2 = hashlib.sha256(b"device:picow-0002").digest()
+GATEWAY = hashlib.sha256(b"gateway:gw-0001").digest()
+CLOUD_ID = chain_id_of(CLOUD_SIGNER)  # what the cloud registers its signing keys under
 ANCHOR_GAS_BOUND = 150_000
 
 

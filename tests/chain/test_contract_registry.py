@@ -12,6 +12,7 @@ import pytest
 from cloud.chain import (
     BindingState,
     Chain,
+    KeyRecord,
     KeyState,
     RegistryContract,
     SignerKind,
@@ -21,6 +22,7 @@ from cloud.chain import (
 from tests.chain.conftest import chain_kind
 from tests.chain.contract_helpers import (
     ANCHOR_GAS_BOUND,
+    CLOUD_ID,
     DEVICE,
     DEVICE_2,
     ENTERPRISE,
@@ -180,7 +182,7 @@ def test_device_key_registry(registered: RegistryContract, parties: Parties) -> 
 
     as_enterprise.register_device_key(ENTERPRISE, DEVICE, key_1)
     assert registered.device_key(DEVICE) == (ENTERPRISE, key_1)
-    assert registered.key_state(key_1) == (KeyState.ACTIVE, SignerKind.DEVICE, DEVICE)
+    assert registered.key_state(key_1) == KeyRecord(KeyState.ACTIVE, SignerKind.DEVICE, DEVICE, ENTERPRISE, 0, None)
     assert expect_revert("KeyAlreadyRegistered", registered.register_device_key, ENTERPRISE, DEVICE_2, key_1) == (
         key_1,
     )
@@ -198,7 +200,7 @@ def test_device_key_registry(registered: RegistryContract, parties: Parties) -> 
     expect_revert("KeyNotActive", as_enterprise.revoke_device_key, ENTERPRISE, DEVICE, key_2)
     registered.revoke_device_key(ENTERPRISE, DEVICE, key_1)  # the operator, e.g. after a key compromise
     assert registered.device_key(DEVICE) == (ENTERPRISE, ZERO32)
-    assert registered.key_state(key_1) == (KeyState.REVOKED, SignerKind.DEVICE, DEVICE)
+    assert registered.key_state(key_1) == KeyRecord(KeyState.REVOKED, SignerKind.DEVICE, DEVICE, ENTERPRISE, 0, 0)
     expect_revert("KeyNotActive", registered.revoke_device_key, ENTERPRISE, DEVICE, key_1)
 
     # a revoked key stays revoked, for its device and for any other
@@ -208,7 +210,9 @@ def test_device_key_registry(registered: RegistryContract, parties: Parties) -> 
     expect_revert("SignerOfOtherEnterprise", as_other.register_device_key, OTHER_ENTERPRISE, DEVICE, key_2)
     as_enterprise.register_device_key(ENTERPRISE, DEVICE, key_2)
     assert registered.device_key(DEVICE) == (ENTERPRISE, key_2)
-    assert registered.key_state(device_fingerprint(b"never registered")) == (KeyState.NONE, SignerKind.NONE, ZERO32)
+    assert registered.key_state(device_fingerprint(b"never registered")) == KeyRecord(
+        KeyState.NONE, SignerKind.NONE, ZERO32, ZERO32, 0, None
+    )
 
     trail = [(e.kind, e.key_fingerprint, e.sender) for e in registered.device_key_events(start_block, device_id=DEVICE)]
     assert trail == [
@@ -234,8 +238,10 @@ def test_gateway_keys_are_registered_and_revoked_in_their_own_id_space(
     as_enterprise.register_device_key(ENTERPRISE, DEVICE, device_key)
     assert registered.gateway_key(DEVICE) == (ENTERPRISE, gateway_key)
     assert registered.device_key(DEVICE) == (ENTERPRISE, device_key)
-    assert registered.key_state(gateway_key) == (KeyState.ACTIVE, SignerKind.GATEWAY, DEVICE)
-    assert registered.key_state(device_key) == (KeyState.ACTIVE, SignerKind.DEVICE, DEVICE)
+    assert registered.key_state(gateway_key) == KeyRecord(
+        KeyState.ACTIVE, SignerKind.GATEWAY, DEVICE, ENTERPRISE, 0, None
+    )
+    assert registered.key_state(device_key) == KeyRecord(KeyState.ACTIVE, SignerKind.DEVICE, DEVICE, ENTERPRISE, 0, None)
     # a fingerprint belongs to one signer, ever: a device key cannot become a gateway key
     expect_revert("KeyAlreadyRegistered", as_enterprise.register_gateway_key, ENTERPRISE, DEVICE_2, device_key)
     assert expect_revert("SignerHasActiveKey", as_enterprise.register_gateway_key, ENTERPRISE, DEVICE,
@@ -245,7 +251,7 @@ def test_gateway_keys_are_registered_and_revoked_in_their_own_id_space(
 
     as_enterprise.revoke_gateway_key(ENTERPRISE, DEVICE, gateway_key)
     assert registered.gateway_key(DEVICE) == (ENTERPRISE, ZERO32)
-    assert registered.key_state(gateway_key) == (KeyState.REVOKED, SignerKind.GATEWAY, DEVICE)
+    assert registered.key_state(gateway_key).state == KeyState.REVOKED
     assert registered.device_key(DEVICE) == (ENTERPRISE, device_key)  # the device is untouched
     expect_revert("KeyRevoked", as_enterprise.register_gateway_key, ENTERPRISE, DEVICE, gateway_key)
 
@@ -338,6 +344,10 @@ def test_gas_per_call(chain: Chain, parties: Parties, gas_table: dict[tuple[str,
     gateway_key = device_fingerprint(b"gas gateway key")
     gas["registerGatewayKey"] = as_enterprise.register_gateway_key(ENTERPRISE, DEVICE_2, gateway_key).gas_used
     gas["revokeGatewayKey"] = as_enterprise.revoke_gateway_key(ENTERPRISE, DEVICE_2, gateway_key).gas_used
+    cloud_key_1, cloud_key_2 = device_fingerprint(b"gas cloud key 1"), device_fingerprint(b"gas cloud key 2")
+    gas["registerCloudKey"] = registry.register_cloud_key(CLOUD_ID, cloud_key_1).gas_used
+    gas["revokeCloudKey"] = registry.revoke_cloud_key(CLOUD_ID, cloud_key_1).gas_used
+    gas["registerCloudKey (rotation)"] = registry.register_cloud_key(CLOUD_ID, cloud_key_2).gas_used
     gas["transferOperator"] = registry.transfer_operator(parties.other).gas_used
     gas["acceptOperator"] = registry.with_sender(parties.other).accept_operator().gas_used
     registry = registry.with_sender(parties.other)

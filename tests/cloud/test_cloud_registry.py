@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 
-from cloud.chain import BindingState, KeyState, SignerKind, key_fingerprint
-from cloud.ledger_chain import chain_id_of
-from tests.cloud.cloud_testkit import ADMIN_KEY, auth, new_key, register_tenant, upload
+from cloud.chain import BindingState, KeyRecord, KeyState, SignerKind, connect_embedded, key_fingerprint
+from cloud.ledger import build_ledger
+from cloud.ledger_chain import CLOUD_ID, CloudKeyConflict, chain_id_of
+from cloud.signing_key import public_key
+from tests.cloud.cloud_testkit import ADMIN_KEY, app_client, auth, make_settings, new_key, register_tenant, upload
 
 
 def _ledger(client: TestClient):  # type: ignore[no-untyped-def]
@@ -62,13 +67,16 @@ def test_device_keys_registered_and_revoked_on_chain(client: TestClient) -> None
     registry = _ledger(client).chain.registry()
     device = tenant.gateway.devices[0]
     fingerprint = key_fingerprint(device.public)
-    assert registry.key_state(fingerprint) == (KeyState.ACTIVE, SignerKind.DEVICE, chain_id_of(device.device_id))
+    record = registry.key_state(fingerprint)
+    assert (record.state, record.kind, record.signer_id, record.enterprise_id) == (
+        KeyState.ACTIVE, SignerKind.DEVICE, chain_id_of(device.device_id), chain_id_of(tenant.enterprise_id)
+    )
     assert registry.device_key(chain_id_of(device.device_id)) == (chain_id_of(tenant.enterprise_id), fingerprint)
 
     r = client.post(f"/api/v1/devices/{device.device_id}/revoke", headers=auth(tenant.engineer_key))
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "revoked"
-    assert registry.key_state(fingerprint)[0] == KeyState.REVOKED
+    assert registry.key_state(fingerprint).state == KeyState.REVOKED
     kinds = [e.kind for e in registry.device_key_events(device_id=chain_id_of(device.device_id))]
     assert kinds == ["registered", "revoked"]
     r = client.get(f"/api/v1/gateways/{tenant.gateway.gateway_id}/devices", headers=auth(tenant.gateway.api_key))
@@ -85,7 +93,11 @@ def test_gateway_keys_registered_on_chain_and_a_revoked_gateway_cannot_upload(cl
     registry = _ledger(client).chain.registry()
     fingerprint = key_fingerprint(gateway.public)
     chain_gateway = chain_id_of(gateway.gateway_id)
-    assert registry.key_state(fingerprint) == (KeyState.ACTIVE, SignerKind.GATEWAY, chain_gateway)
+    record = registry.key_state(fingerprint)
+    assert (record.state, record.kind, record.signer_id, record.enterprise_id) == (
+        KeyState.ACTIVE, SignerKind.GATEWAY, chain_gateway, chain_id_of(tenant.enterprise_id)
+    )
+    assert registry.signers_of(chain_id_of(tenant.enterprise_id), SignerKind.GATEWAY) == [chain_gateway]
     assert registry.gateway_key(chain_gateway) == (chain_id_of(tenant.enterprise_id), fingerprint)
     batch, readings = gateway.build()
     assert upload(client, gateway, batch).status_code == 201
@@ -96,7 +108,7 @@ def test_gateway_keys_registered_on_chain_and_a_revoked_gateway_cannot_upload(cl
     body = r.json()
     assert (body["status"], body["key_fingerprint"]) == ("revoked", fingerprint.hex())
     assert body["registered_tx"].startswith("0x") and body["revoked_tx"].startswith("0x")
-    assert registry.key_state(fingerprint)[0] == KeyState.REVOKED
+    assert registry.key_state(fingerprint).state == KeyState.REVOKED
     assert [e.kind for e in registry.gateway_key_events(gateway_id=chain_gateway)] == ["registered", "revoked"]
     # its API key died with it: the next batch is refused before anything is read
     batch, _ = gateway.build()
@@ -130,8 +142,10 @@ def test_gateways_from_before_keys_went_on_chain_are_backfilled_once(client: Tes
     report = register_missing_gateway_keys(ledger)
     assert (report.registered, report.recorded, list(report.conflicts)) == (["gw-old"], ["gw-half"], ["gw-clash"])
     for name, public in keys.items():
-        state = registry.key_state(key_fingerprint(public))
-        assert state == (KeyState.ACTIVE, SignerKind.GATEWAY, chain_id_of(f"gw-{name}"))
+        record = registry.key_state(key_fingerprint(public))
+        assert (record.state, record.kind, record.signer_id) == (
+            KeyState.ACTIVE, SignerKind.GATEWAY, chain_id_of(f"gw-{name}")
+        )
         with ledger.read_session_factory() as session:
             row = session.get(models.Gateway, f"gw-{name}")
             assert row is not None and row.status == "active"
@@ -139,6 +153,35 @@ def test_gateways_from_before_keys_went_on_chain_are_backfilled_once(client: Tes
             assert row.registered_tx == "0x" + events[0].tx_hash.hex()
     again = register_missing_gateway_keys(ledger)
     assert (again.registered, again.recorded, list(again.conflicts)) == ([], [], ["gw-clash"])
+
+
+def test_the_cloud_registers_its_signing_key_at_start_up(client: TestClient) -> None:
+    ledger = _ledger(client)
+    registry = ledger.chain.registry()
+    fingerprint = key_fingerprint(public_key(ledger.signing_key))
+    assert registry.cloud_key(CLOUD_ID) == fingerprint
+    assert registry.key_state(fingerprint) == KeyRecord(KeyState.ACTIVE, SignerKind.CLOUD, CLOUD_ID, bytes(32), 0, None)
+    events = registry.cloud_key_events(cloud_id=CLOUD_ID)
+    assert [(e.kind, e.key_fingerprint, e.sender) for e in events] == [("registered", fingerprint, registry.operator())]
+
+
+def test_a_second_start_keeps_the_cloud_key_and_a_different_key_file_refuses_to_start(tmp_path: Path) -> None:
+    chain = connect_embedded()
+    with app_client(make_settings(tmp_path), chain) as client:
+        first = _ledger(client)
+        registry = first.chain.registry()
+        fingerprint = registry.cloud_key(CLOUD_ID)
+        block = chain.block_number()
+        again = build_ledger(make_settings(tmp_path, registry_address=registry.address), chain)
+        assert again.chain.registry().cloud_key(CLOUD_ID) == fingerprint
+        assert chain.block_number() == block  # already listed: nothing sent
+
+        other_key_file = str(tmp_path / "another-cloud-key.hex")
+        settings = make_settings(tmp_path, registry_address=registry.address, signing_key_file=other_key_file)
+        with pytest.raises(CloudKeyConflict, match="another cloud signing key"):
+            build_ledger(settings, chain)
+        assert registry.cloud_key(CLOUD_ID) == fingerprint  # never rotated behind anyone's back
+        assert [e.kind for e in registry.cloud_key_events()] == ["registered"]
 
 
 def test_roles_and_scopes_leak_nothing(client: TestClient) -> None:
