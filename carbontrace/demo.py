@@ -112,8 +112,8 @@ def write_bundle(api: Api, key: str | None, path: Path, **query: Any) -> dict[st
     return bundle
 
 
-def verify_bundle(path: Path, rpc: str) -> tuple[int, dict[str, Any]]:
-    out = run_cli("verify", str(path), "--rpc", rpc, "--json", timeout=120)
+def verify_bundle(path: Path, rpc: str, trust: Path) -> tuple[int, dict[str, Any]]:
+    out = run_cli("verify", str(path), "--rpc", rpc, "--trust", str(trust), "--json", timeout=120)
     try:
         report: dict[str, Any] = json.loads(out.stdout)
     except json.JSONDecodeError:
@@ -224,9 +224,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         step(9, "Verify both bundles offline with `carbontrace verify`: only the bundle and a chain node")
         rpc = f"{cloud.url}/rpc"
+        # The trust anchor (chain id, registry address) is pinned once, out of band; never taken from a bundle.
+        trust = out / "trust.json"
+        trust.write_text(json.dumps(api.call("GET", "/api/v1/trust", None), indent=2))
+        say(f"    pinned {trust.name}: {trust.read_text().strip()}")
         verdicts = {}
         for name, path in (("reading", reading_bundle), ("emissions", aggregate_bundle)):
-            code, report = verify_bundle(path, rpc)
+            code, report = verify_bundle(path, rpc, trust)
             verdicts[name] = code
             say(f"    {path.name}: exit {code}, {report.get('status', report)}")
             if code != 0:
@@ -237,14 +241,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         missed: list[str] = []
         forged = tamper_bundle(reading_bundle, out / "tampered-leaf.json",
                                lambda b: b["items"][0].update(leaf=flip_hex(b["items"][0]["leaf"], 200)))
-        code, report = verify_bundle(forged, rpc)
+        code, report = verify_bundle(forged, rpc, trust)
         caught["bundle: one byte of the reading"] = f"exit {code}, failed at {report.get('failed_step')}"
         if code == 0 or report.get("failed_step") != "device_signature":
             missed.append("bundle leaf")
         forged = tamper_bundle(aggregate_bundle, out / "tampered-proof.json",
                                lambda b: b["items"][0]["batch_proof"].__setitem__(
                                    0, flip_hex(b["items"][0]["batch_proof"][0], 10)))
-        code, report = verify_bundle(forged, rpc)
+        code, report = verify_bundle(forged, rpc, trust)
         caught["bundle: one hash of the batch proof"] = f"exit {code}, failed at {report.get('failed_step')}"
         if code == 0 or report.get("failed_step") != "batch_inclusion":
             missed.append("bundle batch proof")

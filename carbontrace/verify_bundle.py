@@ -33,9 +33,10 @@ from typing import Annotated, Any, Protocol
 
 import typer
 
-from carbontrace_protocol import cbor, cose, merkle
-from carbontrace_protocol.batch import LEAF_READING, parse_header, parse_leaf
+from carbontrace_protocol import cbor, cose, merkle, strict_json, views
+from carbontrace_protocol.batch import LEAF_READING, batch_id, parse_header, parse_leaf
 from carbontrace_protocol.errors import ProofError, ProtocolError
+from carbontrace_protocol.proof_bundle import BundleFormatError, Query, Trust, exact_fields, normalize_address
 from carbontrace_protocol.reading import decode_payload
 from carbontrace_protocol.verify import verify_es256, verify_reading
 
@@ -61,11 +62,15 @@ STEPS = (
     "consistency",
     "statement_signature",
     "statement_figures",
+    "query_match",
 )
 EXIT_VALID = 0
 EXIT_USAGE = 2
 EXIT_PENDING = 3
 EXIT_CHAIN_UNREACHABLE = 4
+EXIT_INCOMPLETE = 5  # the cloud lists leaves of the answer it could not prove
+EXIT_EMPTY = 6  # nothing answers the query
+VERDICT_EXIT = {"valid": EXIT_VALID, "pending": EXIT_PENDING, "incomplete": EXIT_INCOMPLETE, "empty": EXIT_EMPTY}
 # One exit code per failing step, so a script can tell them apart without parsing output.
 STEP_EXIT = {name: 10 + i for i, name in enumerate(STEPS)}
 
@@ -98,8 +103,16 @@ class ChainReader(Protocol):
         """(tree size, root) of anchored checkpoint ``seq``."""
         ...
 
+    def checkpoint_cid(self, seq: int) -> str:
+        """The CID the chain stores with anchored checkpoint ``seq``."""
+        ...
+
     def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
         """(KeyState, SignerKind, the signer's chain id) of a key fingerprint."""
+        ...
+
+    def signer_enterprise(self, kind: int, signer_id: bytes) -> bytes:
+        """The on-chain enterprise id a device (kind 1) or gateway (kind 2) is registered to (zero: none)."""
         ...
 
 
@@ -137,7 +150,7 @@ class ItemResult:
 
 @dataclass
 class Report:
-    status: str  # valid | invalid | pending
+    status: str  # valid | pending | incomplete | empty | invalid
     failed_step: str | None
     detail: str
     items: list[ItemResult]
@@ -146,10 +159,8 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        if self.status == "valid":
-            return EXIT_VALID
-        if self.status == "pending":
-            return EXIT_PENDING
+        if self.status in VERDICT_EXIT:
+            return VERDICT_EXIT[self.status]
         return STEP_EXIT.get(self.failed_step or "bundle_format", STEP_EXIT["bundle_format"])
 
     def as_json(self) -> dict[str, Any]:
@@ -208,11 +219,42 @@ def _proof_error(step: str, err: Exception) -> CheckFailed:
 # ---- pure checks, one per step -------------------------------------------------------------------------
 
 
-def check_format(bundle: Any) -> None:
+# Every object of a bundle has exactly these fields: each is checked against signed bytes or the chain, or it
+# is not in the bundle (an unknown field is a format error, not something a reader might trust).
+BUNDLE_FIELDS = (
+    "format",
+    "version",
+    "query",
+    "chain",
+    "cloud_key",
+    "newest",
+    "checkpoints",
+    "devices",
+    "batches",
+    "items",
+    "retrieval_failures",
+)
+CHECKPOINT_FIELDS = ("seq", "signed", "cid", "consistency_from_previous", "consistency_to_newest")
+DEVICE_FIELDS = ("device_id", "public_key", "key_fingerprint", "chain_device_id")
+BATCH_FIELDS = ("batch_id", "signed_header", "gateway_public_key", "log_index", "checkpoint_seq", "log_proof")
+ITEM_FIELDS = ("kind", "batch_id", "leaf_index", "device_id", "leaf", "batch_proof", "view")
+FAILURE_FIELDS = ("kind", "batch_id", "leaf_index", "device_id", "failed_step")
+
+
+def _exact(value: Any, what: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        return exact_fields(value, what, fields)
+    except BundleFormatError as err:
+        raise CheckFailed("bundle_format", str(err)) from err
+
+
+def check_format(bundle: Any) -> Query:
+    """The bundle's shape, exactly; returns the query it answers."""
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise CheckFailed("bundle_format", f"not a {BUNDLE_FORMAT}")
-    if bundle.get("version") != BUNDLE_VERSION:
+    if bundle.get("version") != BUNDLE_VERSION or isinstance(bundle.get("version"), bool):
         raise CheckFailed("bundle_format", f"unsupported bundle version {bundle.get('version')!r}")
+    _exact(bundle, "bundle", BUNDLE_FIELDS)
     for name, kind in (
         ("chain", dict),
         ("cloud_key", dict),
@@ -223,20 +265,50 @@ def check_format(bundle: Any) -> None:
     ):
         if not isinstance(bundle.get(name), kind):
             raise CheckFailed("bundle_format", f"{name} missing or of the wrong type")
+    if not isinstance(bundle["retrieval_failures"], list):
+        raise CheckFailed("bundle_format", "retrieval_failures must be a list")
+    _exact(bundle["chain"], "chain", ("chain_id", "registry"))
+    _exact(bundle["cloud_key"], "cloud_key", ("kid", "public_key"))
     _int(bundle["chain"].get("chain_id"), "chain.chain_id")
-    registry = bundle["chain"].get("registry")
-    if not isinstance(registry, str) or len(_hex(registry, "chain.registry")) != 20:
-        raise CheckFailed("bundle_format", "chain.registry must be a 20-byte address")
+    try:
+        if normalize_address(str(bundle["chain"]["registry"])) != bundle["chain"]["registry"]:
+            raise BundleFormatError("chain.registry must be 0x followed by 40 lowercase hex digits")
+        query = Query.from_json(bundle["query"])
+    except BundleFormatError as err:
+        raise CheckFailed("bundle_format", str(err)) from err
+    if bundle["cloud_key"]["kid"] != CHECKPOINT_KID.decode():
+        raise CheckFailed("bundle_format", "cloud_key.kid must be carbontrace-cloud")
     _hex(bundle["cloud_key"].get("public_key"), "cloud_key.public_key", 65)
+    if bundle["newest"] is not None:
+        _exact(bundle["newest"], "newest", ("seq", "tree_size", "root"))
+    for what, rows, fields in (
+        ("checkpoint", bundle["checkpoints"], CHECKPOINT_FIELDS),
+        ("device", bundle["devices"], DEVICE_FIELDS),
+        ("batch", bundle["batches"], BATCH_FIELDS),
+        ("item", bundle["items"], ITEM_FIELDS),
+        ("retrieval failure", bundle["retrieval_failures"], FAILURE_FIELDS),
+    ):
+        for row in rows:
+            _exact(row, what, fields)
+    if len(bundle["items"]) + len(bundle["retrieval_failures"]) > query.limit:
+        raise CheckFailed("bundle_format", "the answer holds more leaves than the query's limit")
+    return query
 
 
-def check_chain_identity(bundle: dict[str, Any], chain: ChainReader) -> None:
+def check_chain_identity(bundle: dict[str, Any], chain: ChainReader, trust: Trust) -> None:
+    """The bundle names the registry and chain the verifier pinned (out of band), and the node is that chain."""
+    named = (bundle["chain"]["chain_id"], bundle["chain"]["registry"])
+    if named != (trust.chain_id, trust.registry):
+        raise CheckFailed(
+            "chain_identity",
+            f"the bundle names registry {named[1]} on chain {named[0]}; "
+            f"the pinned trust anchor is {trust.registry} on chain {trust.chain_id}",
+        )
     actual = chain.chain_id()
-    if actual != bundle["chain"]["chain_id"]:
-        named = bundle["chain"]["chain_id"]
-        raise CheckFailed("chain_identity", f"the node is chain {actual}, the bundle names {named}")
+    if actual != trust.chain_id:
+        raise CheckFailed("chain_identity", f"the node is chain {actual}, the trust anchor names {trust.chain_id}")
     if not chain.has_code():
-        raise CheckFailed("chain_identity", f"no contract at {bundle['chain']['registry']} on this chain")
+        raise CheckFailed("chain_identity", f"no contract at {trust.registry} on this chain")
 
 
 def check_device_key(device: dict[str, Any], chain: ChainReader) -> bytes:
@@ -312,13 +384,16 @@ def aggregate_json(aggregate: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
-def check_decoded_view(view: Any, content: dict[str, Any]) -> None:
+def check_decoded_view(view: Any, content: dict[str, Any], expected: dict[str, Any]) -> None:
     """Every field the answer shows must be the leaf's own value (a view may show fewer fields, never others)."""
     if not isinstance(view, dict):
         raise CheckFailed("decoded_view", "view must be a map")
     for name, value in view.items():
-        if name not in content or content[name] != value:
+        # exact JSON types: 674.0 is not 674 and false is not 0, though Python's == says they are
+        if name not in content or not views.same_json(value, content[name]):
             raise CheckFailed("decoded_view", f"view field {name!r} differs from the leaf")
+    if set(view) != set(expected):
+        raise CheckFailed("decoded_view", "the view does not show exactly the leaf's fields of the query's types")
 
 
 def check_batch_inclusion(leaf: bytes, leaf_index: int, proof: list[bytes], header: dict[str, Any]) -> None:
@@ -373,12 +448,46 @@ def check_log_inclusion(signed_header: bytes, log_index: int, size: int, proof: 
         raise _proof_error("log_inclusion", err) from err
 
 
-def check_chain_anchor(seq: int, size: int, root: bytes, chain: ChainReader) -> None:
+def check_chain_anchor(seq: int, size: int, root: bytes, cid: Any, chain: ChainReader) -> None:
     if seq >= chain.checkpoint_count():
         raise CheckFailed("chain_anchor", f"checkpoint {seq} is not anchored on chain")
     on_chain = chain.checkpoint(seq)
     if on_chain != (size, root):
         raise CheckFailed("chain_anchor", f"chain checkpoint {seq} has size/root {on_chain[0]}/{on_chain[1].hex()}")
+    chain_cid = chain.checkpoint_cid(seq)
+    if cid != chain_cid:
+        raise CheckFailed("chain_anchor", f"the bundle's checkpoint cid is not the one anchored on chain ({chain_cid})")
+
+
+def check_query_match(
+    query: Query, kind: str, content: dict[str, Any], header: dict[str, Any], chain: ChainReader
+) -> str:
+    """The leaf answers the query the bundle names: enterprise (on chain), site, device, types and period."""
+    step = "query_match"
+    device = content.get("device_id" if kind == "reading" else "device")
+    if query.enterprise_id is not None:
+        wanted = chain_id_of(query.enterprise_id)
+        if chain.signer_enterprise(SIGNER_GATEWAY, chain_id_of(header["gateway"])) != wanted:
+            raise CheckFailed(
+                step, f"the batch's gateway is registered on chain to another enterprise than {query.enterprise_id!r}"
+            )
+        if kind == "reading" and chain.signer_enterprise(SIGNER_DEVICE, chain_id_of(str(device))) != wanted:
+            raise CheckFailed(
+                step, f"the reading's device is registered on chain to another enterprise than {query.enterprise_id!r}"
+            )
+    if query.site_id is not None and header["site"] != query.site_id:
+        raise CheckFailed(step, f"the batch is of site {header['site']!r}, the query asks for {query.site_id!r}")
+    if query.device_id is not None and device != query.device_id:
+        raise CheckFailed(step, f"the leaf is of device {device!r}, the query asks for {query.device_id!r}")
+    if not views.selects(kind, content, query.types):
+        raise CheckFailed(step, f"the leaf carries none of the types {sorted(t.value for t in query.types)}")
+    try:
+        start, end = views.leaf_time(kind, content)
+    except ValueError as err:
+        raise CheckFailed(step, str(err)) from err
+    if (query.start is not None and end <= query.start) or (query.end is not None and start >= query.end):
+        raise CheckFailed(step, f"the leaf's time [{start}, {end}) lies outside the queried period")
+    return "enterprise (on chain), site, device, types and period are the query's"
 
 
 def check_consistency(
@@ -445,6 +554,15 @@ class CachedChainReader:
         result: tuple[int, int, bytes] = self._get(("key", fingerprint), lambda: self.inner.key_state(fingerprint))
         return result
 
+    def checkpoint_cid(self, seq: int) -> str:
+        return str(self._get(("cid", seq), lambda: self.inner.checkpoint_cid(seq)))
+
+    def signer_enterprise(self, kind: int, signer_id: bytes) -> bytes:
+        result: bytes = self._get(
+            ("enterprise", kind, signer_id), lambda: self.inner.signer_enterprise(kind, signer_id)
+        )
+        return result
+
 
 def _index(rows: list[Any], key: str, what: str) -> dict[Any, dict[str, Any]]:
     out: dict[Any, dict[str, Any]] = {}
@@ -463,6 +581,7 @@ def _verify_item(
     batches: dict[Any, dict[str, Any]],
     checkpoints: dict[Any, dict[str, Any]],
     chain: ChainReader,
+    query: Query,
 ) -> ItemResult:
     if not isinstance(item, dict):
         result = ItemResult(index, "?", "?", -1)
@@ -482,6 +601,8 @@ def _verify_item(
         kind = item.get("kind")
         if kind not in ("reading", "aggregate"):
             raise CheckFailed("bundle_format", "item kind must be reading or aggregate")
+        if not isinstance(item.get("device_id"), str):
+            raise CheckFailed("bundle_format", "item device_id must be a string")
         leaf = _hex(item.get("leaf"), "leaf")
         leaf_index = _int(item.get("leaf_index"), "leaf_index")
         batch = batches.get(item.get("batch_id"))
@@ -505,11 +626,17 @@ def _verify_item(
         leaf_kind, decoded = leaf_content(leaf)
         if leaf_kind != kind:
             raise CheckFailed("decoded_view", f"item says {kind}, the leaf is a {leaf_kind}")
-        check_decoded_view(item.get("view", {}), content or decoded)
-        passed(current, "every shown field is the leaf's value")
+        content = content or decoded
+        shown_device = content.get("device_id" if kind == "reading" else "device")
+        if item["device_id"] != shown_device:
+            raise CheckFailed(current, f"item says device {item['device_id']!r}, the leaf names {shown_device!r}")
+        check_decoded_view(item.get("view", {}), content, views.view(kind, content, query.types))
+        passed(current, "every shown field is the leaf's value, with its exact type")
         current = "batch_inclusion"
         signed_header = _hex(batch.get("signed_header"), "signed_header")
         message, header = parse_signed_header(signed_header)
+        if batch.get("batch_id") != batch_id(header["gateway"], header["batch_seq"]):
+            raise CheckFailed(current, "batch_id is not the id in the signed batch header")
         check_batch_inclusion(leaf, leaf_index, _hashes(item.get("batch_proof"), "batch_proof"), header)
         passed(current, f"leaf {leaf_index} of {header['readings'] + header['aggregates']} under the batch root")
         current = "gateway_signature"
@@ -518,6 +645,8 @@ def _verify_item(
         # the bundle carries the gateway key; only the chain says it is this gateway's, and still active
         check_key_on_chain(current, chain, key_fingerprint(gateway_key), SIGNER_GATEWAY, header["gateway"])
         passed(current, f"batch header signed by gateway {header['gateway']}, its key active on chain")
+        current = "query_match"
+        passed(current, check_query_match(query, kind, content, header, chain))
         seq = batch.get("checkpoint_seq")
         if seq is None:
             result.status = "pending"
@@ -537,7 +666,7 @@ def _verify_item(
         check_log_inclusion(signed_header, log_index, size, _hashes(batch.get("log_proof"), "log_proof"), root)
         passed(current, f"batch header is log leaf {log_index} of {size}")
         current = "chain_anchor"
-        check_chain_anchor(int(seq), size, root, chain)
+        check_chain_anchor(int(seq), size, root, checkpoint.get("cid"), chain)
         passed(current, f"chain checkpoint {seq} holds this size and root")
         current = "consistency"
         passed(current, check_consistency(int(seq), size, root, checkpoint, bundle.get("newest"), chain))
@@ -547,37 +676,46 @@ def _verify_item(
     return result
 
 
-def verify_bundle(bundle: Any, chain: ChainReader) -> Report:
-    """Every check of a proof bundle. Raises ChainUnreachable if the chain cannot be read."""
+def verify_bundle(bundle: Any, chain: ChainReader, trust: Trust) -> Report:
+    """Every check of a proof bundle against the pinned ``trust``. Raises ChainUnreachable if the chain
+    cannot be read."""
     started = time.perf_counter()
     cached = chain if isinstance(chain, CachedChainReader) else CachedChainReader(chain)
     steps: list[Step] = []
     try:
-        check_format(bundle)
+        query = check_format(bundle)
         devices = _index(bundle["devices"], "device_id", "device")
         batches = _index(bundle["batches"], "batch_id", "batch")
         checkpoints = _index(bundle["checkpoints"], "seq", "checkpoint")
         steps.append(Step("bundle_format", True, f"{BUNDLE_FORMAT} v{BUNDLE_VERSION}"))
-        check_chain_identity(bundle, cached)
+        check_chain_identity(bundle, cached, trust)
         steps.append(Step("chain_identity", True, f"chain {bundle['chain']['chain_id']}, registry has code"))
     except CheckFailed as failure:
         steps.append(Step(failure.step, False, failure.detail))
         return Report("invalid", failure.step, failure.detail, [], steps, (time.perf_counter() - started) * 1000)
     items = [
-        _verify_item(i, item, bundle, devices, batches, checkpoints, cached) for i, item in enumerate(bundle["items"])
+        _verify_item(i, item, bundle, devices, batches, checkpoints, cached, query)
+        for i, item in enumerate(bundle["items"])
     ]
-    return _summarize(items, steps, started)
+    return _summarize(items, steps, started, len(bundle["retrieval_failures"]), query.limit)
 
 
-def _summarize(items: list[ItemResult], steps: list[Step], started: float) -> Report:
+def _summarize(items: list[ItemResult], steps: list[Step], started: float, failures: int, limit: int) -> Report:
+    """invalid (a step failed) > incomplete (the cloud could not prove some leaves) > empty > pending > valid."""
     failed = next((i for i in items if i.status == "invalid"), None)
     elapsed = (time.perf_counter() - started) * 1000
     if failed is not None:
         detail = next((s.detail for s in failed.steps if s.ok is False), "")
         return Report("invalid", failed.failed_step, f"item {failed.index}: {detail}", items, steps, elapsed)
+    if failures:
+        detail = f"incomplete: the cloud could not prove {failures} leaf(s) of the answer (retrieval_failures)"
+        return Report("incomplete", None, detail, items, steps, elapsed)
+    if not items:
+        return Report("empty", None, "nothing answers the query", items, steps, elapsed)
     if any(i.status == "pending" for i in items):
         return Report("pending", None, "some batches are not anchored yet", items, steps, elapsed)
-    return Report("valid", None, f"{len(items)} item(s) verified", items, steps, elapsed)
+    more = " (as many as the query's limit: there may be more)" if len(items) == limit else ""
+    return Report("valid", None, f"{len(items)} item(s) verified{more}", items, steps, elapsed)
 
 
 # ---- statements ----------------------------------------------------------------------------------------
@@ -614,7 +752,7 @@ def statement_figures(bundle: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def verify_statement(document: Any, chain: ChainReader) -> Report:
+def verify_statement(document: Any, chain: ChainReader, trust: Trust) -> Report:
     """A signed period statement: its signature, its figures against its leaves, then its proof bundle."""
     started = time.perf_counter()
     steps: list[Step] = []
@@ -641,16 +779,16 @@ def verify_statement(document: Any, chain: ChainReader) -> Report:
     except CheckFailed as failure:
         steps.append(Step(failure.step, False, failure.detail))
         return Report("invalid", failure.step, failure.detail, [], steps, (time.perf_counter() - started) * 1000)
-    report = verify_bundle(bundle, chain)
+    report = verify_bundle(bundle, chain, trust)
     report.steps = steps + report.steps
     report.verify_ms = (time.perf_counter() - started) * 1000
     return report
 
 
-def verify_document(document: Any, chain: ChainReader) -> Report:
+def verify_document(document: Any, chain: ChainReader, trust: Trust) -> Report:
     if isinstance(document, dict) and document.get("format") == STATEMENT_FORMAT:
-        return verify_statement(document, chain)
-    return verify_bundle(document, chain)
+        return verify_statement(document, chain, trust)
+    return verify_bundle(document, chain, trust)
 
 
 # ---- the chain behind JSON-RPC ---------------------------------------------------------------------------
@@ -687,6 +825,14 @@ class Web3ChainReader:
         tree_size, _timestamp, root, _cid = self.contract.functions.checkpoint(seq).call()
         return int(tree_size), bytes(root)
 
+    def checkpoint_cid(self, seq: int) -> str:
+        return str(self.contract.functions.checkpoint(seq).call()[3])
+
+    def signer_enterprise(self, kind: int, signer_id: bytes) -> bytes:
+        view = self.contract.functions.deviceKey if kind == SIGNER_DEVICE else self.contract.functions.gatewayKey
+        enterprise_id, _active_key = view(signer_id).call()
+        return bytes(enterprise_id)
+
     def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
         state, kind, signer_id = self.contract.functions.keyState(fingerprint).call()
         return int(state), int(kind), bytes(signer_id)
@@ -706,30 +852,50 @@ def _human(report: Report) -> str:
     return "\n".join(lines)
 
 
+def load_trust(trust_file: Path | None, registry: str | None, chain_id: int | None) -> Trust:
+    """The trust anchor, from a pinned trust file or from --registry and --chain-id (never from the bundle)."""
+    if trust_file is not None:
+        if registry is not None or chain_id is not None:
+            raise ValueError("give either --trust or --registry with --chain-id, not both")
+        return Trust.from_text(trust_file.read_bytes())
+    if registry is None or chain_id is None:
+        raise ValueError("the trust anchor is required: --trust trust.json, or --registry 0x… and --chain-id N")
+    return Trust(chain_id, normalize_address(registry))
+
+
 def verify_command(
     bundle_path: Annotated[Path, typer.Argument(help="proof bundle or signed statement (JSON)", metavar="BUNDLE.json")],
-    rpc: Annotated[str, typer.Option("--rpc", help="JSON-RPC URL of a node of the bundle's chain, or cloud /rpc")],
+    rpc: Annotated[str, typer.Option("--rpc", help="JSON-RPC URL of a node of the pinned chain, or cloud /rpc")],
+    trust_file: Annotated[
+        Path | None, typer.Option("--trust", help="pinned trust file (the cloud publishes it at /api/v1/trust)")
+    ] = None,
+    registry: Annotated[str | None, typer.Option("--registry", help="pinned registry contract address")] = None,
+    chain_id: Annotated[int | None, typer.Option("--chain-id", help="pinned chain id")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,
 ) -> None:
-    """Verify a proof bundle offline: everything from its bytes, plus the chain's registry and anchors.
+    """Verify a proof bundle offline: everything from its bytes, plus the pinned registry's keys and anchors.
 
-    Exit status: 0 valid; 3 pending (not anchored yet); 4 chain unreachable; 2 unreadable input; 10+ the
-    failing step (see carbontrace/verify_bundle.py STEP_EXIT and docs/proof-bundle.md)."""
+    The registry address and chain id are pinned out of band (--trust, or --registry and --chain-id); a
+    bundle naming another registry or chain fails. Exit status: 0 valid; 3 pending (not anchored yet); 4
+    chain unreachable; 5 incomplete (the cloud could not prove some leaves); 6 empty (nothing answers the
+    query); 2 unusable input or no trust anchor; 10+ the failing step (STEP_EXIT, docs/proof-bundle.md)."""
     try:
-        document = json.loads(bundle_path.read_text())
-        bundle = document.get("bundle", document) if isinstance(document, dict) else document
-        registry = bundle["chain"]["registry"] if isinstance(bundle, dict) else None
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        typer.echo(f"error: cannot read a bundle from {bundle_path}: {err}", err=True)
+        trust = load_trust(trust_file, registry, chain_id)
+    except (OSError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_USAGE) from err
-    reader: ChainReader = _NoChain()
-    if isinstance(registry, str):
-        try:
-            reader = Web3ChainReader.over_http(rpc, registry)
-        except ValueError:
-            pass  # not an address: the format check reports it
     try:
-        report = verify_document(document, reader)
+        document = strict_json.loads(bundle_path.read_bytes())
+    except OSError as err:
+        typer.echo(f"error: cannot read {bundle_path}: {err}", err=True)
+        raise typer.Exit(EXIT_USAGE) from err
+    except strict_json.StrictJSONError as err:
+        # not one meaning: duplicate keys, NaN, too deep; that is the bundle's own format failing
+        report = Report("invalid", "bundle_format", str(err), [], [Step("bundle_format", False, str(err))])
+        typer.echo(json.dumps(report.as_json(), indent=2) if as_json else _human(report))
+        raise typer.Exit(report.exit_code) from err
+    try:
+        report = verify_document(document, Web3ChainReader.over_http(rpc, trust.registry), trust)
     except ChainUnreachable as err:
         if as_json:
             typer.echo(json.dumps({"status": "unknown", "error": "chain_unreachable", "detail": str(err)}))
@@ -738,25 +904,6 @@ def verify_command(
         raise typer.Exit(EXIT_CHAIN_UNREACHABLE) from err
     typer.echo(json.dumps(report.as_json(), indent=2) if as_json else _human(report))
     raise typer.Exit(report.exit_code)
-
-
-class _NoChain:
-    """For a bundle whose registry address is unreadable: the format step fails before any chain read."""
-
-    def chain_id(self) -> int:
-        raise ChainUnreachable("no registry address")
-
-    def has_code(self) -> bool:
-        return False
-
-    def checkpoint_count(self) -> int:
-        return 0
-
-    def checkpoint(self, seq: int) -> tuple[int, bytes]:
-        raise ChainUnreachable("no registry address")
-
-    def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
-        raise ChainUnreachable("no registry address")
 
 
 verify_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

@@ -26,6 +26,7 @@ from carbontrace_protocol.batch import decode_batch, parse_leaf
 from carbontrace_protocol.cid import cid_for
 from carbontrace_protocol.emission_factors import get_factor
 from carbontrace_protocol.errors import ProofError, ProtocolError
+from carbontrace_protocol.proof_bundle import Trust, normalize_address
 from carbontrace_protocol.verify import verify_es256
 from cloud import models
 from cloud.chain import BindingState, RegistryContract, key_fingerprint
@@ -109,6 +110,19 @@ class RegistryReader:
     def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
         state, kind, signer_id = self.registry.key_state(fingerprint)
         return int(state), int(kind), signer_id
+
+    def checkpoint_cid(self, seq: int) -> str:
+        return self.registry.checkpoint(seq).cid
+
+    def signer_enterprise(self, kind: int, signer_id: bytes) -> bytes:
+        read = self.registry.device_key if kind == vb.SIGNER_DEVICE else self.registry.gateway_key
+        return read(signer_id)[0]
+
+
+def trust_of(ledger: Ledger) -> Trust:
+    """The trust anchor this cloud publishes (GET /api/v1/trust): an auditor pins it once."""
+    registry = ledger.chain.registry()
+    return Trust(registry.chain.chain_id, normalize_address(registry.address))
 
 
 def scope(principal: Principal | None, query: TraceQuery, ledger: Ledger) -> TraceQuery:
@@ -468,7 +482,7 @@ def build_bundle(
                 "kind": loc.kind,
                 "batch_id": loc.batch_id,
                 "leaf_index": loc.leaf_index,
-                "device_id": loc.device_id if loc.kind == "reading" else None,
+                "device_id": loc.device_id,
                 "leaf": item.leaf.hex(),
                 "batch_proof": [h.hex() for h in item.batch_proof],
                 "view": view_of(item, query.types),
@@ -477,19 +491,27 @@ def build_bundle(
     return {
         "format": vb.BUNDLE_FORMAT,
         "version": vb.BUNDLE_VERSION,
-        "created": int(time.time()),
         "query": query.as_json(),
-        "chain": {
-            "chain_id": reader.chain_id(),
-            "registry": registry.address,
-            "rpc_hint": "the cloud's POST /rpc" if ledger.settings.chain == "embedded" else ledger.settings.chain,
-        },
+        "chain": {"chain_id": reader.chain_id(), "registry": normalize_address(registry.address)},
         "cloud_key": {"kid": vb.CHECKPOINT_KID.decode(), "public_key": public_key(ledger.signing_key).hex()},
         "newest": newest,
         "checkpoints": [checkpoints[s] for s in sorted(checkpoints)],
         "devices": [devices[d] for d in sorted(devices)],
         "batches": [batches[b] for b in sorted(batches)],
         "items": items,
+        "retrieval_failures": [retrieval_failure(r) for r in retrieved if not r.ok],
+    }
+
+
+def retrieval_failure(item: Retrieved) -> dict[str, Any]:
+    """A leaf the answer should hold but could not be proven: the bundle's verdict is then "incomplete"."""
+    loc = item.located
+    return {
+        "kind": loc.kind,
+        "batch_id": loc.batch_id,
+        "leaf_index": loc.leaf_index,
+        "device_id": loc.device_id,
+        "failed_step": item.failed_step or "content_store",
     }
 
 
@@ -511,7 +533,6 @@ def _bundle_batch(session: Session, log: SqlLog, item: Retrieved, loc: Located) 
         "batch_id": loc.batch_id,
         "signed_header": (item.signed_header or b"").hex(),
         "gateway_public_key": gateway_key.hex(),
-        "cid": loc.cid,
         "log_index": loc.log_index,
         "checkpoint_seq": loc.checkpoint_seq,
         "log_proof": [],
@@ -534,7 +555,6 @@ def _bundle_checkpoint(
         "seq": seq,
         "signed": row.signed.hex(),
         "cid": row.cid,
-        "tx_hash": row.tx_hash,
         "consistency_from_previous": [],
         "consistency_to_newest": [],
     }
@@ -591,18 +611,14 @@ def trace(ledger: Ledger, session: Session, query: TraceQuery, verify: bool = Tr
     answer = TraceAnswer(query, located, retrieved)
     if verify:
         answer.bundle = build_bundle(ledger, session, retrieved, query, reader)
-        answer.report = vb.verify_bundle(answer.bundle, reader)
+        answer.report = vb.verify_bundle(answer.bundle, reader, trust_of(ledger))
     return answer
 
 
 def trace_bundle(ledger: Ledger, session: Session, query: TraceQuery) -> dict[str, Any]:
     answer = trace(ledger, session, query, verify=False)
     reader = vb.CachedChainReader(RegistryReader(ledger.chain.registry()))
-    bundle = build_bundle(ledger, session, answer.retrieved, query, reader)
-    failures = [r.located.as_json() | {"failed_step": r.failed_step} for r in answer.retrieved if not r.ok]
-    if failures:
-        bundle["retrieval_failures"] = failures  # informational: these leaves could not be put in the bundle
-    return bundle
+    return build_bundle(ledger, session, answer.retrieved, query, reader)
 
 
 # ---- enterprise period statement -------------------------------------------------------------------------

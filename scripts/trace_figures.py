@@ -32,6 +32,7 @@ from cloud import models  # noqa: E402
 from cloud.app import create_app  # noqa: E402
 from cloud.ledger import Ledger  # noqa: E402
 from cloud.ledger_log import SqlLog, _peak_positions  # noqa: E402
+from cloud.trace import trust_of  # noqa: E402
 from tests.cloud.cloud_testkit import auth, make_settings, register_tenant, upload  # noqa: E402
 
 
@@ -164,7 +165,7 @@ def main() -> None:
                 timings, pure = [], []
                 for _ in range(args.repeat):
                     timed = TimedReader(reader)
-                    report = verify_bundle(bundle, timed)  # type: ignore[arg-type]
+                    report = verify_bundle(bundle, timed, trust_of(ledger))  # type: ignore[arg-type]
                     assert report.status == "valid", report.as_json()
                     timings.append(report.verify_ms)
                     pure.append(report.verify_ms - timed.seconds * 1000)

@@ -181,6 +181,17 @@ def trace_bundle(query: QueryDep, principal: CallerDep, ledger: LedgerDep, sessi
     return JSONResponse(bundle, headers={"Content-Disposition": 'attachment; filename="carbontrace-bundle.json"'})
 
 
+@router.get("/trust", responses={200: {"description": "the trust anchor to pin (docs/proof-bundle.md#trust)"}})
+def trust_anchor(ledger: LedgerDep) -> JSONResponse:
+    """Public. The chain id and registry address a verifier pins once, out of band (compare it with what the
+    operator publishes elsewhere), and passes as `carbontrace verify --trust trust.json`."""
+    try:
+        trust = tracelib.trust_of(ledger)
+    except ChainUnreachable as err:
+        raise ChainUnavailable(str(err)) from err
+    return JSONResponse(trust.to_json(), headers={"Content-Disposition": 'attachment; filename="trust.json"'})
+
+
 @router.get(
     "/enterprises/{enterprise_id}/statement",
     responses={

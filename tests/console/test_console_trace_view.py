@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from carbontrace import verify_bundle as vb
 from cloud import models
-from cloud.trace import RegistryReader
+from cloud.trace import RegistryReader, trust_of
 from tests.console.console_cloud import ConsoleCloud, tamper_blob, tamper_reading_row
 from tests.console.console_pages import STAGES, login, open_view, stage_states
 
@@ -36,7 +36,7 @@ def test_trace_shows_every_step_green_and_the_bundle_verifies_offline(
     download_info.value.save_as(path)
     bundle = json.loads(path.read_text())
     assert bundle["format"] == vb.BUNDLE_FORMAT and len(bundle["items"]) == 1
-    report = vb.verify_bundle(bundle, RegistryReader(cloud.ledger.chain.registry()))
+    report = vb.verify_bundle(bundle, RegistryReader(cloud.ledger.chain.registry()), trust_of(cloud.ledger))
     assert report.status == "valid", report
 
     # An aggregate window: the device stage does not apply (the gateway signs aggregates).

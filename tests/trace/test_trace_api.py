@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from carbontrace.verify_bundle import verify_bundle, verify_statement
-from tests.trace.trace_kit import anchor, get, ledger_of, reader_of, tenant_with_batches, upload_batches
+from tests.trace.trace_kit import anchor, get, ledger_of, reader_of, tenant_with_batches, trust_of, upload_batches
 
 STEP_ORDER = [
     "content_store",
@@ -15,6 +15,7 @@ STEP_ORDER = [
     "decoded_view",
     "batch_inclusion",
     "gateway_signature",
+    "query_match",
     "checkpoint_signature",
     "log_inclusion",
     "chain_anchor",
@@ -104,7 +105,7 @@ def test_bundle_verifies_offline_and_statement(client: TestClient) -> None:
     bundle = r.json()
     assert len(bundle["items"]) == 4 * 2 * 2 + 4 * 2  # batches × devices × readings + aggregates
     assert [c["seq"] for c in bundle["checkpoints"]] == [0, 1] and bundle["newest"]["seq"] == 1
-    report = verify_bundle(bundle, reader_of(client))
+    report = verify_bundle(bundle, reader_of(client), trust_of(client))
     assert report.status == "valid", report.as_json()
     assert report.exit_code == 0
 
@@ -120,10 +121,10 @@ def test_bundle_verifies_offline_and_statement(client: TestClient) -> None:
     assert document["statement"]["factors"][0]["source"]
     gaps = document["statement"]["completeness"]["gaps"]
     assert {g["kind"] for g in gaps} == {"no_data", "short_window"}  # 2 readings per 6-reading window; tail
-    report = verify_statement(document, reader_of(client))
+    report = verify_statement(document, reader_of(client), trust_of(client))
     assert report.status == "valid", report.as_json()
     document["statement"]["figures"]["energy_wh"] += 1
-    assert verify_statement(document, reader_of(client)).failed_step == "statement_signature"
+    assert verify_statement(document, reader_of(client), trust_of(client)).failed_step == "statement_signature"
 
 
 def _aggregates(batch):  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ import jsonschema_rs
 from fastapi.testclient import TestClient
 
 from carbontrace import verify_bundle as vb
-from carbontrace_protocol import merkle
+from carbontrace_protocol import merkle, views
 from tests.conftest import REPO_ROOT
 from tests.trace.trace_kit import anchor, get, tenant_with_batches
 
@@ -21,14 +21,14 @@ EXAMPLE = json.loads((DOCS / "proof-bundle.example.json").read_text())
 
 def test_example_matches_schema_and_its_pure_steps_hold() -> None:
     jsonschema_rs.validate(SCHEMA, EXAMPLE)
-    vb.check_format(EXAMPLE)
+    query = vb.check_format(EXAMPLE)
     item, batch, device, checkpoint = (EXAMPLE[k][0] for k in ("items", "batches", "devices", "checkpoints"))
     key = bytes.fromhex(device["public_key"])
     assert vb.key_fingerprint(key).hex() == device["key_fingerprint"]
     assert vb.chain_id_of(device["device_id"]).hex() == device["chain_device_id"]
     leaf = bytes.fromhex(item["leaf"])
     content = vb.check_device_signature(leaf, device["device_id"], key)
-    vb.check_decoded_view(item["view"], content)
+    vb.check_decoded_view(item["view"], content, views.view("reading", content, query.types))
     assert (content["seq"], content["co2_ppm"], item["leaf_index"], batch["log_index"]) == (3, 600, 0, 1)
     header_bytes = bytes.fromhex(batch["signed_header"])
     message, header = vb.parse_signed_header(header_bytes)

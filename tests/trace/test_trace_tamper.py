@@ -9,6 +9,7 @@ is caught by the consistency check against the chain.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,25 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, update
 
-from carbontrace.verify_bundle import STEP_EXIT, verify_bundle
+from carbontrace.verify_bundle import EXIT_EMPTY, EXIT_INCOMPLETE, STEP_EXIT, verify_bundle
 from carbontrace_protocol import cose, merkle
 from carbontrace_protocol.batch import Batch, reading_leaf
+from carbontrace_protocol.proof_bundle import Trust
 from cloud import models
 from cloud.anchoring import CHECKPOINT_KID, checkpoint_payload
 from cloud.ledger import Ledger
 from cloud.ledger_log import SqlLog
 from tests.cloud.cloud_testkit import auth, new_key
-from tests.trace.trace_kit import Traced, anchor, get, ledger_of, reader_of, tenant_with_batches, upload_batches
+from tests.trace.trace_kit import (
+    Traced,
+    anchor,
+    get,
+    ledger_of,
+    reader_of,
+    tenant_with_batches,
+    trust_of,
+    upload_batches,
+)
 
 
 def flip_hex(text: str, position: int = -1) -> str:
@@ -224,6 +235,19 @@ def test_rewritten_history_is_caught_by_consistency(sqlite_client: TestClient) -
 BundleMutation = Callable[[dict[str, Any]], None]
 
 
+def _rename_batch(bundle: dict[str, Any]) -> None:
+    renamed = bundle["batches"][0]["batch_id"] + "0"
+    bundle["batches"][0]["batch_id"] = renamed
+    bundle["items"][0]["batch_id"] = renamed
+
+
+def _retype_view(bundle: dict[str, Any], name: str, kind: type) -> None:
+    """The same value as Python's == sees it (674 == 674.0, 0 == False), another JSON type."""
+    view = bundle["items"][0]["view"]
+    assert name in view, view
+    view[name] = kind(view[name])
+
+
 def _other_key_hex() -> str:
     return new_key()[1].hex()
 
@@ -308,6 +332,41 @@ BUNDLE_CASES: list[tuple[str, str, BundleMutation]] = [
         ),
     ),
     ("newest root", "consistency", lambda b: b["newest"].__setitem__("root", flip_hex(b["newest"]["root"]))),
+    # Fields that were once carried but never checked: each is now checked, or not in the bundle at all.
+    ("checkpoint cid", "chain_anchor", lambda b: b["checkpoints"][0].__setitem__("cid", "bafkrei" + "a" * 52)),
+    (
+        "checkpoint tx_hash (not in the format)",
+        "bundle_format",
+        lambda b: b["checkpoints"][0].__setitem__("tx_hash", "0x" + "ab" * 32),
+    ),
+    (
+        "batch cid (not in the format)",
+        "bundle_format",
+        lambda b: b["batches"][0].__setitem__("cid", "bafkrei" + "a" * 52),
+    ),
+    ("created (not in the format)", "bundle_format", lambda b: b.__setitem__("created", 1)),
+    ("batch id", "batch_inclusion", _rename_batch),
+    ("view integer written as a float", "decoded_view", lambda b: _retype_view(b, "co2_ppm", float)),
+    ("view flag 0 written as false", "decoded_view", lambda b: _retype_view(b, "flags", bool)),
+    ("item names another device", "bundle_format", lambda b: b["items"][0].__setitem__("device_id", "dev-other")),
+    ("query relabelled: device", "query_match", lambda b: b["query"].__setitem__("device_id", "dev-other")),
+    (
+        "query relabelled: enterprise",
+        "query_match",
+        lambda b: b["query"].__setitem__("enterprise_id", "other-enterprise"),
+    ),
+    (
+        "query relabelled: period",
+        "query_match",
+        lambda b: b["query"].update(start=b["query"]["end"], end=b["query"]["end"] + 60),
+    ),
+    ("query relabelled: site", "query_match", lambda b: b["query"].__setitem__("site_id", "site-other")),
+    ("query limit below the answer", "bundle_format", lambda b: b["query"].__setitem__("limit", 0)),
+    (
+        "registry written in mixed case",
+        "bundle_format",
+        lambda b: b["chain"].__setitem__("registry", b["chain"]["registry"].upper().replace("0X", "0x")),
+    ),
 ]
 
 
@@ -341,7 +400,7 @@ def one_reading_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def test_bundle_is_valid(one_reading_bundle: Any) -> None:
     client, bundle = one_reading_bundle
-    report = verify_bundle(bundle, reader_of(client))
+    report = verify_bundle(bundle, reader_of(client), trust_of(client))
     assert (report.status, report.exit_code) == ("valid", 0), report.as_json()
     assert all(len(bundle["checkpoints"][0][k]) > 0 for k in ("consistency_from_previous", "consistency_to_newest"))
 
@@ -351,8 +410,8 @@ def test_bundle_tamper_matrix(one_reading_bundle: Any, name: str, step: str, mut
     client, bundle = one_reading_bundle
     tampered = copy.deepcopy(bundle)
     mutate(tampered)
-    assert tampered != bundle
-    report = verify_bundle(tampered, reader_of(client, tampered))
+    assert json.dumps(tampered, sort_keys=True) != json.dumps(bundle, sort_keys=True)  # 674.0 == 674 in Python
+    report = verify_bundle(tampered, reader_of(client, tampered), trust_of(client))
     assert (report.status, report.failed_step) == ("invalid", step), (name, report.as_json())
     assert report.exit_code == STEP_EXIT[step]
 
@@ -371,5 +430,52 @@ def test_forged_checkpoint_signed_with_the_cloud_key_is_caught_on_chain(one_read
     signed = cose.sign1(ledger.signing_key, CHECKPOINT_KID, checkpoint_payload(size, root, 1))
     tampered["checkpoints"][0]["signed"] = bytes(signed).hex()
     tampered["batches"][0]["log_proof"] = [merkle.node_hash(proof[0], proof[1]).hex()]
-    report = verify_bundle(tampered, reader_of(client, tampered))
+    report = verify_bundle(tampered, reader_of(client, tampered), trust_of(client))
     assert report.failed_step == "chain_anchor", report.as_json()
+
+
+def test_a_bundle_pinned_to_another_registry_fails_even_if_that_registry_answers(one_reading_bundle: Any) -> None:
+    """A copy of the registry deployed by anyone: the bundle names it, the reader reads it, the trust says no."""
+    client, bundle = one_reading_bundle
+    report = verify_bundle(bundle, reader_of(client), Trust(trust_of(client).chain_id, "0x" + "22" * 20))
+    assert (report.status, report.failed_step) == ("invalid", "chain_identity"), report.as_json()
+    report = verify_bundle(bundle, reader_of(client), Trust(trust_of(client).chain_id + 1, trust_of(client).registry))
+    assert (report.status, report.failed_step) == ("invalid", "chain_identity"), report.as_json()
+
+
+def test_retrieval_failures_make_an_answer_incomplete_not_valid(one_reading_bundle: Any) -> None:
+    client, bundle = one_reading_bundle
+    tampered = copy.deepcopy(bundle)
+    item = tampered["items"][0]
+    failure = {k: item[k] for k in ("kind", "batch_id", "device_id")} | {
+        "leaf_index": 0,
+        "failed_step": "content_store",
+    }
+    tampered["retrieval_failures"] = [failure]
+    report = verify_bundle(tampered, reader_of(client), trust_of(client))
+    assert (report.status, report.exit_code) == ("incomplete", EXIT_INCOMPLETE), report.as_json()
+
+
+def test_an_answer_with_no_items_is_empty_not_valid(one_reading_bundle: Any) -> None:
+    client, bundle = one_reading_bundle
+    tampered = copy.deepcopy(bundle) | {"items": [], "batches": [], "checkpoints": [], "devices": []}
+    report = verify_bundle(tampered, reader_of(client), trust_of(client))
+    assert (report.status, report.exit_code) == ("empty", EXIT_EMPTY), report.as_json()
+
+
+def test_an_aggregate_item_that_names_another_device_fails(one_reading_bundle: Any) -> None:
+    client, bundle = one_reading_bundle
+    device = bundle["items"][0]["device_id"]
+    r = get(client, "/api/v1/trace/bundle", None, device_id=device, types="emissions", limit=1)
+    aggregates = r.json()
+    assert aggregates["items"] and aggregates["items"][0]["kind"] == "aggregate", aggregates
+    assert verify_bundle(aggregates, reader_of(client), trust_of(client)).status == "valid"
+    for field, value, step in (("device_id", "dev-other", "decoded_view"), ("view", {}, "decoded_view")):
+        tampered = copy.deepcopy(aggregates)
+        tampered["items"][0][field] = value
+        report = verify_bundle(tampered, reader_of(client), trust_of(client))
+        assert (report.status, report.failed_step) == ("invalid", step), (field, report.as_json())
+    other = copy.deepcopy(aggregates)
+    other["query"]["device_id"] = "dev-other"  # another device's answer presented for this query
+    report = verify_bundle(other, reader_of(client), trust_of(client))
+    assert report.failed_step == "query_match", report.as_json()

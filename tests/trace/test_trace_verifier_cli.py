@@ -25,11 +25,17 @@ from tests.trace.test_trace_tamper import flip_hex
 from tests.trace.trace_kit import Traced, anchor, get, tenant_with_batches, upload_batches
 
 
-def run_verifier(bundle: dict[str, Any], rpc: str, tmp: Path, name: str) -> tuple[int, dict[str, Any]]:
+def run_verifier(
+    bundle: dict[str, Any], rpc: str, tmp: Path, name: str, trust: dict[str, Any], *extra: str
+) -> tuple[int, dict[str, Any]]:
+    """The verifier as a subprocess, with the trust anchor the cloud published pinned in a file."""
     path = tmp / f"{name}.json"
     path.write_text(json.dumps(bundle))
+    trust_path = tmp / "trust.json"
+    trust_path.write_text(json.dumps(trust))
+    pin = ["--trust", str(trust_path)] if not extra else list(extra)
     done = subprocess.run(
-        [sys.executable, "-m", "carbontrace.verify_bundle", str(path), "--rpc", rpc, "--json"],
+        [sys.executable, "-m", "carbontrace.verify_bundle", str(path), "--rpc", rpc, *pin, "--json"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -59,6 +65,7 @@ def one_reading_bundle(client: TestClient, traced: Traced) -> dict[str, Any]:
 
 def test_verifier_against_hardhat(tmp_path: Path, cloud_hardhat_node: HardhatNode) -> None:
     with app_client(make_settings(tmp_path, chain=cloud_hardhat_node.url)) as client:
+        trust = client.get("/api/v1/trust").json()
         traced = tenant_with_batches(client, "Verifier Co", batches=2)
         anchor(client)
         bundle = one_reading_bundle(client, traced)
@@ -73,33 +80,42 @@ def test_verifier_against_hardhat(tmp_path: Path, cloud_hardhat_node: HardhatNod
         pending = get(client, "/api/v1/trace/bundle", traced.tenant.enterprise_key, types="aggregates").json()
 
     url = cloud_hardhat_node.url
-    code, report = run_verifier(bundle, url, tmp_path, "valid")
+    code, report = run_verifier(bundle, url, tmp_path, "valid", trust)
     assert code == 0 and report["status"] == "valid", report
     assert [s["step"] for s in report["items"][0]["steps"]][-1] == "consistency"
 
-    code, report = run_verifier(statement, url, tmp_path, "statement")
+    code, report = run_verifier(statement, url, tmp_path, "statement", trust)
     assert code == 0 and report["steps"][0]["step"] == "statement_signature", report
 
     tampered = json.loads(json.dumps(bundle))
     tampered["batches"][0]["signed_header"] = flip_hex(tampered["batches"][0]["signed_header"])
-    code, report = run_verifier(tampered, url, tmp_path, "tampered")
+    code, report = run_verifier(tampered, url, tmp_path, "tampered", trust)
     assert (code, report["failed_step"]) == (STEP_EXIT["gateway_signature"], "gateway_signature"), report
 
     tampered = json.loads(json.dumps(bundle))
     tampered["checkpoints"][0]["consistency_to_newest"] = ["00" * 32]
-    code, report = run_verifier(tampered, url, tmp_path, "inconsistent")
+    code, report = run_verifier(tampered, url, tmp_path, "inconsistent", trust)
     assert (code, report["failed_step"]) == (STEP_EXIT["consistency"], "consistency"), report
 
-    code, report = run_verifier(pending, url, tmp_path, "pending")
+    code, report = run_verifier(pending, url, tmp_path, "pending", trust)
     assert code == EXIT_PENDING and report["status"] == "pending", report
 
-    code, report = run_verifier(bundle, f"http://127.0.0.1:{free_port()}", tmp_path, "down")
+    code, report = run_verifier(bundle, f"http://127.0.0.1:{free_port()}", tmp_path, "down", trust)
     assert code == EXIT_CHAIN_UNREACHABLE and report["error"] == "chain_unreachable", report
 
     path = tmp_path / "human.json"
     path.write_text(json.dumps(bundle))
     done = subprocess.run(
-        [sys.executable, "-m", "carbontrace.verify_bundle", str(path), "--rpc", url],
+        [
+            sys.executable,
+            "-m",
+            "carbontrace.verify_bundle",
+            str(path),
+            "--rpc",
+            url,
+            "--trust",
+            str(tmp_path / "trust.json"),
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -126,14 +142,79 @@ def served_app(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
 
 def test_verifier_against_embedded_chain_through_cloud_rpc(served_app: tuple[TestClient, str], tmp_path: Path) -> None:
     client, base = served_app
+    trust = client.get("/api/v1/trust").json()
     traced = tenant_with_batches(client, "Demo Co", batches=1)
     anchor(client)
     bundle = one_reading_bundle(client, traced)
     started = time.monotonic()
-    code, report = run_verifier(bundle, f"{base}/rpc", tmp_path, "embedded")
+    code, report = run_verifier(bundle, f"{base}/rpc", tmp_path, "embedded", trust)
     assert code == 0 and report["status"] == "valid", report
     assert time.monotonic() - started < 30
     tampered = json.loads(json.dumps(bundle))
     tampered["devices"][0]["key_fingerprint"] = flip_hex(tampered["devices"][0]["key_fingerprint"])
-    code, report = run_verifier(tampered, f"{base}/rpc", tmp_path, "embedded-tampered")
+    code, report = run_verifier(tampered, f"{base}/rpc", tmp_path, "embedded-tampered", trust)
     assert (code, report["failed_step"]) == (STEP_EXIT["device_key"], "device_key"), report
+
+
+def test_verifier_needs_a_pinned_trust_anchor_and_strict_json(
+    served_app: tuple[TestClient, str], tmp_path: Path
+) -> None:
+    """No trust anchor: usage error. The bundle's own registry is never believed. Duplicate keys: format."""
+    client, base = served_app
+    trust = client.get("/api/v1/trust").json()
+    assert trust["format"] == "carbontrace-trust" and trust["registry"].startswith("0x"), trust
+    traced = tenant_with_batches(client, "Pinned Co", batches=1)
+    anchor(client)
+    bundle = one_reading_bundle(client, traced)
+    rpc = f"{base}/rpc"
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bundle))
+    done = subprocess.run(
+        [sys.executable, "-m", "carbontrace.verify_bundle", str(path), "--rpc", rpc, "--json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "trust anchor is required" in done.stderr, done.stderr
+    code, report = run_verifier(
+        bundle,
+        rpc,
+        tmp_path,
+        "flags",
+        trust,
+        "--registry",
+        trust["registry"].upper().replace("0X", "0x"),
+        "--chain-id",
+        str(trust["chain_id"]),
+    )
+    assert code == 0 and report["status"] == "valid", report
+    code, report = run_verifier(
+        bundle, rpc, tmp_path, "other", trust, "--registry", "0x" + "33" * 20, "--chain-id", str(trust["chain_id"])
+    )
+    assert (code, report["failed_step"]) == (STEP_EXIT["chain_identity"], "chain_identity"), report
+    # a duplicate key: json.loads would keep the last value; two readers could see two bundles
+    text = json.dumps(bundle)
+    duplicated = text.replace(
+        '"format": "carbontrace-proof-bundle"', '"format": "x", "format": "carbontrace-proof-bundle"', 1
+    )
+    assert duplicated != text and json.loads(duplicated) == bundle
+    path.write_text(duplicated)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carbontrace.verify_bundle",
+            str(path),
+            "--rpc",
+            rpc,
+            "--trust",
+            str(tmp_path / "trust.json"),
+            "--json",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == STEP_EXIT["bundle_format"] and "duplicate key" in done.stdout, done.stdout + done.stderr

@@ -9,7 +9,9 @@ from fastapi.testclient import TestClient
 
 from carbontrace.verify_bundle import Web3ChainReader
 from carbontrace_protocol.batch import Batch
+from carbontrace_protocol.proof_bundle import Trust
 from carbontrace_protocol.reading import Reading
+from cloud import trace as tracelib
 from cloud.ledger import Ledger
 from tests.cloud.cloud_testkit import ADMIN_KEY, Tenant, auth, register_tenant, upload
 
@@ -53,6 +55,11 @@ def reader_of(client: TestClient, bundle: dict[str, Any] | None = None) -> Web3C
     ledger = ledger_of(client)
     address = bundle["chain"]["registry"] if bundle is not None else ledger.chain.registry().address
     return Web3ChainReader(ledger.chain.connect().w3, address)
+
+
+def trust_of(client: TestClient) -> Trust:
+    """The trust anchor the app publishes (what an auditor pins)."""
+    return tracelib.trust_of(ledger_of(client))
 
 
 def operator_headers() -> dict[str, str]:

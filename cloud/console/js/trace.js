@@ -7,7 +7,7 @@ import { badge, h, short, utc } from "./dom.js";
 // The evidence chain as a person reads it, and which verification steps (carbontrace/verify_bundle.py and
 // the retrieval steps of cloud/trace.py) decide each stage.
 export const STAGES = [
-  { id: "record", title: "Stored record", steps: ["content_store", "sql_index", "decoded_view"] },
+  { id: "record", title: "Stored record", steps: ["content_store", "sql_index", "decoded_view", "query_match"] },
   { id: "device", title: "Device signature", steps: ["device_key", "device_signature"] },
   { id: "batch", title: "Batch", steps: ["batch_inclusion"] },
   { id: "gateway", title: "Gateway", steps: ["gateway_signature"] },

@@ -1,0 +1,84 @@
+"""Strict JSON for evidence: one meaning per document, or a typed error.
+
+Proof bundles, statements and trust files are parsed with this, never with a bare ``json.loads``:
+- a duplicate key in any object is an error (two readers could otherwise pick different values);
+- NaN, Infinity and -Infinity are errors (not JSON);
+- nesting deeper than ``max_depth`` is an error, found by a byte scan *before* the parser runs, because
+  importing web3/py_ecc raises the recursion limit far enough for the C parser to overflow the stack;
+- input larger than ``max_bytes`` is an error before anything is decoded.
+Exact types (an integer is not a float, 0 is not false) are enforced by the typed parsers that read the
+result (carbontrace_protocol.proof_bundle): ``json`` keeps 1 and 1.0 and false apart, and so do they.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from carbontrace_protocol.errors import ProtocolError
+
+DEFAULT_MAX_DEPTH = 32
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+
+class StrictJSONError(ProtocolError):
+    reason = "malformed_json"
+
+
+def nesting_depth(text: bytes) -> int:
+    """The deepest nesting of [ and { outside strings (a byte scan; no parser, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise StrictJSONError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise StrictJSONError(f"{name} is not JSON")
+
+
+def loads(data: bytes | str, max_depth: int = DEFAULT_MAX_DEPTH, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    if len(raw) > max_bytes:
+        raise StrictJSONError(f"document of {len(raw)} bytes exceeds the limit of {max_bytes}")
+    if nesting_depth(raw) > max_depth:
+        raise StrictJSONError(f"nesting deeper than {max_depth}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise StrictJSONError(f"not UTF-8: {err}") from err
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except StrictJSONError:
+        raise
+    except ValueError as err:
+        raise StrictJSONError(f"not JSON: {err}") from err
+
+
+def canonical(value: Any) -> bytes:
+    """Canonical JSON: sorted keys, separators ``,`` and ``:``, ASCII; what detached signatures cover."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()

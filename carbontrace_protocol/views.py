@@ -1,0 +1,133 @@
+"""Data types and decoded views: which leaves a type filter selects and exactly what a view shows.
+
+One definition for the cloud that answers a trace query and every verifier that checks the answer: a view
+is not free text next to the proof, it is a function of the leaf and the query's types, and the verifier
+recomputes it and compares with exact JSON types (an integer is not a float, 0 is not false).
+
+Reading leaves: a reading matches a type when it carries that measurement; its view has the identity
+fields (READING_META) and the requested measurement fields it carries. Aggregate leaves: type `aggregates`
+selects every aggregate and shows it whole; `emissions` selects the aggregates with an emissions figure and
+shows EMISSIONS_VIEW. A leaf in the bundle is always whole: that is what its proof covers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Any
+
+from carbontrace_protocol import cbor, cose
+from carbontrace_protocol.batch import LEAF_READING, parse_leaf
+from carbontrace_protocol.reading import Reading, decode_payload
+
+
+class DataType(StrEnum):
+    CO2 = "co2"
+    TEMPERATURE = "temperature"
+    HUMIDITY = "humidity"
+    ENERGY = "energy"
+    EMISSIONS = "emissions"
+    AGGREGATES = "aggregates"
+
+
+READING_TYPE_FIELDS: dict[DataType, tuple[str, ...]] = {
+    DataType.CO2: ("co2_ppm",),
+    DataType.TEMPERATURE: ("temperature_centi_c",),
+    DataType.HUMIDITY: ("humidity_centi_pct",),
+    DataType.ENERGY: ("energy_wh", "power_deci_w"),
+}
+READING_TYPES = frozenset(READING_TYPE_FIELDS)
+AGGREGATE_TYPES = frozenset({DataType.EMISSIONS, DataType.AGGREGATES})
+ALL_TYPES = frozenset(DataType)
+READING_META = ("device_id", "seq", "timestamp", "firmware", "flags")
+READING_FIELDS = ("co2_ppm", "temperature_centi_c", "humidity_centi_pct", "energy_wh", "power_deci_w")
+EMISSIONS_VIEW = ("v", "device", "window", "energy", "factor", "emissions_g")
+
+KIND_READING = "reading"
+KIND_AGGREGATE = "aggregate"
+
+
+def reading_content(reading: Reading) -> dict[str, Any]:
+    return {name: getattr(reading, name) for name in READING_META + READING_FIELDS}
+
+
+def aggregate_json(aggregate: dict[Any, Any]) -> dict[str, Any]:
+    """An aggregate map as JSON: a decimal fraction (CBOR tag 4) is {"e": exponent, "m": mantissa}, bytes hex."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, cbor.Tag) and isinstance(value.value, list) and len(value.value) == 2:
+            return {"e": value.value[0], "m": value.value[1]}
+        if isinstance(value, dict):
+            return {str(k): convert(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        if isinstance(value, bytes):
+            return value.hex()
+        return value
+
+    converted = convert(aggregate)
+    assert isinstance(converted, dict)
+    return converted
+
+
+def leaf_content(leaf: bytes) -> tuple[str, dict[str, Any]]:
+    """(kind, decoded fields) of a leaf; the signature is not checked here. Raises ProtocolError."""
+    kind, body = parse_leaf(leaf)
+    if kind == LEAF_READING:
+        return KIND_READING, reading_content(decode_payload(cose.parse_sign1(body).payload))
+    return KIND_AGGREGATE, aggregate_json(body)
+
+
+def reading_fields_of(types: Iterable[DataType]) -> list[str]:
+    return [f for t in sorted(types) for f in READING_TYPE_FIELDS.get(t, ())]
+
+
+def selects(kind: str, content: dict[str, Any], types: frozenset[DataType]) -> bool:
+    """Whether a type filter selects this leaf."""
+    if kind == KIND_READING:
+        return any(content.get(f) is not None for f in reading_fields_of(types))
+    if DataType.AGGREGATES in types:
+        return True
+    return DataType.EMISSIONS in types and "emissions_g" in content
+
+
+def view(kind: str, content: dict[str, Any], types: frozenset[DataType]) -> dict[str, Any]:
+    """Exactly the decoded fields a caller who asked for ``types`` is shown."""
+    if kind == KIND_READING:
+        shown = (*READING_META, *reading_fields_of(types))
+        return {k: content[k] for k in shown if content.get(k) is not None}
+    if DataType.AGGREGATES in types:
+        return dict(content)
+    return {k: content[k] for k in EMISSIONS_VIEW if k in content}
+
+
+def leaf_time(kind: str, content: dict[str, Any]) -> tuple[int, int]:
+    """[start, end) the leaf covers: a reading's instant (end = start + 1), an aggregate's window."""
+    if kind == KIND_READING:
+        return content["timestamp"], content["timestamp"] + 1
+    window = content.get("window")
+    if (
+        not isinstance(window, list)
+        or len(window) != 2
+        or not all(isinstance(w, int) and not isinstance(w, bool) for w in window)
+    ):
+        raise ValueError("aggregate window must be two integers")
+    return window[0], window[1]
+
+
+def leaf_device(kind: str, content: dict[str, Any]) -> str:
+    device = content.get("device_id" if kind == KIND_READING else "device")
+    if not isinstance(device, str):
+        raise ValueError("leaf names no device")
+    return device
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Equality that keeps JSON types apart: 674 is not 674.0, 0 is not false, key order does not matter."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
