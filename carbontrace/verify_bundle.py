@@ -45,7 +45,9 @@ STATEMENT_FORMAT = "carbontrace-statement"
 BUNDLE_VERSION = 1
 CHECKPOINT_KID = b"carbontrace-cloud"
 KEY_STATE_ACTIVE = 1  # CarbonTraceRegistry.KeyState: 0 none, 1 active, 2 revoked
-SIGNER_DEVICE, SIGNER_GATEWAY = 1, 2  # CarbonTraceRegistry.SignerKind: 0 none, 1 device, 2 gateway
+KEY_STATE_REVOKED = 2
+SIGNER_DEVICE, SIGNER_GATEWAY, SIGNER_CLOUD = 1, 2, 3  # CarbonTraceRegistry.SignerKind (0 none)
+CLOUD_SIGNER = CHECKPOINT_KID.decode()  # the cloud's signer id on chain is sha256 of this
 REGISTRY_ABI_PATH = Path(__file__).resolve().parents[1] / "cloud" / "contracts" / "CarbonTraceRegistry.json"
 
 STEPS = (
@@ -90,6 +92,10 @@ class ChainUnreachable(Exception):
     """The chain node did not answer: nothing can be concluded, which is not the same as invalid."""
 
 
+# keyState as a verifier uses it: (state, kind, signer id, activeFrom, revokedAt — None unless revoked).
+KeyValidity = tuple[int, int, bytes, int, int | None]
+
+
 class ChainReader(Protocol):
     """The chain reads a verifier needs, bound to one registry contract."""
 
@@ -107,8 +113,8 @@ class ChainReader(Protocol):
         """The CID the chain stores with anchored checkpoint ``seq``."""
         ...
 
-    def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
-        """(KeyState, SignerKind, the signer's chain id) of a key fingerprint."""
+    def key_state(self, fingerprint: bytes) -> KeyValidity:
+        """(KeyState, SignerKind, the signer's chain id, activeFrom, revokedAt or None) of a key fingerprint."""
         ...
 
     def signer_enterprise(self, kind: int, signer_id: bytes) -> bytes:
@@ -311,7 +317,7 @@ def check_chain_identity(bundle: dict[str, Any], chain: ChainReader, trust: Trus
         raise CheckFailed("chain_identity", f"no contract at {trust.registry} on this chain")
 
 
-def check_device_key(device: dict[str, Any], chain: ChainReader) -> bytes:
+def check_device_key(device: dict[str, Any], chain: ChainReader, seq: int | None = None) -> bytes:
     """The device key, once its fingerprint is shown registered to this device and not revoked on chain."""
     public_key = _hex(device.get("public_key"), "device public_key", 65)
     fingerprint = key_fingerprint(public_key)
@@ -322,18 +328,36 @@ def check_device_key(device: dict[str, Any], chain: ChainReader) -> bytes:
         device_id
     ):
         raise CheckFailed("device_key", "chain_device_id is not sha256 of the device id")
-    check_key_on_chain("device_key", chain, fingerprint, SIGNER_DEVICE, device_id)
+    check_key_on_chain("device_key", chain, fingerprint, SIGNER_DEVICE, device_id, seq)
     return public_key
 
 
-def check_key_on_chain(step: str, chain: ChainReader, fingerprint: bytes, kind: int, signer: str) -> None:
-    """The chain lists ``fingerprint`` as the active key of the device or gateway named ``signer``."""
-    state, chain_kind, chain_signer = chain.key_state(fingerprint)
-    what = "device" if kind == SIGNER_DEVICE else "gateway"
-    if state != KEY_STATE_ACTIVE:
-        raise CheckFailed(step, f"{what} key fingerprint is " + ("revoked" if state == 2 else "not registered"))
+def key_valid_at(state: int, active_from: int, revoked_at: int | None, seq: int | None) -> bool:
+    """Whether a key counts for a batch first anchored under checkpoint ``seq`` (None: not anchored yet, which
+    needs the key active now). Registration and revocation take effect from a point in the log: a key revoked
+    when the chain held ``revoked_at`` checkpoints still vouches for what checkpoints before that anchored."""
+    if seq is None:
+        return state == KEY_STATE_ACTIVE
+    if state == KEY_STATE_ACTIVE:
+        return active_from <= seq
+    return state == KEY_STATE_REVOKED and revoked_at is not None and active_from <= seq < revoked_at
+
+
+def check_key_on_chain(
+    step: str, chain: ChainReader, fingerprint: bytes, kind: int, signer: str, seq: int | None = None
+) -> None:
+    """The chain lists ``fingerprint`` as a key of the device, gateway or cloud named ``signer``, valid for a
+    batch first anchored under checkpoint ``seq``."""
+    state, chain_kind, chain_signer, active_from, revoked_at = chain.key_state(fingerprint)
+    what = {SIGNER_DEVICE: "device", SIGNER_GATEWAY: "gateway", SIGNER_CLOUD: "cloud"}[kind]
+    if state not in (KEY_STATE_ACTIVE, KEY_STATE_REVOKED):
+        raise CheckFailed(step, f"{what} key fingerprint is not registered on chain")
     if chain_kind != kind or chain_signer != chain_id_of(signer):
         raise CheckFailed(step, f"key fingerprint is registered to another {'signer' if chain_kind != kind else what}")
+    if not key_valid_at(state, active_from, revoked_at, seq):
+        when = "now (the batch is not anchored yet)" if seq is None else f"for checkpoint {seq}"
+        revoked = f", revoked at checkpoint {revoked_at}" if state == KEY_STATE_REVOKED else ""
+        raise CheckFailed(step, f"{what} key not valid {when}: active from checkpoint {active_from}{revoked}")
 
 
 def check_device_signature(leaf: bytes, device_id: str, public_key: bytes) -> dict[str, Any]:
@@ -550,8 +574,8 @@ class CachedChainReader:
         result: tuple[int, bytes] = self._get(("checkpoint", seq), lambda: self.inner.checkpoint(seq))
         return result
 
-    def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
-        result: tuple[int, int, bytes] = self._get(("key", fingerprint), lambda: self.inner.key_state(fingerprint))
+    def key_state(self, fingerprint: bytes) -> KeyValidity:
+        result: KeyValidity = self._get(("key", fingerprint), lambda: self.inner.key_state(fingerprint))
         return result
 
     def checkpoint_cid(self, seq: int) -> str:
@@ -609,13 +633,17 @@ def _verify_item(
         if batch is None:
             raise CheckFailed("bundle_format", "item names a batch the bundle does not hold")
         content: dict[str, Any] | None = None
+        # the checkpoint the batch is proven under: every key must have been valid when it was anchored
+        seq = batch.get("checkpoint_seq")
+        if seq is not None:
+            seq = _int(seq, "checkpoint_seq")
         if kind == "reading":
             device = devices.get(item.get("device_id"))
             if device is None:
                 raise CheckFailed("bundle_format", "reading item names a device the bundle does not hold")
             current = "device_key"
-            public_key = check_device_key(device, chain)
-            passed(current, "fingerprint registered to this device and active on chain")
+            public_key = check_device_key(device, chain, seq)
+            passed(current, "fingerprint registered to this device on chain, valid when its batch was anchored")
             current = "device_signature"
             content = check_device_signature(leaf, str(item["device_id"]), public_key)
             passed(current, "ES256 signature of the device verifies")
@@ -642,12 +670,11 @@ def _verify_item(
         current = "gateway_signature"
         gateway_key = _hex(batch.get("gateway_public_key"), "gateway_public_key", 65)
         check_gateway_signature(message, header, gateway_key)
-        # the bundle carries the gateway key; only the chain says it is this gateway's, and still active
-        check_key_on_chain(current, chain, key_fingerprint(gateway_key), SIGNER_GATEWAY, header["gateway"])
-        passed(current, f"batch header signed by gateway {header['gateway']}, its key active on chain")
+        # the bundle carries the gateway key; only the chain says it is this gateway's, valid at that point
+        check_key_on_chain(current, chain, key_fingerprint(gateway_key), SIGNER_GATEWAY, header["gateway"], seq)
+        passed(current, f"batch header signed by gateway {header['gateway']}, its key valid on chain")
         current = "query_match"
         passed(current, check_query_match(query, kind, content, header, chain))
-        seq = batch.get("checkpoint_seq")
         if seq is None:
             result.status = "pending"
             for step in ("checkpoint_signature", "log_inclusion", "chain_anchor", "consistency"):
@@ -657,10 +684,11 @@ def _verify_item(
         if checkpoint is None:
             raise CheckFailed("bundle_format", f"batch names checkpoint {seq} the bundle does not hold")
         current = "checkpoint_signature"
-        size, root = check_checkpoint_signature(
-            _hex(checkpoint.get("signed"), "checkpoint signed"), _hex(bundle["cloud_key"]["public_key"], "cloud key")
-        )
-        passed(current, f"checkpoint {seq} (size {size}) signed by the cloud key")
+        cloud_key = _hex(bundle["cloud_key"]["public_key"], "cloud key", 65)
+        size, root = check_checkpoint_signature(_hex(checkpoint.get("signed"), "checkpoint signed"), cloud_key)
+        # the bundle carries the cloud key; only the chain says it is the cloud's, valid for this checkpoint
+        check_key_on_chain(current, chain, key_fingerprint(cloud_key), SIGNER_CLOUD, CLOUD_SIGNER, seq)
+        passed(current, f"checkpoint {seq} (size {size}) signed by a cloud key the chain lists for it")
         current = "log_inclusion"
         log_index = _int(batch.get("log_index"), "log_index")
         check_log_inclusion(signed_header, log_index, size, _hashes(batch.get("log_proof"), "log_proof"), root)
@@ -770,6 +798,10 @@ def verify_statement(document: Any, chain: ChainReader, trust: Trust) -> Report:
             raise CheckFailed("statement_signature", "bundle_sha256 does not match the enclosed bundle")
         if not verify_es256(cloud_key, canonical_json(statement), _hex(signature.get("value"), "signature", 64)):
             raise CheckFailed("statement_signature", "cloud signature on the statement does not verify")
+        if signature.get("public_key") != bundle["cloud_key"]["public_key"]:
+            raise CheckFailed("statement_signature", "the statement names another key than its bundle's cloud key")
+        # a statement is not anchored: its key must be a cloud key the chain lists as active now
+        check_key_on_chain("statement_signature", chain, key_fingerprint(cloud_key), SIGNER_CLOUD, CLOUD_SIGNER)
         steps.append(Step("statement_signature", True, "ES256 over the canonical JSON of the statement"))
         recomputed = statement_figures(bundle)
         shown = statement.get("figures")
@@ -833,9 +865,12 @@ class Web3ChainReader:
         enterprise_id, _active_key = view(signer_id).call()
         return bytes(enterprise_id)
 
-    def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
-        state, kind, signer_id = self.contract.functions.keyState(fingerprint).call()
-        return int(state), int(kind), bytes(signer_id)
+    def key_state(self, fingerprint: bytes) -> KeyValidity:
+        state, kind, signer_id, _enterprise, active_from, revoked_at = self.contract.functions.keyState(
+            fingerprint
+        ).call()
+        revoked = int(revoked_at) if int(state) == KEY_STATE_REVOKED else None
+        return int(state), int(kind), bytes(signer_id), int(active_from), revoked
 
 
 def _human(report: Report) -> str:

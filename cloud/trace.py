@@ -107,9 +107,9 @@ class RegistryReader:
         onchain = self.registry.checkpoint(seq)
         return onchain.tree_size, onchain.root
 
-    def key_state(self, fingerprint: bytes) -> tuple[int, int, bytes]:
-        state, kind, signer_id = self.registry.key_state(fingerprint)
-        return int(state), int(kind), signer_id
+    def key_state(self, fingerprint: bytes) -> vb.KeyValidity:
+        record = self.registry.key_state(fingerprint)
+        return int(record.state), int(record.kind), record.signer_id, record.active_from, record.revoked_at
 
     def checkpoint_cid(self, seq: int) -> str:
         return self.registry.checkpoint(seq).cid

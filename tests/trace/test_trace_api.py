@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from fastapi.testclient import TestClient
 
 from carbontrace.verify_bundle import verify_bundle, verify_statement
@@ -125,6 +128,21 @@ def test_bundle_verifies_offline_and_statement(client: TestClient) -> None:
     assert report.status == "valid", report.as_json()
     document["statement"]["figures"]["energy_wh"] += 1
     assert verify_statement(document, reader_of(client), trust_of(client)).failed_step == "statement_signature"
+
+    # Re-signed with a self-made key (put in the signature and the bundle): the chain lists no such cloud key.
+    from carbontrace import verify_bundle as vb
+    from carbontrace_protocol import p256
+
+    rogue = p256.private_key_from_bytes(bytes(range(1, 33)))
+    rogue_public = bytes(p256.public_key(rogue)).hex()
+    forged = json.loads(r.text)
+    forged["statement"]["figures"]["energy_wh"] += 1
+    forged["bundle"]["cloud_key"]["public_key"] = rogue_public
+    forged["statement"]["bundle_sha256"] = hashlib.sha256(vb.canonical_json(forged["bundle"])).hexdigest()
+    forged["signature"]["public_key"] = rogue_public
+    forged["signature"]["value"] = bytes(p256.sign(rogue, vb.canonical_json(forged["statement"]))).hex()
+    report = verify_statement(forged, reader_of(client), trust_of(client))
+    assert report.failed_step == "statement_signature" and "not registered" in report.detail, report.as_json()
 
 
 def _aggregates(batch):  # type: ignore[no-untyped-def]

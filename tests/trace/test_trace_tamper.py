@@ -184,23 +184,48 @@ def test_stored_tamper_matrix(client: TestClient) -> None:
         restore()
         assert _first_item(client, traced)["status"] == "valid", case.name
 
-    # A key revoked on chain: its readings no longer verify (the chain, not our table, says so).
-    r = client.post(f"/api/v1/devices/{first.device_id}/revoke", headers=auth(traced.tenant.engineer_key))
+
+def _items_by_batch(client: TestClient, traced: Traced, device: str) -> dict[str, dict[str, Any]]:
+    r = get(client, "/api/v1/trace/verify", traced.tenant.enterprise_key, device_id=device, types="co2")
     assert r.status_code == 200, r.text
-    item = _first_item(client, traced)
-    assert item["failed_step"] == "device_key" and "revoked" in item["steps"][-1]["detail"]
+    return {item["batch_id"]: item for item in r.json()["items"]}
 
 
-def test_a_gateway_key_revoked_on_chain_fails_its_batches_at_the_gateway_step(client: TestClient) -> None:
+def test_revoking_a_device_key_keeps_what_was_anchored_before_and_voids_what_comes_after(client: TestClient) -> None:
+    """Key validity runs from a point in the log: a batch anchored while the key was active stays valid after
+    the revocation (decommissioning does not void history); one anchored after it fails at device_key."""
+    traced = tenant_with_batches(client, "Revoked Device", batches=1)
+    anchor(client)
+    upload_batches(client, traced, 1)  # uploaded while the key is active, anchored only after the revocation
+    device = traced.tenant.gateway.devices[0].device_id
+    before, after = traced.batches[0].id, traced.batches[1].id
+    assert _items_by_batch(client, traced, device)[after]["status"] == "pending"
+    r = client.post(f"/api/v1/devices/{device}/revoke", headers=auth(traced.tenant.engineer_key))
+    assert r.status_code == 200, r.text
+    items = _items_by_batch(client, traced, device)
+    assert items[before]["status"] == "valid", items[before]
+    assert (items[after]["status"], items[after]["failed_step"]) == ("invalid", "device_key"), items[after]
+    anchor(client)
+    items = _items_by_batch(client, traced, device)
+    assert items[before]["status"] == "valid", items[before]
+    failed = [step for step in items[after]["steps"] if step["ok"] is False]
+    assert items[after]["failed_step"] == "device_key" and "revoked at checkpoint 1" in failed[0]["detail"], failed
+
+
+def test_revoking_a_gateway_key_keeps_its_anchored_batches_and_voids_later_ones(client: TestClient) -> None:
     traced = tenant_with_batches(client, "Revoked Gateway", batches=1)
     anchor(client)
-    assert _first_item(client, traced)["status"] == "valid"
+    upload_batches(client, traced, 1)
+    device = traced.tenant.gateway.devices[0].device_id
+    before, after = traced.batches[0].id, traced.batches[1].id
     gateway = traced.tenant.gateway.gateway_id
     r = client.post(f"/api/v1/gateways/{gateway}/revoke", headers=auth(traced.tenant.engineer_key))
     assert r.status_code == 200, r.text
-    item = _first_item(client, traced)
-    failed = [step for step in item["steps"] if step["ok"] is False]
-    assert item["failed_step"] == "gateway_signature" and "revoked" in failed[0]["detail"], item
+    anchor(client)
+    items = _items_by_batch(client, traced, device)
+    assert items[before]["status"] == "valid", items[before]
+    failed = [step for step in items[after]["steps"] if step["ok"] is False]
+    assert items[after]["failed_step"] == "gateway_signature" and "revoked" in failed[0]["detail"], items[after]
 
 
 def test_rewritten_history_is_caught_by_consistency(sqlite_client: TestClient) -> None:
