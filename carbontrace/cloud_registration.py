@@ -1,4 +1,4 @@
-"""The few cloud calls provisioning needs (cloud/routers/sites.py): register a device or gateway key.
+"""The few cloud calls provisioning needs (cloud/routers/sites.py): register or rotate a device or gateway key.
 
 Auth: ``Authorization: Bearer <api key>`` of the site's enterprise or one of its site engineers.
 """
@@ -51,7 +51,8 @@ class RegistrationClient:
 
     def register_device(self, site_id: str, device_id: str, public_key: bytes) -> dict[str, Any]:
         """The cloud's device record. Re-registering the same key is accepted (returns the existing record);
-        the same id with another key is an error: replacing a key is a revocation an operator decides."""
+        the same id with another key is an error (409): changing a live device's key is a rotation
+        (``rotate_device_key``, ``carbontrace provision device --rotate``)."""
         response = self._http.post(
             f"{API}/sites/{site_id}/devices", json={"device_id": device_id, "public_key": public_key.hex()}
         )
@@ -77,3 +78,20 @@ class RegistrationClient:
         if not isinstance(created.get("api_key"), str):
             raise RegistrationError(f"register gateway {gateway_id}", response.status_code, "no api_key in answer")
         return created
+
+    def rotate_device_key(self, device_id: str, public_key: bytes) -> dict[str, Any]:
+        """The device record after the rotation (with its key history); ``already_current`` is True when the
+        cloud had this key as the current one already (a repeated rotation: nothing changed)."""
+        return self._rotate(f"devices/{device_id}", f"rotate the key of device {device_id}", public_key)
+
+    def rotate_gateway_key(self, gateway_id: str, public_key: bytes) -> dict[str, Any]:
+        """The gateway record after the rotation; its API key is unchanged (and not in the answer)."""
+        return self._rotate(f"gateways/{gateway_id}", f"rotate the key of gateway {gateway_id}", public_key)
+
+    def _rotate(self, signer_path: str, what: str, public_key: bytes) -> dict[str, Any]:
+        response = self._http.post(f"{API}/{signer_path}/keys", json={"public_key": public_key.hex()})
+        if response.status_code not in (200, 201):
+            raise RegistrationError(what, response.status_code, _detail(response))
+        record: dict[str, Any] = response.json()
+        record["already_current"] = response.status_code == 200
+        return record

@@ -10,6 +10,12 @@ steps, and tests inspect a plan without a board, a cloud or root. Every step say
 
 The device key is made ON the device by the firmware's own ``keystore.DeviceKey`` and only its public
 key is printed back: no step of a device plan reads the key file or copies anything off the board.
+
+Key rotation (``--rotate``, ``device_rotation_plan`` / ``gateway_rotation_plan``) keeps the device or gateway id:
+the new key is made where the old one lives (on the board; in the gateway's staging directory), kept beside the
+old one as a *pending* key until the cloud has revoked the old key and registered the new one on chain, and
+only then put in the old key's place. A rotation that failed half-way is finished by running it again: the
+pending key is reused, never replaced, and the cloud's rotate endpoint is safe to repeat.
 """
 
 from __future__ import annotations
@@ -75,6 +81,31 @@ print('CT-PUBKEY', k.public_key_hex(), 'new' if k.created else 'existing')
 """
 
 
+# Runs on the board for a rotation: makes the pending key (device_key.next.bin) from the hardware RNG, or loads
+# the one an earlier, unfinished rotation made, and prints ONLY its public key. The current key stays in use
+# until the promote snippet below; a board without a current key has nothing to rotate.
+PENDING_KEY_FILE = "device_key.next.bin"
+ROTATE_KEYGEN_SNIPPET = f"""from carbontrace_device.ports.board import BoardPort
+from carbontrace_device.keystore import DeviceKey, KEY_FILE
+p = BoardPort()
+if p.flash.read(KEY_FILE) is None:
+    raise OSError('no device key on this board: provision it first, there is nothing to rotate')
+k = DeviceKey(p, '{PENDING_KEY_FILE}')
+print('{PUBKEY_MARKER}', k.public_key_hex(), 'new' if k.created else 'existing')
+"""
+
+# Runs on the board once the cloud has the new key: the pending key replaces the current one (an atomic rename;
+# the old key is gone from the board) and the key the firmware will now load is printed, so the runner can
+# check it is the registered one. Without a pending key (promoted by an earlier attempt) it only prints.
+PROMOTE_SNIPPET = f"""from carbontrace_device.ports.board import BoardPort
+from carbontrace_device.keystore import DeviceKey, KEY_FILE
+p = BoardPort()
+if p.flash.read('{PENDING_KEY_FILE}') is not None:
+    p.flash.replace('{PENDING_KEY_FILE}', KEY_FILE)
+print('{PUBKEY_MARKER}', DeviceKey(p).public_key_hex(), 'existing')
+"""
+
+
 @dataclass(frozen=True)
 class LocalCommand:
     """A command on this computer whose output stays under --out (the firmware build)."""
@@ -133,6 +164,30 @@ class RegisterDevice:
 
 
 @dataclass(frozen=True)
+class RotateDeviceKey:
+    """POST the pending key (context ``public_key``) to the cloud's device rotate endpoint."""
+
+    cloud_url: str
+    device_id: str
+    purpose: str = "rotate the device key in the cloud: revoke the old key and register the new one on chain"
+    effect: Effect = "cloud"
+
+
+@dataclass(frozen=True)
+class PromoteDeviceKey:
+    """Put the pending key in the current key's place on the board; checks the board now holds context
+    ``public_key`` (the key the cloud registered)."""
+
+    port: str
+    snippet: str = PROMOTE_SNIPPET
+    purpose: str = "make the new key the device's key on the board (the old key is deleted from the board)"
+    effect: Effect = "board"
+
+    def mpremote(self) -> Mpremote:
+        return Mpremote(self.port, ("exec", self.snippet), self.purpose)
+
+
+@dataclass(frozen=True)
 class CreateGatewayKey:
     """The gateway's P-256 key file (edge_gateway.keys), mode 0600; its public key goes to the context."""
 
@@ -147,6 +202,16 @@ class RegisterGateway:
     site_id: str
     gateway_id: str
     purpose: str = "register the gateway's public key with the cloud; the cloud returns the gateway's API key"
+    effect: Effect = "cloud"
+
+
+@dataclass(frozen=True)
+class RotateGatewayKey:
+    """POST the pending gateway key (context ``public_key``) to the cloud's gateway rotate endpoint."""
+
+    cloud_url: str
+    gateway_id: str
+    purpose: str = "rotate the gateway key in the cloud: revoke the old key and register the new one on chain"
     effect: Effect = "cloud"
 
 
@@ -183,8 +248,11 @@ Step = (
     | Mpremote
     | ReadDevicePublicKey
     | RegisterDevice
+    | RotateDeviceKey
+    | PromoteDeviceKey
     | CreateGatewayKey
     | RegisterGateway
+    | RotateGatewayKey
     | WriteGatewayConfig
     | CopyFile
     | SystemCommand
@@ -290,6 +358,39 @@ def device_plan(request: DeviceRequest) -> list[Step]:
 
 
 @dataclass(frozen=True)
+class DeviceRotationRequest:
+    port: str
+    cloud_url: str
+    device_id: str
+    out_dir: Path
+
+
+def device_rotation_plan(request: DeviceRotationRequest) -> list[Step]:
+    """New key on the board (pending), rotate it in the cloud, promote it on the board, restart the board.
+
+    Readings the board signs with the old key after the cloud step are refused (the old key is revoked), so
+    the promote and the restart follow at once; gateways pick up the new key at their next registry sync."""
+    port = request.port
+    return [
+        ReadDevicePublicKey(
+            port,
+            ROTATE_KEYGEN_SNIPPET,
+            "generate the NEW device key on the board (hardware RNG; pending beside the current key until the "
+            "cloud has it) and read back its public key only",
+        ),
+        RotateDeviceKey(request.cloud_url, request.device_id),
+        PromoteDeviceKey(port),
+        WriteJson(
+            request.out_dir / f"device-{request.device_id}-key-rotation.json",
+            {"device_id": request.device_id, "cloud_url": request.cloud_url},
+            "record the rotation (new public key and the cloud's answer, no secrets)",
+            from_context=("public_key", "key_origin", "rotation", "dry_run"),
+        ),
+        Mpremote(port, ("reset",), "restart the board: it signs with the new key from now on"),
+    ]
+
+
+@dataclass(frozen=True)
 class GatewayRequest:
     cloud_url: str
     site_id: str
@@ -374,6 +475,44 @@ def gateway_plan(request: GatewayRequest) -> list[Step]:
             SystemCommand(("systemctl", "enable", "--now", unit_name), "start the gateway now and at boot"),
         ]
     return steps
+
+
+@dataclass(frozen=True)
+class GatewayRotationRequest:
+    cloud_url: str
+    gateway_id: str
+    out_dir: Path
+    config_dir: Path = Path("/etc/carbontrace")
+    service_user: str = "carbontrace"
+    unit_name: str = GATEWAY_UNIT.name
+
+
+def gateway_rotation_plan(request: GatewayRotationRequest) -> list[Step]:
+    """New key staged as gateway.next.key, service stopped, key rotated in the cloud, installed over the old
+    key, service started. The API key and gateway.toml stay: the gateway id does not change.
+
+    The service is stopped first so it does not upload under a key the cloud has just revoked (the cloud
+    would refuse those batches and the gateway halt its uploads)."""
+    out = request.out_dir
+    user = request.service_user
+    staged_key = out / "gateway.next.key"
+    return [
+        CreateGatewayKey(staged_key, "generate the gateway's NEW P-256 key (staged; reused if a rotation failed)"),
+        SystemCommand(("systemctl", "stop", request.unit_name), "stop the gateway while its key changes"),
+        RotateGatewayKey(request.cloud_url, request.gateway_id),
+        WriteJson(
+            out / f"gateway-{request.gateway_id}-key-rotation.json",
+            {"gateway_id": request.gateway_id, "cloud_url": request.cloud_url},
+            "record the rotation (new public key and the cloud's answer, no secrets)",
+            from_context=("public_key", "rotation", "dry_run"),
+        ),
+        SystemCommand(
+            ("install", "-m", "0600", "-o", user, "-g", user, str(staged_key), str(request.config_dir / "gateway.key")),
+            "install the new gateway key over the old one (readable by the service user only)",
+        ),
+        SystemCommand(("rm", "-f", str(staged_key)), "remove the staged key copy: one copy of the key, in place"),
+        SystemCommand(("systemctl", "start", request.unit_name), "start the gateway: it signs with the new key"),
+    ]
 
 
 def describe(step: Step) -> str:

@@ -29,9 +29,12 @@ from carbontrace.provision_plan import (
     CreateGatewayKey,
     LocalCommand,
     Mpremote,
+    PromoteDeviceKey,
     ReadDevicePublicKey,
     RegisterDevice,
     RegisterGateway,
+    RotateDeviceKey,
+    RotateGatewayKey,
     Step,
     SystemCommand,
     WriteGatewayConfig,
@@ -154,6 +157,12 @@ class PlanRunner:
             self._gateway_key(step)
         elif isinstance(step, RegisterGateway):
             self._register_gateway(step)
+        elif isinstance(step, RotateDeviceKey):
+            self._rotate(step, f"devices/{step.device_id}/keys")
+        elif isinstance(step, RotateGatewayKey):
+            self._rotate(step, f"gateways/{step.gateway_id}/keys")
+        elif isinstance(step, PromoteDeviceKey):
+            self._promote_device_key(step)
         elif isinstance(step, WriteGatewayConfig):
             values = dict(step.settings)
             values["api_key"] = self.context["api_key"]
@@ -244,3 +253,34 @@ class PlanRunner:
         self.context["api_key"] = created["api_key"]
         self.context["registration"] = {k: v for k, v in created.items() if k != "api_key"}
         self.echo(f"  registered gateway {step.gateway_id} under {step.site_id}; API key received")
+
+    def _rotate(self, step: RotateDeviceKey | RotateGatewayKey, path: str) -> None:
+        body = {"public_key": self.context["public_key"]}
+        url = f"{step.cloud_url.rstrip('/')}/api/v1/{path}"
+        if self.dry_run:
+            self._record(f"would POST {url} (Authorization: Bearer ***) {json.dumps(body)}")
+            self.context["rotation"] = {"sent": False, "url": url, "body": body}
+            return
+        public_key = bytes.fromhex(self.context["public_key"])
+        with self.client_factory(step.cloud_url, self.api_key) as client:
+            if isinstance(step, RotateDeviceKey):
+                record = client.rotate_device_key(step.device_id, public_key)
+                name = f"device {step.device_id}"
+            else:
+                record = client.rotate_gateway_key(step.gateway_id, public_key)
+                name = f"gateway {step.gateway_id}"
+        self.context["rotation"] = record
+        done = "already had this key" if record.get("already_current") else f"rotated: {record.get('registered_tx')}"
+        self.echo(f"  {name} {done}")
+
+    def _promote_device_key(self, step: PromoteDeviceKey) -> None:
+        command = step.mpremote()
+        if self.dry_run:
+            self._mpremote(command)
+            return
+        public = parse_public_key(self._run(command.argv(self.mpremote), step.purpose))
+        if public.hex() != self.context["public_key"]:
+            raise ProvisionError(
+                f"after the promote the board holds key {public.hex()}, not the registered {self.context['public_key']}"
+            )
+        self.echo(f"  the board's key is now {public.hex()}")
