@@ -183,8 +183,8 @@ def trace_bundle(query: QueryDep, principal: CallerDep, ledger: LedgerDep, sessi
 
 @router.get("/trust", responses={200: {"description": "the trust anchor to pin (docs/proof-bundle.md#trust)"}})
 def trust_anchor(ledger: LedgerDep) -> JSONResponse:
-    """Public. The chain id and registry address a verifier pins once, out of band (compare it with what the
-    operator publishes elsewhere), and passes as `carbontrace verify --trust trust.json`."""
+    """Roles: anyone (no key). The chain id and registry address a verifier pins once, out of band (compare
+    it with what the operator publishes elsewhere), then passes as `carbontrace verify --trust trust.json`."""
     try:
         trust = tracelib.trust_of(ledger)
     except ChainUnreachable as err:
