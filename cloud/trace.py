@@ -13,7 +13,6 @@ import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -26,8 +25,9 @@ from carbontrace_protocol.batch import decode_batch, parse_leaf
 from carbontrace_protocol.cid import cid_for
 from carbontrace_protocol.emission_factors import get_factor
 from carbontrace_protocol.errors import ProofError, ProtocolError
-from carbontrace_protocol.proof_bundle import Trust, normalize_address
+from carbontrace_protocol.proof_bundle import Query, Trust, normalize_address
 from carbontrace_protocol.verify import verify_es256
+from carbontrace_protocol.views import AGGREGATE_TYPES, ALL_TYPES, EMISSIONS_VIEW, READING_TYPE_FIELDS, DataType
 from cloud import models
 from cloud.chain import BindingState, RegistryContract, key_fingerprint
 from cloud.content_store import ContentStoreError
@@ -37,28 +37,9 @@ from cloud.ledger_log import SqlLog
 from cloud.security import Principal, Role
 from cloud.signing_key import public_key
 
-
-class DataType(StrEnum):
-    CO2 = "co2"
-    TEMPERATURE = "temperature"
-    HUMIDITY = "humidity"
-    ENERGY = "energy"
-    EMISSIONS = "emissions"
-    AGGREGATES = "aggregates"
-
-
-# A reading matches a type when it carries that measurement; its decoded view shows only those fields.
-READING_TYPE_FIELDS: dict[DataType, tuple[str, ...]] = {
-    DataType.CO2: ("co2_ppm",),
-    DataType.TEMPERATURE: ("temperature_centi_c",),
-    DataType.HUMIDITY: ("humidity_centi_pct",),
-    DataType.ENERGY: ("energy_wh", "power_deci_w"),
-}
-AGGREGATE_TYPES = frozenset({DataType.EMISSIONS, DataType.AGGREGATES})
-ALL_TYPES = frozenset(DataType)
+# Data types, what they select and what a view shows: one definition with the verifier (carbontrace_protocol.views).
 PUBLIC_TYPES = AGGREGATE_TYPES
 PLATFORM_TYPES = frozenset({DataType.EMISSIONS})
-EMISSIONS_VIEW = ("v", "device", "window", "energy", "factor", "emissions_g")
 MAX_STATEMENT_AGGREGATES = 5000
 
 
@@ -77,15 +58,10 @@ class TraceQuery:
     limit: int = 100
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "enterprise_id": self.enterprise_id,
-            "site_id": self.site_id,
-            "device_id": self.device_id,
-            "start": self.start,
-            "end": self.end,
-            "types": sorted(t.value for t in self.types),
-            "limit": self.limit,
-        }
+        """The query as a bundle names it (carbontrace_protocol.proof_bundle.Query, which the verifier parses)."""
+        return Query(
+            self.enterprise_id, self.site_id, self.device_id, self.start, self.end, self.types, self.limit
+        ).to_json()
 
 
 class RegistryReader:

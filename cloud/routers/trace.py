@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from carbontrace.verify_bundle import ChainUnreachable
+from carbontrace_protocol.views import DataType
 from cloud import trace as tracelib
 from cloud.chain import ChainUnavailable
 from cloud.deps import FORBIDDEN, LedgerDep, SessionDep, get_principal
@@ -105,7 +106,7 @@ def _query(
     start: Annotated[int | None, Query(ge=0, le=_MAX_TIME, description="unix seconds, inclusive")] = None,
     end: Annotated[int | None, Query(ge=0, le=_MAX_TIME, description="unix seconds, exclusive")] = None,
     types: Annotated[
-        list[tracelib.DataType] | None,
+        list[DataType] | None,
         Query(description="kinds of leaves: co2, temperature, humidity, energy (readings), emissions, aggregates"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
