@@ -36,6 +36,7 @@ import typer
 from carbontrace_protocol import cbor, cose, merkle, strict_json, views
 from carbontrace_protocol.batch import LEAF_READING, batch_id, parse_header, parse_leaf
 from carbontrace_protocol.errors import ProofError, ProtocolError
+from carbontrace_protocol.ids import key_valid_at
 from carbontrace_protocol.proof_bundle import BundleFormatError, Query, Trust, exact_fields, normalize_address
 from carbontrace_protocol.reading import decode_payload
 from carbontrace_protocol.verify import verify_es256, verify_reading
@@ -92,8 +93,11 @@ class ChainUnreachable(Exception):
     """The chain node did not answer: nothing can be concluded, which is not the same as invalid."""
 
 
-# keyState as a verifier uses it: (state, kind, signer id, activeFrom, revokedAt — None unless revoked).
-KeyValidity = tuple[int, int, bytes, int, int | None]
+# keyState as a verifier uses it: (state, kind, signer id, enterprise id, activeFrom, revokedAt — None unless
+# revoked). The enterprise is the device's or gateway's (zero for a cloud key).
+KeyValidity = tuple[int, int, bytes, bytes, int, int | None]
+# checkpoint(seq) on chain: (tree size, root, CID of the checkpoint blob).
+AnchoredCheckpoint = tuple[int, bytes, str]
 
 
 class ChainReader(Protocol):
@@ -105,20 +109,12 @@ class ChainReader(Protocol):
 
     def checkpoint_count(self) -> int: ...
 
-    def checkpoint(self, seq: int) -> tuple[int, bytes]:
-        """(tree size, root) of anchored checkpoint ``seq``."""
-        ...
-
-    def checkpoint_cid(self, seq: int) -> str:
-        """The CID the chain stores with anchored checkpoint ``seq``."""
+    def checkpoint(self, seq: int) -> AnchoredCheckpoint:
+        """(tree size, root, cid) of anchored checkpoint ``seq``."""
         ...
 
     def key_state(self, fingerprint: bytes) -> KeyValidity:
-        """(KeyState, SignerKind, the signer's chain id, activeFrom, revokedAt or None) of a key fingerprint."""
-        ...
-
-    def signer_enterprise(self, kind: int, signer_id: bytes) -> bytes:
-        """The on-chain enterprise id a device (kind 1) or gateway (kind 2) is registered to (zero: none)."""
+        """keyState of a key fingerprint (KeyValidity)."""
         ...
 
 
@@ -317,8 +313,9 @@ def check_chain_identity(bundle: dict[str, Any], chain: ChainReader, trust: Trus
         raise CheckFailed("chain_identity", f"no contract at {trust.registry} on this chain")
 
 
-def check_device_key(device: dict[str, Any], chain: ChainReader, seq: int | None = None) -> bytes:
-    """The device key, once its fingerprint is shown registered to this device and not revoked on chain."""
+def check_device_key(device: dict[str, Any], chain: ChainReader, seq: int | None = None) -> tuple[bytes, bytes]:
+    """(device key, its enterprise's on-chain id), once the chain shows the key registered to this device and
+    valid for a batch first anchored under checkpoint ``seq``."""
     public_key = _hex(device.get("public_key"), "device public_key", 65)
     fingerprint = key_fingerprint(public_key)
     if _hex(device.get("key_fingerprint"), "key_fingerprint", 32) != fingerprint:
@@ -328,27 +325,15 @@ def check_device_key(device: dict[str, Any], chain: ChainReader, seq: int | None
         device_id
     ):
         raise CheckFailed("device_key", "chain_device_id is not sha256 of the device id")
-    check_key_on_chain("device_key", chain, fingerprint, SIGNER_DEVICE, device_id, seq)
-    return public_key
-
-
-def key_valid_at(state: int, active_from: int, revoked_at: int | None, seq: int | None) -> bool:
-    """Whether a key counts for a batch first anchored under checkpoint ``seq`` (None: not anchored yet, which
-    needs the key active now). Registration and revocation take effect from a point in the log: a key revoked
-    when the chain held ``revoked_at`` checkpoints still vouches for what checkpoints before that anchored."""
-    if seq is None:
-        return state == KEY_STATE_ACTIVE
-    if state == KEY_STATE_ACTIVE:
-        return active_from <= seq
-    return state == KEY_STATE_REVOKED and revoked_at is not None and active_from <= seq < revoked_at
+    return public_key, check_key_on_chain("device_key", chain, fingerprint, SIGNER_DEVICE, device_id, seq)
 
 
 def check_key_on_chain(
     step: str, chain: ChainReader, fingerprint: bytes, kind: int, signer: str, seq: int | None = None
-) -> None:
+) -> bytes:
     """The chain lists ``fingerprint`` as a key of the device, gateway or cloud named ``signer``, valid for a
-    batch first anchored under checkpoint ``seq``."""
-    state, chain_kind, chain_signer, active_from, revoked_at = chain.key_state(fingerprint)
+    batch first anchored under checkpoint ``seq``; returns the signer's on-chain enterprise id."""
+    state, chain_kind, chain_signer, enterprise_id, active_from, revoked_at = chain.key_state(fingerprint)
     what = {SIGNER_DEVICE: "device", SIGNER_GATEWAY: "gateway", SIGNER_CLOUD: "cloud"}[kind]
     if state not in (KEY_STATE_ACTIVE, KEY_STATE_REVOKED):
         raise CheckFailed(step, f"{what} key fingerprint is not registered on chain")
@@ -358,6 +343,7 @@ def check_key_on_chain(
         when = "now (the batch is not anchored yet)" if seq is None else f"for checkpoint {seq}"
         revoked = f", revoked at checkpoint {revoked_at}" if state == KEY_STATE_REVOKED else ""
         raise CheckFailed(step, f"{what} key not valid {when}: active from checkpoint {active_from}{revoked}")
+    return enterprise_id
 
 
 def check_device_signature(leaf: bytes, device_id: str, public_key: bytes) -> dict[str, Any]:
@@ -459,27 +445,32 @@ def check_log_inclusion(signed_header: bytes, log_index: int, size: int, proof: 
 def check_chain_anchor(seq: int, size: int, root: bytes, cid: Any, chain: ChainReader) -> None:
     if seq >= chain.checkpoint_count():
         raise CheckFailed("chain_anchor", f"checkpoint {seq} is not anchored on chain")
-    on_chain = chain.checkpoint(seq)
-    if on_chain != (size, root):
-        raise CheckFailed("chain_anchor", f"chain checkpoint {seq} has size/root {on_chain[0]}/{on_chain[1].hex()}")
-    chain_cid = chain.checkpoint_cid(seq)
+    chain_size, chain_root, chain_cid = chain.checkpoint(seq)
+    if (chain_size, chain_root) != (size, root):
+        raise CheckFailed("chain_anchor", f"chain checkpoint {seq} has size/root {chain_size}/{chain_root.hex()}")
     if cid != chain_cid:
         raise CheckFailed("chain_anchor", f"the bundle's checkpoint cid is not the one anchored on chain ({chain_cid})")
 
 
 def check_query_match(
-    query: Query, kind: str, content: dict[str, Any], header: dict[str, Any], chain: ChainReader
+    query: Query,
+    kind: str,
+    content: dict[str, Any],
+    header: dict[str, Any],
+    gateway_enterprise: bytes,
+    device_enterprise: bytes | None,
 ) -> str:
-    """The leaf answers the query the bundle names: enterprise (on chain), site, device, types and period."""
+    """The leaf answers the query the bundle names: enterprise (the signers' on chain, from keyState), site,
+    device, types and period."""
     step = "query_match"
     device = content.get("device_id" if kind == "reading" else "device")
     if query.enterprise_id is not None:
         wanted = chain_id_of(query.enterprise_id)
-        if chain.signer_enterprise(SIGNER_GATEWAY, chain_id_of(header["gateway"])) != wanted:
+        if gateway_enterprise != wanted:
             raise CheckFailed(
                 step, f"the batch's gateway is registered on chain to another enterprise than {query.enterprise_id!r}"
             )
-        if kind == "reading" and chain.signer_enterprise(SIGNER_DEVICE, chain_id_of(str(device))) != wanted:
+        if device_enterprise is not None and device_enterprise != wanted:
             raise CheckFailed(
                 step, f"the reading's device is registered on chain to another enterprise than {query.enterprise_id!r}"
             )
@@ -504,7 +495,7 @@ def check_consistency(
     """The anchored checkpoint before this one is a prefix of it, and it is a prefix of the newest anchor."""
     try:
         if seq > 0:
-            previous_size, previous_root = chain.checkpoint(seq - 1)
+            previous_size, previous_root, _ = chain.checkpoint(seq - 1)
             proof = _hashes(checkpoint.get("consistency_from_previous"), "consistency_from_previous")
             merkle.verify_consistency(previous_size, size, previous_root, root, proof)
         if newest is None:
@@ -514,7 +505,7 @@ def check_consistency(
         newest_root = _hex(newest.get("root"), "newest.root", 32)
         if newest_seq < seq or newest_seq >= chain.checkpoint_count():
             raise CheckFailed("consistency", f"newest checkpoint {newest_seq} is not anchored after {seq}")
-        if chain.checkpoint(newest_seq) != (newest_size, newest_root):
+        if chain.checkpoint(newest_seq)[:2] != (newest_size, newest_root):
             raise CheckFailed("consistency", f"chain checkpoint {newest_seq} differs from the bundle's newest")
         proof = _hashes(checkpoint.get("consistency_to_newest"), "consistency_to_newest")
         merkle.verify_consistency(size, newest_size, root, newest_root, proof)
@@ -554,21 +545,12 @@ class CachedChainReader:
     def checkpoint_count(self) -> int:
         return int(self._get(("count",), self.inner.checkpoint_count))
 
-    def checkpoint(self, seq: int) -> tuple[int, bytes]:
-        result: tuple[int, bytes] = self._get(("checkpoint", seq), lambda: self.inner.checkpoint(seq))
+    def checkpoint(self, seq: int) -> AnchoredCheckpoint:
+        result: AnchoredCheckpoint = self._get(("checkpoint", seq), lambda: self.inner.checkpoint(seq))
         return result
 
     def key_state(self, fingerprint: bytes) -> KeyValidity:
         result: KeyValidity = self._get(("key", fingerprint), lambda: self.inner.key_state(fingerprint))
-        return result
-
-    def checkpoint_cid(self, seq: int) -> str:
-        return str(self._get(("cid", seq), lambda: self.inner.checkpoint_cid(seq)))
-
-    def signer_enterprise(self, kind: int, signer_id: bytes) -> bytes:
-        result: bytes = self._get(
-            ("enterprise", kind, signer_id), lambda: self.inner.signer_enterprise(kind, signer_id)
-        )
         return result
 
 
@@ -617,6 +599,7 @@ def _verify_item(
         if batch is None:
             raise CheckFailed("bundle_format", "item names a batch the bundle does not hold")
         content: dict[str, Any] | None = None
+        device_enterprise: bytes | None = None
         # the checkpoint the batch is proven under: every key must have been valid when it was anchored
         seq = batch.get("checkpoint_seq")
         if seq is not None:
@@ -626,7 +609,7 @@ def _verify_item(
             if device is None:
                 raise CheckFailed("bundle_format", "reading item names a device the bundle does not hold")
             current = "device_key"
-            public_key = check_device_key(device, chain, seq)
+            public_key, device_enterprise = check_device_key(device, chain, seq)
             passed(current, "fingerprint registered to this device on chain, valid when its batch was anchored")
             current = "device_signature"
             content = check_device_signature(leaf, str(item["device_id"]), public_key)
@@ -655,10 +638,12 @@ def _verify_item(
         gateway_key = _hex(batch.get("gateway_public_key"), "gateway_public_key", 65)
         check_gateway_signature(message, header, gateway_key)
         # the bundle carries the gateway key; only the chain says it is this gateway's, valid at that point
-        check_key_on_chain(current, chain, key_fingerprint(gateway_key), SIGNER_GATEWAY, header["gateway"], seq)
+        gateway_enterprise = check_key_on_chain(
+            current, chain, key_fingerprint(gateway_key), SIGNER_GATEWAY, header["gateway"], seq
+        )
         passed(current, f"batch header signed by gateway {header['gateway']}, its key valid on chain")
         current = "query_match"
-        passed(current, check_query_match(query, kind, content, header, chain))
+        passed(current, check_query_match(query, kind, content, header, gateway_enterprise, device_enterprise))
         if seq is None:
             result.status = "pending"
             for step in ("checkpoint_signature", "log_inclusion", "chain_anchor", "consistency"):
@@ -837,24 +822,16 @@ class Web3ChainReader:
     def checkpoint_count(self) -> int:
         return int(self.contract.functions.checkpointCount().call())
 
-    def checkpoint(self, seq: int) -> tuple[int, bytes]:
-        tree_size, _timestamp, root, _cid = self.contract.functions.checkpoint(seq).call()
-        return int(tree_size), bytes(root)
-
-    def checkpoint_cid(self, seq: int) -> str:
-        return str(self.contract.functions.checkpoint(seq).call()[3])
-
-    def signer_enterprise(self, kind: int, signer_id: bytes) -> bytes:
-        view = self.contract.functions.deviceKey if kind == SIGNER_DEVICE else self.contract.functions.gatewayKey
-        enterprise_id, _active_key = view(signer_id).call()
-        return bytes(enterprise_id)
+    def checkpoint(self, seq: int) -> AnchoredCheckpoint:
+        tree_size, _timestamp, root, cid = self.contract.functions.checkpoint(seq).call()
+        return int(tree_size), bytes(root), str(cid)
 
     def key_state(self, fingerprint: bytes) -> KeyValidity:
-        state, kind, signer_id, _enterprise, active_from, revoked_at = self.contract.functions.keyState(
+        state, kind, signer_id, enterprise_id, active_from, revoked_at = self.contract.functions.keyState(
             fingerprint
         ).call()
         revoked = int(revoked_at) if int(state) == KEY_STATE_REVOKED else None
-        return int(state), int(kind), bytes(signer_id), int(active_from), revoked
+        return int(state), int(kind), bytes(signer_id), bytes(enterprise_id), int(active_from), revoked
 
 
 def _human(report: Report) -> str:

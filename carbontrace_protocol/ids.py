@@ -35,6 +35,18 @@ def key_fingerprint(public_key: bytes) -> bytes:
     return hashlib.sha256(bytes(public_key)).digest()
 
 
+def key_valid_at(state: int, active_from: int, revoked_at: int | None, seq: int | None) -> bool:
+    """Whether a key counts for a batch first anchored under checkpoint ``seq`` (None: not anchored yet, which
+    needs the key active now). Registration and revocation take effect from a point in the log: ``active_from``
+    and ``revoked_at`` are the registry's checkpoint counts then, so revoking a key voids only what is anchored
+    from ``revoked_at`` on, never the history before it."""
+    if seq is None:
+        return state == KEY_ACTIVE
+    if state == KEY_ACTIVE:
+        return active_from <= seq
+    return state == KEY_REVOKED and revoked_at is not None and active_from <= seq < revoked_at
+
+
 def chain_id_of(text_id: str) -> bytes:
     """The on-chain id (bytes32) of an enterprise, platform, device, gateway or the cloud signer."""
     return hashlib.sha256(text_id.encode()).digest()

@@ -124,11 +124,7 @@ class KeyRecord:
     def valid_at(self, seq: int | None) -> bool:
         """Whether a signature in a batch first anchored under checkpoint `seq` counts; None = not anchored yet,
         which needs the key active now. Revocation voids what is anchored from revoked_at on, not the past."""
-        if self.state == KeyState.NONE:
-            return False
-        if seq is None:
-            return self.state == KeyState.ACTIVE
-        return self.active_from <= seq and (self.revoked_at is None or seq < self.revoked_at)
+        return ids.key_valid_at(int(self.state), self.active_from, self.revoked_at, seq)
 
 
 @dataclass(frozen=True)

@@ -79,20 +79,14 @@ class RegistryReader:
     def checkpoint_count(self) -> int:
         return self.registry.checkpoint_count()
 
-    def checkpoint(self, seq: int) -> tuple[int, bytes]:
+    def checkpoint(self, seq: int) -> vb.AnchoredCheckpoint:
         onchain = self.registry.checkpoint(seq)
-        return onchain.tree_size, onchain.root
+        return onchain.tree_size, onchain.root, onchain.cid
 
     def key_state(self, fingerprint: bytes) -> vb.KeyValidity:
         record = self.registry.key_state(fingerprint)
-        return int(record.state), int(record.kind), record.signer_id, record.active_from, record.revoked_at
-
-    def checkpoint_cid(self, seq: int) -> str:
-        return self.registry.checkpoint(seq).cid
-
-    def signer_enterprise(self, kind: int, signer_id: bytes) -> bytes:
-        read = self.registry.device_key if kind == vb.SIGNER_DEVICE else self.registry.gateway_key
-        return read(signer_id)[0]
+        state, kind = int(record.state), int(record.kind)
+        return state, kind, record.signer_id, record.enterprise_id, record.active_from, record.revoked_at
 
 
 def trust_of(ledger: Ledger) -> Trust:
@@ -428,7 +422,7 @@ def build_bundle(
     count = reader.checkpoint_count()
     newest: dict[str, Any] | None = None
     if count > 0:
-        size, root = reader.checkpoint(count - 1)
+        size, root, _cid = reader.checkpoint(count - 1)
         newest = {"seq": count - 1, "tree_size": size, "root": root.hex()}
     devices: dict[str, dict[str, Any]] = {}
     batches: dict[str, dict[str, Any]] = {}
