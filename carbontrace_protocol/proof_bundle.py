@@ -1,10 +1,12 @@
-"""Typed parts of the proof bundle that the cloud writes and every verifier reads: the trust anchor and the query.
+"""The proof bundle, version 2, and the trust file: one typed definition for the writer and every checker.
 
-Strict: every object has exactly its fields (none missing, none unknown); integers are JSON integers (not
-floats, not booleans); the registry address is "0x" + 40 lowercase hex digits. A bundle names no trust
-anchor a verifier should believe: the chain id and registry address come from a ``Trust`` the verifier
-pinned out of band (the cloud publishes it at GET /api/v1/trust), and the bundle's must equal it.
-Byte-level rules and the meaning of each field: docs/proof-bundle.md.
+``ProofBundle.from_json`` parses once, strictly, and raises ``BundleFormatError``; everything after works on
+typed values. Strict means: every object has exactly its fields (none missing, none unknown); integers are
+JSON integers (not floats, not booleans); byte strings are lowercase hex without 0x of the stated length; the
+registry address is "0x" + 40 lowercase hex digits; every reference (a batch, a key, a checkpoint) resolves
+and every key and checkpoint listed is used. Byte-level rules and the meaning of each field:
+docs/proof-bundle.md. The bundle names no trust anchor a verifier should believe: the chain id and registry
+address come from a ``Trust`` the verifier pinned out of band, and the bundle's must equal it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from typing import Any
 
 from carbontrace_protocol import strict_json
 from carbontrace_protocol.errors import ProtocolError
-from carbontrace_protocol.views import DataType
+from carbontrace_protocol.ids import FINGERPRINT_SIZE, PUBLIC_KEY_SIZE, key_fingerprint
+from carbontrace_protocol.views import KIND_AGGREGATE, KIND_READING, DataType
 
+BUNDLE_FORMAT = "carbontrace-proof-bundle"
+BUNDLE_VERSION = 2
 TRUST_FORMAT = "carbontrace-trust"
 TRUST_VERSION = 1
+KEY_KINDS = ("device", "gateway", "cloud")
 MAX_ID_LENGTH = 128
 MAX_PROOF_HASHES = 64  # a tree of 2^64 leaves needs fewer
 _ADDRESS = re.compile(r"0x[0-9a-f]{40}")
@@ -178,4 +184,332 @@ class Query:
             "end": self.end,
             "types": sorted(t.value for t in self.types),
             "limit": self.limit,
+        }
+
+
+@dataclass(frozen=True)
+class NewestAnchor:
+    seq: int
+    tree_size: int
+    root: bytes
+
+    @classmethod
+    def from_json(cls, value: Any) -> NewestAnchor:
+        obj = exact_fields(value, "newest", ("seq", "tree_size", "root"))
+        return cls(
+            _uint(obj["seq"], "newest.seq"),
+            _uint(obj["tree_size"], "newest.tree_size"),
+            _hex(obj["root"], "newest.root", 32),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "tree_size": self.tree_size, "root": self.root.hex()}
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """A public key and whose it claims to be; only the chain's keyState makes the claim true."""
+
+    kind: str  # device | gateway | cloud
+    signer: str
+    public_key: bytes
+
+    @property
+    def fingerprint(self) -> bytes:
+        return key_fingerprint(self.public_key)
+
+    @classmethod
+    def from_json(cls, value: Any) -> KeyEntry:
+        obj = exact_fields(value, "key", ("kind", "signer", "public_key"))
+        if obj["kind"] not in KEY_KINDS:
+            raise BundleFormatError(f"key kind must be one of {list(KEY_KINDS)}")
+        public_key = _hex(obj["public_key"], "key public_key", PUBLIC_KEY_SIZE)
+        if public_key[0] != 4:
+            raise BundleFormatError("key public_key must be uncompressed SEC1 (0x04 || x || y)")
+        return cls(obj["kind"], _text(obj["signer"], "key signer"), public_key)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "signer": self.signer, "public_key": self.public_key.hex()}
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    seq: int
+    signed: bytes  # COSE_Sign1 of the checkpoint (carbontrace_protocol.checkpoint)
+    cid: str  # CID of the checkpoint blob in the content store; must equal the chain's checkpoint(seq).cid
+    consistency_from_previous: tuple[bytes, ...]
+    consistency_to_newest: tuple[bytes, ...]
+
+    FIELDS = ("seq", "signed", "cid", "consistency_from_previous", "consistency_to_newest")
+
+    @classmethod
+    def from_json(cls, value: Any) -> CheckpointEntry:
+        obj = exact_fields(value, "checkpoint", cls.FIELDS)
+        return cls(
+            _uint(obj["seq"], "checkpoint.seq"),
+            _hex(obj["signed"], "checkpoint.signed"),
+            _text(obj["cid"], "checkpoint.cid"),
+            _hashes(obj["consistency_from_previous"], "consistency_from_previous"),
+            _hashes(obj["consistency_to_newest"], "consistency_to_newest"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "signed": self.signed.hex(),
+            "cid": self.cid,
+            "consistency_from_previous": _hex_list(self.consistency_from_previous),
+            "consistency_to_newest": _hex_list(self.consistency_to_newest),
+        }
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    batch_id: str  # must be "<gateway>/<batch_seq>" of the signed header
+    signed_header: bytes  # the gateway's COSE_Sign1 batch header, which is the log leaf
+    gateway_key: bytes  # fingerprint of the key (in keys) that signed the header
+    log_index: int
+    checkpoint_seq: int | None  # the first anchored checkpoint whose tree holds log_index; None: pending
+    log_proof: tuple[bytes, ...]
+
+    FIELDS = ("batch_id", "signed_header", "gateway_key", "log_index", "checkpoint_seq", "log_proof")
+
+    @classmethod
+    def from_json(cls, value: Any) -> BatchEntry:
+        obj = exact_fields(value, "batch", cls.FIELDS)
+        entry = cls(
+            _text(obj["batch_id"], "batch.batch_id"),
+            _hex(obj["signed_header"], "batch.signed_header"),
+            _hex(obj["gateway_key"], "batch.gateway_key", FINGERPRINT_SIZE),
+            _uint(obj["log_index"], "batch.log_index"),
+            _opt_uint(obj["checkpoint_seq"], "batch.checkpoint_seq"),
+            _hashes(obj["log_proof"], "batch.log_proof"),
+        )
+        if entry.checkpoint_seq is None and entry.log_proof:
+            raise BundleFormatError("a pending batch carries no log proof")
+        return entry
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "signed_header": self.signed_header.hex(),
+            "gateway_key": self.gateway_key.hex(),
+            "log_index": self.log_index,
+            "checkpoint_seq": self.checkpoint_seq,
+            "log_proof": _hex_list(self.log_proof),
+        }
+
+
+@dataclass(frozen=True)
+class ItemEntry:
+    kind: str  # reading | aggregate
+    batch_id: str
+    leaf_index: int
+    device_id: str  # the reading's device, or the aggregate's "device"
+    device_key: bytes | None  # fingerprint of the device key (readings); None for aggregates
+    leaf: bytes
+    batch_proof: tuple[bytes, ...]
+    view: dict[str, Any]  # views.view(kind, decoded leaf, query.types), exactly
+
+    FIELDS = ("kind", "batch_id", "leaf_index", "device_id", "device_key", "leaf", "batch_proof", "view")
+
+    @classmethod
+    def from_json(cls, value: Any) -> ItemEntry:
+        obj = exact_fields(value, "item", cls.FIELDS)
+        kind = obj["kind"]
+        if kind not in (KIND_READING, KIND_AGGREGATE):
+            raise BundleFormatError("item kind must be reading or aggregate")
+        device_key = None if obj["device_key"] is None else _hex(obj["device_key"], "item.device_key", FINGERPRINT_SIZE)
+        if (kind == KIND_READING) != (device_key is not None):
+            raise BundleFormatError("a reading item names its device key; an aggregate item names none")
+        if not isinstance(obj["view"], dict):
+            raise BundleFormatError("item.view must be an object")
+        return cls(
+            kind,
+            _text(obj["batch_id"], "item.batch_id"),
+            _uint(obj["leaf_index"], "item.leaf_index"),
+            _text(obj["device_id"], "item.device_id"),
+            device_key,
+            _hex(obj["leaf"], "item.leaf"),
+            _hashes(obj["batch_proof"], "item.batch_proof"),
+            obj["view"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "batch_id": self.batch_id,
+            "leaf_index": self.leaf_index,
+            "device_id": self.device_id,
+            "device_key": None if self.device_key is None else self.device_key.hex(),
+            "leaf": self.leaf.hex(),
+            "batch_proof": _hex_list(self.batch_proof),
+            "view": self.view,
+        }
+
+
+@dataclass(frozen=True)
+class RetrievalFailure:
+    """A leaf the answer should hold but the cloud could not prove: the answer is incomplete, never valid."""
+
+    kind: str
+    batch_id: str
+    leaf_index: int
+    device_id: str
+    failed_step: str
+
+    FIELDS = ("kind", "batch_id", "leaf_index", "device_id", "failed_step")
+
+    @classmethod
+    def from_json(cls, value: Any) -> RetrievalFailure:
+        obj = exact_fields(value, "retrieval failure", cls.FIELDS)
+        if obj["kind"] not in (KIND_READING, KIND_AGGREGATE):
+            raise BundleFormatError("retrieval failure kind must be reading or aggregate")
+        return cls(
+            obj["kind"],
+            _text(obj["batch_id"], "retrieval failure batch_id"),
+            _uint(obj["leaf_index"], "retrieval failure leaf_index"),
+            _text(obj["device_id"], "retrieval failure device_id"),
+            _text(obj["failed_step"], "retrieval failure failed_step"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "batch_id": self.batch_id,
+            "leaf_index": self.leaf_index,
+            "device_id": self.device_id,
+            "failed_step": self.failed_step,
+        }
+
+
+# ---- the bundle ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProofBundle:
+    chain_id: int
+    registry: str
+    query: Query
+    newest: NewestAnchor | None
+    keys: tuple[KeyEntry, ...]
+    checkpoints: tuple[CheckpointEntry, ...]
+    batches: tuple[BatchEntry, ...]
+    items: tuple[ItemEntry, ...]
+    retrieval_failures: tuple[RetrievalFailure, ...]
+
+    FIELDS = (
+        "format",
+        "version",
+        "chain",
+        "query",
+        "newest",
+        "keys",
+        "checkpoints",
+        "batches",
+        "items",
+        "retrieval_failures",
+    )
+
+    def __post_init__(self) -> None:
+        self._check_references()
+
+    # indexes (built once; the dataclass is frozen, so they are computed on demand and cheap)
+    def key(self, fingerprint: bytes) -> KeyEntry:
+        return self._keys_by_fingerprint()[fingerprint]
+
+    def batch(self, batch_id: str) -> BatchEntry:
+        return {b.batch_id: b for b in self.batches}[batch_id]
+
+    def checkpoint(self, seq: int) -> CheckpointEntry:
+        return {c.seq: c for c in self.checkpoints}[seq]
+
+    def _keys_by_fingerprint(self) -> dict[bytes, KeyEntry]:
+        cached: dict[bytes, KeyEntry] | None = self.__dict__.get("_key_index")
+        if cached is None:
+            cached = {k.fingerprint: k for k in self.keys}
+            object.__setattr__(self, "_key_index", cached)
+        return cached
+
+    def _check_references(self) -> None:
+        keys = self._keys_by_fingerprint()
+        if len(keys) != len(self.keys):
+            raise BundleFormatError("a key is listed twice")
+        batch_ids = [b.batch_id for b in self.batches]
+        if len(set(batch_ids)) != len(batch_ids):
+            raise BundleFormatError("a batch is listed twice")
+        seqs = [c.seq for c in self.checkpoints]
+        if len(set(seqs)) != len(seqs):
+            raise BundleFormatError("a checkpoint is listed twice")
+        used_keys: set[bytes] = set()
+        used_checkpoints: set[int] = set()
+        for batch in self.batches:
+            if batch.gateway_key not in keys or keys[batch.gateway_key].kind != "gateway":
+                raise BundleFormatError(f"batch {batch.batch_id} names a gateway key the bundle does not hold")
+            used_keys.add(batch.gateway_key)
+            if batch.checkpoint_seq is not None:
+                if batch.checkpoint_seq not in seqs:
+                    raise BundleFormatError(f"batch {batch.batch_id} names a checkpoint the bundle does not hold")
+                used_checkpoints.add(batch.checkpoint_seq)
+        for item in self.items:
+            if item.batch_id not in batch_ids:
+                raise BundleFormatError(f"an item names batch {item.batch_id!r}, which the bundle does not hold")
+            if item.device_key is not None:
+                if item.device_key not in keys or keys[item.device_key].kind != "device":
+                    raise BundleFormatError("a reading item names a device key the bundle does not hold")
+                used_keys.add(item.device_key)
+        cloud_keys = {fp for fp, k in keys.items() if k.kind == "cloud"}
+        if self.checkpoints and not cloud_keys:
+            raise BundleFormatError("checkpoints without a cloud key")
+        # a cloud key is used by the checkpoints whose kid names it; checked when the checkpoint is verified
+        used_keys |= cloud_keys
+        if set(keys) - used_keys:
+            raise BundleFormatError("the bundle lists a key nothing in it uses")
+        if set(seqs) - used_checkpoints:
+            raise BundleFormatError("the bundle lists a checkpoint no batch uses")
+        if len(self.items) + len(self.retrieval_failures) > self.query.limit:
+            raise BundleFormatError("the answer holds more leaves than the query's limit")
+        if self.newest is None and self.checkpoints:
+            raise BundleFormatError("anchored checkpoints but no newest anchor")
+
+    @classmethod
+    def from_json(cls, value: Any) -> ProofBundle:
+        obj = exact_fields(value, "bundle", cls.FIELDS)
+        if obj["format"] != BUNDLE_FORMAT:
+            raise BundleFormatError(f"not a {BUNDLE_FORMAT}")
+        if obj["version"] != BUNDLE_VERSION or isinstance(obj["version"], bool):
+            raise BundleFormatError(
+                f"unsupported bundle version {obj['version']!r} (this verifier reads {BUNDLE_VERSION})"
+            )
+        chain = exact_fields(obj["chain"], "chain", ("chain_id", "registry"))
+        return cls(
+            chain_id=_uint(chain["chain_id"], "chain.chain_id"),
+            registry=_address(chain["registry"], "chain.registry"),
+            query=Query.from_json(obj["query"]),
+            newest=None if obj["newest"] is None else NewestAnchor.from_json(obj["newest"]),
+            keys=tuple(KeyEntry.from_json(v) for v in _list(obj["keys"], "keys")),
+            checkpoints=tuple(CheckpointEntry.from_json(v) for v in _list(obj["checkpoints"], "checkpoints")),
+            batches=tuple(BatchEntry.from_json(v) for v in _list(obj["batches"], "batches")),
+            items=tuple(ItemEntry.from_json(v) for v in _list(obj["items"], "items")),
+            retrieval_failures=tuple(
+                RetrievalFailure.from_json(v) for v in _list(obj["retrieval_failures"], "retrieval_failures")
+            ),
+        )
+
+    @classmethod
+    def from_text(cls, text: bytes | str) -> ProofBundle:
+        return cls.from_json(strict_json.loads(text))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "chain": {"chain_id": self.chain_id, "registry": self.registry},
+            "query": self.query.to_json(),
+            "newest": None if self.newest is None else self.newest.to_json(),
+            "keys": [k.to_json() for k in self.keys],
+            "checkpoints": [c.to_json() for c in self.checkpoints],
+            "batches": [b.to_json() for b in self.batches],
+            "items": [i.to_json() for i in self.items],
+            "retrieval_failures": [f.to_json() for f in self.retrieval_failures],
         }

@@ -17,22 +17,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from carbontrace_protocol import cbor, cose
+from carbontrace_protocol import cbor
+from carbontrace_protocol import checkpoint as signed_checkpoint
+from carbontrace_protocol.ids import key_fingerprint
 from cloud import chain as chainlib
 from cloud import models
 from cloud.content_store import ContentStore, ContentStoreError
 from cloud.leader import LeaderLock
 from cloud.ledger_chain import LedgerChain
 from cloud.ledger_log import SqlLog
-
-CHECKPOINT_KID = b"carbontrace-cloud"
-CHECKPOINT_VERSION = 1
-
-
-def checkpoint_payload(tree_size: int, root: bytes, timestamp: int) -> bytes:
-    return cbor.encode(
-        {"v": CHECKPOINT_VERSION, "log": "carbontrace", "size": tree_size, "root": root, "time": timestamp}
-    )
+from cloud.signing_key import public_key
 
 
 def decode_checkpoint_blob(blob: bytes) -> dict[str, Any]:
@@ -67,6 +61,8 @@ class Anchorer:
         self.store = store
         self.chain = chain
         self.signing_key = signing_key
+        # the checkpoint's kid names the key that signed it, so a verifier never guesses across a rotation
+        self.key_fingerprint = key_fingerprint(public_key(signing_key))
         self.lock = lock
         self.every_s = every_s
         self.every_batches = every_batches
@@ -109,7 +105,7 @@ class Anchorer:
             if not due:
                 return None
             root = log.root(size)
-            signed = cose.sign1(self.signing_key, CHECKPOINT_KID, checkpoint_payload(size, root, now))
+            signed = signed_checkpoint.sign(self.signing_key, self.key_fingerprint, size, root, now)
             previous = None if last is None else {"size": last.tree_size, "root": last.root}
             proof = log.consistency_proof(last_size, size) if last is not None else []
             blob = cbor.encode({"checkpoint": signed, "previous": previous, "consistency": proof})

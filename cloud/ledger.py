@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud import chain as chainlib
+from cloud import signer_keys
 from cloud.anchoring import Anchorer
 from cloud.content_store import ContentStore, IpfsClient, LocalContentStore
 from cloud.db import make_engine, migrate, read_session_factory, session_factory
@@ -70,6 +71,8 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
     signing_key = load_or_create(settings.signing_key_file, allow_create=development)
     with sessions.begin() as session:
         ensure_operator_key(session, settings.admin_api_key.get_secret_value(), int(time.time()))
+        # every cloud key that ever signed a checkpoint stays known, so old checkpoints keep their proofs
+        signer_keys.remember_cloud_key(session, public_key(signing_key), int(time.time()))
     ipfs = None if settings.content_store == "local" else IpfsClient(settings.content_store)
     store = ContentStore(LocalContentStore(settings.content_dir), ipfs)
     ledger_chain = LedgerChain(settings.chain, sessions, settings.registry_address, chain, public_key(signing_key))

@@ -1,4 +1,4 @@
-"""The key history of devices and gateways (table ``signer_keys``): every key a signer ever had, oldest first.
+"""The key history of devices, gateways and the cloud (table ``signer_keys``): every key a signer ever had.
 
 Device.public_key and Gateway.public_key are the current key (what ingestion verifies against); this history
 also holds the keys rotated out or revoked since, so a proof can name the exact key that signed an old reading
@@ -13,13 +13,23 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from carbontrace_protocol.ids import SIGNER_DEVICE, SIGNER_GATEWAY, SIGNER_KIND_NAMES, key_fingerprint
+from carbontrace_protocol.ids import (
+    CLOUD_SIGNER,
+    SIGNER_CLOUD,
+    SIGNER_DEVICE,
+    SIGNER_GATEWAY,
+    SIGNER_KIND_NAMES,
+    key_fingerprint,
+)
+from carbontrace_protocol.verify import verify_es256
 from cloud import models
 
-SignerKindName = Literal["device", "gateway"]
+SignerKindName = Literal["device", "gateway", "cloud"]
 DEVICE: SignerKindName = "device"
 GATEWAY: SignerKindName = "gateway"
+CLOUD: SignerKindName = "cloud"
 assert SIGNER_KIND_NAMES[SIGNER_DEVICE] == DEVICE and SIGNER_KIND_NAMES[SIGNER_GATEWAY] == GATEWAY
+assert SIGNER_KIND_NAMES[SIGNER_CLOUD] == CLOUD
 
 
 def keys_of(session: Session, kind: SignerKindName, signer_id: str) -> list[models.SignerKey]:
@@ -76,3 +86,21 @@ def record_revocation(session: Session, fingerprint: bytes, revoke_tx: str, at: 
         row.revoked_at = at
         row.revoke_tx = revoke_tx
     return row
+
+
+def remember_cloud_key(session: Session, public_key: bytes, at: int) -> None:
+    """Keep the cloud's signing key in the history (idempotent): a proof names the key of each checkpoint by
+    fingerprint, and checkpoints signed before a rotation still need the old public key."""
+    if key_by_fingerprint(session, key_fingerprint(public_key)) is None:
+        record_registration(session, CLOUD, CLOUD_SIGNER, public_key, None, at)
+
+
+def key_that_signed(
+    session: Session, kind: SignerKindName, signer_id: str, signed_bytes: bytes, signature: bytes
+) -> models.SignerKey | None:
+    """The key of the signer's history (current or rotated out) under which ``signature`` verifies: a proof
+    names that key, whichever the signer holds today."""
+    for key in reversed(keys_of(session, kind, signer_id)):
+        if verify_es256(key.public_key, signed_bytes, signature):
+            return key
+    return None

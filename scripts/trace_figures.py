@@ -26,8 +26,9 @@ sys.path.insert(0, str(REPO))
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import update  # noqa: E402
 
-from carbontrace.verify_bundle import Web3ChainReader, verify_bundle  # noqa: E402
+from carbontrace.verify_bundle import Web3ChainReader  # noqa: E402
 from carbontrace_protocol import merkle  # noqa: E402
+from carbontrace_protocol.proof_verify import verify_bundle_json as verify_bundle  # noqa: E402
 from cloud import models  # noqa: E402
 from cloud.app import create_app  # noqa: E402
 from cloud.ledger import Ledger  # noqa: E402

@@ -7,9 +7,9 @@ other log leaves stand for other batches' headers (random hashes: the verifier o
 The log is built the way the cloud builds it (``merkle.CompactRange`` + ``perfect_range_root``).
 
 The bundle here is that evidence as one CBOR map (binary: the JSON bundle of docs/proof-bundle.md carries
-the same items hex-encoded, about twice the bytes). Offline verification uses the step functions of the
-trace bundle verifier (carbontrace/verify_bundle.py) when it is present, else the protocol functions
-directly; the chain lookup of the anchored root is not part of the timed work (it is a network call).
+the same items hex-encoded, about twice the bytes). Offline verification runs the protocol core's
+functions (the same the bundle verifier, carbontrace_protocol/proof_verify.py, runs); the chain lookup of
+the anchored root is not part of the timed work (it is a network call).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import time
 from typing import Any
 
 from carbontrace.benchmarks.common import DeviceKey, Row, SectionResult, log2_slope
-from carbontrace_protocol import cbor, cose, merkle, p256
+from carbontrace_protocol import cbor, merkle, p256
+from carbontrace_protocol import checkpoint as signed_checkpoint
 from carbontrace_protocol.batch import build_batch, parse_header, reading_leaf
+from carbontrace_protocol.ids import key_fingerprint
 from carbontrace_protocol.verify import verify_es256, verify_reading
-from cloud.anchoring import CHECKPOINT_KID, checkpoint_payload, decode_checkpoint_blob
 
 GATEWAY_ID = "gw-bench"
 
@@ -68,7 +69,8 @@ def build_bundle(total_readings: int, readings_per_batch: int, device: DeviceKey
         else:
             log.append(leaf_hash=hashlib.sha256(b"other batch %d" % position).digest())
     log_path = log.inclusion_proof(ours)
-    checkpoint = cose.sign1(cloud_key, CHECKPOINT_KID, checkpoint_payload(batches, log.compact.root(), 1_700_001_000))
+    kid = key_fingerprint(bytes(p256.public_key(cloud_key)))
+    checkpoint = signed_checkpoint.sign(cloud_key, kid, batches, log.compact.root(), 1_700_001_000)
     return bytes(cbor.encode({
         "reading": signed[index_in_batch],
         "batch": {"index": index_in_batch, "size": len(batch.leaves), "path": batch_path},
@@ -76,27 +78,6 @@ def build_bundle(total_readings: int, readings_per_batch: int, device: DeviceKey
         "log": {"index": ours, "size": batches, "path": log_path},
         "checkpoint": checkpoint,
     }))
-
-
-def _verify_with_bundle_module(blob: bytes, device_public: bytes, gateway_public: bytes, cloud_public: bytes) -> None:
-    from carbontrace import verify_bundle as vb
-
-    bundle = cbor.decode(blob)
-    leaf = reading_leaf(bundle["reading"])
-    vb.check_device_signature(leaf, "bench-proof-1", device_public)
-    message, header = vb.parse_signed_header(bundle["header"])
-    b = bundle["batch"]
-    vb.check_batch_inclusion(leaf, b["index"], b["path"], header)
-    vb.check_gateway_signature(message, header, gateway_public)
-    size, root = vb.check_checkpoint_signature(bundle["checkpoint"], cloud_public)
-    log = bundle["log"]
-    vb.check_log_inclusion(bundle["header"], log["index"], size, log["path"], root)
-
-
-def _bundle_module_present() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("carbontrace.verify_bundle") is not None
 
 
 def verify_bundle_offline(blob: bytes, device_public: bytes, gateway_public: bytes, cloud_public: bytes) -> None:
@@ -109,15 +90,14 @@ def verify_bundle_offline(blob: bytes, device_public: bytes, gateway_public: byt
     b = bundle["batch"]
     merkle.verify_inclusion(merkle.leaf_hash(reading_leaf(bundle["reading"])), b["index"], b["size"], b["path"],
                             bytes(header["root"]))
-    checkpoint_message = cose.parse_sign1(bundle["checkpoint"])
-    if not verify_es256(cloud_public, checkpoint_message.signed_bytes(), checkpoint_message.signature):
+    checkpoint = signed_checkpoint.parse(bundle["checkpoint"])
+    if not verify_es256(cloud_public, checkpoint.message.signed_bytes(), checkpoint.message.signature):
         raise ValueError("checkpoint signature")
-    checkpoint = decode_checkpoint_blob(checkpoint_message.payload)
     log = bundle["log"]
-    if log["size"] != checkpoint["size"]:
+    if log["size"] != checkpoint.tree_size:
         raise ValueError("log size is not the checkpoint's")
     merkle.verify_inclusion(merkle.leaf_hash(bundle["header"]), log["index"], log["size"], log["path"],
-                            bytes(checkpoint["root"]))
+                            checkpoint.root)
 
 
 def run(sizes: list[int], readings_per_batch: int, repeats: int) -> SectionResult:
@@ -126,7 +106,6 @@ def run(sizes: list[int], readings_per_batch: int, repeats: int) -> SectionResul
     cloud_key = p256.private_key_from_bytes(hashlib.sha256(b"bench cloud").digest())
     gateway_public, cloud_public = bytes(p256.public_key(gateway_key)), bytes(p256.public_key(cloud_key))
     result = SectionResult()
-    verifier = _verify_with_bundle_module if _bundle_module_present() else verify_bundle_offline
     points: list[dict[str, Any]] = []
     for total in sizes:
         blob = build_bundle(total, readings_per_batch, device, gateway_key, cloud_key)
@@ -135,7 +114,7 @@ def run(sizes: list[int], readings_per_batch: int, repeats: int) -> SectionResul
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            verifier(blob, device.public, gateway_public, cloud_public)
+            verify_bundle_offline(blob, device.public, gateway_public, cloud_public)
             times.append(time.perf_counter() - start)
         points.append({"readings": total, "bundle_bytes": len(blob), "proof_hashes": proof_hashes,
                        "proof_bytes": 32 * proof_hashes, "verify_ms": 1000 * statistics.median(times)})
@@ -151,7 +130,6 @@ def run(sizes: list[int], readings_per_batch: int, repeats: int) -> SectionResul
                            note="32 = one hash per doubling: logarithmic"))
     result.rows.append(Row("proofs", "verify time per doubling of N (fit vs log2 N)", time_slope, "ms"))
     result.details = {"points": points, "readings_per_batch": readings_per_batch,
-                      "verifier": "carbontrace.verify_bundle steps" if verifier is not verify_bundle_offline
-                      else "carbontrace_protocol functions",
+                      "verifier": "carbontrace_protocol functions",
                       "bytes_per_log2": bytes_slope, "ms_per_log2": time_slope}
     return result

@@ -14,8 +14,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from carbontrace.verify_bundle import ChainUnreachable
+from carbontrace_protocol.proof_verify import ChainUnreachable
 from carbontrace_protocol.views import DataType
+from cloud import statements
 from cloud import trace as tracelib
 from cloud.chain import ChainUnavailable
 from cloud.deps import FORBIDDEN, LedgerDep, SessionDep, get_principal
@@ -216,8 +217,8 @@ def enterprise_statement(
     if end <= start:
         raise HTTPException(422, "end must be after start")
     try:
-        document = tracelib.statement(ledger, session, enterprise_id, start, end)
-    except ValueError as err:
+        document = statements.statement(ledger, session, enterprise_id, start, end)
+    except statements.StatementTooLarge as err:
         raise HTTPException(422, str(err)) from err
     except ChainUnreachable as err:
         raise ChainUnavailable(str(err)) from err

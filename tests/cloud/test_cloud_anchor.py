@@ -11,10 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from carbontrace.servers import HardhatNode, TcpProxy
-from carbontrace_protocol import cbor, cose, merkle
+from carbontrace_protocol import checkpoint as signed_checkpoint
+from carbontrace_protocol import merkle
 from carbontrace_protocol.batch import Batch
+from carbontrace_protocol.ids import key_fingerprint
 from carbontrace_protocol.verify import verify_es256
-from cloud.anchoring import CHECKPOINT_KID, decode_checkpoint_blob
+from cloud.anchoring import decode_checkpoint_blob
 from cloud.chain import connect_embedded
 from cloud.ledger import Ledger, build_ledger
 from cloud.signing_key import public_key
@@ -44,11 +46,11 @@ def _check_anchor(client: TestClient, batches: list[Batch], sequence: int) -> di
     assert onchain.tree_size == len(leaves)
     assert onchain.root == merkle.root(leaves)
     blob = decode_checkpoint_blob(ledger.store.get(onchain.cid))
-    signed = cose.parse_sign1(blob["checkpoint"])
-    assert signed.kid == CHECKPOINT_KID
-    assert verify_es256(public_key(ledger.signing_key), signed.signed_bytes(), signed.signature)
-    payload = cbor.decode(signed.payload)
-    assert (payload["size"], payload["root"]) == (onchain.tree_size, onchain.root)
+    parsed = signed_checkpoint.parse(blob["checkpoint"])
+    # the kid names the key that signed it (a verifier never guesses across a rotation)
+    assert parsed.key_fingerprint == key_fingerprint(public_key(ledger.signing_key))
+    assert verify_es256(public_key(ledger.signing_key), parsed.message.signed_bytes(), parsed.message.signature)
+    assert (parsed.tree_size, parsed.root) == (onchain.tree_size, onchain.root)
     if blob["previous"] is not None:
         previous = blob["previous"]
         assert merkle.verify_consistency(
@@ -60,7 +62,7 @@ def _check_anchor(client: TestClient, batches: list[Batch], sequence: int) -> di
         proof = [bytes.fromhex(p) for p in r.json()["proof"]]
         assert r.json()["log_index"] == index
         assert merkle.verify_inclusion(leaves[index], index, onchain.tree_size, proof, onchain.root)
-    return payload
+    return {"size": parsed.tree_size, "root": parsed.root, "time": parsed.time}
 
 
 def test_checkpoints_anchor_log_roots(client: TestClient) -> None:

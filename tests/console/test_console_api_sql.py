@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from carbontrace import verify_bundle as vb
+from carbontrace_protocol import views
 from tests.cloud.cloud_testkit import app_client, auth, make_settings, register_tenant, upload
 from tests.cloud.conftest import PostgresCluster
 
@@ -51,7 +51,7 @@ def test_sites_emissions_batches_and_pulse_agree_with_what_was_uploaded(api: Tes
         assert upload(api, gw, batch).status_code == 201
         gw.accepted(batch, readings)
         aggregate_leaves = batch.leaves[len(batch.leaves) - batch.header["aggregates"] :]
-        uploaded_aggregates += [vb.leaf_content(leaf)[1] for leaf in aggregate_leaves]
+        uploaded_aggregates += [views.leaf_content(leaf)[1] for leaf in aggregate_leaves]
     batch, readings = other.gateway.build()
     assert upload(api, other.gateway, batch).status_code == 201
     api.app.state.ledger.anchorer.tick(force_checkpoint=True)  # type: ignore[attr-defined]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from carbontrace import verify_bundle as vb
+from carbontrace_protocol.proof_bundle import BUNDLE_FORMAT
+from carbontrace_protocol.proof_verify import verify_bundle_json
 from cloud import models
 from cloud.trace import RegistryReader, trust_of
 from tests.console.console_cloud import ConsoleCloud, tamper_blob, tamper_reading_row
@@ -35,8 +36,8 @@ def test_trace_shows_every_step_green_and_the_bundle_verifies_offline(
     path = tmp_path / "bundle.json"
     download_info.value.save_as(path)
     bundle = json.loads(path.read_text())
-    assert bundle["format"] == vb.BUNDLE_FORMAT and len(bundle["items"]) == 1
-    report = vb.verify_bundle(bundle, RegistryReader(cloud.ledger.chain.registry()), trust_of(cloud.ledger))
+    assert bundle["format"] == BUNDLE_FORMAT and len(bundle["items"]) == 1
+    report = verify_bundle_json(bundle, RegistryReader(cloud.ledger.chain.registry()), trust_of(cloud.ledger))
     assert report.status == "valid", report
 
     # An aggregate window: the device stage does not apply (the gateway signs aggregates).

@@ -9,8 +9,11 @@ from pathlib import Path
 import jsonschema_rs
 from fastapi.testclient import TestClient
 
-from carbontrace import verify_bundle as vb
+from carbontrace_protocol import checkpoint as signed_checkpoint
 from carbontrace_protocol import merkle, views
+from carbontrace_protocol.batch import parse_header, parse_leaf
+from carbontrace_protocol.proof_bundle import ProofBundle
+from carbontrace_protocol.verify import verify_es256, verify_reading
 from tests.conftest import REPO_ROOT
 from tests.trace.trace_kit import anchor, get, tenant_with_batches
 
@@ -21,27 +24,30 @@ EXAMPLE = json.loads((DOCS / "proof-bundle.example.json").read_text())
 
 def test_example_matches_schema_and_its_pure_steps_hold() -> None:
     jsonschema_rs.validate(SCHEMA, EXAMPLE)
-    query = vb.check_format(EXAMPLE)
-    item, batch, device, checkpoint = (EXAMPLE[k][0] for k in ("items", "batches", "devices", "checkpoints"))
-    key = bytes.fromhex(device["public_key"])
-    assert vb.key_fingerprint(key).hex() == device["key_fingerprint"]
-    assert vb.chain_id_of(device["device_id"]).hex() == device["chain_device_id"]
-    leaf = bytes.fromhex(item["leaf"])
-    content = vb.check_device_signature(leaf, device["device_id"], key)
-    vb.check_decoded_view(item["view"], content, views.view("reading", content, query.types))
-    assert (content["seq"], content["co2_ppm"], item["leaf_index"], batch["log_index"]) == (3, 600, 0, 1)
-    header_bytes = bytes.fromhex(batch["signed_header"])
-    message, header = vb.parse_signed_header(header_bytes)
-    vb.check_batch_inclusion(leaf, item["leaf_index"], [bytes.fromhex(h) for h in item["batch_proof"]], header)
-    vb.check_gateway_signature(message, header, bytes.fromhex(batch["gateway_public_key"]))
-    cloud_key = bytes.fromhex(EXAMPLE["cloud_key"]["public_key"])
-    size, root = vb.check_checkpoint_signature(bytes.fromhex(checkpoint["signed"]), cloud_key)
-    assert (size, root.hex()[:4], root.hex()[-4:]) == (2, "2f66", "42f4")
-    log_proof = [bytes.fromhex(h) for h in batch["log_proof"]]
-    vb.check_log_inclusion(header_bytes, batch["log_index"], size, log_proof, root)
-    newest = EXAMPLE["newest"]
-    consistency = [bytes.fromhex(h) for h in checkpoint["consistency_to_newest"]]
-    assert merkle.verify_consistency(size, newest["tree_size"], root, bytes.fromhex(newest["root"]), consistency)
+    bundle = ProofBundle.from_json(EXAMPLE)
+    item, batch, checkpoint = bundle.items[0], bundle.batches[0], bundle.checkpoints[0]
+    _, body = parse_leaf(item.leaf)
+    reading = verify_reading(body, bundle.key(item.device_key or b"").public_key)
+    assert views.view("reading", views.reading_content(reading), bundle.query.types) == item.view
+    message, header = parse_header(batch.signed_header)
+    size = header["readings"] + header["aggregates"]
+    assert merkle.verify_inclusion(
+        merkle.leaf_hash(item.leaf), item.leaf_index, size, list(item.batch_proof), header["root"]
+    )
+    assert verify_es256(bundle.key(batch.gateway_key).public_key, message.signed_bytes(), message.signature)
+    signed = signed_checkpoint.parse(checkpoint.signed)
+    cloud = bundle.key(signed.key_fingerprint)
+    assert cloud.kind == "cloud" and verify_es256(
+        cloud.public_key, signed.message.signed_bytes(), signed.message.signature
+    )
+    log_proof = list(batch.log_proof)
+    assert merkle.verify_inclusion(
+        merkle.leaf_hash(batch.signed_header), batch.log_index, signed.tree_size, log_proof, signed.root
+    )
+    newest = bundle.newest
+    assert newest is not None
+    consistency = list(checkpoint.consistency_to_newest)
+    assert merkle.verify_consistency(signed.tree_size, newest.tree_size, signed.root, newest.root, consistency)
 
 
 def test_served_bundles_and_statements_match_the_schema(sqlite_client: TestClient) -> None:
@@ -58,5 +64,5 @@ def test_served_bundles_and_statements_match_the_schema(sqlite_client: TestClien
         end=2_000_000_000,
     ).json()
     validator.validate(statement["bundle"])
-    broken = dict(bundle, version=2)
+    broken = dict(bundle, version=1)
     assert not validator.is_valid(broken)

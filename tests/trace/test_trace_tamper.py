@@ -18,12 +18,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, update
 
-from carbontrace.verify_bundle import EXIT_EMPTY, EXIT_INCOMPLETE, STEP_EXIT, verify_bundle
+from carbontrace_protocol import checkpoint as signed_checkpoint
 from carbontrace_protocol import cose, merkle
 from carbontrace_protocol.batch import Batch, reading_leaf
+from carbontrace_protocol.ids import key_fingerprint
 from carbontrace_protocol.proof_bundle import Trust
+from carbontrace_protocol.proof_verify import EXIT_EMPTY, EXIT_INCOMPLETE, STEP_EXIT
+from carbontrace_protocol.proof_verify import verify_bundle_json as verify_bundle
 from cloud import models
-from cloud.anchoring import CHECKPOINT_KID, checkpoint_payload
 from cloud.ledger import Ledger
 from cloud.ledger_log import SqlLog
 from tests.cloud.cloud_testkit import auth, new_key
@@ -73,12 +75,35 @@ def _readdress(ledger: Ledger, batch_id: str, blob: bytes, signed_header: bytes 
             row.signed_header = signed_header
 
 
-def _resign_header_with_a_rogue_key(batch: dict[str, Any]) -> None:
+def _key_entry(bundle: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+    return next(k for k in bundle["keys"] if key_fingerprint(bytes.fromhex(k["public_key"])).hex() == fingerprint)
+
+
+def _swap_key(bundle: dict[str, Any], fingerprint: str, public_key: bytes) -> str:
+    """Replace a listed key by another one, references updated (so only the chain can tell)."""
+    _key_entry(bundle, fingerprint)["public_key"] = public_key.hex()
+    new = key_fingerprint(public_key).hex()
+    for batch in bundle["batches"]:
+        if batch["gateway_key"] == fingerprint:
+            batch["gateway_key"] = new
+    for item in bundle["items"]:
+        if item["device_key"] == fingerprint:
+            item["device_key"] = new
+    return new
+
+
+def _swap_cloud_key(bundle: dict[str, Any]) -> None:
+    cloud = next(k for k in bundle["keys"] if k["kind"] == "cloud")
+    cloud["public_key"] = _other_key_hex()
+
+
+def _resign_header_with_a_rogue_key(bundle: dict[str, Any]) -> None:
     """A bundle whose header signature verifies under the key it carries, which is not the gateway's on chain."""
+    batch = bundle["batches"][0]
     rogue_private, rogue_public = new_key()
     message = cose.parse_sign1(bytes.fromhex(batch["signed_header"]))
     batch["signed_header"] = cose.sign1(rogue_private, bytes(message.kid), bytes(message.payload)).hex()
-    batch["gateway_public_key"] = rogue_public.hex()
+    _swap_key(bundle, batch["gateway_key"], rogue_public)
 
 
 class StoreCase:
@@ -148,8 +173,13 @@ def test_stored_tamper_matrix(client: TestClient) -> None:
         return lambda: set_rows(models.Checkpoint, models.Checkpoint.seq == 0, signed=original_checkpoint)
 
     def device_key_table() -> Callable[[], None]:
-        set_rows(models.Device, models.Device.id == first.device_id, public_key=new_key()[1])
-        return lambda: set_rows(models.Device, models.Device.id == first.device_id, public_key=original_key)
+        # the key history is what a bundle names keys from: an insider swaps the device's key there
+        rogue = new_key()[1]
+        where = (models.SignerKey.kind == "device") & (models.SignerKey.signer_id == first.device_id)
+        set_rows(models.SignerKey, where, public_key=rogue, fingerprint=key_fingerprint(rogue))
+        return lambda: set_rows(
+            models.SignerKey, where, public_key=original_key, fingerprint=key_fingerprint(original_key)
+        )
 
     def gateway_key_table() -> Callable[[], None]:
         # an insider swaps the gateway's key for their own and re-signs the header: the signature holds, but
@@ -283,15 +313,41 @@ def _resign_checkpoint_as_newest(bundle: dict[str, Any]) -> None:
 
 
 BUNDLE_CASES: list[tuple[str, str, BundleMutation]] = [
-    ("format version", "bundle_format", lambda b: b.__setitem__("version", 2)),
+    ("format version", "bundle_format", lambda b: b.__setitem__("version", 1)),
     ("chain id", "chain_identity", lambda b: b["chain"].__setitem__("chain_id", b["chain"]["chain_id"] + 1)),
     ("contract address", "chain_identity", lambda b: b["chain"].__setitem__("registry", "0x" + "11" * 20)),
-    ("device public key", "device_key", lambda b: b["devices"][0].__setitem__("public_key", _other_key_hex())),
     (
-        "key fingerprint",
+        "device public key (references updated)",
         "device_key",
-        lambda b: b["devices"][0].__setitem__("key_fingerprint", flip_hex(b["devices"][0]["key_fingerprint"])),
+        lambda b: _swap_key(b, b["items"][0]["device_key"], new_key()[1]),
     ),
+    (
+        "device key reference",
+        "bundle_format",
+        lambda b: b["items"][0].__setitem__("device_key", flip_hex(b["items"][0]["device_key"])),
+    ),
+    (
+        "device key listed as a gateway key",
+        "bundle_format",
+        lambda b: _key_entry(b, b["items"][0]["device_key"]).__setitem__("kind", "gateway"),
+    ),
+    (
+        "device key of another device",
+        "device_key",
+        lambda b: _key_entry(b, b["items"][0]["device_key"]).__setitem__("signer", "dev-other"),
+    ),
+    (
+        "an unused key listed",
+        "bundle_format",
+        lambda b: b["keys"].append({"kind": "device", "signer": "dev-x", "public_key": _other_key_hex()}),
+    ),
+    ("a batch listed twice", "bundle_format", lambda b: b["batches"].append(copy.deepcopy(b["batches"][0]))),
+    (
+        "an unused checkpoint listed",
+        "bundle_format",
+        lambda b: b["checkpoints"].append(copy.deepcopy(b["checkpoints"][0]) | {"seq": 0}),
+    ),
+    ("hex written with 0x", "bundle_format", lambda b: b["items"][0].__setitem__("leaf", "0x" + b["items"][0]["leaf"])),
     (
         "leaf (signature byte)",
         "device_signature",
@@ -320,9 +376,9 @@ BUNDLE_CASES: list[tuple[str, str, BundleMutation]] = [
         lambda b: b["batches"][0].__setitem__("signed_header", flip_hex(b["batches"][0]["signed_header"])),
     ),
     (
-        "gateway public key",
+        "gateway public key (references updated)",
         "gateway_signature",
-        lambda b: b["batches"][0].__setitem__("gateway_public_key", _other_key_hex()),
+        lambda b: _swap_key(b, b["batches"][0]["gateway_key"], new_key()[1]),
     ),
     (
         "checkpoint signature",
@@ -332,9 +388,9 @@ BUNDLE_CASES: list[tuple[str, str, BundleMutation]] = [
     (
         "gateway key and header re-signed with it",
         "gateway_signature",
-        lambda b: _resign_header_with_a_rogue_key(b["batches"][0]),
+        _resign_header_with_a_rogue_key,
     ),
-    ("cloud public key", "checkpoint_signature", lambda b: b["cloud_key"].__setitem__("public_key", _other_key_hex())),
+    ("cloud public key", "checkpoint_signature", _swap_cloud_key),
     ("log index", "log_inclusion", lambda b: b["batches"][0].__setitem__("log_index", 0)),
     (
         "log proof element",
@@ -373,7 +429,7 @@ BUNDLE_CASES: list[tuple[str, str, BundleMutation]] = [
     ("batch id", "batch_inclusion", _rename_batch),
     ("view integer written as a float", "decoded_view", lambda b: _retype_view(b, "co2_ppm", float)),
     ("view flag 0 written as false", "decoded_view", lambda b: _retype_view(b, "flags", bool)),
-    ("item names another device", "bundle_format", lambda b: b["items"][0].__setitem__("device_id", "dev-other")),
+    ("item names another device", "device_key", lambda b: b["items"][0].__setitem__("device_id", "dev-other")),
     ("query relabelled: device", "query_match", lambda b: b["query"].__setitem__("device_id", "dev-other")),
     (
         "query relabelled: enterprise",
@@ -452,7 +508,8 @@ def test_forged_checkpoint_signed_with_the_cloud_key_is_caught_on_chain(one_read
     proof = [merkle.leaf_hash(b"other %d" % i) for i in range(2)]
     # A log of 3 where our leaf sits at index 2 next to two other leaves: its own root, its own proof.
     root = merkle.node_hash(merkle.node_hash(proof[0], proof[1]), leaf)
-    signed = cose.sign1(ledger.signing_key, CHECKPOINT_KID, checkpoint_payload(size, root, 1))
+    kid = signed_checkpoint.parse(bytes.fromhex(bundle["checkpoints"][0]["signed"])).key_fingerprint
+    signed = signed_checkpoint.sign(ledger.signing_key, kid, size, root, 1)
     tampered["checkpoints"][0]["signed"] = bytes(signed).hex()
     tampered["batches"][0]["log_proof"] = [merkle.node_hash(proof[0], proof[1]).hex()]
     report = verify_bundle(tampered, reader_of(client, tampered), trust_of(client))
@@ -483,7 +540,7 @@ def test_retrieval_failures_make_an_answer_incomplete_not_valid(one_reading_bund
 
 def test_an_answer_with_no_items_is_empty_not_valid(one_reading_bundle: Any) -> None:
     client, bundle = one_reading_bundle
-    tampered = copy.deepcopy(bundle) | {"items": [], "batches": [], "checkpoints": [], "devices": []}
+    tampered = copy.deepcopy(bundle) | {"items": [], "batches": [], "checkpoints": [], "keys": [], "newest": None}
     report = verify_bundle(tampered, reader_of(client), trust_of(client))
     assert (report.status, report.exit_code) == ("empty", EXIT_EMPTY), report.as_json()
 

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from carbontrace.verify_bundle import EXIT_CHAIN_UNREACHABLE, EXIT_PENDING, STEP_EXIT
+from carbontrace_protocol.proof_verify import EXIT_CHAIN_UNREACHABLE, EXIT_PENDING, STEP_EXIT
 from cloud.app import create_app
 from tests.chain.conftest import HardhatNode
 from tests.cloud.cloud_testkit import app_client, make_settings
@@ -85,7 +85,7 @@ def test_verifier_against_hardhat(tmp_path: Path, cloud_hardhat_node: HardhatNod
     assert [s["step"] for s in report["items"][0]["steps"]][-1] == "consistency"
 
     code, report = run_verifier(statement, url, tmp_path, "statement", trust)
-    assert code == 0 and report["steps"][0]["step"] == "statement_signature", report
+    assert code == 0 and report["steps"][1]["step"] == "statement_signature", report
 
     tampered = json.loads(json.dumps(bundle))
     tampered["batches"][0]["signed_header"] = flip_hex(tampered["batches"][0]["signed_header"])
@@ -151,7 +151,8 @@ def test_verifier_against_embedded_chain_through_cloud_rpc(served_app: tuple[Tes
     assert code == 0 and report["status"] == "valid", report
     assert time.monotonic() - started < 30
     tampered = json.loads(json.dumps(bundle))
-    tampered["devices"][0]["key_fingerprint"] = flip_hex(tampered["devices"][0]["key_fingerprint"])
+    device_key = next(k for k in tampered["keys"] if k["kind"] == "device")
+    device_key["signer"] = "dev-someone-else"  # the chain lists this key for the real device only
     code, report = run_verifier(tampered, f"{base}/rpc", tmp_path, "embedded-tampered", trust)
     assert (code, report["failed_step"]) == (STEP_EXIT["device_key"], "device_key"), report
 

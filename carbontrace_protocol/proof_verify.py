@@ -1,0 +1,600 @@
+"""Verify a proof bundle against a pinned trust anchor and the chain: the per-step report.
+
+``verify_bundle(bundle, chain, trust)`` runs pure checks on the bundle's bytes and reads the chain only
+through ``ChainReader`` (the CLI's JSON-RPC reader, the cloud's own adapter, or a recorded chain in the
+conformance cases). Steps, in order (the first failure names the step; docs/proof-bundle.md):
+
+  bundle_format → chain_identity → per item: device_key → device_signature → decoded_view → batch_inclusion
+  → gateway_signature → query_match → checkpoint_signature → log_inclusion → chain_anchor → consistency
+
+Key validity: a key counts for a batch first anchored under checkpoint seq S when the chain lists it for
+that signer with activeFrom <= S and (still active, or S < revokedAt); so revoking a key voids only what
+was anchored after the revocation. A pending batch (no anchor yet) needs keys active now.
+
+Verdicts: valid; pending (some batch not anchored yet); incomplete (the cloud lists leaves it could not
+prove); empty (nothing answers the query); invalid at a step. Each has its own exit code (EXIT_*, STEP_EXIT).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from carbontrace_protocol import checkpoint as signed_checkpoint
+from carbontrace_protocol import merkle, views
+from carbontrace_protocol.batch import LEAF_READING, batch_id, parse_header, parse_leaf
+from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.ids import (
+    CLOUD_SIGNER,
+    KEY_NONE,
+    KEY_REVOKED,
+    SIGNER_CLOUD,
+    SIGNER_DEVICE,
+    SIGNER_GATEWAY,
+    SIGNER_KIND_NAMES,
+    chain_id_of,
+    key_valid_at,
+)
+from carbontrace_protocol.proof_bundle import BatchEntry, BundleFormatError, ItemEntry, ProofBundle, Trust
+from carbontrace_protocol.verify import verify_es256, verify_reading
+
+STEPS = (
+    "bundle_format",
+    "chain_identity",
+    "device_key",
+    "device_signature",
+    "decoded_view",
+    "batch_inclusion",
+    "gateway_signature",
+    "checkpoint_signature",
+    "log_inclusion",
+    "chain_anchor",
+    "consistency",
+    "statement_signature",
+    "statement_figures",
+    "query_match",
+    "statement_completeness",
+)
+ITEM_STEPS = (
+    "device_key",
+    "device_signature",
+    "decoded_view",
+    "batch_inclusion",
+    "gateway_signature",
+    "query_match",
+    "checkpoint_signature",
+    "log_inclusion",
+    "chain_anchor",
+    "consistency",
+)
+ANCHOR_STEPS = ("checkpoint_signature", "log_inclusion", "chain_anchor", "consistency")
+# One exit code per failing step (fixed numbers: a script can tell them apart without parsing output).
+STEP_EXIT = {name: 10 + i for i, name in enumerate(STEPS)}
+EXIT_VALID = 0
+EXIT_USAGE = 2
+EXIT_PENDING = 3
+EXIT_CHAIN_UNREACHABLE = 4
+EXIT_INCOMPLETE = 5
+EXIT_EMPTY = 6
+VERDICT_EXIT = {"valid": EXIT_VALID, "pending": EXIT_PENDING, "incomplete": EXIT_INCOMPLETE, "empty": EXIT_EMPTY}
+
+
+class CheckFailed(Exception):
+    def __init__(self, step: str, detail: str) -> None:
+        super().__init__(f"{step}: {detail}")
+        self.step = step
+        self.detail = detail
+
+
+class ChainUnreachable(Exception):
+    """The chain node did not answer: nothing can be concluded, which is not the same as invalid."""
+
+
+@dataclass(frozen=True)
+class ChainKey:
+    """What the registry's keyState says about a key fingerprint."""
+
+    state: int  # ids.KEY_*
+    kind: int  # ids.SIGNER_*
+    signer_id: bytes
+    enterprise_id: bytes
+    active_from: int
+    revoked_at: int | None  # None unless revoked
+
+    def valid_at(self, seq: int | None) -> bool:
+        """Whether the key counts for a batch first anchored under checkpoint ``seq`` (None: pending)."""
+        return key_valid_at(self.state, self.active_from, self.revoked_at, seq)
+
+
+@dataclass(frozen=True)
+class ChainCheckpoint:
+    tree_size: int
+    root: bytes
+    cid: str
+
+
+class ChainReader(Protocol):
+    """The chain reads a verifier needs, bound to the pinned registry contract."""
+
+    def chain_id(self) -> int: ...
+
+    def has_code(self) -> bool: ...
+
+    def checkpoint_count(self) -> int: ...
+
+    def checkpoint(self, seq: int) -> ChainCheckpoint: ...
+
+    def key(self, fingerprint: bytes) -> ChainKey: ...
+
+    def signers_of(self, enterprise_id: bytes, kind: int) -> list[bytes]:
+        """The device or gateway ids ever registered to an enterprise, in registration order."""
+        ...
+
+
+class CachedChainReader:
+    """Each chain read once per verification run; any transport failure becomes ChainUnreachable."""
+
+    def __init__(self, inner: ChainReader) -> None:
+        self.inner = inner
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    def _get(self, key: tuple[Any, ...], read: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            try:
+                self._cache[key] = read()
+            except (CheckFailed, ChainUnreachable):
+                raise
+            except Exception as err:  # any failure of the node: report it, do not guess
+                raise ChainUnreachable(f"{type(err).__name__}: {err}") from err
+        return self._cache[key]
+
+    def chain_id(self) -> int:
+        return int(self._get(("chain_id",), self.inner.chain_id))
+
+    def has_code(self) -> bool:
+        return bool(self._get(("code",), self.inner.has_code))
+
+    def checkpoint_count(self) -> int:
+        return int(self._get(("count",), self.inner.checkpoint_count))
+
+    def checkpoint(self, seq: int) -> ChainCheckpoint:
+        result: ChainCheckpoint = self._get(("checkpoint", seq), lambda: self.inner.checkpoint(seq))
+        return result
+
+    def key(self, fingerprint: bytes) -> ChainKey:
+        result: ChainKey = self._get(("key", fingerprint), lambda: self.inner.key(fingerprint))
+        return result
+
+    def signers_of(self, enterprise_id: bytes, kind: int) -> list[bytes]:
+        result: list[bytes] = self._get(
+            ("signers", enterprise_id, kind), lambda: self.inner.signers_of(enterprise_id, kind)
+        )
+        return result
+
+
+# ---- the report ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    step: str
+    ok: bool | None  # None: not applicable to this item, or not reached (pending)
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"step": self.step, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class ItemResult:
+    index: int
+    kind: str
+    batch_id: str
+    leaf_index: int
+    status: str = "valid"  # valid | invalid | pending
+    failed_step: str | None = None
+    steps: list[Step] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "kind": self.kind,
+            "batch_id": self.batch_id,
+            "leaf_index": self.leaf_index,
+            "status": self.status,
+            "failed_step": self.failed_step,
+            "steps": [s.as_json() for s in self.steps],
+        }
+
+
+@dataclass
+class Report:
+    status: str  # valid | pending | incomplete | empty | invalid
+    failed_step: str | None
+    detail: str
+    items: list[ItemResult]
+    steps: list[Step]  # bundle-wide steps (format, chain identity, statement)
+    verify_ms: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.status == "invalid":
+            return STEP_EXIT.get(self.failed_step or "bundle_format", STEP_EXIT["bundle_format"])
+        return VERDICT_EXIT[self.status]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "failed_step": self.failed_step,
+            "detail": self.detail,
+            "exit_code": self.exit_code,
+            "steps": [s.as_json() for s in self.steps],
+            "items": [i.as_json() for i in self.items],
+            "verify_ms": round(self.verify_ms, 3),
+        }
+
+
+def invalid_report(failure: CheckFailed, steps: list[Step], started: float) -> Report:
+    steps.append(Step(failure.step, False, failure.detail))
+    return Report("invalid", failure.step, failure.detail, [], steps, (time.perf_counter() - started) * 1000)
+
+
+# ---- pure checks -----------------------------------------------------------------------------------------
+
+
+def _proof_error(step: str, err: Exception) -> CheckFailed:
+    return CheckFailed(step, f"{type(err).__name__}: {err}")
+
+
+def check_chain_identity(bundle: ProofBundle, trust: Trust, chain: ChainReader) -> str:
+    if (bundle.chain_id, bundle.registry) != (trust.chain_id, trust.registry):
+        raise CheckFailed(
+            "chain_identity",
+            f"the bundle names registry {bundle.registry} on chain {bundle.chain_id}; "
+            f"the trust anchor is {trust.registry} on chain {trust.chain_id}",
+        )
+    actual = chain.chain_id()
+    if actual != trust.chain_id:
+        raise CheckFailed("chain_identity", f"the node is chain {actual}, the trust anchor names {trust.chain_id}")
+    if not chain.has_code():
+        raise CheckFailed("chain_identity", f"no contract at {trust.registry} on this chain")
+    return f"chain {trust.chain_id}, registry {trust.registry} (pinned) has code"
+
+
+def check_key_on_chain(
+    step: str, chain: ChainReader, fingerprint: bytes, kind: int, signer: str, seq: int | None
+) -> ChainKey:
+    """The chain lists ``fingerprint`` as a key of this signer, valid for a batch anchored under ``seq``."""
+    record = chain.key(fingerprint)
+    what = SIGNER_KIND_NAMES[kind]
+    if record.state == KEY_NONE:
+        raise CheckFailed(step, f"{what} key {fingerprint.hex()[:16]}… is not registered on chain")
+    if record.kind != kind or record.signer_id != chain_id_of(signer):
+        raise CheckFailed(step, f"{what} key is registered on chain to another signer, not {what} {signer!r}")
+    if not record.valid_at(seq):
+        when = "now (pending batch)" if seq is None else f"at checkpoint {seq}"
+        revoked = f", revoked at checkpoint {record.revoked_at}" if record.state == KEY_REVOKED else ""
+        raise CheckFailed(step, f"{what} key not valid {when}: active from checkpoint {record.active_from}{revoked}")
+    return record
+
+
+@dataclass
+class _BatchFacts:
+    """A batch's header and gateway key once the gateway_signature step held (computed once per batch)."""
+
+    header: dict[str, Any]
+    gateway: ChainKey
+
+
+@dataclass
+class _Anchor:
+    size: int
+    root: bytes
+
+
+class _Verifier:
+    def __init__(self, bundle: ProofBundle, chain: ChainReader) -> None:
+        self.bundle = bundle
+        self.chain = chain
+        self._batches: dict[str, _BatchFacts | CheckFailed] = {}
+        self._anchors: dict[int, _Anchor | CheckFailed] = {}
+        self._log: dict[str, CheckFailed | None] = {}
+
+    # -- batch level: the header, its signature and the gateway key, once per batch --
+    def batch_header(self, batch: BatchEntry) -> tuple[Any, dict[str, Any]]:
+        try:
+            message, header = parse_header(batch.signed_header)
+        except ProtocolError as err:
+            raise _proof_error("batch_inclusion", err) from err
+        if batch.batch_id != batch_id(header["gateway"], header["batch_seq"]):
+            raise CheckFailed("batch_inclusion", f"batch_id {batch.batch_id!r} is not the signed header's id")
+        return message, header
+
+    def batch_facts(self, batch: BatchEntry) -> _BatchFacts:
+        cached = self._batches.get(batch.batch_id)
+        if cached is None:
+            try:
+                cached = self._batch_facts(batch)
+            except CheckFailed as failure:
+                cached = failure
+            self._batches[batch.batch_id] = cached
+        if isinstance(cached, CheckFailed):
+            raise cached
+        return cached
+
+    def _batch_facts(self, batch: BatchEntry) -> _BatchFacts:
+        message, header = self.batch_header(batch)
+        key = self.bundle.key(batch.gateway_key)
+        if key.signer != header["gateway"]:
+            raise CheckFailed("gateway_signature", "the batch's gateway key belongs to another gateway in the bundle")
+        if not verify_es256(key.public_key, message.signed_bytes(), message.signature):
+            raise CheckFailed("gateway_signature", "gateway signature on the batch header does not verify")
+        record = check_key_on_chain(
+            "gateway_signature", self.chain, batch.gateway_key, SIGNER_GATEWAY, header["gateway"], batch.checkpoint_seq
+        )
+        return _BatchFacts(header, record)
+
+    # -- checkpoint level: signature, cloud key, chain anchor, consistency, once per checkpoint --
+    def anchor(self, seq: int) -> _Anchor:
+        cached = self._anchors.get(seq)
+        if cached is None:
+            try:
+                cached = self._checkpoint(seq)
+            except CheckFailed as failure:
+                cached = failure
+            self._anchors[seq] = cached
+        if isinstance(cached, CheckFailed):
+            raise cached
+        return cached
+
+    def _checkpoint(self, seq: int) -> _Anchor:
+        entry = self.bundle.checkpoint(seq)
+        try:
+            parsed = signed_checkpoint.parse(entry.signed)
+        except ProtocolError as err:
+            raise _proof_error("checkpoint_signature", err) from err
+        try:
+            key = self.bundle.key(parsed.key_fingerprint)
+        except KeyError:
+            raise CheckFailed("checkpoint_signature", "the checkpoint's kid names no key in the bundle") from None
+        if key.kind != "cloud" or key.signer != CLOUD_SIGNER:
+            raise CheckFailed("checkpoint_signature", "the checkpoint's kid names a key that is not the cloud's")
+        if not verify_es256(key.public_key, parsed.message.signed_bytes(), parsed.message.signature):
+            raise CheckFailed("checkpoint_signature", "cloud signature on the checkpoint does not verify")
+        check_key_on_chain("checkpoint_signature", self.chain, parsed.key_fingerprint, SIGNER_CLOUD, CLOUD_SIGNER, seq)
+        return _Anchor(parsed.tree_size, parsed.root)
+
+    def chain_anchor(self, seq: int, anchor: _Anchor) -> str:
+        count = self.chain.checkpoint_count()
+        if seq >= count:
+            raise CheckFailed("chain_anchor", f"checkpoint {seq} is not anchored on chain ({count} are)")
+        onchain = self.chain.checkpoint(seq)
+        if (onchain.tree_size, onchain.root) != (anchor.size, anchor.root):
+            raise CheckFailed(
+                "chain_anchor", f"chain checkpoint {seq} has size {onchain.tree_size}, root {onchain.root.hex()}"
+            )
+        if onchain.cid != self.bundle.checkpoint(seq).cid:
+            raise CheckFailed("chain_anchor", f"the bundle's checkpoint cid is not the chain's ({onchain.cid})")
+        return f"chain checkpoint {seq} holds this size, root and cid"
+
+    def consistency(self, seq: int, anchor: _Anchor) -> str:
+        entry = self.bundle.checkpoint(seq)
+        newest = self.bundle.newest
+        assert newest is not None  # the format step requires it when there are checkpoints
+        try:
+            if seq > 0:
+                previous = self.chain.checkpoint(seq - 1)
+                merkle.verify_consistency(
+                    previous.tree_size, anchor.size, previous.root, anchor.root, list(entry.consistency_from_previous)
+                )
+            elif entry.consistency_from_previous:
+                raise CheckFailed("consistency", "checkpoint 0 has no predecessor to be consistent with")
+            count = self.chain.checkpoint_count()
+            if newest.seq < seq or newest.seq >= count:
+                raise CheckFailed("consistency", f"newest checkpoint {newest.seq} is not anchored at or after {seq}")
+            onchain = self.chain.checkpoint(newest.seq)
+            if (onchain.tree_size, onchain.root) != (newest.tree_size, newest.root):
+                raise CheckFailed("consistency", f"chain checkpoint {newest.seq} differs from the bundle's newest")
+            merkle.verify_consistency(
+                anchor.size, newest.tree_size, anchor.root, newest.root, list(entry.consistency_to_newest)
+            )
+        except (ProtocolError, ValueError) as err:
+            raise _proof_error("consistency", err) from err
+        newer = self.chain.checkpoint_count() - 1 - newest.seq
+        later = f"; the chain has {newer} newer checkpoint(s) since the bundle was made" if newer > 0 else ""
+        return f"consistent with the previous anchor and with anchor {newest.seq} (size {newest.tree_size}){later}"
+
+    def log_inclusion(self, batch: BatchEntry, anchor: _Anchor) -> None:
+        try:
+            merkle.verify_inclusion(
+                merkle.leaf_hash(batch.signed_header), batch.log_index, anchor.size, list(batch.log_proof), anchor.root
+            )
+        except (ProtocolError, ValueError) as err:
+            raise _proof_error("log_inclusion", err) from err
+
+    # -- item level --
+    def item(self, index: int, item: ItemEntry) -> ItemResult:
+        result = ItemResult(index, item.kind, item.batch_id, item.leaf_index)
+        current = ITEM_STEPS[0]
+
+        def passed(step: str, detail: str) -> None:
+            result.steps.append(Step(step, True, detail))
+
+        try:
+            batch = self.bundle.batch(item.batch_id)
+            seq = batch.checkpoint_seq
+            device_record: ChainKey | None = None
+            if item.kind == views.KIND_READING:
+                assert item.device_key is not None  # the format step guarantees it
+                key = self.bundle.key(item.device_key)
+                current = "device_key"
+                if key.signer != item.device_id:
+                    raise CheckFailed(current, "the item's device key belongs to another device in the bundle")
+                device_record = check_key_on_chain(current, self.chain, item.device_key, SIGNER_DEVICE, key.signer, seq)
+                passed(current, "registered to this device on chain, valid when the batch was anchored")
+                current = "device_signature"
+                content = self._reading(item.leaf, item.device_id, key.public_key)
+                passed(current, "ES256 signature of the device verifies")
+            else:
+                result.steps.append(Step("device_key", None, "aggregate leaf: signed by the gateway, not a device"))
+                result.steps.append(Step("device_signature", None, "aggregate leaf: covered by the gateway signature"))
+                content = {}
+            current = "decoded_view"
+            kind, decoded = self._content(item.leaf)
+            if kind != item.kind:
+                raise CheckFailed(current, f"item says {item.kind}, the leaf is a {kind}")
+            content = content or decoded
+            try:
+                device = views.leaf_device(kind, content)
+            except ValueError as err:
+                raise CheckFailed(current, str(err)) from err
+            if device != item.device_id:
+                raise CheckFailed(current, f"item says device {item.device_id!r}, the leaf names {device!r}")
+            expected_view = views.view(kind, content, self.bundle.query.types)
+            if not views.same_json(item.view, expected_view):
+                raise CheckFailed(current, "view is not exactly the leaf's fields for the query's types")
+            passed(current, "the view is exactly the leaf's fields for the query's types")
+            current = "batch_inclusion"
+            _, header = self.batch_header(batch)
+            size = header["readings"] + header["aggregates"]
+            try:
+                merkle.verify_inclusion(
+                    merkle.leaf_hash(item.leaf), item.leaf_index, size, list(item.batch_proof), header["root"]
+                )
+            except (ProtocolError, ValueError) as err:
+                raise _proof_error(current, err) from err
+            passed(current, f"leaf {item.leaf_index} of {size} under the batch root")
+            current = "gateway_signature"
+            facts = self.batch_facts(batch)
+            passed(current, f"batch header signed by gateway {header['gateway']}, its key valid on chain")
+            current = "query_match"
+            passed(current, self._query_match(item, kind, content, facts, device_record))
+            if seq is None:
+                result.status = "pending"
+                for step in ANCHOR_STEPS:
+                    result.steps.append(Step(step, None, "pending: the batch is not under an anchored checkpoint yet"))
+                return result
+            current = "checkpoint_signature"
+            anchor = self.anchor(seq)
+            passed(current, f"checkpoint {seq} (size {anchor.size}) signed by a cloud key the chain lists")
+            current = "log_inclusion"
+            self.log_inclusion(batch, anchor)
+            passed(current, f"batch header is log leaf {batch.log_index} of {anchor.size}")
+            current = "chain_anchor"
+            passed(current, self.chain_anchor(seq, anchor))
+            current = "consistency"
+            passed(current, self.consistency(seq, anchor))
+        except CheckFailed as failure:
+            result.status, result.failed_step = "invalid", failure.step
+            result.steps.append(Step(failure.step, False, failure.detail))
+        return result
+
+    @staticmethod
+    def _reading(leaf: bytes, device_id: str, public_key: bytes) -> dict[str, Any]:
+        try:
+            kind, body = parse_leaf(leaf)
+            if kind != LEAF_READING:
+                raise CheckFailed("device_signature", "leaf is not a reading leaf")
+            reading = verify_reading(body, public_key)
+        except ProtocolError as err:
+            raise _proof_error("device_signature", err) from err
+        if reading.device_id != device_id:
+            raise CheckFailed("device_signature", "the reading names another device")
+        return views.reading_content(reading)
+
+    @staticmethod
+    def _content(leaf: bytes) -> tuple[str, dict[str, Any]]:
+        try:
+            return views.leaf_content(leaf)
+        except ProtocolError as err:
+            raise _proof_error("decoded_view", err) from err
+
+    def _query_match(
+        self, item: ItemEntry, kind: str, content: dict[str, Any], facts: _BatchFacts, device: ChainKey | None
+    ) -> str:
+        query = self.bundle.query
+        fail = "query_match"
+        if query.enterprise_id is not None:
+            wanted = chain_id_of(query.enterprise_id)
+            if facts.gateway.enterprise_id != wanted:
+                raise CheckFailed(
+                    fail, f"the batch's gateway belongs on chain to another enterprise than {query.enterprise_id!r}"
+                )
+            if device is not None and device.enterprise_id != wanted:
+                raise CheckFailed(
+                    fail, f"the reading's device belongs on chain to another enterprise than {query.enterprise_id!r}"
+                )
+        if query.site_id is not None and facts.header["site"] != query.site_id:
+            raise CheckFailed(
+                fail, f"the batch is of site {facts.header['site']!r}, the query asks for {query.site_id!r}"
+            )
+        if query.device_id is not None and item.device_id != query.device_id:
+            raise CheckFailed(fail, f"the leaf is of device {item.device_id!r}, the query asks for {query.device_id!r}")
+        if not views.selects(kind, content, query.types):
+            raise CheckFailed(fail, f"the leaf carries none of the types {sorted(t.value for t in query.types)}")
+        try:
+            start, end = views.leaf_time(kind, content)
+        except ValueError as err:
+            raise CheckFailed(fail, str(err)) from err
+        if (query.start is not None and end <= query.start) or (query.end is not None and start >= query.end):
+            raise CheckFailed(fail, f"the leaf's time [{start}, {end}) lies outside the queried period")
+        return "enterprise (on chain), site, device, types and period are the query's"
+
+
+def verify_bundle(bundle: ProofBundle, chain: ChainReader, trust: Trust) -> Report:
+    """Every check of a parsed proof bundle. Raises ChainUnreachable if the chain cannot be read."""
+    started = time.perf_counter()
+    cached = chain if isinstance(chain, CachedChainReader) else CachedChainReader(chain)
+    steps = [Step("bundle_format", True, f"carbontrace-proof-bundle v2, {len(bundle.items)} item(s)")]
+    try:
+        steps.append(Step("chain_identity", True, check_chain_identity(bundle, trust, cached)))
+    except CheckFailed as failure:
+        return invalid_report(failure, steps, started)
+    verifier = _Verifier(bundle, cached)
+    items = [verifier.item(i, item) for i, item in enumerate(bundle.items)]
+    # batches no item points into (statements carry them as evidence of an unbroken chain) are checked too
+    referenced = {item.batch_id for item in bundle.items}
+    for batch in bundle.batches:
+        if batch.batch_id in referenced:
+            continue
+        try:
+            verifier.batch_facts(batch)
+            if batch.checkpoint_seq is not None:
+                anchor = verifier.anchor(batch.checkpoint_seq)
+                verifier.log_inclusion(batch, anchor)
+                verifier.chain_anchor(batch.checkpoint_seq, anchor)
+                verifier.consistency(batch.checkpoint_seq, anchor)
+        except CheckFailed as failure:
+            return invalid_report(
+                CheckFailed(failure.step, f"batch {batch.batch_id}: {failure.detail}"), steps, started
+            )
+    return summarize(bundle, items, steps, started)
+
+
+def summarize(bundle: ProofBundle, items: list[ItemResult], steps: list[Step], started: float) -> Report:
+    elapsed = (time.perf_counter() - started) * 1000
+    failed = next((i for i in items if i.status == "invalid"), None)
+    if failed is not None:
+        detail = next((s.detail for s in failed.steps if s.ok is False), "")
+        return Report("invalid", failed.failed_step, f"item {failed.index}: {detail}", items, steps, elapsed)
+    if bundle.retrieval_failures:
+        n = len(bundle.retrieval_failures)
+        return Report("incomplete", None, f"the cloud could not prove {n} leaf(s) of the answer", items, steps, elapsed)
+    if not items:
+        return Report("empty", None, "nothing answers the query", items, steps, elapsed)
+    if any(i.status == "pending" for i in items):
+        return Report("pending", None, "some batches are not anchored yet", items, steps, elapsed)
+    limit = " (the query's limit: there may be more)" if len(items) == bundle.query.limit else ""
+    return Report("valid", None, f"{len(items)} item(s) verified{limit}", items, steps, elapsed)
+
+
+def verify_bundle_json(document: Any, chain: ChainReader, trust: Trust) -> Report:
+    """Parse (strictly) and verify; a format error is the bundle_format verdict, not an exception."""
+    started = time.perf_counter()
+    try:
+        bundle = ProofBundle.from_json(document)
+    except BundleFormatError as err:
+        return invalid_report(CheckFailed("bundle_format", str(err)), [], started)
+    return verify_bundle(bundle, chain, trust)

@@ -1,0 +1,294 @@
+"""The enterprise period statement: one definition for the cloud that signs it and every verifier.
+
+A statement is ``{"format": "carbontrace-statement", "version": 2, "statement": BODY, "signature": SIG,
+"bundle": BUNDLE}``. BUNDLE is a proof bundle (carbontrace_protocol.proof_bundle) whose query is the
+enterprise, the period and the type ``aggregates``; BODY holds the figures an auditor reads; SIG is ES256
+by a cloud key over the canonical JSON of BODY (strict_json.canonical), naming the key by fingerprint.
+
+What a verifier checks (docs/proof-bundle.md, "Statements"), each failure naming its step:
+- statement_signature: exact fields; the key is a cloud key in the bundle and active on chain now; the
+  signature verifies; ``bundle_sha256`` is sha256 of the canonical JSON of BUNDLE.
+- query_match (statement level): BODY's enterprise and period are the bundle query's, types = aggregates.
+- statement_figures: every figure recomputed from the bundle's aggregate leaves, each factor's value equal
+  to the leaves' and its region, year and source the protocol core's factor table's; every aggregate lies
+  inside the period (a window that straddles a boundary is not summed into either side).
+- statement_completeness: every gateway and device the chain lists for the enterprise appears; for each
+  gateway, the bundle's batches form an unbroken chain (consecutive batch_seq, each header's ``prev`` the
+  hash of the one before); ``closed`` says whether the chain reaches a batch past the period's end.
+- then the bundle itself (verify_bundle), so every leaf is proven to an anchor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from carbontrace_protocol import strict_json
+from carbontrace_protocol.batch import ZERO_HASH, header_hash, parse_header
+from carbontrace_protocol.emission_factors import get_factor
+from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.ids import CLOUD_SIGNER, SIGNER_CLOUD, SIGNER_DEVICE, SIGNER_GATEWAY, chain_id_of
+from carbontrace_protocol.proof_bundle import BundleFormatError, ProofBundle, Trust, exact_fields
+from carbontrace_protocol.proof_verify import (
+    CachedChainReader,
+    ChainReader,
+    CheckFailed,
+    Report,
+    Step,
+    check_key_on_chain,
+    invalid_report,
+    verify_bundle,
+)
+from carbontrace_protocol.verify import verify_es256
+from carbontrace_protocol.views import KIND_AGGREGATE, DataType, leaf_content
+
+STATEMENT_FORMAT = "carbontrace-statement"
+STATEMENT_VERSION = 2
+STATEMENT_TYPES = frozenset({DataType.AGGREGATES})
+DOCUMENT_FIELDS = ("format", "version", "statement", "signature", "bundle")
+BODY_FIELDS = ("enterprise_id", "period", "issued_at", "figures", "factors", "completeness", "bundle_sha256")
+SIGNATURE_FIELDS = ("alg", "kid", "value")
+GRAMS_E4_PER_TONNE = 10**10  # emissions are exact integers of 1e-4 g; a tonne is 1e6 g
+
+
+def tonnes(grams_e4: int) -> str:
+    """An exact decimal string of tonnes CO2 from 1e-4 g (no float ever touches a figure)."""
+    return str(Decimal(grams_e4).scaleb(-10))
+
+
+def figures_of(bundle: ProofBundle) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, int]]]:
+    """(figures, factors as the leaves state them, per-device counts) recomputed from the aggregate leaves."""
+    energy_wh = expected = received = missing = 0
+    by_factor: dict[str, int] = {}
+    factors: dict[str, dict[str, Any]] = {}
+    devices: dict[str, dict[str, int]] = {}
+    for item in bundle.items:
+        if item.kind != KIND_AGGREGATE:
+            continue
+        _, body = leaf_content(item.leaf)
+        counts = devices.setdefault(item.device_id, {"expected": 0, "received": 0, "windows": 0})
+        counts["expected"] += int(body["expected"])
+        counts["received"] += int(body["received"])
+        counts["windows"] += 1
+        expected += int(body["expected"])
+        received += int(body["received"])
+        missing += int(body["missing"])
+        energy = body.get("energy")
+        if isinstance(energy, dict):
+            energy_wh += int(energy["delta_wh"])
+        factor, grams = body.get("factor"), body.get("emissions_g")
+        if isinstance(factor, dict) and isinstance(grams, dict):
+            factor_id = str(factor["id"])
+            by_factor[factor_id] = by_factor.get(factor_id, 0) + int(grams["m"])
+            factors.setdefault(factor_id, factor["kg_per_kwh"])
+    total = sum(by_factor.values())
+    figures = {
+        "energy_wh": energy_wh,
+        "emissions_g_e4": total,
+        "emissions_t_co2": tonnes(total),
+        "emissions_g_e4_by_factor": dict(sorted(by_factor.items())),
+        "expected_readings": expected,
+        "received_readings": received,
+        "missing_by_seq": missing,
+        "aggregates": sum(1 for item in bundle.items if item.kind == KIND_AGGREGATE),
+    }
+    return figures, factors, devices
+
+
+def factor_entries(stated: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each factor a statement uses, with the provenance the protocol core's table gives it."""
+    out = []
+    for factor_id in sorted(stated):
+        try:
+            factor = get_factor(factor_id)
+        except KeyError:
+            out.append(dict.fromkeys(("kg_per_kwh_e4", "region", "year", "source")) | {"id": factor_id})
+            continue
+        out.append(
+            {
+                "id": factor.id,
+                "kg_per_kwh_e4": factor.kg_per_kwh_e4,
+                "region": factor.region,
+                "year": factor.year,
+                "source": factor.source,
+            }
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class GatewayChain:
+    gateway_id: str
+    batches: int
+    first_seq: int | None
+    last_seq: int | None
+    closed: bool  # the chain reaches a batch that starts at or after the period's end
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "gateway_id": self.gateway_id,
+            "batches": self.batches,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "closed": self.closed,
+        }
+
+
+def gateway_chains(bundle: ProofBundle, start: int, end: int) -> dict[str, GatewayChain]:
+    """Each gateway's batches in the bundle as one unbroken chain; CheckFailed if a link is missing."""
+    by_gateway: dict[str, list[tuple[int, bytes, dict[str, Any]]]] = {}
+    for batch in bundle.batches:
+        try:
+            _, header = parse_header(batch.signed_header)
+        except ProtocolError as err:
+            raise CheckFailed("statement_completeness", f"batch {batch.batch_id}: {err}") from err
+        by_gateway.setdefault(header["gateway"], []).append((header["batch_seq"], batch.signed_header, header))
+    chains = {}
+    for gateway_id, rows in by_gateway.items():
+        rows.sort(key=lambda row: row[0])
+        for (seq_a, signed_a, _), (seq_b, _, header_b) in itertools.pairwise(rows):
+            if seq_b != seq_a + 1 or bytes(header_b["prev"]) != header_hash(signed_a):
+                raise CheckFailed(
+                    "statement_completeness",
+                    f"gateway {gateway_id}: batch {seq_b} does not follow batch {seq_a} (a batch is missing)",
+                )
+        first_header, last_header = rows[0][2], rows[-1][2]
+        opens = first_header["window"][0] <= start or bytes(first_header["prev"]) == ZERO_HASH
+        if not opens:
+            raise CheckFailed(
+                "statement_completeness",
+                f"gateway {gateway_id}: the chain starts at batch {rows[0][0]}, inside the period, "
+                "without the batch before it",
+            )
+        chains[gateway_id] = GatewayChain(
+            gateway_id, len(rows), rows[0][0], rows[-1][0], closed=last_header["window"][1] >= end
+        )
+    return chains
+
+
+def _canonical(value: Any) -> bytes:
+    return strict_json.canonical(value)
+
+
+def verify_statement(document: Any, chain: ChainReader, trust: Trust) -> Report:
+    """Every check of a signed statement, then of its bundle. Raises ChainUnreachable if the chain is down."""
+    started = time.perf_counter()
+    cached = chain if isinstance(chain, CachedChainReader) else CachedChainReader(chain)
+    steps: list[Step] = []
+    try:
+        try:
+            doc = exact_fields(document, "statement document", DOCUMENT_FIELDS)
+            if doc["format"] != STATEMENT_FORMAT or doc["version"] != STATEMENT_VERSION:
+                raise BundleFormatError(f"not a {STATEMENT_FORMAT} v{STATEMENT_VERSION}")
+            body = exact_fields(doc["statement"], "statement", BODY_FIELDS)
+            signature = exact_fields(doc["signature"], "signature", SIGNATURE_FIELDS)
+            bundle = ProofBundle.from_json(doc["bundle"])
+            period = exact_fields(body["period"], "statement.period", ("start", "end"))
+            kid = bytes.fromhex(signature["kid"]) if isinstance(signature["kid"], str) else b""
+            value = bytes.fromhex(signature["value"]) if isinstance(signature["value"], str) else b""
+        except (BundleFormatError, ValueError) as err:
+            raise CheckFailed("bundle_format", str(err)) from err
+        steps.append(Step("bundle_format", True, f"{STATEMENT_FORMAT} v{STATEMENT_VERSION}"))
+        step = "statement_signature"
+        if signature["alg"] != "ES256":
+            raise CheckFailed(step, "the statement signature must be ES256")
+        key = next((k for k in bundle.keys if k.fingerprint == kid and k.kind == "cloud"), None)
+        if key is None or key.signer != CLOUD_SIGNER:
+            raise CheckFailed(step, "the signature's kid names no cloud key of the bundle")
+        if not verify_es256(key.public_key, _canonical(body), value):
+            raise CheckFailed(step, "cloud signature on the statement does not verify")
+        if body["bundle_sha256"] != hashlib.sha256(_canonical(doc["bundle"])).hexdigest():
+            raise CheckFailed(step, "bundle_sha256 is not the enclosed bundle's")
+        # a statement is not anchored: its key must be a cloud key the chain lists as active now
+        check_key_on_chain(step, cached, kid, SIGNER_CLOUD, CLOUD_SIGNER, None)
+        steps.append(Step(step, True, "ES256 by a cloud key active on chain, over the canonical JSON"))
+        step = "query_match"
+        query = bundle.query
+        if (body["enterprise_id"], period["start"], period["end"]) != (query.enterprise_id, query.start, query.end):
+            raise CheckFailed(step, "the statement's enterprise or period is not its bundle's query")
+        if query.types != STATEMENT_TYPES or query.site_id is not None or query.device_id is not None:
+            raise CheckFailed(step, "a statement's bundle asks for all aggregates of the enterprise")
+        steps.append(Step(step, True, f"enterprise {query.enterprise_id}, period [{query.start}, {query.end})"))
+        start, end = int(period["start"]), int(period["end"])
+        _check_figures(body, bundle, start, end)
+        steps.append(Step("statement_figures", True, "every figure recomputed from its aggregate leaves"))
+        steps.append(Step("statement_completeness", True, _check_completeness(body, bundle, cached, start, end)))
+    except CheckFailed as failure:
+        return invalid_report(failure, steps, started)
+    report = verify_bundle(bundle, cached, trust)
+    report.steps = steps + report.steps[1:]  # the bundle's own format step is already in ``steps``
+    report.verify_ms = (time.perf_counter() - started) * 1000
+    return report
+
+
+def _check_figures(body: dict[str, Any], bundle: ProofBundle, start: int, end: int) -> None:
+    step = "statement_figures"
+    for item in bundle.items:
+        try:
+            _, content = leaf_content(item.leaf)
+        except ProtocolError as err:
+            raise CheckFailed(step, f"an aggregate leaf does not decode: {err}") from err
+        window = content.get("window")
+        if not isinstance(window, list) or len(window) != 2 or window[0] < start or window[1] > end:
+            raise CheckFailed(step, f"aggregate window {window} is not inside the period [{start}, {end})")
+    figures, stated_factors, _ = figures_of(bundle)
+    if not strict_json.canonical(body["figures"]) == strict_json.canonical(figures):
+        raise CheckFailed(step, f"figures differ from the leaves: recomputed {figures}")
+    expected_factors = factor_entries(stated_factors)
+    if strict_json.canonical(body["factors"]) != strict_json.canonical(expected_factors):
+        raise CheckFailed(step, "the factors are not the protocol table's entries for the factors the leaves use")
+    for entry in expected_factors:
+        leaf_value = stated_factors[entry["id"]]
+        if entry["kg_per_kwh_e4"] is not None and leaf_value != {"e": -4, "m": entry["kg_per_kwh_e4"]}:
+            raise CheckFailed(step, f"factor {entry['id']}: the leaves use another value than the published one")
+
+
+def completeness_of(
+    bundle: ProofBundle, start: int, end: int, gateways: list[str], devices: list[str]
+) -> dict[str, Any]:
+    """The completeness section the cloud writes and the verifier recomputes (gateway and device lists are
+    the chain's)."""
+    chains = gateway_chains(bundle, start, end)
+    _, _, counts = figures_of(bundle)
+    return {
+        "gateways": [
+            (chains.get(g) or GatewayChain(g, 0, None, None, closed=False)).to_json() for g in sorted(gateways)
+        ],
+        "devices": [
+            {"device_id": d, **counts.get(d, {"expected": 0, "received": 0, "windows": 0})} for d in sorted(devices)
+        ],
+    }
+
+
+def _check_completeness(body: dict[str, Any], bundle: ProofBundle, chain: ChainReader, start: int, end: int) -> str:
+    step = "statement_completeness"
+    enterprise = chain_id_of(str(bundle.query.enterprise_id))
+    listed = body["completeness"]
+    try:
+        listed = exact_fields(listed, "statement.completeness", ("gateways", "devices"))
+        gateways = [
+            exact_fields(g, "gateway", ("gateway_id", "batches", "first_seq", "last_seq", "closed"))
+            for g in listed["gateways"]
+        ]
+        devices = [
+            exact_fields(d, "device", ("device_id", "expected", "received", "windows")) for d in listed["devices"]
+        ]
+    except (BundleFormatError, TypeError) as err:
+        raise CheckFailed(step, str(err)) from err
+    names = {"gateways": [g["gateway_id"] for g in gateways], "devices": [d["device_id"] for d in devices]}
+    for what, kind in (("gateways", SIGNER_GATEWAY), ("devices", SIGNER_DEVICE)):
+        on_chain = {bytes(s) for s in chain.signers_of(enterprise, kind)}
+        if any(not isinstance(n, str) for n in names[what]) or {chain_id_of(n) for n in names[what]} != on_chain:
+            raise CheckFailed(step, f"the statement's {what} are not the ones the chain lists for the enterprise")
+    recomputed = completeness_of(bundle, start, end, names["gateways"], names["devices"])
+    if strict_json.canonical(listed) != strict_json.canonical(recomputed):
+        raise CheckFailed(step, "the completeness section differs from the bundle's batches and leaves")
+    open_chains = [g["gateway_id"] for g in recomputed["gateways"] if not g["closed"]]
+    closed = (
+        "every gateway's chain is closed" if not open_chains else f"open (no batch past the end yet): {open_chains}"
+    )
+    return f"{len(gateways)} gateway chain(s) unbroken, {len(devices)} device(s) accounted for; {closed}"

@@ -1,0 +1,123 @@
+"""Enterprise period statements: the figures of [start, end), signed, with everything that proves them.
+
+The document's format and every check a verifier runs on it are carbontrace_protocol/statement.py; this
+module only gathers the evidence: every aggregate leaf whose window lies inside the period, and for each of
+the enterprise's gateways the unbroken run of batches from the one open at the period's start to the first
+that reaches its end (so a dropped batch breaks the chain a verifier walks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from carbontrace_protocol import p256, strict_json
+from carbontrace_protocol import statement as fmt
+from carbontrace_protocol.views import DataType
+from cloud import models
+from cloud.bundle_builder import BundleBuilder
+from cloud.ledger import Ledger
+from cloud.signing_key import public_key
+from cloud.trace import (
+    TraceQuery,
+    aggregate_rows,
+    attach_checkpoints,
+    chain_reader,
+    first_checkpoint,
+    located_aggregate,
+    retrieve,
+    trust_of,
+)
+
+# A month of 100 devices at 15-minute windows is 288,000 aggregates; the cap bounds one request's memory.
+MAX_STATEMENT_AGGREGATES = 300_000
+STATEMENT_LIMIT = 2**32  # the bundle query's limit: a statement holds every aggregate of the period
+
+
+class StatementTooLarge(ValueError):
+    pass
+
+
+def _enterprise_signers(session: Session, enterprise_id: str) -> tuple[list[str], list[str]]:
+    """(gateway ids, device ids) of the enterprise, as registered (the verifier compares them with the chain)."""
+    in_enterprise = models.Site.enterprise_id == enterprise_id
+    gateways = session.scalars(
+        select(models.Gateway.id).join(models.Site, models.Site.id == models.Gateway.site_id).where(in_enterprise)
+    ).all()
+    devices = session.scalars(
+        select(models.Device.id).join(models.Site, models.Site.id == models.Device.site_id).where(in_enterprise)
+    ).all()
+    return sorted(gateways), sorted(devices)
+
+
+def _chain_batches(session: Session, gateway_id: str, start: int, end: int) -> list[models.Batch]:
+    """The gateway's batches from the last one that opened at or before ``start`` (or its first batch) to the
+    first one that reaches ``end`` (or its newest)."""
+    B = models.Batch
+    of_gateway = B.gateway_id == gateway_id
+    opener = session.execute(select(func.max(B.batch_seq)).where(of_gateway, B.window_start <= start)).scalar()
+    closer = session.execute(select(func.min(B.batch_seq)).where(of_gateway, B.window_end >= end)).scalar()
+    stmt = select(B).where(of_gateway)
+    if opener is not None:
+        stmt = stmt.where(B.batch_seq >= opener)
+    if closer is not None:
+        stmt = stmt.where(B.batch_seq <= closer)
+    return list(session.scalars(stmt.order_by(B.batch_seq)))
+
+
+def statement(ledger: Ledger, session: Session, enterprise_id: str, start: int, end: int) -> dict[str, Any]:
+    """The signed statement of ``enterprise_id`` over [start, end) (carbontrace_protocol.statement)."""
+    query = TraceQuery(
+        enterprise_id=enterprise_id,
+        start=start,
+        end=end,
+        types=frozenset({DataType.AGGREGATES}),
+        limit=STATEMENT_LIMIT,
+    )
+    reader = chain_reader(ledger)
+    anchored = reader.checkpoint_count()
+    A = models.Aggregate
+    rows = session.execute(
+        aggregate_rows(query)
+        .where(and_(A.window_start >= start, A.window_end <= end))
+        .order_by(A.window_start, A.batch_id, A.leaf_index)
+        .limit(MAX_STATEMENT_AGGREGATES + 1)
+    )
+    located = [located_aggregate(*row) for row in rows]
+    if len(located) > MAX_STATEMENT_AGGREGATES:
+        raise StatementTooLarge(f"more than {MAX_STATEMENT_AGGREGATES} aggregates in the period: ask for a shorter one")
+    attach_checkpoints(session, located, anchored)
+    trust = trust_of(ledger)
+    builder = BundleBuilder(session, query.bundle_query(), reader, trust.chain_id, trust.registry)
+    for item in retrieve(ledger, session, located):
+        builder.add(item)
+    gateways, devices = _enterprise_signers(session, enterprise_id)
+    for gateway_id in gateways:
+        for batch in _chain_batches(session, gateway_id, start, end):
+            seq = first_checkpoint(session, batch.log_index, anchored)
+            builder.add_batch(batch.id, batch.signed_header, batch.log_index, seq)
+    kid = builder.add_cloud_key(public_key(ledger.signing_key))
+    bundle = builder.bundle()
+    figures, factors, _ = fmt.figures_of(bundle)
+    bundle_json = bundle.to_json()
+    body: dict[str, Any] = {
+        "enterprise_id": enterprise_id,
+        "period": {"start": start, "end": end},
+        "issued_at": int(time.time()),
+        "figures": figures,
+        "factors": fmt.factor_entries(factors),
+        "completeness": fmt.completeness_of(bundle, start, end, gateways, devices),
+        "bundle_sha256": hashlib.sha256(strict_json.canonical(bundle_json)).hexdigest(),
+    }
+    signature = bytes(p256.sign(ledger.signing_key, strict_json.canonical(body)))
+    return {
+        "format": fmt.STATEMENT_FORMAT,
+        "version": fmt.STATEMENT_VERSION,
+        "statement": body,
+        "signature": {"alg": "ES256", "kid": kid.hex(), "value": signature.hex()},
+        "bundle": bundle_json,
+    }
