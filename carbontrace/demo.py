@@ -24,6 +24,7 @@ import httpx
 
 from carbontrace.embedded_broker import BROKER_KINDS, EmbeddedBroker, describe, resolve_kind, start_broker
 from carbontrace.servers import ADMIN_KEY, CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
+from cloud.chain_signer import LocalKeySigner, sign_typed_document, write_key_file
 from edge_gateway.keys import create_key_file
 
 CLI = [sys.executable, "-m", "carbontrace.cli"]
@@ -57,16 +58,26 @@ class Api:
 
 def register(api: Api, workdir: Path, device_keys: dict[str, str]) -> tuple[Tenant, dict[str, str]]:
     """Enterprise, trading platform and their binding on chain; regulator; site, gateway and devices."""
-    enterprise = api.call("POST", "/api/v1/enterprises", json={"name": "Greenfield Dairy Co."}, expect=201)
+    # Each party makes its own chain key and keeps it (0600); the cloud learns only the address.
+    enterprise_chain, platform_chain = LocalKeySigner.generate(), LocalKeySigner.generate()
+    write_key_file(workdir / "keys" / "enterprise-chain-key.hex", enterprise_chain, exclusive=False)
+    write_key_file(workdir / "keys" / "platform-chain-key.hex", platform_chain, exclusive=False)
+    enterprise = api.call("POST", "/api/v1/enterprises", expect=201,
+                          json={"name": "Greenfield Dairy Co.", "chain_account": enterprise_chain.address})
     eid, ekey = enterprise["enterprise_id"], enterprise["api_key"]
-    say(f"    enterprise applied: {eid} (chain account {enterprise['chain_account'][:12]}…)")
-    platform = api.call("POST", "/api/v1/platforms", ADMIN_KEY, json={"name": "Regional Carbon Exchange"}, expect=201)
+    say(f"    enterprise applied: {eid} (its own chain account {enterprise['chain_account'][:12]}…)")
+    platform = api.call("POST", "/api/v1/platforms", ADMIN_KEY, expect=201,
+                        json={"name": "Regional Carbon Exchange", "chain_account": platform_chain.address})
     pid, pkey = platform["platform_id"], platform["api_key"]
     say(f"    trading platform registered: {pid}")
-    requested = api.call("POST", f"/api/v1/enterprises/{eid}/bindings", ekey, json={"platform_id": pid}, expect=201)
-    confirmed = api.call("POST", f"/api/v1/platforms/{pid}/bindings/{eid}/confirm", pkey)
-    say(f"    binding through the contract: {requested['state']} by the enterprise → {confirmed['state']} "
-        "by the platform")
+    request_doc = api.call("GET", f"/api/v1/enterprises/{eid}/bindings/{pid}/consent", ekey)
+    requested = api.call("POST", f"/api/v1/enterprises/{eid}/bindings", ekey, expect=201,
+                         json={"platform_id": pid, "signature": sign_typed_document(enterprise_chain, request_doc)})
+    confirm_doc = api.call("GET", f"/api/v1/platforms/{pid}/bindings/{eid}/consent", pkey)
+    confirmed = api.call("POST", f"/api/v1/platforms/{pid}/bindings/{eid}/confirm", pkey,
+                         json={"signature": sign_typed_document(platform_chain, confirm_doc)})
+    say(f"    binding through the contract: {requested['state']} signed by the enterprise → {confirmed['state']} "
+        "signed by the platform (EIP-712, relayed by the operator)")
     regulator = api.call("POST", "/api/v1/regulators", ADMIN_KEY, json={"label": "demo regulator"}, expect=201)
     engineer = api.call("POST", f"/api/v1/enterprises/{eid}/engineers", ekey, json={"label": "site engineer"},
                         expect=201)

@@ -152,6 +152,8 @@ class CloudProcess:
             "CT_CLOUD_CONTENT_STORE": content_store,
             "CT_CLOUD_CONTENT_DIR": str(workdir / "content"),
             "CT_CLOUD_SIGNING_KEY_FILE": str(workdir / "cloud-key.hex"),
+            "CT_CLOUD_CHAIN_KEY_FILE": str(workdir / "cloud-chain-key.hex"),
+            "CT_CLOUD_FUND_OPERATOR_FROM_DEV_NODE": "true",  # only development nodes are started here
             "CT_CLOUD_ADMIN_API_KEY": ADMIN_KEY,
             "CT_CLOUD_CHECKPOINT_EVERY_S": str(checkpoint_every_s),
             "CT_CLOUD_CHECKPOINT_EVERY_BATCHES": str(checkpoint_every_batches),
@@ -347,6 +349,7 @@ class PostgresCluster:
 
 
 HARDHAT_BIN = REPO_ROOT / "node_modules" / ".bin" / "hardhat"
+ANVIL_BIN = REPO_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 JSIPFS_BIN = REPO_ROOT / "node_modules" / ".bin" / "jsipfs"
 
 
@@ -383,6 +386,62 @@ class HardhatNode:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"hardhat node did not start: {self.log_path.read_text()[-2000:]}")
             time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class AnvilNode:
+    """Foundry's `anvil` (npm @foundry-rs/anvil-linux-amd64) on a free loopback port with **no unlocked
+    accounts** (`--accounts 0`): what a production node looks like to the cloud, which must sign its own
+    transactions. Accounts get ether with `anvil_setBalance` (set_balance)."""
+
+    def __init__(self, workdir: Path, block_time_s: float | None = None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "anvil.log"
+        self.block_time_s = block_time_s
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        if not ANVIL_BIN.exists():
+            raise RuntimeError(f"{ANVIL_BIN} missing: run `make setup` (npm ci)")
+        args = [str(ANVIL_BIN), "--accounts", "0", "--host", "127.0.0.1", "--port", str(self.port),
+                "--chain-id", "31338"]
+        if self.block_time_s is not None:
+            args += ["--block-time", str(self.block_time_s)]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if "result" in self.rpc("eth_chainId", []):
+                    return
+            except (httpx.TransportError, ValueError):
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"anvil did not start: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def rpc(self, method: str, params: list[object]) -> dict[str, object]:
+        response = httpx.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+                              timeout=5)
+        return response.json()  # type: ignore[no-any-return]
+
+    def set_balance(self, address: str, wei: int) -> None:
+        self.rpc("anvil_setBalance", [address, hex(wei)])
+
+    def mine(self, blocks: int = 1) -> None:
+        self.rpc("anvil_mine", [hex(blocks)])
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -247,10 +247,6 @@ class Chain:
     def block_number(self) -> int:
         return int(_guard(lambda: self.w3.eth.block_number))
 
-    def confirmations(self, block_number: int) -> int:
-        """How many blocks include or follow ``block_number`` (1 = just mined, 0 = not yet mined / reorged)."""
-        return max(0, self.block_number() - block_number + 1)
-
     def receipt_block(self, tx_hash: bytes) -> int | None:
         """The block a transaction is mined in now, None if the node does not know it (not mined, reorged out)."""
         try:

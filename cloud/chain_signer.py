@@ -66,6 +66,16 @@ class LocalKeySigner:
         return f"LocalKeySigner({self.address})"
 
 
+def sign_typed_document(signer: ChainSigner, document: dict[str, Any]) -> str:
+    """Sign an eth_signTypedData_v4 document (what the cloud's consent endpoints serve); 0x-hex signature."""
+    types = {k: v for k, v in document["types"].items() if k != "EIP712Domain"}
+    message = {
+        k: bytes.fromhex(v[2:]) if isinstance(v, str) and v.startswith("0x") else v
+        for k, v in document["message"].items()
+    }
+    return "0x" + signer.sign_typed_data(document["domain"], types, message).hex()
+
+
 def write_key_file(path: Path | str, signer: LocalKeySigner, *, exclusive: bool = True) -> Path:
     """Write the signer's key as hex to a 0600 file in a 0700 directory."""
     return write_secret(path, signer.private_key_hex() + "\n", exclusive=exclusive)

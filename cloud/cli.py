@@ -107,6 +107,7 @@ def rotate_cloud_key(path: str = typer.Option(None, help="key file (default: CT_
     from pathlib import Path
 
     from carbontrace_protocol.ids import key_fingerprint
+    from cloud.chain_signer import operator_signer
     from cloud.db import make_engine, session_factory
     from cloud.db import migrate as run_migrations
     from cloud.ledger_chain import LedgerChain
@@ -124,7 +125,14 @@ def rotate_cloud_key(path: str = typer.Option(None, help="key file (default: CT_
     engine = make_engine(settings.database_url)
     run_migrations(engine)
     # No cloud key check on this LedgerChain: an interrupted run may have revoked the old key already.
-    registry = LedgerChain(settings.chain, session_factory(engine), settings.registry_address).registry()
+    operator, _ = operator_signer(settings.chain_key_file, allow_create=False)
+    registry = LedgerChain(
+        settings.chain,
+        session_factory(engine),
+        settings.registry_address,
+        signer=operator,
+        fund_operator=settings.fund_operator,
+    ).registry()
     sent = rotate_on_chain(registry, old_public, new_public)
     retired = current.with_name(f"{current.name}.revoked-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
     os.replace(current, retired)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud import chain as chainlib
 from cloud.anchoring import Anchorer
+from cloud.chain_signer import operator_signer
 from cloud.content_store import ContentStore, IpfsClient, LocalContentStore
 from cloud.db import make_engine, migrate, read_session_factory, session_factory
 from cloud.ingest import Ingestor
@@ -72,7 +73,16 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
         ensure_operator_key(session, settings.admin_api_key.get_secret_value(), int(time.time()))
     ipfs = None if settings.content_store == "local" else IpfsClient(settings.content_store)
     store = ContentStore(LocalContentStore(settings.content_dir), ipfs)
-    ledger_chain = LedgerChain(settings.chain, sessions, settings.registry_address, chain, public_key(signing_key))
+    operator, _ = operator_signer(settings.chain_key_file, allow_create=development)
+    ledger_chain = LedgerChain(
+        settings.chain,
+        sessions,
+        settings.registry_address,
+        chain,
+        public_key(signing_key),
+        signer=operator,
+        fund_operator=settings.fund_operator,
+    )
     _check_cloud_key_on_chain(ledger_chain)
     anchorer = Anchorer(
         sessions,
@@ -82,6 +92,7 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
         leader_lock(engine, sessions, settings.leader_lease_s),
         settings.checkpoint_every_s,
         settings.checkpoint_every_batches,
+        confirmations=settings.confirmation_depth,
     )
     readers = read_session_factory(engine)
     ingestor = Ingestor(sessions, store, readers)

@@ -18,8 +18,15 @@ def _sec1_hex(value: str) -> str:
     return value
 
 
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+SIGNATURE_PATTERN = r"^0x[0-9a-fA-F]{130}$"
+
+
 class EnterpriseCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
+    # The enterprise's own chain address (its key never leaves it: `carbontrace cloud-register` makes one). When
+    # absent the cloud generates a key pair, returns the key once as chain_key and keeps only the address.
+    chain_account: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
 
 
 class EnterpriseRead(BaseModel):
@@ -30,10 +37,12 @@ class EnterpriseRead(BaseModel):
 
 class EnterpriseCreated(EnterpriseRead):
     api_key: str
+    chain_key: str | None = None  # only when the cloud generated the key pair: shown once, never stored
 
 
 class PlatformCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
+    chain_account: str | None = Field(default=None, pattern=ADDRESS_PATTERN)  # as EnterpriseCreate's
 
 
 class PlatformRead(BaseModel):
@@ -44,6 +53,7 @@ class PlatformRead(BaseModel):
 
 class PlatformCreated(PlatformRead):
     api_key: str
+    chain_key: str | None = None
 
 
 class KeyCreated(BaseModel):
@@ -61,6 +71,13 @@ class EngineerCreate(BaseModel):
 
 class BindingCreate(BaseModel):
     platform_id: str
+    # The enterprise's EIP-712 BindingConsent (action request), from GET .../bindings/{platform_id}/consent.
+    signature: str = Field(pattern=SIGNATURE_PATTERN)
+
+
+class BindingDecision(BaseModel):
+    # The platform's EIP-712 BindingConsent (action confirm or reject), from GET .../consent?action=...
+    signature: str = Field(pattern=SIGNATURE_PATTERN)
 
 
 class BindingRead(BaseModel):

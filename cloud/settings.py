@@ -23,6 +23,16 @@ class Settings(BaseSettings):
     # The local store is always written (IPFS pins from it), so an accepted batch is never lost.
     content_dir: str = "./.carbontrace/content"
     signing_key_file: str = "./.carbontrace/cloud-signing-key.hex"
+    # The operator's chain key (secp256k1, hex, 0600): the cloud signs its own transactions with it. Created at
+    # bootstrap (or first start in development); CT_CLOUD_CHAIN_KEY (hex) overrides the file (HSM/KMS later).
+    chain_key_file: str = "./.carbontrace/cloud-chain-key.hex"
+    # Development nodes only: top up the operator account from the node (its first unlocked account, or
+    # anvil_setBalance / hardhat_setBalance). The embedded chain is always funded so. On a real network leave it
+    # off and fund the operator's address (`carbontrace cloud chain-account` prints it) yourself.
+    fund_operator_from_dev_node: bool = False
+    # Blocks that must follow the anchor's block before a checkpoint counts as anchored; None = 0 on the
+    # embedded chain, 2 elsewhere.
+    confirmations: int | None = None
     admin_api_key: SecretStr = SecretStr(PLACEHOLDER_ADMIN_KEY)
     checkpoint_every_s: float = 60.0
     checkpoint_every_batches: int = 100
@@ -40,9 +50,21 @@ class Settings(BaseSettings):
                 raise ValueError("CT_CLOUD_ADMIN_API_KEY must be set to a real secret outside development")
             if len(self.admin_api_key.get_secret_value()) < 32:
                 raise ValueError("CT_CLOUD_ADMIN_API_KEY must be at least 32 characters")
+        if self.confirmations is not None and self.confirmations < 0:
+            raise ValueError("confirmations must be 0 or more")
         if self.checkpoint_every_batches < 1 or self.checkpoint_every_s <= 0:
             raise ValueError("checkpoint intervals must be positive")
         return self
+
+    @property
+    def confirmation_depth(self) -> int:
+        if self.confirmations is not None:
+            return self.confirmations
+        return 0 if self.chain == "embedded" else 2
+
+    @property
+    def fund_operator(self) -> bool:
+        return self.chain == "embedded" or self.fund_operator_from_dev_node
 
     @property
     def is_sqlite(self) -> bool:

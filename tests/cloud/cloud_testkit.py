@@ -11,6 +11,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from eth_account import Account
 from fastapi.testclient import TestClient
 
 from carbontrace_protocol import cbor, cose, p256
@@ -47,6 +48,9 @@ def make_settings(tmp: Path, **overrides: Any) -> Settings:
         "database_url": f"sqlite:///{tmp}/cloud.db",
         "content_dir": str(tmp / "content"),
         "signing_key_file": str(tmp / "cloud-key.hex"),
+        "chain_key_file": str(tmp / "cloud-chain-key.hex"),
+        "fund_operator_from_dev_node": True,  # the tests' chains are development nodes
+        "confirmations": 0,  # automining dev nodes: no block follows unless asked (the depth has its own test)
         "admin_api_key": ADMIN_KEY,
         "jobs_interval_s": 0,
         "checkpoint_every_batches": 1000,
@@ -162,6 +166,39 @@ class Tenant:
     enterprise_key: str
     engineer_key: str
     gateway: GatewayKit
+    chain_key: str = ""  # the enterprise's own chain key (here: the one the cloud generated and showed once)
+
+
+def sign_consent(client: TestClient, consent_path: str, api_key: str, chain_key: str) -> str:
+    """Fetch the EIP-712 typed data a party signs and sign it with the party's chain key (as a wallet does)."""
+    r = client.get(consent_path, headers=auth(api_key))
+    assert r.status_code == 200, r.text
+    return "0x" + bytes(Account.sign_typed_data(chain_key, full_message=r.json()).signature).hex()
+
+
+def request_binding(
+    client: TestClient, enterprise_id: str, enterprise_key: str, chain_key: str, platform_id: str
+) -> Any:
+    consent = f"/api/v1/enterprises/{enterprise_id}/bindings/{platform_id}/consent"
+    signature = sign_consent(client, consent, enterprise_key, chain_key)
+    return client.post(
+        f"/api/v1/enterprises/{enterprise_id}/bindings",
+        json={"platform_id": platform_id, "signature": signature},
+        headers=auth(enterprise_key),
+    )
+
+
+def decide_binding(
+    client: TestClient, platform_id: str, platform_key: str, chain_key: str, enterprise_id: str, confirm: bool = True
+) -> Any:
+    action = "confirm" if confirm else "reject"
+    consent = f"/api/v1/platforms/{platform_id}/bindings/{enterprise_id}/consent?action={action}"
+    signature = sign_consent(client, consent, platform_key, chain_key)
+    return client.post(
+        f"/api/v1/platforms/{platform_id}/bindings/{enterprise_id}/{action}",
+        json={"signature": signature},
+        headers=auth(platform_key),
+    )
 
 
 def register_tenant(client: TestClient, name: str, devices: int = 2) -> Tenant:
@@ -169,6 +206,7 @@ def register_tenant(client: TestClient, name: str, devices: int = 2) -> Tenant:
     r = client.post("/api/v1/enterprises", json={"name": name})
     assert r.status_code == 201, r.text
     enterprise_id, enterprise_key = r.json()["enterprise_id"], r.json()["api_key"]
+    chain_key = r.json()["chain_key"]
     r = client.post(
         f"/api/v1/enterprises/{enterprise_id}/engineers", json={"label": "eng"}, headers=auth(enterprise_key)
     )
@@ -203,7 +241,7 @@ def register_tenant(client: TestClient, name: str, devices: int = 2) -> Tenant:
         assert r.status_code == 201, r.text
         kits.append(DeviceKit(device_id, private, public))
     gateway = GatewayKit(gateway_id, site_id, gw_private, gw_public, gateway_key, kits, factor_id)
-    return Tenant(enterprise_id, enterprise_key, engineer_key, gateway)
+    return Tenant(enterprise_id, enterprise_key, engineer_key, gateway, chain_key)
 
 
 def app_client(settings: Settings, chain: Chain | None = None) -> TestClient:

@@ -33,7 +33,7 @@ def _mode(path: Path) -> int:
 def settings(tmp_path: Path, cloud_hardhat_node: HardhatNode, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """One configuration for the server (build_ledger) and the CLI (Settings() from the environment)."""
     settings = make_settings(tmp_path, chain=cloud_hardhat_node.url)
-    for name in ("database_url", "content_dir", "signing_key_file", "chain"):
+    for name in ("database_url", "content_dir", "signing_key_file", "chain_key_file", "chain", "fund_operator_from_dev_node"):
         monkeypatch.setenv(f"CT_CLOUD_{name.upper()}", str(getattr(settings, name)))
     monkeypatch.setenv("CT_CLOUD_ADMIN_API_KEY", ADMIN_KEY)
     return settings

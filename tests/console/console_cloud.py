@@ -17,7 +17,16 @@ import uvicorn
 
 from cloud.app import create_app
 from cloud.ledger import Ledger
-from tests.cloud.cloud_testkit import ADMIN_KEY, GatewayKit, Tenant, auth, make_settings, register_tenant
+from tests.cloud.cloud_testkit import (
+    ADMIN_KEY,
+    GatewayKit,
+    Tenant,
+    auth,
+    decide_binding,
+    make_settings,
+    register_tenant,
+    request_binding,
+)
 from tests.conftest import free_port, wait_for_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -74,15 +83,10 @@ def populate(cloud: ConsoleCloud) -> None:
     r = http.post("/api/v1/platforms", json={"name": "GreenX Exchange"}, headers=auth(ADMIN_KEY))
     assert r.status_code == 201, r.text
     cloud.platform_id, cloud.platform_key = r.json()["platform_id"], r.json()["api_key"]
-    r = http.post(
-        f"/api/v1/enterprises/{acme.enterprise_id}/bindings",
-        json={"platform_id": cloud.platform_id},
-        headers=auth(acme.enterprise_key),
-    )
+    platform_chain_key = r.json()["chain_key"]
+    r = request_binding(http, acme.enterprise_id, acme.enterprise_key, acme.chain_key, cloud.platform_id)  # type: ignore[arg-type]
     assert r.status_code == 201, r.text
-    r = http.post(
-        f"/api/v1/platforms/{cloud.platform_id}/bindings/{acme.enterprise_id}/confirm", headers=auth(cloud.platform_key)
-    )
+    r = decide_binding(http, cloud.platform_id, cloud.platform_key, platform_chain_key, acme.enterprise_id)  # type: ignore[arg-type]
     assert r.status_code == 200 and r.json()["state"] == "bound", r.text
     r = http.post("/api/v1/regulators", json={"label": "EPA desk"}, headers=auth(ADMIN_KEY))
     cloud.regulator_key = r.json()["api_key"]
