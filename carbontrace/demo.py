@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from carbontrace.embedded_broker import BROKER_KINDS, EmbeddedBroker, describe, resolve_kind, start_broker
-from carbontrace.servers import ADMIN_KEY, CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
+from carbontrace.servers import CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
 from cloud.chain_signer import LocalKeySigner, sign_typed_document, write_key_file
 from edge_gateway.keys import create_key_file
 
@@ -56,7 +56,9 @@ class Api:
         return response.json()
 
 
-def register(api: Api, workdir: Path, device_keys: dict[str, str]) -> tuple[Tenant, dict[str, str]]:
+def register(
+    api: Api, workdir: Path, device_keys: dict[str, str], operator_key: str
+) -> tuple[Tenant, dict[str, str]]:
     """Enterprise, trading platform and their binding on chain; regulator; site, gateway and devices."""
     # Each party makes its own chain key and keeps it (0600); the cloud learns only the address.
     enterprise_chain, platform_chain = LocalKeySigner.generate(), LocalKeySigner.generate()
@@ -66,7 +68,7 @@ def register(api: Api, workdir: Path, device_keys: dict[str, str]) -> tuple[Tena
                           json={"name": "Greenfield Dairy Co.", "chain_account": enterprise_chain.address})
     eid, ekey = enterprise["enterprise_id"], enterprise["api_key"]
     say(f"    enterprise applied: {eid} (its own chain account {enterprise['chain_account'][:12]}…)")
-    platform = api.call("POST", "/api/v1/platforms", ADMIN_KEY, expect=201,
+    platform = api.call("POST", "/api/v1/platforms", operator_key, expect=201,
                         json={"name": "Regional Carbon Exchange", "chain_account": platform_chain.address})
     pid, pkey = platform["platform_id"], platform["api_key"]
     say(f"    trading platform registered: {pid}")
@@ -78,7 +80,7 @@ def register(api: Api, workdir: Path, device_keys: dict[str, str]) -> tuple[Tena
                          json={"signature": sign_typed_document(platform_chain, confirm_doc)})
     say(f"    binding through the contract: {requested['state']} signed by the enterprise → {confirmed['state']} "
         "signed by the platform (EIP-712, relayed by the operator)")
-    regulator = api.call("POST", "/api/v1/regulators", ADMIN_KEY, json={"label": "demo regulator"}, expect=201)
+    regulator = api.call("POST", "/api/v1/regulators", operator_key, json={"label": "demo regulator"}, expect=201)
     engineer = api.call("POST", f"/api/v1/enterprises/{eid}/engineers", ekey, json={"label": "site engineer"},
                         expect=201)
     site_id = "dairy-barn-1"
@@ -175,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         device_keys: dict[str, str] = json.loads(keys_file.read_text())
 
         step(3, "Register the enterprise, a trading platform, their binding, the site, gateway and devices")
-        tenant, tenant_keys = register(api, work, device_keys)
+        tenant, tenant_keys = register(api, work, device_keys, cloud.operator_key)
 
         step(4, "Start the edge gateway: subscribe, verify every signature, spool, batch per window, upload")
         metrics_port = free_port()

@@ -26,7 +26,6 @@ from carbontrace.benchmarks.common import DeviceKey
 from edge_gateway.keys import create_key_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ADMIN_KEY = "bench-admin-key-" + "x" * 32
 
 
 def stop_children_on_sigterm() -> None:
@@ -154,7 +153,8 @@ class CloudProcess:
             "CT_CLOUD_SIGNING_KEY_FILE": str(workdir / "cloud-key.hex"),
             "CT_CLOUD_CHAIN_KEY_FILE": str(workdir / "cloud-chain-key.hex"),
             "CT_CLOUD_FUND_OPERATOR_FROM_DEV_NODE": "true",  # only development nodes are started here
-            "CT_CLOUD_ADMIN_API_KEY": ADMIN_KEY,
+            # The cloud makes the operator key at its first start and writes it here (0600): see operator_key.
+            "CT_CLOUD_OPERATOR_KEY_FILE": str(workdir / "operator-api-key"),
             "CT_CLOUD_CHECKPOINT_EVERY_S": str(checkpoint_every_s),
             "CT_CLOUD_CHECKPOINT_EVERY_BATCHES": str(checkpoint_every_batches),
             "CT_CLOUD_JOBS_INTERVAL_S": str(jobs_interval_s),
@@ -183,6 +183,11 @@ class CloudProcess:
     def stop(self, kill: bool = False) -> None:
         stop_process(self.proc, kill)
         self.proc = None
+
+    @property
+    def operator_key(self) -> str:
+        """The operator API key this cloud made at its first start (read from its 0600 key file)."""
+        return Path(self.env["CT_CLOUD_OPERATOR_KEY_FILE"]).read_text().strip()
 
     def pause(self) -> None:
         """SIGSTOP: the process holds its port and state but answers nothing (a hung or partitioned cloud)."""

@@ -18,7 +18,8 @@ from cloud.db import make_engine, migrate, read_session_factory, session_factory
 from cloud.ingest import Ingestor
 from cloud.leader import leader_lock
 from cloud.ledger_chain import CloudKeyConflict, LedgerChain
-from cloud.security import ensure_operator_key
+from cloud.rate_limit import FailureLimiter
+from cloud.security import bootstrap_operator_key
 from cloud.settings import Settings
 from cloud.signing_key import load_or_create, public_key
 
@@ -38,6 +39,7 @@ class Ledger:
     ingestor: Ingestor
     anchorer: Anchorer
     signing_key: int
+    auth_failures: FailureLimiter
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run_jobs(self) -> None:
@@ -70,7 +72,8 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
     development = settings.environment == "development"
     signing_key = load_or_create(settings.signing_key_file, allow_create=development)
     with sessions.begin() as session:
-        ensure_operator_key(session, settings.admin_api_key.get_secret_value(), int(time.time()))
+        if bootstrap_operator_key(session, settings.operator_key_file, int(time.time())):
+            logger.warning("made the first operator API key: it is in %s (0600)", settings.operator_key_file)
     ipfs = None if settings.content_store == "local" else IpfsClient(settings.content_store)
     store = ContentStore(LocalContentStore(settings.content_dir), ipfs)
     operator, _ = operator_signer(settings.chain_key_file, allow_create=development)
@@ -96,4 +99,5 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
     )
     readers = read_session_factory(engine)
     ingestor = Ingestor(sessions, store, readers)
-    return Ledger(settings, engine, sessions, readers, store, ledger_chain, ingestor, anchorer, signing_key)
+    limiter = FailureLimiter(settings.auth_failure_burst, settings.auth_failures_per_minute)
+    return Ledger(settings, engine, sessions, readers, store, ledger_chain, ingestor, anchorer, signing_key, limiter)

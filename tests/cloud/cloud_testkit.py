@@ -14,15 +14,19 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from eth_account import Account
 from fastapi.testclient import TestClient
 
+from carbontrace.secret_files import write_secret
 from carbontrace_protocol import cbor, cose, p256
 from carbontrace_protocol.batch import ZERO_HASH, Batch, aggregate_window, build_batch
 from carbontrace_protocol.emission_factors import get_factor
 from carbontrace_protocol.reading import Reading, sign_reading
 from cloud.app import create_app
 from cloud.chain import Chain
+from cloud.security import new_api_key
 from cloud.settings import Settings
 
-ADMIN_KEY = "test-admin-key-" + "x" * 32
+# This run's operator key: random, made here, handed to each test cloud through its bootstrap key file (the
+# cloud adopts a key it finds there when its database has none). No key written in the repository opens anything.
+ADMIN_KEY = new_api_key()
 
 Signer = Callable[[Reading, int], bytes]
 
@@ -44,14 +48,18 @@ INTERVAL_S = 10
 
 
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
+    operator_key_file = tmp / "operator-api-key"
+    if not operator_key_file.exists():
+        write_secret(operator_key_file, ADMIN_KEY + "\n")
     values: dict[str, Any] = {
+        "operator_key_file": str(operator_key_file),
         "database_url": f"sqlite:///{tmp}/cloud.db",
         "content_dir": str(tmp / "content"),
         "signing_key_file": str(tmp / "cloud-key.hex"),
         "chain_key_file": str(tmp / "cloud-chain-key.hex"),
         "fund_operator_from_dev_node": True,  # the tests' chains are development nodes
+        "auth_failure_burst": 100_000,  # many tests send wrong keys on purpose; the limit has its own test
         "confirmations": 0,  # automining dev nodes: no block follows unless asked (the depth has its own test)
-        "admin_api_key": ADMIN_KEY,
         "jobs_interval_s": 0,
         "checkpoint_every_batches": 1000,
         "checkpoint_every_s": 3600,
