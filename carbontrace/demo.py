@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from carbontrace.embedded_broker import BROKER_KINDS, EmbeddedBroker, describe, resolve_kind, start_broker
+from carbontrace.secret_files import private_dir, write_secret
 from carbontrace.servers import CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
 from cloud.chain_signer import LocalKeySigner, sign_typed_document, write_key_file
 from edge_gateway.keys import create_key_file
@@ -87,7 +88,6 @@ def register(
     api.call("POST", f"/api/v1/enterprises/{eid}/sites", ekey, json={"site_id": site_id, "name": "Barn 1"},
              expect=201)
     key_file = workdir / "gateway" / "gateway.key"
-    key_file.parent.mkdir(parents=True, exist_ok=True)
     gateway_public = create_key_file(key_file, overwrite=True)
     gateway = api.call("POST", f"/api/v1/sites/{site_id}/gateways", engineer["api_key"],
                        json={"gateway_id": "gw-barn-1", "public_key": gateway_public.hex()}, expect=201)
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if out.exists():
         shutil.rmtree(out)
     work = out / "run"
-    work.mkdir(parents=True)
+    private_dir(work)  # 0700: it holds keys, API keys and databases
     started = time.monotonic()
     summary: dict[str, Any] = {}
     services: list[Any] = []
@@ -332,7 +332,7 @@ def tamper_stored_blob(content_dir: Path, cid: str) -> str:
 
 def keep_running(cloud: CloudProcess, broker: Mosquitto | EmbeddedBroker, gateway: GatewayProcess, keys: dict[str, str],
                  out: Path) -> None:
-    (out / "api-keys.json").write_text(json.dumps(keys, indent=2))
+    write_secret(out / "api-keys.json", json.dumps(keys, indent=2))
     say(f"\nServices keep running (Ctrl-C stops them):\n  API docs  {cloud.url}/docs\n  console   {cloud.url}/console"
         f"\n  broker    127.0.0.1:{broker.port}\n  API keys  {out / 'api-keys.json'}")
     stop = False

@@ -1,7 +1,8 @@
 """Writing secrets: one helper for every key file, API-key file and database the project writes.
 
-A secret file is mode 0600 in a directory of mode 0700 (the directory is created so, or tightened when it is ours
-to create); an existing file is rewritten through a temp file and renamed, so it never exists with a wider mode.
+A secret file is mode 0600 in a directory of mode 0700: every directory these helpers create is 0700; one that
+exists already is left as it is (it may be /etc or a home directory, not ours to change). An existing file is
+rewritten through a temp file and renamed, so it never exists with a wider mode.
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ DIR_MODE = 0o700
 
 
 def private_dir(path: Path | str) -> Path:
-    """Create ``path`` (and missing parents) with mode 0700; tighten it to 0700 if it exists."""
+    """Create ``path`` and its missing parents with mode 0700; an existing directory is left alone."""
     directory = Path(path)
-    directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    os.chmod(directory, DIR_MODE)
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(d, DIR_MODE)  # whatever the umask
     return directory
 
 
@@ -45,8 +51,7 @@ def write_secret(path: Path | str, data: str | bytes, *, exclusive: bool = False
 
 
 def restrict(path: Path | str) -> None:
-    """Make an existing file (a database another library created) 0600 and its directory 0700."""
+    """Make an existing file (one another library created) 0600."""
     target = Path(path)
-    os.chmod(target.parent, DIR_MODE)
     if target.exists():
         os.chmod(target, FILE_MODE)

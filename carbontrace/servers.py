@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from carbontrace.benchmarks.common import DeviceKey
+from carbontrace.secret_files import private_dir, write_secret
 from edge_gateway.keys import create_key_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ class Mosquitto:
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(workdir)  # the persistence database holds queued readings: 0700
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.config = workdir / "mosquitto.conf"
@@ -139,7 +140,7 @@ class CloudProcess:
                  content_store: str = "local", checkpoint_every_s: float = 1.0, jobs_interval_s: float = 0.5,
                  checkpoint_every_batches: int = 100) -> None:
         self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(workdir)  # keys, API keys and the database: 0700
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "cloud.log"
@@ -236,7 +237,7 @@ class GatewayProcess:
 
     def __init__(self, workdir: Path, tenant: Tenant, cloud_url: str, mqtt_port: int, **settings: object) -> None:
         self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(workdir)  # keys, API keys and the database: 0700
         self.spool_path = workdir / "spool.sqlite"
         self.log_path = workdir / "gateway.log"
         values: dict[str, object] = {
@@ -264,7 +265,7 @@ class GatewayProcess:
                 lines.append(f"{name} = {value}")
             else:
                 lines.append(f'{name} = "{value}"')
-        self.config.write_text("\n".join(lines) + "\n")
+        write_secret(self.config, "\n".join(lines) + "\n")  # holds the API key
 
     def start(self, wait_subscribed: bool = True, timeout: float = 60.0) -> None:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0

@@ -73,7 +73,7 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
     signing_key = load_or_create(settings.signing_key_file, allow_create=development)
     with sessions.begin() as session:
         if bootstrap_operator_key(session, settings.operator_key_file, int(time.time())):
-            logger.warning("made the first operator API key: it is in %s (0600)", settings.operator_key_file)
+            logger.warning("the first operator API key is in %s (0600)", settings.operator_key_file)
     ipfs = None if settings.content_store == "local" else IpfsClient(settings.content_store)
     store = ContentStore(LocalContentStore(settings.content_dir), ipfs)
     operator, _ = operator_signer(settings.chain_key_file, allow_create=development)

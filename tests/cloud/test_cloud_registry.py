@@ -247,3 +247,28 @@ def test_openapi_names_the_roles_of_every_endpoint(sqlite_client: TestClient) ->
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             assert "Roles:" in operation.get("description", ""), (method, path)
+
+
+def test_parties_bind_with_keys_the_cloud_never_sees(client: TestClient, tmp_path: Path) -> None:
+    """`carbontrace party`'s client: each party makes its key file (0600), the cloud gets addresses only."""
+    import stat
+
+    from carbontrace.party import PartyClient, new_key_file
+
+    enterprise_key = new_key_file(tmp_path / "acme" / "chain-key.hex")
+    platform_key = new_key_file(tmp_path / "exchange" / "chain-key.hex")
+    assert stat.S_IMODE((tmp_path / "acme" / "chain-key.hex").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "acme").stat().st_mode) == 0o700
+    created = PartyClient(client).apply_enterprise("Acme Steel", enterprise_key)
+    assert created["chain_account"] == enterprise_key.address and created["chain_key"] is None
+    r = client.post(
+        "/api/v1/platforms",
+        json={"name": "Exchange", "chain_account": platform_key.address},
+        headers=auth(ADMIN_KEY),
+    )
+    platform_id, platform_api_key = r.json()["platform_id"], r.json()["api_key"]
+    enterprise = PartyClient(client, created["api_key"])
+    assert enterprise.request_binding(created["enterprise_id"], platform_id, enterprise_key)["state"] == "requested"
+    platform = PartyClient(client, platform_api_key)
+    state = platform.decide_binding(platform_id, created["enterprise_id"], platform_key, confirm=True)
+    assert state["state"] == "bound"

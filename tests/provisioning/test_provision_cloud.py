@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -70,6 +71,16 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
         thread.join(timeout=15)
 
 
+def assert_private_tree(root: Path) -> None:
+    """Every file provisioning wrote is 0600 and every directory 0700 (keys, API keys, records)."""
+    wide = {
+        str(p.relative_to(root)): oct(stat.S_IMODE(p.stat().st_mode))
+        for p in [root, *root.rglob("*")]
+        if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)
+    }
+    assert wide == {}, wide
+
+
 def test_gateway_and_device_registered_for_real(cloud: Cloud, tmp_path: Path) -> None:
     out = tmp_path / "gw"
     result = CliRunner().invoke(app, [
@@ -86,6 +97,7 @@ def test_gateway_and_device_registered_for_real(cloud: Cloud, tmp_path: Path) ->
     assert "run by hand: systemctl enable --now carbontrace-gateway.service" in manual
     record = json.loads((out / "gateway-gw-plant-7.json").read_text())
     assert "api_key" not in json.dumps(record) and record["dry_run"] is False
+    assert_private_tree(out)
     assert record["public_key"] == bytes(p256.public_key(load_private_key(out / "gateway.key"))).hex()
 
     # A device key made by the firmware's keystore (host port = the board's CPython twin), registered
