@@ -409,12 +409,13 @@ class AnvilNode:
     accounts** (`--accounts 0`): what a production node looks like to the cloud, which must sign its own
     transactions. Accounts get ether with `anvil_setBalance` (set_balance)."""
 
-    def __init__(self, workdir: Path, block_time_s: float | None = None) -> None:
+    def __init__(self, workdir: Path, block_time_s: float | None = None, extra_args: tuple[str, ...] = ()) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "anvil.log"
         self.block_time_s = block_time_s
+        self.extra_args = extra_args  # e.g. ("--hardfork", "berlin"): a node without EIP-1559
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
@@ -424,6 +425,7 @@ class AnvilNode:
                 "--chain-id", "31338"]
         if self.block_time_s is not None:
             args += ["--block-time", str(self.block_time_s)]
+        args += list(self.extra_args)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)

@@ -50,6 +50,10 @@ def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = 
     async def _chain_down(_request: Request, _exc: chainlib.ChainUnavailable) -> JSONResponse:
         return JSONResponse({"error": "chain_unavailable", "detail": "the chain node is unreachable; retry"}, 503)
 
+    @app.exception_handler(chainlib.OperatorUnfunded)
+    async def _unfunded(_request: Request, _exc: chainlib.OperatorUnfunded) -> JSONResponse:
+        return JSONResponse({"error": "operator_unfunded", "detail": "the operator's chain account needs funds"}, 503)
+
     @app.exception_handler(chainlib.ContractReverted)
     async def _reverted(_request: Request, exc: chainlib.ContractReverted) -> JSONResponse:
         # Only the error's name: its arguments may carry another tenant's on-chain ids.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from web3.exceptions import (
     ProviderConnectionError,
     TimeExhausted,
     TransactionNotFound,
+    Web3RPCError,
 )
 from web3.types import BlockIdentifier, EventData, Nonce, TxParams, TxReceipt, Wei
 
@@ -69,15 +71,23 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
 _REVERTED: tuple[type[BaseException], ...] = (ContractLogicError, TransactionFailed)
 
 T = TypeVar("T")
+logger = logging.getLogger("carbontrace.chain")
 
 # A sender is either an address the node has unlocked (dev nodes, tests) or a key that signs here.
 Sender = str | ChainSigner
+# Sends retried when another process used the same nonce first (what nodes answer then, lower-cased).
+NONCE_RETRIES = 3
+_NONCE_RACE = ("nonce too low", "already known", "replacement transaction underpriced", "nonce has already been used")
 # Priority fee when the node cannot suggest one (eth_maxPriorityFeePerGas missing): 1 gwei.
 DEFAULT_PRIORITY_FEE_WEI = 10**9
 
 
 class ChainError(Exception):
     """Base of every error this module raises."""
+
+
+class OperatorUnfunded(ChainError):
+    """The signing account has too little ether for the transaction's gas: someone must fund it."""
 
 
 class ChainUnavailable(ChainError):
@@ -229,8 +239,7 @@ class Chain:
     def __init__(self, w3: Web3, preflight_gas_limit: int | None = None) -> None:
         self.w3 = w3
         self.preflight_gas_limit = preflight_gas_limit
-        # The one owner of each signing account's nonce in this process: the next nonce to use, per address.
-        # Forgotten after a failed send, so the next send reads the node's pending count again.
+        # The next nonce this process expects per signing address (to notice a dropped transaction).
         self._nonces: dict[str, int] = {}
         self._send_lock = threading.Lock()
         self._supports_1559: bool | None = None
@@ -308,8 +317,13 @@ class Chain:
         return result, receipt
 
     def _sign_and_send(self, signer: ChainSigner, tx: TxParams) -> HexBytes:
-        """Fill gas, fees, nonce and chain id, sign locally, send raw. One send at a time per Chain, so the nonce
-        has one owner; a failed send forgets the cached nonce (the node's pending count is read again)."""
+        """Fill gas, fees, nonce and chain id, sign locally, send raw.
+
+        The nonce has one owner per process: sends are serialised by a lock and each takes the node's pending
+        count, which already holds our previous send, so a failed send or a restart needs no repair. If another
+        process sent with the same key in between (the node answers "nonce too low" or "already known"), the
+        count is read again, up to NONCE_RETRIES times. A pending count below the next nonce this process used
+        means the node dropped a transaction: logged, and the node's count is used (never a gap)."""
         w3 = self.w3
         address = _address(signer)
         if "gas" not in tx:
@@ -317,17 +331,28 @@ class Chain:
         tx["chainId"] = w3.eth.chain_id
         tx.update(self._fees())
         with self._send_lock:
-            pending = int(w3.eth.get_transaction_count(address, "pending"))
-            nonce = max(pending, self._nonces.get(address, 0))
-            tx["nonce"] = Nonce(nonce)
-            raw = signer.sign_transaction(cast(dict[str, Any], tx))
-            try:
-                tx_hash = w3.eth.send_raw_transaction(raw)
-            except BaseException:
-                self._nonces.pop(address, None)
-                raise
-            self._nonces[address] = nonce + 1
-        return tx_hash
+            for attempt in range(NONCE_RETRIES):
+                nonce = int(w3.eth.get_transaction_count(address, "pending"))
+                expected = self._nonces.get(address)
+                if expected is not None and nonce < expected:
+                    logger.warning("node's pending nonce %d for %s is below %d: a sent transaction was dropped",
+                                   nonce, address, expected)
+                tx["nonce"] = Nonce(nonce)
+                raw = signer.sign_transaction(cast(dict[str, Any], tx))
+                try:
+                    tx_hash = w3.eth.send_raw_transaction(raw)
+                except Web3RPCError as exc:
+                    message = str(exc).lower()
+                    if "insufficient funds" in message:
+                        raise OperatorUnfunded(
+                            f"the account {address} cannot pay for gas: fund it (see README, production)"
+                        ) from exc
+                    if attempt + 1 < NONCE_RETRIES and any(m in message for m in _NONCE_RACE):
+                        continue
+                    raise
+                self._nonces[address] = nonce + 1
+                return tx_hash
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _fees(self) -> TxParams:
         """EIP-1559 fees: maxFeePerGas = 2 × base fee + priority fee (room for the base fee to double); legacy

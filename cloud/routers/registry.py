@@ -12,8 +12,10 @@ import secrets
 import time
 from typing import Annotated, Any
 
+from eth_utils.address import to_checksum_address
 from fastapi import APIRouter, Depends, HTTPException, Query
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from cloud import consent, models
 from cloud.chain import BindingState
@@ -48,10 +50,16 @@ def _state_name(state: BindingState) -> str:
     return state.name.lower()
 
 
-def _party_account(given: str | None) -> tuple[str, str | None]:
-    """(address to register, key to hand back once): the party's own address, or a fresh pair when none given."""
+def _party_account(session: Session, given: str | None) -> tuple[str, str | None]:
+    """(address to register, key to hand back once): the party's own address, or a fresh pair when none given.
+    An address another party registered already is refused (409): one key, one party."""
     if given is not None:
-        return given, None
+        address = to_checksum_address(given)
+        taken = select(models.Enterprise.id).where(func.lower(models.Enterprise.chain_account) == address.lower())
+        taken_p = select(models.Platform.id).where(func.lower(models.Platform.chain_account) == address.lower())
+        if session.execute(taken).first() is not None or session.execute(taken_p).first() is not None:
+            raise HTTPException(409, "this chain account is registered to another party")
+        return address, None
     generated = LocalKeySigner.generate()
     return generated.address, "0x" + generated.private_key_hex()
 
@@ -80,9 +88,9 @@ def apply_enterprise(body: EnterpriseCreate, ledger: LedgerDep) -> EnterpriseCre
     registered in the contract, and its enterprise API key (shown once)."""
     now = int(time.time())
     enterprise_id = _new_id("ENT")
-    account, chain_key = _party_account(body.chain_account)
     registry = ledger.chain.registry()  # before the write transaction: first use may deploy and record it
     with ledger.session_factory.begin() as session:
+        account, chain_key = _party_account(session, body.chain_account)
         registry.register_enterprise(chain_id_of(enterprise_id), account, body.name)
         session.add(models.Enterprise(id=enterprise_id, name=body.name, chain_account=account, created_at=now))
         session.flush()
@@ -114,9 +122,9 @@ def register_platform(
     """Roles: operator. Registers a carbon-trading platform (on chain too) and returns its API key."""
     now = int(time.time())
     platform_id = _new_id("PLT")
-    account, chain_key = _party_account(body.chain_account)
     registry = ledger.chain.registry()
     with ledger.session_factory.begin() as session:
+        account, chain_key = _party_account(session, body.chain_account)
         registry.register_platform(chain_id_of(platform_id), account, body.name)
         session.add(models.Platform(id=platform_id, name=body.name, chain_account=account, created_at=now))
         session.flush()

@@ -4,7 +4,6 @@ anchored only once the configured number of blocks follow it."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from carbontrace.verify_bundle import verify_bundle
 from cloud.chain import connect_rpc
 from cloud.chain_signer import load_key_file
 from cloud.ledger_chain import chain_id_of
+from tests.chain.conftest import running_anvil
 from tests.cloud.cloud_testkit import (
     ADMIN_KEY,
     app_client,
@@ -31,13 +31,8 @@ from tests.trace.trace_kit import Traced, anchor, get, ledger_of, reader_of, tru
 
 @pytest.fixture(scope="module")
 def anvil() -> Iterator[AnvilNode]:
-    with tempfile.TemporaryDirectory(prefix="ct-anvil-") as tmp:
-        node = AnvilNode(Path(tmp))
-        try:
-            node.start()
-            yield node
-        finally:
-            node.stop()
+    with running_anvil() as node:
+        yield node
 
 
 def _client(tmp_path: Path, anvil: AnvilNode, **overrides: object) -> TestClient:

@@ -261,6 +261,8 @@ def test_parties_bind_with_keys_the_cloud_never_sees(client: TestClient, tmp_pat
     assert stat.S_IMODE((tmp_path / "acme").stat().st_mode) == 0o700
     created = PartyClient(client).apply_enterprise("Acme Steel", enterprise_key)
     assert created["chain_account"] == enterprise_key.address and created["chain_key"] is None
+    r = client.post("/api/v1/enterprises", json={"name": "Copycat", "chain_account": enterprise_key.address.lower()})
+    assert r.status_code == 409  # one key, one party
     r = client.post(
         "/api/v1/platforms",
         json={"name": "Exchange", "chain_account": platform_key.address},
