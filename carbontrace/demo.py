@@ -24,7 +24,7 @@ import httpx
 
 from carbontrace.embedded_broker import BROKER_KINDS, EmbeddedBroker, describe, resolve_kind, start_broker
 from carbontrace.secret_files import private_dir, write_secret
-from carbontrace.servers import CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
+from carbontrace.servers import AnvilNode, CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
 from cloud.chain_signer import LocalKeySigner, sign_typed_document, write_key_file
 from edge_gateway.keys import create_key_file
 
@@ -160,7 +160,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         step(1, f"Start the MQTT broker ({broker_name} on loopback) and the cloud (SQLite, in-process EVM, local CAS)")
         broker = start_broker(work / "mqtt-broker", args.broker, log=lambda line: say(f"    {line}"))
         services.append(broker)
-        cloud = CloudProcess(work / "cloud", checkpoint_every_s=args.checkpoint_s, jobs_interval_s=0.5)
+        chain = "embedded"
+        if args.chain == "anvil":
+            # A node with no unlocked accounts, mining a block a second: the cloud signs its own transactions
+            # and counts a checkpoint as anchored two blocks after its transaction's.
+            anvil = AnvilNode(work / "anvil", block_time_s=1)
+            anvil.start()
+            services.append(anvil)
+            chain = anvil.url
+            say(f"    chain: Anvil at {anvil.url} (--accounts 0, a block a second, confirmation depth 2)")
+        cloud = CloudProcess(work / "cloud", checkpoint_every_s=args.checkpoint_s, jobs_interval_s=0.5, chain=chain)
         cloud.start()
         services.append(cloud)
         api = Api(cloud.url)
@@ -356,6 +365,8 @@ def main() -> None:
     parser.add_argument("--checkpoint-s", type=float, default=3.0, help="the cloud's checkpoint interval")
     parser.add_argument("--broker", choices=BROKER_KINDS, default="auto",
                         help="MQTT broker: Mosquitto when installed (auto), or the embedded amqtt one")
+    parser.add_argument("--chain", choices=("embedded", "anvil"), default="embedded",
+                        help="the in-process EVM, or an Anvil node with no unlocked accounts (npm, see README)")
     parser.add_argument("--keep-running", action="store_true", help="keep the services up to explore them")
     args = parser.parse_args()
     try:
