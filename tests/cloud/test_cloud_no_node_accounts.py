@@ -124,6 +124,29 @@ def test_checkpoint_is_not_anchored_before_the_confirmation_depth(tmp_path: Path
         assert ledger.chain.registry().checkpoint_count() == 1
 
 
+def test_an_anchor_reorganised_away_is_sent_again(tmp_path: Path, anvil: AnvilNode) -> None:
+    """The anchor's block vanishes before the depth is reached (evm_revert stands in for a reorg): the next tick
+    finds no receipt, sends again, and the checkpoint counts only once the new transaction is deep enough."""
+    with _client(tmp_path, anvil, confirmations=2) as client:
+        traced = Traced(register_tenant(client, "Reorg Lime", devices=1))
+        upload_batches(client, traced, 1)
+        ledger = ledger_of(client)
+        ledger.chain.registry()
+        snapshot = anvil.rpc("evm_snapshot", [])["result"]
+        assert ledger.anchorer.tick(force_checkpoint=True).anchored == 0
+        first = _checkpoints(ledger)[0].tx_hash
+        assert anvil.rpc("evm_revert", [snapshot])["result"] is True
+        assert ledger.chain.registry().checkpoint_count() == 0
+        anvil.mine(2)
+        assert ledger.anchorer.tick().anchored == 0  # sent again, not yet deep enough
+        row = _checkpoints(ledger)[0]
+        assert row.tx_hash not in (None, first) and ledger.chain.registry().checkpoint_count() == 1
+        anvil.mine(2)
+        assert ledger.anchorer.tick().anchored == 1
+        row = _checkpoints(ledger)[0]
+        assert row.anchored and ledger.chain.connect().receipt_block(bytes.fromhex(row.tx_hash[2:])) is not None
+
+
 def _checkpoints(ledger):  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 
