@@ -98,7 +98,8 @@ def register(
         say(f"    device {device_id}: key fingerprint {device['key_fingerprint'][:16]}… registered on chain "
             f"(tx {device['registered_tx'][:12]}…)")
     tenant = Tenant(site_id, "gw-barn-1", gateway["api_key"], key_file)
-    keys = {"enterprise": ekey, "enterprise_id": eid, "platform": pkey, "regulator": regulator["api_key"]}
+    keys = {"operator": operator_key, "enterprise": ekey, "enterprise_id": eid, "platform": pkey,
+            "regulator": regulator["api_key"]}
     return tenant, keys
 
 

@@ -80,6 +80,23 @@ def bootstrap() -> None:
     )
 
 
+@cloud_app.command("chain-account")
+def chain_account() -> None:
+    """The operator's chain address (the account to fund on a real network) and its balance on CT_CLOUD_CHAIN."""
+    from cloud import chain as chainlib
+    from cloud.chain_signer import operator_signer
+
+    settings = Settings()
+    signer, _ = operator_signer(settings.chain_key_file, allow_create=False)
+    report: dict[str, object] = {"chain_account": signer.address}
+    try:
+        node = chainlib.connect_embedded() if settings.chain == "embedded" else chainlib.connect_rpc(settings.chain)
+        report |= {"chain_id": node.chain_id, "balance_wei": node.balance(signer.address)}
+    except chainlib.ChainUnavailable as exc:
+        report["chain"] = f"unreachable: {exc}"
+    typer.echo(json.dumps(report))
+
+
 @cloud_app.command("rotate-operator-key")
 def rotate_operator_key(
     show: bool = typer.Option(False, "--print", help="also print the new key (else it is only in the key file)"),

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     chain_key_file: str = "./.carbontrace/cloud-chain-key.hex"
     # Development nodes only: top up the operator account from the node (its first unlocked account, or
     # anvil_setBalance / hardhat_setBalance). The embedded chain is always funded so. On a real network leave it
-    # off and fund the operator's address (`carbontrace cloud chain-account` prints it) yourself.
+    # off and fund the operator's address (`carbontrace cloud chain-account` prints it and its balance) yourself.
     fund_operator_from_dev_node: bool = False
     # Blocks that must follow the anchor's block before a checkpoint counts as anchored; None = 0 on the
     # embedded chain, 2 elsewhere.

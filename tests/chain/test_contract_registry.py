@@ -170,7 +170,7 @@ def test_binding_state_machine(registered: RegistryContract, parties: Parties) -
     assert all(e.enterprise_id == ENTERPRISE and e.platform_id == PLATFORM for e in registered.binding_events())
 
 
-def test_binding_by_signed_consent(chain: Chain, parties: Parties) -> None:
+def test_binding_by_signed_consent(chain: Chain, parties: Parties, gas_table: dict[tuple[str, str], int]) -> None:
     """Enterprise and platform hold keys the node never saw; the operator relays their EIP-712 consents, and the
     contract accepts each only from the registered account's key, once."""
     registry, _ = deploy_registry(chain, parties.operator)
@@ -195,7 +195,7 @@ def test_binding_by_signed_consent(chain: Chain, parties: Parties) -> None:
     expect_revert(
         "BadSignature", registry.request_binding_signed, ENTERPRISE, PLATFORM, sign(platform_key, ConsentAction.REQUEST)
     )
-    registry.request_binding_signed(ENTERPRISE, PLATFORM, request)
+    gas = {"requestBindingSigned (relayed consent)": registry.request_binding_signed(ENTERPRISE, PLATFORM, request)}
     assert registry.binding_state(ENTERPRISE, PLATFORM) is BindingState.REQUESTED
     assert registry.consent_nonce(enterprise_key.address) == 1
     expect_revert(
@@ -209,8 +209,10 @@ def test_binding_by_signed_consent(chain: Chain, parties: Parties) -> None:
         "BadSignature", registry.confirm_binding_signed, ENTERPRISE, PLATFORM, sign(platform_key, ConsentAction.REJECT)
     )
     confirm = sign(platform_key, ConsentAction.CONFIRM)
-    registry.confirm_binding_signed(ENTERPRISE, PLATFORM, confirm)
+    gas["confirmBindingSigned (relayed consent)"] = registry.confirm_binding_signed(ENTERPRISE, PLATFORM, confirm)
     assert registry.binding_state(ENTERPRISE, PLATFORM) is BindingState.BOUND
+    for operation, result in gas.items():
+        gas_table[(chain_kind(chain), operation)] = result.gas_used
 
     registry.unbind(ENTERPRISE, PLATFORM)
     # replaying the old signatures after an unbind does nothing: their nonces are used up

@@ -65,6 +65,8 @@ def test_cli_bootstrap_writes_a_working_operator_key_once(tmp_path: Path, monkey
         assert stat.S_IMODE((tmp_path / "secrets" / name).stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
     assert report["chain_account"].startswith("0x")
+    account = json.loads(runner.invoke(cloud_app, ["chain-account"]).output)
+    assert account["chain_account"] == report["chain_account"] and account["balance_wei"] == 0
     from cloud.db import session_factory
     from cloud.security import Role, authenticate
 
