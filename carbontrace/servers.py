@@ -210,7 +210,11 @@ class CloudProcess:
                 data: dict[str, str] = response.json()
                 return data
 
-            enterprise = post("/api/v1/enterprises", {"name": f"{prefix} enterprise"})
+            # The enterprise's own chain key stays with the bench (unused there: no bindings), never the cloud.
+            from cloud.chain_signer import LocalKeySigner
+
+            enterprise = post("/api/v1/enterprises", {"name": f"{prefix} enterprise",
+                                                      "chain_account": LocalKeySigner.generate().address})
             enterprise_id, enterprise_key = enterprise["enterprise_id"], enterprise["api_key"]
             engineer_key = post(f"/api/v1/enterprises/{enterprise_id}/engineers", {"label": "eng"},
                                 enterprise_key)["api_key"]

@@ -24,9 +24,9 @@ SIGNATURE_PATTERN = r"^0x[0-9a-fA-F]{130}$"
 
 class EnterpriseCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    # The enterprise's own chain address (its key never leaves it: `carbontrace cloud-register` makes one). When
-    # absent the cloud generates a key pair, returns the key once as chain_key and keeps only the address.
-    chain_account: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
+    # The enterprise's own chain address; its key never leaves the enterprise (`carbontrace party apply` makes
+    # one, 0600). It signs the enterprise's binding consents.
+    chain_account: str = Field(pattern=ADDRESS_PATTERN)
 
 
 class EnterpriseRead(BaseModel):
@@ -37,12 +37,11 @@ class EnterpriseRead(BaseModel):
 
 class EnterpriseCreated(EnterpriseRead):
     api_key: str
-    chain_key: str | None = None  # only when the cloud generated the key pair: shown once, never stored
 
 
 class PlatformCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    chain_account: str | None = Field(default=None, pattern=ADDRESS_PATTERN)  # as EnterpriseCreate's
+    chain_account: str = Field(pattern=ADDRESS_PATTERN)  # the platform's own (`carbontrace party keygen`)
 
 
 class PlatformRead(BaseModel):
@@ -53,7 +52,6 @@ class PlatformRead(BaseModel):
 
 class PlatformCreated(PlatformRead):
     api_key: str
-    chain_key: str | None = None
 
 
 class KeyCreated(BaseModel):

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from cloud import consent, models
 from cloud.chain import BindingState
-from cloud.chain_signer import LocalKeySigner
 from cloud.consent import ConsentAction
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ledger_chain import chain_id_of
@@ -50,18 +49,15 @@ def _state_name(state: BindingState) -> str:
     return state.name.lower()
 
 
-def _party_account(session: Session, given: str | None) -> tuple[str, str | None]:
-    """(address to register, key to hand back once): the party's own address, or a fresh pair when none given.
-    An address another party registered already is refused (409): one key, one party."""
-    if given is not None:
-        address = to_checksum_address(given)
-        taken = select(models.Enterprise.id).where(func.lower(models.Enterprise.chain_account) == address.lower())
-        taken_p = select(models.Platform.id).where(func.lower(models.Platform.chain_account) == address.lower())
-        if session.execute(taken).first() is not None or session.execute(taken_p).first() is not None:
-            raise HTTPException(409, "this chain account is registered to another party")
-        return address, None
-    generated = LocalKeySigner.generate()
-    return generated.address, "0x" + generated.private_key_hex()
+def _party_account(session: Session, given: str) -> str:
+    """The party's own chain address, checksummed. One already registered to another party is refused (409):
+    one key, one party."""
+    address = to_checksum_address(given)
+    taken = select(models.Enterprise.id).where(func.lower(models.Enterprise.chain_account) == address.lower())
+    taken_p = select(models.Platform.id).where(func.lower(models.Platform.chain_account) == address.lower())
+    if session.execute(taken).first() is not None or session.execute(taken_p).first() is not None:
+        raise HTTPException(409, "this chain account is registered to another party")
+    return address
 
 
 def _signature(hex_text: str) -> bytes:
@@ -90,14 +86,12 @@ def apply_enterprise(body: EnterpriseCreate, ledger: LedgerDep) -> EnterpriseCre
     enterprise_id = _new_id("ENT")
     registry = ledger.chain.registry()  # before the write transaction: first use may deploy and record it
     with ledger.session_factory.begin() as session:
-        account, chain_key = _party_account(session, body.chain_account)
+        account = _party_account(session, body.chain_account)
         registry.register_enterprise(chain_id_of(enterprise_id), account, body.name)
         session.add(models.Enterprise(id=enterprise_id, name=body.name, chain_account=account, created_at=now))
         session.flush()
         key = issue_key(session, Role.ENTERPRISE, now, enterprise_id=enterprise_id, label=body.name)
-    return EnterpriseCreated(
-        enterprise_id=enterprise_id, name=body.name, chain_account=account, api_key=key, chain_key=chain_key
-    )
+    return EnterpriseCreated(enterprise_id=enterprise_id, name=body.name, chain_account=account, api_key=key)
 
 
 @router.get("/enterprises/{enterprise_id}", response_model=EnterpriseRead)
@@ -124,14 +118,12 @@ def register_platform(
     platform_id = _new_id("PLT")
     registry = ledger.chain.registry()
     with ledger.session_factory.begin() as session:
-        account, chain_key = _party_account(session, body.chain_account)
+        account = _party_account(session, body.chain_account)
         registry.register_platform(chain_id_of(platform_id), account, body.name)
         session.add(models.Platform(id=platform_id, name=body.name, chain_account=account, created_at=now))
         session.flush()
         key = issue_key(session, Role.PLATFORM, now, platform_id=platform_id, label=body.name)
-    return PlatformCreated(
-        platform_id=platform_id, name=body.name, chain_account=account, api_key=key, chain_key=chain_key
-    )
+    return PlatformCreated(platform_id=platform_id, name=body.name, chain_account=account, api_key=key)
 
 
 @router.get("/platforms", response_model=list[PlatformRead])

@@ -174,7 +174,21 @@ class Tenant:
     enterprise_key: str
     engineer_key: str
     gateway: GatewayKit
-    chain_key: str = ""  # the enterprise's own chain key (here: the one the cloud generated and showed once)
+    chain_key: str = ""  # the enterprise's own chain key (made here, never sent to the cloud)
+
+
+def new_party_key() -> tuple[str, str]:
+    """(private key hex, address): a party's own chain key, made on the party's side as `carbontrace party` does."""
+    account = Account.create()
+    return "0x" + bytes(account.key).hex(), str(account.address)
+
+
+def register_platform(client: TestClient, name: str) -> tuple[str, str, str]:
+    """(platform id, platform API key, the platform's own chain key) — registered by the operator."""
+    chain_key, chain_account = new_party_key()
+    r = client.post("/api/v1/platforms", json={"name": name, "chain_account": chain_account}, headers=auth(ADMIN_KEY))
+    assert r.status_code == 201, r.text
+    return r.json()["platform_id"], r.json()["api_key"], chain_key
 
 
 def sign_consent(client: TestClient, consent_path: str, api_key: str, chain_key: str) -> str:
@@ -211,10 +225,10 @@ def decide_binding(
 
 def register_tenant(client: TestClient, name: str, devices: int = 2) -> Tenant:
     """Enterprise applies, adds a site engineer, a site, a gateway and devices — all through the API."""
-    r = client.post("/api/v1/enterprises", json={"name": name})
+    chain_key, chain_account = new_party_key()
+    r = client.post("/api/v1/enterprises", json={"name": name, "chain_account": chain_account})
     assert r.status_code == 201, r.text
     enterprise_id, enterprise_key = r.json()["enterprise_id"], r.json()["api_key"]
-    chain_key = r.json()["chain_key"]
     r = client.post(
         f"/api/v1/enterprises/{enterprise_id}/engineers", json={"label": "eng"}, headers=auth(enterprise_key)
     )

@@ -67,7 +67,6 @@ def test_register_ingest_anchor_verify_without_node_accounts(tmp_path: Path, anv
             headers=auth(ADMIN_KEY),
         )
         assert r.status_code == 201, r.text
-        assert r.json()["chain_key"] is None  # the cloud never saw the platform's key
         platform_id, platform_api_key = r.json()["platform_id"], r.json()["api_key"]
         tenant = traced.tenant
         r = request_binding(client, tenant.enterprise_id, tenant.enterprise_key, tenant.chain_key, platform_id)
@@ -99,7 +98,8 @@ def test_more_parties_than_a_dev_node_has_accounts(tmp_path: Path, anvil: AnvilN
         for i in range(6):
             r = client.post("/api/v1/enterprises", json={"name": f"E{i}", "chain_account": Account.create().address})
             assert r.status_code == 201, r.text
-            r = client.post("/api/v1/platforms", json={"name": f"P{i}"}, headers=auth(ADMIN_KEY))
+            body = {"name": f"P{i}", "chain_account": Account.create().address}
+            r = client.post("/api/v1/platforms", json=body, headers=auth(ADMIN_KEY))
             assert r.status_code == 201, r.text
             registry = ledger_of(client).chain.registry()
             assert registry.platform(chain_id_of(r.json()["platform_id"])).account == r.json()["chain_account"]

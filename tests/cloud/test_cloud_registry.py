@@ -18,6 +18,8 @@ from tests.cloud.cloud_testkit import (
     decide_binding,
     make_settings,
     new_key,
+    new_party_key,
+    register_platform,
     register_tenant,
     request_binding,
     upload,
@@ -30,10 +32,7 @@ def _ledger(client: TestClient):  # type: ignore[no-untyped-def]
 
 def test_enterprise_platform_binding_on_chain(client: TestClient) -> None:
     tenant = register_tenant(client, "Acme Steel", devices=1)
-    r = client.post("/api/v1/platforms", json={"name": "Shanghai ETS"}, headers=auth(ADMIN_KEY))
-    assert r.status_code == 201, r.text
-    platform_id, platform_key = r.json()["platform_id"], r.json()["api_key"]
-    platform_chain_key = r.json()["chain_key"]
+    platform_id, platform_key, platform_chain_key = register_platform(client, "Shanghai ETS")
     registry = _ledger(client).chain.registry()
     assert registry.enterprise(chain_id_of(tenant.enterprise_id)).name == "Acme Steel"
     assert registry.platform(chain_id_of(platform_id)).name == "Shanghai ETS"
@@ -239,7 +238,8 @@ def test_roles_and_scopes_leak_nothing(client: TestClient) -> None:
     regulator = r.json()["api_key"]
     assert client.get(f"/api/v1/enterprises/{b.enterprise_id}", headers=auth(regulator)).status_code == 200
     assert client.get(f"/api/v1/devices/{b_device}", headers=auth(regulator)).status_code == 200
-    assert client.post("/api/v1/platforms", json={"name": "x"}, headers=auth(regulator)).status_code == 403
+    body = {"name": "x", "chain_account": new_party_key()[1]}
+    assert client.post("/api/v1/platforms", json=body, headers=auth(regulator)).status_code == 403
 
 
 def test_openapi_names_the_roles_of_every_endpoint(sqlite_client: TestClient) -> None:
@@ -260,7 +260,9 @@ def test_parties_bind_with_keys_the_cloud_never_sees(client: TestClient, tmp_pat
     assert stat.S_IMODE((tmp_path / "acme" / "chain-key.hex").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "acme").stat().st_mode) == 0o700
     created = PartyClient(client).apply_enterprise("Acme Steel", enterprise_key)
-    assert created["chain_account"] == enterprise_key.address and created["chain_key"] is None
+    assert created["chain_account"] == enterprise_key.address and "chain_key" not in created
+    # no address, no party: the cloud makes no key for anyone
+    assert client.post("/api/v1/enterprises", json={"name": "Keyless"}).status_code == 422
     r = client.post("/api/v1/enterprises", json={"name": "Copycat", "chain_account": enterprise_key.address.lower()})
     assert r.status_code == 409  # one key, one party
     r = client.post(

@@ -24,6 +24,7 @@ from tests.cloud.cloud_testkit import (
     auth,
     decide_binding,
     make_settings,
+    register_platform,
     register_tenant,
     request_binding,
 )
@@ -80,10 +81,7 @@ def populate(cloud: ConsoleCloud) -> None:
     acme = register_tenant(http, "Acme Foods", devices=2)  # type: ignore[arg-type]  # httpx.Client posts alike
     globex = register_tenant(http, "Globex Metals", devices=1)  # type: ignore[arg-type]
     cloud.tenants = {"acme": acme, "globex": globex}
-    r = http.post("/api/v1/platforms", json={"name": "GreenX Exchange"}, headers=auth(ADMIN_KEY))
-    assert r.status_code == 201, r.text
-    cloud.platform_id, cloud.platform_key = r.json()["platform_id"], r.json()["api_key"]
-    platform_chain_key = r.json()["chain_key"]
+    cloud.platform_id, cloud.platform_key, platform_chain_key = register_platform(http, "GreenX Exchange")  # type: ignore[arg-type]
     r = request_binding(http, acme.enterprise_id, acme.enterprise_key, acme.chain_key, cloud.platform_id)  # type: ignore[arg-type]
     assert r.status_code == 201, r.text
     r = decide_binding(http, cloud.platform_id, cloud.platform_key, platform_chain_key, acme.enterprise_id)  # type: ignore[arg-type]

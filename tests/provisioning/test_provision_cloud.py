@@ -26,7 +26,7 @@ from carbontrace_protocol import p256
 from cloud.app import create_app
 from edge_gateway.config import load_settings
 from edge_gateway.keys import load_private_key
-from tests.cloud.cloud_testkit import auth, make_settings, new_key
+from tests.cloud.cloud_testkit import auth, make_settings, new_key, new_party_key
 from tests.conftest import free_port
 
 app = typer.Typer()
@@ -55,7 +55,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
-            r = http.post("/api/v1/enterprises", json={"name": "Acme Greenhouses"})
+            r = http.post("/api/v1/enterprises", json={"name": "Acme Greenhouses", "chain_account": new_party_key()[1]})
             assert r.status_code == 201, r.text
             enterprise_id, enterprise_key = r.json()["enterprise_id"], r.json()["api_key"]
             r = http.post(f"/api/v1/enterprises/{enterprise_id}/engineers", json={"label": "field"},
