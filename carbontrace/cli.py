@@ -12,6 +12,7 @@ import typer
 
 from carbontrace.bench import bench_command
 from carbontrace.drill import drill_command
+from carbontrace.party import party_app
 from carbontrace.provision import provision_app
 from carbontrace.readout import reading_json
 from carbontrace.verify_bundle import verify_command
@@ -32,6 +33,7 @@ app = typer.Typer(
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(provision_app, name="provision")
+app.add_typer(party_app, name="party")
 app.add_typer(sim_app, name="sim")
 app.command("verify")(verify_command)
 app.command("bench")(bench_command)

@@ -23,7 +23,9 @@ from typing import Any
 import httpx
 
 from carbontrace.embedded_broker import BROKER_KINDS, EmbeddedBroker, describe, resolve_kind, start_broker
-from carbontrace.servers import ADMIN_KEY, CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
+from carbontrace.secret_files import private_dir, write_secret
+from carbontrace.servers import AnvilNode, CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
+from cloud.chain_signer import LocalKeySigner, sign_typed_document, write_key_file
 from edge_gateway.keys import create_key_file
 
 CLI = [sys.executable, "-m", "carbontrace.cli"]
@@ -55,26 +57,37 @@ class Api:
         return response.json()
 
 
-def register(api: Api, workdir: Path, device_keys: dict[str, str]) -> tuple[Tenant, dict[str, str]]:
+def register(
+    api: Api, workdir: Path, device_keys: dict[str, str], operator_key: str
+) -> tuple[Tenant, dict[str, str]]:
     """Enterprise, trading platform and their binding on chain; regulator; site, gateway and devices."""
-    enterprise = api.call("POST", "/api/v1/enterprises", json={"name": "Greenfield Dairy Co."}, expect=201)
+    # Each party makes its own chain key and keeps it (0600); the cloud learns only the address.
+    enterprise_chain, platform_chain = LocalKeySigner.generate(), LocalKeySigner.generate()
+    write_key_file(workdir / "keys" / "enterprise-chain-key.hex", enterprise_chain, exclusive=False)
+    write_key_file(workdir / "keys" / "platform-chain-key.hex", platform_chain, exclusive=False)
+    enterprise = api.call("POST", "/api/v1/enterprises", expect=201,
+                          json={"name": "Greenfield Dairy Co.", "chain_account": enterprise_chain.address})
     eid, ekey = enterprise["enterprise_id"], enterprise["api_key"]
-    say(f"    enterprise applied: {eid} (chain account {enterprise['chain_account'][:12]}…)")
-    platform = api.call("POST", "/api/v1/platforms", ADMIN_KEY, json={"name": "Regional Carbon Exchange"}, expect=201)
+    say(f"    enterprise applied: {eid} (its own chain account {enterprise['chain_account'][:12]}…)")
+    platform = api.call("POST", "/api/v1/platforms", operator_key, expect=201,
+                        json={"name": "Regional Carbon Exchange", "chain_account": platform_chain.address})
     pid, pkey = platform["platform_id"], platform["api_key"]
     say(f"    trading platform registered: {pid}")
-    requested = api.call("POST", f"/api/v1/enterprises/{eid}/bindings", ekey, json={"platform_id": pid}, expect=201)
-    confirmed = api.call("POST", f"/api/v1/platforms/{pid}/bindings/{eid}/confirm", pkey)
-    say(f"    binding through the contract: {requested['state']} by the enterprise → {confirmed['state']} "
-        "by the platform")
-    regulator = api.call("POST", "/api/v1/regulators", ADMIN_KEY, json={"label": "demo regulator"}, expect=201)
+    request_doc = api.call("GET", f"/api/v1/enterprises/{eid}/bindings/{pid}/consent", ekey)
+    requested = api.call("POST", f"/api/v1/enterprises/{eid}/bindings", ekey, expect=201,
+                         json={"platform_id": pid, "signature": sign_typed_document(enterprise_chain, request_doc)})
+    confirm_doc = api.call("GET", f"/api/v1/platforms/{pid}/bindings/{eid}/consent", pkey)
+    confirmed = api.call("POST", f"/api/v1/platforms/{pid}/bindings/{eid}/confirm", pkey,
+                         json={"signature": sign_typed_document(platform_chain, confirm_doc)})
+    say(f"    binding through the contract: {requested['state']} signed by the enterprise → {confirmed['state']} "
+        "signed by the platform (EIP-712, relayed by the operator)")
+    regulator = api.call("POST", "/api/v1/regulators", operator_key, json={"label": "demo regulator"}, expect=201)
     engineer = api.call("POST", f"/api/v1/enterprises/{eid}/engineers", ekey, json={"label": "site engineer"},
                         expect=201)
     site_id = "dairy-barn-1"
     api.call("POST", f"/api/v1/enterprises/{eid}/sites", ekey, json={"site_id": site_id, "name": "Barn 1"},
              expect=201)
     key_file = workdir / "gateway" / "gateway.key"
-    key_file.parent.mkdir(parents=True, exist_ok=True)
     gateway_public = create_key_file(key_file, overwrite=True)
     gateway = api.call("POST", f"/api/v1/sites/{site_id}/gateways", engineer["api_key"],
                        json={"gateway_id": "gw-barn-1", "public_key": gateway_public.hex()}, expect=201)
@@ -85,7 +98,8 @@ def register(api: Api, workdir: Path, device_keys: dict[str, str]) -> tuple[Tena
         say(f"    device {device_id}: key fingerprint {device['key_fingerprint'][:16]}… registered on chain "
             f"(tx {device['registered_tx'][:12]}…)")
     tenant = Tenant(site_id, "gw-barn-1", gateway["api_key"], key_file)
-    keys = {"enterprise": ekey, "enterprise_id": eid, "platform": pkey, "regulator": regulator["api_key"]}
+    keys = {"operator": operator_key, "enterprise": ekey, "enterprise_id": eid, "platform": pkey,
+            "regulator": regulator["api_key"]}
     return tenant, keys
 
 
@@ -138,7 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if out.exists():
         shutil.rmtree(out)
     work = out / "run"
-    work.mkdir(parents=True)
+    private_dir(work)  # 0700: it holds keys, API keys and databases
     started = time.monotonic()
     summary: dict[str, Any] = {}
     services: list[Any] = []
@@ -147,7 +161,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         step(1, f"Start the MQTT broker ({broker_name} on loopback) and the cloud (SQLite, in-process EVM, local CAS)")
         broker = start_broker(work / "mqtt-broker", args.broker, log=lambda line: say(f"    {line}"))
         services.append(broker)
-        cloud = CloudProcess(work / "cloud", checkpoint_every_s=args.checkpoint_s, jobs_interval_s=0.5)
+        chain = "embedded"
+        if args.chain == "anvil":
+            # A node with no unlocked accounts, mining a block a second: the cloud signs its own transactions
+            # and counts a checkpoint as anchored two blocks after its transaction's.
+            anvil = AnvilNode(work / "anvil", block_time_s=1)
+            anvil.start()
+            services.append(anvil)
+            chain = anvil.url
+            say(f"    chain: Anvil at {anvil.url} (--accounts 0, a block a second, confirmation depth 2)")
+        cloud = CloudProcess(work / "cloud", checkpoint_every_s=args.checkpoint_s, jobs_interval_s=0.5, chain=chain)
         cloud.start()
         services.append(cloud)
         api = Api(cloud.url)
@@ -164,7 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         device_keys: dict[str, str] = json.loads(keys_file.read_text())
 
         step(3, "Register the enterprise, a trading platform, their binding, the site, gateway and devices")
-        tenant, tenant_keys = register(api, work, device_keys)
+        tenant, tenant_keys = register(api, work, device_keys, cloud.operator_key)
 
         step(4, "Start the edge gateway: subscribe, verify every signature, spool, batch per window, upload")
         metrics_port = free_port()
@@ -319,7 +342,7 @@ def tamper_stored_blob(content_dir: Path, cid: str) -> str:
 
 def keep_running(cloud: CloudProcess, broker: Mosquitto | EmbeddedBroker, gateway: GatewayProcess, keys: dict[str, str],
                  out: Path) -> None:
-    (out / "api-keys.json").write_text(json.dumps(keys, indent=2))
+    write_secret(out / "api-keys.json", json.dumps(keys, indent=2))
     say(f"\nServices keep running (Ctrl-C stops them):\n  API docs  {cloud.url}/docs\n  console   {cloud.url}/console"
         f"\n  broker    127.0.0.1:{broker.port}\n  API keys  {out / 'api-keys.json'}")
     stop = False
@@ -343,6 +366,8 @@ def main() -> None:
     parser.add_argument("--checkpoint-s", type=float, default=3.0, help="the cloud's checkpoint interval")
     parser.add_argument("--broker", choices=BROKER_KINDS, default="auto",
                         help="MQTT broker: Mosquitto when installed (auto), or the embedded amqtt one")
+    parser.add_argument("--chain", choices=("embedded", "anvil"), default="embedded",
+                        help="the in-process EVM, or an Anvil node with no unlocked accounts (npm, see README)")
     parser.add_argument("--keep-running", action="store_true", help="keep the services up to explore them")
     args = parser.parse_args()
     try:

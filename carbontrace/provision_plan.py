@@ -122,7 +122,7 @@ class WriteJson:
     path: Path
     content: dict[str, Any]
     purpose: str
-    mode: int = 0o644
+    mode: int = 0o600  # device records and settings stay the operator's (carbontrace/secret_files.py)
     from_context: tuple[str, ...] = ()
     effect: Effect = "local"
 
@@ -222,7 +222,7 @@ class WriteGatewayConfig:
     path: Path
     settings: dict[str, Any]
     purpose: str = "write the gateway settings with the API key the cloud returned"
-    mode: int = 0o640
+    mode: int = 0o600  # holds the gateway's API key
     effect: Effect = "local"
 
 
@@ -451,7 +451,7 @@ def gateway_plan(request: GatewayRequest) -> list[Step]:
     )
     steps += [
         SystemCommand(
-            ("install", "-d", "-m", "0750", "-o", "root", "-g", user, str(request.config_dir)),
+            ("install", "-d", "-m", "0700", "-o", user, "-g", user, str(request.config_dir)),
             f"create {request.config_dir}",
         ),
         SystemCommand(
@@ -459,9 +459,9 @@ def gateway_plan(request: GatewayRequest) -> list[Step]:
             "install the gateway key (readable by the service user only)",
         ),
         SystemCommand(
-            ("install", "-m", "0640", "-o", "root", "-g", user, str(staged_config),
+            ("install", "-m", "0600", "-o", user, "-g", user, str(staged_config),
              str(request.config_dir / "gateway.toml")),
-            "install the settings (they hold the API key: root and the service group only)",
+            "install the settings (they hold the API key: the service user only)",
         ),
         SystemCommand(("rm", "-f", str(staged_key)), "remove the staged key copy: one copy of the key, in place"),
     ]

@@ -41,6 +41,7 @@ from carbontrace.provision_plan import (
     WriteJson,
     describe,
 )
+from carbontrace.secret_files import FILE_MODE, private_dir, write_secret
 from carbontrace_protocol import p256
 from edge_gateway.keys import create_key_file, load_private_key, public_key_of
 
@@ -87,11 +88,9 @@ def toml_document(table: str, values: dict[str, Any]) -> str:
 
 
 def _write_private(path: Path, text: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(path, mode)  # an existing file keeps its old mode under O_CREAT
+    """Through the one secret-file writer (0600 in a 0700 directory); ``mode`` may only narrow it."""
+    write_secret(path, text)
+    os.chmod(path, mode & FILE_MODE)
 
 
 def _files_under(paths: tuple[Path, ...]) -> list[Path]:
@@ -127,14 +126,14 @@ class PlanRunner:
         self.actions: list[str] = []  # what the dry run did not do, one line each
 
     def run(self, steps: list[Step], out_dir: Path) -> dict[str, Any]:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(out_dir)
         label = "DRY RUN: " if self.dry_run else ""
         for number, step in enumerate(steps, 1):
             self.echo(f"{label}{number}/{len(steps)} {describe(step)}")
             self._execute(step)
         if self.actions:
             name = ACTIONS_FILE if self.dry_run else MANUAL_FILE
-            (out_dir / name).write_text("\n".join(self.actions) + "\n")
+            write_secret(out_dir / name, "\n".join(self.actions) + "\n")
             self.echo(f"{label}{len(self.actions)} actions not performed; listed in {out_dir / name}")
         return self.context
 
@@ -169,8 +168,9 @@ class PlanRunner:
             _write_private(step.path, toml_document("gateway", values), step.mode)
             self.echo(f"  wrote {step.path}")
         elif isinstance(step, CopyFile):
-            step.dest.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(step.dest.parent)
             shutil.copyfile(step.source, step.dest)
+            os.chmod(step.dest, FILE_MODE)  # everything under --out is the operator's; `install -m` sets the final mode
             self.echo(f"  wrote {step.dest}")
         elif isinstance(step, SystemCommand):
             if not self.perform_system:

@@ -23,10 +23,10 @@ from pathlib import Path
 import httpx
 
 from carbontrace.benchmarks.common import DeviceKey
+from carbontrace.secret_files import private_dir, write_secret
 from edge_gateway.keys import create_key_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ADMIN_KEY = "bench-admin-key-" + "x" * 32
 
 
 def stop_children_on_sigterm() -> None:
@@ -86,7 +86,7 @@ class Mosquitto:
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(workdir)  # the persistence database holds queued readings: 0700
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.config = workdir / "mosquitto.conf"
@@ -140,7 +140,7 @@ class CloudProcess:
                  content_store: str = "local", checkpoint_every_s: float = 1.0, jobs_interval_s: float = 0.5,
                  checkpoint_every_batches: int = 100) -> None:
         self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(workdir)  # keys, API keys and the database: 0700
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "cloud.log"
@@ -152,7 +152,10 @@ class CloudProcess:
             "CT_CLOUD_CONTENT_STORE": content_store,
             "CT_CLOUD_CONTENT_DIR": str(workdir / "content"),
             "CT_CLOUD_SIGNING_KEY_FILE": str(workdir / "cloud-key.hex"),
-            "CT_CLOUD_ADMIN_API_KEY": ADMIN_KEY,
+            "CT_CLOUD_CHAIN_KEY_FILE": str(workdir / "cloud-chain-key.hex"),
+            "CT_CLOUD_FUND_OPERATOR_FROM_DEV_NODE": "true",  # only development nodes are started here
+            # The cloud makes the operator key at its first start and writes it here (0600): see operator_key.
+            "CT_CLOUD_OPERATOR_KEY_FILE": str(workdir / "operator-api-key"),
             "CT_CLOUD_CHECKPOINT_EVERY_S": str(checkpoint_every_s),
             "CT_CLOUD_CHECKPOINT_EVERY_BATCHES": str(checkpoint_every_batches),
             "CT_CLOUD_JOBS_INTERVAL_S": str(jobs_interval_s),
@@ -182,6 +185,11 @@ class CloudProcess:
         stop_process(self.proc, kill)
         self.proc = None
 
+    @property
+    def operator_key(self) -> str:
+        """The operator API key this cloud made at its first start (read from its 0600 key file)."""
+        return Path(self.env["CT_CLOUD_OPERATOR_KEY_FILE"]).read_text().strip()
+
     def pause(self) -> None:
         """SIGSTOP: the process holds its port and state but answers nothing (a hung or partitioned cloud)."""
         if self.proc is not None:
@@ -202,7 +210,11 @@ class CloudProcess:
                 data: dict[str, str] = response.json()
                 return data
 
-            enterprise = post("/api/v1/enterprises", {"name": f"{prefix} enterprise"})
+            # The enterprise's own chain key stays with the bench (unused there: no bindings), never the cloud.
+            from cloud.chain_signer import LocalKeySigner
+
+            enterprise = post("/api/v1/enterprises", {"name": f"{prefix} enterprise",
+                                                      "chain_account": LocalKeySigner.generate().address})
             enterprise_id, enterprise_key = enterprise["enterprise_id"], enterprise["api_key"]
             engineer_key = post(f"/api/v1/enterprises/{enterprise_id}/engineers", {"label": "eng"},
                                 enterprise_key)["api_key"]
@@ -229,7 +241,7 @@ class GatewayProcess:
 
     def __init__(self, workdir: Path, tenant: Tenant, cloud_url: str, mqtt_port: int, **settings: object) -> None:
         self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(workdir)  # keys, API keys and the database: 0700
         self.spool_path = workdir / "spool.sqlite"
         self.log_path = workdir / "gateway.log"
         values: dict[str, object] = {
@@ -257,7 +269,7 @@ class GatewayProcess:
                 lines.append(f"{name} = {value}")
             else:
                 lines.append(f'{name} = "{value}"')
-        self.config.write_text("\n".join(lines) + "\n")
+        write_secret(self.config, "\n".join(lines) + "\n")  # holds the API key
 
     def start(self, wait_subscribed: bool = True, timeout: float = 60.0) -> None:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -347,6 +359,7 @@ class PostgresCluster:
 
 
 HARDHAT_BIN = REPO_ROOT / "node_modules" / ".bin" / "hardhat"
+ANVIL_BIN = REPO_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 JSIPFS_BIN = REPO_ROOT / "node_modules" / ".bin" / "jsipfs"
 
 
@@ -383,6 +396,64 @@ class HardhatNode:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"hardhat node did not start: {self.log_path.read_text()[-2000:]}")
             time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class AnvilNode:
+    """Foundry's `anvil` (npm @foundry-rs/anvil-linux-amd64) on a free loopback port with **no unlocked
+    accounts** (`--accounts 0`): what a production node looks like to the cloud, which must sign its own
+    transactions. Accounts get ether with `anvil_setBalance` (set_balance)."""
+
+    def __init__(self, workdir: Path, block_time_s: float | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "anvil.log"
+        self.block_time_s = block_time_s
+        self.extra_args = extra_args  # e.g. ("--hardfork", "berlin"): a node without EIP-1559
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        if not ANVIL_BIN.exists():
+            raise RuntimeError(f"{ANVIL_BIN} missing: run `make setup` (npm ci)")
+        args = [str(ANVIL_BIN), "--accounts", "0", "--host", "127.0.0.1", "--port", str(self.port),
+                "--chain-id", "31338"]
+        if self.block_time_s is not None:
+            args += ["--block-time", str(self.block_time_s)]
+        args += list(self.extra_args)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if "result" in self.rpc("eth_chainId", []):
+                    return
+            except (httpx.TransportError, ValueError):
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"anvil did not start: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def rpc(self, method: str, params: list[object]) -> dict[str, object]:
+        response = httpx.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+                              timeout=5)
+        return response.json()  # type: ignore[no-any-return]
+
+    def set_balance(self, address: str, wei: int) -> None:
+        self.rpc("anvil_setBalance", [address, hex(wei)])
+
+    def mine(self, blocks: int = 1) -> None:
+        self.rpc("anvil_mine", [hex(blocks)])
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

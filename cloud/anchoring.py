@@ -2,7 +2,10 @@
 
 Runs as one leader at a time (cloud/leader.py). A checkpoint is created when due (every N seconds or M
 batches), signed with the cloud key, stored with the consistency proof from the previous checkpoint, then
-anchored by one transaction. A chain that is down leaves checkpoints pending; they are anchored later in
+anchored by one transaction. It counts as anchored once `confirmations` blocks follow the transaction's block
+(0 on the embedded chain: mined is final; 2 by default elsewhere); until then the row keeps the transaction and each
+tick re-reads its receipt, sending again if the node no longer knows it (dropped or reorganised away). A chain that
+is down leaves checkpoints pending; they are anchored later in
 sequence order (the contract's checkpoint index equals our checkpoint seq), never skipped or reordered.
 """
 
@@ -56,6 +59,7 @@ class Anchorer:
         every_s: float,
         every_batches: int,
         clock: Callable[[], float] = time.time,
+        confirmations: int = 0,
     ) -> None:
         self.session_factory = session_factory
         self.store = store
@@ -67,6 +71,7 @@ class Anchorer:
         self.every_s = every_s
         self.every_batches = every_batches
         self.clock = clock
+        self.confirmations = confirmations
         # (start, end) of every term as leader, so tests can check terms of two workers never overlap.
         self.terms: list[tuple[float, float]] = []
         self._tick_lock = threading.Lock()
@@ -141,22 +146,37 @@ class Anchorer:
             )
         for checkpoint in pending:
             try:
-                result = self._anchor_one(checkpoint)
+                sent = checkpoint.tx_hash is not None and checkpoint.block_number is not None
+                block = self._mined_block(checkpoint) if sent else None
+                result: chainlib.TxResult | None = None
+                if block is None:
+                    result = self._anchor_one(checkpoint)
+                    block = result.block_number if result is not None else None
+                final = block is None or self.chain.connect().block_number() - block >= self.confirmations
             except (chainlib.ChainError, OSError) as err:
                 self._record_failure(checkpoint.seq, f"{type(err).__name__}: {err}")
                 return anchored, str(err)
             with self.session_factory.begin() as session:
                 row = session.get(models.Checkpoint, checkpoint.seq)
                 assert row is not None
-                row.anchored = True
-                row.attempts += 1
+                row.anchored = final
+                if result is not None or block is None:
+                    row.attempts += 1
                 row.last_error = None
                 if result is not None:
                     row.tx_hash = "0x" + result.tx_hash.hex()
                     row.gas_used = result.gas_used
                     row.block_number = result.block_number
-            anchored += 1
+                elif block is not None:
+                    row.block_number = block
+            if final:
+                anchored += 1
         return anchored, None
+
+    def _mined_block(self, checkpoint: models.Checkpoint) -> int | None:
+        """The block the checkpoint's sent transaction is in now; None if the node lost it."""
+        assert checkpoint.tx_hash is not None
+        return self.chain.connect().receipt_block(bytes.fromhex(checkpoint.tx_hash.removeprefix("0x")))
 
     def _anchor_one(self, checkpoint: models.Checkpoint) -> chainlib.TxResult | None:
         registry = self.chain.registry()

@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 from cloud import chain as chainlib
 from cloud import console
 from cloud.ledger import build_ledger
-from cloud.ledger_chain import NoCustodialAccount
 from cloud.routers import batches, gateways, log, registry, rpc, sites, trace
 from cloud.settings import Settings
 
@@ -51,9 +50,9 @@ def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = 
     async def _chain_down(_request: Request, _exc: chainlib.ChainUnavailable) -> JSONResponse:
         return JSONResponse({"error": "chain_unavailable", "detail": "the chain node is unreachable; retry"}, 503)
 
-    @app.exception_handler(NoCustodialAccount)
-    async def _no_account(_request: Request, _exc: NoCustodialAccount) -> JSONResponse:
-        return JSONResponse({"error": "no_custodial_account", "detail": "no chain account left for a new party"}, 503)
+    @app.exception_handler(chainlib.OperatorUnfunded)
+    async def _unfunded(_request: Request, _exc: chainlib.OperatorUnfunded) -> JSONResponse:
+        return JSONResponse({"error": "operator_unfunded", "detail": "the operator's chain account needs funds"}, 503)
 
     @app.exception_handler(chainlib.ContractReverted)
     async def _reverted(_request: Request, exc: chainlib.ContractReverted) -> JSONResponse:

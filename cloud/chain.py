@@ -1,8 +1,11 @@
 """Typed client for the CarbonTrace contracts over web3.py.
 
 The chain is either the in-process EVM (`connect_embedded`, eth-tester + py-evm: the default, no node needed) or
-any JSON-RPC node (`connect_rpc`: Hardhat in tests, a real network in production). Transactions are sent from an
-account the node has unlocked (eth-tester and Hardhat both have some) or signed here with a local private key.
+any JSON-RPC node (`connect_rpc`: Hardhat or Anvil in tests, a real network in production). The cloud signs its own
+transactions with a `ChainSigner` (cloud/chain_signer.py): one nonce owner per account (`Chain` keeps the next
+nonce, recovered from the node's pending count after a failed send or a restart), EIP-1559 fees (legacy gasPrice
+only when the node's blocks carry no base fee) and a receipt whose status is checked. An address the node has
+unlocked is still accepted as a sender (the contract tests use the dev nodes' accounts); the cloud never uses one.
 
 Every state-changing call returns a `TxResult` (hash, gas used, block). A revert is raised as `ContractReverted`
 carrying the Solidity custom error's name and decoded arguments; a node that cannot be reached is raised as
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -23,20 +28,27 @@ from typing import Any, TypeVar, cast
 
 import requests
 from eth_abi.abi import decode as abi_decode
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted
-from web3.types import BlockIdentifier, EventData, TxParams, TxReceipt, Wei
+from web3.exceptions import (
+    ContractLogicError,
+    MethodUnavailable,
+    ProviderConnectionError,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3RPCError,
+)
+from web3.types import BlockIdentifier, EventData, Nonce, TxParams, TxReceipt, Wei
 
 from carbontrace_protocol import ids
 from carbontrace_protocol.ids import key_fingerprint as key_fingerprint  # re-exported: defined once, in ids
+from cloud.chain_signer import ChainSigner, LocalKeySigner
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "contracts"
 REGISTRY_ARTIFACT = ARTIFACTS_DIR / "CarbonTraceRegistry.json"
@@ -59,13 +71,23 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
 _REVERTED: tuple[type[BaseException], ...] = (ContractLogicError, TransactionFailed)
 
 T = TypeVar("T")
+logger = logging.getLogger("carbontrace.chain")
 
-# A sender is either an address the node has unlocked or a local key that signs here.
-Sender = str | LocalAccount
+# A sender is either an address the node has unlocked (dev nodes, tests) or a key that signs here.
+Sender = str | ChainSigner
+# Sends retried when another process used the same nonce first (what nodes answer then, lower-cased).
+NONCE_RETRIES = 3
+_NONCE_RACE = ("nonce too low", "already known", "replacement transaction underpriced", "nonce has already been used")
+# Priority fee when the node cannot suggest one (eth_maxPriorityFeePerGas missing): 1 gwei.
+DEFAULT_PRIORITY_FEE_WEI = 10**9
 
 
 class ChainError(Exception):
     """Base of every error this module raises."""
+
+
+class OperatorUnfunded(ChainError):
+    """The signing account has too little ether for the transaction's gas: someone must fund it."""
 
 
 class ChainUnavailable(ChainError):
@@ -192,9 +214,9 @@ def load_artifact(path: Path) -> Artifact:
     return Artifact(data["contractName"], data["abi"], data["bytecode"], data["deployedBytecode"])
 
 
-def local_account(private_key: bytes | str) -> LocalAccount:
+def local_account(private_key: bytes | str) -> LocalKeySigner:
     """A signer for a production node that has no unlocked accounts."""
-    return cast(LocalAccount, Account.from_key(private_key))
+    return LocalKeySigner(private_key)
 
 
 def _guard(action: Callable[[], T]) -> T:
@@ -217,6 +239,10 @@ class Chain:
     def __init__(self, w3: Web3, preflight_gas_limit: int | None = None) -> None:
         self.w3 = w3
         self.preflight_gas_limit = preflight_gas_limit
+        # The next nonce this process expects per signing address (to notice a dropped transaction).
+        self._nonces: dict[str, int] = {}
+        self._send_lock = threading.Lock()
+        self._supports_1559: bool | None = None
 
     @property
     def accounts(self) -> list[str]:
@@ -229,6 +255,16 @@ class Chain:
 
     def block_number(self) -> int:
         return int(_guard(lambda: self.w3.eth.block_number))
+
+    def receipt_block(self, tx_hash: bytes) -> int | None:
+        """The block a transaction is mined in now, None if the node does not know it (not mined, reorged out)."""
+        try:
+            receipt = _guard(lambda: self.w3.eth.get_transaction_receipt(tx_hash))  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return None
+        if receipt is None or receipt.get("blockNumber") is None or receipt["status"] != 1:
+            return None
+        return int(receipt["blockNumber"])
 
     def default_sender(self) -> str:
         accounts = self.accounts
@@ -267,21 +303,8 @@ class Chain:
         address = _address(sender)
         tx = {**tx, "from": address}
         try:
-            if isinstance(sender, LocalAccount):
-                w3 = self.w3
-                if "gas" not in tx:
-                    tx["gas"] = w3.eth.estimate_gas(tx)
-                tx["nonce"] = w3.eth.get_transaction_count(address, "pending")
-                tx["chainId"] = w3.eth.chain_id
-                if "maxFeePerGas" not in tx and "gasPrice" not in tx:
-                    tip = w3.eth.max_priority_fee
-                    base = int(w3.eth.get_block("latest").get("baseFeePerGas", 0))
-                    tx["maxPriorityFeePerGas"] = tip
-                    tx["maxFeePerGas"] = Wei(2 * base + tip)
-                signed = sender.sign_transaction(cast(dict[str, Any], tx))
-                tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-            else:
-                tx_hash = self.w3.eth.send_transaction(tx)
+            local = not isinstance(sender, str)
+            tx_hash = self._sign_and_send(sender, tx) if local else self.w3.eth.send_transaction(tx)  # type: ignore[arg-type]
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
         except _REVERTED as exc:
             raise decode_error(exc) from exc
@@ -292,6 +315,57 @@ class Chain:
             raise ContractReverted("unknown", raw=receipt["transactionHash"].hex())
         result = TxResult(bytes(receipt["transactionHash"]), int(receipt["gasUsed"]), int(receipt["blockNumber"]))
         return result, receipt
+
+    def _sign_and_send(self, signer: ChainSigner, tx: TxParams) -> HexBytes:
+        """Fill gas, fees, nonce and chain id, sign locally, send raw.
+
+        The nonce has one owner per process: sends are serialised by a lock and each takes the node's pending
+        count, which already holds our previous send, so a failed send or a restart needs no repair. If another
+        process sent with the same key in between (the node answers "nonce too low" or "already known"), the
+        count is read again, up to NONCE_RETRIES times. A pending count below the next nonce this process used
+        means the node dropped a transaction: logged, and the node's count is used (never a gap)."""
+        w3 = self.w3
+        address = _address(signer)
+        if "gas" not in tx:
+            tx["gas"] = w3.eth.estimate_gas(tx)
+        tx["chainId"] = w3.eth.chain_id
+        tx.update(self._fees())
+        with self._send_lock:
+            for attempt in range(NONCE_RETRIES):
+                nonce = int(w3.eth.get_transaction_count(address, "pending"))
+                expected = self._nonces.get(address)
+                if expected is not None and nonce < expected:
+                    logger.warning("node's pending nonce %d for %s is below %d: a sent transaction was dropped",
+                                   nonce, address, expected)
+                tx["nonce"] = Nonce(nonce)
+                raw = signer.sign_transaction(cast(dict[str, Any], tx))
+                try:
+                    tx_hash = w3.eth.send_raw_transaction(raw)
+                except Web3RPCError as exc:
+                    message = str(exc).lower()
+                    if "insufficient funds" in message:
+                        raise OperatorUnfunded(
+                            f"the account {address} cannot pay for gas: fund it (see README, production)"
+                        ) from exc
+                    if attempt + 1 < NONCE_RETRIES and any(m in message for m in _NONCE_RACE):
+                        continue
+                    raise
+                self._nonces[address] = nonce + 1
+                return tx_hash
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fees(self) -> TxParams:
+        """EIP-1559 fees: maxFeePerGas = 2 × base fee + priority fee (room for the base fee to double); legacy
+        gasPrice only when the node's blocks carry no base fee."""
+        w3 = self.w3
+        base = w3.eth.get_block("latest").get("baseFeePerGas")
+        if base is None:
+            return {"gasPrice": w3.eth.gas_price}
+        try:
+            tip = int(w3.eth.max_priority_fee)
+        except (ValueError, NotImplementedError, MethodUnavailable):
+            tip = DEFAULT_PRIORITY_FEE_WEI
+        return {"maxPriorityFeePerGas": Wei(tip), "maxFeePerGas": Wei(2 * int(base) + tip)}
 
 
 def connect_embedded() -> Chain:
@@ -308,7 +382,7 @@ def connect_rpc(url: str, timeout_s: float = 10.0) -> Chain:
 
 
 def _address(sender: Sender) -> ChecksumAddress:
-    return to_checksum_address(sender.address if isinstance(sender, LocalAccount) else sender)
+    return to_checksum_address(sender if isinstance(sender, str) else sender.address)
 
 
 def _abi_type(param: dict[str, Any]) -> str:
@@ -450,6 +524,20 @@ class RegistryContract(_BoundContract):
 
     def unbind(self, enterprise_id: bytes, platform_id: bytes) -> TxResult:
         return self._transact(self.contract.functions.unbind(enterprise_id, platform_id))
+
+    def request_binding_signed(self, enterprise_id: bytes, platform_id: bytes, signature: bytes) -> TxResult:
+        """Relay the enterprise's EIP-712 consent (cloud/consent.py); the sender only pays the gas."""
+        return self._transact(self.contract.functions.requestBindingSigned(enterprise_id, platform_id, signature))
+
+    def confirm_binding_signed(self, enterprise_id: bytes, platform_id: bytes, signature: bytes) -> TxResult:
+        return self._transact(self.contract.functions.confirmBindingSigned(enterprise_id, platform_id, signature))
+
+    def reject_binding_signed(self, enterprise_id: bytes, platform_id: bytes, signature: bytes) -> TxResult:
+        return self._transact(self.contract.functions.rejectBindingSigned(enterprise_id, platform_id, signature))
+
+    def consent_nonce(self, account: str) -> int:
+        """The nonce the account's next signed consent must carry."""
+        return int(self._call(self.contract.functions.nonces(to_checksum_address(account))))
 
     def binding_state(self, enterprise_id: bytes, platform_id: bytes) -> BindingState:
         return BindingState(self._call(self.contract.functions.bindingState(enterprise_id, platform_id)))

@@ -22,6 +22,11 @@ def serve(
     import uvicorn
 
     settings = Settings()
+    try:
+        settings.check_bind(host or settings.host)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     if workers > 1:
         uvicorn.run(
             "cloud.app:create_app",
@@ -47,17 +52,67 @@ def migrate() -> None:
 
 
 @cloud_app.command()
-def bootstrap(label: str = typer.Option("operator", help="label stored with the key")) -> None:
-    """Create a new platform-operator API key and print it (the only time it is shown)."""
+def bootstrap() -> None:
+    """First set-up: schema, the checkpoint signing key, the operator's chain key and the first operator API key
+    (each made only if absent; key files 0600). Prints where they are and the chain address to fund."""
+    from cloud.chain_signer import operator_signer
     from cloud.db import make_engine, session_factory
     from cloud.db import migrate as run_migrations
-    from cloud.security import Role, issue_key
+    from cloud.security import bootstrap_operator_key
+    from cloud.signing_key import load_or_create
 
-    engine = make_engine(Settings().database_url)
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    run_migrations(engine)
+    load_or_create(settings.signing_key_file, allow_create=True)
+    chain_account, _ = operator_signer(settings.chain_key_file, allow_create=True)
+    with session_factory(engine).begin() as session:
+        made = bootstrap_operator_key(session, settings.operator_key_file, int(time.time()))
+    typer.echo(
+        json.dumps(
+            {
+                "operator_key_file": settings.operator_key_file if made else None,
+                "operator_key": "made" if made else "an operator key exists already (rotate-operator-key)",
+                "chain_account": chain_account.address,
+                "chain_key_file": settings.chain_key_file,
+            }
+        )
+    )
+
+
+@cloud_app.command("chain-account")
+def chain_account() -> None:
+    """The operator's chain address (the account to fund on a real network) and its balance on CT_CLOUD_CHAIN."""
+    from cloud import chain as chainlib
+    from cloud.chain_signer import operator_signer
+
+    settings = Settings()
+    signer, _ = operator_signer(settings.chain_key_file, allow_create=False)
+    report: dict[str, object] = {"chain_account": signer.address}
+    try:
+        node = chainlib.connect_embedded() if settings.chain == "embedded" else chainlib.connect_rpc(settings.chain)
+        report |= {"chain_id": node.chain_id, "balance_wei": node.balance(signer.address)}
+    except chainlib.ChainUnavailable as exc:
+        report["chain"] = f"unreachable: {exc}"
+    typer.echo(json.dumps(report))
+
+
+@cloud_app.command("rotate-operator-key")
+def rotate_operator_key(
+    show: bool = typer.Option(False, "--print", help="also print the new key (else it is only in the key file)"),
+) -> None:
+    """Revoke every operator API key and make a new one, written to CT_CLOUD_OPERATOR_KEY_FILE (0600). Running
+    clouds refuse the old keys at once (keys are looked up per request)."""
+    from cloud.db import make_engine, session_factory
+    from cloud.db import migrate as run_migrations
+    from cloud.security import rotate_operator_key as rotate
+
+    settings = Settings()
+    engine = make_engine(settings.database_url)
     run_migrations(engine)
     with session_factory(engine).begin() as session:
-        key = issue_key(session, Role.OPERATOR, int(time.time()), label=label)
-    typer.echo(key)
+        key = rotate(session, settings.operator_key_file, int(time.time()))
+    typer.echo(key if show else f"new operator key in {settings.operator_key_file}; every older one is revoked")
 
 
 @cloud_app.command()
@@ -107,6 +162,7 @@ def rotate_cloud_key(path: str = typer.Option(None, help="key file (default: CT_
     from pathlib import Path
 
     from carbontrace_protocol.ids import key_fingerprint
+    from cloud.chain_signer import operator_signer
     from cloud.db import make_engine, session_factory
     from cloud.db import migrate as run_migrations
     from cloud.ledger_chain import LedgerChain
@@ -124,7 +180,14 @@ def rotate_cloud_key(path: str = typer.Option(None, help="key file (default: CT_
     engine = make_engine(settings.database_url)
     run_migrations(engine)
     # No cloud key check on this LedgerChain: an interrupted run may have revoked the old key already.
-    registry = LedgerChain(settings.chain, session_factory(engine), settings.registry_address).registry()
+    operator, _ = operator_signer(settings.chain_key_file, allow_create=False)
+    registry = LedgerChain(
+        settings.chain,
+        session_factory(engine),
+        settings.registry_address,
+        signer=operator,
+        fund_operator=settings.fund_operator,
+    ).registry()
     sent = rotate_on_chain(registry, old_public, new_public)
     retired = current.with_name(f"{current.name}.revoked-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
     os.replace(current, retired)

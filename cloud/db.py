@@ -10,18 +10,32 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from carbontrace.secret_files import private_dir, restrict, write_secret
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite"):
         path = database_url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(database_url, connect_args={"timeout": 30, "check_same_thread": False})
+        if path and path != ":memory:":
+            _private_sqlite_file(Path(path))
         _sqlite_serialized_writes(engine)
         return engine
     return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The database (and the journal files SQLite gives the same mode) is 0600 in a 0700 directory: it holds
+    API-key hashes and every tenant's data. Created empty here, so it never exists with a wider mode."""
+    private_dir(path.parent)
+    if not path.exists():
+        try:
+            write_secret(path, b"", exclusive=True)
+        except FileExistsError:  # another worker made it first
+            pass
+    restrict(path)
 
 
 def _sqlite_serialized_writes(engine: Engine) -> None:

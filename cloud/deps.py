@@ -24,15 +24,23 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 def get_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal | None:
-    """None for the public (no key); 401 for a key that is malformed, unknown or revoked."""
+    """None for the public (no key); 401 for a key that is malformed, unknown or revoked; 429 (Retry-After) once
+    the caller's address has failed too often (cloud/rate_limit.py)."""
     if authorization is None:
         return None
+    limiter = get_ledger(request).auth_failures
+    address = request.client.host if request.client is not None else "unknown"
+    wait = limiter.retry_after(address)
+    if wait is not None:
+        raise HTTPException(429, "too many failed API keys from this address", headers={"Retry-After": str(wait)})
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key:
+        limiter.failed(address)
         raise HTTPException(401, "expected Authorization: Bearer <api key>", headers={"WWW-Authenticate": "Bearer"})
     with get_ledger(request).read_session_factory() as session:
         principal = authenticate(session, key.strip())
     if principal is None:
+        limiter.failed(address)
         raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
     return principal
 

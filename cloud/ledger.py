@@ -13,12 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud import chain as chainlib
 from cloud import signer_keys
 from cloud.anchoring import Anchorer
+from cloud.chain_signer import operator_signer
 from cloud.content_store import ContentStore, IpfsClient, LocalContentStore
 from cloud.db import make_engine, migrate, read_session_factory, session_factory
 from cloud.ingest import Ingestor
 from cloud.leader import leader_lock
 from cloud.ledger_chain import CloudKeyConflict, LedgerChain
-from cloud.security import ensure_operator_key
+from cloud.rate_limit import FailureLimiter
+from cloud.security import bootstrap_operator_key
 from cloud.settings import Settings
 from cloud.signing_key import load_or_create, public_key
 
@@ -38,6 +40,7 @@ class Ledger:
     ingestor: Ingestor
     anchorer: Anchorer
     signing_key: int
+    auth_failures: FailureLimiter
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run_jobs(self) -> None:
@@ -70,12 +73,22 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
     development = settings.environment == "development"
     signing_key = load_or_create(settings.signing_key_file, allow_create=development)
     with sessions.begin() as session:
-        ensure_operator_key(session, settings.admin_api_key.get_secret_value(), int(time.time()))
+        if bootstrap_operator_key(session, settings.operator_key_file, int(time.time())):
+            logger.warning("the first operator API key is in %s (0600)", settings.operator_key_file)
         # every cloud key that ever signed a checkpoint stays known, so old checkpoints keep their proofs
         signer_keys.remember_cloud_key(session, public_key(signing_key), int(time.time()))
     ipfs = None if settings.content_store == "local" else IpfsClient(settings.content_store)
     store = ContentStore(LocalContentStore(settings.content_dir), ipfs)
-    ledger_chain = LedgerChain(settings.chain, sessions, settings.registry_address, chain, public_key(signing_key))
+    operator, _ = operator_signer(settings.chain_key_file, allow_create=development)
+    ledger_chain = LedgerChain(
+        settings.chain,
+        sessions,
+        settings.registry_address,
+        chain,
+        public_key(signing_key),
+        signer=operator,
+        fund_operator=settings.fund_operator,
+    )
     _check_cloud_key_on_chain(ledger_chain)
     anchorer = Anchorer(
         sessions,
@@ -85,7 +98,9 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
         leader_lock(engine, sessions, settings.leader_lease_s),
         settings.checkpoint_every_s,
         settings.checkpoint_every_batches,
+        confirmations=settings.confirmation_depth,
     )
     readers = read_session_factory(engine)
     ingestor = Ingestor(sessions, store, readers)
-    return Ledger(settings, engine, sessions, readers, store, ledger_chain, ingestor, anchorer, signing_key)
+    limiter = FailureLimiter(settings.auth_failure_burst, settings.auth_failures_per_minute)
+    return Ledger(settings, engine, sessions, readers, store, ledger_chain, ingestor, anchorer, signing_key, limiter)

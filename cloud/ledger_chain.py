@@ -1,5 +1,8 @@
-"""The cloud's use of the chain: which node, which registry contract, which custodial account, and the
-cloud's own signing key on chain.
+"""The cloud's use of the chain: which node, which registry contract, the operator's chain key (the cloud signs
+its own transactions: cloud/chain_signer.py), and the cloud's own checkpoint signing key on chain.
+
+Enterprises and platforms hold their own chain keys; the cloud stores only their addresses and relays their
+signed consents (cloud/consent.py). No node account is ever used.
 
 Built on cloud/chain.py (the contract client). The node is reached lazily and again after a failure, so a
 chain that is down at start-up or later only delays registry writes and anchors; ingestion never needs it.
@@ -10,23 +13,47 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from carbontrace_protocol.ids import CLOUD_SIGNER, key_fingerprint
 from carbontrace_protocol.ids import chain_id_of as chain_id_of  # re-exported: defined once, in ids
 from cloud import chain as chainlib
-from cloud.models import Enterprise, Meta, Platform
+from cloud.chain_signer import ChainSigner
+from cloud.models import Meta
 
 logger = logging.getLogger("carbontrace.cloud")
 
 # The id the registry lists the cloud's checkpoint and statement signing keys under.
 CLOUD_ID = chain_id_of(CLOUD_SIGNER)
 _NO_KEY = bytes(32)
+# The sender of calls made by a tool without the operator's key (views only; a transaction would fail).
+_READ_ONLY = "0x" + "00" * 20
 
 
-class NoCustodialAccount(chainlib.ChainError):
-    pass
+# What a development node's operator account is topped up to, and the balance below which it is.
+DEV_FUNDING_WEI = 100 * 10**18
+DEV_FUNDING_THRESHOLD_WEI = 10**18
+
+
+class OperatorMismatch(chainlib.ChainError):
+    """The configured registry's operator is not the cloud's chain key: the cloud could not sign for it."""
+
+
+def fund_from_dev_node(chain: chainlib.Chain, address: str, wei: int = DEV_FUNDING_WEI) -> bool:
+    """Top up ``address`` on a development node (embedded, Hardhat, Anvil): from the node's first unlocked
+    account, or with anvil_setBalance / hardhat_setBalance on a node without accounts. Never on a real network
+    (the caller decides: settings.fund_operator_from_dev_node). Returns whether it funded."""
+    if chain.balance(address) >= DEV_FUNDING_THRESHOLD_WEI:
+        return False
+    accounts = chain.accounts
+    if accounts:
+        chain.send_value(accounts[0], address, wei)
+        return True
+    for method in ("anvil_setBalance", "hardhat_setBalance"):
+        response = chain.w3.provider.make_request(method, [address, hex(wei)])  # type: ignore[arg-type]
+        if "error" not in response:
+            return True
+    raise chainlib.ChainError("this node has no unlocked accounts and no setBalance method: fund the operator")
 
 
 class CloudKeyConflict(chainlib.ChainError):
@@ -103,13 +130,19 @@ class LedgerChain:
         registry_address: str = "",
         chain: chainlib.Chain | None = None,
         cloud_public_key: bytes | None = None,
+        signer: ChainSigner | None = None,
+        fund_operator: bool = False,
     ) -> None:
         self.url = url
         self.session_factory = session_factory
         self.registry_address = registry_address
         # When set, the registry is handed out only once the chain lists this key as the cloud's (ensure_cloud_key).
         self.cloud_public_key = cloud_public_key
+        # The operator's chain key; None only for tools that just read (every write needs it).
+        self.signer = signer
+        self.fund_operator = fund_operator
         self._chain = chain
+        self._funded = False
         self._registry: chainlib.RegistryContract | None = None
         self._lock = threading.RLock()
 
@@ -117,6 +150,10 @@ class LedgerChain:
         with self._lock:
             if self._chain is None:
                 self._chain = chainlib.connect_embedded() if self.url == "embedded" else chainlib.connect_rpc(self.url)
+            if self.fund_operator and not self._funded and self.signer is not None:
+                if fund_from_dev_node(self._chain, self.signer.address):
+                    logger.info("funded the operator account %s from the development node", self.signer.address)
+                self._funded = True
             return self._chain
 
     def registry(self) -> chainlib.RegistryContract:
@@ -143,21 +180,15 @@ class LedgerChain:
             if not address and remembered is not None and self.url != "embedded":
                 address = remembered.value
             if address:
-                return chainlib.attach_registry(chain, address)
-            registry, _ = chainlib.deploy_registry(chain)
+                registry = chainlib.attach_registry(chain, address, self.signer or _READ_ONLY)
+                if self.signer is not None and registry.operator().lower() != self.signer.address.lower():
+                    raise OperatorMismatch(
+                        f"the registry {address} has operator {registry.operator()}, not the cloud's chain key "
+                        f"{self.signer.address}: point CT_CLOUD_CHAIN_KEY_FILE at the operator's key"
+                    )
+                return registry
+            if self.signer is None:
+                raise chainlib.ChainError("no registry address and no operator chain key to deploy one with")
+            registry, _ = chainlib.deploy_registry(chain, self.signer)
             session.merge(Meta(key=meta_key, value=registry.address))
             return registry
-
-    def as_party(self, account: str) -> chainlib.RegistryContract:
-        return self.registry().with_sender(account)
-
-    def allocate_account(self, session: Session) -> str:
-        """A custodial account for a new enterprise or platform: the next unlocked node account not yet used."""
-        chain = self.connect()
-        operator = self.registry().operator().lower()
-        used = {a.lower() for a in session.scalars(select(Enterprise.chain_account))}
-        used |= {a.lower() for a in session.scalars(select(Platform.chain_account))}
-        for account in chain.accounts:
-            if account.lower() != operator and account.lower() not in used:
-                return account
-        raise NoCustodialAccount("no free custodial account on this chain node")

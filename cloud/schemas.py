@@ -18,8 +18,15 @@ def _sec1_hex(value: str) -> str:
     return value
 
 
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+SIGNATURE_PATTERN = r"^0x[0-9a-fA-F]{130}$"
+
+
 class EnterpriseCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
+    # The enterprise's own chain address; its key never leaves the enterprise (`carbontrace party apply` makes
+    # one, 0600). It signs the enterprise's binding consents.
+    chain_account: str = Field(pattern=ADDRESS_PATTERN)
 
 
 class EnterpriseRead(BaseModel):
@@ -34,6 +41,7 @@ class EnterpriseCreated(EnterpriseRead):
 
 class PlatformCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
+    chain_account: str = Field(pattern=ADDRESS_PATTERN)  # the platform's own (`carbontrace party keygen`)
 
 
 class PlatformRead(BaseModel):
@@ -61,6 +69,13 @@ class EngineerCreate(BaseModel):
 
 class BindingCreate(BaseModel):
     platform_id: str
+    # The enterprise's EIP-712 BindingConsent (action request), from GET .../bindings/{platform_id}/consent.
+    signature: str = Field(pattern=SIGNATURE_PATTERN)
+
+
+class BindingDecision(BaseModel):
+    # The platform's EIP-712 BindingConsent (action confirm or reject), from GET .../consent?action=...
+    signature: str = Field(pattern=SIGNATURE_PATTERN)
 
 
 class BindingRead(BaseModel):

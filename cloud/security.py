@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from carbontrace.secret_files import write_secret
 from cloud.models import ApiKey
 
 
@@ -73,13 +76,44 @@ def revoke_gateway_keys(session: Session, gateway_id: str) -> None:
     session.execute(update(ApiKey).where(ApiKey.gateway_id == gateway_id).values(revoked=True))
 
 
-def ensure_operator_key(session: Session, key: str, now: int) -> None:
-    """Make the configured admin key a valid operator key (idempotent)."""
+API_KEY_PATTERN = re.compile(r"ct_[0-9a-f]{64}")
+
+
+def has_operator_key(session: Session) -> bool:
+    query = select(ApiKey.id).where(ApiKey.role == Role.OPERATOR.value, ApiKey.revoked.is_(False))
+    return session.execute(query.limit(1)).first() is not None
+
+
+def bootstrap_operator_key(session: Session, key_file: str | Path, now: int) -> bool:
+    """Make the first operator key when the database has no valid one; returns whether it made (or adopted) one.
+
+    The key is written once to ``key_file`` (0600 in a 0700 directory) and only its hash is stored. A file that
+    already holds a key in the API-key format (a deployment's mounted secret, or a run interrupted after the write)
+    is adopted instead of overwritten. Idempotent: with a valid operator key present, nothing happens."""
+    if has_operator_key(session):
+        return False
+    path = Path(key_file)
+    if path.exists():
+        key = path.read_text().strip()
+        if not API_KEY_PATTERN.fullmatch(key):
+            raise ValueError(f"{path} does not hold an operator API key (ct_ and 64 hex digits)")
+    else:
+        key = new_api_key()
+        write_secret(path, key + "\n", exclusive=True)
     digest = hash_key(key)
-    if session.execute(select(ApiKey.id).where(ApiKey.key_hash == digest)).first() is None:
-        session.add(
-            ApiKey(key_hash=digest, role=Role.OPERATOR.value, label="admin bootstrap", revoked=False, created_at=now)
-        )
+    row = session.execute(select(ApiKey).where(ApiKey.key_hash == digest)).scalar_one_or_none()
+    if row is not None:
+        raise ValueError(f"the key in {path} was revoked or belongs to another role: remove the file")
+    session.add(ApiKey(key_hash=digest, role=Role.OPERATOR.value, label="bootstrap", revoked=False, created_at=now))
+    return True
+
+
+def rotate_operator_key(session: Session, key_file: str | Path, now: int) -> str:
+    """Revoke every operator key and issue a new one, written to ``key_file`` (replacing it, 0600); returns it."""
+    session.execute(update(ApiKey).where(ApiKey.role == Role.OPERATOR.value).values(revoked=True))
+    key = issue_key(session, Role.OPERATOR, now, label="rotated")
+    write_secret(key_file, key + "\n")
+    return key
 
 
 def authenticate(session: Session, key: str) -> Principal | None:

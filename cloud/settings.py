@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_ADMIN_KEY = "dev-admin-key-change-me"
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CT_CLOUD_")
 
-    # "development" allows the placeholder secrets below; anything else refuses them.
+    # "development" lets the cloud create its checkpoint and chain keys at first start and binds to loopback only;
+    # anything else needs them made by `carbontrace cloud bootstrap` and may bind anywhere.
     environment: str = "development"
     database_url: str = "sqlite:///./.carbontrace/cloud.db"
     # "embedded" = in-process EVM (eth-tester), else a JSON-RPC URL (Hardhat, a node of a real network).
@@ -23,7 +35,26 @@ class Settings(BaseSettings):
     # The local store is always written (IPFS pins from it), so an accepted batch is never lost.
     content_dir: str = "./.carbontrace/content"
     signing_key_file: str = "./.carbontrace/cloud-signing-key.hex"
-    admin_api_key: SecretStr = SecretStr(PLACEHOLDER_ADMIN_KEY)
+    # The operator's chain key (secp256k1, hex, 0600): the cloud signs its own transactions with it. Created at
+    # bootstrap (or first start in development); CT_CLOUD_CHAIN_KEY (hex) overrides the file (HSM/KMS later).
+    chain_key_file: str = "./.carbontrace/cloud-chain-key.hex"
+    # Development nodes only: top up the operator account from the node (its first unlocked account, or
+    # anvil_setBalance / hardhat_setBalance). The embedded chain is always funded so. On a real network leave it
+    # off and fund the operator's address (`carbontrace cloud chain-account` prints it and its balance) yourself.
+    fund_operator_from_dev_node: bool = False
+    # Blocks that must follow the anchor's block before a checkpoint counts as anchored; None = 0 on the
+    # embedded chain, 2 elsewhere.
+    confirmations: int | None = None
+    # Where the first operator API key is written (0600, once) when the database has none: `carbontrace cloud
+    # bootstrap` or the first start makes it; only its sha256 is stored. If the file already holds a key
+    # (a secret mounted by a deployment) that key is adopted instead. `carbontrace cloud rotate-operator-key`
+    # replaces it, revoking every older operator key. No key is configured by an environment variable.
+    operator_key_file: str = "./.carbontrace/operator-api-key"
+    # Gone: a configured key cannot be revoked by rotation. Set, it stops the start with an explanation.
+    admin_api_key: SecretStr | None = None
+    # Failed API keys per client address: a bucket of `auth_failure_burst` attempts refilled at this rate.
+    auth_failure_burst: int = 10
+    auth_failures_per_minute: float = 10.0
     checkpoint_every_s: float = 60.0
     checkpoint_every_batches: int = 100
     # How often the background worker runs the anchoring and pinning jobs; 0 disables the worker (tests tick it).
@@ -35,14 +66,35 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
-        if self.environment != "development":
-            if self.admin_api_key.get_secret_value() in ("", PLACEHOLDER_ADMIN_KEY):
-                raise ValueError("CT_CLOUD_ADMIN_API_KEY must be set to a real secret outside development")
-            if len(self.admin_api_key.get_secret_value()) < 32:
-                raise ValueError("CT_CLOUD_ADMIN_API_KEY must be at least 32 characters")
+        if self.admin_api_key is not None:
+            raise ValueError(
+                "CT_CLOUD_ADMIN_API_KEY is no longer read: the operator key is made by `carbontrace cloud bootstrap` "
+                "(written to CT_CLOUD_OPERATOR_KEY_FILE) and replaced by `carbontrace cloud rotate-operator-key`"
+            )
+        self.check_bind(self.host)
+        if self.confirmations is not None and self.confirmations < 0:
+            raise ValueError("confirmations must be 0 or more")
         if self.checkpoint_every_batches < 1 or self.checkpoint_every_s <= 0:
             raise ValueError("checkpoint intervals must be positive")
         return self
+
+    def check_bind(self, host: str) -> None:
+        """Development (keys made on the fly, dev-node funding) stays on loopback: refuse any other address."""
+        if self.environment == "development" and not is_loopback(host):
+            raise ValueError(
+                f"refusing to bind {host}: a development cloud listens on loopback only; set "
+                "CT_CLOUD_ENVIRONMENT=production (after `carbontrace cloud bootstrap`) to serve beyond it"
+            )
+
+    @property
+    def confirmation_depth(self) -> int:
+        if self.confirmations is not None:
+            return self.confirmations
+        return 0 if self.chain == "embedded" else 2
+
+    @property
+    def fund_operator(self) -> bool:
+        return self.chain == "embedded" or self.fund_operator_from_dev_node
 
     @property
     def is_sqlite(self) -> bool:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
+from carbontrace.secret_files import write_secret
 from carbontrace_protocol import p256
 
 
@@ -15,10 +15,7 @@ def load_or_create(path: str, allow_create: bool) -> int:
     if not file.exists():
         if not allow_create:
             raise FileNotFoundError(f"cloud signing key {path} is missing (create it with `carbontrace cloud keygen`)")
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_bytes(32).hex() + "\n")
+        write_secret(file, secrets.token_bytes(32).hex() + "\n", exclusive=True)
     seed = bytes.fromhex(file.read_text().strip())
     if len(seed) < 32:
         raise ValueError(f"cloud signing key {path} must hold at least 32 bytes of hex")

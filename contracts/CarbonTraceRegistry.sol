@@ -6,9 +6,13 @@ pragma solidity 0.8.37;
 /// the keys of devices and gateways and the cloud's own signing keys, and anchors checkpoints of the append-only
 /// Merkle log of signed readings. One transaction per checkpoint, whatever the number of readings it covers.
 /// @dev Decisions:
-///  - requestBinding may be sent by the enterprise's own account OR by the operator acting for it (the cloud
-///    submits on behalf of enterprises that hold no key); the event records who sent it. Only the platform's
-///    own account can confirm or reject: a platform's consent is never given by the operator.
+///  - A binding is requested by the enterprise's own key and confirmed or rejected by the platform's own key,
+///    never by the operator: either the party sends the transaction from its registered account, or it signs an
+///    EIP-712 BindingConsent (enterprise id, platform id, action, its nonce) that anyone (the cloud's operator
+///    account in practice) relays with requestBindingSigned / confirmBindingSigned / rejectBindingSigned; the
+///    contract recovers the signer with ecrecover and compares it with the account stored at registration.
+///    Each account's nonce counts its signed consents, so a signature works once. The event's sender is the
+///    party's account in both cases.
 ///  - Either side (enterprise account, platform account, or operator for the enterprise) may unbind a Bound pair.
 ///    Rejected and Revoked pairs may be requested again; every transition emits an event.
 ///  - A key fingerprint (sha256 of the 65-byte SEC1 public key) can be registered once, ever, to one signer (a
@@ -95,6 +99,17 @@ contract CarbonTraceRegistry {
 
     uint256 public constant MAX_CID_LENGTH = 64;
 
+    /// @dev Binding consent actions in the signed message.
+    uint8 public constant ACTION_REQUEST = 1;
+    uint8 public constant ACTION_CONFIRM = 2;
+    uint8 public constant ACTION_REJECT = 3;
+    bytes32 private constant _DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 public constant BINDING_CONSENT_TYPEHASH =
+        keccak256("BindingConsent(bytes32 enterpriseId,bytes32 platformId,uint8 action,uint256 nonce)");
+    // secp256k1n / 2: a larger s is the malleable twin of a valid signature
+    uint256 private constant _HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
+
     error NotOperator(address caller);
     error NotPendingOperator(address caller);
     error ZeroAddress();
@@ -117,6 +132,7 @@ contract CarbonTraceRegistry {
     error CheckpointOutOfRange(uint256 index, uint256 count);
     error CidLength(uint256 length);
     error SignerOutOfRange(bytes32 enterpriseId, SignerKind kind, uint256 index, uint256 count);
+    error BadSignature();
 
     event OperatorTransferStarted(address indexed currentOperator, address indexed pendingOperator);
     event OperatorTransferred(address indexed previousOperator, address indexed newOperator);
@@ -156,6 +172,8 @@ contract CarbonTraceRegistry {
     // enterprise id => signer kind => every device or gateway id it ever registered, in first-registration order
     mapping(bytes32 => mapping(SignerKind => bytes32[])) private _signers;
     mapping(uint256 => StoredCheckpoint) private _checkpoints;
+    /// @notice How many signed consents each account has given (the nonce its next consent must carry).
+    mapping(address => uint256) public nonces;
 
     constructor() {
         operator = msg.sender;
@@ -214,28 +232,92 @@ contract CarbonTraceRegistry {
     // ---- enterprise <-> platform binding ----
 
     function requestBinding(bytes32 enterpriseId, bytes32 platformId) external {
-        _requireEnterpriseOrOperator(enterpriseId);
-        _requirePlatform(platformId);
-        BindingState current = _bindings[enterpriseId][platformId];
-        if (current == BindingState.Requested || current == BindingState.Bound) revert InvalidBindingState(current);
-        _bindings[enterpriseId][platformId] = BindingState.Requested;
-        emit BindingRequested(enterpriseId, platformId, msg.sender);
+        _requireEnterpriseAccount(enterpriseId);
+        _request(enterpriseId, platformId, msg.sender);
     }
 
     function confirmBinding(bytes32 enterpriseId, bytes32 platformId) external {
         _requirePlatformAccount(platformId);
-        BindingState current = _bindings[enterpriseId][platformId];
-        if (current != BindingState.Requested) revert InvalidBindingState(current);
-        _bindings[enterpriseId][platformId] = BindingState.Bound;
-        emit BindingConfirmed(enterpriseId, platformId, msg.sender);
+        _decide(enterpriseId, platformId, true, msg.sender);
     }
 
     function rejectBinding(bytes32 enterpriseId, bytes32 platformId) external {
         _requirePlatformAccount(platformId);
+        _decide(enterpriseId, platformId, false, msg.sender);
+    }
+
+    /// @notice The enterprise's consent, signed by its registered account's key and relayed by anyone.
+    function requestBindingSigned(bytes32 enterpriseId, bytes32 platformId, bytes calldata signature) external {
+        address account = _enterprises[enterpriseId].account;
+        if (account == address(0)) revert UnknownEnterprise(enterpriseId);
+        _consume(account, enterpriseId, platformId, ACTION_REQUEST, signature);
+        _request(enterpriseId, platformId, account);
+    }
+
+    /// @notice The platform's consent, signed by its registered account's key and relayed by anyone.
+    function confirmBindingSigned(bytes32 enterpriseId, bytes32 platformId, bytes calldata signature) external {
+        address account = _platforms[platformId].account;
+        if (account == address(0)) revert UnknownPlatform(platformId);
+        _consume(account, enterpriseId, platformId, ACTION_CONFIRM, signature);
+        _decide(enterpriseId, platformId, true, account);
+    }
+
+    function rejectBindingSigned(bytes32 enterpriseId, bytes32 platformId, bytes calldata signature) external {
+        address account = _platforms[platformId].account;
+        if (account == address(0)) revert UnknownPlatform(platformId);
+        _consume(account, enterpriseId, platformId, ACTION_REJECT, signature);
+        _decide(enterpriseId, platformId, false, account);
+    }
+
+    /// @notice The EIP-712 domain separator (name "CarbonTraceRegistry", version "1", this chain, this contract).
+    function domainSeparator() public view returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                _DOMAIN_TYPEHASH, keccak256("CarbonTraceRegistry"), keccak256("1"), block.chainid, address(this)
+            )
+        );
+    }
+
+    function _request(bytes32 enterpriseId, bytes32 platformId, address sender) private {
+        _requirePlatform(platformId);
+        BindingState current = _bindings[enterpriseId][platformId];
+        if (current == BindingState.Requested || current == BindingState.Bound) revert InvalidBindingState(current);
+        _bindings[enterpriseId][platformId] = BindingState.Requested;
+        emit BindingRequested(enterpriseId, platformId, sender);
+    }
+
+    function _decide(bytes32 enterpriseId, bytes32 platformId, bool confirm, address sender) private {
         BindingState current = _bindings[enterpriseId][platformId];
         if (current != BindingState.Requested) revert InvalidBindingState(current);
-        _bindings[enterpriseId][platformId] = BindingState.Rejected;
-        emit BindingRejected(enterpriseId, platformId, msg.sender);
+        if (confirm) {
+            _bindings[enterpriseId][platformId] = BindingState.Bound;
+            emit BindingConfirmed(enterpriseId, platformId, sender);
+        } else {
+            _bindings[enterpriseId][platformId] = BindingState.Rejected;
+            emit BindingRejected(enterpriseId, platformId, sender);
+        }
+    }
+
+    /// @dev Check that `account` signed this consent with its current nonce, then use the nonce up.
+    function _consume(address account, bytes32 enterpriseId, bytes32 platformId, uint8 action, bytes calldata sig)
+        private
+    {
+        if (sig.length != 65) revert BadSignature();
+        uint256 nonce = nonces[account];
+        bytes32 digest = keccak256(
+            abi.encodePacked(
+                "\x19\x01",
+                domainSeparator(),
+                keccak256(abi.encode(BINDING_CONSENT_TYPEHASH, enterpriseId, platformId, action, nonce))
+            )
+        );
+        bytes32 r = bytes32(sig[0:32]);
+        bytes32 s = bytes32(sig[32:64]);
+        uint8 v = uint8(sig[64]);
+        if (uint256(s) > _HALF_N || (v != 27 && v != 28)) revert BadSignature();
+        address signer = ecrecover(digest, v, r, s);
+        if (signer == address(0) || signer != account) revert BadSignature();
+        nonces[account] = nonce + 1;
     }
 
     function unbind(bytes32 enterpriseId, bytes32 platformId) external {
@@ -462,6 +544,12 @@ contract CarbonTraceRegistry {
         address account = _enterprises[enterpriseId].account;
         if (account == address(0)) revert UnknownEnterprise(enterpriseId);
         if (msg.sender != account && msg.sender != operator) revert NotEnterpriseAccount(enterpriseId, msg.sender);
+    }
+
+    function _requireEnterpriseAccount(bytes32 enterpriseId) private view {
+        address account = _enterprises[enterpriseId].account;
+        if (account == address(0)) revert UnknownEnterprise(enterpriseId);
+        if (msg.sender != account) revert NotEnterpriseAccount(enterpriseId, msg.sender);
     }
 
     function _requirePlatform(bytes32 platformId) private view {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from carbontrace.secret_files import write_secret
 from carbontrace_protocol import p256
 
 
@@ -12,11 +13,8 @@ def create_key_file(path: Path, overwrite: bool = False) -> bytes:
     """Write a new key and return its public key (65-byte SEC1) for registration with the cloud."""
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; refusing to replace a gateway key")
-    path.parent.mkdir(parents=True, exist_ok=True)
     seed = os.urandom(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(seed.hex() + "\n")
+    write_secret(path, seed.hex() + "\n")  # 0600 in a 0700 directory
     return public_key_of(load_private_key(path))
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from carbontrace.secret_files import private_dir
 from simulators import firmware_path
 
 firmware_path.ensure()
@@ -163,7 +164,7 @@ class SimDevice:
         self.spec = spec
         self.cfg = cfg
         self.plan = cfg.faults
-        flash_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(flash_dir)  # a virtual device's flash holds its private key: 0700 (no modes on real flash)
         seed = self.plan.seed
         self.port = SimPort(str(flash_dir), rng_seed=f"{seed}|{spec.name}")
         scale = cfg.time_scale

@@ -1,24 +1,30 @@
 """Parties: enterprises, trading platforms, regulators, site engineers; enterprise ↔ platform bindings.
 
-Bindings live on the chain: the enterprise's request is sent from its custodial account, the platform's
-confirmation from the platform's, and the state returned to both is read back from the contract.
+Every party holds its own chain key; the cloud stores its address only. Bindings live on the chain: the
+enterprise signs its request and the platform its confirmation (EIP-712 BindingConsent, typed data served by the
+consent endpoints), the operator relays each signature and the contract checks it against the account registered
+for that party. The state returned to both is read back from the contract.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
-from sqlalchemy import select
+from eth_utils.address import to_checksum_address
+from fastapi import APIRouter, Depends, HTTPException, Query
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from cloud import models
+from cloud import consent, models
 from cloud.chain import BindingState
+from cloud.consent import ConsentAction
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ledger_chain import chain_id_of
 from cloud.schemas import (
     BindingCreate,
+    BindingDecision,
     BindingRead,
     EngineerCreate,
     EnterpriseCreate,
@@ -43,15 +49,44 @@ def _state_name(state: BindingState) -> str:
     return state.name.lower()
 
 
+def _party_account(session: Session, given: str) -> str:
+    """The party's own chain address, checksummed. One already registered to another party is refused (409):
+    one key, one party."""
+    address = to_checksum_address(given)
+    taken = select(models.Enterprise.id).where(func.lower(models.Enterprise.chain_account) == address.lower())
+    taken_p = select(models.Platform.id).where(func.lower(models.Platform.chain_account) == address.lower())
+    if session.execute(taken).first() is not None or session.execute(taken_p).first() is not None:
+        raise HTTPException(409, "this chain account is registered to another party")
+    return address
+
+
+def _signature(hex_text: str) -> bytes:
+    return bytes.fromhex(hex_text.removeprefix("0x"))
+
+
+def _consent_document(
+    ledger: LedgerDep, account: str, enterprise_id: str, platform_id: str, action: ConsentAction
+) -> dict[str, Any]:
+    registry = ledger.chain.registry()
+    return consent.typed_data_json(
+        ledger.chain.connect().chain_id,
+        registry.address,
+        chain_id_of(enterprise_id),
+        chain_id_of(platform_id),
+        action,
+        registry.consent_nonce(account),
+    )
+
+
 @router.post("/enterprises", status_code=201, response_model=EnterpriseCreated)
 def apply_enterprise(body: EnterpriseCreate, ledger: LedgerDep) -> EnterpriseCreated:
-    """Roles: public (no key). An enterprise applies: it gets a unique id, a custodial chain account
+    """Roles: public (no key). An enterprise applies with its own chain address: it gets a unique id, the address
     registered in the contract, and its enterprise API key (shown once)."""
     now = int(time.time())
     enterprise_id = _new_id("ENT")
     registry = ledger.chain.registry()  # before the write transaction: first use may deploy and record it
     with ledger.session_factory.begin() as session:
-        account = ledger.chain.allocate_account(session)
+        account = _party_account(session, body.chain_account)
         registry.register_enterprise(chain_id_of(enterprise_id), account, body.name)
         session.add(models.Enterprise(id=enterprise_id, name=body.name, chain_account=account, created_at=now))
         session.flush()
@@ -83,7 +118,7 @@ def register_platform(
     platform_id = _new_id("PLT")
     registry = ledger.chain.registry()
     with ledger.session_factory.begin() as session:
-        account = ledger.chain.allocate_account(session)
+        account = _party_account(session, body.chain_account)
         registry.register_platform(chain_id_of(platform_id), account, body.name)
         session.add(models.Platform(id=platform_id, name=body.name, chain_account=account, created_at=now))
         session.flush()
@@ -123,6 +158,24 @@ def add_engineer(
     return KeyCreated(role=Role.SITE_ENGINEER.value, api_key=key)
 
 
+@router.get("/enterprises/{enterprise_id}/bindings/{platform_id}/consent")
+def binding_request_consent(
+    enterprise_id: str,
+    platform_id: str,
+    ledger: LedgerDep,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(require(Role.ENTERPRISE))],
+) -> dict[str, Any]:
+    """Roles: the enterprise itself. The EIP-712 typed data (eth_signTypedData_v4) its key signs to request the
+    binding; the nonce is the chain's, so a signature works once."""
+    if principal.enterprise_id != enterprise_id:
+        raise forbidden()
+    enterprise = session.get(models.Enterprise, enterprise_id)
+    if enterprise is None or session.get(models.Platform, platform_id) is None:
+        raise HTTPException(404, "no such platform")
+    return _consent_document(ledger, enterprise.chain_account, enterprise_id, platform_id, ConsentAction.REQUEST)
+
+
 @router.post("/enterprises/{enterprise_id}/bindings", status_code=201, response_model=BindingRead)
 def request_binding(
     enterprise_id: str,
@@ -131,23 +184,49 @@ def request_binding(
     session: SessionDep,
     principal: Annotated[Principal, Depends(require(Role.ENTERPRISE))],
 ) -> BindingRead:
-    """Roles: the enterprise itself. Requests binding to a platform, on chain from the enterprise's account."""
+    """Roles: the enterprise itself. Requests binding to a platform: the enterprise's signed consent, relayed on
+    chain by the operator (the contract rejects a signature that is not the enterprise's key: 409)."""
     if principal.enterprise_id != enterprise_id:
         raise forbidden()
     enterprise = session.get(models.Enterprise, enterprise_id)
     platform = session.get(models.Platform, body.platform_id)
     if enterprise is None or platform is None:
         raise HTTPException(404, "no such platform")
-    contract = ledger.chain.as_party(enterprise.chain_account)
-    contract.request_binding(chain_id_of(enterprise_id), chain_id_of(platform.id))
+    registry = ledger.chain.registry()
+    registry.request_binding_signed(chain_id_of(enterprise_id), chain_id_of(platform.id), _signature(body.signature))
     with ledger.session_factory.begin() as write:
         write.merge(models.Binding(enterprise_id=enterprise_id, platform_id=platform.id, updated_at=int(time.time())))
-    state = contract.binding_state(chain_id_of(enterprise_id), chain_id_of(platform.id))
+    state = registry.binding_state(chain_id_of(enterprise_id), chain_id_of(platform.id))
     return BindingRead(enterprise_id=enterprise_id, platform_id=platform.id, state=_state_name(state))
 
 
+@router.get("/platforms/{platform_id}/bindings/{enterprise_id}/consent")
+def binding_decision_consent(
+    platform_id: str,
+    enterprise_id: str,
+    ledger: LedgerDep,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(require(Role.PLATFORM))],
+    action: Annotated[str, Query(pattern="^(confirm|reject)$")] = "confirm",
+) -> dict[str, Any]:
+    """Roles: the platform itself. The EIP-712 typed data its key signs to confirm (or reject) a request."""
+    if principal.platform_id != platform_id:
+        raise forbidden()
+    platform = session.get(models.Platform, platform_id)
+    if platform is None or session.get(models.Binding, (enterprise_id, platform_id)) is None:
+        raise HTTPException(404, "no binding request from this enterprise")
+    chosen = ConsentAction.CONFIRM if action == "confirm" else ConsentAction.REJECT
+    return _consent_document(ledger, platform.chain_account, enterprise_id, platform_id, chosen)
+
+
 def _platform_decision(
-    platform_id: str, enterprise_id: str, confirm: bool, ledger: LedgerDep, session: SessionDep, principal: Principal
+    platform_id: str,
+    enterprise_id: str,
+    confirm: bool,
+    body: BindingDecision,
+    ledger: LedgerDep,
+    session: SessionDep,
+    principal: Principal,
 ) -> BindingRead:
     if principal.platform_id != platform_id:
         raise forbidden()
@@ -155,12 +234,10 @@ def _platform_decision(
     binding = session.get(models.Binding, (enterprise_id, platform_id))
     if platform is None or binding is None:
         raise HTTPException(404, "no binding request from this enterprise")
-    contract = ledger.chain.as_party(platform.chain_account)
-    if confirm:
-        contract.confirm_binding(chain_id_of(enterprise_id), chain_id_of(platform_id))
-    else:
-        contract.reject_binding(chain_id_of(enterprise_id), chain_id_of(platform_id))
-    state = contract.binding_state(chain_id_of(enterprise_id), chain_id_of(platform_id))
+    registry = ledger.chain.registry()
+    decide = registry.confirm_binding_signed if confirm else registry.reject_binding_signed
+    decide(chain_id_of(enterprise_id), chain_id_of(platform_id), _signature(body.signature))
+    state = registry.binding_state(chain_id_of(enterprise_id), chain_id_of(platform_id))
     return BindingRead(enterprise_id=enterprise_id, platform_id=platform_id, state=_state_name(state))
 
 
@@ -168,24 +245,26 @@ def _platform_decision(
 def confirm_binding(
     platform_id: str,
     enterprise_id: str,
+    body: BindingDecision,
     ledger: LedgerDep,
     session: SessionDep,
     principal: Annotated[Principal, Depends(require(Role.PLATFORM))],
 ) -> BindingRead:
-    """Roles: the platform itself. Confirms a requested binding, on chain from the platform's account."""
-    return _platform_decision(platform_id, enterprise_id, True, ledger, session, principal)
+    """Roles: the platform itself. Confirms a requested binding with the platform's signed consent."""
+    return _platform_decision(platform_id, enterprise_id, True, body, ledger, session, principal)
 
 
 @router.post("/platforms/{platform_id}/bindings/{enterprise_id}/reject", response_model=BindingRead)
 def reject_binding(
     platform_id: str,
     enterprise_id: str,
+    body: BindingDecision,
     ledger: LedgerDep,
     session: SessionDep,
     principal: Annotated[Principal, Depends(require(Role.PLATFORM))],
 ) -> BindingRead:
-    """Roles: the platform itself. Rejects a requested binding on chain."""
-    return _platform_decision(platform_id, enterprise_id, False, ledger, session, principal)
+    """Roles: the platform itself. Rejects a requested binding with the platform's signed consent."""
+    return _platform_decision(platform_id, enterprise_id, False, body, ledger, session, principal)
 
 
 def _bindings(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from carbontrace.servers import HardhatNode
+from carbontrace.servers import AnvilNode, HardhatNode
 from cloud.chain import Chain, RegistryContract, connect_embedded, connect_rpc, deploy_registry
 from tests.chain.contract_helpers import Parties
 
@@ -34,6 +34,24 @@ def running_hardhat(prefix: str = "ct-hardhat-") -> Iterator[HardhatNode]:
             yield node
         finally:
             node.stop()
+
+
+@contextmanager
+def running_anvil(*extra_args: str) -> Iterator[AnvilNode]:
+    """An Anvil node with no unlocked accounts (`--accounts 0`), in a temp dir of its own."""
+    with tempfile.TemporaryDirectory(prefix="ct-anvil-") as tmp:
+        node = AnvilNode(Path(tmp), extra_args=extra_args)
+        try:
+            node.start()
+            yield node
+        finally:
+            node.stop()
+
+
+@pytest.fixture(scope="session")
+def anvil_node() -> Iterator[AnvilNode]:
+    with running_anvil() as node:
+        yield node
 
 
 @pytest.fixture(scope="session")

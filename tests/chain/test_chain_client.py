@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from eth_account import Account
 
-from cloud.chain import Chain, ChainUnavailable, connect_rpc, deploy_registry, local_account
-from tests.chain.conftest import HardhatNode
+from carbontrace.servers import AnvilNode
+from cloud.chain import (
+    Chain,
+    ChainUnavailable,
+    OperatorUnfunded,
+    attach_registry,
+    connect_rpc,
+    deploy_registry,
+    local_account,
+)
+from cloud.chain_signer import LocalKeySigner
+from tests.chain.conftest import HardhatNode, running_anvil
 from tests.chain.contract_helpers import ZERO32, Parties, cid_of, expect_revert, merkle_root
 from tests.conftest import free_port
 
@@ -23,6 +35,69 @@ def test_local_private_key_signs_and_operates(chain: Chain, parties: Parties) ->
     assert registry.with_sender(key).checkpoint_count() == 1
     expect_revert("NotOperator", registry.with_sender(parties.operator).anchor_checkpoint, 8, ZERO32, "c")
     assert chain.balance(key.address) < 10**18  # it paid for its own transactions
+
+
+# ---- a node with no unlocked accounts (Anvil --accounts 0): nonces, fees, funding ----
+
+
+def _funded(node: AnvilNode) -> LocalKeySigner:
+    signer = LocalKeySigner.generate()
+    node.set_balance(signer.address, 10**20)
+    return signer
+
+
+def test_eip1559_fees_and_nonces_across_a_restart(anvil_node: AnvilNode) -> None:
+    chain = connect_rpc(anvil_node.url)
+    assert chain.accounts == []
+    signer = _funded(anvil_node)
+    registry, deployed = deploy_registry(chain, signer)
+    registry.anchor_checkpoint(1, merkle_root(b"1"), cid_of(b"1"))
+    # a restart: a new client knows nothing of the nonces used, it reads the node's pending count
+    again = attach_registry(connect_rpc(anvil_node.url), registry.address, signer)
+    result = again.anchor_checkpoint(2, merkle_root(b"2"), cid_of(b"2"))
+    tx = chain.w3.eth.get_transaction(result.tx_hash)
+    block = chain.w3.eth.get_block(tx["blockNumber"] - 1)
+    assert tx["type"] == 2 and tx["nonce"] == 2 and tx["from"] == signer.address
+    assert tx["maxFeePerGas"] == 2 * block["baseFeePerGas"] + tx["maxPriorityFeePerGas"]
+    # this process believes in a later nonce (a transaction the node dropped): no gap, the node's count wins
+    again.chain._nonces[signer.address] = 50
+    assert again.anchor_checkpoint(3, merkle_root(b"3"), cid_of(b"3")).block_number > deployed.block_number
+    assert again.checkpoint_count() == 3
+
+
+def test_two_processes_sharing_the_key_do_not_lose_a_transaction(anvil_node: AnvilNode) -> None:
+    """Two clients (as two workers would be) send with one key at once: a nonce race is retried, none lost."""
+    signer = _funded(anvil_node)
+    target = LocalKeySigner.generate().address
+    chains = [connect_rpc(anvil_node.url), connect_rpc(anvil_node.url)]
+
+    def send(chain: Chain) -> None:
+        for _ in range(5):
+            chain.send_value(signer, target, 1)
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in chains]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert chains[0].balance(target) == 10
+    assert chains[0].w3.eth.get_transaction_count(signer.address) == 10
+
+
+def test_legacy_gas_price_only_without_a_base_fee() -> None:
+    with running_anvil("--hardfork", "berlin") as node:
+        chain = connect_rpc(node.url)
+        signer = _funded(node)
+        result = chain.send_value(signer, LocalKeySigner.generate().address, 1)
+        tx = chain.w3.eth.get_transaction(result.tx_hash)
+        assert tx["type"] == 0 and tx["gasPrice"] > 0
+
+
+def test_an_unfunded_operator_is_named() -> None:
+    with running_anvil() as node:
+        chain = connect_rpc(node.url)
+        with pytest.raises(OperatorUnfunded, match="fund it"):
+            chain.send_value(LocalKeySigner.generate(), LocalKeySigner.generate().address, 1)
 
 
 # ---- chain down ----

@@ -9,6 +9,7 @@ import hashlib
 
 import pytest
 
+from cloud import consent
 from cloud.chain import (
     BindingState,
     Chain,
@@ -19,6 +20,8 @@ from cloud.chain import (
     deploy_naive_store,
     deploy_registry,
 )
+from cloud.chain_signer import LocalKeySigner
+from cloud.consent import ConsentAction
 from tests.chain.conftest import chain_kind
 from tests.chain.contract_helpers import (
     ANCHOR_GAS_BOUND,
@@ -138,7 +141,9 @@ def test_binding_state_machine(registered: RegistryContract, parties: Parties) -
     assert state(ENTERPRISE, PLATFORM) is BindingState.REVOKED
     expect_revert("InvalidBindingState", as_enterprise.unbind, ENTERPRISE, PLATFORM)
 
-    registered.request_binding(ENTERPRISE, PLATFORM)  # the operator acting for the enterprise
+    # the operator cannot ask in the enterprise's name: a request is the enterprise's own consent
+    expect_revert("NotEnterpriseAccount", registered.request_binding, ENTERPRISE, PLATFORM)
+    as_enterprise.request_binding(ENTERPRISE, PLATFORM)
     assert state(ENTERPRISE, PLATFORM) is BindingState.REQUESTED
     expect_revert("NotPlatformAccount", as_stranger.reject_binding, ENTERPRISE, PLATFORM)
     as_platform.reject_binding(ENTERPRISE, PLATFORM)
@@ -156,13 +161,74 @@ def test_binding_state_machine(registered: RegistryContract, parties: Parties) -
         ("requested", parties.enterprise),
         ("confirmed", parties.platform),
         ("revoked", parties.platform),
-        ("requested", parties.operator),
+        ("requested", parties.enterprise),
         ("rejected", parties.platform),
         ("requested", parties.enterprise),
         ("confirmed", parties.platform),
         ("revoked", parties.enterprise),
     ]
     assert all(e.enterprise_id == ENTERPRISE and e.platform_id == PLATFORM for e in registered.binding_events())
+
+
+def test_binding_by_signed_consent(chain: Chain, parties: Parties, gas_table: dict[tuple[str, str], int]) -> None:
+    """Enterprise and platform hold keys the node never saw; the operator relays their EIP-712 consents, and the
+    contract accepts each only from the registered account's key, once."""
+    registry, _ = deploy_registry(chain, parties.operator)
+    enterprise_key, platform_key, stranger_key = (LocalKeySigner.generate() for _ in range(3))
+    registry.register_enterprise(ENTERPRISE, enterprise_key.address, "Acme Steel")
+    registry.register_platform(PLATFORM, platform_key.address, "Green Exchange")
+
+    def sign(signer: LocalKeySigner, action: ConsentAction, nonce: int | None = None) -> bytes:
+        nonce = registry.consent_nonce(signer.address) if nonce is None else nonce
+        return signer.sign_typed_data(
+            consent.domain(chain.chain_id, registry.address),
+            consent.CONSENT_TYPES,
+            consent.message(ENTERPRISE, PLATFORM, action, nonce),
+        )
+
+    request = sign(enterprise_key, ConsentAction.REQUEST)
+    expect_revert(
+        "BadSignature", registry.request_binding_signed, ENTERPRISE, PLATFORM, sign(stranger_key, ConsentAction.REQUEST)
+    )
+    expect_revert("BadSignature", registry.request_binding_signed, ENTERPRISE, PLATFORM, request[:64])
+    # the platform's signature over a request, or the enterprise's over a confirmation, is no consent
+    expect_revert(
+        "BadSignature", registry.request_binding_signed, ENTERPRISE, PLATFORM, sign(platform_key, ConsentAction.REQUEST)
+    )
+    gas = {"requestBindingSigned (relayed consent)": registry.request_binding_signed(ENTERPRISE, PLATFORM, request)}
+    assert registry.binding_state(ENTERPRISE, PLATFORM) is BindingState.REQUESTED
+    assert registry.consent_nonce(enterprise_key.address) == 1
+    expect_revert(
+        "BadSignature",
+        registry.confirm_binding_signed,
+        ENTERPRISE,
+        PLATFORM,
+        sign(enterprise_key, ConsentAction.CONFIRM),
+    )
+    expect_revert(
+        "BadSignature", registry.confirm_binding_signed, ENTERPRISE, PLATFORM, sign(platform_key, ConsentAction.REJECT)
+    )
+    confirm = sign(platform_key, ConsentAction.CONFIRM)
+    gas["confirmBindingSigned (relayed consent)"] = registry.confirm_binding_signed(ENTERPRISE, PLATFORM, confirm)
+    assert registry.binding_state(ENTERPRISE, PLATFORM) is BindingState.BOUND
+    for operation, result in gas.items():
+        gas_table[(chain_kind(chain), operation)] = result.gas_used
+
+    registry.unbind(ENTERPRISE, PLATFORM)
+    # replaying the old signatures after an unbind does nothing: their nonces are used up
+    expect_revert("BadSignature", registry.request_binding_signed, ENTERPRISE, PLATFORM, request)
+    registry.request_binding_signed(ENTERPRISE, PLATFORM, sign(enterprise_key, ConsentAction.REQUEST))
+    expect_revert("BadSignature", registry.confirm_binding_signed, ENTERPRISE, PLATFORM, confirm)
+    registry.reject_binding_signed(ENTERPRISE, PLATFORM, sign(platform_key, ConsentAction.REJECT))
+    assert registry.binding_state(ENTERPRISE, PLATFORM) is BindingState.REJECTED
+    senders = [(e.kind, e.sender) for e in registry.binding_events()]
+    assert senders == [
+        ("requested", enterprise_key.address),
+        ("confirmed", platform_key.address),
+        ("revoked", parties.operator),
+        ("requested", enterprise_key.address),
+        ("rejected", platform_key.address),
+    ]
 
 
 # ---- device keys ----
@@ -231,8 +297,13 @@ def test_gateway_keys_are_registered_and_revoked_in_their_own_id_space(
     as_other = registered.with_sender(parties.other)
     start_block = registered.chain.block_number()
 
-    expect_revert("NotEnterpriseAccount", registered.with_sender(parties.stranger).register_gateway_key,
-                  ENTERPRISE, DEVICE, gateway_key)
+    expect_revert(
+        "NotEnterpriseAccount",
+        registered.with_sender(parties.stranger).register_gateway_key,
+        ENTERPRISE,
+        DEVICE,
+        gateway_key,
+    )
     # the same 32-byte id names a gateway and a device independently: separate records, separate events
     as_enterprise.register_gateway_key(ENTERPRISE, DEVICE, gateway_key)
     as_enterprise.register_device_key(ENTERPRISE, DEVICE, device_key)
@@ -241,11 +312,18 @@ def test_gateway_keys_are_registered_and_revoked_in_their_own_id_space(
     assert registered.key_state(gateway_key) == KeyRecord(
         KeyState.ACTIVE, SignerKind.GATEWAY, DEVICE, ENTERPRISE, 0, None
     )
-    assert registered.key_state(device_key) == KeyRecord(KeyState.ACTIVE, SignerKind.DEVICE, DEVICE, ENTERPRISE, 0, None)
+    assert registered.key_state(device_key) == KeyRecord(
+        KeyState.ACTIVE, SignerKind.DEVICE, DEVICE, ENTERPRISE, 0, None
+    )
     # a fingerprint belongs to one signer, ever: a device key cannot become a gateway key
     expect_revert("KeyAlreadyRegistered", as_enterprise.register_gateway_key, ENTERPRISE, DEVICE_2, device_key)
-    assert expect_revert("SignerHasActiveKey", as_enterprise.register_gateway_key, ENTERPRISE, DEVICE,
-                         device_fingerprint(b"gateway key 2")) == (DEVICE, gateway_key)
+    assert expect_revert(
+        "SignerHasActiveKey",
+        as_enterprise.register_gateway_key,
+        ENTERPRISE,
+        DEVICE,
+        device_fingerprint(b"gateway key 2"),
+    ) == (DEVICE, gateway_key)
     expect_revert("SignerOfOtherEnterprise", as_other.revoke_gateway_key, OTHER_ENTERPRISE, DEVICE, gateway_key)
     expect_revert("KeyNotActive", as_enterprise.revoke_gateway_key, ENTERPRISE, DEVICE, device_key)
 

@@ -11,17 +11,22 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from eth_account import Account
 from fastapi.testclient import TestClient
 
+from carbontrace.secret_files import write_secret
 from carbontrace_protocol import cbor, cose, p256
 from carbontrace_protocol.batch import ZERO_HASH, Batch, aggregate_window, build_batch
 from carbontrace_protocol.emission_factors import get_factor
 from carbontrace_protocol.reading import Reading, sign_reading
 from cloud.app import create_app
 from cloud.chain import Chain
+from cloud.security import new_api_key
 from cloud.settings import Settings
 
-ADMIN_KEY = "test-admin-key-" + "x" * 32
+# This run's operator key: random, made here, handed to each test cloud through its bootstrap key file (the
+# cloud adopts a key it finds there when its database has none). No key written in the repository opens anything.
+ADMIN_KEY = new_api_key()
 
 Signer = Callable[[Reading, int], bytes]
 
@@ -43,11 +48,18 @@ INTERVAL_S = 10
 
 
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
+    operator_key_file = tmp / "operator-api-key"
+    if not operator_key_file.exists():
+        write_secret(operator_key_file, ADMIN_KEY + "\n")
     values: dict[str, Any] = {
+        "operator_key_file": str(operator_key_file),
         "database_url": f"sqlite:///{tmp}/cloud.db",
         "content_dir": str(tmp / "content"),
         "signing_key_file": str(tmp / "cloud-key.hex"),
-        "admin_api_key": ADMIN_KEY,
+        "chain_key_file": str(tmp / "cloud-chain-key.hex"),
+        "fund_operator_from_dev_node": True,  # the tests' chains are development nodes
+        "auth_failure_burst": 100_000,  # many tests send wrong keys on purpose; the limit has its own test
+        "confirmations": 0,  # automining dev nodes: no block follows unless asked (the depth has its own test)
         "jobs_interval_s": 0,
         "checkpoint_every_batches": 1000,
         "checkpoint_every_s": 3600,
@@ -162,11 +174,59 @@ class Tenant:
     enterprise_key: str
     engineer_key: str
     gateway: GatewayKit
+    chain_key: str = ""  # the enterprise's own chain key (made here, never sent to the cloud)
+
+
+def new_party_key() -> tuple[str, str]:
+    """(private key hex, address): a party's own chain key, made on the party's side as `carbontrace party` does."""
+    account = Account.create()
+    return "0x" + bytes(account.key).hex(), str(account.address)
+
+
+def register_platform(client: TestClient, name: str) -> tuple[str, str, str]:
+    """(platform id, platform API key, the platform's own chain key) — registered by the operator."""
+    chain_key, chain_account = new_party_key()
+    r = client.post("/api/v1/platforms", json={"name": name, "chain_account": chain_account}, headers=auth(ADMIN_KEY))
+    assert r.status_code == 201, r.text
+    return r.json()["platform_id"], r.json()["api_key"], chain_key
+
+
+def sign_consent(client: TestClient, consent_path: str, api_key: str, chain_key: str) -> str:
+    """Fetch the EIP-712 typed data a party signs and sign it with the party's chain key (as a wallet does)."""
+    r = client.get(consent_path, headers=auth(api_key))
+    assert r.status_code == 200, r.text
+    return "0x" + bytes(Account.sign_typed_data(chain_key, full_message=r.json()).signature).hex()
+
+
+def request_binding(
+    client: TestClient, enterprise_id: str, enterprise_key: str, chain_key: str, platform_id: str
+) -> Any:
+    consent = f"/api/v1/enterprises/{enterprise_id}/bindings/{platform_id}/consent"
+    signature = sign_consent(client, consent, enterprise_key, chain_key)
+    return client.post(
+        f"/api/v1/enterprises/{enterprise_id}/bindings",
+        json={"platform_id": platform_id, "signature": signature},
+        headers=auth(enterprise_key),
+    )
+
+
+def decide_binding(
+    client: TestClient, platform_id: str, platform_key: str, chain_key: str, enterprise_id: str, confirm: bool = True
+) -> Any:
+    action = "confirm" if confirm else "reject"
+    consent = f"/api/v1/platforms/{platform_id}/bindings/{enterprise_id}/consent?action={action}"
+    signature = sign_consent(client, consent, platform_key, chain_key)
+    return client.post(
+        f"/api/v1/platforms/{platform_id}/bindings/{enterprise_id}/{action}",
+        json={"signature": signature},
+        headers=auth(platform_key),
+    )
 
 
 def register_tenant(client: TestClient, name: str, devices: int = 2) -> Tenant:
     """Enterprise applies, adds a site engineer, a site, a gateway and devices — all through the API."""
-    r = client.post("/api/v1/enterprises", json={"name": name})
+    chain_key, chain_account = new_party_key()
+    r = client.post("/api/v1/enterprises", json={"name": name, "chain_account": chain_account})
     assert r.status_code == 201, r.text
     enterprise_id, enterprise_key = r.json()["enterprise_id"], r.json()["api_key"]
     r = client.post(
@@ -203,7 +263,7 @@ def register_tenant(client: TestClient, name: str, devices: int = 2) -> Tenant:
         assert r.status_code == 201, r.text
         kits.append(DeviceKit(device_id, private, public))
     gateway = GatewayKit(gateway_id, site_id, gw_private, gw_public, gateway_key, kits, factor_id)
-    return Tenant(enterprise_id, enterprise_key, engineer_key, gateway)
+    return Tenant(enterprise_id, enterprise_key, engineer_key, gateway, chain_key)
 
 
 def app_client(settings: Settings, chain: Chain | None = None) -> TestClient:

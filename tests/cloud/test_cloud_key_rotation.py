@@ -15,7 +15,7 @@ from cloud.ledger import build_ledger
 from cloud.ledger_chain import CLOUD_ID, CloudKeyConflict
 from cloud.settings import Settings
 from cloud.signing_key import load_or_create, public_key
-from tests.cloud.cloud_testkit import ADMIN_KEY, make_settings
+from tests.cloud.cloud_testkit import make_settings
 from tests.cloud.conftest import HardhatNode
 
 
@@ -33,9 +33,9 @@ def _mode(path: Path) -> int:
 def settings(tmp_path: Path, cloud_hardhat_node: HardhatNode, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """One configuration for the server (build_ledger) and the CLI (Settings() from the environment)."""
     settings = make_settings(tmp_path, chain=cloud_hardhat_node.url)
-    for name in ("database_url", "content_dir", "signing_key_file", "chain"):
+    for name in ("database_url", "content_dir", "signing_key_file", "chain_key_file", "chain", "fund_operator_from_dev_node"):
         monkeypatch.setenv(f"CT_CLOUD_{name.upper()}", str(getattr(settings, name)))
-    monkeypatch.setenv("CT_CLOUD_ADMIN_API_KEY", ADMIN_KEY)
+    monkeypatch.setenv("CT_CLOUD_OPERATOR_KEY_FILE", settings.operator_key_file)
     return settings
 
 

@@ -11,7 +11,19 @@ from cloud.chain import BindingState, KeyRecord, KeyState, SignerKind, connect_e
 from cloud.ledger import build_ledger
 from cloud.ledger_chain import CLOUD_ID, CloudKeyConflict, chain_id_of
 from cloud.signing_key import public_key
-from tests.cloud.cloud_testkit import ADMIN_KEY, app_client, auth, make_settings, new_key, register_tenant, upload
+from tests.cloud.cloud_testkit import (
+    ADMIN_KEY,
+    app_client,
+    auth,
+    decide_binding,
+    make_settings,
+    new_key,
+    new_party_key,
+    register_platform,
+    register_tenant,
+    request_binding,
+    upload,
+)
 
 
 def _ledger(client: TestClient):  # type: ignore[no-untyped-def]
@@ -20,30 +32,31 @@ def _ledger(client: TestClient):  # type: ignore[no-untyped-def]
 
 def test_enterprise_platform_binding_on_chain(client: TestClient) -> None:
     tenant = register_tenant(client, "Acme Steel", devices=1)
-    r = client.post("/api/v1/platforms", json={"name": "Shanghai ETS"}, headers=auth(ADMIN_KEY))
-    assert r.status_code == 201, r.text
-    platform_id, platform_key = r.json()["platform_id"], r.json()["api_key"]
+    platform_id, platform_key, platform_chain_key = register_platform(client, "Shanghai ETS")
     registry = _ledger(client).chain.registry()
     assert registry.enterprise(chain_id_of(tenant.enterprise_id)).name == "Acme Steel"
     assert registry.platform(chain_id_of(platform_id)).name == "Shanghai ETS"
 
-    r = client.post(
-        f"/api/v1/enterprises/{tenant.enterprise_id}/bindings",
-        json={"platform_id": platform_id},
-        headers=auth(tenant.enterprise_key),
-    )
+    # a request signed by any key but the enterprise's is refused by the contract
+    r = request_binding(client, tenant.enterprise_id, tenant.enterprise_key, platform_chain_key, platform_id)
+    assert r.status_code == 409 and r.json()["detail"] == "BadSignature", r.text
+    r = request_binding(client, tenant.enterprise_id, tenant.enterprise_key, tenant.chain_key, platform_id)
     assert r.status_code == 201, r.text
     assert r.json()["state"] == "requested"
     # The platform sees the request; the enterprise cannot confirm for it.
     r = client.get(f"/api/v1/platforms/{platform_id}/bindings", headers=auth(platform_key))
     assert [b["state"] for b in r.json()] == ["requested"]
     r = client.post(
-        f"/api/v1/platforms/{platform_id}/bindings/{tenant.enterprise_id}/confirm", headers=auth(tenant.enterprise_key)
+        f"/api/v1/platforms/{platform_id}/bindings/{tenant.enterprise_id}/confirm",
+        json={"signature": "0x" + "00" * 65},
+        headers=auth(tenant.enterprise_key),
     )
     assert r.status_code == 403
-    r = client.post(
-        f"/api/v1/platforms/{platform_id}/bindings/{tenant.enterprise_id}/confirm", headers=auth(platform_key)
-    )
+    # the platform's API key with a signature that is not the platform's key: no consent (the operator's
+    # relaying account cannot consent for it either)
+    r = decide_binding(client, platform_id, platform_key, tenant.chain_key, tenant.enterprise_id)
+    assert r.status_code == 409 and r.json()["detail"] == "BadSignature", r.text
+    r = decide_binding(client, platform_id, platform_key, platform_chain_key, tenant.enterprise_id)
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "bound"
     assert registry.binding_state(chain_id_of(tenant.enterprise_id), chain_id_of(platform_id)) == BindingState.BOUND
@@ -54,7 +67,7 @@ def test_enterprise_platform_binding_on_chain(client: TestClient) -> None:
         assert client.get(path, headers=auth(key)).json() == [
             {"enterprise_id": tenant.enterprise_id, "platform_id": platform_id, "state": "bound"}
         ]
-    # The confirmation came from the platform's own custodial account, the request from the enterprise's.
+    # The confirmation is the platform's own key's consent, the request the enterprise's.
     events = registry.binding_events()
     accounts = {e.kind: e.sender.lower() for e in events}
     platform_account = registry.platform(chain_id_of(platform_id)).account.lower()
@@ -225,7 +238,8 @@ def test_roles_and_scopes_leak_nothing(client: TestClient) -> None:
     regulator = r.json()["api_key"]
     assert client.get(f"/api/v1/enterprises/{b.enterprise_id}", headers=auth(regulator)).status_code == 200
     assert client.get(f"/api/v1/devices/{b_device}", headers=auth(regulator)).status_code == 200
-    assert client.post("/api/v1/platforms", json={"name": "x"}, headers=auth(regulator)).status_code == 403
+    body = {"name": "x", "chain_account": new_party_key()[1]}
+    assert client.post("/api/v1/platforms", json=body, headers=auth(regulator)).status_code == 403
 
 
 def test_openapi_names_the_roles_of_every_endpoint(sqlite_client: TestClient) -> None:
@@ -233,3 +247,32 @@ def test_openapi_names_the_roles_of_every_endpoint(sqlite_client: TestClient) ->
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             assert "Roles:" in operation.get("description", ""), (method, path)
+
+
+def test_parties_bind_with_keys_the_cloud_never_sees(client: TestClient, tmp_path: Path) -> None:
+    """`carbontrace party`'s client: each party makes its key file (0600), the cloud gets addresses only."""
+    import stat
+
+    from carbontrace.party import PartyClient, new_key_file
+
+    enterprise_key = new_key_file(tmp_path / "acme" / "chain-key.hex")
+    platform_key = new_key_file(tmp_path / "exchange" / "chain-key.hex")
+    assert stat.S_IMODE((tmp_path / "acme" / "chain-key.hex").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "acme").stat().st_mode) == 0o700
+    created = PartyClient(client).apply_enterprise("Acme Steel", enterprise_key)
+    assert created["chain_account"] == enterprise_key.address and "chain_key" not in created
+    # no address, no party: the cloud makes no key for anyone
+    assert client.post("/api/v1/enterprises", json={"name": "Keyless"}).status_code == 422
+    r = client.post("/api/v1/enterprises", json={"name": "Copycat", "chain_account": enterprise_key.address.lower()})
+    assert r.status_code == 409  # one key, one party
+    r = client.post(
+        "/api/v1/platforms",
+        json={"name": "Exchange", "chain_account": platform_key.address},
+        headers=auth(ADMIN_KEY),
+    )
+    platform_id, platform_api_key = r.json()["platform_id"], r.json()["api_key"]
+    enterprise = PartyClient(client, created["api_key"])
+    assert enterprise.request_binding(created["enterprise_id"], platform_id, enterprise_key)["state"] == "requested"
+    platform = PartyClient(client, platform_api_key)
+    state = platform.decide_binding(platform_id, created["enterprise_id"], platform_key, confirm=True)
+    assert state["state"] == "bound"

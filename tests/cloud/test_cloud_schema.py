@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -27,30 +28,55 @@ def test_migrations_match_models(database_url: str) -> None:
     assert diff == []
 
 
-def test_settings_refuse_placeholder_secrets_outside_development() -> None:
-    assert Settings(environment="development").admin_api_key.get_secret_value()
-    with pytest.raises(ValidationError, match="ADMIN_API_KEY"):
-        Settings(environment="production")
-    with pytest.raises(ValidationError, match="at least 32"):
-        Settings(environment="production", admin_api_key="short")
-    Settings(environment="production", admin_api_key="k" * 40)
+def test_settings_refuse_a_configured_operator_key_and_a_public_bind_in_development() -> None:
+    with pytest.raises(ValidationError, match="no longer read"):
+        Settings(admin_api_key="dev-admin-key-change-me")
+    with pytest.raises(ValidationError, match="no longer read"):
+        Settings(environment="production", admin_api_key="k" * 40)
+    with pytest.raises(ValidationError, match="loopback only"):
+        Settings(host="0.0.0.0")
+    with pytest.raises(ValidationError, match="loopback only"):
+        Settings(host="192.168.1.20")
+    Settings(host="::1")
+    Settings(host="localhost")
+    Settings(environment="production", host="0.0.0.0")
 
 
-def test_cli_bootstrap_prints_a_working_operator_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_serve_refuses_a_public_bind_in_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CT_CLOUD_ENVIRONMENT", raising=False)
+    result = CliRunner().invoke(cloud_app, ["serve", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "loopback only" in result.output
+
+
+def test_cli_bootstrap_writes_a_working_operator_key_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CT_CLOUD_DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
+    monkeypatch.setenv("CT_CLOUD_OPERATOR_KEY_FILE", str(tmp_path / "secrets" / "operator-api-key"))
+    monkeypatch.setenv("CT_CLOUD_SIGNING_KEY_FILE", str(tmp_path / "secrets" / "cloud-key.hex"))
+    monkeypatch.setenv("CT_CLOUD_CHAIN_KEY_FILE", str(tmp_path / "secrets" / "chain-key.hex"))
     runner = CliRunner()
     result = runner.invoke(cloud_app, ["bootstrap"])
     assert result.exit_code == 0, result.output
-    key = result.output.strip()
-    assert key.startswith("ct_") and len(key) == 67
+    report = json.loads(result.output)
+    key_file = tmp_path / "secrets" / "operator-api-key"
+    assert report["operator_key_file"] == str(key_file)
+    key = key_file.read_text().strip()
+    assert key.startswith("ct_") and len(key) == 67 and key not in result.output
+    for name in ("operator-api-key", "cloud-key.hex", "chain-key.hex"):
+        assert stat.S_IMODE((tmp_path / "secrets" / name).stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
+    assert report["chain_account"].startswith("0x")
+    account = json.loads(runner.invoke(cloud_app, ["chain-account"]).output)
+    assert account["chain_account"] == report["chain_account"] and account["balance_wei"] == 0
     from cloud.db import session_factory
     from cloud.security import Role, authenticate
 
     engine = make_engine(f"sqlite:///{tmp_path}/cli.db")
     with session_factory(engine)() as session:
         principal = authenticate(session, key)
-    engine.dispose()
     assert principal is not None and principal.role == Role.OPERATOR
+    again = json.loads(runner.invoke(cloud_app, ["bootstrap"]).output)
+    assert again["operator_key_file"] is None and key_file.read_text().strip() == key  # made once
+    engine.dispose()
     result = runner.invoke(cloud_app, ["keygen", "--path", str(tmp_path / "k.hex")])
     assert result.exit_code == 0 and len(result.output.strip()) == 130
     assert runner.invoke(cloud_app, ["keygen", "--path", str(tmp_path / "k.hex")]).exit_code == 1

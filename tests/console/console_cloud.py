@@ -17,7 +17,17 @@ import uvicorn
 
 from cloud.app import create_app
 from cloud.ledger import Ledger
-from tests.cloud.cloud_testkit import ADMIN_KEY, GatewayKit, Tenant, auth, make_settings, register_tenant
+from tests.cloud.cloud_testkit import (
+    ADMIN_KEY,
+    GatewayKit,
+    Tenant,
+    auth,
+    decide_binding,
+    make_settings,
+    register_platform,
+    register_tenant,
+    request_binding,
+)
 from tests.conftest import free_port, wait_for_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -71,18 +81,10 @@ def populate(cloud: ConsoleCloud) -> None:
     acme = register_tenant(http, "Acme Foods", devices=2)  # type: ignore[arg-type]  # httpx.Client posts alike
     globex = register_tenant(http, "Globex Metals", devices=1)  # type: ignore[arg-type]
     cloud.tenants = {"acme": acme, "globex": globex}
-    r = http.post("/api/v1/platforms", json={"name": "GreenX Exchange"}, headers=auth(ADMIN_KEY))
+    cloud.platform_id, cloud.platform_key, platform_chain_key = register_platform(http, "GreenX Exchange")  # type: ignore[arg-type]
+    r = request_binding(http, acme.enterprise_id, acme.enterprise_key, acme.chain_key, cloud.platform_id)  # type: ignore[arg-type]
     assert r.status_code == 201, r.text
-    cloud.platform_id, cloud.platform_key = r.json()["platform_id"], r.json()["api_key"]
-    r = http.post(
-        f"/api/v1/enterprises/{acme.enterprise_id}/bindings",
-        json={"platform_id": cloud.platform_id},
-        headers=auth(acme.enterprise_key),
-    )
-    assert r.status_code == 201, r.text
-    r = http.post(
-        f"/api/v1/platforms/{cloud.platform_id}/bindings/{acme.enterprise_id}/confirm", headers=auth(cloud.platform_key)
-    )
+    r = decide_binding(http, cloud.platform_id, cloud.platform_key, platform_chain_key, acme.enterprise_id)  # type: ignore[arg-type]
     assert r.status_code == 200 and r.json()["state"] == "bound", r.text
     r = http.post("/api/v1/regulators", json={"label": "EPA desk"}, headers=auth(ADMIN_KEY))
     cloud.regulator_key = r.json()["api_key"]

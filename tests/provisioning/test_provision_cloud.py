@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from carbontrace_protocol import p256
 from cloud.app import create_app
 from edge_gateway.config import load_settings
 from edge_gateway.keys import load_private_key
-from tests.cloud.cloud_testkit import auth, make_settings, new_key
+from tests.cloud.cloud_testkit import auth, make_settings, new_key, new_party_key
 from tests.conftest import free_port
 
 app = typer.Typer()
@@ -54,7 +55,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
-            r = http.post("/api/v1/enterprises", json={"name": "Acme Greenhouses"})
+            r = http.post("/api/v1/enterprises", json={"name": "Acme Greenhouses", "chain_account": new_party_key()[1]})
             assert r.status_code == 201, r.text
             enterprise_id, enterprise_key = r.json()["enterprise_id"], r.json()["api_key"]
             r = http.post(f"/api/v1/enterprises/{enterprise_id}/engineers", json={"label": "field"},
@@ -68,6 +69,16 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def assert_private_tree(root: Path) -> None:
+    """Every file provisioning wrote is 0600 and every directory 0700 (keys, API keys, records)."""
+    wide = {
+        str(p.relative_to(root)): oct(stat.S_IMODE(p.stat().st_mode))
+        for p in [root, *root.rglob("*")]
+        if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)
+    }
+    assert wide == {}, wide
 
 
 def test_gateway_and_device_registered_for_real(cloud: Cloud, tmp_path: Path) -> None:
@@ -86,6 +97,7 @@ def test_gateway_and_device_registered_for_real(cloud: Cloud, tmp_path: Path) ->
     assert "run by hand: systemctl enable --now carbontrace-gateway.service" in manual
     record = json.loads((out / "gateway-gw-plant-7.json").read_text())
     assert "api_key" not in json.dumps(record) and record["dry_run"] is False
+    assert_private_tree(out)
     assert record["public_key"] == bytes(p256.public_key(load_private_key(out / "gateway.key"))).hex()
 
     # A device key made by the firmware's keystore (host port = the board's CPython twin), registered

@@ -103,7 +103,7 @@ def test_gateway_dry_run(tmp_path: Path) -> None:
         "gw-plant-7", "plant-7", "https://cloud.example.org")
     assert settings.api_key.get_secret_value() == DRY_RUN_API_KEY
     assert str(settings.key_file) == "/etc/carbontrace/gateway.key"
-    assert stat.S_IMODE((out / "gateway.toml").stat().st_mode) == 0o640
+    assert stat.S_IMODE((out / "gateway.toml").stat().st_mode) == 0o600
     assert (out / GATEWAY_UNIT.name).read_text() == GATEWAY_UNIT.read_text()
     # The unit starts the gateway with the settings file this plan installs.
     assert "--config /etc/carbontrace/gateway.toml" in GATEWAY_UNIT.read_text()

@@ -10,7 +10,14 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.cloud.cloud_testkit import ADMIN_KEY, auth
+from tests.cloud.cloud_testkit import (
+    ADMIN_KEY,
+    auth,
+    decide_binding,
+    new_party_key,
+    register_platform,
+    request_binding,
+)
 from tests.trace.trace_kit import Traced, anchor, tenant_with_batches
 
 ENDPOINTS = ["/api/v1/trace/locate", "/api/v1/trace/retrieve", "/api/v1/trace/verify", "/api/v1/trace/bundle"]
@@ -27,21 +34,15 @@ def _keys(client: TestClient, own: Traced, other: Traced) -> dict[str, str | Non
     regulator = r.json()["api_key"]
     platforms = []
     for name in ("Bound platform", "Unbound platform"):
-        r = client.post("/api/v1/platforms", json={"name": name}, headers=auth(ADMIN_KEY))
-        assert r.status_code == 201, r.text
-        platforms.append((r.json()["platform_id"], r.json()["api_key"]))
-    (bound_id, bound_key), (unbound_id, unbound_key) = platforms
-    ent = own.tenant.enterprise_id
-    r = client.post(
-        f"/api/v1/enterprises/{ent}/bindings", json={"platform_id": bound_id}, headers=auth(own.tenant.enterprise_key)
-    )
+        platforms.append(register_platform(client, name))
+    (bound_id, bound_key, bound_chain_key), (unbound_id, unbound_key, _) = platforms
+    ent, ent_key, ent_chain_key = own.tenant.enterprise_id, own.tenant.enterprise_key, own.tenant.chain_key
+    r = request_binding(client, ent, ent_key, ent_chain_key, bound_id)
     assert r.status_code == 201, r.text
-    r = client.post(f"/api/v1/platforms/{bound_id}/bindings/{ent}/confirm", headers=auth(bound_key))
+    r = decide_binding(client, bound_id, bound_key, bound_chain_key, ent)
     assert r.json()["state"] == "bound", r.text
     # The unbound platform only got a request (not confirmed): still not allowed.
-    r = client.post(
-        f"/api/v1/enterprises/{ent}/bindings", json={"platform_id": unbound_id}, headers=auth(own.tenant.enterprise_key)
-    )
+    r = request_binding(client, ent, ent_key, ent_chain_key, unbound_id)
     assert r.json()["state"] == "requested"
     return {
         "public": None,
@@ -128,7 +129,7 @@ def test_scoped_callers_without_enterprise_filter_see_only_their_own(client: Tes
         assert not [i for i in _identifiers(other) if i in r.text], path
         assert own.tenant.gateway.devices[0].device_id in r.text
     # A platform must name the enterprise it trades for.
-    r = client.post("/api/v1/platforms", json={"name": "P"}, headers=auth(ADMIN_KEY))
+    r = client.post("/api/v1/platforms", json={"name": "P", "chain_account": new_party_key()[1]}, headers=auth(ADMIN_KEY))
     assert _call(client, ENDPOINTS[0], r.json()["api_key"]).status_code == 403
     # Unknown or invalid keys: 401, never data.
     assert _call(client, ENDPOINTS[0], "ct_" + "0" * 64).status_code == 401

@@ -1,0 +1,57 @@
+"""Writing secrets: one helper for every key file, API-key file and database the project writes.
+
+A secret file is mode 0600 in a directory of mode 0700: every directory these helpers create is 0700; one that
+exists already is left as it is (it may be /etc or a home directory, not ours to change). An existing file is
+rewritten through a temp file and renamed, so it never exists with a wider mode.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def private_dir(path: Path | str) -> Path:
+    """Create ``path`` and its missing parents with mode 0700; an existing directory is left alone."""
+    directory = Path(path)
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(d, DIR_MODE)  # whatever the umask
+    return directory
+
+
+def write_secret(path: Path | str, data: str | bytes, *, exclusive: bool = False) -> Path:
+    """Write ``data`` to ``path`` as a 0600 file in a 0700 directory. ``exclusive``: fail if it exists."""
+    target = Path(path)
+    private_dir(target.parent)
+    blob = data.encode() if isinstance(data, str) else data
+    if exclusive:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        with os.fdopen(fd, "wb") as out:
+            out.write(blob)
+        return target
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(blob)
+        os.chmod(temp, FILE_MODE)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def restrict(path: Path | str) -> None:
+    """Make an existing file (one another library created) 0600."""
+    target = Path(path)
+    if target.exists():
+        os.chmod(target, FILE_MODE)
