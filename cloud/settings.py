@@ -29,7 +29,10 @@ class Settings(BaseSettings):
     # How often the background worker runs the anchoring and pinning jobs; 0 disables the worker (tests tick it).
     jobs_interval_s: float = 5.0
     leader_lease_s: float = 30.0
+    # Request body limits (cloud/request_limits.py): batch uploads may be max_batch_bytes, every other body
+    # (registry, /rpc, health: small JSON) max_body_bytes.
     max_batch_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
     host: str = "127.0.0.1"
     port: int = 8080
 

@@ -20,29 +20,13 @@ from cloud.security import Principal, Role
 router = APIRouter(prefix="/api/v1", tags=["batches"])
 
 
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge()
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _TooLarge()
-    return bytes(body)
-
-
 @router.post(
     "/batches",
     status_code=201,
     responses={
         200: {"description": "retry of an accepted batch: the same receipt"},
         409: {"description": "out_of_order: prev/batch_seq do not follow the last accepted batch"},
-        413: {"description": "body larger than the limit"},
+        413: {"description": "body larger than max_batch_bytes (enforced by cloud/request_limits.py)"},
         422: {"description": "verification failed; nothing stored"},
     },
     openapi_extra={
@@ -56,10 +40,7 @@ async def upload_batch(
     request: Request, ledger: LedgerDep, principal: Annotated[Principal, Depends(require(Role.GATEWAY))]
 ) -> JSONResponse:
     """Roles: gateway (its own batches only). Body: the batch blob, Content-Type application/cbor."""
-    try:
-        blob = await _read_limited(request, ledger.settings.max_batch_bytes)
-    except _TooLarge:
-        return JSONResponse({"error": "too_large", "detail": f"limit {ledger.settings.max_batch_bytes} bytes"}, 413)
+    blob = await request.body()  # at most max_batch_bytes: cloud/request_limits.py refused anything larger
     assert principal.gateway_id is not None
     try:
         created, receipt = await run_in_threadpool(ledger.ingestor.ingest, principal.gateway_id, blob)
