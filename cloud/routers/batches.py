@@ -13,6 +13,7 @@ from carbontrace_protocol.batch_verify import BatchRejected
 from cloud import models
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ingest import NotYourGateway, OutOfOrder
+from cloud.params import BatchSeq, ReadingsLimit, UnixSeconds
 from cloud.routers.sites import site_in_scope
 from cloud.schemas import BatchRead, ReadingRead
 from cloud.security import Principal, Role
@@ -74,7 +75,7 @@ def _batch_in_scope(session: SessionDep, principal: Principal, gateway_id: str, 
 @router.get("/batches/{gateway_id}/{batch_seq}", response_model=BatchRead)
 def read_batch(
     gateway_id: str,
-    batch_seq: int,
+    batch_seq: BatchSeq,
     session: SessionDep,
     principal: Annotated[
         Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE, Role.SITE_ENGINEER, Role.GATEWAY))
@@ -102,7 +103,7 @@ def read_batch(
 @router.get("/batches/{gateway_id}/{batch_seq}/blob")
 def read_batch_blob(
     gateway_id: str,
-    batch_seq: int,
+    batch_seq: BatchSeq,
     ledger: LedgerDep,
     session: SessionDep,
     principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE))],
@@ -119,8 +120,8 @@ def device_readings(
     principal: Annotated[
         Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE, Role.SITE_ENGINEER))
     ],
-    since: int = 0,
-    limit: int = 1000,
+    since: UnixSeconds = 0,
+    limit: ReadingsLimit = 1000,
 ) -> list[ReadingRead]:
     """Roles: operator, regulator, the device's enterprise and its site engineers."""
     device = session.get(models.Device, device_id)
@@ -133,7 +134,7 @@ def device_readings(
         select(models.Reading)
         .where(models.Reading.device_id == device_id, models.Reading.timestamp >= since)
         .order_by(models.Reading.seq)
-        .limit(min(max(limit, 1), 10_000))
+        .limit(limit)
     )
     return [
         ReadingRead(

@@ -23,12 +23,13 @@ from cloud.chain import BindingState
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ledger import Ledger
 from cloud.ledger_chain import chain_id_of
+from cloud.params import MAX_TIME, ConsoleLimit
 from cloud.security import Principal, Role
 
 router = APIRouter(prefix="/api/v1", tags=["console"])
 
 _ID = r"^[A-Za-z0-9._-]{1,64}$"
-_MAX_TIME = 2**62  # inside every database's BIGINT
+_MAX_TIME = MAX_TIME  # cloud/params.py: one bound for every time parameter
 _ALL_TENANTS = (Role.OPERATOR, Role.REGULATOR)
 _OWN_TENANT = (Role.ENTERPRISE, Role.SITE_ENGINEER)
 _PEOPLE = (*_ALL_TENANTS, *_OWN_TENANT, Role.PLATFORM)
@@ -487,7 +488,7 @@ def console_batches(
     ledger: LedgerDep,
     session: SessionDep,
     principal: Annotated[Principal, Depends(require(*_ALL_TENANTS, *_OWN_TENANT))],
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: ConsoleLimit = 50,
 ) -> list[BatchView]:
     """Roles: operator, regulator (all); enterprise and its site engineers (their own). The newest batches,
     each with the first anchored checkpoint whose tree covers its log leaf (None: not anchored yet)."""
