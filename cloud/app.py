@@ -16,6 +16,7 @@ from cloud.ledger_chain import NoCustodialAccount
 from cloud.recursion_limit import cap_recursion_limit
 from cloud.request_limits import RequestLimits, rules_from_settings
 from cloud.routers import batches, gateways, log, registry, rpc, sites, trace
+from cloud.security_headers import SecurityHeaders
 from cloud.settings import Settings
 
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = 
     console.install(app)
     # Outermost of the app's own layers: bodies are bounded before routing, parsing or any handler.
     app.add_middleware(RequestLimits, rules=rules_from_settings(settings))
+    app.add_middleware(SecurityHeaders)  # added last = outermost: its headers are on the limits' 413/400 too
     validation_errors.install(app)
 
     @app.exception_handler(chainlib.ChainUnavailable)
