@@ -3,6 +3,8 @@ console still works under its strict CSP in a real browser (no violation reporte
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from playwright.sync_api import Page, expect
 
@@ -60,7 +62,6 @@ def test_console_views_raise_no_csp_violation(page: Page, cloud: ConsoleCloud) -
     assert violations == []
 
 
-def _not_transparent() -> object:
-    import re
-
+def _not_transparent() -> re.Pattern[str]:
+    """A colour set by the page's script; a blocked style attribute leaves rgba(0, 0, 0, 0)."""
     return re.compile(r"^rgb\((?!0, 0, 0\)).*")
