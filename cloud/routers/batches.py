@@ -15,7 +15,7 @@ from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ingest import NotYourGateway, OutOfOrder
 from cloud.params import BatchSeq, ReadingsLimit, UnixSeconds
 from cloud.routers.sites import site_in_scope
-from cloud.schemas import BatchRead, ReadingRead
+from cloud.schemas import BatchRead, QuarantinedLeafRead, ReadingRead
 from cloud.security import Principal, Role
 
 router = APIRouter(prefix="/api/v1", tags=["batches"])
@@ -83,6 +83,17 @@ def read_batch(
 ) -> BatchRead:
     """Roles: operator, regulator, the owning enterprise and its site engineers, the uploading gateway."""
     row = _batch_in_scope(session, principal, gateway_id, batch_seq)
+    quarantined = [
+        QuarantinedLeafRead(
+            leaf_index=q.leaf_index, kind=q.kind, device_id=q.device_id, seq=q.seq, reason=q.reason,
+            quarantined_at=q.quarantined_at,
+        )
+        for q in session.scalars(
+            select(models.QuarantinedLeaf)
+            .where(models.QuarantinedLeaf.batch_id == row.id)
+            .order_by(models.QuarantinedLeaf.leaf_index)
+        )
+    ]
     return BatchRead(
         batch_id=row.id,
         batch_hash=row.batch_hash.hex(),
@@ -97,6 +108,8 @@ def read_batch(
         root=row.root.hex(),
         window=[row.window_start, row.window_end],
         received_at=row.received_at,
+        quarantined=sum(1 for q in quarantined if q.kind == "reading"),
+        quarantined_leaves=quarantined,
     )
 
 
