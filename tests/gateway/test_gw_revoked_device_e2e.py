@@ -65,8 +65,11 @@ def test_revoked_device_mid_window_is_quarantined_and_uploads_keep_flowing(
         publish(kept, range(3, 6))
         spool = Spool(gateway.spool_path)
         try:
-            wait_until(lambda: spool.stats()["unacked_batches"] == 0 and spool.stats()["open_readings"] == 0
-                       and spool.stats()["acked_batches"] >= 1, 60, "every batch acknowledged")
+            try:
+                wait_until(lambda: spool.stats()["unacked_batches"] == 0 and spool.stats()["open_readings"] == 0
+                           and spool.stats()["acked_batches"] >= 1, 60, "every batch acknowledged")
+            except TimeoutError as err:
+                raise AssertionError(f"{spool.stats()}\n{gateway.log_since_start()[-3000:]}") from err
             assert spool.stats()["upload_halted"] is None
         finally:
             spool.close()
