@@ -476,6 +476,8 @@ class BatchView(BaseModel):
     received_at: int
     checkpoint_seq: int | None
     tx_hash: str | None
+    # Reading leaves kept but not counted (device revoked mid-window); details: GET /batches/{gw}/{seq}.
+    quarantined: int = 0
 
 
 def _scoped_batches(ids: list[str] | None) -> Any:
@@ -500,6 +502,14 @@ def console_batches(
         .where(models.Checkpoint.anchored.is_(True))
         .order_by(models.Checkpoint.seq)
     ).all()
+    Q = models.QuarantinedLeaf
+    quarantined = dict(
+        session.execute(
+            select(Q.batch_id, func.count())
+            .where(Q.batch_id.in_([b.id for b in rows]), Q.kind == "reading")
+            .group_by(Q.batch_id)
+        ).all()
+    )
     out = []
     for b in rows:
         covering = next(((int(seq), tx) for seq, size, tx in anchored if size > b.log_index), (None, None))
@@ -517,6 +527,7 @@ def console_batches(
                 received_at=b.received_at,
                 checkpoint_seq=covering[0],
                 tx_hash=covering[1],
+                quarantined=int(quarantined.get(b.id, 0)),
             )
         )
     return out

@@ -39,6 +39,8 @@ def test_a_device_revoked_mid_window_is_quarantined_and_the_batch_accepted(sqlit
         ("aggregate", revoked.device_id, "device_revoked"),
     }
     assert sorted(q["seq"] for q in leaves if q["kind"] == "reading") == [3, 4, 5]
+    console = sqlite_client.get("/api/v1/console/batches", headers=auth(tenant.enterprise_key))
+    assert {b["batch_seq"]: b["quarantined"] for b in console.json()} == {0: 0, 1: 3}, console.text
 
     # Totals: only the kept device's readings and aggregate of batch 1 are counted.
     session = sqlite_client.app.state.ledger.session_factory()  # type: ignore[attr-defined]
