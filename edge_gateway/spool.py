@@ -426,7 +426,11 @@ class Spool:
         """Move the next unacknowledged batch, which must be ``batch_seq``, to the dead letters: its blob and its
         readings stay in the spool (never deleted), it is no longer uploaded, and the halt is cleared. The
         batches after it still name it as ``prev``: the cloud answers 409 and the forwarder's resync renumbers
-        them onto the cloud's chain. Returns the dead letter's id."""
+        them onto the cloud's chain. Returns the dead letter's id.
+
+        Limit: a later batch's energy aggregate counts from the skipped batch's last reading (its baseline), which
+        the cloud never saw; the cloud then refuses it as aggregate_mismatch and it halts in turn. Rebuilding the
+        later aggregates on the cloud's baseline is not done here."""
         with self._write():
             row = self.db.execute(
                 "SELECT batch_seq FROM batches WHERE acked_at IS NULL ORDER BY batch_seq LIMIT 1").fetchone()
