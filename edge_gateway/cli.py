@@ -117,10 +117,19 @@ def uploads_skip(
     config: ConfigOption = None,
 ) -> None:
     """Move the halted batch to the dead letters (kept in the spool, never deleted, never uploaded) and resume:
-    the batches after it are renumbered onto the cloud's chain on the next upload."""
-    spool = _open_spool(config)
+    the batches after it are re-signed onto its place, their energy counted from the cloud's baseline."""
+    from functools import partial
+
+    from edge_gateway.batcher import rebase_after_skip
+    from edge_gateway.keys import load_private_key
+    from edge_gateway.spool import Spool
+
+    settings = load_settings(config)
+    # The gateway's key re-signs the batches after the skipped one, rebuilt on the cloud's energy baseline.
+    rebase = partial(rebase_after_skip, load_private_key(Path(settings.key_file)))
+    spool = Spool(settings.spool_path)
     try:
-        dead_id = spool.skip_batch(batch, reason)
+        dead_id = spool.skip_batch(batch, reason, rebase)
     except ValueError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(1) from err

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carbontrace_protocol.batch import ZERO_HASH, Batch
+from carbontrace_protocol.batch import ZERO_HASH, Batch, decode_batch
 from edge_gateway.classify import DeviceEntry, Rejected, Verified
 from edge_gateway.sequence import ACCEPT, DUPLICATE, SeqState, decide, split_gap
 from edge_gateway.windows import assign_window
@@ -95,6 +95,8 @@ class PendingBatch:
     created: int
 
 
+# rebase(skipped batch, the unacknowledged batches after it) -> (them rebuilt, the moved devices' baselines)
+Rebase = Callable[[Batch, list[Batch]], tuple[list[Batch], dict[str, "tuple[int, int] | None"]]]
 # build(window_start, open readings, baselines, batch_seq, prev_hash) -> (batch, moved baselines)
 BatchBuilder = Callable[
     [int, list[OpenReading], dict[str, tuple[int, int]], int, bytes], "tuple[Batch, dict[str, tuple[int, int]]]"
@@ -422,15 +424,15 @@ class Spool:
             self.db.execute("DELETE FROM meta WHERE key='upload_halted'")
         return old
 
-    def skip_batch(self, batch_seq: int, reason: str) -> int:
+    def skip_batch(self, batch_seq: int, reason: str, rebase: Rebase | None = None) -> int:
         """Move the next unacknowledged batch, which must be ``batch_seq``, to the dead letters: its blob and its
         readings stay in the spool (never deleted), it is no longer uploaded, and the halt is cleared. The
         batches after it still name it as ``prev``: the cloud answers 409 and the forwarder's resync renumbers
         them onto the cloud's chain. Returns the dead letter's id.
 
-        Limit: a later batch's energy aggregate counts from the skipped batch's last reading (its baseline), which
-        the cloud never saw; the cloud then refuses it as aggregate_mismatch and it halts in turn. Rebuilding the
-        later aggregates on the cloud's baseline is not done here."""
+        With ``rebase`` (``batcher.rebase_after_skip`` with the gateway's key) the later batches are rebuilt at
+        once: renumbered onto the skipped one's place and their energy aggregates counted from the baseline the
+        cloud has, not from the skipped readings (which the cloud would refuse as aggregate_mismatch)."""
         with self._write():
             row = self.db.execute(
                 "SELECT batch_seq FROM batches WHERE acked_at IS NULL ORDER BY batch_seq LIMIT 1").fetchone()
@@ -444,9 +446,33 @@ class Spool:
             dead_id = int(cursor.lastrowid or 0)
             # Its readings leave the batch numbering (which a resync rewrites) without reopening their window.
             self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (DEAD_LETTER_SEQ - dead_id, batch_seq))
+            skipped_blob = self.db.execute("SELECT blob FROM batches WHERE batch_seq=?", (batch_seq,)).fetchone()[0]
             self.db.execute("DELETE FROM batches WHERE batch_seq=?", (batch_seq,))
             self.db.execute("DELETE FROM meta WHERE key='upload_halted'")
+            if rebase is not None and skipped_blob is not None:
+                self._rebase_later(decode_batch(bytes(skipped_blob)), batch_seq, rebase)
         return dead_id
+
+    def _rebase_later(self, skipped: Batch, skipped_seq: int, rebase: Rebase) -> None:
+        rows = self.db.execute(
+            "SELECT batch_seq, blob FROM batches WHERE acked_at IS NULL AND batch_seq > ? ORDER BY batch_seq",
+            (skipped_seq,)).fetchall()
+        later = [decode_batch(bytes(r[1])) for r in rows]
+        rebuilt, baselines = rebase(skipped, later)
+        for (old_seq, _), batch in zip(rows, rebuilt, strict=True):
+            new_seq = int(batch.header["batch_seq"])
+            self.db.execute("UPDATE batches SET batch_seq=?, batch_id=?, blob=?, hash=? WHERE batch_seq=?",
+                            (new_seq, batch.id, batch.encode(), batch.hash, old_seq))
+            self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (new_seq, old_seq))
+        self._set_meta("next_batch_seq", str(skipped_seq + len(rebuilt)))
+        self._set_meta("prev_hash", (rebuilt[-1].hash if rebuilt else bytes(skipped.header["prev"])).hex())
+        for device, base in baselines.items():
+            if base is None:
+                self.db.execute("DELETE FROM baselines WHERE device_id=?", (device,))
+            else:
+                self.db.execute(
+                    "INSERT INTO baselines(device_id, seq, energy_wh) VALUES (?, ?, ?) ON CONFLICT(device_id) "
+                    "DO UPDATE SET seq=excluded.seq, energy_wh=excluded.energy_wh", (device, base[0], base[1]))
 
     def dead_letters(self) -> list[dict[str, Any]]:
         rows = self.db.execute(

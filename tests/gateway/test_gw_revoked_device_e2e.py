@@ -100,12 +100,13 @@ def test_revoked_device_mid_window_is_quarantined_and_uploads_keep_flowing(
 
 def test_uploads_commands_show_retry_and_skip_a_halted_batch_without_deleting_it(tmp_path: Path) -> None:
     """The operator's command for any halt, on a spool with two unacknowledged batches, the first halted."""
-    from carbontrace_protocol import p256
-    from carbontrace_protocol.batch import build_batch
+    from carbontrace_protocol.batch import build_batch, decode_batch
+    from edge_gateway.keys import create_key_file, load_private_key
 
     spool_path = tmp_path / "spool.sqlite"
     config = tmp_path / "gateway.toml"
-    key = p256.private_key_from_bytes(bytes(range(1, 33)))
+    create_key_file(tmp_path / "k")
+    key = load_private_key(tmp_path / "k")
     config.write_text(
         "[gateway]\n" + "\n".join(f'{k} = "{v}"' for k, v in {
             "gateway_id": "gw-1", "site_id": "site-a", "cloud_url": "http://127.0.0.1:9", "api_key": "ct_" + "a" * 64,
@@ -138,13 +139,18 @@ def test_uploads_commands_show_retry_and_skip_a_halted_batch_without_deleting_it
                                           "--config", str(config)])
     assert skipped.exit_code == 0, skipped.output
     report = json.loads(runner.invoke(gateway_app, ["uploads", "status", "--config", str(config)]).output)
-    assert [u["batch_seq"] for u in report["unacked"]] == [1]
+    # The batch after it took its place (re-signed, its prev the skipped one's prev).
+    assert [(u["batch_seq"], u["batch_id"]) for u in report["unacked"]] == [(0, "gw-1/0")]
     assert [(d["batch_seq"], d["reason"], d["blob_kept"]) for d in report["dead_letters"]] == [
         (0, "device revoked", True)
     ]
     spool = Spool(spool_path)
     try:
-        assert spool.next_unacked().batch_seq == 1  # type: ignore[union-attr]
+        moved = spool.next_unacked()
+        assert moved is not None and moved.batch_seq == 0
+        header = decode_batch(moved.blob).header
+        assert (header["batch_seq"], header["prev"], header["window"]) == (0, bytes(32), [101, 200])
+        assert spool.stats()["next_batch_seq"] == 1
         assert spool.stats()["dead_letters"] == 1
     finally:
         spool.close()
@@ -183,17 +189,21 @@ def test_skip_moves_a_halted_batch_to_the_dead_letters_and_the_running_gateway_r
             publish_to_broker(mosquitto.port, [(topic("dev-a"), a.signed(s)) for s in range(3)])
             wait_until(lambda: len(stub.state.accepted_order) == 1, 15, "first batch")
             stub.state.devices["dev-b"] = (b.public, "revoked")  # the gateway's registry still says active
-            publish_to_broker(mosquitto.port, [(topic("dev-b"), b.signed(s)) for s in range(3)])
+            # One window with dev-b's readings and dev-a's 3..5 (energy): the batch the stub refuses.
+            publish_to_broker(mosquitto.port, [(topic("dev-b"), b.signed(s)) for s in range(3)]
+                              + [(topic("dev-a"), a.signed(s)) for s in range(3, 6)])
             wait_until(lambda: _stats(gw)["upload_halted"] is not None, 15, "upload halt")
             report = json.loads(runner.invoke(gateway_app, ["uploads", "status", "--config", str(config)]).output)
             halted_seq = report["unacked"][0]["batch_seq"]
             assert report["halted"]["reason"] == "unknown_device"
             time.sleep(1.2)
-            publish_to_broker(mosquitto.port, [(topic("dev-a"), a.signed(s)) for s in range(3, 6)])
+            publish_to_broker(mosquitto.port, [(topic("dev-a"), a.signed(s)) for s in range(6, 9)])
+            wait_until(lambda: int(_stats(gw)["unacked_batches"]) >= 2, 15, "a batch after the halted one")  # type: ignore[call-overload]
             skipped = runner.invoke(gateway_app, ["uploads", "skip", "--batch", str(halted_seq), "--config",
                                                   str(config)])
             assert skipped.exit_code == 0, skipped.output
-            wait_until(lambda: {("dev-a", s) for s in range(6)} <= set(stub.state.readings), 20, "later readings")
+            wanted = {("dev-a", s) for s in (0, 1, 2, 6, 7, 8)}
+            wait_until(lambda: wanted <= set(stub.state.readings), 20, "later readings")
             assert _stats(gw)["upload_halted"] is None
             dead = _dead_letters(gw)
             assert [(d["batch_seq"], d["blob_kept"]) for d in dead] == [(halted_seq, True)]
@@ -201,3 +211,7 @@ def test_skip_moves_a_halted_batch_to_the_dead_letters_and_the_running_gateway_r
         stub.stop()
     assert stub.state.accepted_order == list(range(len(stub.state.accepted_order)))  # one unbroken chain
     assert not any(k[0] == "dev-b" for k in stub.state.readings)
+    assert not {("dev-a", s) for s in range(3, 6)} & set(stub.state.readings)  # in the dead letter only
+    # dev-a's energy after the skip is counted from the last reading the cloud has (seq 2), not the skipped 5.
+    last = [agg for agg in stub.state.aggregates if agg["device"] == "dev-a"][-1]
+    assert last["energy"]["baseline"] == [2, 1010], last["energy"]
