@@ -434,6 +434,10 @@ class Spool:
         once: renumbered onto the skipped one's place and their energy aggregates counted from the baseline the
         cloud has, not from the skipped readings (which the cloud would refuse as aggregate_mismatch)."""
         with self._write():
+            # Only while halted: then the forwarder has no upload in flight that could acknowledge the batch
+            # whose number the rebuilt successor is about to take.
+            if self._meta("upload_halted") is None:
+                raise ValueError("uploads are not halted; only a halted batch can be skipped")
             row = self.db.execute(
                 "SELECT batch_seq FROM batches WHERE acked_at IS NULL ORDER BY batch_seq LIMIT 1").fetchone()
             if row is None or int(row[0]) != batch_seq:

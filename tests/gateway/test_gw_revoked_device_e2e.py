@@ -133,6 +133,11 @@ def test_uploads_commands_show_retry_and_skip_a_halted_batch_without_deleting_it
     assert runner.invoke(gateway_app, ["uploads", "retry", "--config", str(config)]).output.strip() == "uploads resume"
     assert json.loads(runner.invoke(gateway_app, ["uploads", "status", "--config", str(config)]).output)["halted"] is None
 
+    not_halted = runner.invoke(gateway_app, ["uploads", "skip", "--batch", "0", "--config", str(config)])
+    assert not_halted.exit_code == 1  # nothing is skipped while uploads run (one may be in flight)
+    spool = Spool(spool_path)
+    spool.set_meta("upload_halted", json.dumps({"reason": "unknown_device", "batch_id": "gw-1/0"}))
+    spool.close()
     wrong = runner.invoke(gateway_app, ["uploads", "skip", "--batch", "1", "--config", str(config)])
     assert wrong.exit_code == 1  # only the batch that blocks can be skipped
     skipped = runner.invoke(gateway_app, ["uploads", "skip", "--batch", "0", "--reason", "device revoked",
