@@ -239,6 +239,23 @@ _HEADER_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+# Window bounds: times are Unix seconds stored as SQL BIGINT by the cloud, so below 2^63.
+MAX_TIME = 2**63 - 1
+
+
+def check_window(window: Any) -> tuple[int, int]:
+    """A header's window ``[start, end)``: exactly two integers, 0 <= start < end <= MAX_TIME. Half-open and
+    non-empty, as ``aggregate_window`` requires; anything else is ``MalformedBatch`` (a 422 at the cloud)."""
+    if not isinstance(window, list) or len(window) != 2:
+        raise MalformedBatch("batch header window must be [start, end]")
+    start, end = window
+    if any(not isinstance(t, int) or isinstance(t, bool) for t in (start, end)):
+        raise MalformedBatch("batch header window bounds must be integers")
+    if not 0 <= start < end <= MAX_TIME:
+        raise MalformedBatch(f"batch header window must satisfy 0 <= start < end <= {MAX_TIME}")
+    return start, end
+
+
 def parse_header(signed_header: bytes) -> tuple[cose.Sign1, dict[str, Any]]:
     """Parse (not verify) a signed batch header; checks its shape."""
     message = cose.parse_sign1(signed_header)
@@ -255,6 +272,7 @@ def parse_header(signed_header: bytes) -> tuple[cose.Sign1, dict[str, Any]]:
         raise MalformedBatch(f"unsupported batch format {header['v']}")
     if len(header["root"]) != 32 or len(header["prev"]) != 32:
         raise MalformedBatch("root and prev must be 32-byte hashes")
+    check_window(header["window"])
     if message.kid != header["gateway"].encode():
         raise MalformedBatch("header key id is not the gateway id")
     return message, header

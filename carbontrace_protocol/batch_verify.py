@@ -36,11 +36,19 @@ class BatchRejected(ProtocolError):
         self.leaf_index = leaf_index
 
 
+QUARANTINE_DEVICE_REVOKED = "device_revoked"
+
+
 class VerifiedReading:
-    def __init__(self, leaf_index: int, signed: bytes, reading: Reading) -> None:
+    """A reading whose signature verified. ``quarantine`` is None for a reading that counts, else the reason
+    it is kept but not counted (its device was revoked after it signed: the reading is authentic, its
+    device no longer trusted)."""
+
+    def __init__(self, leaf_index: int, signed: bytes, reading: Reading, quarantine: str | None = None) -> None:
         self.leaf_index = leaf_index
         self.signed = signed
         self.reading = reading
+        self.quarantine = quarantine
 
 
 class VerifiedBatch:
@@ -50,6 +58,20 @@ class VerifiedBatch:
         self.batch = batch
         self.readings = readings
         self.aggregates = aggregates
+        # Devices whose readings (and so whose aggregate) are quarantined: kept in the tree, not counted.
+        self.quarantined_devices = {r.reading.device_id for r in readings if r.quarantine is not None}
+
+    @property
+    def counted_readings(self) -> list[VerifiedReading]:
+        return [r for r in self.readings if r.quarantine is None]
+
+    @property
+    def counted_aggregates(self) -> list[tuple[int, dict[str, Any]]]:
+        return [(i, a) for i, a in self.aggregates if a.get("device") not in self.quarantined_devices]
+
+    @property
+    def quarantined_aggregates(self) -> list[tuple[int, dict[str, Any]]]:
+        return [(i, a) for i, a in self.aggregates if a.get("device") in self.quarantined_devices]
 
 
 DeviceKeyLookup = Callable[[str], "bytes | None"]
@@ -63,13 +85,16 @@ def verify_batch(
     device_key: DeviceKeyLookup,
     factor: FactorLookup,
     baseline: BaselineLookup,
+    revoked_device_key: DeviceKeyLookup | None = None,
 ) -> VerifiedBatch:
     """Verify a batch end to end.
 
     ``device_key(device_id)`` gives the registered, active key of a device of this gateway's site (None if
     unknown); ``factor(id)`` the emission factor the site may use (None if not allowed);
     ``baseline(device_id)`` the (seq, energy Wh) of the device's highest-sequence reading with energy in
-    batches accepted before (None for none).
+    batches accepted before (None for none). ``revoked_device_key(device_id)`` the last key of a device of
+    the site that was revoked (None if none): a reading that verifies under it is quarantined, with its
+    device's aggregate, instead of failing the batch; the gateway signed it before it knew of the revocation.
     """
     try:
         batch = blob_or_batch if isinstance(blob_or_batch, Batch) else decode_batch(blob_or_batch)
@@ -106,7 +131,10 @@ def verify_batch(
             device_id = kid.decode()
         except (ProtocolError, UnicodeError) as err:
             raise BatchRejected(getattr(err, "reason", "malformed_cose"), str(err), index) from err
-        key = device_key(device_id)
+        key, quarantine = device_key(device_id), None
+        if key is None and revoked_device_key is not None:
+            key = revoked_device_key(device_id)
+            quarantine = QUARANTINE_DEVICE_REVOKED if key is not None else None
         if key is None:
             raise BatchRejected("unknown_device", f"device {device_id!r} is not registered for this site", index)
         try:
@@ -116,7 +144,7 @@ def verify_batch(
         if (reading.device_id, reading.seq) in seen:
             raise BatchRejected("duplicate_reading", f"{reading.device_id} seq {reading.seq} twice", index)
         seen.add((reading.device_id, reading.seq))
-        readings.append(VerifiedReading(index, body, reading))
+        readings.append(VerifiedReading(index, body, reading, quarantine))
 
     _verify_aggregates(header, readings, aggregates, factor, baseline)
     return VerifiedBatch(batch, readings, aggregates)

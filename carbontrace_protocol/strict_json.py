@@ -48,6 +48,15 @@ def nesting_depth(text: bytes) -> int:
     return deepest
 
 
+def exceeds_depth(text: bytes, max_depth: int) -> bool:
+    """Whether ``text`` nests deeper than ``max_depth``; the rule every JSON reader of the project applies (the
+    strict loads below, the cloud's request limits). Counting brackets is C-fast and bounds the depth from above,
+    so the byte-by-byte scan only runs on bodies that have more than ``max_depth`` of them."""
+    if text.count(b"[") + text.count(b"{") <= max_depth:
+        return False
+    return nesting_depth(text) > max_depth
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -65,7 +74,7 @@ def loads(data: bytes | str, max_depth: int = DEFAULT_MAX_DEPTH, max_bytes: int 
     raw = data.encode() if isinstance(data, str) else bytes(data)
     if len(raw) > max_bytes:
         raise StrictJSONError(f"document of {len(raw)} bytes exceeds the limit of {max_bytes}")
-    if nesting_depth(raw) > max_depth:
+    if exceeds_depth(raw, max_depth):
         raise StrictJSONError(f"nesting deeper than {max_depth}")
     try:
         text = raw.decode("utf-8")

@@ -10,14 +10,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from cloud import chain as chainlib
-from cloud import console
+from cloud import console, validation_errors
 from cloud.ledger import build_ledger
+from cloud.recursion_limit import cap_recursion_limit
+from cloud.request_limits import RequestLimits, rules_from_settings
 from cloud.routers import batches, gateways, log, registry, rpc, sites, trace
+from cloud.security_headers import SecurityHeaders
 from cloud.settings import Settings
 
 
 def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = None) -> FastAPI:
     settings = settings or Settings()
+    cap_recursion_limit()  # after cloud.chain imported web3/py-evm/py_ecc, which raise it
     ledger = build_ledger(settings, chain)
 
     @asynccontextmanager
@@ -45,6 +49,10 @@ def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = 
     for module in (registry, sites, gateways, batches, log, trace, rpc):
         app.include_router(module.router)
     console.install(app)
+    # Outermost of the app's own layers: bodies are bounded before routing, parsing or any handler.
+    app.add_middleware(RequestLimits, rules=rules_from_settings(settings))
+    app.add_middleware(SecurityHeaders)  # added last = outermost: its headers are on the limits' 413/400 too
+    validation_errors.install(app)
 
     @app.exception_handler(chainlib.ChainUnavailable)
     async def _chain_down(_request: Request, _exc: chainlib.ChainUnavailable) -> JSONResponse:

@@ -19,7 +19,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from carbontrace_protocol import batch as batchlib
 from carbontrace_protocol import cbor, cose
-from carbontrace_protocol.batch_verify import BatchRejected, VerifiedBatch, verify_batch
+from carbontrace_protocol.batch_verify import (
+    QUARANTINE_DEVICE_REVOKED,
+    BatchRejected,
+    VerifiedBatch,
+    verify_batch,
+)
 from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.verify import verify_es256
@@ -51,7 +56,8 @@ class OutOfOrder(Exception):
         self.detail = detail
 
 
-def receipt_of(row: models.Batch) -> dict[str, Any]:
+def receipt_of(row: models.Batch, quarantined: int = 0) -> dict[str, Any]:
+    """The answer to an accepted upload; ``quarantined`` counts its kept-but-not-counted reading leaves."""
     return {
         "batch_id": row.id,
         "batch_hash": row.batch_hash.hex(),
@@ -59,8 +65,19 @@ def receipt_of(row: models.Batch) -> dict[str, Any]:
         "log_index": row.log_index,
         "leaves": row.leaves,
         "readings": row.readings,
+        "quarantined": quarantined,
         "status": "accepted",
     }
+
+
+def quarantined_readings(session: Session, batch_id: str) -> int:
+    return len(
+        session.scalars(
+            select(models.QuarantinedLeaf.leaf_index).where(
+                models.QuarantinedLeaf.batch_id == batch_id, models.QuarantinedLeaf.kind == "reading"
+            )
+        ).all()
+    )
 
 
 def _decimal_mantissa(value: Any) -> int | None:
@@ -113,7 +130,7 @@ class Ingestor:
             with self.read_session_factory() as session:
                 existing = session.get(models.Batch, batch.id)
                 if existing is not None and existing.blob_sha256 == blob_sha:
-                    return False, receipt_of(existing)
+                    return False, receipt_of(existing, quarantined_readings(session, existing.id))
                 verified = self._verify(session, gateway_id, batch)
             try:
                 return True, self._store(gateway_id, batch, verified, blob, blob_sha)
@@ -129,12 +146,11 @@ class Ingestor:
             raise BatchRejected("gateway_revoked", f"the key of gateway {gateway_id} is revoked (on chain and here)")
         site = session.get(models.Site, gateway.site_id)
         assert site is not None
-        keys = {
-            device.id: device.public_key
-            for device in session.scalars(
-                select(models.Device).where(models.Device.site_id == site.id, models.Device.status == "active")
-            )
-        }
+        devices = list(session.scalars(select(models.Device).where(models.Device.site_id == site.id)))
+        keys = {device.id: device.public_key for device in devices if device.status == "active"}
+        # A device revoked while its readings sat in the gateway's open window: those readings are quarantined
+        # (kept, not counted) instead of failing the whole batch and halting the site's uploads.
+        revoked = {device.id: device.public_key for device in devices if device.status == "revoked"}
 
         def factor(factor_id: str) -> EmissionFactor | None:
             return get_factor(factor_id) if factor_id == site.emission_factor else None
@@ -166,7 +182,7 @@ class Ingestor:
             raise BatchRejected("bad_gateway_signature", "gateway signature on the batch header does not verify")
         self._check_order(session, gateway_id, batch)
         try:
-            verified = verify_batch(batch, gateway.public_key, keys.get, factor, baseline)
+            verified = verify_batch(batch, gateway.public_key, keys.get, factor, baseline, revoked.get)
         except BatchRejected as err:
             explained = self._explain_bad_reading_signature(session, batch, err)
             if explained is err:
@@ -267,7 +283,22 @@ class Ingestor:
             )
             session.add(row)
             session.flush()
-            if verified.readings:
+            quarantined = [r for r in verified.readings if r.quarantine is not None]
+            for r in quarantined:
+                session.add(
+                    models.QuarantinedLeaf(
+                        batch_id=batch.id, leaf_index=r.leaf_index, kind="reading", device_id=r.reading.device_id,
+                        seq=r.reading.seq, reason=r.quarantine, quarantined_at=now,
+                    )
+                )
+            for leaf_index, agg in verified.quarantined_aggregates:
+                session.add(
+                    models.QuarantinedLeaf(
+                        batch_id=batch.id, leaf_index=leaf_index, kind="aggregate", device_id=agg["device"],
+                        seq=None, reason=QUARANTINE_DEVICE_REVOKED, quarantined_at=now,
+                    )
+                )
+            if verified.counted_readings:
                 session.execute(
                     insert(models.Reading),
                     [
@@ -284,10 +315,10 @@ class Ingestor:
                             "batch_id": batch.id,
                             "leaf_index": r.leaf_index,
                         }
-                        for r in verified.readings
+                        for r in verified.counted_readings
                     ],
                 )
-            for leaf_index, agg in verified.aggregates:
+            for leaf_index, agg in verified.counted_aggregates:
                 energy = agg.get("energy")
                 factor = agg.get("factor")
                 session.add(
@@ -304,4 +335,4 @@ class Ingestor:
                         leaf=batch.leaves[leaf_index],
                     )
                 )
-            return receipt_of(row)
+            return receipt_of(row, len(quarantined))

@@ -158,6 +158,22 @@ class Reading(Base):
     leaf_index: Mapped[int] = mapped_column(Integer)
 
 
+class QuarantinedLeaf(Base):
+    """A verified leaf of an accepted batch that is kept but not counted: the readings of a device revoked while
+    they were in the gateway's open window, and that device's aggregate. Its bytes stay in the batch blob (and
+    the batch tree), so proofs of the other leaves are unchanged; totals never see it (not in readings or
+    aggregates)."""
+
+    __tablename__ = "quarantined_leaves"
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)
+    leaf_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "reading" | "aggregate"
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # readings only
+    reason: Mapped[str] = mapped_column(String(32))
+    quarantined_at: Mapped[int] = mapped_column(BigInteger)
+
+
 class Aggregate(Base):
     __tablename__ = "aggregates"
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)

@@ -188,7 +188,18 @@ class Receipt(BaseModel):
     log_index: int
     leaves: int
     readings: int
+    # Reading leaves kept but not counted (their device was revoked mid-window): see quarantined_leaves.
+    quarantined: int = 0
     status: str
+
+
+class QuarantinedLeafRead(BaseModel):
+    leaf_index: int
+    kind: str  # "reading" | "aggregate"
+    device_id: str
+    seq: int | None
+    reason: str
+    quarantined_at: int
 
 
 class BatchRead(Receipt):
@@ -198,6 +209,7 @@ class BatchRead(Receipt):
     root: str
     window: list[int]
     received_at: int
+    quarantined_leaves: list[QuarantinedLeafRead] = []
 
 
 class ReadingRead(BaseModel):

@@ -60,7 +60,15 @@ class Settings(BaseSettings):
     # How often the background worker runs the anchoring and pinning jobs; 0 disables the worker (tests tick it).
     jobs_interval_s: float = 5.0
     leader_lease_s: float = 30.0
+    # Request body limits (cloud/request_limits.py): batch uploads may be max_batch_bytes, every other body
+    # (registry, /rpc, health: small JSON) max_body_bytes.
     max_batch_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
+    # Public /rpc (cloud/routers/rpc.py): the gas any eth_call may burn (forced when absent or larger; the
+    # verifier's view calls use well under 200k; a loop burns ~6M gas/s on the embedded EVM), and the wall time
+    # one request (a batch) may take before its remaining calls are refused.
+    rpc_call_gas: int = 2_000_000
+    rpc_request_s: float = 2.0
     host: str = "127.0.0.1"
     port: int = 8080
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from carbontrace_protocol import cose
 from carbontrace_protocol.batch import Batch, aggregate_window, build_batch, parse_leaf
-from carbontrace_protocol.emission_factors import EmissionFactor
+from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from carbontrace_protocol.reading import Reading, decode_payload
 from edge_gateway.spool import OpenReading
 
@@ -82,3 +82,47 @@ def renumber(gateway_key: int, batch: Batch, batch_seq: int, prev_hash: bytes) -
         prev_hash,
         header["created"],
     )
+
+
+def rebase_after_skip(
+    gateway_key: int, skipped: Batch, later: Sequence[Batch]
+) -> tuple[list[Batch], dict[str, tuple[int, int] | None]]:
+    """The batches after a skipped (dead-lettered) one, moved onto its number and predecessor, re-signed, with
+    every energy aggregate of a device in the skipped batch recomputed on the baseline the cloud has: the one
+    the skipped batch started from (its aggregates say which). Also those devices' baselines after them
+    (None: none). Without this the next batch counts energy from readings the cloud never received, and the
+    cloud refuses it (aggregate_mismatch)."""
+    baselines: dict[str, tuple[int, int] | None] = {}
+    for leaf in skipped.leaves[skipped.header["readings"]:]:
+        aggregate = parse_leaf(leaf)[1]
+        energy = aggregate.get("energy")
+        if isinstance(energy, dict):
+            base = energy.get("baseline")
+            baselines[aggregate["device"]] = (int(base[0]), int(base[1])) if base else None
+    seq, prev = int(skipped.header["batch_seq"]), bytes(skipped.header["prev"])
+    rebuilt: list[Batch] = []
+    for batch in later:
+        count = batch.header["readings"]
+        signed = [parse_leaf(leaf)[1] for leaf in batch.leaves[:count]]
+        decoded = [decode_signed(s) for s in signed]
+        aggregates = []
+        for leaf in batch.leaves[count:]:
+            aggregate = parse_leaf(leaf)[1]
+            device = aggregate["device"]
+            if device in baselines and isinstance(aggregate.get("energy"), dict):
+                mine = [r for r in decoded if r.device_id == device]
+                window = aggregate["window"]
+                factor = get_factor(aggregate["factor"]["id"])
+                aggregate = aggregate_window(device, window[0], window[1], aggregate["interval_s"], mine, factor,
+                                             baselines[device])
+            aggregates.append(aggregate)
+        for device, base in list(baselines.items()):
+            moved = next_baselines([r for r in decoded if r.device_id == device], {device: base} if base else {})
+            if device in moved:
+                baselines[device] = moved[device]
+        header = batch.header
+        new = build_batch(gateway_key, header["gateway"], header["site"], seq,
+                          (header["window"][0], header["window"][1]), signed, aggregates, prev, header["created"])
+        rebuilt.append(new)
+        seq, prev = seq + 1, new.hash
+    return rebuilt, baselines

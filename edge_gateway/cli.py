@@ -6,13 +6,16 @@ import json
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edge_gateway.config import load_settings
 from edge_gateway.keys import create_key_file
 from edge_gateway.logs import setup_logging
+
+if TYPE_CHECKING:
+    from edge_gateway.spool import Spool
 
 gateway_app = typer.Typer(help="The CarbonTrace edge gateway.", no_args_is_help=True)
 
@@ -65,3 +68,71 @@ def status(config: ConfigOption = None) -> None:
     finally:
         spool.close()
     typer.echo(json.dumps(report, indent=2, sort_keys=True))
+
+
+uploads_app = typer.Typer(
+    help="A halted upload (the cloud rejected a batch): inspect it, retry it, or skip it to the dead letters.",
+    no_args_is_help=True,
+)
+gateway_app.add_typer(uploads_app, name="uploads")
+
+
+def _open_spool(config: Path | None) -> Spool:
+    from edge_gateway.spool import Spool
+
+    return Spool(load_settings(config).spool_path)
+
+
+@uploads_app.command("status")
+def uploads_status(config: ConfigOption = None) -> None:
+    """Print the halt (reason, batch, cloud's detail) if any, the unacknowledged batches and the dead letters."""
+    spool = _open_spool(config)
+    try:
+        halt = spool.get_meta("upload_halted")
+        report = {
+            "halted": json.loads(halt) if halt else None,
+            "unacked": [{"batch_seq": p.batch_seq, "batch_id": p.batch_id} for p in spool.unacked()],
+            "dead_letters": spool.dead_letters(),
+        }
+    finally:
+        spool.close()
+    typer.echo(json.dumps(report, indent=2, sort_keys=True))
+
+
+@uploads_app.command("retry")
+def uploads_retry(config: ConfigOption = None) -> None:
+    """Clear the halt: the running gateway uploads the same batch again (after the cause was fixed in the cloud)."""
+    spool = _open_spool(config)
+    try:
+        old = spool.clear_halt()
+    finally:
+        spool.close()
+    typer.echo("uploads resume" if old else "uploads were not halted")
+
+
+@uploads_app.command("skip")
+def uploads_skip(
+    batch: Annotated[int, typer.Option("--batch", help="batch_seq of the halted batch (see `uploads status`)")],
+    reason: Annotated[str, typer.Option(help="why it is skipped, kept with the dead letter")] = "skipped by operator",
+    config: ConfigOption = None,
+) -> None:
+    """Move the halted batch to the dead letters (kept in the spool, never deleted, never uploaded) and resume:
+    the batches after it are re-signed onto its place, their energy counted from the cloud's baseline."""
+    from functools import partial
+
+    from edge_gateway.batcher import rebase_after_skip
+    from edge_gateway.keys import load_private_key
+    from edge_gateway.spool import Spool
+
+    settings = load_settings(config)
+    # The gateway's key re-signs the batches after the skipped one, rebuilt on the cloud's energy baseline.
+    rebase = partial(rebase_after_skip, load_private_key(Path(settings.key_file)))
+    spool = Spool(settings.spool_path)
+    try:
+        dead_id = spool.skip_batch(batch, reason, rebase)
+    except ValueError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from err
+    finally:
+        spool.close()
+    typer.echo(f"batch {batch} is dead letter {dead_id}; uploads resume")

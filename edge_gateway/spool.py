@@ -16,10 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carbontrace_protocol.batch import ZERO_HASH, Batch
+from carbontrace_protocol.batch import ZERO_HASH, Batch, decode_batch
 from edge_gateway.classify import DeviceEntry, Rejected, Verified
 from edge_gateway.sequence import ACCEPT, DUPLICATE, SeqState, decide, split_gap
 from edge_gateway.windows import assign_window
+
+# readings.batch_seq of a dead letter's readings: DEAD_LETTER_SEQ - dead_id, far below the negative numbers a
+# resync uses for a moment (-1 - batch_seq), so no renumbering ever touches them.
+DEAD_LETTER_SEQ = -(10**15)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,6 +46,10 @@ CREATE TABLE IF NOT EXISTS batches (
     window_end INTEGER NOT NULL, blob BLOB, hash BLOB NOT NULL, created INTEGER NOT NULL,
     readings INTEGER NOT NULL, acked_at INTEGER, receipt TEXT);
 CREATE TABLE IF NOT EXISTS baselines (device_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, energy_wh INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    dead_id INTEGER PRIMARY KEY AUTOINCREMENT, batch_seq INTEGER NOT NULL, batch_id TEXT NOT NULL,
+    window_start INTEGER NOT NULL, window_end INTEGER NOT NULL, blob BLOB, hash BLOB NOT NULL,
+    created INTEGER NOT NULL, readings INTEGER NOT NULL, reason TEXT NOT NULL, skipped_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rejections (
     device_label TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL, last_at INTEGER NOT NULL,
     PRIMARY KEY (device_label, reason));
@@ -87,6 +95,8 @@ class PendingBatch:
     created: int
 
 
+# rebase(skipped batch, the unacknowledged batches after it) -> (them rebuilt, the moved devices' baselines)
+Rebase = Callable[[Batch, list[Batch]], tuple[list[Batch], dict[str, "tuple[int, int] | None"]]]
 # build(window_start, open readings, baselines, batch_seq, prev_hash) -> (batch, moved baselines)
 BatchBuilder = Callable[
     [int, list[OpenReading], dict[str, tuple[int, int]], int, bytes], "tuple[Batch, dict[str, tuple[int, int]]]"
@@ -405,6 +415,77 @@ class Spool:
             self._set_meta("next_batch_seq", str(next_batch_seq))
             self._set_meta("prev_hash", prev_hash.hex())
 
+    # -- operator actions on a halted upload (`carbontrace-gateway uploads ...`) ----------------------
+
+    def clear_halt(self) -> str | None:
+        """Let uploads resume (the running gateway reads this flag before each attempt); the old halt record."""
+        with self._write():
+            old = self._meta("upload_halted")
+            self.db.execute("DELETE FROM meta WHERE key='upload_halted'")
+        return old
+
+    def skip_batch(self, batch_seq: int, reason: str, rebase: Rebase | None = None) -> int:
+        """Move the next unacknowledged batch, which must be ``batch_seq``, to the dead letters: its blob and its
+        readings stay in the spool (never deleted), it is no longer uploaded, and the halt is cleared. The
+        batches after it still name it as ``prev``: the cloud answers 409 and the forwarder's resync renumbers
+        them onto the cloud's chain. Returns the dead letter's id.
+
+        With ``rebase`` (``batcher.rebase_after_skip`` with the gateway's key) the later batches are rebuilt at
+        once: renumbered onto the skipped one's place and their energy aggregates counted from the baseline the
+        cloud has, not from the skipped readings (which the cloud would refuse as aggregate_mismatch)."""
+        with self._write():
+            # Only while halted: then the forwarder has no upload in flight that could acknowledge the batch
+            # whose number the rebuilt successor is about to take.
+            if self._meta("upload_halted") is None:
+                raise ValueError("uploads are not halted; only a halted batch can be skipped")
+            row = self.db.execute(
+                "SELECT batch_seq FROM batches WHERE acked_at IS NULL ORDER BY batch_seq LIMIT 1").fetchone()
+            if row is None or int(row[0]) != batch_seq:
+                raise ValueError(f"batch {batch_seq} is not the next unacknowledged batch (that is "
+                                 f"{None if row is None else int(row[0])}); only the one that blocks can be skipped")
+            cursor = self.db.execute(
+                "INSERT INTO dead_letters(batch_seq, batch_id, window_start, window_end, blob, hash, created, "
+                "readings, reason, skipped_at) SELECT batch_seq, batch_id, window_start, window_end, blob, hash, "
+                "created, readings, ?, ? FROM batches WHERE batch_seq=?", (reason, int(self.clock()), batch_seq))
+            dead_id = int(cursor.lastrowid or 0)
+            # Its readings leave the batch numbering (which a resync rewrites) without reopening their window.
+            self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (DEAD_LETTER_SEQ - dead_id, batch_seq))
+            skipped_blob = self.db.execute("SELECT blob FROM batches WHERE batch_seq=?", (batch_seq,)).fetchone()[0]
+            self.db.execute("DELETE FROM batches WHERE batch_seq=?", (batch_seq,))
+            self.db.execute("DELETE FROM meta WHERE key='upload_halted'")
+            if rebase is not None and skipped_blob is not None:
+                self._rebase_later(decode_batch(bytes(skipped_blob)), batch_seq, rebase)
+        return dead_id
+
+    def _rebase_later(self, skipped: Batch, skipped_seq: int, rebase: Rebase) -> None:
+        rows = self.db.execute(
+            "SELECT batch_seq, blob FROM batches WHERE acked_at IS NULL AND batch_seq > ? ORDER BY batch_seq",
+            (skipped_seq,)).fetchall()
+        later = [decode_batch(bytes(r[1])) for r in rows]
+        rebuilt, baselines = rebase(skipped, later)
+        for (old_seq, _), batch in zip(rows, rebuilt, strict=True):
+            new_seq = int(batch.header["batch_seq"])
+            self.db.execute("UPDATE batches SET batch_seq=?, batch_id=?, blob=?, hash=? WHERE batch_seq=?",
+                            (new_seq, batch.id, batch.encode(), batch.hash, old_seq))
+            self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (new_seq, old_seq))
+        self._set_meta("next_batch_seq", str(skipped_seq + len(rebuilt)))
+        self._set_meta("prev_hash", (rebuilt[-1].hash if rebuilt else bytes(skipped.header["prev"])).hex())
+        for device, base in baselines.items():
+            if base is None:
+                self.db.execute("DELETE FROM baselines WHERE device_id=?", (device,))
+            else:
+                self.db.execute(
+                    "INSERT INTO baselines(device_id, seq, energy_wh) VALUES (?, ?, ?) ON CONFLICT(device_id) "
+                    "DO UPDATE SET seq=excluded.seq, energy_wh=excluded.energy_wh", (device, base[0], base[1]))
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT dead_id, batch_seq, batch_id, window_start, window_end, readings, reason, skipped_at, "
+            "blob IS NOT NULL FROM dead_letters ORDER BY dead_id").fetchall()
+        names = ("dead_id", "batch_seq", "batch_id", "window_start", "window_end", "readings", "reason",
+                 "skipped_at", "blob_kept")
+        return [{**dict(zip(names, r, strict=True)), "blob_kept": bool(r[-1])} for r in rows]
+
     # -- reporting ----------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -420,6 +501,7 @@ class Spool:
             "held_bytes": self.held_bytes(),
             "file_bytes": self.file_bytes(),
             "upload_halted": self._meta("upload_halted"),
+            "dead_letters": one("SELECT COUNT(*) FROM dead_letters").fetchone()[0],
             "registry_synced_at": self._meta("registry_synced_at"),
             "next_batch_seq": int(self._meta("next_batch_seq", "0") or 0),
         }

@@ -13,27 +13,12 @@ from carbontrace_protocol.batch_verify import BatchRejected
 from cloud import models
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ingest import NotYourGateway, OutOfOrder
+from cloud.params import BatchSeq, ReadingsLimit, UnixSeconds
 from cloud.routers.sites import site_in_scope
-from cloud.schemas import BatchRead, ReadingRead
+from cloud.schemas import BatchRead, QuarantinedLeafRead, ReadingRead
 from cloud.security import Principal, Role
 
 router = APIRouter(prefix="/api/v1", tags=["batches"])
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge()
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _TooLarge()
-    return bytes(body)
 
 
 @router.post(
@@ -42,7 +27,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     responses={
         200: {"description": "retry of an accepted batch: the same receipt"},
         409: {"description": "out_of_order: prev/batch_seq do not follow the last accepted batch"},
-        413: {"description": "body larger than the limit"},
+        413: {"description": "body larger than max_batch_bytes (enforced by cloud/request_limits.py)"},
         422: {"description": "verification failed; nothing stored"},
     },
     openapi_extra={
@@ -56,10 +41,7 @@ async def upload_batch(
     request: Request, ledger: LedgerDep, principal: Annotated[Principal, Depends(require(Role.GATEWAY))]
 ) -> JSONResponse:
     """Roles: gateway (its own batches only). Body: the batch blob, Content-Type application/cbor."""
-    try:
-        blob = await _read_limited(request, ledger.settings.max_batch_bytes)
-    except _TooLarge:
-        return JSONResponse({"error": "too_large", "detail": f"limit {ledger.settings.max_batch_bytes} bytes"}, 413)
+    blob = await request.body()  # at most max_batch_bytes: cloud/request_limits.py refused anything larger
     assert principal.gateway_id is not None
     try:
         created, receipt = await run_in_threadpool(ledger.ingestor.ingest, principal.gateway_id, blob)
@@ -93,7 +75,7 @@ def _batch_in_scope(session: SessionDep, principal: Principal, gateway_id: str, 
 @router.get("/batches/{gateway_id}/{batch_seq}", response_model=BatchRead)
 def read_batch(
     gateway_id: str,
-    batch_seq: int,
+    batch_seq: BatchSeq,
     session: SessionDep,
     principal: Annotated[
         Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE, Role.SITE_ENGINEER, Role.GATEWAY))
@@ -101,6 +83,17 @@ def read_batch(
 ) -> BatchRead:
     """Roles: operator, regulator, the owning enterprise and its site engineers, the uploading gateway."""
     row = _batch_in_scope(session, principal, gateway_id, batch_seq)
+    quarantined = [
+        QuarantinedLeafRead(
+            leaf_index=q.leaf_index, kind=q.kind, device_id=q.device_id, seq=q.seq, reason=q.reason,
+            quarantined_at=q.quarantined_at,
+        )
+        for q in session.scalars(
+            select(models.QuarantinedLeaf)
+            .where(models.QuarantinedLeaf.batch_id == row.id)
+            .order_by(models.QuarantinedLeaf.leaf_index)
+        )
+    ]
     return BatchRead(
         batch_id=row.id,
         batch_hash=row.batch_hash.hex(),
@@ -115,13 +108,15 @@ def read_batch(
         root=row.root.hex(),
         window=[row.window_start, row.window_end],
         received_at=row.received_at,
+        quarantined=sum(1 for q in quarantined if q.kind == "reading"),
+        quarantined_leaves=quarantined,
     )
 
 
 @router.get("/batches/{gateway_id}/{batch_seq}/blob")
 def read_batch_blob(
     gateway_id: str,
-    batch_seq: int,
+    batch_seq: BatchSeq,
     ledger: LedgerDep,
     session: SessionDep,
     principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE))],
@@ -138,8 +133,8 @@ def device_readings(
     principal: Annotated[
         Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE, Role.SITE_ENGINEER))
     ],
-    since: int = 0,
-    limit: int = 1000,
+    since: UnixSeconds = 0,
+    limit: ReadingsLimit = 1000,
 ) -> list[ReadingRead]:
     """Roles: operator, regulator, the device's enterprise and its site engineers."""
     device = session.get(models.Device, device_id)
@@ -152,7 +147,7 @@ def device_readings(
         select(models.Reading)
         .where(models.Reading.device_id == device_id, models.Reading.timestamp >= since)
         .order_by(models.Reading.seq)
-        .limit(min(max(limit, 1), 10_000))
+        .limit(limit)
     )
     return [
         ReadingRead(

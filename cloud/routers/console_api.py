@@ -23,12 +23,13 @@ from cloud.chain import BindingState
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ledger import Ledger
 from cloud.ledger_chain import chain_id_of
+from cloud.params import MAX_TIME, ConsoleLimit
 from cloud.security import Principal, Role
 
 router = APIRouter(prefix="/api/v1", tags=["console"])
 
 _ID = r"^[A-Za-z0-9._-]{1,64}$"
-_MAX_TIME = 2**62  # inside every database's BIGINT
+_MAX_TIME = MAX_TIME  # cloud/params.py: one bound for every time parameter
 _ALL_TENANTS = (Role.OPERATOR, Role.REGULATOR)
 _OWN_TENANT = (Role.ENTERPRISE, Role.SITE_ENGINEER)
 _PEOPLE = (*_ALL_TENANTS, *_OWN_TENANT, Role.PLATFORM)
@@ -475,6 +476,8 @@ class BatchView(BaseModel):
     received_at: int
     checkpoint_seq: int | None
     tx_hash: str | None
+    # Reading leaves kept but not counted (device revoked mid-window); details: GET /batches/{gw}/{seq}.
+    quarantined: int = 0
 
 
 def _scoped_batches(ids: list[str] | None) -> Any:
@@ -487,7 +490,7 @@ def console_batches(
     ledger: LedgerDep,
     session: SessionDep,
     principal: Annotated[Principal, Depends(require(*_ALL_TENANTS, *_OWN_TENANT))],
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: ConsoleLimit = 50,
 ) -> list[BatchView]:
     """Roles: operator, regulator (all); enterprise and its site engineers (their own). The newest batches,
     each with the first anchored checkpoint whose tree covers its log leaf (None: not anchored yet)."""
@@ -499,6 +502,14 @@ def console_batches(
         .where(models.Checkpoint.anchored.is_(True))
         .order_by(models.Checkpoint.seq)
     ).all()
+    Q = models.QuarantinedLeaf
+    quarantined = dict(
+        session.execute(
+            select(Q.batch_id, func.count())
+            .where(Q.batch_id.in_([b.id for b in rows]), Q.kind == "reading")
+            .group_by(Q.batch_id)
+        ).all()
+    )
     out = []
     for b in rows:
         covering = next(((int(seq), tx) for seq, size, tx in anchored if size > b.log_index), (None, None))
@@ -516,6 +527,7 @@ def console_batches(
                 received_at=b.received_at,
                 checkpoint_seq=covering[0],
                 tx_hash=covering[1],
+                quarantined=int(quarantined.get(b.id, 0)),
             )
         )
     return out

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from cloud import models
 from cloud.deps import SessionDep
 from cloud.ledger_log import SqlLog
+from cloud.params import AfterSeq, Limit, TreeSize
 from cloud.schemas import CheckpointRead, ConsistencyProof, InclusionProof
 
 router = APIRouter(prefix="/api/v1/log", tags=["log"])
@@ -29,7 +30,7 @@ def _checkpoint_read(row: models.Checkpoint) -> CheckpointRead:
 
 
 @router.get("/checkpoints", response_model=list[CheckpointRead])
-def list_checkpoints(session: SessionDep, after: int = -1, limit: int = 100) -> list[CheckpointRead]:
+def list_checkpoints(session: SessionDep, after: AfterSeq = -1, limit: Limit = 100) -> list[CheckpointRead]:
     """Roles: public. Checkpoints in sequence order (anchored or pending)."""
     rows = session.scalars(
         select(models.Checkpoint).where(models.Checkpoint.seq > after).order_by(models.Checkpoint.seq).limit(limit)
@@ -49,7 +50,7 @@ def latest_checkpoint(session: SessionDep) -> CheckpointRead:
 
 
 @router.get("/inclusion", response_model=InclusionProof)
-def inclusion(session: SessionDep, batch_id: str, tree_size: int) -> InclusionProof:
+def inclusion(session: SessionDep, batch_id: str, tree_size: TreeSize) -> InclusionProof:
     """Roles: public. Audit path of a batch's log leaf (its signed header) in the log of ``tree_size``."""
     row = session.get(models.Batch, batch_id)
     log = SqlLog(session)
@@ -66,7 +67,7 @@ def inclusion(session: SessionDep, batch_id: str, tree_size: int) -> InclusionPr
 
 
 @router.get("/consistency", response_model=ConsistencyProof)
-def consistency(session: SessionDep, first: int, second: int) -> ConsistencyProof:
+def consistency(session: SessionDep, first: TreeSize, second: TreeSize) -> ConsistencyProof:
     """Roles: public. Proof that the log of ``first`` leaves is a prefix of the log of ``second``."""
     log = SqlLog(session)
     if not 0 < first <= second <= log.size():

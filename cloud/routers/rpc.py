@@ -2,12 +2,17 @@
 embedded chain too (it lives inside this process). Only methods that read are forwarded; anything else,
 sending transactions and account or signing methods included, is refused with JSON-RPC error -32601.
 
+One request cannot burn the node's CPU: eth_call runs with at most ``rpc_call_gas`` (the block gas limit
+otherwise, ~5 s of CPU for one call on the embedded EVM), a batch holds at most ``_MAX_BATCH`` calls and
+stops with a JSON-RPC error for each remaining call once it has run ``rpc_request_s``.
+
 Embedded chain (eth-tester): the request goes through web3's request pipeline, which speaks eth-tester's
 dialect; its Python-typed result is turned back into standard JSON-RPC (hex quantities, camelCase keys).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Body
@@ -30,7 +35,9 @@ SAFE_METHODS = frozenset(
         "net_version",
     }
 )
-_MAX_BATCH = 50
+_MAX_BATCH = 20
+# Methods whose first parameter is a transaction the node executes: their gas is capped.
+_GAS_CAPPED = frozenset({"eth_call", "eth_estimateGas"})
 
 
 def to_json_rpc(value: Any) -> Any:
@@ -52,17 +59,40 @@ def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
 
 
+def _capped_gas(params: list[Any], cap: int) -> list[Any]:
+    """``params`` with the call's gas at most ``cap`` (forced when absent); ValueError for a malformed gas."""
+    if not params or not isinstance(params[0], dict):
+        raise ValueError("the first parameter must be a call object")
+    call = dict(params[0])
+    gas = call.get("gas", cap)
+    if isinstance(gas, str):
+        gas = int(gas, 16) if gas.startswith(("0x", "0X")) else int(gas)
+    if not isinstance(gas, int) or isinstance(gas, bool) or gas < 0:
+        raise ValueError("gas must be a non-negative quantity")
+    call["gas"] = hex(min(gas, cap))
+    return [call, *params[1:]]
+
+
+def _id_of(request: Any) -> Any:
+    """The request's id if it is a valid one (a string or an integer), else None."""
+    request_id = request.get("id") if isinstance(request, dict) else None
+    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+
+
 def _one(ledger: LedgerDep, request: Any) -> dict[str, Any]:
     if not isinstance(request, dict):
         return _error(None, -32600, "invalid request")
-    request_id = request.get("id")
-    if not isinstance(request_id, str | int) or isinstance(request_id, bool):
-        request_id = None
+    request_id = _id_of(request)
     method, params = request.get("method"), request.get("params", [])
     if not isinstance(method, str) or not isinstance(params, list):
         return _error(request_id, -32600, "invalid request")
     if method not in SAFE_METHODS:
         return _error(request_id, -32601, f"method {method[:64]!r} is not available on this read-only endpoint")
+    if method in _GAS_CAPPED:
+        try:
+            params = _capped_gas(params, ledger.settings.rpc_call_gas)
+        except ValueError as err:
+            return _error(request_id, -32602, str(err))
     w3 = ledger.chain.connect().w3
     try:
         result = w3.manager.request_blocking(RPCEndpoint(method), params)
@@ -88,5 +118,12 @@ def json_rpc(
     if isinstance(request, list):
         if not request or len(request) > _MAX_BATCH:
             return JSONResponse(_error(None, -32600, f"batch of 1..{_MAX_BATCH} requests expected"))
-        return JSONResponse([_one(ledger, r) for r in request])
+        deadline = time.monotonic() + ledger.settings.rpc_request_s
+        answers = []
+        for item in request:
+            if time.monotonic() > deadline:
+                answers.append(_error(_id_of(item), -32000, "time budget of this request exceeded; send fewer calls"))
+            else:
+                answers.append(_one(ledger, item))
+        return JSONResponse(answers)
     return JSONResponse(_one(ledger, request))

@@ -20,12 +20,13 @@ from cloud import statements
 from cloud import trace as tracelib
 from cloud.chain import ChainUnavailable
 from cloud.deps import FORBIDDEN, LedgerDep, SessionDep, get_principal
+from cloud.params import MAX_TIME, Limit
 from cloud.security import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["trace"])
 
 _ID = r"^[A-Za-z0-9._-]{1,64}$"
-_MAX_TIME = 2**62
+_MAX_TIME = MAX_TIME  # cloud/params.py: one bound for every time parameter
 _FORBIDDEN_RESPONSE: dict[int | str, dict[str, Any]] = {
     403: {"description": "this caller may not see that (same body whether or not it exists)"},
     503: {"description": "the chain node is unreachable; retry"},
@@ -110,7 +111,7 @@ def _query(
         list[DataType] | None,
         Query(description="kinds of leaves: co2, temperature, humidity, energy (readings), emissions, aggregates"),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
 ) -> tracelib.TraceQuery:
     return tracelib.TraceQuery(enterprise_id, site_id, device_id, start, end, frozenset(types or ()), limit)
 

@@ -11,7 +11,7 @@ from carbontrace_protocol.batch import aggregate_window, build_batch, decode_bat
 from carbontrace_protocol.cid import cid_for
 from carbontrace_protocol.emission_factors import get_factor
 from carbontrace_protocol.reading import Reading, decode_payload, sign_reading
-from tests.cloud.cloud_testkit import ADMIN_KEY, auth, new_key, register_tenant, upload
+from tests.cloud.cloud_testkit import ADMIN_KEY, DeviceKit, auth, new_key, register_tenant, upload
 
 
 def _ledger(client: TestClient):  # type: ignore[no-untyped-def]
@@ -36,6 +36,7 @@ def test_accept_retry_and_state(client: TestClient) -> None:
         "log_index": 0,
         "leaves": 8,
         "readings": 6,
+        "quarantined": 0,
         "status": "accepted",
     }
     assert _ledger(client).store.get(receipt["cid"]) == blob
@@ -196,9 +197,13 @@ def test_rejections_are_422_and_store_nothing(client: TestClient) -> None:
     r = upload(client, gw, inflated)
     assert (r.status_code, r.json()["error"], r.json()["leaf_index"]) == (422, "aggregate_mismatch", 4)
 
-    # A revoked device's readings are refused.
-    client.post(f"/api/v1/devices/{gw.devices[1].device_id}/revoke", headers=auth(tenant.engineer_key))
-    r = upload(client, gw, batch)
+    # A device the site never registered is refused. (A revoked one is no longer: its readings are
+    # quarantined and the batch accepted, tests/cloud/test_quarantine.py.)
+    private, public = new_key()
+    gw.devices.append(DeviceKit("dev-never-registered", private, public))
+    unknown, _ = gw.build()
+    gw.devices.pop()
+    r = upload(client, gw, unknown)
     assert (r.status_code, r.json()["error"]) == (422, "unknown_device")
 
     # None of the above left a trace: still one batch, and the log has one leaf.

@@ -12,7 +12,7 @@ from eth_account import Account
 from fastapi.testclient import TestClient
 
 from carbontrace.servers import AnvilNode
-from carbontrace.verify_bundle import verify_bundle
+from carbontrace_protocol.proof_verify import verify_bundle_json as verify_bundle
 from cloud.chain import connect_rpc
 from cloud.chain_signer import load_key_file
 from cloud.ledger_chain import chain_id_of

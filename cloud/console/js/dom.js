@@ -6,6 +6,8 @@ export function h(tag, attrs = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (name.startsWith("on") && typeof value === "function") el.addEventListener(name.slice(2), value);
     else if (name === "dataset") Object.assign(el.dataset, value);
+    // Through the CSSOM, not a style attribute: the console's CSP (cloud/security_headers.py) blocks those.
+    else if (name === "style") el.style.cssText = String(value);
     else el.setAttribute(name, value === true ? "" : String(value));
   }
   append(el, children);
