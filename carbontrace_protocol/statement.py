@@ -182,12 +182,18 @@ def verify_statement(document: Any, chain: ChainReader, trust: Trust) -> Report:
     try:
         try:
             doc = exact_fields(document, "statement document", DOCUMENT_FIELDS)
-            if doc["format"] != STATEMENT_FORMAT or doc["version"] != STATEMENT_VERSION:
+            if (
+                doc["format"] != STATEMENT_FORMAT
+                or type(doc["version"]) is not int
+                or doc["version"] != STATEMENT_VERSION
+            ):
                 raise BundleFormatError(f"not a {STATEMENT_FORMAT} v{STATEMENT_VERSION}")
             body = exact_fields(doc["statement"], "statement", BODY_FIELDS)
             signature = exact_fields(doc["signature"], "signature", SIGNATURE_FIELDS)
             bundle = ProofBundle.from_json(doc["bundle"])
             period = exact_fields(body["period"], "statement.period", ("start", "end"))
+            if any(type(period[k]) is not int or period[k] < 0 for k in ("start", "end")):
+                raise BundleFormatError("statement.period start and end must be unsigned JSON integers")
             kid = bytes.fromhex(signature["kid"]) if isinstance(signature["kid"], str) else b""
             value = bytes.fromhex(signature["value"]) if isinstance(signature["value"], str) else b""
         except (BundleFormatError, ValueError) as err:
