@@ -480,6 +480,18 @@ def statement_cases(w: Writer, tmp: Path) -> None:
             "bundle_format",
             text_of(_resign(floated, cloud_key, recompute=False)),
         )
+        upper = statement()
+        upper["signature"]["value"] = upper["signature"]["value"].upper()
+        w.case(
+            "statement-uppercase-signature",
+            "statement-valid with the signature value in uppercase hex (the signature does not cover itself). "
+            "Fails at bundle_format.",
+            upper,
+            chain,
+            trust,
+            "invalid",
+            "bundle_format",
+        )
         case(
             "bundle-view-edited", "an aggregate's view edited inside the bundle, re-signed", bundle_edit, "decoded_view"
         )
