@@ -124,7 +124,7 @@ class Trust:
     @classmethod
     def from_json(cls, value: Any) -> Trust:
         obj = exact_fields(value, "trust", ("format", "version", "chain_id", "registry"))
-        if obj["format"] != TRUST_FORMAT or obj["version"] != TRUST_VERSION or isinstance(obj["version"], bool):
+        if obj["format"] != TRUST_FORMAT or type(obj["version"]) is not int or obj["version"] != TRUST_VERSION:
             raise BundleFormatError(f"not a {TRUST_FORMAT} v{TRUST_VERSION}")
         return cls(_uint(obj["chain_id"], "trust.chain_id"), _address(obj["registry"], "trust.registry"))
 
@@ -477,7 +477,7 @@ class ProofBundle:
         obj = exact_fields(value, "bundle", cls.FIELDS)
         if obj["format"] != BUNDLE_FORMAT:
             raise BundleFormatError(f"not a {BUNDLE_FORMAT}")
-        if obj["version"] != BUNDLE_VERSION or isinstance(obj["version"], bool):
+        if type(obj["version"]) is not int or obj["version"] != BUNDLE_VERSION:  # 2.0 and true are not 2
             raise BundleFormatError(
                 f"unsupported bundle version {obj['version']!r} (this verifier reads {BUNDLE_VERSION})"
             )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -170,6 +171,14 @@ def gateway_chains(bundle: ProofBundle, start: int, end: int) -> dict[str, Gatew
     return chains
 
 
+def _signature_hex(value: Any, size: int) -> bytes:
+    """Lowercase hex without 0x of ``size`` bytes, as every byte string of the format (not bytes.fromhex's
+    leniency, which takes uppercase and spaces)."""
+    if not isinstance(value, str) or not re.fullmatch(f"[0-9a-f]{{{2 * size}}}", value):
+        raise BundleFormatError(f"signature kid and value must be {size} bytes of lowercase hex without 0x")
+    return bytes.fromhex(value)
+
+
 def _canonical(value: Any) -> bytes:
     return strict_json.canonical(value)
 
@@ -182,14 +191,19 @@ def verify_statement(document: Any, chain: ChainReader, trust: Trust) -> Report:
     try:
         try:
             doc = exact_fields(document, "statement document", DOCUMENT_FIELDS)
-            if doc["format"] != STATEMENT_FORMAT or doc["version"] != STATEMENT_VERSION:
+            if (
+                doc["format"] != STATEMENT_FORMAT
+                or type(doc["version"]) is not int
+                or doc["version"] != STATEMENT_VERSION
+            ):
                 raise BundleFormatError(f"not a {STATEMENT_FORMAT} v{STATEMENT_VERSION}")
             body = exact_fields(doc["statement"], "statement", BODY_FIELDS)
             signature = exact_fields(doc["signature"], "signature", SIGNATURE_FIELDS)
             bundle = ProofBundle.from_json(doc["bundle"])
             period = exact_fields(body["period"], "statement.period", ("start", "end"))
-            kid = bytes.fromhex(signature["kid"]) if isinstance(signature["kid"], str) else b""
-            value = bytes.fromhex(signature["value"]) if isinstance(signature["value"], str) else b""
+            if any(type(period[k]) is not int or period[k] < 0 for k in ("start", "end")):
+                raise BundleFormatError("statement.period start and end must be unsigned JSON integers")
+            kid, value = _signature_hex(signature["kid"], 32), _signature_hex(signature["value"], 64)
         except (BundleFormatError, ValueError) as err:
             raise CheckFailed("bundle_format", str(err)) from err
         steps.append(Step("bundle_format", True, f"{STATEMENT_FORMAT} v{STATEMENT_VERSION}"))

@@ -13,6 +13,7 @@ from carbontrace_protocol import checkpoint as signed_checkpoint
 from carbontrace_protocol import merkle, views
 from carbontrace_protocol.batch import parse_header, parse_leaf
 from carbontrace_protocol.proof_bundle import ProofBundle
+from carbontrace_protocol.proof_verify import STEP_EXIT, VERDICT_EXIT
 from carbontrace_protocol.verify import verify_es256, verify_reading
 from tests.conftest import REPO_ROOT
 from tests.trace.trace_kit import anchor, get, tenant_with_batches
@@ -66,3 +67,11 @@ def test_served_bundles_and_statements_match_the_schema(sqlite_client: TestClien
     validator.validate(statement["bundle"])
     broken = dict(bundle, version=1)
     assert not validator.is_valid(broken)
+
+
+def test_the_docs_name_every_step_and_verdict_with_its_exit_code() -> None:
+    text = (DOCS / "proof-bundle.md").read_text()
+    missing = [
+        f"{name} {code}" for name, code in (STEP_EXIT | VERDICT_EXIT).items() if f"| `{name}` | {code} |" not in text
+    ]
+    assert missing == [], "docs/proof-bundle.md lacks these rows of its step and verdict tables"

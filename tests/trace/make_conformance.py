@@ -1,0 +1,521 @@
+"""Write docs/conformance/: one JSON file per case, valid and tampered documents with their expected verdict.
+
+Run as ``python -m tests.trace.make_conformance [DIR]`` (not part of ``make test``; tests/trace/
+test_conformance.py runs the files it writes). It starts the cloud on temp storage and the embedded EVM,
+makes real bundles and statements through the API (the cloud test kit), applies the mutations of
+tests/trace/test_trace_tamper.py and tests/trace/test_trace_statements.py, verifies each document against the
+real chain through ``RecordingChain`` and stores what was read as the case's chain. A case whose verdict is
+not the intended one stops the run. Files are written with sorted keys, one name per case; ids, keys and
+signatures are fresh on each run, so a regenerated set differs in its bytes, not in its verdicts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from carbontrace_protocol import p256, strict_json
+from carbontrace_protocol.ids import KEY_REVOKED
+from carbontrace_protocol.proof_bundle import ProofBundle, Trust
+from carbontrace_protocol.proof_verify import ChainKey, ChainReader, Report, verify_bundle_json
+from carbontrace_protocol.recorded_chain import RecordedChain, RecordingChain
+from carbontrace_protocol.statement import STATEMENT_FORMAT, verify_statement
+from tests.cloud.cloud_testkit import app_client, make_settings
+from tests.trace.test_trace_statements import _period, _prune, _resign
+from tests.trace.test_trace_tamper import BUNDLE_CASES
+from tests.trace.trace_kit import anchor, get, ledger_of, reader_of, tenant_with_batches, trust_of, upload_batches
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "docs" / "conformance"
+EXAMPLE = DEFAULT_DIR.parent / "proof-bundle.example.json"
+PLACEHOLDER = "@@raw@@"
+# BUNDLE_CASES whose point is a JSON type a lenient loader would lose: stored as raw text
+AS_TEXT = {"view integer written as a float", "view flag 0 written as false"}
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def verify_document(document: Any, chain: ChainReader, trust: Trust) -> Report:
+    if isinstance(document, dict) and document.get("format") == STATEMENT_FORMAT:
+        return verify_statement(document, chain, trust)
+    return verify_bundle_json(document, chain, trust)
+
+
+def text_of(document: Any) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def raw(document: Any, path: tuple[Any, ...], literal: str) -> str:
+    """The document's compact JSON with the value at ``path`` written as ``literal`` (any JSON text)."""
+    marked = copy.deepcopy(document)
+    target = marked
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = PLACEHOLDER
+    return text_of(marked).replace(json.dumps(PLACEHOLDER), literal, 1)
+
+
+class Writer:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.names: set[str] = set()
+
+    def case(
+        self,
+        name: str,
+        description: str,
+        document: Any,
+        chain: ChainReader | RecordedChain,
+        trust: Trust,
+        status: str,
+        step: str | None = None,
+        text: str | None = None,
+    ) -> None:
+        """Verify (recording the chain reads unless ``chain`` is already a recording), check the verdict is the
+        intended one, replay it on the recording, and write the case."""
+        assert name not in self.names, name
+        self.names.add(name)
+        recorder = None if isinstance(chain, RecordedChain) else RecordingChain(chain)
+        reader: ChainReader = chain if recorder is None else recorder
+        if text is not None:
+            try:
+                parsed = strict_json.loads(text)
+            except strict_json.StrictJSONError:
+                parsed, report = None, None
+            else:
+                report = verify_document(parsed, reader, trust)
+        else:
+            report = verify_document(document, reader, trust)
+        if report is None:
+            got = ("invalid", "bundle_format", 10)
+        else:
+            got = (report.status, report.failed_step, report.exit_code)
+        recorded = chain if isinstance(chain, RecordedChain) else recorder.recorded()  # type: ignore[union-attr]
+        replay = RecordedChain.from_json(json.loads(json.dumps(recorded.to_json())))
+        if report is not None:
+            again = verify_document(parsed if text is not None else document, replay, trust)
+            assert (again.status, again.failed_step) == got[:2], (name, again.as_json())
+        assert got[:2] == (status, step), (name, got, None if report is None else report.as_json())
+        case: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "trust": trust.to_json(),
+            "chain": replay.to_json(),
+            "expected": {"status": got[0], "failed_step": got[1], "exit_code": got[2]},
+        }
+        if text is not None:
+            case["document_text"] = text
+        else:
+            case["document"] = document
+        (self.out / f"{name}.json").write_text(json.dumps(case, sort_keys=True, indent=1) + "\n")
+
+
+def _bundle(client: Any, key: str, **params: Any) -> dict[str, Any]:
+    r = get(client, "/api/v1/trace/bundle", key, **params)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def bundle_cases(w: Writer, tmp: Path) -> None:
+    with app_client(make_settings(tmp)) as client:
+        traced = tenant_with_batches(client, "Conformance", batches=2, devices=1)
+        anchor(client)
+        upload_batches(client, traced, 1, per_device=6)
+        anchor(client)
+        upload_batches(client, traced, 1)
+        anchor(client)
+        key = traced.tenant.enterprise_key
+        chain, trust = reader_of(client), trust_of(client)
+        reading = traced.readings[4]
+        valid = _bundle(
+            client, key, device_id=reading.device_id, start=reading.timestamp, end=reading.timestamp + 1, types="co2"
+        )
+        assert len(valid["items"]) == 1 and valid["batches"][0]["checkpoint_seq"] == 1, valid
+        w.case(
+            "valid-reading",
+            "One reading (co2) in batch 2 of a gateway, under checkpoint 1 of 3: both consistency proofs non-empty.",
+            valid,
+            chain,
+            trust,
+            "valid",
+        )
+        for name, step, mutate in BUNDLE_CASES:
+            tampered = copy.deepcopy(valid)
+            mutate(tampered)
+            text = None
+            if name in AS_TEXT:
+                text = text_of(tampered)
+            w.case(
+                "tamper-" + slug(name),
+                f"valid-reading with this change: {name}. Fails at {step}.",
+                None if text else tampered,
+                chain,
+                trust,
+                "invalid",
+                step,
+                text,
+            )
+        # the key validity rule, on the recorded chain: revocation takes effect from a checkpoint count on
+        recorded = RecordingChain(chain)
+        verify_document(valid, recorded, trust)
+        base = recorded.recorded()
+        device_fp = bytes.fromhex(valid["items"][0]["device_key"])
+        seq = valid["batches"][0]["checkpoint_seq"]
+        for name, change, status, step, what in (
+            (
+                "key-revoked-after-anchor",
+                {"state": KEY_REVOKED, "revoked_at": seq + 1},
+                "valid",
+                None,
+                f"the device key revoked at checkpoint count {seq + 1}, after the batch was anchored under {seq}",
+            ),
+            (
+                "key-revoked-at-anchor",
+                {"state": KEY_REVOKED, "revoked_at": seq},
+                "invalid",
+                "device_key",
+                f"the device key revoked at checkpoint count {seq}: the batch anchored under {seq} is not covered",
+            ),
+            (
+                "key-registered-after-anchor",
+                {"active_from": seq + 1},
+                "invalid",
+                "device_key",
+                f"the device key active from checkpoint count {seq + 1}, after the batch was anchored under {seq}",
+            ),
+        ):
+            edited = RecordedChain.from_json(base.to_json())
+            fields = vars(edited.keys[device_fp]) | change
+            edited.keys[device_fp] = ChainKey(**fields)
+            w.case(name, f"valid-reading on a chain where {what}.", valid, edited, trust, status, step)
+        for name, change, what in (
+            ("chain-node-is-another-chain", {"chain_id": base.chain_id() + 1}, "the node reports another chain id"),
+            ("chain-registry-has-no-code", {"has_code": False}, "the pinned registry address holds no contract"),
+        ):
+            edited = RecordedChain.from_json(base.to_json() | change)
+            w.case(name, f"valid-reading, but {what}.", valid, edited, trust, "invalid", "chain_identity")
+        # strict JSON and harmless re-encodings, as raw text
+        text_cases: list[tuple[str, str, str, str | None]] = [
+            (
+                "json-duplicate-key",
+                "the query's device_id written twice, the real one last",
+                text_of(valid).replace('"device_id":', '"device_id":"dev-other","device_id":', 1),
+                "bundle_format",
+            ),
+            ("json-float-for-int-version", "version written 2.0", raw(valid, ("version",), "2.0"), "bundle_format"),
+            ("json-exponent-for-int", "version written 2e0", raw(valid, ("version",), "2e0"), "bundle_format"),
+            (
+                "json-float-for-int-log-index",
+                "a batch's log_index written with .0",
+                raw(valid, ("batches", 0, "log_index"), f"{valid['batches'][0]['log_index']}.0"),
+                "bundle_format",
+            ),
+            (
+                "json-true-for-1",
+                "checkpoint_seq 1 written true",
+                raw(valid, ("batches", 0, "checkpoint_seq"), "true"),
+                "bundle_format",
+            ),
+            (
+                "json-nan",
+                "a view value written NaN",
+                raw(valid, ("items", 0, "view", "co2_ppm"), "NaN"),
+                "bundle_format",
+            ),
+            (
+                "json-uppercase-hex",
+                "the leaf in uppercase hex",
+                raw(valid, ("items", 0, "leaf"), json.dumps(valid["items"][0]["leaf"].upper())),
+                "bundle_format",
+            ),
+            ("json-not-json", "the document cut short", text_of(valid)[:-1], "bundle_format"),
+            (
+                "reencoded-key-order",
+                "every object's keys in reverse order",
+                json.dumps(_reversed(valid), separators=(",", ":")),
+                None,
+            ),
+            (
+                "reencoded-whitespace",
+                "pretty-printed with 4-space indent and CRLF line ends",
+                json.dumps(valid, indent=4).replace("\n", "\r\n") + "\r\n",
+                None,
+            ),
+            (
+                "reencoded-string-escapes",
+                "the item's kind written with a \\u escape",
+                text_of(valid).replace('"kind":"reading"', '"kind":"\\u0072eading"', 1),
+                None,
+            ),
+        ]
+        for name, what, text, step in text_cases:
+            status = "valid" if step is None else "invalid"
+            verdict = "harmless: the same document" if step is None else f"fails at {step}"
+            w.case(name, f"valid-reading as raw text, {what}: {verdict}.", None, chain, trust, status, step, text)
+        # aggregates
+        aggregates = _bundle(client, key, device_id=reading.device_id, types="emissions", limit=1)
+        assert aggregates["items"][0]["kind"] == "aggregate", aggregates
+        w.case("valid-aggregate", "One aggregate (emissions view) of a device.", aggregates, chain, trust, "valid")
+        for name, field, value, step in (
+            ("aggregate-device-id", "device_id", "dev-other", "decoded_view"),
+            ("aggregate-empty-view", "view", {}, "decoded_view"),
+        ):
+            tampered = copy.deepcopy(aggregates)
+            tampered["items"][0][field] = value
+            w.case(
+                "tamper-" + name,
+                f"valid-aggregate with the item's {field} changed.",
+                tampered,
+                chain,
+                trust,
+                "invalid",
+                step,
+            )
+        other = copy.deepcopy(aggregates)
+        other["query"]["device_id"] = "dev-other"
+        w.case(
+            "tamper-aggregate-answers-another-device",
+            "valid-aggregate presented as the answer for another device.",
+            other,
+            chain,
+            trust,
+            "invalid",
+            "query_match",
+        )
+        # incomplete and empty
+        incomplete = copy.deepcopy(valid)
+        item = incomplete["items"][0]
+        incomplete["retrieval_failures"] = [
+            {k: item[k] for k in ("kind", "batch_id", "device_id")} | {"leaf_index": 0, "failed_step": "content_store"}
+        ]
+        incomplete["query"]["limit"] = max(incomplete["query"]["limit"], 2)
+        w.case(
+            "incomplete",
+            "valid-reading plus one leaf the cloud lists as not provable: incomplete.",
+            incomplete,
+            chain,
+            trust,
+            "incomplete",
+        )
+        empty = _bundle(client, key, device_id=reading.device_id, start=0, end=1, types="co2")
+        assert not empty["items"], empty
+        w.case("empty", "A query nothing answers: no items, no batches, no keys.", empty, chain, trust, "empty")
+        w.case(
+            "json-false-for-0",
+            "empty with query.start 0 written false",
+            None,
+            chain,
+            trust,
+            "invalid",
+            "bundle_format",
+            raw(empty, ("query", "start"), "false"),
+        )
+        # pending: a batch not anchored yet
+        upload_batches(client, traced, 1)
+        last = traced.readings[-1]
+        pending = _bundle(
+            client, key, device_id=last.device_id, start=last.timestamp, end=last.timestamp + 1, types="co2"
+        )
+        assert pending["batches"][0]["checkpoint_seq"] is None, pending
+        w.case("pending", "One reading of a batch the cloud has not anchored yet.", pending, chain, trust, "pending")
+
+
+def _reversed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _reversed(value[k]) for k in sorted(value, reverse=True)}
+    if isinstance(value, list):
+        return [_reversed(v) for v in value]
+    return value
+
+
+def statement_cases(w: Writer, tmp: Path) -> None:
+    with app_client(make_settings(tmp)) as client:
+        ours = tenant_with_batches(client, "Statement Ours", batches=3, devices=1)
+        theirs = tenant_with_batches(client, "Statement Theirs", batches=1, devices=1)
+        anchor(client)
+        chain, trust = reader_of(client), trust_of(client)
+        cloud_key = ledger_of(client).signing_key
+        start, end = _period(ours)
+
+        def statement(traced: Any = ours, period: tuple[int, int] = (start, end)) -> dict[str, Any]:
+            r = get(
+                client,
+                f"/api/v1/enterprises/{traced.tenant.enterprise_id}/statement",
+                traced.tenant.enterprise_key,
+                start=period[0],
+                end=period[1],
+            )
+            assert r.status_code == 200, r.text
+            return r.json()  # type: ignore[no-any-return]
+
+        w.case(
+            "statement-valid",
+            "A period statement of one gateway (3 batches) and one device.",
+            statement(),
+            chain,
+            trust,
+            "valid",
+        )
+
+        def case(name: str, what: str, edit: Callable[[dict[str, Any]], dict[str, Any]], step: str) -> None:
+            w.case(
+                "statement-" + name,
+                f"statement-valid, {what}. Fails at {step}.",
+                edit(statement()),
+                chain,
+                trust,
+                "invalid",
+                step,
+            )
+
+        def edited_figure(d: dict[str, Any]) -> dict[str, Any]:
+            d["statement"]["figures"]["energy_wh"] += 1
+            return d
+
+        def self_made_key(d: dict[str, Any]) -> dict[str, Any]:
+            rogue = p256.private_key_from_bytes(bytes(range(1, 33)))
+            d["statement"]["figures"]["energy_wh"] += 1
+            d["bundle"]["keys"].append(
+                {"kind": "cloud", "signer": "carbontrace-cloud", "public_key": bytes(p256.public_key(rogue)).hex()}
+            )
+            return _resign(d, rogue, recompute=False)
+
+        def drop(index: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+            def edit(d: dict[str, Any]) -> dict[str, Any]:
+                dropped, bundle = ours.batches[index].id, d["bundle"]
+                bundle["batches"] = [b for b in bundle["batches"] if b["batch_id"] != dropped]
+                bundle["items"] = [i for i in bundle["items"] if i["batch_id"] != dropped]
+                _prune(bundle)
+                return _resign(d, cloud_key)
+
+            return edit
+
+        def leave_out(section: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+            def edit(d: dict[str, Any]) -> dict[str, Any]:
+                d["statement"]["completeness"][section] = d["statement"]["completeness"][section][1:]
+                return _resign(d, cloud_key, recompute=False)
+
+            return edit
+
+        def other_tenant(d: dict[str, Any]) -> dict[str, Any]:
+            other = statement(theirs, _period(theirs))["bundle"]
+            aggregate = next(i for i in other["items"] if i["kind"] == "aggregate")
+            d["bundle"]["items"].append(aggregate)
+            d["bundle"]["batches"].append(next(b for b in other["batches"] if b["batch_id"] == aggregate["batch_id"]))
+            d["bundle"]["keys"] += [k for k in other["keys"] if k["kind"] == "gateway"]
+            return _resign(d, cloud_key)
+
+        def shift_body(d: dict[str, Any]) -> dict[str, Any]:
+            d["statement"]["period"]["start"] = start + 60
+            return _resign(d, cloud_key, recompute=False)
+
+        def shift_both(d: dict[str, Any]) -> dict[str, Any]:
+            d["statement"]["period"]["start"] = start + 60
+            d["bundle"]["query"]["start"] = start + 60
+            return _resign(d, cloud_key)
+
+        def extra_field(d: dict[str, Any]) -> dict[str, Any]:
+            d["signature"]["public_key"] = "00"
+            return d
+
+        def bundle_edit(d: dict[str, Any]) -> dict[str, Any]:
+            d["bundle"]["items"][0]["view"]["energy_wh"] = -1
+            return _resign(d, cloud_key, recompute=False)
+
+        case("edited-figure", "one figure changed, signature kept", edited_figure, "statement_signature")
+        case(
+            "self-made-key",
+            "re-signed with a self-made cloud key listed in the bundle",
+            self_made_key,
+            "statement_signature",
+        )
+        case(
+            "dropped-batch", "the middle batch dropped, re-signed with the cloud key", drop(1), "statement_completeness"
+        )
+        case(
+            "dropped-first-batch",
+            "the first batch dropped, re-signed with the cloud key",
+            drop(0),
+            "statement_completeness",
+        )
+        case(
+            "missing-gateway",
+            "the gateway left out of completeness, re-signed",
+            leave_out("gateways"),
+            "statement_completeness",
+        )
+        case(
+            "missing-device",
+            "the device left out of completeness, re-signed",
+            leave_out("devices"),
+            "statement_completeness",
+        )
+        case("other-tenants-leaf", "another enterprise's aggregate added, re-signed", other_tenant, "query_match")
+        case("shifted-period", "the body's period start moved by 60 s, re-signed", shift_body, "query_match")
+        case(
+            "shifted-period-and-query",
+            "body and bundle query start moved by 60 s, figures recomputed, re-signed",
+            shift_both,
+            "statement_figures",
+        )
+        case("unknown-signature-field", "a public_key field added to the signature", extra_field, "bundle_format")
+        floated = statement()
+        floated["statement"]["period"]["start"] = float(start)
+        w.case(
+            "statement-period-float",
+            "statement-valid as raw text, the period start written with .0 and the "
+            "body re-signed over it (the same number, another JSON type). Fails at bundle_format.",
+            None,
+            chain,
+            trust,
+            "invalid",
+            "bundle_format",
+            text_of(_resign(floated, cloud_key, recompute=False)),
+        )
+        upper = statement()
+        upper["signature"]["value"] = upper["signature"]["value"].upper()
+        w.case(
+            "statement-uppercase-signature",
+            "statement-valid with the signature value in uppercase hex (the signature does not cover itself). "
+            "Fails at bundle_format.",
+            upper,
+            chain,
+            trust,
+            "invalid",
+            "bundle_format",
+        )
+        case(
+            "bundle-view-edited", "an aggregate's view edited inside the bundle, re-signed", bundle_edit, "decoded_view"
+        )
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0]) if argv else DEFAULT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.json"):
+        old.unlink()
+    tmp = Path(tempfile.mkdtemp(prefix="ct-conformance-"))
+    try:
+        w = Writer(out)
+        bundle_cases(w, tmp / "bundles")
+        statement_cases(w, tmp / "statements")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if out == DEFAULT_DIR:  # the worked example of docs/proof-bundle.md is the valid reading case's bundle
+        valid = json.loads((out / "valid-reading.json").read_text())["document"]
+        EXAMPLE.write_text(json.dumps(ProofBundle.from_json(valid).to_json(), indent=2) + "\n")
+    total = sum(p.stat().st_size for p in out.glob("*.json"))
+    sys.stdout.write(f"{len(w.names)} cases, {total} bytes in {out}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
