@@ -25,7 +25,6 @@ import itertools
 import re
 import time
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from carbontrace_protocol import strict_json
@@ -57,8 +56,11 @@ GRAMS_E4_PER_TONNE = 10**10  # emissions are exact integers of 1e-4 g; a tonne i
 
 
 def tonnes(grams_e4: int) -> str:
-    """An exact decimal string of tonnes CO2 from 1e-4 g (no float ever touches a figure)."""
-    return str(Decimal(grams_e4).scaleb(-10))
+    """Tonnes CO2 from 1e-4 g, exact, as a fixed-point string with ten decimals ("0.0000185710"): integer
+    arithmetic any verifier reproduces byte for byte (no float, no exponent form)."""
+    sign = "-" if grams_e4 < 0 else ""
+    whole, fraction = divmod(abs(grams_e4), GRAMS_E4_PER_TONNE)
+    return f"{sign}{whole}.{fraction:010d}"
 
 
 def figures_of(bundle: ProofBundle) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, int]]]:
@@ -257,7 +259,9 @@ def _check_figures(body: dict[str, Any], bundle: ProofBundle, start: int, end: i
         raise CheckFailed(step, "the factors are not the protocol table's entries for the factors the leaves use")
     for entry in expected_factors:
         leaf_value = stated_factors[entry["id"]]
-        if entry["kg_per_kwh_e4"] is not None and leaf_value != {"e": -4, "m": entry["kg_per_kwh_e4"]}:
+        if entry["kg_per_kwh_e4"] is None:  # a figure whose factor has no published provenance is not auditable
+            raise CheckFailed(step, f"factor {entry['id']!r} is not in the protocol's factor table")
+        if leaf_value != {"e": -4, "m": entry["kg_per_kwh_e4"]}:
             raise CheckFailed(step, f"factor {entry['id']}: the leaves use another value than the published one")
 
 
