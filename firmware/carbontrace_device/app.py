@@ -93,6 +93,7 @@ class DeviceApp:
                 user=settings["broker_user"],
                 password=settings["broker_password"],
                 keepalive=settings["keepalive_s"],
+                ssl=port.tls_context(settings["broker_ca"]) if settings.get("broker_ca") else None,
                 open_socket=port.open_socket,
                 max_inflight=settings["max_inflight"],
             )
