@@ -6,6 +6,7 @@ exactly as an operator (or a crash) would. Tenants are registered through the cl
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -109,6 +110,23 @@ class Mosquitto:
             self.reload()
             self.issued[key] = self.broker_config.access(credentials)
         return self.issued[key]
+
+    def issue_devices(self, site: str, devices: list[tuple[str, str]], path: Path) -> Path:
+        """Credentials for many devices at once ((username, device id) pairs; one reload), written to ``path``
+        (0600) as the fleet simulator reads them: {username: {"username", "password"}}."""
+        table: dict[str, dict[str, str]] = {}
+        for username, device_id in devices:
+            key = (username, "device", site)
+            if key not in self.issued:
+                credentials = self.broker_config.issue(username, "device", site, device=device_id)
+                self.issued[key] = self.broker_config.access(credentials)
+            table[username] = self.issued[key].credentials.to_json()
+        self.reload()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(table, handle, indent=1)
+        return path
 
     def add_device(self, site: str, device_id: str) -> MqttAccess:
         return self.issue(device_id, "device", site, device=device_id)
