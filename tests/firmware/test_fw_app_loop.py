@@ -41,7 +41,7 @@ def run_until(app: DeviceApp, cond: Callable[[], bool], timeout: float = 15.0) -
         time.sleep(0.005)
 
 
-def make_app(tmp_path: Path, broker: MosquittoBroker, device: str, **overrides: Any) -> tuple[DeviceApp, Any, Any]:
+def make_app(tmp_path: Path, broker: MosquittoBroker | int, device: str, **overrides: Any) -> tuple[DeviceApp, Any, Any]:
     port = HostPort(str(tmp_path / "flash"))
     settings = config.load(
         port.flash,

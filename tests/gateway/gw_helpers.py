@@ -96,15 +96,22 @@ def write_config(tmp: Path, key_file: Path, cloud_url: str, broker: Mosquitto | 
     return path
 
 
-def publish_all(broker: Mosquitto | MqttAccess, messages: list[tuple[str, bytes]], client_id: str = "test-publisher",
+def publish_all(broker: Mosquitto | MqttAccess | int, messages: list[tuple[str, bytes]], client_id: str = "test-publisher",
                 timeout: float = 30.0) -> None:
     """Publish at QoS 1 and wait for every PUBACK from the broker. With a broker: as the site's load publisher
     (broker role "publisher", one per site: issuing another would restart the broker under the gateway)."""
-    access = broker if isinstance(broker, MqttAccess) else broker.add_publisher(SITE, "test-publisher")
-    client = access.paho()
+    if isinstance(broker, int):  # the embedded (amqtt) demo broker: anonymous plain MQTT on loopback
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        host, port = "127.0.0.1", broker
+    else:
+        access = broker if isinstance(broker, MqttAccess) else broker.add_publisher(SITE, "test-publisher")
+        client, host, port = access.paho(), access.host, access.port
     client.max_inflight_messages_set(100)
     client.max_queued_messages_set(0)
-    client.connect(access.host, access.port)
+    client.connect(host, port)
     client.loop_start()
     try:
         infos = [client.publish(t, p, qos=1) for t, p in messages]
