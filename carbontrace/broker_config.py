@@ -218,9 +218,19 @@ class BrokerConfig:
 
     # -- files --------------------------------------------------------------------------------------
 
+    @classmethod
+    def open(cls, directory: Path) -> BrokerConfig:
+        """The configuration `create` made in ``directory`` (its listener settings from broker.json)."""
+        settings = json.loads((directory / "broker.json").read_text())
+        return cls(directory, port=settings["port"], bind=settings["bind"], hosts=settings["hosts"],
+                   fleet_size=settings["fleet_size"], run_as_root=settings["run_as_root"])
+
     def create(self) -> BrokerConfig:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
+        (self.directory / "broker.json").write_text(json.dumps(
+            {"port": self.port, "bind": self.bind, "hosts": list(self.hosts), "fleet_size": self.fleet_size,
+             "run_as_root": self.run_as_root}, indent=1))
         self.data_dir.mkdir(exist_ok=True, mode=0o700)
         make_ca_and_server_cert(self.pki, self.hosts)
         self.render()

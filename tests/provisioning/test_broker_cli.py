@@ -1,0 +1,61 @@
+"""`carbontrace broker`: a configuration made by the CLI runs in Mosquitto; issued credentials work, others not."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from carbontrace.broker_config import BrokerConfig, Credentials, MqttAccess
+from carbontrace.cli import app
+from carbontrace.servers import Mosquitto, free_port, wait_for_port
+from carbontrace_protocol import topics
+
+
+def test_init_issue_and_run(tmp_path: Path) -> None:
+    runner = CliRunner()
+    directory, port = tmp_path / "broker", free_port()
+    result = runner.invoke(app, ["broker", "init", "--dir", str(directory), "--host", "127.0.0.1", "--port",
+                                 str(port), "--bind", "127.0.0.1", "--run-as-root", "--fleet-size", "3"])
+    assert result.exit_code == 0, result.output
+    for args in (["issue-device", "--device", "dev-1", "--out", str(tmp_path / "dev-1.json")],
+                 ["issue-gateway", "--gateway", "gw-1", "--out", str(tmp_path / "gw-1.json")]):
+        result = runner.invoke(app, ["broker", *args, "--dir", str(directory), "--site", "s1"])
+        assert result.exit_code == 0, result.output
+    device = json.loads((tmp_path / "dev-1.json").read_text())
+    gateway = json.loads((tmp_path / "gw-1.json").read_text())
+    assert (tmp_path / "dev-1.json").stat().st_mode & 0o777 == 0o600
+    config = BrokerConfig.open(directory)
+    assert f"max_queued_messages {3 * 630}" in config.conf_file.read_text()
+    proc = subprocess.Popen([Mosquitto.binary(), "-c", str(config.conf_file)], stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        got: list[bytes] = []
+        sub = MqttAccess("127.0.0.1", port, config.ca_file,
+                         Credentials(gateway["mqtt_username"], gateway["mqtt_password"])).paho(clean_session=False)
+        sub.on_message = lambda c, u, m: got.append(bytes(m.payload))
+        sub.connect("127.0.0.1", port)
+        sub.loop_start()
+        sub.subscribe(topics.site_readings("s1"), qos=1)
+        time.sleep(0.5)
+        pub = MqttAccess("127.0.0.1", port, config.ca_file,
+                         Credentials(device["broker_user"], device["broker_password"])).paho()
+        pub.connect("127.0.0.1", port)
+        pub.loop_start()
+        pub.publish(topics.reading_topic("s1", "dev-1"), b"r", qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got == [b"r"]
+        result = runner.invoke(app, ["broker", "revoke", "--dir", str(directory), "dev-1"])
+        assert result.exit_code == 0, result.output
+        assert "dev-1" not in config.passwd_file.read_text()
+        for client in (pub, sub):
+            client.disconnect()
+            client.loop_stop()
+    finally:
+        proc.terminate()
+        proc.wait(10)
