@@ -27,6 +27,7 @@ from carbontrace.provision_plan import (
     PUBKEY_MARKER,
     CopyFile,
     CreateGatewayKey,
+    IssueBrokerCredentials,
     LocalCommand,
     Mpremote,
     PromoteDeviceKey,
@@ -172,6 +173,8 @@ class PlanRunner:
             step.dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(step.source, step.dest)
             self.echo(f"  wrote {step.dest}")
+        elif isinstance(step, IssueBrokerCredentials):
+            self._issue_broker_credentials(step)
         elif isinstance(step, SystemCommand):
             if not self.perform_system:
                 self._record(f"{'would run' if self.dry_run else 'run by hand'}: {shlex.join(step.argv)}")
@@ -179,6 +182,17 @@ class PlanRunner:
                 self._run(list(step.argv), step.purpose, step.ok_codes)
         else:  # pragma: no cover - the Step union is closed
             raise TypeError(f"unknown step {step!r}")
+
+    def _issue_broker_credentials(self, step: IssueBrokerCredentials) -> None:
+        if self.dry_run:
+            self._record(f"would issue MQTT credentials for {step.device_id} in {step.broker_dir}")
+            return
+        from carbontrace.broker_config import BrokerConfig
+
+        credentials = BrokerConfig.open(step.broker_dir).add_device(step.site_id, step.device_id)
+        self.context["broker_user"] = credentials.username
+        self.context["broker_password"] = credentials.password
+        self._record(f"restart the broker ({step.broker_dir / 'mosquitto.conf'}) so it loads {step.device_id}")
 
     def _record(self, line: str) -> None:
         self.actions.append(line)

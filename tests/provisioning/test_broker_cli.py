@@ -59,3 +59,24 @@ def test_init_issue_and_run(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_provision_device_issues_broker_credentials_into_its_settings(tmp_path: Path) -> None:
+    from carbontrace.provision_plan import DeviceRequest, IssueBrokerCredentials, Mpremote, WriteJson, device_plan
+    from carbontrace.provision_runner import PlanRunner
+
+    broker_dir = tmp_path / "broker"
+    BrokerConfig(broker_dir, port=8883, hosts=["gw.local"]).create()
+    request = DeviceRequest(port="/dev/ttyUSB0", cloud_url="http://cloud", site_id="s1", device_id="dev-9",
+                            out_dir=tmp_path / "out", broker="gw.local:8883", broker_config=broker_dir)
+    plan = device_plan(request)
+    kinds = [type(step).__name__ for step in plan]
+    assert kinds.index("IssueBrokerCredentials") < kinds.index("WriteJson")
+    assert any(isinstance(s, Mpremote) and s.copies == (broker_dir / "pki" / "ca.pem",) for s in plan)
+    issue = next(s for s in plan if isinstance(s, IssueBrokerCredentials))
+    settings_step = next(s for s in plan if isinstance(s, WriteJson))
+    PlanRunner(dry_run=False, api_key="k", echo=lambda line: None).run([issue, settings_step], tmp_path / "out")
+    settings = json.loads(settings_step.path.read_text())
+    assert settings["broker_user"] == "dev-9" and len(settings["broker_password"]) >= 24
+    assert settings["broker_ca"] == "broker-ca.pem" and settings_step.path.stat().st_mode & 0o777 == 0o600
+    assert "user dev-9\ntopic write carbontrace/v1/s1/dev-9/reading" in (broker_dir / "acl").read_text()
