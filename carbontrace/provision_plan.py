@@ -229,14 +229,16 @@ class WriteGatewayConfig:
 
 @dataclass(frozen=True)
 class IssueBrokerCredentials:
-    """Issue this device's broker credentials in the broker configuration ``broker_dir`` (carbontrace/
-    broker_config.py); the runner puts broker_user/broker_password in its context for the settings file."""
+    """Issue a device's (or, with role "gateway", a gateway's) broker credentials in the broker configuration
+    ``broker_dir`` (carbontrace/broker_config.py); the runner puts them in its context for the settings file:
+    broker_user/broker_password (device), mqtt_username/mqtt_password (gateway)."""
 
     broker_dir: Path
     site_id: str
-    device_id: str
+    device_id: str  # or the gateway id
     purpose: str
     effect: Effect = "local"
+    role: str = "device"
 
 
 @dataclass(frozen=True)
@@ -435,6 +437,7 @@ class GatewayRequest:
     service_user: str = "carbontrace"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    broker_config: Path | None = None  # the broker configuration directory: issue credentials, pin its CA
     unit_source: Path | None = GATEWAY_UNIT
 
 
@@ -448,6 +451,7 @@ def gateway_settings(request: GatewayRequest) -> dict[str, Any]:
         "spool_path": str(request.state_dir / "spool.sqlite"),
         "mqtt_host": request.mqtt_host,
         "mqtt_port": request.mqtt_port,
+        **({"mqtt_ca_file": str(request.broker_config / "pki" / "ca.pem")} if request.broker_config else {}),
     }
 
 
@@ -457,9 +461,16 @@ def gateway_plan(request: GatewayRequest) -> list[Step]:
     user = request.service_user
     staged_key = out / "gateway.key"
     staged_config = out / "gateway.toml"
+    broker_steps: list[Step] = []
+    if request.broker_config is not None:
+        broker_steps = [IssueBrokerCredentials(
+            request.broker_config, request.site_id, request.gateway_id,
+            f"issue the gateway's MQTT credentials in {request.broker_config} (reads its site's device topics; "
+            "restart the broker to load them)", role="gateway")]
     steps: list[Step] = [
         CreateGatewayKey(staged_key),
         RegisterGateway(request.cloud_url, request.site_id, request.gateway_id),
+        *broker_steps,
         WriteGatewayConfig(staged_config, gateway_settings(request)),
     ]
     unit_name = None

@@ -167,6 +167,7 @@ class PlanRunner:
         elif isinstance(step, WriteGatewayConfig):
             values = dict(step.settings)
             values["api_key"] = self.context["api_key"]
+            values.update({k: self.context[k] for k in ("mqtt_username", "mqtt_password") if k in self.context})
             _write_private(step.path, toml_document("gateway", values), step.mode)
             self.echo(f"  wrote {step.path}")
         elif isinstance(step, CopyFile):
@@ -189,9 +190,15 @@ class PlanRunner:
             return
         from carbontrace.broker_config import BrokerConfig
 
-        credentials = BrokerConfig.open(step.broker_dir).add_device(step.site_id, step.device_id)
-        self.context["broker_user"] = credentials.username
-        self.context["broker_password"] = credentials.password
+        config = BrokerConfig.open(step.broker_dir)
+        if step.role == "gateway":
+            credentials = config.add_gateway(step.site_id, step.device_id)
+            self.context["mqtt_username"] = credentials.username
+            self.context["mqtt_password"] = credentials.password
+        else:
+            credentials = config.add_device(step.site_id, step.device_id)
+            self.context["broker_user"] = credentials.username
+            self.context["broker_password"] = credentials.password
         self._record(f"restart the broker ({step.broker_dir / 'mosquitto.conf'}) so it loads {step.device_id}")
 
     def _record(self, line: str) -> None:

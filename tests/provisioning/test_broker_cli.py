@@ -80,3 +80,27 @@ def test_provision_device_issues_broker_credentials_into_its_settings(tmp_path: 
     assert settings["broker_user"] == "dev-9" and len(settings["broker_password"]) >= 24
     assert settings["broker_ca"] == "broker-ca.pem" and settings_step.path.stat().st_mode & 0o777 == 0o600
     assert "user dev-9\ntopic write carbontrace/v1/s1/dev-9/reading" in (broker_dir / "acl").read_text()
+
+
+def test_provision_gateway_issues_broker_credentials_into_gateway_toml(tmp_path: Path) -> None:
+    import tomllib
+
+    from carbontrace.provision_plan import GatewayRequest, IssueBrokerCredentials, WriteGatewayConfig, gateway_plan
+    from carbontrace.provision_runner import PlanRunner
+
+    broker_dir = tmp_path / "broker"
+    BrokerConfig(broker_dir).create()
+    request = GatewayRequest(cloud_url="http://cloud", site_id="s1", gateway_id="gw-7", out_dir=tmp_path / "out",
+                             mqtt_port=8883, broker_config=broker_dir)
+    plan = gateway_plan(request)
+    steps = [s for s in plan if isinstance(s, IssueBrokerCredentials | WriteGatewayConfig)]
+    assert [type(s).__name__ for s in steps] == ["IssueBrokerCredentials", "WriteGatewayConfig"]
+    runner = PlanRunner(dry_run=False, api_key="k", echo=lambda line: None)
+    runner.context["api_key"] = "cloud-issued"
+    runner.run(steps, tmp_path / "out")
+    written = steps[1]
+    assert isinstance(written, WriteGatewayConfig)
+    settings = tomllib.loads(written.path.read_text())["gateway"]
+    assert settings["mqtt_username"] == "gw-gw-7" and len(settings["mqtt_password"]) >= 24
+    assert settings["mqtt_ca_file"] == str(broker_dir / "pki" / "ca.pem")
+    assert "user gw-gw-7\ntopic read carbontrace/v1/s1/+/reading" in (broker_dir / "acl").read_text()
