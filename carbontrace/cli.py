@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from carbontrace.bench import bench_command
+from carbontrace.broker_cli import broker_app
 from carbontrace.drill import drill_command
 from carbontrace.party import party_app
 from carbontrace.provision import provision_app
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 
 app.add_typer(cloud_app, name="cloud")
+app.add_typer(broker_app, name="broker")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(provision_app, name="provision")
 app.add_typer(party_app, name="party")

@@ -22,11 +22,14 @@ from typing import Any
 
 import httpx
 
+from carbontrace.broker_config import MqttAccess
 from carbontrace.embedded_broker import BROKER_KINDS, EmbeddedBroker, describe, resolve_kind, start_broker
 from carbontrace.secret_files import private_dir, write_secret
 from carbontrace.servers import AnvilNode, CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
 from cloud.chain_signer import LocalKeySigner, sign_typed_document, write_key_file
 from edge_gateway.keys import create_key_file
+from simulators.fleet import FleetConfig, device_specs
+from simulators.fleet_faults import FaultPlan
 
 CLI = [sys.executable, "-m", "carbontrace.cli"]
 
@@ -189,9 +192,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         step(3, "Register the enterprise, a trading platform, their binding, the site, gateway and devices")
         tenant, tenant_keys = register(api, work, device_keys, cloud.operator_key)
 
+        mqtt_gateway: MqttAccess | int = broker.port
+        fleet_auth: list[str] = []
+        if isinstance(broker, Mosquitto):
+            # The broker's credentials, as `carbontrace provision` issues them: the gateway's, and each device's
+            # (the forged device gets its own: it can publish only on its own, unregistered, topics).
+            mqtt_gateway = broker.add_gateway(tenant.site_id, tenant.gateway_id)
+            plan = FaultPlan(seed=7, forged_devices=1, tamper_rate=0.05)
+            specs = device_specs(FleetConfig(devices=args.devices, site_id=tenant.site_id, device_prefix="barn",
+                                             faults=plan, count=1))
+            credentials = broker.issue_devices(tenant.site_id, [(d.name, d.device_id) for d in specs],
+                                               work / "fleet-credentials.json")
+            fleet_auth = ["--broker-ca", str(broker.ca_file), "--credentials", str(credentials)]
+            say(f"    broker credentials: gateway {mqtt_gateway.username} and {len(specs)} devices (TLS, CA "
+                f"{broker.ca_file.name}; ACLs: each device writes only its own topics, only the gateway reads)")
+
         step(4, "Start the edge gateway: subscribe, verify every signature, spool, batch per window, upload")
         metrics_port = free_port()
-        gateway = GatewayProcess(work / "gateway", tenant, cloud.url, broker.port, window_s=args.window_s,
+        gateway = GatewayProcess(work / "gateway", tenant, cloud.url, mqtt_gateway, window_s=args.window_s,
                                  interval_s=1, metrics_port=metrics_port)
         gateway.start()
         services.append(gateway)
@@ -201,7 +219,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "a few tampered messages that the gateway must reject")
         report_file = work / "fleet-report.json"
         fleet = run_cli("sim", "fleet", "--devices", str(args.devices), "--site", "dairy-barn-1", "--broker",
-                        f"127.0.0.1:{broker.port}", "--rate", "1", "--duration", str(args.seconds), "--workdir",
+                        f"127.0.0.1:{broker.port}", *fleet_auth, "--rate", "1", "--duration", str(args.seconds),
+                        "--workdir",
                         str(fleet_dir), "--prefix", "barn", "--seed", "7", "--forged-devices", "1",
                         "--tamper-rate", "0.05", "--report", str(report_file), "--no-progress",
                         "--metrics-url", f"http://127.0.0.1:{metrics_port}/metrics",

@@ -217,7 +217,8 @@ def run_drills(chosen: list[str], workdir: Path, rate: float, load_s: float, out
         broker.start()
         cloud.start()
         tenant = cloud.register_tenant(4, workdir, prefix="drill")
-        gateway = GatewayProcess(workdir / "gw", tenant, cloud.url, broker.port, window_s=1, interval_s=1,
+        gateway = GatewayProcess(workdir / "gw", tenant, cloud.url,
+                                 broker.add_gateway(tenant.site_id, tenant.gateway_id), window_s=1, interval_s=1,
                                  upload_timeout_s=2.0)
         gateway.start()
         pipeline = Pipeline(workdir, broker, cloud, gateway, tenant, rate)

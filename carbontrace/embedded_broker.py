@@ -251,12 +251,14 @@ def start_broker(workdir: Path, kind: str = "auto", log: Callable[[str], None] =
     if chosen == "mosquitto":
         broker = Mosquitto(workdir)
         broker.start()
-        log(f"MQTT broker: Mosquitto ({Mosquitto.binary()}) on 127.0.0.1:{broker.port}")
+        log(f"MQTT broker: Mosquitto ({Mosquitto.binary()}) on 127.0.0.1:{broker.port}, production configuration "
+            f"(TLS only, no anonymous access, per-client passwords and ACLs: {broker.config})")
     else:
         broker = EmbeddedBroker(workdir)
         broker.start()
         why = "asked for" if kind == "embedded" else "Mosquitto is not installed"
-        log(f"MQTT broker: {describe('embedded')} in its own process on 127.0.0.1:{broker.port} ({why})")
+        log(f"MQTT broker: {describe('embedded')} in its own process on 127.0.0.1:{broker.port} ({why}); "
+            "WARNING: anonymous plain MQTT, for a loopback demo only, never a deployment")
     return broker
 
 

@@ -91,6 +91,9 @@ def provision_device(
         str | None, typer.Option("--wifi-password", envvar="CT_WIFI_PASSWORD", help="(env CT_WIFI_PASSWORD)")
     ] = None,
     broker: Annotated[str | None, typer.Option("--broker", help="the gateway's MQTT broker, host:port")] = None,
+    broker_config: Annotated[Path | None, typer.Option(
+        "--broker-config", help="the broker configuration (`carbontrace broker init`): issue this device's MQTT "
+        "credentials there and put them and the broker's CA on the board")] = None,
     meter: Annotated[str, typer.Option("--meter", help="pzem, s0 or none")] = "pzem",
     co2_sensor: Annotated[str, typer.Option("--co2-sensor", help="scd4x or none")] = "scd4x",
     dry_run: DryRunOption = False,
@@ -128,6 +131,7 @@ def provision_device(
         wifi_ssid=wifi_ssid,
         wifi_password=wifi_password,
         broker=broker,
+        broker_config=broker_config.resolve() if broker_config is not None else None,
         meter=meter,
         co2_sensor=co2_sensor,
     )
@@ -157,6 +161,9 @@ def provision_gateway(
         bool, typer.Option("--install/--no-install", help="install into /etc and start the service (needs root)")
     ] = True,
     mqtt: Annotated[str, typer.Option("--mqtt", help="the local MQTT broker, host:port")] = "127.0.0.1:1883",
+    broker_config: Annotated[Path | None, typer.Option(
+        "--broker-config", help="the broker configuration (`carbontrace broker init`): issue the gateway's MQTT "
+        "credentials there; gateway.toml gets them and the broker's CA")] = None,
     rotate: RotateOption = False,
 ) -> None:
     """Make the gateway key, register it, write gateway.toml with the returned API key, install the unit.
@@ -183,6 +190,7 @@ def provision_gateway(
         out_dir=out.resolve(),
         mqtt_host=mqtt_host,
         mqtt_port=mqtt_port,
+        broker_config=broker_config.resolve() if broker_config is not None else None,
     )
     runner = PlanRunner(dry_run=dry_run, api_key=api_key, echo=typer.echo, perform_system=install)
     _run(gateway_plan(request), request.out_dir, runner)

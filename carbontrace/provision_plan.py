@@ -44,6 +44,7 @@ BOARD_PINS: dict[str, dict[str, int]] = {
 BOARD_PACKAGES = ("carbontrace_device", "carbontrace_protocol")
 BOARD_SCRIPTS = ("boot.py", "main.py")
 BOARD_CONFIG_PATH = "/data/config.json"
+BROKER_CA_FILE = "broker-ca.pem"  # on the board's /data, named by the settings' broker_ca
 PUBKEY_MARKER = "CT-PUBKEY"
 
 # Runs on the board (MicroPython) before the copy. It removes /main.py first: a board that was running the app
@@ -227,6 +228,20 @@ class WriteGatewayConfig:
 
 
 @dataclass(frozen=True)
+class IssueBrokerCredentials:
+    """Issue a device's (or, with role "gateway", a gateway's) broker credentials in the broker configuration
+    ``broker_dir`` (carbontrace/broker_config.py); the runner puts them in its context for the settings file:
+    broker_user/broker_password (device), mqtt_username/mqtt_password (gateway)."""
+
+    broker_dir: Path
+    site_id: str
+    device_id: str  # or the gateway id
+    purpose: str
+    effect: Effect = "local"
+    role: str = "device"
+
+
+@dataclass(frozen=True)
 class CopyFile:
     source: Path
     dest: Path
@@ -256,6 +271,7 @@ Step = (
     | WriteGatewayConfig
     | CopyFile
     | SystemCommand
+    | IssueBrokerCredentials
 )
 
 
@@ -270,6 +286,7 @@ class DeviceRequest:
     wifi_ssid: str | None = None
     wifi_password: str | None = None
     broker: str | None = None  # host:port
+    broker_config: Path | None = None  # the broker configuration directory: issue credentials, pin its CA
     meter: str = "pzem"
     co2_sensor: str = "scd4x"
     python: str = field(default=sys.executable)
@@ -298,6 +315,8 @@ def device_settings(request: DeviceRequest) -> dict[str, Any]:
         settings["wifi_password"] = request.wifi_password
     if request.broker is not None:
         settings["broker_host"], settings["broker_port"] = parse_broker(request.broker)
+    if request.broker_config is not None:
+        settings["broker_ca"] = BROKER_CA_FILE
     return settings
 
 
@@ -310,7 +329,21 @@ def device_plan(request: DeviceRequest) -> list[Step]:
     packages = tuple(build_dir / "lib" / name for name in BOARD_PACKAGES)
     # The build copies the board scripts that exist in firmware/ (main.py; boot.py if someone adds one).
     scripts = [name for name in BOARD_SCRIPTS if (FIRMWARE_DIR / name).is_file()]
+    broker_steps: list[Step] = []
+    ca_steps: list[Step] = []
+    if request.broker_config is not None:
+        ca = request.broker_config / "pki" / "ca.pem"
+        broker_steps = [
+            IssueBrokerCredentials(request.broker_config, request.site_id, request.device_id,
+                                   f"issue the device's MQTT credentials in {request.broker_config} (its own topics "
+                                   "only; restart the broker to load them)"),
+        ]
+        ca_steps = [
+            Mpremote(port, ("fs", "cp", str(ca), ":/data/" + BROKER_CA_FILE),
+                     "copy the broker's CA to /data (TLS to the broker, that CA pinned)", copies=(ca,)),
+        ]
     return [
+        *broker_steps,
         LocalCommand(
             (request.python, str(BUILD_SCRIPT), "--out", str(build_dir)),
             "compile the firmware to .mpy (scripts/build_firmware.py)",
@@ -319,7 +352,8 @@ def device_plan(request: DeviceRequest) -> list[Step]:
             config_file,
             device_settings(request),
             f"write the device settings ({request.board} pins) for {BOARD_CONFIG_PATH}",
-            mode=0o600,  # may hold the Wi-Fi password
+            mode=0o600,  # may hold the Wi-Fi and broker passwords
+            from_context=("broker_user", "broker_password") if request.broker_config is not None else (),
         ),
         Mpremote(port, ("exec", PREPARE_SNIPPET), "remove the old app (/main.py) and packages; make /lib and /data"),
         Mpremote(
@@ -334,6 +368,7 @@ def device_plan(request: DeviceRequest) -> list[Step]:
             f"copy the settings to {BOARD_CONFIG_PATH}",
             copies=(config_file,),
         ),
+        *ca_steps,
         ReadDevicePublicKey(port, KEYGEN_SNIPPET),
         RegisterDevice(request.cloud_url, request.site_id, request.device_id),
         WriteJson(
@@ -402,6 +437,7 @@ class GatewayRequest:
     service_user: str = "carbontrace"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    broker_config: Path | None = None  # the broker configuration directory: issue credentials, pin its CA
     unit_source: Path | None = GATEWAY_UNIT
 
 
@@ -415,6 +451,7 @@ def gateway_settings(request: GatewayRequest) -> dict[str, Any]:
         "spool_path": str(request.state_dir / "spool.sqlite"),
         "mqtt_host": request.mqtt_host,
         "mqtt_port": request.mqtt_port,
+        **({"mqtt_ca_file": str(request.broker_config / "pki" / "ca.pem")} if request.broker_config else {}),
     }
 
 
@@ -424,9 +461,16 @@ def gateway_plan(request: GatewayRequest) -> list[Step]:
     user = request.service_user
     staged_key = out / "gateway.key"
     staged_config = out / "gateway.toml"
+    broker_steps: list[Step] = []
+    if request.broker_config is not None:
+        broker_steps = [IssueBrokerCredentials(
+            request.broker_config, request.site_id, request.gateway_id,
+            f"issue the gateway's MQTT credentials in {request.broker_config} (reads its site's device topics; "
+            "restart the broker to load them)", role="gateway")]
     steps: list[Step] = [
         CreateGatewayKey(staged_key),
         RegisterGateway(request.cloud_url, request.site_id, request.gateway_id),
+        *broker_steps,
         WriteGatewayConfig(staged_config, gateway_settings(request)),
     ]
     unit_name = None

@@ -27,6 +27,7 @@ from carbontrace.provision_plan import (
     PUBKEY_MARKER,
     CopyFile,
     CreateGatewayKey,
+    IssueBrokerCredentials,
     LocalCommand,
     Mpremote,
     PromoteDeviceKey,
@@ -165,6 +166,7 @@ class PlanRunner:
         elif isinstance(step, WriteGatewayConfig):
             values = dict(step.settings)
             values["api_key"] = self.context["api_key"]
+            values.update({k: self.context[k] for k in ("mqtt_username", "mqtt_password") if k in self.context})
             _write_private(step.path, toml_document("gateway", values), step.mode)
             self.echo(f"  wrote {step.path}")
         elif isinstance(step, CopyFile):
@@ -172,6 +174,8 @@ class PlanRunner:
             shutil.copyfile(step.source, step.dest)
             os.chmod(step.dest, FILE_MODE)  # everything under --out is the operator's; `install -m` sets the final mode
             self.echo(f"  wrote {step.dest}")
+        elif isinstance(step, IssueBrokerCredentials):
+            self._issue_broker_credentials(step)
         elif isinstance(step, SystemCommand):
             if not self.perform_system:
                 self._record(f"{'would run' if self.dry_run else 'run by hand'}: {shlex.join(step.argv)}")
@@ -179,6 +183,23 @@ class PlanRunner:
                 self._run(list(step.argv), step.purpose, step.ok_codes)
         else:  # pragma: no cover - the Step union is closed
             raise TypeError(f"unknown step {step!r}")
+
+    def _issue_broker_credentials(self, step: IssueBrokerCredentials) -> None:
+        if self.dry_run:
+            self._record(f"would issue MQTT credentials for {step.device_id} in {step.broker_dir}")
+            return
+        from carbontrace.broker_config import BrokerConfig
+
+        config = BrokerConfig.open(step.broker_dir)
+        if step.role == "gateway":
+            credentials = config.add_gateway(step.site_id, step.device_id)
+            self.context["mqtt_username"] = credentials.username
+            self.context["mqtt_password"] = credentials.password
+        else:
+            credentials = config.add_device(step.site_id, step.device_id)
+            self.context["broker_user"] = credentials.username
+            self.context["broker_password"] = credentials.password
+        self._record(f"restart the broker ({step.broker_dir / 'mosquitto.conf'}) so it loads {step.device_id}")
 
     def _record(self, line: str) -> None:
         self.actions.append(line)

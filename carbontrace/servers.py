@@ -6,6 +6,7 @@ exactly as an operator (or a crash) would. Tenants are registered through the cl
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -19,10 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from carbontrace.benchmarks.common import DeviceKey
+from carbontrace.broker_config import BrokerConfig, MqttAccess, gateway_username
 from carbontrace.secret_files import private_dir, write_secret
 from edge_gateway.keys import create_key_file
 
@@ -82,24 +85,61 @@ def stop_process(proc: subprocess.Popen[bytes] | None, kill: bool = False, timeo
 
 
 class Mosquitto:
-    """Mosquitto on a free loopback port; persistence in ``workdir`` so a restart keeps sessions and queues."""
+    """Mosquitto on a free loopback port with the production configuration (carbontrace/broker_config.py):
+    TLS only, no anonymous access, per-client credentials and ACLs; persistence in ``workdir`` so a restart
+    keeps sessions and queues. ``add_device``/``add_gateway``/``add_publisher`` issue credentials and make a
+    running broker reload its password and ACL files (SIGHUP)."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, fleet_size: int = 1000) -> None:
         self.workdir = workdir
         private_dir(workdir)  # the persistence database holds queued readings: 0700
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.config = workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
-            f"persistence_location {workdir}/", "autosave_interval 1", "max_inflight_messages 100",
-            "max_queued_messages 1000000", "log_dest stderr", "log_type error",
-        ]
-        # Run as root, Mosquitto drops to the `mosquitto` user, which cannot save into our temp dir: a
-        # restart would then silently forget every session.
-        if os.geteuid() == 0:
-            lines.append("user root")
-        self.config.write_text("\n".join(lines) + "\n")
+        self.broker_config = BrokerConfig(workdir / "broker", port=self.port, fleet_size=fleet_size,
+                                          run_as_root=os.geteuid() == 0).create()
+        self.config = self.broker_config.conf_file
+        self.ca_file = self.broker_config.ca_file
+        self.log_path = workdir / "mosquitto.log"
+        self.issued: dict[tuple[str, str, str], MqttAccess] = {}
+
+    def issue(self, username: str, role: str, site: str, **kwargs: Any) -> MqttAccess:
+        """Credentials for ``username`` (the same ones again if already issued here with that role and site)."""
+        key = (username, role, site)
+        if key not in self.issued:
+            credentials = self.broker_config.issue(username, role, site, **kwargs)
+            self.reload()
+            self.issued[key] = self.broker_config.access(credentials)
+        return self.issued[key]
+
+    def issue_devices(self, site: str, devices: list[tuple[str, str]], path: Path) -> Path:
+        """Credentials for many devices at once ((username, device id) pairs; one reload), written to ``path``
+        (0600) as the fleet simulator reads them: {username: {"username", "password"}}."""
+        table: dict[str, dict[str, str]] = {}
+        for username, device_id in devices:
+            key = (username, "device", site)
+            if key not in self.issued:
+                credentials = self.broker_config.issue(username, "device", site, device=device_id)
+                self.issued[key] = self.broker_config.access(credentials)
+            table[username] = self.issued[key].credentials.to_json()
+        self.reload()
+        write_secret(path, json.dumps(table, indent=1))
+        return path
+
+    def add_device(self, site: str, device_id: str) -> MqttAccess:
+        return self.issue(device_id, "device", site, device=device_id)
+
+    def add_gateway(self, site: str, gateway_id: str) -> MqttAccess:
+        return self.issue(gateway_username(gateway_id), "gateway", site)
+
+    def add_publisher(self, site: str, name: str = "load-publisher") -> MqttAccess:
+        return self.issue(name, "publisher", site)
+
+    def reload(self) -> None:
+        """Make a running broker take the new password and ACL files: a restart (persistence keeps every
+        session and queue). Not SIGHUP: Mosquitto 2.0.11 (Debian 12) was seen to crash (SIGSEGV in the ACL
+        check) on the next publish of a client connected before a SIGHUP reload of its acl_file."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.restart()
 
     @staticmethod
     def binary() -> str:
@@ -109,8 +149,8 @@ class Mosquitto:
         raise RuntimeError("mosquitto is not installed; run `make setup` (scripts/ensure-debs.sh)")
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.binary(), "-c", str(self.config)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([self.binary(), "-c", str(self.config)], stdout=log, stderr=log)
         wait_for_port(self.port)
 
     def stop(self, kill: bool = False) -> None:
@@ -239,7 +279,9 @@ class CloudProcess:
 class GatewayProcess:
     """`python -m edge_gateway run` in its own process; its JSON log lines go to ``workdir/gateway.log``."""
 
-    def __init__(self, workdir: Path, tenant: Tenant, cloud_url: str, mqtt_port: int, **settings: object) -> None:
+    def __init__(self, workdir: Path, tenant: Tenant, cloud_url: str, mqtt: MqttAccess | int,
+                 **settings: object) -> None:
+        """``mqtt``: the broker access issued to this gateway (TLS, credentials), or a bare loopback port."""
         self.workdir = workdir
         private_dir(workdir)  # keys, API keys and the database: 0700
         self.spool_path = workdir / "spool.sqlite"
@@ -247,10 +289,15 @@ class GatewayProcess:
         values: dict[str, object] = {
             "gateway_id": tenant.gateway_id, "site_id": tenant.site_id, "cloud_url": cloud_url,
             "api_key": tenant.gateway_api_key, "key_file": str(tenant.gateway_key_file),
-            "spool_path": str(self.spool_path), "mqtt_port": mqtt_port, "window_s": 2, "interval_s": 1,
+            "spool_path": str(self.spool_path), "window_s": 2, "interval_s": 1,
             "metrics_port": 0, "backoff_base_s": 0.2, "backoff_max_s": 1.0, "tick_s": 0.1,
             "registry_refresh_s": 3600, "upload_timeout_s": 5.0,
         }
+        if isinstance(mqtt, MqttAccess):
+            values.update(mqtt_host=mqtt.host, mqtt_port=mqtt.port, mqtt_ca_file=str(mqtt.ca_file),
+                          mqtt_username=mqtt.username, mqtt_password=mqtt.credentials.password)
+        else:
+            values["mqtt_port"] = mqtt
         values.update(settings)
         self.settings = values
         self.config = workdir / "gateway.toml"

@@ -12,12 +12,12 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from carbontrace_protocol import cose
+from carbontrace_protocol import cose, topics
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading, valid_device_id
 from carbontrace_protocol.verify import verify_reading
 
-TOPIC_PREFIX = "carbontrace/v1/"
+TOPIC_PREFIX = topics.TOPIC_PREFIX
 ACTIVE = "active"
 REVOKED = "revoked"
 # Rejections of devices we do not know are counted under this label, so a stream of forged device ids
@@ -51,21 +51,16 @@ DeviceLookup = Callable[[str], "DeviceEntry | None"]
 
 
 def reading_topic(site_id: str, device_id: str) -> str:
-    return f"{TOPIC_PREFIX}{site_id}/{device_id}/reading"
+    return topics.reading_topic(site_id, device_id)
 
 
 def subscription(site_id: str) -> str:
-    return f"{TOPIC_PREFIX}{site_id}/+/reading"
+    return topics.site_readings(site_id)
 
 
 def parse_topic(topic: str) -> tuple[str, str] | None:
     """(site id, device id) of a reading topic, or None if the topic is not one."""
-    parts = topic.split("/")
-    if len(parts) != 5 or parts[0] != "carbontrace" or parts[1] != "v1" or parts[4] != "reading":
-        return None
-    if not parts[2] or not parts[3]:
-        return None
-    return parts[2], parts[3]
+    return topics.parse_reading_topic(topic)
 
 
 def message_digest(payload: bytes) -> bytes:

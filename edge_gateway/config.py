@@ -6,8 +6,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from carbontrace_protocol.topics import MAX_PAYLOAD_BYTES
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class GatewaySettings(BaseSettings):
@@ -26,6 +30,11 @@ class GatewaySettings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
     mqtt_keepalive_s: int = 30
+    # TLS with this CA pinned (the broker's, carbontrace/broker_config.py). Without it the gateway speaks plain
+    # MQTT, which it accepts only to a broker on loopback.
+    mqtt_ca_file: Path | None = None
+    # Larger payloads are rejected (reason "oversized_payload") before they are copied or decoded.
+    mqtt_max_payload_bytes: int = Field(MAX_PAYLOAD_BYTES, gt=0)
 
     window_s: int = Field(900, gt=0)
     interval_s: int = Field(60, gt=0)  # the devices' reading interval, for "expected" in aggregates
@@ -62,8 +71,16 @@ class GatewaySettings(BaseSettings):
         # Environment first: it overrides the file (passed in as init values by ``load_settings``).
         return env_settings, init_settings
 
+    @model_validator(mode="after")
+    def _no_plain_mqtt_beyond_loopback(self) -> GatewaySettings:
+        if self.mqtt_ca_file is None and self.mqtt_host not in LOOPBACK_HOSTS:
+            raise ValueError(f"mqtt_host {self.mqtt_host!r} is not loopback: set mqtt_ca_file (TLS with the "
+                             "broker's CA) and mqtt_username/mqtt_password")
+        return self
+
     def client_id(self) -> str:
-        return self.mqtt_client_id or f"carbontrace-gateway-{self.gateway_id}"
+        # The production broker binds a client id to its username (use_username_as_clientid): use that.
+        return self.mqtt_client_id or self.mqtt_username or f"carbontrace-gateway-{self.gateway_id}"
 
     def redacted(self) -> dict[str, Any]:
         """The settings for logs: secrets shown as ********."""

@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_gateway.classify import DeviceEntry, Rejected, Verified, classify_message, subscription
+from edge_gateway.classify import (
+    UNREGISTERED,
+    DeviceEntry,
+    Rejected,
+    Verified,
+    classify_message,
+    parse_topic,
+    subscription,
+)
 from edge_gateway.config import GatewaySettings
 from edge_gateway.logs import fields
 from edge_gateway.metrics import GatewayMetrics
@@ -28,6 +38,7 @@ from edge_gateway.spool import Spool, SpoolError, SpoolOverLimit
 log = logging.getLogger("edge_gateway.ingest")
 
 PAUSE_RECHECK_S = 2.0
+OVERSIZED = "oversized_payload"
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,20 @@ class Incoming:
     mid: int
     qos: int
     connection: int  # which MQTT connection delivered it: a packet id is only valid on that one
+    size: int = -1  # set (and payload left empty) when the payload was over the cap: never copied nor decoded
+
+
+def tls_context(ca_file: Path) -> ssl.SSLContext:
+    """TLS 1.2+ to the broker, its certificate checked against this CA only (and its host name)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def oversized(item: Incoming, limit: int, registry: dict[str, DeviceEntry]) -> Rejected:
+    parsed = parse_topic(item.topic)
+    label = parsed[1] if parsed is not None and parsed[1] in registry else UNREGISTERED
+    return Rejected(OVERSIZED, label, f"payload of {item.size} bytes exceeds the limit of {limit}")
 
 
 class MqttIngest:
@@ -60,6 +85,8 @@ class MqttIngest:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=settings.client_id(), clean_session=False, manual_ack=True
         )
+        if settings.mqtt_ca_file is not None:
+            self.client.tls_set_context(tls_context(settings.mqtt_ca_file))
         if settings.mqtt_username:
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
             self.client.username_pw_set(settings.mqtt_username, password)
@@ -93,6 +120,12 @@ class MqttIngest:
             log.warning("MQTT disconnected; paho reconnects", extra=fields(reason=str(reason)))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # The size first: an oversized payload is neither copied nor decoded, only counted and acked (the
+        # broker's max_packet_size should have refused it already; this holds with any broker).
+        size = len(message.payload)
+        if size > self.settings.mqtt_max_payload_bytes:
+            self.inbox.put(Incoming(message.topic, b"", message.mid, message.qos, self.connection, size))
+            return
         self.inbox.put(Incoming(message.topic, bytes(message.payload), message.mid, message.qos, self.connection))
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -156,6 +189,9 @@ class MqttIngest:
         verified: list[Verified] = []
         rejected: list[Rejected] = []
         for item in group:
+            if item.size >= 0:
+                rejected.append(oversized(item, settings.mqtt_max_payload_bytes, registry))
+                continue
             outcome = classify_message(item.topic, item.payload, settings.site_id, registry.get, now,
                                        settings.max_clock_skew_s)
             if isinstance(outcome, Verified):

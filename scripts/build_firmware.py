@@ -24,7 +24,7 @@ FIRMWARE_DIR = REPO_ROOT / "firmware"
 DEVICE_PACKAGE = "carbontrace_device"
 PROTOCOL_PACKAGE = "carbontrace_protocol"
 # The protocol modules the device runs; merkle is optional until it exists.
-PROTOCOL_DEVICE_MODULES = ("__init__", "errors", "cbor", "p256", "cose", "reading", "merkle")
+PROTOCOL_DEVICE_MODULES = ("__init__", "errors", "cbor", "p256", "cose", "reading", "merkle", "topics")
 BOARD_SCRIPTS = ("boot.py", "main.py")
 ARCHES = ("x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp", "xtensa",
           "xtensawin", "rv32imc", "rv64imc")

@@ -44,6 +44,9 @@ def fleet(
     rate: Annotated[float, typer.Option(help="Readings per second per device.")] = 1.0,
     site: Annotated[str, typer.Option(help="Site id (MQTT topic level).")] = "site-1",
     broker: Annotated[str, typer.Option(help="MQTT broker HOST:PORT.")] = "127.0.0.1:1883",
+    broker_ca: Annotated[Path | None, typer.Option(help="The broker's CA (PEM): TLS, that CA pinned.")] = None,
+    credentials: Annotated[Path | None, typer.Option(
+        help="JSON {device: {username, password}} of broker credentials (carbontrace/broker_config.py).")] = None,
     duration: Annotated[float | None, typer.Option(help="Seconds of measuring (a cap when --count is given).")] = None,
     count: Annotated[int | None, typer.Option(min=1, help="Readings per device, then stop.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Directory for the devices' flash (keys persist).")] = None,
@@ -82,7 +85,8 @@ def fleet(
         forged_devices=forged_devices,
     )
     cfg = FleetConfig(
-        devices=devices, rate_hz=rate, site_id=site, broker_host=host, broker_port=port,
+        devices=devices, rate_hz=rate, site_id=site, broker_host=host, broker_port=port, broker_ca=broker_ca,
+        credentials_file=credentials,
         duration_s=duration, count=count if count is not None or not keys_only else 1, workdir=workdir,
         device_prefix=prefix, sensor_time_scale=sensor_time_scale, faults=plan,
     )

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import json
+import shutil
 import tempfile
 import threading
 import time
@@ -47,6 +49,7 @@ from simulators.pzem_emulator import DailyLoad, PZEMEmulator, UARTAdapter  # noq
 from simulators.scd4x_emulator import SCENARIOS, SCD4xEmulator, Scenario  # noqa: E402
 
 SCD4X_PERIOD_S = 5.0
+BROKER_CA_FILE = "broker-ca.pem"  # the name on each device's flash
 # Each scenario's electrical load (base, peak watts) for the PZEM emulator.
 LOADS = {"office": (300.0, 2500.0), "greenhouse": (800.0, 4000.0), "boiler_room": (2000.0, 9000.0)}
 EMULATOR_LOG_KEEP = 64  # the emulators log every transfer; a long run keeps only the newest
@@ -59,6 +62,11 @@ class FleetConfig:
     site_id: str = "site-1"
     broker_host: str = "127.0.0.1"
     broker_port: int = 1883
+    # The broker's CA (PEM) and a JSON file {device name: {"username", "password"}} as issued by the broker
+    # configuration (carbontrace/broker_config.py): each device then speaks TLS with its own credentials, as a
+    # provisioned board does. A device without an entry connects without credentials (and is refused).
+    broker_ca: Path | None = None
+    credentials_file: Path | None = None
     duration_s: float | None = None  # measuring time; with count too, a cap
     count: int | None = None  # readings per device
     workdir: Path | None = None  # device flash directories; None: a temporary directory
@@ -189,6 +197,21 @@ class SimDevice:
         # The driver's waits are in sensor time; the emulated sensor runs time_scale times faster.
         time.sleep(ms / 1000 / self.time_scale)
 
+    def _broker_auth(self) -> dict[str, Any]:
+        """broker_user/password/ca for this device: its credentials (by its name) and the broker's CA
+        copied onto its flash, as `carbontrace provision` leaves a board."""
+        cfg = self.cfg
+        found: dict[str, Any] = {}
+        if cfg.broker_ca is not None:
+            shutil.copyfile(cfg.broker_ca, self.port.flash.path(BROKER_CA_FILE))
+            found["broker_ca"] = BROKER_CA_FILE
+        if cfg.credentials_file is not None:
+            table = json.loads(Path(cfg.credentials_file).read_text())
+            entry = table.get(self.spec.name)  # a forger's name is its own client id, never its victim's
+            if entry is not None:
+                found["broker_user"], found["broker_password"] = entry["username"], entry["password"]
+        return found
+
     def boot(self) -> None:
         """Build the firmware's objects from flash, as ``main.py`` does on a board after a reset."""
         cfg = self.cfg
@@ -201,6 +224,7 @@ class SimDevice:
             "reconnect_max_ms": cfg.reconnect_max_ms,
             "keepalive_s": cfg.keepalive_s,
         }
+        overrides.update(self._broker_auth())
         settings = device_config.load(self.port.flash, overrides)
         co2 = SCD4X(self.scd, sleep_ms=self._sensor_sleep_ms)
         try:
@@ -216,7 +240,10 @@ class SimDevice:
                 self.spec.client_id,
                 cfg.broker_host,
                 cfg.broker_port,
+                user=settings["broker_user"],
+                password=settings["broker_password"],
                 keepalive=settings["keepalive_s"],
+                ssl=self.port.tls_context(settings["broker_ca"]) if settings["broker_ca"] else None,
                 open_socket=self.port.open_socket,
                 max_inflight=settings["max_inflight"],
             )
@@ -438,6 +465,24 @@ class FleetSnapshot:
 Rejections = Callable[[], dict[str, int]]
 
 
+def device_specs(cfg: FleetConfig) -> list[DeviceSpec]:
+    """Every device the fleet runs, genuine ones first: what to issue broker credentials for (by ``name``, on
+    the topics of ``device_id``; a forger that claims a victim's id is the holder of stolen broker access)."""
+    prefix = cfg.device_prefix
+    genuine = [DeviceSpec(f"{prefix}-{i:03d}", i, SCENARIOS[i % len(SCENARIOS)]) for i in range(cfg.devices)]
+    forged: list[DeviceSpec] = []
+    for k in range(cfg.faults.forged_devices):
+        index = cfg.devices + k
+        scenario = SCENARIOS[index % len(SCENARIOS)]
+        if cfg.faults.forged_kind(k) == "unknown":
+            forged.append(DeviceSpec(f"{prefix}-forged-{k:02d}", index, scenario, kind="unknown"))
+        else:
+            victim = genuine[(k // 2) % len(genuine)].device_id
+            forged.append(DeviceSpec(victim, index, scenario, kind="impersonate",
+                                     client_id=f"{prefix}-forger-{k:02d}"))
+    return genuine + forged
+
+
 class Fleet:
     def __init__(self, cfg: FleetConfig) -> None:
         self.cfg = cfg
@@ -448,20 +493,9 @@ class Fleet:
         else:
             workdir = cfg.workdir
         self.workdir = workdir
-        prefix = cfg.device_prefix
-        genuine = [
-            DeviceSpec(f"{prefix}-{i:03d}", i, SCENARIOS[i % len(SCENARIOS)]) for i in range(cfg.devices)
-        ]
-        forged: list[DeviceSpec] = []
-        for k in range(cfg.faults.forged_devices):
-            index = cfg.devices + k
-            scenario = SCENARIOS[index % len(SCENARIOS)]
-            if cfg.faults.forged_kind(k) == "unknown":
-                forged.append(DeviceSpec(f"{prefix}-forged-{k:02d}", index, scenario, kind="unknown"))
-            else:
-                victim = genuine[(k // 2) % len(genuine)].device_id
-                forged.append(DeviceSpec(victim, index, scenario, kind="impersonate",
-                                         client_id=f"{prefix}-forger-{k:02d}"))
+        specs = device_specs(cfg)
+        genuine = [spec for spec in specs if spec.kind == "genuine"]
+        forged = [spec for spec in specs if spec.kind != "genuine"]
         # Booting waits on the sensor's stop command (500 ms sensor time) and derives a key: in parallel.
         with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
             built = list(pool.map(lambda spec: SimDevice(spec, cfg, workdir / spec.name), genuine + forged))

@@ -54,6 +54,15 @@ class CuttableSocket:
         self._sock.close()
 
 
+class _CuttableTLS:
+    def __init__(self, context: Any, port: SimPort) -> None:
+        self.context = context
+        self.port = port
+
+    def wrap_socket(self, sock: CuttableSocket, server_hostname: str | None = None) -> CuttableSocket:
+        return CuttableSocket(self.context.wrap_socket(sock._sock, server_hostname=server_hostname), self.port)
+
+
 class SimPort(HostPort):  # type: ignore[misc]  # HostPort is untyped MicroPython-safe code
     """``HostPort`` whose RNG is seeded (keys and backoff jitter repeat for a seed; simulator keys are not
     secret) and whose Wi-Fi can be cut while connected (``cut_link``/``restore_link``)."""
@@ -76,6 +85,10 @@ class SimPort(HostPort):  # type: ignore[misc]  # HostPort is untyped MicroPytho
             raise LinkDown(errno.ENETUNREACH, "simulated Wi-Fi is down")
         self.sockets_opened += 1
         return CuttableSocket(super().open_socket(host, port, timeout_s), self)
+
+    def tls_context(self, ca_file: str) -> _CuttableTLS:
+        """TLS as the host port's (CA pinned), under the cut switch: the TLS socket is wrapped again."""
+        return _CuttableTLS(super().tls_context(ca_file), self)
 
     def cut_link(self) -> None:
         self.wifi_available = False

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from carbontrace_protocol import cbor, cose, p256
+from carbontrace_protocol import cbor, cose, p256, topics
 from carbontrace_protocol.reading import Reading
 
 
@@ -112,4 +112,4 @@ class DeviceKey:
 
 
 def reading_topic(site_id: str, device_id: str) -> str:
-    return f"carbontrace/v1/{site_id}/{device_id}/reading"
+    return topics.reading_topic(site_id, device_id)

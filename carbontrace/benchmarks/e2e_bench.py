@@ -88,7 +88,8 @@ def run(devices: int, seconds: float, offered_rate: float, postgres: bool) -> Se
             broker.start()
             cloud.start()
             tenant = cloud.register_tenant(devices, tmp)
-            gateway = GatewayProcess(tmp / "gw", tenant, cloud.url, broker.port, window_s=1, interval_s=1)
+            gateway = GatewayProcess(tmp / "gw", tenant, cloud.url,
+                                     broker.add_gateway(tenant.site_id, tenant.gateway_id), window_s=1, interval_s=1)
             gateway.start()
             watcher = AnchorWatcher(cloud.database_url)
             total = int(seconds * offered_rate)
@@ -99,7 +100,7 @@ def run(devices: int, seconds: float, offered_rate: float, postgres: bool) -> Se
                 # signed just in time would cost the publisher; timestamps are those of the run, so in-window
                 items.append((reading_topic(tenant.site_id, device.device_id), device.signed(seq),
                               (device.device_id, seq)))
-            publisher = PacedPublisher(broker.port, "bench-e2e-pub", offered_rate)
+            publisher = PacedPublisher(broker.add_publisher(tenant.site_id, "bench-e2e-pub"), offered_rate)
             publisher.connect()
             start = time.time()
             publisher.run(items)

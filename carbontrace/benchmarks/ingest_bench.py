@@ -51,10 +51,11 @@ def run(devices: int, per_device: int) -> SectionResult:
             messages = [(reading_topic(tenant.site_id, d.device_id), d.signed(seq, now))
                         for seq in range(per_device) for d in tenant.devices]
             size = sum(len(p) for _, p in messages) // len(messages)
-            bare = bare_broker_rate(broker.port, messages)
+            bare = bare_broker_rate(broker, messages)
 
             # A window longer than the run: nothing is sealed or uploaded while we count.
-            gateway = GatewayProcess(tmp / "gw", tenant, cloud.url, broker.port, window_s=3600)
+            gateway = GatewayProcess(tmp / "gw", tenant, cloud.url,
+                                     broker.add_gateway(tenant.site_id, tenant.gateway_id), window_s=3600)
             gateway.start()
             samples: list[tuple[float, int]] = []
             done = threading.Event()
@@ -67,7 +68,7 @@ def run(devices: int, per_device: int) -> SectionResult:
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            publish_seconds = publish_all(broker.port, messages, "bench-gw-pub")
+            publish_seconds = publish_all(broker.add_publisher(tenant.site_id, "bench-gw-pub"), messages)
             wait_until(lambda: spool_accepted(gateway.spool_path) >= len(messages), 300, "all readings spooled",
                        interval=0.02)
             elapsed = time.perf_counter() - start

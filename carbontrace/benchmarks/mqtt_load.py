@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+
+from carbontrace.broker_config import MqttAccess
+
+if TYPE_CHECKING:
+    from carbontrace.servers import Mosquitto
 
 
-def _client(client_id: str) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+def _client(access: MqttAccess) -> mqtt.Client:
+    client: mqtt.Client = access.paho()
     client.max_inflight_messages_set(100)
     client.max_queued_messages_set(0)
     return client
 
 
-def publish_all(port: int, messages: list[tuple[str, bytes]], client_id: str, timeout: float = 120.0) -> float:
+def publish_all(access: MqttAccess, messages: list[tuple[str, bytes]], timeout: float = 120.0) -> float:
     """Publish at QoS 1 and wait for every PUBACK; returns the seconds from first publish to last PUBACK."""
-    client = _client(client_id)
-    client.connect("127.0.0.1", port)
+    client = _client(access)
+    client.connect(access.host, access.port)
     client.loop_start()
     try:
         start = time.perf_counter()
@@ -41,9 +46,9 @@ class PacedPublisher:
     is not acknowledged by the broker (it was down) are retried in order by paho when it reconnects.
     """
 
-    def __init__(self, port: int, client_id: str, rate_per_s: float) -> None:
-        self.port = port
-        self.client = _client(client_id)
+    def __init__(self, access: MqttAccess, rate_per_s: float) -> None:
+        self.access = access
+        self.client = _client(access)
         self.client.max_queued_messages_set(0)
         self.rate = rate_per_s
         self.sent_at: dict[tuple[str, int], float] = {}
@@ -52,7 +57,7 @@ class PacedPublisher:
         self._thread: threading.Thread | None = None
 
     def connect(self) -> None:
-        self.client.connect("127.0.0.1", self.port)
+        self.client.connect(self.access.host, self.access.port)
         self.client.loop_start()
 
     def run(self, items: list[tuple[str, bytes, tuple[str, int]]]) -> None:
@@ -82,8 +87,12 @@ class PacedPublisher:
         self.client.loop_stop()
 
 
-def bare_broker_rate(port: int, messages: list[tuple[str, bytes]]) -> float:
-    """One paho publisher -> Mosquitto -> one paho subscriber, QoS 1, the same payloads: messages/s."""
+def bare_broker_rate(broker: Mosquitto, messages: list[tuple[str, bytes]]) -> float:
+    """One paho publisher -> Mosquitto -> one paho subscriber, QoS 1, the same payloads: messages/s (on the
+    same TLS listener with credentials, so the comparison with the gateway's ingest stays like for like)."""
+    site = "bare"
+    sub_access = broker.issue("bench-bare-sub", "test", site, extra_topics=["bare/#"])
+    pub_access = broker.issue("bench-bare-pub", "test", site, extra_topics=["bare/#"])
     received = 0
     done = threading.Event()
     subscribed = threading.Event()
@@ -94,17 +103,17 @@ def bare_broker_rate(port: int, messages: list[tuple[str, bytes]]) -> float:
         if received == len(messages):
             done.set()
 
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare-sub")
+    sub: mqtt.Client = sub_access.paho()
     sub.on_message = on_message
     sub.on_subscribe = lambda *args: subscribed.set()
-    sub.connect("127.0.0.1", port)
+    sub.connect(sub_access.host, sub_access.port)
     sub.loop_start()
     try:
         sub.subscribe("bare/#", qos=1)
         if not subscribed.wait(10):
             raise RuntimeError("bare subscriber not subscribed")
         start = time.perf_counter()
-        publish_all(port, [("bare/" + topic, payload) for topic, payload in messages], "bench-bare-pub")
+        publish_all(pub_access, [("bare/" + topic, payload) for topic, payload in messages])
         if not done.wait(120):
             raise RuntimeError(f"bare subscriber got {received}/{len(messages)}")
         return len(messages) / (time.perf_counter() - start)

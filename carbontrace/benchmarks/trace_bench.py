@@ -57,7 +57,8 @@ def run(readings: int) -> SectionResult:
             broker.start()
             cloud.start()
             tenant = cloud.register_tenant(DEVICES, tmp, prefix="trace")
-            gateway = GatewayProcess(tmp / "gw", tenant, cloud.url, broker.port, window_s=5, interval_s=1)
+            gateway = GatewayProcess(tmp / "gw", tenant, cloud.url,
+                                     broker.add_gateway(tenant.site_id, tenant.gateway_id), window_s=5, interval_s=1)
             gateway.start()
             # timestamps spread over +-250 s of now (inside the gateway's clock-skew bound)
             base = int(time.time()) - 250
@@ -65,7 +66,7 @@ def run(readings: int) -> SectionResult:
             messages = [(reading_topic(tenant.site_id, d.device_id), d.signed(seq, stamps[seq]))
                         for seq in range(per_device) for d in tenant.devices]
             fill_start = time.perf_counter()
-            publish_all(broker.port, messages, "bench-trace-pub", timeout=600)
+            publish_all(broker.add_publisher(tenant.site_id, "bench-trace-pub"), messages, timeout=600)
             wait_until(lambda: _anchored_readings(cloud.database_url) >= len(messages), 900,
                        "every reading anchored", interval=0.5)
             fill_s = time.perf_counter() - fill_start

@@ -51,6 +51,8 @@ class Pipeline:
                  tenant: Tenant, rate: float) -> None:
         self.workdir = workdir
         self.broker = broker
+        # One load generator speaks for the site's devices (broker role "publisher"): write-only on readings.
+        self.publisher = broker.add_publisher(tenant.site_id, "drill-publisher")
         self.cloud = cloud
         self.gateway = gateway
         self.tenant = tenant
@@ -72,7 +74,7 @@ class Pipeline:
             items.append((reading_topic(self.tenant.site_id, device.device_id), device.signed(seq),
                           (device.device_id, seq)))
         self._publishers += 1
-        publisher = PacedPublisher(self.broker.port, f"drill-pub-{self._publishers}", self.rate)
+        publisher = PacedPublisher(self.publisher, self.rate)
         publisher.connect()
         publisher.run(items)
         self._items = {key: (topic, payload) for topic, payload, key in items}
@@ -90,7 +92,7 @@ class Pipeline:
         if unacked:
             books.notes.append(f"{len(unacked)} publishes unacknowledged by the broker were sent again")
             self._publishers += 1
-            publish_all(self.broker.port, [self._items[k] for k in unacked], f"drill-outbox-{self._publishers}")
+            publish_all(self.publisher, [self._items[k] for k in unacked])
         books.sent = len(keys)
 
     # -- accounting -----------------------------------------------------------------------------------

@@ -28,16 +28,7 @@ from carbontrace_protocol.reading import (
     MEASUREMENTS,
     Reading,
 )
-
-TOPIC_PREFIX = "carbontrace/v1/"
-
-
-def reading_topic(site_id, device_id):
-    return TOPIC_PREFIX + site_id + "/" + device_id + "/reading"
-
-
-def status_topic(site_id, device_id):
-    return TOPIC_PREFIX + site_id + "/" + device_id + "/status"
+from carbontrace_protocol.topics import reading_topic, status_topic
 
 
 def _values_in_range(values):
@@ -102,6 +93,7 @@ class DeviceApp:
                 user=settings["broker_user"],
                 password=settings["broker_password"],
                 keepalive=settings["keepalive_s"],
+                ssl=port.tls_context(settings["broker_ca"]) if settings.get("broker_ca") else None,
                 open_socket=port.open_socket,
                 max_inflight=settings["max_inflight"],
             )

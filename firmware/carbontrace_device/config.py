@@ -24,7 +24,7 @@ _POSITIVE_INTS = (
     "reconnect_min_ms",
     "reconnect_max_ms",
 )
-_OPTIONAL_STRINGS = ("wifi_ssid", "wifi_password", "broker_user", "broker_password", "device_id")
+_OPTIONAL_STRINGS = ("wifi_ssid", "wifi_password", "broker_user", "broker_password", "broker_ca", "device_id")
 
 
 class ConfigError(ValueError):

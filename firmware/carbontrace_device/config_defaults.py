@@ -13,6 +13,9 @@ DEFAULTS = {
     "broker_port": 1883,
     "broker_user": None,
     "broker_password": None,
+    # A file on the flash root with the broker's CA certificate (PEM, from `carbontrace provision`): the device
+    # then speaks TLS to the broker and trusts that CA only. The production broker has no plain listener.
+    "broker_ca": None,
     "site_id": "site-1",
     "device_id": None,  # None: "ct-" + the board's unique id
     "ntp_host": "pool.ntp.org",

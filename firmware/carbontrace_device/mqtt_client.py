@@ -13,8 +13,9 @@ Differences from micropython-lib's ``umqtt.simple``:
 * Failures raise typed errors: ``MQTTConnectError`` carries the CONNACK return code.
 
 Sockets come from ``open_socket(host, port, timeout_s)`` (the port's, by default a plain ``socket``); only
-``send``/``recv``/``settimeout``/``close`` are used. Reconnecting is not done here: that is
-``resilient_mqtt.ResilientMQTT``'s job.
+``send``/``recv``/``settimeout``/``close`` are used. With ``ssl`` (an object with ``wrap_socket(sock,
+server_hostname=...)``: the port's ``tls_context(ca_file)``) the socket is wrapped in TLS before CONNECT.
+Reconnecting is not done here: that is ``resilient_mqtt.ResilientMQTT``'s job.
 """
 
 try:
@@ -83,7 +84,7 @@ class InflightWindowFull(Exception):
 
 
 def _no_data(err):
-    if type(err).__name__ in ("timeout", "TimeoutError", "BlockingIOError"):
+    if type(err).__name__ in ("timeout", "TimeoutError", "BlockingIOError", "SSLWantReadError"):
         return True
     code = err.args[0] if err.args else None
     return code in _NO_DATA_ERRNOS

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Page, expect
 
+from carbontrace.broker_config import MqttAccess
 from carbontrace_protocol import p256
 from carbontrace_protocol.reading import Reading, sign_reading
 from edge_gateway.config import load_settings
@@ -43,9 +42,9 @@ def test_health_report_lists_every_label_with_rejections_or_gaps() -> None:
     }
 
 
-def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"health-test-{os.getpid()}")
-    client.connect("127.0.0.1", port)
+def _publish(access: MqttAccess, messages: list[tuple[str, bytes]]) -> None:
+    client = access.paho()
+    client.connect(access.host, access.port)
     client.loop_start()
     try:
         for info in [client.publish(topic, payload, qos=1) for topic, payload in messages]:
@@ -85,10 +84,13 @@ def test_gateway_reports_rejections_and_gaps_and_the_console_shows_them(
                         json={"device_id": device_id, "public_key": device_public.hex()}, headers=engineer)
     assert r.status_code == 201, r.text
 
+    # Broker credentials first (issuing restarts the broker): the gateway's, and the device's own.
+    gateway_mqtt, device_mqtt = mosquitto.add_gateway(site_id, gateway_id), mosquitto.add_device(site_id, device_id)
     settings = load_settings(
         None, gateway_id=gateway_id, site_id=site_id, cloud_url=cloud.url, api_key=gateway_key, key_file=key_file,
-        spool_path=tmp_path / "spool.sqlite", mqtt_port=mosquitto.port, window_s=2, interval_s=1, metrics_port=0,
-        tick_s=0.1, backoff_base_s=0.2, backoff_max_s=1.0,
+        spool_path=tmp_path / "spool.sqlite", mqtt_port=gateway_mqtt.port, mqtt_ca_file=gateway_mqtt.ca_file,
+        mqtt_username=gateway_mqtt.username, mqtt_password=gateway_mqtt.credentials.password, window_s=2,
+        interval_s=1, metrics_port=0, tick_s=0.1, backoff_base_s=0.2, backoff_max_s=1.0,
     )
     gateway = Gateway(settings)
     gateway.health_check_s = 0.2
@@ -103,8 +105,8 @@ def test_gateway_reports_rejections_and_gaps_and_the_console_shows_them(
             return bytes(sign_reading(reading, key))
 
         stranger = p256.private_key_from_bytes(os.urandom(32))
-        _publish(mosquitto.port, [(topic, signed(s)) for s in (3, 4, 5, 8)])  # 6..7 never arrive
-        _publish(mosquitto.port, [
+        _publish(device_mqtt, [(topic, signed(s)) for s in (3, 4, 5, 8)])  # 6..7 never arrive
+        _publish(device_mqtt, [
             (topic, os.urandom(30)),  # not CBOR
             (topic, signed(9, key=stranger)),  # right id, wrong key
             (topic, signed(1)),  # older than anything seen: a replay

@@ -118,7 +118,8 @@ def test_start_broker_takes_mosquitto_when_installed_else_the_embedded_one(
     try:
         assert isinstance(broker, EmbeddedBroker)
         assert lines == [f"MQTT broker: embedded amqtt 0.12.1 in its own process on 127.0.0.1:{broker.port} "
-                         "(Mosquitto is not installed)"]
+                         "(Mosquitto is not installed); WARNING: anonymous plain MQTT, for a loopback demo only, "
+                         "never a deployment"]
         publish_all(broker.port, [("t/auto", b"x")])
     finally:
         broker.stop()

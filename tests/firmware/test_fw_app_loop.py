@@ -27,7 +27,7 @@ from carbontrace_protocol.reading import (
 )
 from carbontrace_protocol.verify import verify_reading
 from tests.conftest import MosquittoBroker
-from tests.firmware.fw_mqtt_helpers import Subscriber
+from tests.firmware.fw_mqtt_helpers import Subscriber, device_settings
 
 SITE = "site-t"
 
@@ -41,14 +41,13 @@ def run_until(app: DeviceApp, cond: Callable[[], bool], timeout: float = 15.0) -
         time.sleep(0.005)
 
 
-def make_app(tmp_path: Path, broker_port: int, device: str, **overrides: Any) -> tuple[DeviceApp, Any, Any]:
+def make_app(tmp_path: Path, broker: MosquittoBroker | int, device: str, **overrides: Any) -> tuple[DeviceApp, Any, Any]:
     port = HostPort(str(tmp_path / "flash"))
     settings = config.load(
         port.flash,
         dict(
             {
-                "broker_host": "127.0.0.1",
-                "broker_port": broker_port,
+                **device_settings(broker, tmp_path / "flash", SITE, device),
                 "site_id": SITE,
                 "device_id": device,
                 "measure_interval_ms": 60,
@@ -78,12 +77,14 @@ def decode_all(payloads: list[bytes], public_key: bytes) -> list[Reading]:
 def test_readings_arrive_in_order_verified_by_paho_and_mosquitto_sub(
     tmp_path: Path, mosquitto: MosquittoBroker
 ) -> None:
-    app, scd, _pzem = make_app(tmp_path, mosquitto.port, "dev-order")
+    app, scd, _pzem = make_app(tmp_path, mosquitto, "dev-order")
     topic = f"carbontrace/v1/{SITE}/dev-order/reading"
     assert app.reading_topic == topic
-    sub = Subscriber(mosquitto.port, f"carbontrace/v1/{SITE}/dev-order/#", "paho-order")
+    msub, paho_access = mosquitto.add_gateway(SITE, "msub-order"), mosquitto.add_gateway(SITE, "paho-order")
+    sub = Subscriber(paho_access, f"carbontrace/v1/{SITE}/dev-order/#")
     # mosquitto_sub on a persistent session: -E subscribes and exits, the second run collects what queued
-    base = ["mosquitto_sub", "-p", str(mosquitto.port), "-c", "-i", "msub-order", "-q", "1", "-t", topic]
+    base = ["mosquitto_sub", "-h", msub.host, "-p", str(msub.port), "--cafile", str(msub.ca_file), "-u", msub.username,
+            "-P", msub.credentials.password, "-c", "-i", msub.username, "-q", "1", "-t", topic]
     subprocess.run([*base, "-E"], check=True, timeout=10)
     app.measure_limit = 12
     run_until(app, lambda: app.readings_made == 12 and app.outbox.depth() == 0)
@@ -109,8 +110,8 @@ def test_readings_arrive_in_order_verified_by_paho_and_mosquitto_sub(
 
 
 def test_sensor_faults_meter_reset_and_unsynced_time_set_flags(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
-    app, scd, pzem = make_app(tmp_path, mosquitto.port, "dev-faults", co2_ready_timeout_ms=100)
-    sub = Subscriber(mosquitto.port, f"carbontrace/v1/{SITE}/dev-faults/reading", "paho-faults")
+    app, scd, pzem = make_app(tmp_path, mosquitto, "dev-faults", co2_ready_timeout_ms=100)
+    sub = Subscriber(mosquitto.add_gateway(SITE, "paho-faults"), f"carbontrace/v1/{SITE}/dev-faults/reading")
     host = app.port
     assert isinstance(host, HostPort)
     host._synced = False  # a board before its first NTP answer
@@ -146,8 +147,8 @@ def test_sensor_faults_meter_reset_and_unsynced_time_set_flags(tmp_path: Path, m
 
 def test_broker_restarts_lose_nothing_and_repeat_no_seq(tmp_path: Path, writable_broker: MosquittoBroker) -> None:
     broker = writable_broker
-    app, _scd, _pzem = make_app(tmp_path, broker.port, "dev-restart")
-    sub = Subscriber(broker.port, f"carbontrace/v1/{SITE}/dev-restart/reading", "paho-restart")
+    app, _scd, _pzem = make_app(tmp_path, broker, "dev-restart")
+    sub = Subscriber(broker.add_gateway(SITE, "paho-restart"), f"carbontrace/v1/{SITE}/dev-restart/reading")
     stored: list[int] = []
     app.on_reading = lambda seq, _rid: stored.append(seq)
     run_until(app, lambda: app.readings_acked >= 5)
@@ -179,13 +180,13 @@ def test_broker_restarts_lose_nothing_and_repeat_no_seq(tmp_path: Path, writable
 
 def test_outbox_overflow_drops_oldest_and_reports_the_count(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
     mosquitto.stop()
-    app, _scd, _pzem = make_app(tmp_path, mosquitto.port, "dev-full", outbox_budget_bytes=16 + 5 * 416)
+    app, _scd, _pzem = make_app(tmp_path, mosquitto, "dev-full", outbox_budget_bytes=16 + 5 * 416)
     assert app.outbox.capacity() == 5
     app.measure_limit = 12
     run_until(app, lambda: app.readings_made == 12)
     assert app.outbox.depth() == 5 and app.outbox.dropped == 7
     mosquitto.start()
-    sub = Subscriber(mosquitto.port, f"carbontrace/v1/{SITE}/dev-full/#", "paho-full")
+    sub = Subscriber(mosquitto.add_gateway(SITE, "paho-full"), f"carbontrace/v1/{SITE}/dev-full/#")
     run_until(app, lambda: app.outbox.depth() == 0)
     wait_until(lambda: len(sub.payloads("/reading")) >= 5)
     seqs = [r.seq for r in decode_all(sub.payloads("/reading"), app.key.public_key)]

@@ -3,6 +3,7 @@ outbox resends every stored reading and no sequence number is ever reused for di
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 from carbontrace.servers import wait_until
 from carbontrace_protocol.verify import verify_reading
 from tests.conftest import REPO_ROOT, MosquittoBroker
-from tests.firmware.fw_mqtt_helpers import Subscriber
+from tests.firmware.fw_mqtt_helpers import Subscriber, device_settings
 
 SITE = "site-k"
 DEVICE = "dev-kill"
@@ -68,7 +69,9 @@ def test_kill_minus_9_resends_outbox_and_never_reuses_seq(tmp_path: Path, mosqui
     ).stdout.strip()
     public_key = bytes.fromhex(pubkey_hex)
     assert len(public_key) == 65
-    sub = Subscriber(mosquitto.port, f"carbontrace/v1/{SITE}/{DEVICE}/reading", "paho-kill")
+    # Provisioned as `carbontrace provision` does: credentials and the broker's CA in config.json on flash.
+    (flash / "config.json").write_text(json.dumps(device_settings(mosquitto, flash, SITE, DEVICE)))
+    sub = Subscriber(mosquitto.add_gateway(SITE, "paho-kill"), f"carbontrace/v1/{SITE}/{DEVICE}/reading")
 
     def received_seqs() -> set[int]:
         return {verify_reading(p, public_key).seq for p in sub.payloads("/reading")}

@@ -1,9 +1,12 @@
-"""The firmware MQTT client against a real Mosquitto: exact bytes, QoS 1 matching, keepalive, will, sessions."""
+"""The firmware MQTT client against a real Mosquitto on its production configuration (TLS with the project's
+CA, username and password, ACLs; carbontrace/broker_config.py): exact bytes (tapped inside TLS), QoS 1
+matching, keepalive, will, sessions."""
 
 from __future__ import annotations
 
 import itertools
 import socket
+import ssl
 import subprocess
 import time
 from typing import Any
@@ -21,10 +24,30 @@ from carbontrace_device.mqtt_client import (
 )
 from carbontrace_device.ports.host import HostPort
 from carbontrace_device.resilient_mqtt import ResilientMQTT
-from paho.mqtt.enums import CallbackAPIVersion
 
+from carbontrace.broker_config import MqttAccess, client_tls_context
 from carbontrace.servers import wait_until
 from tests.conftest import MosquittoBroker
+
+TEST_TOPICS = ["fw/#"]
+
+
+def issue(broker: MosquittoBroker, *names: str) -> list[MqttAccess]:
+    """Test credentials allowed on fw/#; issued before anyone connects (issuing restarts the broker)."""
+    return [broker.issue(name, "test", "fw", extra_topics=TEST_TOPICS) for name in names]
+
+
+def fw_client(access: MqttAccess, **kwargs: Any) -> MQTTClient:
+    """The firmware client as a device runs it: TLS pinned to the broker's CA, its username and password."""
+    kwargs.setdefault("ssl", client_tls_context(access.ca_file))
+    return MQTTClient(access.username, access.host, access.port, user=access.username,
+                      password=access.credentials.password, **kwargs)
+
+
+def cli_auth(access: MqttAccess) -> list[str]:
+    """mosquitto_pub/mosquitto_sub arguments for this access."""
+    return ["-h", access.host, "-p", str(access.port), "--cafile", str(access.ca_file), "-u", access.username,
+            "-P", access.credentials.password, "-i", access.username]
 
 
 class TappedSocket:
@@ -53,11 +76,15 @@ class TappedSocket:
 
 
 class Tap:
-    def __init__(self) -> None:
+    """Opens TLS connections and taps them inside TLS (the client then gets ``ssl=None``): the MQTT bytes."""
+
+    def __init__(self, access: MqttAccess) -> None:
         self.sockets: list[TappedSocket] = []
+        self.context = client_tls_context(access.ca_file)
 
     def open_socket(self, host: str, port: int, timeout_s: float) -> TappedSocket:
-        tapped = TappedSocket(socket.create_connection((host, port), timeout=timeout_s))
+        raw = socket.create_connection((host, port), timeout=timeout_s)
+        tapped = TappedSocket(self.context.wrap_socket(raw, server_hostname=host))  # type: ignore[arg-type]
         self.sockets.append(tapped)
         return tapped
 
@@ -66,13 +93,13 @@ class Tap:
         return self.sockets[-1]
 
 
-def subscriber(broker: MosquittoBroker, topic: str, client_id: str = "") -> tuple[paho.Client, list[Any]]:
+def subscriber(access: MqttAccess, topic: str) -> tuple[paho.Client, list[Any]]:
     got: list[Any] = []
     ready: list[bool] = []
-    sub = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    sub = access.paho()
     sub.on_message = lambda _c, _u, msg: got.append(msg)
     sub.on_subscribe = lambda *_a: ready.append(True)
-    sub.connect("127.0.0.1", broker.port)
+    sub.connect(access.host, access.port)
     sub.subscribe(topic, qos=1)
     sub.loop_start()
     wait_until(lambda: bool(ready))
@@ -100,13 +127,14 @@ def test_packet_encoding_matches_the_spec_bytes() -> None:
 
 
 def test_connect_publish_puback_exact_bytes_against_mosquitto(mosquitto: MosquittoBroker) -> None:
-    sub, got = subscriber(mosquitto, "fw/test/#")
-    tap = Tap()
-    client = MQTTClient("fw-bytes", "127.0.0.1", mosquitto.port, keepalive=30, open_socket=tap.open_socket)
+    sub_access, access = issue(mosquitto, "fw-sub", "fw-bytes")
+    sub, got = subscriber(sub_access, "fw/test/#")
+    tap = Tap(access)
+    client = fw_client(access, keepalive=30, open_socket=tap.open_socket, ssl=None)
     acked: list[int] = []
     client.set_puback_callback(acked.append)
     assert client.connect() is False
-    assert bytes(tap.last.sent) == encode_connect(b"fw-bytes", True, 30)
+    assert bytes(tap.last.sent) == encode_connect(b"fw-bytes", True, 30, "fw-bytes", access.credentials.password)
     assert bytes(tap.last.received) == b"\x20\x02\x00\x00"  # CONNACK, no session, accepted
     sent_before = len(tap.last.sent)
     pid = client.publish("fw/test/a", b"\x01\x02\x03", qos=1)
@@ -127,7 +155,8 @@ def test_connect_publish_puback_exact_bytes_against_mosquitto(mosquitto: Mosquit
 
 
 def test_qos1_inflight_window_is_bounded_and_pubacks_match_ids(mosquitto: MosquittoBroker) -> None:
-    client = MQTTClient("fw-window", "127.0.0.1", mosquitto.port, max_inflight=4)
+    (access,) = issue(mosquitto, "fw-window")
+    client = fw_client(access, max_inflight=4)
     acked: list[int] = []
     client.set_puback_callback(acked.append)
     client.connect()
@@ -146,22 +175,44 @@ def test_qos1_inflight_window_is_bounded_and_pubacks_match_ids(mosquitto: Mosqui
 
 
 def test_connack_refusal_raises_typed_error(mosquitto: MosquittoBroker) -> None:
-    # MQTT 3.1.1 §3.1.3.1: an empty client id with a persistent session is refused with code 2.
-    client = MQTTClient("", "127.0.0.1", mosquitto.port)
-    with pytest.raises(MQTTConnectError) as err:
-        client.connect(clean_session=False)
-    assert err.value.code == 2
-    assert "client identifier rejected" in str(err.value)
+    # A wrong password (or none): the broker refuses the CONNECT with code 5 (not authorized), MQTT 3.1.1 §3.2.2.3.
+    (access,) = issue(mosquitto, "fw-refused")
+    for password in ("wrong", None):
+        client = MQTTClient("fw-refused", access.host, access.port, user="fw-refused", password=password,
+                            ssl=client_tls_context(access.ca_file))
+        with pytest.raises(MQTTConnectError) as err:
+            client.connect(clean_session=False)
+        assert err.value.code == 5
+        assert "not authorized" in str(err.value)
+        assert not client.is_connected()
+
+
+def test_plain_mqtt_to_the_tls_broker_gets_no_session(mosquitto: MosquittoBroker) -> None:
+    (access,) = issue(mosquitto, "fw-plain")
+    client = fw_client(access, ssl=None, timeout_s=2)
+    with pytest.raises(OSError):  # the broker expects a TLS ClientHello: it closes or never answers
+        client.connect()
     assert not client.is_connected()
 
 
+def test_tls_to_a_broker_with_another_ca_fails(mosquitto: MosquittoBroker, tmp_path: Any) -> None:
+    from carbontrace.broker_config import make_ca_and_server_cert
+
+    (access,) = issue(mosquitto, "fw-wrong-ca")
+    make_ca_and_server_cert(tmp_path / "other")
+    client = fw_client(access, ssl=client_tls_context(tmp_path / "other" / "ca.pem"))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        client.connect()
+
+
 def test_keepalive_pings_keep_the_link_and_silence_triggers_the_will(mosquitto: MosquittoBroker) -> None:
-    sub, got = subscriber(mosquitto, "fw/will/#")
-    tap = Tap()
-    alive = MQTTClient("fw-alive", "127.0.0.1", mosquitto.port, keepalive=1, open_socket=tap.open_socket)
+    sub_access, alive_access, silent_access = issue(mosquitto, "fw-sub", "fw-alive", "fw-silent")
+    sub, got = subscriber(sub_access, "fw/will/#")
+    tap = Tap(alive_access)
+    alive = fw_client(alive_access, keepalive=1, open_socket=tap.open_socket, ssl=None)
     alive.set_last_will("fw/will/alive", b"offline-alive", retain=False, qos=1)
     alive.connect()
-    silent = MQTTClient("fw-silent", "127.0.0.1", mosquitto.port, keepalive=1)
+    silent = fw_client(silent_access, keepalive=1)
     silent.set_last_will("fw/will/silent", b"offline-silent", retain=False, qos=1)
     silent.connect()
     # Mosquitto drops a client silent for 1.5 x keepalive and publishes its will; the pinging one stays.
@@ -184,8 +235,9 @@ def test_keepalive_pings_keep_the_link_and_silence_triggers_the_will(mosquitto: 
 
 
 def test_last_will_delivered_when_the_socket_dies(mosquitto: MosquittoBroker) -> None:
-    sub, got = subscriber(mosquitto, "fw/dies/status")
-    client = MQTTClient("fw-dies", "127.0.0.1", mosquitto.port, keepalive=60)
+    sub_access, access, late_access = issue(mosquitto, "fw-sub", "fw-dies", "fw-late")
+    sub, got = subscriber(sub_access, "fw/dies/status")
+    client = fw_client(access, keepalive=60)
     client.set_last_will("fw/dies/status", b'{"state":"offline"}', retain=True, qos=1)
     client.connect()
     client.close()  # the socket dies without DISCONNECT
@@ -193,7 +245,7 @@ def test_last_will_delivered_when_the_socket_dies(mosquitto: MosquittoBroker) ->
     assert got[0].payload == b'{"state":"offline"}'
     # retained: a late subscriber sees it too
     out = subprocess.run(
-        ["mosquitto_sub", "-p", str(mosquitto.port), "-t", "fw/dies/status", "-C", "1", "-W", "5"],
+        ["mosquitto_sub", *cli_auth(late_access), "-t", "fw/dies/status", "-C", "1", "-W", "5"],
         capture_output=True,
         timeout=10,
     )
@@ -203,14 +255,15 @@ def test_last_will_delivered_when_the_socket_dies(mosquitto: MosquittoBroker) ->
 
 
 def test_persistent_session_keeps_subscription_and_queued_messages(mosquitto: MosquittoBroker) -> None:
+    access, pub_access = issue(mosquitto, "fw-persist", "fw-pub")
     received: list[tuple[bytes, bytes]] = []
-    client = MQTTClient("fw-persist", "127.0.0.1", mosquitto.port)
+    client = fw_client(access)
     client.set_callback(lambda t, m: received.append((t, m)))
     assert client.connect(clean_session=False) is False
     assert client.subscribe("fw/persist/cmd", qos=1) == 1
     client.disconnect()
     pub = subprocess.run(
-        ["mosquitto_pub", "-p", str(mosquitto.port), "-t", "fw/persist/cmd", "-q", "1", "-m", "queued"],
+        ["mosquitto_pub", *cli_auth(pub_access), "-t", "fw/persist/cmd", "-q", "1", "-m", "queued"],
         timeout=10,
     )
     assert pub.returncode == 0
@@ -225,9 +278,10 @@ def test_persistent_session_keeps_subscription_and_queued_messages(mosquitto: Mo
 
 
 def test_unacked_publish_is_resent_with_dup_and_same_id_after_reconnect(mosquitto: MosquittoBroker) -> None:
-    sub, got = subscriber(mosquitto, "fw/dup")
-    tap = Tap()
-    client = MQTTClient("fw-dup", "127.0.0.1", mosquitto.port, open_socket=tap.open_socket)
+    sub_access, access = issue(mosquitto, "fw-sub", "fw-dup")
+    sub, got = subscriber(sub_access, "fw/dup")
+    tap = Tap(access)
+    client = fw_client(access, open_socket=tap.open_socket, ssl=None)
     acked: list[int] = []
     client.set_puback_callback(acked.append)
     client.connect(clean_session=False)
@@ -236,7 +290,7 @@ def test_unacked_publish_is_resent_with_dup_and_same_id_after_reconnect(mosquitt
     client.close()  # the link breaks before the PUBACKs were read
     assert acked == [] and client.inflight_pids() == [1, pid]
     assert client.connect(clean_session=False) is True
-    resent = bytes(tap.last.sent[len(encode_connect(b"fw-dup", False, 0)) :])
+    resent = bytes(tap.last.sent[len(encode_connect(b"fw-dup", False, 0, "fw-dup", access.credentials.password)) :])
     assert resent == encode_publish("fw/dup", b"first", 1, False, 1, dup=True) + encode_publish(
         "fw/dup", b"second", 1, False, pid, dup=True
     )
@@ -259,7 +313,8 @@ def test_resilient_link_backs_off_exponentially_and_rejoins_wifi(tmp_path: Any, 
         attempts.append(time.monotonic())
         return port.open_socket(host, p, timeout_s)
 
-    client = MQTTClient("fw-backoff", "127.0.0.1", mosquitto.port, open_socket=counting_open)
+    (access,) = issue(mosquitto, "fw-backoff")
+    client = fw_client(access, open_socket=counting_open)
     link = ResilientMQTT(client, port, "lab", "pw", backoff_min_ms=50, backoff_max_ms=400)
     mosquitto.stop()
     delays: list[int] = []  # the wait the link chose after each failure

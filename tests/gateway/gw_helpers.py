@@ -8,6 +8,8 @@ from pathlib import Path
 
 from gw_cloud_stub import CloudStub, StubState
 
+from carbontrace.broker_config import MqttAccess
+from carbontrace.servers import Mosquitto
 from carbontrace_protocol import p256
 from carbontrace_protocol.reading import Reading, sign_reading
 from edge_gateway.keys import create_key_file, load_private_key, public_key_of
@@ -52,7 +54,18 @@ def make_stub(gateway_public: bytes, devices: list[Device], revoked: list[Device
     return stub
 
 
-def write_config(tmp: Path, key_file: Path, cloud_url: str, mqtt_port: int, **extra: object) -> Path:
+def gateway_access(broker: Mosquitto, site: str = SITE, gateway: str = GATEWAY) -> MqttAccess:
+    return broker.add_gateway(site, gateway)
+
+
+def mqtt_settings(access: MqttAccess) -> dict[str, object]:
+    """The gateway's MQTT settings for this access: TLS with the broker's CA, its username and password."""
+    return {"mqtt_host": access.host, "mqtt_port": access.port, "mqtt_ca_file": str(access.ca_file),
+            "mqtt_username": access.username, "mqtt_password": access.credentials.password}
+
+
+def write_config(tmp: Path, key_file: Path, cloud_url: str, broker: Mosquitto | int, **extra: object) -> Path:
+    """Settings for a gateway on ``broker`` (its TLS access issued there), or on a bare port it never reaches."""
     values: dict[str, object] = {
         "gateway_id": GATEWAY,
         "site_id": SITE,
@@ -60,7 +73,7 @@ def write_config(tmp: Path, key_file: Path, cloud_url: str, mqtt_port: int, **ex
         "api_key": API_KEY,
         "key_file": str(key_file),
         "spool_path": str(tmp / "spool.sqlite"),
-        "mqtt_port": mqtt_port,
+        **(mqtt_settings(gateway_access(broker)) if isinstance(broker, Mosquitto) else {"mqtt_port": broker}),
         "window_s": 2,
         "interval_s": 1,
         "metrics_port": 0,
@@ -83,16 +96,22 @@ def write_config(tmp: Path, key_file: Path, cloud_url: str, mqtt_port: int, **ex
     return path
 
 
-def publish_all(port: int, messages: list[tuple[str, bytes]], client_id: str = "test-publisher",
+def publish_all(broker: Mosquitto | MqttAccess | int, messages: list[tuple[str, bytes]], client_id: str = "test-publisher",
                 timeout: float = 30.0) -> None:
-    """Publish at QoS 1 and wait for every PUBACK from the broker."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    """Publish at QoS 1 and wait for every PUBACK from the broker. With a broker: as the site's load publisher
+    (broker role "publisher", one per site: issuing another would restart the broker under the gateway)."""
+    if isinstance(broker, int):  # the embedded (amqtt) demo broker: anonymous plain MQTT on loopback
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        host, port = "127.0.0.1", broker
+    else:
+        access = broker if isinstance(broker, MqttAccess) else broker.add_publisher(SITE, "test-publisher")
+        client, host, port = access.paho(), access.host, access.port
     client.max_inflight_messages_set(100)
     client.max_queued_messages_set(0)
-    client.connect("127.0.0.1", port)
+    client.connect(host, port)
     client.loop_start()
     try:
         infos = [client.publish(t, p, qos=1) for t, p in messages]

@@ -41,7 +41,7 @@ def test_kill_9_mid_ingest_loses_and_duplicates_nothing(tmp_path: Path, mosquitt
     devices = [Device(f"dev-{i}") for i in range(3)]
     key_file, gw_public = make_gateway_key(tmp_path)
     stub = make_stub(gw_public, devices)
-    config = write_config(tmp_path, key_file, stub.url, mosquitto.port, window_s=1)
+    config = write_config(tmp_path, key_file, stub.url, mosquitto, window_s=1)
     db = tmp_path / "spool.sqlite"
     log = tmp_path / "gateway.log"
     per_device = 150
@@ -50,7 +50,7 @@ def test_kill_9_mid_ingest_loses_and_duplicates_nothing(tmp_path: Path, mosquitt
 
     def publish_slowly() -> None:
         for start in range(0, len(messages), 30):
-            publish_all(mosquitto.port, messages[start:start + 30], client_id="crash-publisher")
+            publish_all(mosquitto, messages[start:start + 30], client_id="crash-publisher")
             time.sleep(0.05)
 
     proc = start_gateway(config, log)
@@ -98,13 +98,13 @@ def test_kill_9_while_the_cloud_is_away_then_backlog_uploads(tmp_path: Path, mos
     a = Device("dev-a")
     key_file, gw_public = make_gateway_key(tmp_path)
     stub = make_stub(gw_public, [a])
-    config = write_config(tmp_path, key_file, stub.url, mosquitto.port, window_s=1)
+    config = write_config(tmp_path, key_file, stub.url, mosquitto, window_s=1)
     db = tmp_path / "spool.sqlite"
     proc = start_gateway(config, tmp_path / "gateway.log")
     try:
         wait_until(lambda: "MQTT subscribed" in (tmp_path / "gateway.log").read_text(), 15, "gateway subscription")
         stub.stop()
-        publish_all(mosquitto.port, [(topic("dev-a"), a.signed(s)) for s in range(40)])
+        publish_all(mosquitto, [(topic("dev-a"), a.signed(s)) for s in range(40)])
         wait_until(lambda: spooled(db) == 40, 15, "readings spooled")
         time.sleep(1.5)  # let a window close into an unacknowledged batch
         proc.send_signal(signal.SIGKILL)

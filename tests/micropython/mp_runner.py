@@ -23,7 +23,7 @@ BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_firmware.py"
 
 # Protocol modules the device runs (merkle.py is optional: it ships once it exists). verify.py and cid.py
 # are CPython-only and must not be needed by these.
-PROTOCOL_DEVICE_MODULES = ("errors", "cbor", "p256", "cose", "reading", "merkle")
+PROTOCOL_DEVICE_MODULES = ("errors", "cbor", "p256", "cose", "reading", "merkle", "topics")
 
 # Modules only a board (or a library the board has installed) provides; a firmware module importing one
 # of these at import time cannot load in the WebAssembly port.

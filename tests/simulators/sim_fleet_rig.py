@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from carbontrace.broker_config import MqttAccess
+from carbontrace.servers import Mosquitto
 from edge_gateway.classify import ACTIVE, DeviceEntry
 from edge_gateway.config import GatewaySettings
 from edge_gateway.ingest import MqttIngest
 from edge_gateway.metrics import GatewayMetrics
 from edge_gateway.spool import Spool
+from simulators.fleet import FleetConfig, device_specs
 
 
 @dataclass(frozen=True)
@@ -33,15 +35,15 @@ class Message:
 class Recorder:
     """A paho subscriber on ``carbontrace/v1/+/+/reading`` (QoS 1) keeping every message in arrival order."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, access: MqttAccess) -> None:
         self.messages: list[Message] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sim-test-recorder")
+        self.client = access.paho(clean_session=False)  # queued for while the broker restarts (new credentials)
         self.client.on_connect = lambda c, *_: c.subscribe("carbontrace/v1/+/+/reading", qos=1)
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
+        self.client.connect(access.host, access.port)
         self.client.loop_start()
         if not self._subscribed.wait(10):
             raise TimeoutError("recorder did not subscribe")
@@ -68,11 +70,12 @@ class Recorder:
 class Gateway:
     """The gateway's real ingest path with devices registered from the fleet's exported keys."""
 
-    def __init__(self, tmp: Path, port: int, site: str, max_clock_skew_s: int = 300) -> None:
+    def __init__(self, tmp: Path, access: MqttAccess, site: str, max_clock_skew_s: int = 300) -> None:
         self.site = site
         self.settings = GatewaySettings(
             gateway_id="gw-sim", site_id=site, cloud_url="http://127.0.0.1:9", api_key="unused",
-            key_file=tmp / "gw.key", spool_path=tmp / "spool.sqlite", mqtt_port=port, metrics_port=0,
+            key_file=tmp / "gw.key", spool_path=tmp / "spool.sqlite", mqtt_port=access.port, metrics_port=0,
+            mqtt_ca_file=access.ca_file, mqtt_username=access.username, mqtt_password=access.credentials.password,
             max_clock_skew_s=max_clock_skew_s,
         )
         self.metrics = GatewayMetrics()
@@ -126,3 +129,13 @@ class Gateway:
     def close(self) -> None:
         if self.ingest is not None:
             self.ingest.stop(timeout=10)
+
+
+def recorder_access(broker: Mosquitto) -> MqttAccess:
+    """A test-only principal reading every site's readings (the recorder checks what went over the wire)."""
+    return broker.issue("sim-test-recorder", "test", "all", extra_topics=["carbontrace/v1/+/+/reading"])
+
+
+def fleet_credentials(broker: Mosquitto, cfg: FleetConfig, path: Path) -> Path:
+    """Broker credentials for every device of the fleet (a forger holds stolen access to its victim's topic)."""
+    return broker.issue_devices(cfg.site_id, [(spec.name, spec.device_id) for spec in device_specs(cfg)], path)

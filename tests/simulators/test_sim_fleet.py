@@ -10,11 +10,12 @@ import collections
 import itertools
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from prometheus_client import start_http_server
-from sim_fleet_rig import Gateway, Message, Recorder
+from sim_fleet_rig import Gateway, Message, Recorder, fleet_credentials, recorder_access
 from typer.testing import CliRunner
 
 from carbontrace_protocol import cose
@@ -35,16 +36,19 @@ class Rig:
     def __init__(self, broker: MosquittoBroker, tmp: Path) -> None:
         self.broker = broker
         self.tmp = tmp
-        self.recorder = Recorder(broker.port)
-        self.gateway = Gateway(tmp, broker.port, SITE)
+        accesses = recorder_access(broker), broker.add_gateway(SITE, "gw-sim")  # issued before anyone connects
+        self.recorder = Recorder(accesses[0])
+        self.gateway = Gateway(tmp, accesses[1], SITE)
 
     def fleet(self, faults: FaultPlan | None = None, **overrides: object) -> Fleet:
         values: dict[str, object] = {
             "devices": 3, "rate_hz": 10.0, "site_id": SITE, "broker_port": self.broker.port, "count": 12,
-            "workdir": self.tmp / "fleet", "faults": faults or FaultPlan(seed=1),
+            "workdir": self.tmp / "fleet", "faults": faults or FaultPlan(seed=1), "broker_ca": self.broker.ca_file,
         }
         values.update(overrides)
-        return Fleet(FleetConfig(**values))  # type: ignore[arg-type]
+        cfg = FleetConfig(**values)  # type: ignore[arg-type]
+        credentials = fleet_credentials(self.broker, cfg, self.tmp / "credentials.json")
+        return Fleet(replace(cfg, credentials_file=credentials))
 
     def run(self, fleet: Fleet) -> FleetSnapshot:
         snapshot = fleet.run(rejections=self.gateway.rejections, register=self.gateway.register)
@@ -254,8 +258,12 @@ def test_link_outage_fills_the_outbox_then_delivers_everything(rig: Rig) -> None
 
 
 def test_cli_exports_keys_and_reports_gateway_rejections(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
-    recorder = Recorder(mosquitto.port)
-    gateway = Gateway(tmp_path, mosquitto.port, SITE)
+    common = ["--devices", "2", "--site", SITE, "--workdir", str(tmp_path / "fleet"), "--seed", "9", "--prefix", "cli"]
+    credentials = fleet_credentials(mosquitto, FleetConfig(devices=2, site_id=SITE, device_prefix="cli", count=1),
+                                    tmp_path / "credentials.json")
+    accesses = recorder_access(mosquitto), mosquitto.add_gateway(SITE, "gw-sim")  # issued before anyone connects
+    recorder = Recorder(accesses[0])
+    gateway = Gateway(tmp_path, accesses[1], SITE)
     server = None
     try:
         runner = CliRunner()
@@ -271,6 +279,7 @@ def test_cli_exports_keys_and_reports_gateway_rejections(mosquitto: MosquittoBro
         report = tmp_path / "report.json"
         result = runner.invoke(sim_app, [
             "fleet", *common, "--rate", "10", "--count", "6", "--broker", f"127.0.0.1:{mosquitto.port}",
+            "--broker-ca", str(mosquitto.ca_file), "--credentials", str(credentials),
             "--tamper-rate", "0.5", "--no-progress", "--interval", "0.2", "--report", str(report),
             "--metrics-url", f"http://127.0.0.1:{metrics_port}/metrics",
         ])

@@ -96,6 +96,22 @@ class BoardPort:
             raise
         return sock
 
+    def tls_context(self, ca_file):
+        """TLS trusting only the broker's CA (read from flash), host name checked; MicroPython >= 1.23 ``tls``,
+        else the older ``ssl.wrap_socket`` interface. Imported here, never at module import."""
+        cadata = self.flash.read(ca_file)
+        try:
+            import tls
+
+            context = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+            context.verify_mode = tls.CERT_REQUIRED
+            context.load_verify_locations(cadata=cadata)
+            return context
+        except ImportError:
+            import ssl
+
+            return _LegacyTLS(ssl, cadata)
+
     # --- misc -----------------------------------------------------------------
     def random_bytes(self, n):
         return os.urandom(n)
@@ -116,3 +132,15 @@ class BoardPort:
 
     def machine_id(self):
         return "".join("%02x" % b for b in machine.unique_id())
+
+
+class _LegacyTLS:
+    """``wrap_socket`` for MicroPython builds whose ``ssl`` has no SSLContext."""
+
+    def __init__(self, ssl, cadata):
+        self.ssl = ssl
+        self.cadata = cadata
+
+    def wrap_socket(self, sock, server_hostname=None):
+        return self.ssl.wrap_socket(sock, cert_reqs=self.ssl.CERT_REQUIRED, cadata=self.cadata,
+                                    server_hostname=server_hostname)

@@ -12,6 +12,8 @@ Importing this module touches no hardware. The port interface, shared with ``por
     wifi_is_connected() -> bool
     open_socket(host, port, timeout_s)     a connected TCP socket: send(b)->n, recv(n)->bytes (b"" on
                                            close), settimeout(s or None; 0 = non-blocking), close()
+    tls_context(ca_file)                   an object with wrap_socket(sock, server_hostname=...): TLS
+                                           trusting only the CA in flash file ``ca_file``, host name checked
     flash                                  a ``flashfs.FlashDir`` (path(name), read, write_atomic, ...)
     random_bytes(n) -> bytes               hardware RNG (os.urandom)
     start_watchdog(timeout_ms), feed_watchdog()
@@ -86,6 +88,13 @@ class HostPort:
         sock = socket.create_connection((host, port), timeout=timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
+
+    def tls_context(self, ca_file):
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.flash.path(ca_file))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
 
     # --- misc -----------------------------------------------------------------
     def random_bytes(self, n):
