@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gw_helpers import Device, InProcessGateway, make_gateway_key, make_stub, topic, write_config
+from gw_helpers import SITE, Device, InProcessGateway, make_gateway_key, make_stub, topic, write_config
 from gw_helpers import publish_all as publish_to_broker
 from typer.testing import CliRunner
 
@@ -47,13 +47,16 @@ def test_revoked_device_mid_window_is_quarantined_and_uploads_keep_flowing(
         cloud.start()
         tenant = cloud.register_tenant(2, tmp_path, prefix="qr")
         revoked, kept = tenant.devices
-        gateway = GatewayProcess(tmp_path / "gw", tenant, cloud.url, mosquitto.port, window_s=2, interval_s=1)
+        # every broker credential is issued before anyone connects (issuing restarts the broker)
+        publisher = mosquitto.add_publisher(tenant.site_id, "qr-pub")
+        access = mosquitto.add_gateway(tenant.site_id, tenant.gateway_id)
+        gateway = GatewayProcess(tmp_path / "gw", tenant, cloud.url, access, window_s=2, interval_s=1)
         gateway.start()
         now = int(time.time())
 
         def publish(device: object, seqs: range) -> None:
-            publish_all(mosquitto.port, [(reading_topic(tenant.site_id, device.device_id),  # type: ignore[attr-defined]
-                                          device.signed(s, now + s)) for s in seqs], "qr-pub")  # type: ignore[attr-defined]
+            publish_all(publisher, [(reading_topic(tenant.site_id, device.device_id),  # type: ignore[attr-defined]
+                                     device.signed(s, now + s)) for s in seqs])  # type: ignore[attr-defined]
 
         publish(revoked, range(0, 3))
         publish(kept, range(0, 3))
@@ -186,23 +189,24 @@ def test_skip_moves_a_halted_batch_to_the_dead_letters_and_the_running_gateway_r
     a, b = Device("dev-a"), Device("dev-b")
     key_file, gw_public = make_gateway_key(tmp_path)
     stub = make_stub(gw_public, [a, b])
-    config = write_config(tmp_path, key_file, stub.url, mosquitto.port, window_s=1)
+    mosquitto.add_publisher(SITE, "test-publisher")  # issued before the gateway connects (issuing restarts the broker)
+    config = write_config(tmp_path, key_file, stub.url, mosquitto, window_s=1)
     runner = CliRunner()
     try:
         with InProcessGateway(config) as gw:
             wait_until(lambda: gw.gateway.ingest.connected.is_set(), 10, "MQTT connection")
-            publish_to_broker(mosquitto.port, [(topic("dev-a"), a.signed(s)) for s in range(3)])
+            publish_to_broker(mosquitto, [(topic("dev-a"), a.signed(s)) for s in range(3)])
             wait_until(lambda: len(stub.state.accepted_order) == 1, 15, "first batch")
             stub.state.devices["dev-b"] = (b.public, "revoked")  # the gateway's registry still says active
             # One window with dev-b's readings and dev-a's 3..5 (energy): the batch the stub refuses.
-            publish_to_broker(mosquitto.port, [(topic("dev-b"), b.signed(s)) for s in range(3)]
+            publish_to_broker(mosquitto, [(topic("dev-b"), b.signed(s)) for s in range(3)]
                               + [(topic("dev-a"), a.signed(s)) for s in range(3, 6)])
             wait_until(lambda: _stats(gw)["upload_halted"] is not None, 15, "upload halt")
             report = json.loads(runner.invoke(gateway_app, ["uploads", "status", "--config", str(config)]).output)
             halted_seq = report["unacked"][0]["batch_seq"]
             assert report["halted"]["reason"] == "unknown_device"
             time.sleep(1.2)
-            publish_to_broker(mosquitto.port, [(topic("dev-a"), a.signed(s)) for s in range(6, 9)])
+            publish_to_broker(mosquitto, [(topic("dev-a"), a.signed(s)) for s in range(6, 9)])
             wait_until(lambda: int(_stats(gw)["unacked_batches"]) >= 2, 15, "a batch after the halted one")  # type: ignore[call-overload]
             skipped = runner.invoke(gateway_app, ["uploads", "skip", "--batch", str(halted_seq), "--config",
                                                   str(config)])
