@@ -24,6 +24,8 @@ class Enterprise(Base):
     name: Mapped[str] = mapped_column(String(200))
     chain_account: Mapped[str] = mapped_column(String(42), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # None while the application awaits the operator: no chain transaction yet and its keys open nothing.
+    approved_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
 
 
 class Platform(Base):
