@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from cloud.settings import Settings
@@ -105,3 +106,16 @@ def test_eth_get_logs_is_bounded_in_range_address_and_size(sqlite_client: TestCl
     assert all(log["address"].lower() == registry.lower() for log in ok["result"])
     default_address = _logs(sqlite_client, {"fromBlock": "earliest", "toBlock": "latest"})
     assert default_address["result"] == ok["result"]
+
+
+def test_eth_get_logs_answers_an_error_past_the_log_count_cap(
+    sqlite_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloud.routers import rpc
+
+    registry = sqlite_client.app.state.ledger.chain.registry().address  # type: ignore[attr-defined]
+    query = {"address": registry, "fromBlock": "0x0", "toBlock": "latest"}
+    assert len(_logs(sqlite_client, query)["result"]) >= 2
+    monkeypatch.setattr(rpc, "_MAX_LOGS", 1)
+    answer = _logs(sqlite_client, query)
+    assert "result" not in answer and answer["error"]["code"] == -32005, answer
