@@ -38,6 +38,7 @@ from edge_gateway.spool import Spool, SpoolError, SpoolOverLimit
 log = logging.getLogger("edge_gateway.ingest")
 
 PAUSE_RECHECK_S = 2.0
+GLOBAL_REFRESH_GAP_S = 1.0  # registry refreshes on a bad signature, whatever the device
 OVERSIZED = "oversized_payload"
 
 
@@ -82,6 +83,7 @@ class MqttIngest:
         # ``registry_refresh_on_bad_signature_s``.
         self.refresh_registry = refresh_registry
         self._refreshed_for: dict[str, float] = {}
+        self._last_refresh = -1e9
         self.inbox: queue.Queue[Incoming] = queue.Queue()
         self.stopping = threading.Event()
         self.connected = threading.Event()  # set once the subscription is confirmed (SUBACK)
@@ -240,7 +242,11 @@ class MqttIngest:
         last = self._refreshed_for.get(device)
         if last is not None and clock - last < self.settings.registry_refresh_on_bad_signature_s:
             return False
-        self._refreshed_for[device] = clock
+        # And at most one a second in all: forged messages under every device id must not stall ingest on
+        # cloud calls (one refresh brings every device's current key anyway).
+        if clock - self._last_refresh < GLOBAL_REFRESH_GAP_S:
+            return False
+        self._refreshed_for[device] = self._last_refresh = clock
         log.info("bad signature from a known device: refreshing the registry (its key may have rotated)",
                  extra=fields(device=device))
         return self.refresh_registry(spool)
