@@ -38,11 +38,14 @@ def init_command(
     bind: BindOption = "0.0.0.0",
     fleet_size: Annotated[int, typer.Option(help="devices on this broker, to size the gateway's queue")] = 100,
     run_as_root: Annotated[bool, typer.Option(help="keep Mosquitto root (tests); else chown DIR to mosquitto")] = False,
+    ca_dir: Annotated[Path | None, typer.Option("--ca-dir", help="where the CA's private key goes (default: "
+                                                "DIR-ca beside DIR); it never goes to the broker host")] = None,
 ) -> None:
     """Create (or re-render) the configuration: CA and server certificate for --host, files, mosquitto.conf."""
     config = BrokerConfig(directory, port=port, bind=bind, hosts=host, fleet_size=fleet_size,
-                          run_as_root=run_as_root).create()
-    typer.echo(f"broker configuration in {directory}: mosquitto -c {config.conf_file}; clients pin {config.ca_file}")
+                          run_as_root=run_as_root, ca_dir=ca_dir).create()
+    typer.echo(f"broker configuration in {directory}: mosquitto -c {config.conf_file}; clients pin {config.ca_file}; "
+               f"the CA key is in {config.ca_dir} (keep it off the broker host)")
 
 
 @broker_app.command("issue-device")

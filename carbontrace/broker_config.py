@@ -2,9 +2,11 @@
 
 One directory holds everything Mosquitto (2.0) needs, written by this module only:
 
-- ``pki/ca.pem`` + ``pki/ca.key``: a CA the project creates (P-256, offline, ``cryptography``); the gateway and
-  the devices pin ``ca.pem``. ``pki/server.pem`` + ``pki/server.key``: the broker's certificate for its host
-  names and addresses. Keys are 0600 in a 0700 directory.
+- ``pki/ca.pem``: a CA the project creates (P-256, offline, ``cryptography``); the gateway and the devices pin
+  it. Its private key is *not* here: it lives in the CA directory beside the broker's (``<dir>-ca/ca.key``, or
+  ``ca_dir``), which never goes to the broker host (the broker, and whoever takes it over, could otherwise
+  mint certificates every client trusts). ``pki/server.pem`` + ``pki/server.key``: the broker's certificate
+  for its host names and addresses. Keys are 0600 in a 0700 directory.
 - ``passwd``: one line per client, ``username:$7$iterations$salt$hash`` (PBKDF2-SHA512, Mosquitto's own
   format, written here so issuing a credential needs no ``mosquitto_passwd`` binary); ``principals.json``
   records each client's role and site (never a password).
@@ -122,8 +124,15 @@ def _write_private(path: Path, data: bytes) -> None:
     write_secret(path, data)  # 0600 in a 0700 directory (carbontrace/secret_files.py, the one writer)
 
 
-def make_ca_and_server_cert(pki: Path, hosts: Iterable[str] = DEFAULT_HOSTS) -> None:
-    """A P-256 CA and a server certificate for ``hosts`` (DNS names and IP addresses), unless present."""
+def default_ca_dir(directory: Path) -> Path:
+    """Where the CA key of the broker directory ``directory`` goes: beside it, never inside."""
+    return directory.parent / f"{directory.name}-ca"
+
+
+def make_ca_and_server_cert(pki: Path, hosts: Iterable[str] = DEFAULT_HOSTS, ca_dir: Path | None = None) -> None:
+    """A P-256 CA and a server certificate for ``hosts`` (DNS names and IP addresses), unless present. The
+    certificates and the server key go to ``pki``, the CA's key (and a copy of its certificate) to ``ca_dir``
+    (default: beside ``pki``), so the directory the broker reads holds no CA private key."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -168,7 +177,9 @@ def make_ca_and_server_cert(pki: Path, hosts: Iterable[str] = DEFAULT_HOSTS) -> 
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _write_private(pki / "ca.key", pem_key(ca_key))
+    ca_dir = ca_dir or default_ca_dir(pki)
+    _write_private(ca_dir / "ca.key", pem_key(ca_key))
+    (ca_dir / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     _write_private(pki / "server.key", pem_key(server_key))
     (pki / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     (pki / "server.pem").write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
@@ -197,8 +208,11 @@ class BrokerConfig:
     """The broker's configuration directory: create it, issue and revoke credentials, render the files."""
 
     def __init__(self, directory: Path, port: int = 8883, bind: str = "127.0.0.1",
-                 hosts: Iterable[str] = DEFAULT_HOSTS, fleet_size: int = 100, run_as_root: bool = False) -> None:
+                 hosts: Iterable[str] = DEFAULT_HOSTS, fleet_size: int = 100, run_as_root: bool = False,
+                 ca_dir: Path | None = None) -> None:
         self.directory = directory
+        # The CA's private key: outside the directory the broker reads (and that is chowned to mosquitto).
+        self.ca_dir = ca_dir or default_ca_dir(directory)
         self.port = port
         self.bind = bind
         self.hosts = tuple(hosts)
@@ -218,17 +232,24 @@ class BrokerConfig:
     def open(cls, directory: Path) -> BrokerConfig:
         """The configuration `create` made in ``directory`` (its listener settings from broker.json)."""
         settings = json.loads((directory / "broker.json").read_text())
+        ca_dir = settings.get("ca_dir")
         return cls(directory, port=settings["port"], bind=settings["bind"], hosts=settings["hosts"],
-                   fleet_size=settings["fleet_size"], run_as_root=settings["run_as_root"])
+                   fleet_size=settings["fleet_size"], run_as_root=settings["run_as_root"],
+                   ca_dir=Path(ca_dir) if ca_dir else None)
 
     def create(self) -> BrokerConfig:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
         (self.directory / "broker.json").write_text(json.dumps(
             {"port": self.port, "bind": self.bind, "hosts": list(self.hosts), "fleet_size": self.fleet_size,
-             "run_as_root": self.run_as_root}, indent=1))
+             "run_as_root": self.run_as_root, "ca_dir": str(self.ca_dir)}, indent=1))
         self.data_dir.mkdir(exist_ok=True, mode=0o700)
-        make_ca_and_server_cert(self.pki, self.hosts)
+        old_ca_key = self.pki / "ca.key"  # the layout before: the CA key inside the broker's directory
+        if old_ca_key.exists():
+            if not (self.ca_dir / "ca.key").exists():
+                write_secret(self.ca_dir / "ca.key", old_ca_key.read_bytes())
+            old_ca_key.unlink()
+        make_ca_and_server_cert(self.pki, self.hosts, self.ca_dir)
         self.render()
         return self
 

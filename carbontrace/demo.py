@@ -71,7 +71,9 @@ def register(
     enterprise = api.call("POST", "/api/v1/enterprises", expect=201,
                           json={"name": "Greenfield Dairy Co.", "chain_account": enterprise_chain.address})
     eid, ekey = enterprise["enterprise_id"], enterprise["api_key"]
-    say(f"    enterprise applied: {eid} (its own chain account {enterprise['chain_account'][:12]}…)")
+    say(f"    enterprise applied: {eid} (its own chain account {enterprise['chain_account'][:12]}…), pending")
+    api.call("POST", f"/api/v1/enterprises/{eid}/approve", operator_key)
+    say("    operator approved the application: enterprise registered on chain")
     platform = api.call("POST", "/api/v1/platforms", operator_key, expect=201,
                         json={"name": "Regional Carbon Exchange", "chain_account": platform_chain.address})
     pid, pkey = platform["platform_id"], platform["api_key"]

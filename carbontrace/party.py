@@ -41,8 +41,16 @@ class PartyClient:
         return response.json()
 
     def apply_enterprise(self, name: str, key: LocalKeySigner) -> dict[str, Any]:
-        """Apply with the key's address; the answer carries the enterprise API key (shown this once)."""
+        """Apply with the key's address; the answer carries the enterprise API key (shown this once), which opens
+        nothing until the operator approves the application (``approve_enterprise``)."""
         return self._call("POST", "/enterprises", 201, json={"name": name, "chain_account": key.address})  # type: ignore[no-any-return]
+
+    def approve_enterprise(self, enterprise_id: str) -> dict[str, Any]:
+        """The operator's call (this client built with the operator key): registers the enterprise on chain."""
+        return self._call("POST", f"/enterprises/{enterprise_id}/approve", 200)  # type: ignore[no-any-return]
+
+    def pending_enterprises(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/enterprises", 200, params={"status": "pending"})  # type: ignore[no-any-return]
 
     def request_binding(self, enterprise_id: str, platform_id: str, key: LocalKeySigner) -> dict[str, Any]:
         document = self._call("GET", f"/enterprises/{enterprise_id}/bindings/{platform_id}/consent", 200)
@@ -99,7 +107,31 @@ def apply(
         created = PartyClient(http).apply_enterprise(name, key)
     write_secret(out / "enterprise.json", json.dumps(created, indent=2) + "\n")
     typer.echo(json.dumps({"enterprise_id": created["enterprise_id"], "chain_account": key.address,
+                           "status": created.get("status", "pending"),
                            "api_key_file": str(out / "enterprise.json")}))
+    typer.echo("the application waits for the operator: `carbontrace party approve` (operator key)", err=True)
+
+
+@party_app.command("applications")
+def applications(
+    cloud: Annotated[str, typer.Option(help="cloud URL")],
+    operator_key_file: Annotated[Path, typer.Option(help="a file holding the operator API key")],
+) -> None:
+    """The operator lists the enterprise applications awaiting approval."""
+    with httpx.Client(base_url=cloud.rstrip("/"), timeout=60) as http:
+        typer.echo(json.dumps(PartyClient(http, _api_key(operator_key_file)).pending_enterprises()))
+
+
+@party_app.command("approve")
+def approve(
+    cloud: Annotated[str, typer.Option(help="cloud URL")],
+    enterprise: Annotated[str, typer.Option(help="the enterprise id of the application")],
+    operator_key_file: Annotated[Path, typer.Option(help="a file holding the operator API key")],
+) -> None:
+    """The operator approves an application: the enterprise is registered on chain (the operator's transaction)
+    and its API key starts to work."""
+    with httpx.Client(base_url=cloud.rstrip("/"), timeout=60) as http:
+        typer.echo(json.dumps(PartyClient(http, _api_key(operator_key_file)).approve_enterprise(enterprise)))
 
 
 @party_app.command("request-binding")

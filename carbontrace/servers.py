@@ -242,10 +242,12 @@ class CloudProcess:
     def register_tenant(self, devices: int, workdir: Path, prefix: str = "bench") -> Tenant:
         """Enterprise, engineer, site, gateway and devices, all through the public API."""
         with httpx.Client(base_url=self.url, timeout=60) as http:
-            def post(path: str, body: dict[str, str], key: str | None = None) -> dict[str, str]:
+            def post(
+                path: str, body: dict[str, str] | None, key: str | None = None, expect: int = 201
+            ) -> dict[str, str]:
                 headers = {"Authorization": f"Bearer {key}"} if key else {}
                 response = http.post(path, json=body, headers=headers)
-                if response.status_code != 201:
+                if response.status_code != expect:
                     raise RuntimeError(f"POST {path}: {response.status_code} {response.text}")
                 data: dict[str, str] = response.json()
                 return data
@@ -256,6 +258,7 @@ class CloudProcess:
             enterprise = post("/api/v1/enterprises", {"name": f"{prefix} enterprise",
                                                       "chain_account": LocalKeySigner.generate().address})
             enterprise_id, enterprise_key = enterprise["enterprise_id"], enterprise["api_key"]
+            post(f"/api/v1/enterprises/{enterprise_id}/approve", None, self.operator_key, expect=200)
             engineer_key = post(f"/api/v1/enterprises/{enterprise_id}/engineers", {"label": "eng"},
                                 enterprise_key)["api_key"]
             site_id = f"{prefix}-site-{secrets.token_hex(3)}"

@@ -8,7 +8,7 @@ one, the leaf index.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from carbontrace_protocol import cbor, cose, merkle
@@ -37,6 +37,8 @@ class BatchRejected(ProtocolError):
 
 
 QUARANTINE_DEVICE_REVOKED = "device_revoked"
+# Signed with a key the (still active) device had before a rotation: in flight at the gateway when it rotated.
+QUARANTINE_ROTATED_KEY = "rotated_device_key"
 
 
 class VerifiedReading:
@@ -58,8 +60,13 @@ class VerifiedBatch:
         self.batch = batch
         self.readings = readings
         self.aggregates = aggregates
-        # Devices whose readings (and so whose aggregate) are quarantined: kept in the tree, not counted.
-        self.quarantined_devices = {r.reading.device_id for r in readings if r.quarantine is not None}
+        # Devices whose readings (and so whose aggregate) are quarantined: kept in the tree, not counted. The
+        # aggregate's reason is its device's first quarantined reading's.
+        self.quarantine_reasons: dict[str, str] = {}
+        for r in readings:
+            if r.quarantine is not None:
+                self.quarantine_reasons.setdefault(r.reading.device_id, r.quarantine)
+        self.quarantined_devices = set(self.quarantine_reasons)
 
     @property
     def counted_readings(self) -> list[VerifiedReading]:
@@ -75,6 +82,7 @@ class VerifiedBatch:
 
 
 DeviceKeyLookup = Callable[[str], "bytes | None"]
+RotatedKeysLookup = Callable[[str], "Sequence[bytes]"]
 FactorLookup = Callable[[str], "EmissionFactor | None"]
 BaselineLookup = Callable[[str], "tuple[int, int] | None"]
 
@@ -86,6 +94,7 @@ def verify_batch(
     factor: FactorLookup,
     baseline: BaselineLookup,
     revoked_device_key: DeviceKeyLookup | None = None,
+    rotated_device_keys: RotatedKeysLookup | None = None,
 ) -> VerifiedBatch:
     """Verify a batch end to end.
 
@@ -95,6 +104,9 @@ def verify_batch(
     batches accepted before (None for none). ``revoked_device_key(device_id)`` the last key of a device of
     the site that was revoked (None if none): a reading that verifies under it is quarantined, with its
     device's aggregate, instead of failing the batch; the gateway signed it before it knew of the revocation.
+    ``rotated_device_keys(device_id)`` the keys an active device had before its current one (rotated out): a
+    reading that fails under the current key but verifies under one of them is quarantined the same way
+    (``rotated_device_key``): it was in flight when the key rotated.
     """
     try:
         batch = blob_or_batch if isinstance(blob_or_batch, Batch) else decode_batch(blob_or_batch)
@@ -140,7 +152,12 @@ def verify_batch(
         try:
             reading = verify_reading(body, key)
         except ProtocolError as err:
-            raise BatchRejected(err.reason, str(err), index) from err
+            old = None
+            if err.reason == "bad_signature" and quarantine is None and rotated_device_keys is not None:
+                old = _verified_under_any(body, rotated_device_keys(device_id))
+            if old is None:
+                raise BatchRejected(err.reason, str(err), index) from err
+            reading, quarantine = old, QUARANTINE_ROTATED_KEY
         if (reading.device_id, reading.seq) in seen:
             raise BatchRejected("duplicate_reading", f"{reading.device_id} seq {reading.seq} twice", index)
         seen.add((reading.device_id, reading.seq))
@@ -148,6 +165,15 @@ def verify_batch(
 
     _verify_aggregates(header, readings, aggregates, factor, baseline)
     return VerifiedBatch(batch, readings, aggregates)
+
+
+def _verified_under_any(body: bytes, keys: Sequence[bytes]) -> Reading | None:
+    for key in keys:
+        try:
+            return verify_reading(body, key)
+        except ProtocolError:
+            continue
+    return None
 
 
 def _verify_aggregates(

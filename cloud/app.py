@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
 
 from cloud import chain as chainlib
 from cloud import console, validation_errors
@@ -17,6 +18,15 @@ from cloud.request_limits import RequestLimits, rules_from_settings
 from cloud.routers import batches, gateways, log, registry, rpc, sites, trace
 from cloud.security_headers import SecurityHeaders
 from cloud.settings import Settings
+
+
+class CloudApp(FastAPI):
+    """FastAPI with the security headers around its whole stack: Starlette's ServerErrorMiddleware (the 500 of
+    an unhandled exception) sits outside every middleware added with ``add_middleware``, so the headers wrap it
+    here instead."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = None) -> FastAPI:
@@ -38,7 +48,7 @@ def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = 
                 worker.join(timeout=10)
             ledger.engine.dispose()
 
-    app = FastAPI(
+    app = CloudApp(
         title="CarbonTrace cloud ledger",
         version="0.1.0",
         lifespan=lifespan,
@@ -51,7 +61,7 @@ def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = 
     console.install(app)
     # Outermost of the app's own layers: bodies are bounded before routing, parsing or any handler.
     app.add_middleware(RequestLimits, rules=rules_from_settings(settings))
-    app.add_middleware(SecurityHeaders)  # added last = outermost: its headers are on the limits' 413/400 too
+    # SecurityHeaders wraps all of it (CloudApp): on the limits' 413/400 and on an unhandled exception's 500 too.
     validation_errors.install(app)
 
     @app.exception_handler(chainlib.ChainUnavailable)

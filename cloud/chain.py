@@ -78,6 +78,8 @@ Sender = str | ChainSigner
 # Sends retried when another process used the same nonce first (what nodes answer then, lower-cased).
 NONCE_RETRIES = 3
 _NONCE_RACE = ("nonce too low", "already known", "replacement transaction underpriced", "nonce has already been used")
+# Blocks one eth_getLogs spans at most: event reads are split into spans this long (the cloud's /rpc refuses more).
+LOG_SPAN_BLOCKS = 10_000
 # Priority fee when the node cannot suggest one (eth_maxPriorityFeePerGas missing): 1 gwei.
 DEFAULT_PRIORITY_FEE_WEI = 10**9
 
@@ -472,8 +474,24 @@ class _BoundContract:
     def _events(
         self, name: str, from_block: BlockIdentifier, to_block: BlockIdentifier, filters: dict[str, Any] | None
     ) -> list[EventData]:
+        """Read in spans of at most LOG_SPAN_BLOCKS (what a capped endpoint such as the cloud's /rpc, or a public
+        node, answers in one eth_getLogs) when both ends are known block numbers or tags."""
         event = self.contract.events[name]
-        return list(_guard(lambda: event.get_logs(argument_filters=filters, from_block=from_block, to_block=to_block)))
+
+        def get(start: BlockIdentifier, end: BlockIdentifier) -> list[EventData]:
+            return list(_guard(lambda: event.get_logs(argument_filters=filters, from_block=start, to_block=end)))
+
+        if isinstance(to_block, str) and to_block in ("latest", "safe", "finalized"):
+            tag = to_block
+            to_block = int(_guard(lambda: self.chain.w3.eth.get_block(tag)["number"]))
+        if isinstance(from_block, str) and from_block == "earliest":
+            from_block = 0
+        if not isinstance(from_block, int) or not isinstance(to_block, int):
+            return get(from_block, to_block)
+        out: list[EventData] = []
+        for start in range(from_block, to_block + 1, LOG_SPAN_BLOCKS):
+            out.extend(get(start, min(to_block, start + LOG_SPAN_BLOCKS - 1)))
+        return out
 
 
 class RegistryContract(_BoundContract):

@@ -45,14 +45,20 @@ def get_principal(request: Request, authorization: Annotated[str | None, Header(
     return principal
 
 
-def require(*roles: Role) -> Callable[[Principal | None], Principal]:
-    """A dependency admitting only the given roles (401 without a key, 403 with another role's key)."""
+PENDING = "enterprise application awaiting operator approval"
+
+
+def require(*roles: Role, allow_pending: bool = False) -> Callable[[Principal | None], Principal]:
+    """A dependency admitting only the given roles (401 without a key, 403 with another role's key, 403 for the
+    key of an enterprise the operator has not approved yet unless ``allow_pending``)."""
 
     def check(principal: Annotated[Principal | None, Depends(get_principal)]) -> Principal:
         if principal is None:
             raise HTTPException(401, "API key required", headers={"WWW-Authenticate": "Bearer"})
         if principal.role not in roles:
             raise HTTPException(403, FORBIDDEN)
+        if principal.pending and not allow_pending:
+            raise HTTPException(403, PENDING)
         return principal
 
     return check

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from carbontrace_protocol import batch as batchlib
 from carbontrace_protocol import cbor, cose
 from carbontrace_protocol.batch_verify import (
-    QUARANTINE_DEVICE_REVOKED,
     BatchRejected,
     VerifiedBatch,
     verify_batch,
@@ -90,7 +89,8 @@ def revoked_key_that_signed(
     session: Session, kind: SignerKindName, signer_id: str, signed_bytes: bytes, signature: bytes
 ) -> models.SignerKey | None:
     """The signer's revoked (rotated-out) key under which ``signature`` verifies, if any: used only to name the
-    reason of a rejection, after the current key failed. Such a signature is refused all the same."""
+    reason of a rejection, after the current key failed (a gateway's header; a device's reading is quarantined
+    instead, see ``rotated_out`` in ``_verify``)."""
     for key in keys_of(session, kind, signer_id):
         if key.revoked_at is not None and verify_es256(key.public_key, signed_bytes, signature):
             return key
@@ -152,11 +152,20 @@ class Ingestor:
         # (kept, not counted) instead of failing the whole batch and halting the site's uploads.
         revoked = {device.id: device.public_key for device in devices if device.status == "revoked"}
 
+        def rotated_out(device_id: str) -> list[bytes]:
+            # An active device's keys before its current one: a reading signed with one was in flight when the
+            # key rotated, so it is quarantined (kept, not counted) rather than halting the site's uploads.
+            if device_id not in keys:
+                return []
+            return [k.public_key for k in keys_of(session, DEVICE, device_id) if k.revoked_at is not None]
+
         def factor(factor_id: str) -> EmissionFactor | None:
             return get_factor(factor_id) if factor_id == site.emission_factor else None
 
         def baseline(device_id: str) -> tuple[int, int] | None:
-            row = session.execute(
+            # The highest-sequence reading with energy this gateway sent for the device, counted or quarantined
+            # (the gateway's baseline moves past both).
+            counted = session.execute(
                 select(models.Reading.seq, models.Reading.energy_wh)
                 .join(models.Batch, models.Batch.id == models.Reading.batch_id)
                 .where(
@@ -167,9 +176,20 @@ class Ingestor:
                 .order_by(models.Reading.seq.desc())
                 .limit(1)
             ).first()
-            if row is None or row[1] is None:
-                return None
-            return int(row[0]), int(row[1])
+            kept = session.execute(
+                select(models.QuarantinedLeaf.seq, models.QuarantinedLeaf.energy_wh)
+                .join(models.Batch, models.Batch.id == models.QuarantinedLeaf.batch_id)
+                .where(
+                    models.QuarantinedLeaf.device_id == device_id,
+                    models.QuarantinedLeaf.kind == "reading",
+                    models.QuarantinedLeaf.energy_wh.is_not(None),
+                    models.Batch.gateway_id == gateway_id,
+                )
+                .order_by(models.QuarantinedLeaf.seq.desc())
+                .limit(1)
+            ).first()
+            rows = [(r[0], r[1]) for r in (counted, kept) if r is not None and r[0] is not None and r[1] is not None]
+            return (int(max(rows)[0]), int(max(rows)[1])) if rows else None
 
         # Order before content: aggregates are relative to the batches before this one, so a batch after
         # a gap cannot be judged yet (409 lets the gateway send the missing one). Only an authentic header
@@ -182,7 +202,7 @@ class Ingestor:
             raise BatchRejected("bad_gateway_signature", "gateway signature on the batch header does not verify")
         self._check_order(session, gateway_id, batch)
         try:
-            verified = verify_batch(batch, gateway.public_key, keys.get, factor, baseline, revoked.get)
+            verified = verify_batch(batch, gateway.public_key, keys.get, factor, baseline, revoked.get, rotated_out)
         except BatchRejected as err:
             explained = self._explain_bad_reading_signature(session, batch, err)
             if explained is err:
@@ -288,14 +308,14 @@ class Ingestor:
                 session.add(
                     models.QuarantinedLeaf(
                         batch_id=batch.id, leaf_index=r.leaf_index, kind="reading", device_id=r.reading.device_id,
-                        seq=r.reading.seq, reason=r.quarantine, quarantined_at=now,
+                        seq=r.reading.seq, reason=r.quarantine, quarantined_at=now, energy_wh=r.reading.energy_wh,
                     )
                 )
             for leaf_index, agg in verified.quarantined_aggregates:
                 session.add(
                     models.QuarantinedLeaf(
                         batch_id=batch.id, leaf_index=leaf_index, kind="aggregate", device_id=agg["device"],
-                        seq=None, reason=QUARANTINE_DEVICE_REVOKED, quarantined_at=now,
+                        seq=None, reason=verified.quarantine_reasons[agg["device"]], quarantined_at=now,
                     )
                 )
             if verified.counted_readings:

@@ -41,6 +41,7 @@ class Ledger:
     anchorer: Anchorer
     signing_key: int
     auth_failures: FailureLimiter
+    applications: FailureLimiter
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run_jobs(self) -> None:
@@ -103,4 +104,7 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
     readers = read_session_factory(engine)
     ingestor = Ingestor(sessions, store, readers)
     limiter = FailureLimiter(settings.auth_failure_burst, settings.auth_failures_per_minute)
-    return Ledger(settings, engine, sessions, readers, store, ledger_chain, ingestor, anchorer, signing_key, limiter)
+    applications = FailureLimiter(settings.application_burst, settings.applications_per_hour / 60.0)
+    return Ledger(
+        settings, engine, sessions, readers, store, ledger_chain, ingestor, anchorer, signing_key, limiter, applications
+    )

@@ -24,6 +24,8 @@ class Enterprise(Base):
     name: Mapped[str] = mapped_column(String(200))
     chain_account: Mapped[str] = mapped_column(String(42), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # None while the application awaits the operator: no chain transaction yet and its keys open nothing.
+    approved_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
 
 
 class Platform(Base):
@@ -172,6 +174,10 @@ class QuarantinedLeaf(Base):
     seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # readings only
     reason: Mapped[str] = mapped_column(String(32))
     quarantined_at: Mapped[int] = mapped_column(BigInteger)
+    # A reading's energy counter: the gateway moves its device's energy baseline past every reading it sent,
+    # quarantined ones too, so the cloud's baseline for the device's next aggregate must see them as well (a
+    # device whose key rotated goes on sending).
+    energy_wh: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
 
 
 class Aggregate(Base):

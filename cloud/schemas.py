@@ -33,6 +33,8 @@ class EnterpriseRead(BaseModel):
     enterprise_id: str
     name: str
     chain_account: str
+    # "pending": applied, awaiting the operator (nothing on chain, its keys open nothing); "approved": registered.
+    status: str = "approved"
 
 
 class EnterpriseCreated(EnterpriseRead):

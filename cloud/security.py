@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from carbontrace.secret_files import write_secret
-from cloud.models import ApiKey
+from cloud.models import ApiKey, Enterprise
 
 
 class Role(StrEnum):
@@ -34,6 +34,8 @@ class Principal:
     enterprise_id: str | None = None
     platform_id: str | None = None
     gateway_id: str | None = None
+    # The key's enterprise is an application the operator has not approved: the key opens nothing yet.
+    pending: bool = False
 
 
 def new_api_key() -> str:
@@ -123,4 +125,8 @@ def authenticate(session: Session, key: str) -> Principal | None:
     row = session.execute(select(ApiKey).where(ApiKey.key_hash == digest)).scalar_one_or_none()
     if row is None or row.revoked or not hmac.compare_digest(row.key_hash, digest):
         return None
-    return Principal(Role(row.role), row.enterprise_id, row.platform_id, row.gateway_id)
+    pending = False
+    if row.enterprise_id is not None:
+        approved = session.execute(select(Enterprise.approved_at).where(Enterprise.id == row.enterprise_id)).first()
+        pending = approved is None or approved[0] is None
+    return Principal(Role(row.role), row.enterprise_id, row.platform_id, row.gateway_id, pending)

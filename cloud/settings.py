@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     # Failed API keys per client address: a bucket of `auth_failure_burst` attempts refilled at this rate.
     auth_failure_burst: int = 10
     auth_failures_per_minute: float = 10.0
+    # Enterprise applications (public, no chain transaction until the operator approves): per client address a
+    # bucket of `application_burst` refilled at `applications_per_hour`; at most `max_pending_applications`
+    # waiting at once, then 503 until the operator approves or rejects some.
+    application_burst: int = 3
+    applications_per_hour: float = 6.0
+    max_pending_applications: int = 200
     checkpoint_every_s: float = 60.0
     checkpoint_every_batches: int = 100
     # How often the background worker runs the anchoring and pinning jobs; 0 disables the worker (tests tick it).

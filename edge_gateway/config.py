@@ -49,6 +49,9 @@ class GatewaySettings(BaseSettings):
     registry_refresh_s: float = 300.0
     # A message from an unknown device triggers an early refresh (a newly registered device), at most this often.
     registry_refresh_on_unknown_s: float = 30.0
+    # A bad signature from a known, active device (its key may have just rotated) refreshes the registry and
+    # verifies the message again, at most this often per device.
+    registry_refresh_on_bad_signature_s: float = 10.0
     upload_timeout_s: float = 15.0
     backoff_base_s: float = 1.0
     backoff_max_s: float = 300.0

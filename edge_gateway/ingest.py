@@ -38,6 +38,7 @@ from edge_gateway.spool import Spool, SpoolError, SpoolOverLimit
 log = logging.getLogger("edge_gateway.ingest")
 
 PAUSE_RECHECK_S = 2.0
+GLOBAL_REFRESH_GAP_S = 1.0  # registry refreshes on a bad signature, whatever the device
 OVERSIZED = "oversized_payload"
 
 
@@ -71,11 +72,18 @@ class MqttIngest:
         spool_factory: Callable[[], Spool],
         metrics: GatewayMetrics,
         on_unknown_device: Callable[[], None] = lambda: None,
+        refresh_registry: Callable[[Spool], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.spool_factory = spool_factory
         self.metrics = metrics
         self.on_unknown_device = on_unknown_device
+        # Fetches the registry into the worker's spool (True if it did): called on a bad signature from a known
+        # device, whose key may have rotated since the last sync, at most once per device per
+        # ``registry_refresh_on_bad_signature_s``.
+        self.refresh_registry = refresh_registry
+        self._refreshed_for: dict[str, float] = {}
+        self._last_refresh = -1e9
         self.inbox: queue.Queue[Incoming] = queue.Queue()
         self.stopping = threading.Event()
         self.connected = threading.Event()  # set once the subscription is confirmed (SUBACK)
@@ -194,6 +202,10 @@ class MqttIngest:
                 continue
             outcome = classify_message(item.topic, item.payload, settings.site_id, registry.get, now,
                                        settings.max_clock_skew_s)
+            if isinstance(outcome, Rejected) and self._refreshed_after_bad_signature(spool, outcome):
+                registry = spool.registry()
+                outcome = classify_message(item.topic, item.payload, settings.site_id, registry.get, now,
+                                           settings.max_clock_skew_s)
             if isinstance(outcome, Verified):
                 verified.append(outcome)
             else:
@@ -220,6 +232,24 @@ class MqttIngest:
                                                           detail=rejection.detail[:300]))
             if rejection.reason == "unknown_device":
                 self.on_unknown_device()
+
+    def _refreshed_after_bad_signature(self, spool: Spool, outcome: Rejected) -> bool:
+        """True when ``outcome`` is a bad signature from a known device and the registry was just refreshed
+        (so the message is worth verifying once more); rate-limited per device."""
+        if outcome.reason != "bad_signature" or outcome.device_label == UNREGISTERED or self.refresh_registry is None:
+            return False
+        device, clock = outcome.device_label, time.monotonic()
+        last = self._refreshed_for.get(device)
+        if last is not None and clock - last < self.settings.registry_refresh_on_bad_signature_s:
+            return False
+        # And at most one a second in all: forged messages under every device id must not stall ingest on
+        # cloud calls (one refresh brings every device's current key anyway).
+        if clock - self._last_refresh < GLOBAL_REFRESH_GAP_S:
+            return False
+        self._refreshed_for[device] = self._last_refresh = clock
+        log.info("bad signature from a known device: refreshing the registry (its key may have rotated)",
+                 extra=fields(device=device))
+        return self.refresh_registry(spool)
 
     def _pause(self, reason: str, error: str) -> None:
         if self.paused != reason:

@@ -46,7 +46,7 @@ class Gateway:
         self.spool: Spool
         self.forwarder: Forwarder
         self.refresh_wanted = threading.Event()
-        self.ingest = MqttIngest(settings, self._open_spool, self.metrics, self.refresh_wanted.set)
+        self.ingest = MqttIngest(settings, self._open_spool, self.metrics, self.refresh_wanted.set, self.sync_registry)
         self._last_registry_try = -1e9
         self._metrics_server: Any = None
         self.health_check_s = HEALTH_CHECK_S
@@ -60,7 +60,9 @@ class Gateway:
 
     # -- registry and chain head --------------------------------------------------------------------
 
-    def sync_registry(self) -> bool:
+    def sync_registry(self, spool: Spool | None = None) -> bool:
+        """Fetch the device registry and store it in ``spool`` (the main loop's by default; the ingest worker
+        passes its own: a SQLite connection stays on its thread). False when the cloud gave none."""
         self._last_registry_try = time.monotonic()
         try:
             registry = self.cloud.devices()
@@ -72,7 +74,7 @@ class Gateway:
                       extra=fields(alarm="registry_mismatch", got_site=registry.site_id,
                                    got_gateway=registry.gateway_id))
             return False
-        self.spool.replace_registry(registry.devices, registry.site_id, registry.emission_factor)
+        (spool or self.spool).replace_registry(registry.devices, registry.site_id, registry.emission_factor)
         self.metrics.registry_age.set(time.time())
         log.info("registry synced", extra=fields(devices=len(registry.devices)))
         return True

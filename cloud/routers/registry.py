@@ -13,8 +13,8 @@ import time
 from typing import Annotated, Any
 
 from eth_utils.address import to_checksum_address
-from fastapi import APIRouter, Depends, HTTPException, Query
-from sqlalchemy import func, select
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from cloud import consent, models
@@ -78,35 +78,106 @@ def _consent_document(
     )
 
 
+def _status(row: models.Enterprise) -> str:
+    return "pending" if row.approved_at is None else "approved"
+
+
+def _enterprise_read(row: models.Enterprise) -> EnterpriseRead:
+    return EnterpriseRead(enterprise_id=row.id, name=row.name, chain_account=row.chain_account, status=_status(row))
+
+
 @router.post("/enterprises", status_code=201, response_model=EnterpriseCreated)
-def apply_enterprise(body: EnterpriseCreate, ledger: LedgerDep) -> EnterpriseCreated:
-    """Roles: public (no key). An enterprise applies with its own chain address: it gets a unique id, the address
-    registered in the contract, and its enterprise API key (shown once)."""
+def apply_enterprise(body: EnterpriseCreate, ledger: LedgerDep, request: Request) -> EnterpriseCreated:
+    """Roles: public (no key). An enterprise applies with its own chain address: it gets a unique id and its
+    enterprise API key (shown once), both pending until the operator approves the application (no chain
+    transaction before that: a public route must not spend the operator's funds). Limited per client address
+    (429 with Retry-After) and in the number waiting at once (503)."""
+    address = request.client.host if request.client is not None else "unknown"
+    wait = ledger.applications.retry_after(address)
+    if wait is not None:
+        raise HTTPException(429, "too many applications from this address", headers={"Retry-After": str(wait)})
     now = int(time.time())
     enterprise_id = _new_id("ENT")
-    registry = ledger.chain.registry()  # before the write transaction: first use may deploy and record it
     with ledger.session_factory.begin() as session:
+        waiting = session.scalar(
+            select(func.count()).select_from(models.Enterprise).where(models.Enterprise.approved_at.is_(None))
+        )
+        if (waiting or 0) >= ledger.settings.max_pending_applications:
+            raise HTTPException(503, "too many applications awaiting approval; try again later")
         account = _party_account(session, body.chain_account)
-        registry.register_enterprise(chain_id_of(enterprise_id), account, body.name)
+        ledger.applications.failed(address)  # charged only for an application that is recorded
         session.add(models.Enterprise(id=enterprise_id, name=body.name, chain_account=account, created_at=now))
         session.flush()
         key = issue_key(session, Role.ENTERPRISE, now, enterprise_id=enterprise_id, label=body.name)
-    return EnterpriseCreated(enterprise_id=enterprise_id, name=body.name, chain_account=account, api_key=key)
+    return EnterpriseCreated(
+        enterprise_id=enterprise_id, name=body.name, chain_account=account, status="pending", api_key=key
+    )
+
+
+@router.get("/enterprises", response_model=list[EnterpriseRead])
+def list_enterprises(
+    session: SessionDep,
+    _: Annotated[Principal, Depends(require(Role.OPERATOR))],
+    status: Annotated[str | None, Query(pattern="^(pending|approved)$")] = None,
+) -> list[EnterpriseRead]:
+    """Roles: operator. Enterprises, oldest first; ``status=pending`` for the applications to decide."""
+    query = select(models.Enterprise).order_by(models.Enterprise.created_at, models.Enterprise.id)
+    if status == "pending":
+        query = query.where(models.Enterprise.approved_at.is_(None))
+    elif status == "approved":
+        query = query.where(models.Enterprise.approved_at.is_not(None))
+    return [_enterprise_read(row) for row in session.scalars(query)]
+
+
+@router.post("/enterprises/{enterprise_id}/approve", response_model=EnterpriseRead)
+def approve_enterprise(
+    enterprise_id: str, ledger: LedgerDep, _: Annotated[Principal, Depends(require(Role.OPERATOR))]
+) -> EnterpriseRead:
+    """Roles: operator. Approves a pending application: registers the enterprise on chain (the operator's
+    transaction) and opens its keys. 409 if it is approved already."""
+    registry = ledger.chain.registry()  # before the write transaction: first use may deploy and record it
+    with ledger.session_factory.begin() as session:
+        row = session.get(models.Enterprise, enterprise_id)
+        if row is None:
+            raise HTTPException(404, "no such enterprise")
+        if row.approved_at is not None:
+            raise HTTPException(409, "this enterprise is approved already")
+        registry.register_enterprise(chain_id_of(enterprise_id), row.chain_account, row.name)
+        row.approved_at = int(time.time())
+        return _enterprise_read(row)
+
+
+@router.delete("/enterprises/{enterprise_id}", status_code=204)
+def reject_enterprise(
+    enterprise_id: str, ledger: LedgerDep, _: Annotated[Principal, Depends(require(Role.OPERATOR))]
+) -> None:
+    """Roles: operator. Rejects a pending application: its record and keys are deleted (the chain address is
+    free again). 409 for an approved enterprise (registered on chain: not undone here)."""
+    with ledger.session_factory.begin() as session:
+        row = session.get(models.Enterprise, enterprise_id)
+        if row is None:
+            raise HTTPException(404, "no such enterprise")
+        if row.approved_at is not None:
+            raise HTTPException(409, "an approved enterprise cannot be rejected")
+        session.execute(delete(models.ApiKey).where(models.ApiKey.enterprise_id == enterprise_id))
+        session.delete(row)
 
 
 @router.get("/enterprises/{enterprise_id}", response_model=EnterpriseRead)
 def read_enterprise(
     enterprise_id: str,
     session: SessionDep,
-    principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE))],
+    principal: Annotated[
+        Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE, allow_pending=True))
+    ],
 ) -> EnterpriseRead:
-    """Roles: operator, regulator, the enterprise itself."""
+    """Roles: operator, regulator, the enterprise itself (also while pending: how it learns of the approval)."""
     if principal.role == Role.ENTERPRISE and principal.enterprise_id != enterprise_id:
         raise forbidden()
     row = session.get(models.Enterprise, enterprise_id)
     if row is None:
         raise HTTPException(404, "no such enterprise")
-    return EnterpriseRead(enterprise_id=row.id, name=row.name, chain_account=row.chain_account)
+    return _enterprise_read(row)
 
 
 @router.post("/platforms", status_code=201, response_model=PlatformCreated)

@@ -4,7 +4,9 @@ sending transactions and account or signing methods included, is refused with JS
 
 One request cannot burn the node's CPU: eth_call runs with at most ``rpc_call_gas`` (the block gas limit
 otherwise, ~5 s of CPU for one call on the embedded EVM), a batch holds at most ``_MAX_BATCH`` calls and
-stops with a JSON-RPC error for each remaining call once it has run ``rpc_request_s``.
+stops with a JSON-RPC error for each remaining call once it has run ``rpc_request_s``. eth_getLogs needs both
+ends of its block range, at most ``MAX_LOG_BLOCKS`` apart, serves the registry's logs only and at most
+``_MAX_LOGS`` of them (the verifier reads events in spans of that many blocks: cloud/chain.py).
 
 Embedded chain (eth-tester): the request goes through web3's request pipeline, which speaks eth-tester's
 dialect; its Python-typed result is turned back into standard JSON-RPC (hex quantities, camelCase keys).
@@ -19,6 +21,7 @@ from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 from web3.types import RPCEndpoint
 
+from cloud.chain import LOG_SPAN_BLOCKS
 from cloud.deps import LedgerDep
 
 router = APIRouter(tags=["rpc"])
@@ -38,6 +41,52 @@ SAFE_METHODS = frozenset(
 _MAX_BATCH = 20
 # Methods whose first parameter is a transaction the node executes: their gas is capped.
 _GAS_CAPPED = frozenset({"eth_call", "eth_estimateGas"})
+# eth_getLogs: at most this many blocks (both ends explicit), the registry's logs only, at most _MAX_LOGS of them.
+MAX_LOG_BLOCKS = LOG_SPAN_BLOCKS
+_MAX_LOGS = 10_000
+_HEAD_TAGS = frozenset({"latest", "safe", "finalized", "pending"})
+
+
+class _BadParams(ValueError):
+    pass
+
+
+def _block_number(value: Any, head: int, name: str) -> int:
+    if isinstance(value, str) and value in _HEAD_TAGS:
+        return head
+    if value == "earliest":
+        return 0
+    if isinstance(value, str) and value.startswith(("0x", "0X")):
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise _BadParams(f"{name} must be a block number (0x-hex) or latest/safe/finalized/pending/earliest")
+
+
+def _bounded_log_filter(params: list[Any], registry: str, head: int) -> list[Any]:
+    """The filter of an eth_getLogs, checked: both ends given and at most MAX_LOG_BLOCKS apart (or one block by
+    hash), the address the registry's (the only contract this endpoint serves logs of)."""
+    if len(params) != 1 or not isinstance(params[0], dict):
+        raise _BadParams("eth_getLogs takes one filter object")
+    query = dict(params[0])
+    address = query.get("address", registry)
+    addresses = address if isinstance(address, list) else [address]
+    if not addresses or any(not isinstance(a, str) or a.lower() != registry.lower() for a in addresses):
+        raise _BadParams(f"only the registry's logs are served (address {registry})")
+    query["address"] = registry
+    if "blockHash" in query:
+        if "fromBlock" in query or "toBlock" in query:
+            raise _BadParams("blockHash excludes fromBlock and toBlock")
+        return [query]
+    if "fromBlock" not in query or "toBlock" not in query:
+        raise _BadParams("eth_getLogs needs an explicit fromBlock and toBlock (or a blockHash)")
+    start = _block_number(query["fromBlock"], head, "fromBlock")
+    end = _block_number(query["toBlock"], head, "toBlock")
+    if end - start + 1 > MAX_LOG_BLOCKS:
+        raise _BadParams(f"block range of {end - start + 1} exceeds {MAX_LOG_BLOCKS} blocks; query in spans")
+    query["fromBlock"], query["toBlock"] = hex(start), hex(max(start, min(end, head)))
+    return [query]
 
 
 def to_json_rpc(value: Any) -> Any:
@@ -95,9 +144,18 @@ def _one(ledger: LedgerDep, request: Any) -> dict[str, Any]:
             return _error(request_id, -32602, str(err))
     w3 = ledger.chain.connect().w3
     try:
-        result = w3.manager.request_blocking(RPCEndpoint(method), params)
+        if method == "eth_getLogs":
+            (query,) = _bounded_log_filter(params, ledger.chain.registry().address, int(w3.eth.block_number))
+            # web3's own call, not the raw request: its formatters also speak the embedded chain's dialect
+            result = w3.eth.get_logs(query)
+        else:
+            result = w3.manager.request_blocking(RPCEndpoint(method), params)
+    except _BadParams as err:
+        return _error(request_id, -32602, str(err))
     except Exception as err:  # any node-side rejection of the params: a JSON-RPC error, never a 500
         return _error(request_id, -32602, f"{type(err).__name__}: {str(err)[:200]}")
+    if method == "eth_getLogs" and isinstance(result, list | tuple) and len(result) > _MAX_LOGS:
+        return _error(request_id, -32005, f"more than {_MAX_LOGS} logs in this range; query a shorter span")
     return {"jsonrpc": "2.0", "id": request_id, "result": to_json_rpc(result)}
 
 

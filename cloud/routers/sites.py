@@ -496,9 +496,10 @@ def rotate_device_key(
 ) -> DeviceRead:
     """Roles: the device's enterprise and its site engineers. Rotates the device key under the same device id:
     the old key is revoked on chain, the new one registered, then both recorded here; gateways get the new key
-    with their next registry sync. Readings signed with the old key are refused from then on
-    (``revoked_device_key``). 201: rotated; 200: that already is the current key (nothing done); 409: the
-    device is revoked, or the key was ever used before; 422: not a P-256 key. Safe to retry after any failure."""
+    with their next registry sync. Readings signed with the old key (in flight during the rotation) are kept
+    but quarantined (``rotated_device_key``), never counted. 201: rotated; 200: that already is the current key
+    (nothing done); 409: the device is revoked, or the key was ever used before; 422: not a P-256 key. Safe to
+    retry after any failure."""
     device, keys, rotated = _rotate_signer_key(
         ledger, principal, models.Device, DEVICE, device_id, bytes.fromhex(body.public_key), _device_chain(ledger)
     )

@@ -59,6 +59,7 @@ def make_settings(tmp: Path, **overrides: Any) -> Settings:
         "chain_key_file": str(tmp / "cloud-chain-key.hex"),
         "fund_operator_from_dev_node": True,  # the tests' chains are development nodes
         "auth_failure_burst": 100_000,  # many tests send wrong keys on purpose; the limit has its own test
+        "application_burst": 100_000,  # many tenants a test; the application limit has its own test
         "confirmations": 0,  # automining dev nodes: no block follows unless asked (the depth has its own test)
         "jobs_interval_s": 0,
         "checkpoint_every_batches": 1000,
@@ -223,12 +224,21 @@ def decide_binding(
     )
 
 
-def register_tenant(client: TestClient, name: str, devices: int = 2) -> Tenant:
-    """Enterprise applies, adds a site engineer, a site, a gateway and devices — all through the API."""
+def apply_enterprise(client: TestClient, name: str) -> tuple[str, str, str]:
+    """(enterprise id, enterprise API key, its own chain key): applied and approved by the operator."""
     chain_key, chain_account = new_party_key()
     r = client.post("/api/v1/enterprises", json={"name": name, "chain_account": chain_account})
     assert r.status_code == 201, r.text
     enterprise_id, enterprise_key = r.json()["enterprise_id"], r.json()["api_key"]
+    r = client.post(f"/api/v1/enterprises/{enterprise_id}/approve", headers=auth(ADMIN_KEY))
+    assert r.status_code == 200, r.text
+    return enterprise_id, enterprise_key, chain_key
+
+
+def register_tenant(client: TestClient, name: str, devices: int = 2) -> Tenant:
+    """Enterprise applies (the operator approves), adds a site engineer, a site, a gateway and devices — all
+    through the API."""
+    enterprise_id, enterprise_key, chain_key = apply_enterprise(client, name)
     r = client.post(
         f"/api/v1/enterprises/{enterprise_id}/engineers", json={"label": "eng"}, headers=auth(enterprise_key)
     )

@@ -98,6 +98,8 @@ def test_more_parties_than_a_dev_node_has_accounts(tmp_path: Path, anvil: AnvilN
         for i in range(6):
             r = client.post("/api/v1/enterprises", json={"name": f"E{i}", "chain_account": Account.create().address})
             assert r.status_code == 201, r.text
+            r = client.post(f"/api/v1/enterprises/{r.json()['enterprise_id']}/approve", headers=auth(ADMIN_KEY))
+            assert r.status_code == 200, r.text
             body = {"name": f"P{i}", "chain_account": Account.create().address}
             r = client.post("/api/v1/platforms", json=body, headers=auth(ADMIN_KEY))
             assert r.status_code == 201, r.text

@@ -261,6 +261,8 @@ def test_parties_bind_with_keys_the_cloud_never_sees(client: TestClient, tmp_pat
     assert stat.S_IMODE((tmp_path / "acme").stat().st_mode) == 0o700
     created = PartyClient(client).apply_enterprise("Acme Steel", enterprise_key)
     assert created["chain_account"] == enterprise_key.address and "chain_key" not in created
+    assert created["status"] == "pending"
+    PartyClient(client, ADMIN_KEY).approve_enterprise(created["enterprise_id"])
     # no address, no party: the cloud makes no key for anyone
     assert client.post("/api/v1/enterprises", json={"name": "Keyless"}).status_code == 422
     r = client.post("/api/v1/enterprises", json={"name": "Copycat", "chain_account": enterprise_key.address.lower()})

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from cloud import models
-from tests.cloud.cloud_testkit import auth, register_tenant, upload
+from tests.cloud.cloud_testkit import auth, new_key, register_tenant, upload
 from tests.trace.trace_kit import anchor, get
 
 
@@ -81,3 +81,51 @@ def test_a_reading_that_does_not_verify_under_the_revoked_key_still_fails_the_ba
                               headers=auth(tenant.engineer_key)).status_code == 200
     r = upload(client, gateway, batch)
     assert r.status_code == 422 and r.json()["error"] == "bad_signature", r.text
+
+
+def test_a_reading_signed_with_a_rotated_out_key_is_quarantined_and_the_batch_accepted(client: TestClient) -> None:
+    """A device key rotated while readings signed with the old key sat in the gateway's open window: those
+    readings verify under a key the device had, so they are kept and quarantined (``rotated_device_key``) with
+    the device's aggregate; the rest of the batch counts and the site's uploads go on."""
+    tenant = register_tenant(client, "Quarantine-rotated", devices=2)
+    gateway = tenant.gateway
+    first, readings = gateway.build(per_device=2)
+    assert upload(client, gateway, first).status_code == 201
+    gateway.accepted(first, readings)
+
+    batch, readings = gateway.build(per_device=3)  # signed with the old key of `rotated`
+    rotated, kept = gateway.devices
+    new_private, new_public = new_key()
+    r = client.post(f"/api/v1/devices/{rotated.device_id}/keys", json={"public_key": new_public.hex()},
+                    headers=auth(tenant.engineer_key))
+    assert r.status_code == 201, r.text
+
+    r = upload(client, gateway, batch)
+    assert r.status_code == 201, r.text
+    assert r.json()["quarantined"] == 3 and r.json()["readings"] == 6
+    gateway.accepted(batch, readings)
+    view = client.get(f"/api/v1/batches/{gateway.gateway_id}/1", headers=auth(tenant.enterprise_key)).json()
+    assert {(q["kind"], q["device_id"], q["reason"]) for q in view["quarantined_leaves"]} == {
+        ("reading", rotated.device_id, "rotated_device_key"),
+        ("aggregate", rotated.device_id, "rotated_device_key"),
+    }
+    with client.app.state.ledger.session_factory() as session:  # type: ignore[attr-defined]
+        counted = session.scalars(
+            select(models.Reading.device_id).where(models.Reading.batch_id == view["batch_id"])
+        ).all()
+        aggregates = session.scalars(
+            select(models.Aggregate.device_id).where(models.Aggregate.batch_id == view["batch_id"])
+        ).all()
+    assert set(counted) == {kept.device_id} and len(counted) == 3 and aggregates == [kept.device_id]
+
+    # A key the device never had is still a bad signature: quarantine is no way around signatures.
+    rotated.private = new_key()[0]
+    forged, _ = gateway.build(per_device=1)
+    r = upload(client, gateway, forged)
+    assert r.status_code == 422 and r.json()["error"] == "bad_signature", r.text
+
+    # Signed with the new key: counted again.
+    rotated.private, rotated.public = new_private, new_public
+    later, readings = gateway.build(per_device=1)
+    r = upload(client, gateway, later)
+    assert r.status_code == 201 and r.json()["quarantined"] == 0, r.text

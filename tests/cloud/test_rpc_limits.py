@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from cloud.settings import Settings
@@ -67,3 +68,54 @@ def test_a_loop_runs_out_of_the_capped_gas_and_a_batch_of_them_is_cut(sqlite_cli
     assert elapsed < budget + 3 * one_call + 1, (elapsed, one_call)
     too_many = sqlite_client.post("/rpc", json=[_call(loop, None, i) for i in range(21)]).json()
     assert too_many["error"]["code"] == -32600
+
+
+def _logs(client: TestClient, query: dict[str, Any]) -> dict[str, Any]:
+    body = {"jsonrpc": "2.0", "id": 7, "method": "eth_getLogs", "params": [query]}
+    r = client.post("/rpc", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+MAX_LOG_BLOCKS = 10_000  # cloud.routers.rpc.MAX_LOG_BLOCKS
+
+
+def test_eth_get_logs_is_bounded_in_range_address_and_size(sqlite_client: TestClient) -> None:
+    """A public eth_getLogs over any range and address made the node scan its whole history per call."""
+    ledger = sqlite_client.app.state.ledger  # type: ignore[attr-defined]
+    registry = ledger.chain.registry().address
+    head = int(ledger.chain.connect().w3.eth.block_number)
+    huge = _logs(sqlite_client, {"address": registry, "fromBlock": "0x0", "toBlock": hex(10**12)})
+    assert "result" not in huge and huge["error"]["code"] == -32602
+    assert "exceeds" in huge["error"]["message"] or "range" in huge["error"]["message"]
+    start = max(0, head + 5 - MAX_LOG_BLOCKS - 1)
+    wide = _logs(sqlite_client, {"address": registry, "fromBlock": hex(start), "toBlock": hex(start + MAX_LOG_BLOCKS)})
+    assert wide["error"]["code"] == -32602, wide
+    for query in (
+        {"address": registry},  # no range at all: the node's default is its whole history for some nodes
+        {"address": registry, "fromBlock": "0x0"},
+        {"address": registry, "fromBlock": "0x0", "toBlock": "somewhere"},
+        {"fromBlock": "0x0", "toBlock": "latest", "address": "0x" + "11" * 20},  # another contract's logs
+        {"fromBlock": "0x0", "toBlock": "latest", "address": [registry, "0x" + "11" * 20]},
+    ):
+        answer = _logs(sqlite_client, query)
+        assert answer["error"]["code"] == -32602, (query, answer)
+    # Normal use, as the verifier's reader does: the registry, from 0 (or a number) to latest.
+    ok = _logs(sqlite_client, {"address": registry, "fromBlock": "0x0", "toBlock": "latest"})
+    assert isinstance(ok["result"], list) and ok["result"], ok  # the deployment registered the cloud's key
+    assert all(log["address"].lower() == registry.lower() for log in ok["result"])
+    default_address = _logs(sqlite_client, {"fromBlock": "earliest", "toBlock": "latest"})
+    assert default_address["result"] == ok["result"]
+
+
+def test_eth_get_logs_answers_an_error_past_the_log_count_cap(
+    sqlite_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloud.routers import rpc
+
+    registry = sqlite_client.app.state.ledger.chain.registry().address  # type: ignore[attr-defined]
+    query = {"address": registry, "fromBlock": "0x0", "toBlock": "latest"}
+    assert len(_logs(sqlite_client, query)["result"]) >= 2
+    monkeypatch.setattr(rpc, "_MAX_LOGS", 1)
+    answer = _logs(sqlite_client, query)
+    assert "result" not in answer and answer["error"]["code"] == -32005, answer

@@ -240,9 +240,47 @@ def test_plain_mqtt_and_tls_with_another_ca_are_refused(broker: Mosquitto, tmp_p
 def test_key_files_are_private(broker: Mosquitto) -> None:
     config = broker.broker_config
     broker.add_device(SITE, "dev-perm")
-    for path in (config.pki / "ca.key", config.pki / "server.key", config.passwd_file, config.acl_file,
+    for path in (config.ca_dir / "ca.key", config.pki / "server.key", config.passwd_file, config.acl_file,
                  config.principals_file):
         assert path.stat().st_mode & 0o777 == 0o600, path
-    for directory in (config.directory, config.pki):
+    for directory in (config.directory, config.pki, config.ca_dir):
         assert directory.stat().st_mode & 0o777 == 0o700, directory
     assert "password" not in config.principals_file.read_text()
+
+
+def _private_keys_matching_ca(directory: Path, ca_pem: Path) -> list[Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    ca_public = x509.load_pem_x509_certificate(ca_pem.read_bytes()).public_key().public_numbers()
+    found = []
+    for path in directory.rglob("*"):
+        data = path.read_bytes() if path.is_file() else b""
+        if b"PRIVATE KEY" not in data:
+            continue
+        key = serialization.load_pem_private_key(data, None)
+        if key.public_key().public_numbers() == ca_public:  # type: ignore[union-attr]
+            found.append(path)
+    return found
+
+
+def test_the_broker_directory_holds_no_ca_private_key(tmp_path: Path) -> None:
+    """The directory Mosquitto reads (chowned to mosquitto, copied to the broker host) had pki/ca.key: whoever
+    took the broker could mint certificates every gateway and device trusts. The CA key lives beside it."""
+    from carbontrace.broker_config import BrokerConfig
+
+    config = BrokerConfig(tmp_path / "broker", hosts=["127.0.0.1"]).create()
+    assert _private_keys_matching_ca(config.directory, config.ca_file) == []
+    assert (tmp_path / "broker-ca" / "ca.key").exists()
+    assert _private_keys_matching_ca(tmp_path / "broker-ca", config.ca_file) == [tmp_path / "broker-ca" / "ca.key"]
+    assert str(tmp_path / "broker-ca") not in config.mosquitto_conf()
+    # --ca-dir elsewhere, and a directory of the old layout loses its CA key on the next init
+    other = BrokerConfig(tmp_path / "b2", ca_dir=tmp_path / "offline" / "ca").create()
+    assert (tmp_path / "offline" / "ca" / "ca.key").exists()
+    assert BrokerConfig.open(tmp_path / "b2").ca_dir == tmp_path / "offline" / "ca"
+    moved = (tmp_path / "offline" / "ca" / "ca.key").read_bytes()
+    (other.pki / "ca.key").write_bytes(moved)
+    (tmp_path / "offline" / "ca" / "ca.key").unlink()
+    BrokerConfig.open(tmp_path / "b2").create()
+    assert not (other.pki / "ca.key").exists()
+    assert (tmp_path / "offline" / "ca" / "ca.key").read_bytes() == moved

@@ -26,7 +26,7 @@ from carbontrace_protocol import p256
 from cloud.app import create_app
 from edge_gateway.config import load_settings
 from edge_gateway.keys import load_private_key
-from tests.cloud.cloud_testkit import auth, make_settings, new_key, new_party_key
+from tests.cloud.cloud_testkit import ADMIN_KEY, auth, make_settings, new_key, new_party_key
 from tests.conftest import free_port
 
 app = typer.Typer()
@@ -58,6 +58,8 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
             r = http.post("/api/v1/enterprises", json={"name": "Acme Greenhouses", "chain_account": new_party_key()[1]})
             assert r.status_code == 201, r.text
             enterprise_id, enterprise_key = r.json()["enterprise_id"], r.json()["api_key"]
+            r = http.post(f"/api/v1/enterprises/{enterprise_id}/approve", headers=auth(ADMIN_KEY))
+            assert r.status_code == 200, r.text
             r = http.post(f"/api/v1/enterprises/{enterprise_id}/engineers", json={"label": "field"},
                           headers=auth(enterprise_key))
             assert r.status_code == 201, r.text
