@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud import chain as chainlib
 from cloud import signer_keys
 from cloud.anchoring import Anchorer
+from cloud.blob_readers import BlobSealer
 from cloud.chain_signer import operator_signer
 from cloud.content_store import ContentStore, IpfsClient, LocalContentStore
 from cloud.db import make_engine, migrate, read_session_factory, session_factory
@@ -41,6 +42,7 @@ class Ledger:
     anchorer: Anchorer
     signing_key: int
     auth_failures: FailureLimiter
+    sealer: BlobSealer
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run_jobs(self) -> None:
@@ -72,6 +74,9 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
     sessions = session_factory(engine)
     development = settings.environment == "development"
     signing_key = load_or_create(settings.signing_key_file, allow_create=development)
+    sealer = BlobSealer.from_int(
+        load_or_create(settings.encryption_key_path, development, "cloud encryption key", "carbontrace cloud bootstrap")
+    )
     with sessions.begin() as session:
         if bootstrap_operator_key(session, settings.operator_key_file, int(time.time())):
             logger.warning("the first operator API key is in %s (0600)", settings.operator_key_file)
@@ -101,6 +106,8 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
         confirmations=settings.confirmation_depth,
     )
     readers = read_session_factory(engine)
-    ingestor = Ingestor(sessions, store, readers)
+    ingestor = Ingestor(sessions, store, sealer, readers)
     limiter = FailureLimiter(settings.auth_failure_burst, settings.auth_failures_per_minute)
-    return Ledger(settings, engine, sessions, readers, store, ledger_chain, ingestor, anchorer, signing_key, limiter)
+    return Ledger(
+        settings, engine, sessions, readers, store, ledger_chain, ingestor, anchorer, signing_key, limiter, sealer
+    )
