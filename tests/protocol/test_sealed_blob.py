@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from carbontrace_protocol import cbor
+from carbontrace_protocol import cbor, p256
 from carbontrace_protocol import sealed_blob as sb
 from carbontrace_protocol.cid import cid_for
+from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.ids import FINGERPRINT_SIZE, key_fingerprint
 
 BATCH_ID = "gw-001/7"
@@ -179,3 +182,24 @@ def test_ciphertext_span_covers_the_ciphertext() -> None:
     start, end = sb.ciphertext_span(sealed)
     assert sealed[start:end] == sb.parse(sealed).ciphertext
     assert end - start == len(PLAINTEXT) + sb.TAG_SIZE
+
+
+VECTORS = json.loads((Path(__file__).parent / "sealed_blob_vectors.json").read_text())
+
+
+def _vector_key(name: str) -> ec.EllipticCurvePrivateKey:
+    return sb.private_key_from_int(int(p256.private_key_from_bytes(bytes.fromhex(VECTORS["reader_seeds"][name]))))
+
+
+def test_recorded_vector_opens_for_each_recipient() -> None:
+    sealed = bytes.fromhex(VECTORS["sealed"])
+    assert cid_for(sealed) == VECTORS["cid"]
+    for name in VECTORS["recipients"]:
+        assert sb.open_sealed(sealed, _vector_key(name), VECTORS["batch_id"]).hex() == VECTORS["plaintext"]
+
+
+@pytest.mark.parametrize("case", VECTORS["invalid"], ids=lambda c: c["name"])
+def test_recorded_negative_vectors(case: dict[str, str]) -> None:
+    with pytest.raises(sb.MalformedSealedBlob if case["reason"] == "malformed_sealed_blob" else ProtocolError) as err:
+        sb.open_sealed(bytes.fromhex(case["sealed"]), _vector_key(case["reader"]))
+    assert err.value.reason == case["reason"]
