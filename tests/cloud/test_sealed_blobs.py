@@ -18,7 +18,7 @@ from carbontrace.cli import app
 from carbontrace_protocol import sealed_blob
 from carbontrace_protocol.ids import key_fingerprint
 from cloud.ledger import Ledger
-from tests.cloud.cloud_testkit import Tenant, register_tenant, upload
+from tests.cloud.cloud_testkit import ADMIN_KEY, Tenant, auth, register_tenant, upload
 
 
 def _ledger(client: TestClient) -> Ledger:
@@ -119,3 +119,25 @@ def test_open_blob_refuses_a_corrupted_or_misnamed_blob(client: TestClient, tmp_
 def test_cloud_encryption_key_file_is_private(client: TestClient) -> None:
     path = Path(_ledger(client).settings.encryption_key_path)
     assert path.name == "cloud-encryption-key.hex" and (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_an_enterprise_sets_and_rotates_its_own_reader_key(client: TestClient, tmp_path: Path) -> None:
+    tenant = register_tenant(client, "SelfService", devices=1)
+    other = register_tenant(client, "Other", devices=1)
+    key, key2 = tmp_path / "ent.key", tmp_path / "ent2.key"
+    public, public2 = _keygen(key), _keygen(key2)
+    path = f"/api/v1/enterprises/{tenant.enterprise_id}/reader-key"
+    assert client.get(path, headers=auth(tenant.enterprise_key)).status_code == 404
+    assert client.put(path, json={"public_key": public}, headers=auth(other.enterprise_key)).status_code == 403
+    assert client.put(path, json={"public_key": "04" + "00" * 64}, headers=auth(tenant.enterprise_key)).status_code == 422
+    r = client.put(path, json={"public_key": public}, headers=auth(tenant.enterprise_key))
+    assert r.status_code == 200, r.text
+    assert r.json()["fingerprint"] == key_fingerprint(bytes.fromhex(public)).hex()
+    first = _upload(client, tenant, tmp_path)
+    assert _open(first, key)[0] == 0
+    r = client.put(path, json={"public_key": public2}, headers=auth(tenant.enterprise_key))  # rotates
+    assert r.status_code == 200 and client.get(path, headers=auth(ADMIN_KEY)).json()["public_key"] == public2
+    second = _upload(client, tenant, tmp_path)
+    assert _open(second, key)[1]["reason"] == "not_a_recipient" and _open(second, key2)[0] == 0
+    assert _open(first, key)[0] == 0
+    assert client.get(path, headers=auth(other.enterprise_key)).status_code == 403
