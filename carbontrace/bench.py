@@ -1,6 +1,6 @@
 """`carbontrace bench` / `make bench`: every figure measured beside its reference in the same run.
 
-Sections (``--only`` picks some): verify, ingest, e2e, gas, proofs, trace, firmware. Prints a table, writes
+Sections (``--only`` picks some): verify, seal, ingest, e2e, gas, proofs, trace, firmware. Prints a table, writes
 JSON (``--json-out``) and, with ``--plot DIR``, PNG charts. What each figure means: docs/benchmarks.md.
 """
 
@@ -20,7 +20,7 @@ import typer
 from carbontrace.benchmarks.common import Row, SectionResult
 from carbontrace.servers import stop_children_on_sigterm
 
-SECTIONS = ("verify", "ingest", "e2e", "gas", "proofs", "trace", "firmware")
+SECTIONS = ("verify", "seal", "ingest", "e2e", "gas", "proofs", "trace", "firmware")
 
 
 class Sizes:
@@ -28,6 +28,7 @@ class Sizes:
 
     def __init__(self, quick: bool) -> None:
         self.verify_count = 500 if quick else 5000
+        self.seal_count = 50 if quick else 500
         self.ingest_devices = 10
         self.ingest_per_device = 100 if quick else 1000
         self.e2e_devices = 5
@@ -94,6 +95,10 @@ def _run_one(name: str, sizes: Sizes, postgres: bool) -> SectionResult:
         from carbontrace.benchmarks import verify_bench
 
         return verify_bench.run(sizes.verify_count)
+    if name == "seal":
+        from carbontrace.benchmarks import seal_bench
+
+        return seal_bench.run(sizes.readings_per_batch, sizes.seal_count)
     if name == "gas":
         from carbontrace.benchmarks import gas_bench
 

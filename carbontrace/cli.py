@@ -13,6 +13,7 @@ import typer
 from carbontrace.bench import bench_command
 from carbontrace.broker_cli import broker_app
 from carbontrace.drill import drill_command
+from carbontrace.open_blob import open_blob_command
 from carbontrace.party import party_app
 from carbontrace.provision import provision_app
 from carbontrace.readout import reading_json
@@ -40,6 +41,7 @@ app.add_typer(sim_app, name="sim")
 app.command("verify")(verify_command)
 app.command("bench")(bench_command)
 app.command("drill")(drill_command)
+app.command("open-blob")(open_blob_command)
 
 
 @app.callback()

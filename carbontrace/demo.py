@@ -26,6 +26,7 @@ from carbontrace.broker_config import MqttAccess
 from carbontrace.embedded_broker import BROKER_KINDS, EmbeddedBroker, describe, resolve_kind, start_broker
 from carbontrace.secret_files import private_dir, write_secret
 from carbontrace.servers import AnvilNode, CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
+from carbontrace_protocol import sealed_blob
 from cloud.chain_signer import LocalKeySigner, sign_typed_document, write_key_file
 from edge_gateway.keys import create_key_file
 from simulators.fleet import FleetConfig, device_specs
@@ -356,9 +357,10 @@ def tamper_stored_blob(content_dir: Path, cid: str) -> str:
         raise DemoError(f"blob {cid} not found under {content_dir}")
     path = matches[0]
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
+    start, end = sealed_blob.ciphertext_span(bytes(data))
+    data[(start + end) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-    return f"flipped one bit of {path.name[:16]}…"
+    return f"flipped one bit of the ciphertext of sealed blob {path.name[:16]}…"
 
 
 def keep_running(cloud: CloudProcess, broker: Mosquitto | EmbeddedBroker, gateway: GatewayProcess, keys: dict[str, str],

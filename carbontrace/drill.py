@@ -29,6 +29,7 @@ from carbontrace.servers import (
     stop_children_on_sigterm,
     wait_until,
 )
+from carbontrace_protocol import sealed_blob
 
 DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "chain_stop", "ipfs_stop", "spool_full", "blob_corrupt")
 DEFAULT_DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "spool_full", "blob_corrupt")
@@ -135,7 +136,8 @@ def run_drill(pipeline: Pipeline, name: str, inject: Callable[[Books], float], l
 
 
 def blob_corrupt_drill(pipeline: Pipeline, load_s: float) -> dict[str, Any]:
-    """Flip one byte of a stored batch blob: verification must name it; restoring the bytes restores trust."""
+    """Flip one byte of a stored (sealed) batch blob's ciphertext: verification must name it; restoring the bytes
+    restores trust."""
     books = Books()
     publisher, keys = pipeline.start_load(load_s / 2)
     pipeline.finish_load(publisher, keys, books)
@@ -144,7 +146,8 @@ def blob_corrupt_drill(pipeline: Pipeline, load_s: float) -> dict[str, Any]:
     batch_id, path = pipeline.blob_path_of_latest_batch()
     original = path.read_bytes()
     corrupted = bytearray(original)
-    corrupted[len(corrupted) // 2] ^= 0x01
+    start, end = sealed_blob.ciphertext_span(original)
+    corrupted[(start + end) // 2] ^= 0x01
     path.write_bytes(bytes(corrupted))
     try:
         ok_while_corrupt, detail_corrupt = pipeline.verify_everything()

@@ -10,6 +10,12 @@ import typer
 from cloud.settings import Settings
 
 cloud_app = typer.Typer(help="CarbonTrace cloud ledger: API server and admin commands.", no_args_is_help=True)
+readers_app = typer.Typer(
+    help="Readers batch blobs are sealed to (enterprises, regulators; the cloud always). Changes apply to batches "
+    "sealed afterwards only.",
+    no_args_is_help=True,
+)
+cloud_app.add_typer(readers_app, name="readers")
 
 
 @cloud_app.command()
@@ -65,6 +71,7 @@ def bootstrap() -> None:
     engine = make_engine(settings.database_url)
     run_migrations(engine)
     load_or_create(settings.signing_key_file, allow_create=True)
+    load_or_create(settings.encryption_key_path, True, "cloud encryption key")
     chain_account, _ = operator_signer(settings.chain_key_file, allow_create=True)
     with session_factory(engine).begin() as session:
         made = bootstrap_operator_key(session, settings.operator_key_file, int(time.time()))
@@ -75,6 +82,7 @@ def bootstrap() -> None:
                 "operator_key": "made" if made else "an operator key exists already (rotate-operator-key)",
                 "chain_account": chain_account.address,
                 "chain_key_file": settings.chain_key_file,
+                "encryption_key_file": settings.encryption_key_path,
             }
         )
     )
@@ -203,3 +211,120 @@ def rotate_cloud_key(path: str = typer.Option(None, help="key file (default: CT_
             }
         )
     )
+
+
+# ---- blob readers ----------------------------------------------------------------------------------------
+
+
+def _reader_public_key(value: str) -> bytes:
+    """130 hex characters, or a file holding them (what `carbontrace cloud readers keygen` prints)."""
+    from pathlib import Path
+
+    text = value.strip()
+    if len(text) != 130 and Path(text).is_file():
+        text = Path(text).read_text().strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError as err:
+        raise typer.BadParameter("give the public key as 130 hex characters (uncompressed SEC1) or a file") from err
+    return key
+
+
+def _reader_json(row: object) -> dict[str, object]:
+    from cloud import models
+
+    assert isinstance(row, models.BlobReader)
+    return {
+        "kind": row.kind,
+        "id": row.party_id,
+        "fingerprint": row.fingerprint.hex(),
+        "public_key": row.public_key.hex(),
+        "added_at": row.added_at,
+        "revoked_at": row.revoked_at,
+    }
+
+
+def _reader_change(action: str, kind: str, party_id: str, public_key: str | None) -> None:
+    from carbontrace_protocol.errors import ProtocolError
+    from cloud import blob_readers
+    from cloud.db import make_engine, session_factory
+    from cloud.db import migrate as run_migrations
+
+    engine = make_engine(Settings().database_url)
+    run_migrations(engine)
+    now = int(time.time())
+    try:
+        with session_factory(engine).begin() as session:
+            if action == "revoke":
+                row = blob_readers.revoke_reader(session, kind, party_id, now)
+            else:
+                assert public_key is not None
+                change = blob_readers.add_reader if action == "add" else blob_readers.rotate_reader
+                row = change(session, kind, party_id, _reader_public_key(public_key), now)
+            report = _reader_json(row)
+    except (blob_readers.ReaderError, ProtocolError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(json.dumps(report))
+
+
+KIND_HELP = "enterprise (its own batches) or regulator (every batch)"
+
+
+@readers_app.command("list")
+def readers_list(all_keys: bool = typer.Option(False, "--all", help="also revoked and rotated-out keys")) -> None:
+    """The reader keys new batches are sealed to (the cloud's own key is always a recipient, not listed)."""
+    from cloud import blob_readers
+    from cloud.db import make_engine, session_factory
+    from cloud.db import migrate as run_migrations
+
+    engine = make_engine(Settings().database_url)
+    run_migrations(engine)
+    with session_factory(engine)() as session:
+        typer.echo(json.dumps([_reader_json(r) for r in blob_readers.list_readers(session, all_keys)]))
+
+
+@readers_app.command("add")
+def readers_add(
+    kind: str = typer.Argument(..., help=KIND_HELP),
+    party_id: str = typer.Argument(..., help="enterprise id, or a regulator's name"),
+    public_key: str = typer.Option(..., "--public-key", help="P-256 public key: 130 hex characters, or a file"),
+) -> None:
+    """Register a reader's encryption key: batches sealed from now on are also wrapped to it."""
+    _reader_change("add", kind, party_id, public_key)
+
+
+@readers_app.command("rotate")
+def readers_rotate(
+    kind: str = typer.Argument(..., help=KIND_HELP),
+    party_id: str = typer.Argument(..., help="enterprise id, or a regulator's name"),
+    public_key: str = typer.Option(..., "--public-key", help="the new P-256 public key: 130 hex, or a file"),
+) -> None:
+    """Replace a reader's key. Batches sealed from now on go to the new key; earlier ones stay sealed to the old
+    one (keep the old private key to read them)."""
+    _reader_change("rotate", kind, party_id, public_key)
+
+
+@readers_app.command("revoke")
+def readers_revoke(
+    kind: str = typer.Argument(..., help=KIND_HELP),
+    party_id: str = typer.Argument(..., help="enterprise id, or a regulator's name"),
+) -> None:
+    """Stop sealing to a reader. Future batches only: blobs sealed before keep its entry (their bytes are fixed
+    by their CID), so it can still open those."""
+    _reader_change("revoke", kind, party_id, None)
+
+
+@readers_app.command("keygen")
+def readers_keygen(path: str = typer.Argument(..., help="the reader's private key file to create (0600)")) -> None:
+    """Make a reader's P-256 encryption key pair on the reader's machine; prints the public key to register."""
+    from pathlib import Path
+
+    from carbontrace_protocol import sealed_blob
+    from cloud.signing_key import load_or_create
+
+    if Path(path).exists():
+        typer.echo(f"{path} exists; not overwriting", err=True)
+        raise typer.Exit(1)
+    key = sealed_blob.private_key_from_int(load_or_create(path, True, "reader key"))
+    typer.echo(sealed_blob.public_key_bytes(key).hex())

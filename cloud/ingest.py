@@ -1,9 +1,9 @@
 """Batch ingestion: re-verify everything against our own registry and history, then store it in one transaction.
 
 Order of work: decode → (same batch again? same receipt) → gateway signature → per-gateway order (prev-hash
-chain) → every device signature, the root, every aggregate, replayed readings → blob into the content store
-(content-addressed, so a crash leaves at most an unreferenced blob) → one DB transaction: batch, readings,
-aggregates, one log leaf.
+chain) → every device signature, the root, every aggregate, replayed readings → blob sealed to its readers
+(cloud/blob_readers.py) and into the content store (content-addressed, so a crash leaves at most an
+unreferenced blob) → one DB transaction: batch, readings, aggregates, one log leaf.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.verify import verify_es256
 from cloud import models
+from cloud.blob_readers import BlobSealer
 from cloud.content_store import ContentStore
 from cloud.ledger_log import SqlLog
 from cloud.signer_keys import DEVICE, GATEWAY, SignerKindName, keys_of
@@ -109,12 +110,14 @@ class Ingestor:
         self,
         session_factory: sessionmaker[Session],
         store: ContentStore,
+        sealer: BlobSealer,
         read_session_factory: sessionmaker[Session] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.session_factory = session_factory
         self.read_session_factory = read_session_factory or session_factory
         self.store = store
+        self.sealer = sealer
         self.clock = clock
 
     def ingest(self, gateway_id: str, blob: bytes) -> tuple[bool, dict[str, Any]]:
@@ -270,7 +273,10 @@ class Ingestor:
     def _store(
         self, gateway_id: str, batch: batchlib.Batch, verified: VerifiedBatch, blob: bytes, blob_sha: bytes
     ) -> dict[str, Any]:
-        cid, pinned = self.store.put(blob)
+        # Sealed before it reaches the content store or IPFS: the CID names the sealed bytes.
+        with self.read_session_factory() as session:
+            sealed = self.sealer.seal(session, batch.header["site"], batch.id, blob)
+        cid, pinned = self.store.put(sealed)
         now = int(self.clock())
         header = batch.header
         with self.session_factory.begin() as session:
@@ -281,7 +287,7 @@ class Ingestor:
             self._check_order(session, gateway_id, batch)
             blob_row = session.get(models.Blob, cid)
             if blob_row is None:
-                session.add(models.Blob(cid=cid, size=len(blob), kind="batch", pinned=pinned, created_at=now))
+                session.add(models.Blob(cid=cid, size=len(sealed), kind="batch", pinned=pinned, created_at=now))
                 session.flush()  # no ORM relationships, so rows referencing it must follow explicitly
             row = models.Batch(
                 id=batch.id,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud import chain as chainlib
 from cloud import signer_keys
 from cloud.anchoring import Anchorer
+from cloud.blob_readers import BlobSealer
 from cloud.chain_signer import operator_signer
 from cloud.content_store import ContentStore, IpfsClient, LocalContentStore
 from cloud.db import make_engine, migrate, read_session_factory, session_factory
@@ -42,6 +43,7 @@ class Ledger:
     signing_key: int
     auth_failures: FailureLimiter
     applications: FailureLimiter
+    sealer: BlobSealer
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run_jobs(self) -> None:
@@ -73,6 +75,9 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
     sessions = session_factory(engine)
     development = settings.environment == "development"
     signing_key = load_or_create(settings.signing_key_file, allow_create=development)
+    sealer = BlobSealer.from_int(
+        load_or_create(settings.encryption_key_path, development, "cloud encryption key", "carbontrace cloud bootstrap")
+    )
     with sessions.begin() as session:
         if bootstrap_operator_key(session, settings.operator_key_file, int(time.time())):
             logger.warning("the first operator API key is in %s (0600)", settings.operator_key_file)
@@ -102,9 +107,20 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
         confirmations=settings.confirmation_depth,
     )
     readers = read_session_factory(engine)
-    ingestor = Ingestor(sessions, store, readers)
+    ingestor = Ingestor(sessions, store, sealer, readers)
     limiter = FailureLimiter(settings.auth_failure_burst, settings.auth_failures_per_minute)
     applications = FailureLimiter(settings.application_burst, settings.applications_per_hour / 60.0)
     return Ledger(
-        settings, engine, sessions, readers, store, ledger_chain, ingestor, anchorer, signing_key, limiter, applications
+        settings,
+        engine,
+        sessions,
+        readers,
+        store,
+        ledger_chain,
+        ingestor,
+        anchorer,
+        signing_key,
+        limiter,
+        applications,
+        sealer,
     )

@@ -111,6 +111,23 @@ class SignerKey(Base):
     revoke_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)
 
 
+class BlobReader(Base):
+    """A reader's P-256 encryption public key: the key every batch blob sealed from now on is also wrapped to
+    (carbontrace_protocol/sealed_blob.py). ``kind`` "enterprise" (``party_id`` an enterprise id: its own
+    batches) or "regulator" (``party_id`` a name: every batch). One active key per party; rotating revokes the
+    current row and adds one, revoking sets ``revoked_at``. Both affect only batches sealed afterwards."""
+
+    __tablename__ = "blob_readers"
+    __table_args__ = (Index("ix_blob_readers_party", "kind", "party_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(12))  # "enterprise" | "regulator"
+    party_id: Mapped[str] = mapped_column(String(64))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(65))  # uncompressed SEC1
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)  # sha256 of public_key
+    added_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
 class Blob(Base):
     """A blob in the content store; `pinned` is False until IPFS holds it (always True for the local store)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,10 @@ class Settings(BaseSettings):
     # The local store is always written (IPFS pins from it), so an accepted batch is never lost.
     content_dir: str = "./.carbontrace/content"
     signing_key_file: str = "./.carbontrace/cloud-signing-key.hex"
+    # The cloud's P-256 key for opening sealed batch blobs (carbontrace_protocol/sealed_blob.py), hex seed, 0600;
+    # made with the signing key (bootstrap, or first start in development). Empty: cloud-encryption-key.hex next
+    # to the signing key file.
+    encryption_key_file: str = ""
     # The operator's chain key (secp256k1, hex, 0600): the cloud signs its own transactions with it. Created at
     # bootstrap (or first start in development); CT_CLOUD_CHAIN_KEY (hex) overrides the file (HSM/KMS later).
     chain_key_file: str = "./.carbontrace/cloud-chain-key.hex"
@@ -99,6 +104,12 @@ class Settings(BaseSettings):
                 f"refusing to bind {host}: a development cloud listens on loopback only; set "
                 "CT_CLOUD_ENVIRONMENT=production (after `carbontrace cloud bootstrap`) to serve beyond it"
             )
+
+    @property
+    def encryption_key_path(self) -> str:
+        if self.encryption_key_file:
+            return self.encryption_key_file
+        return str(Path(self.signing_key_file).with_name("cloud-encryption-key.hex"))
 
     @property
     def confirmation_depth(self) -> int:

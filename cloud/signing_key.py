@@ -9,16 +9,19 @@ from carbontrace.secret_files import write_secret
 from carbontrace_protocol import p256
 
 
-def load_or_create(path: str, allow_create: bool) -> int:
-    """The private key in ``path``; created (mode 0600) only where allowed (development)."""
+def load_or_create(
+    path: str, allow_create: bool, what: str = "cloud signing key", made_by: str = "carbontrace cloud keygen"
+) -> int:
+    """The private key in ``path``; created (mode 0600) only where allowed (development). The cloud's blob
+    encryption key (``what="cloud encryption key"``) is a file of the same format."""
     file = Path(path)
     if not file.exists():
         if not allow_create:
-            raise FileNotFoundError(f"cloud signing key {path} is missing (create it with `carbontrace cloud keygen`)")
+            raise FileNotFoundError(f"{what} {path} is missing (create it with `{made_by}`)")
         write_secret(file, secrets.token_bytes(32).hex() + "\n", exclusive=True)
     seed = bytes.fromhex(file.read_text().strip())
     if len(seed) < 32:
-        raise ValueError(f"cloud signing key {path} must hold at least 32 bytes of hex")
+        raise ValueError(f"{what} {path} must hold at least 32 bytes of hex")
     return int(p256.private_key_from_bytes(seed))
 
 

@@ -1,8 +1,9 @@
 """Trace and verify: locate → retrieve → verify the leaves behind a query, scoped by role and data type.
 
 Locate reads the SQL index (which batches, log positions and anchored checkpoints hold the matching
-readings/aggregates). Retrieve re-reads each batch from the content store by CID, recomputes the CID, finds
-the leaf in the blob and checks that the SQL row says what the leaf says. Verify builds the self-contained
+readings/aggregates). Retrieve re-reads each batch from the content store by CID, recomputes the CID, opens
+the sealed blob with the cloud's encryption key (cloud/blob_readers.py), finds the leaf in the blob and checks
+that the SQL row says what the leaf says. Verify builds the self-contained
 proof bundle (docs/proof-bundle.md) from those bytes and runs the same pure checks as the offline verifier
 (carbontrace_protocol/proof_verify.py), with the chain read through cloud/chain.py, never our own DB.
 """
@@ -368,6 +369,10 @@ def _load_batch(ledger: Ledger, session: Session, item: Located) -> tuple[BatchB
         return None, f"blob {item.cid}: {type(err).__name__}: {err}", []
     if cid_for(blob) != item.cid:
         return None, f"blob is not {item.cid}", []
+    try:
+        blob = ledger.sealer.open(blob, item.batch_id)
+    except ProtocolError as err:
+        return None, f"sealed blob {item.cid} does not open with the cloud's key: {err}", []
     try:
         batch = decode_batch(blob)
     except ProtocolError as err:

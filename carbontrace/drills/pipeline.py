@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import create_engine, text
 
 from carbontrace.benchmarks.common import DeviceKey, reading_topic
 from carbontrace.benchmarks.mqtt_load import PacedPublisher, publish_all
 from carbontrace.servers import CloudProcess, GatewayProcess, Mosquitto, Tenant
-from carbontrace_protocol import cose, merkle
+from carbontrace_protocol import cose, merkle, p256, sealed_blob
 from carbontrace_protocol.batch import LEAF_READING, decode_batch, parse_header, parse_leaf
 from carbontrace_protocol.cid import cid_for
 from carbontrace_protocol.errors import ProtocolError
@@ -152,7 +153,7 @@ class Pipeline:
             if cid_for(blob) != cid:
                 return False, f"batch {batch_id}: stored blob does not match its CID {cid}"
             try:
-                batch = decode_batch(blob)
+                batch = decode_batch(sealed_blob.open_sealed(blob, self.cloud_encryption_key(), batch_id))
             except ProtocolError as err:
                 return False, f"batch {batch_id}: {err}"
             message_ok = self._header_signature_ok(batch.signed_header)
@@ -176,6 +177,11 @@ class Pipeline:
     def _header_signature_ok(self, signed_header: bytes) -> bool:
         message, _ = parse_header(signed_header)
         return bool(verify_es256(self.gateway_public, message.signed_bytes(), message.signature))
+
+    def cloud_encryption_key(self) -> ec.EllipticCurvePrivateKey:
+        """The key the drill opens sealed blobs with: the cloud's (made by the cloud at its first start)."""
+        seed = (self.workdir / "cloud" / "cloud-encryption-key.hex").read_text().strip()
+        return sealed_blob.private_key_from_int(int(p256.private_key_from_bytes(bytes.fromhex(seed))))
 
     def blob_path_of_latest_batch(self) -> tuple[str, Path]:
         with self.engine.connect() as db:

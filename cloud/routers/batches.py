@@ -121,7 +121,8 @@ def read_batch_blob(
     session: SessionDep,
     principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE))],
 ) -> JSONResponse:
-    """Roles: operator, regulator, the owning enterprise. The stored blob (hex), re-read from the content store."""
+    """Roles: operator, regulator, the owning enterprise. The stored blob (hex), re-read from the content store: the
+    sealed envelope (docs/protocol.md, "Sealed blobs"), which a reader opens with `carbontrace open-blob`."""
     row = _batch_in_scope(session, principal, gateway_id, batch_seq)
     return JSONResponse({"cid": row.cid, "blob": ledger.store.get(row.cid).hex()})
 

@@ -27,15 +27,15 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     plots = tmp_path / "plots"
     done = subprocess.run(
-        [sys.executable, "-m", "carbontrace.bench", "--quick", "--only", "verify,gas,proofs,firmware",
+        [sys.executable, "-m", "carbontrace.bench", "--quick", "--only", "verify,seal,gas,proofs,firmware",
          "--json-out", str(out), "--plot", str(plots)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=170, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     sections = report["sections"]
-    assert set(sections) == {"verify", "gas", "proofs", "firmware"}
-    for name in ("verify", "gas", "proofs", "firmware"):
+    assert set(sections) == {"verify", "seal", "gas", "proofs", "firmware"}
+    for name in ("verify", "seal", "gas", "proofs", "firmware"):
         rows = sections[name]["rows"]
         assert rows, name
         for row in rows:

@@ -29,17 +29,20 @@ def test_accept_retry_and_state(client: TestClient) -> None:
     r = upload(client, gw, batch)
     assert r.status_code == 201, r.text
     receipt = r.json()
+    stored = _ledger(client).store.get(receipt["cid"])
     assert receipt == {
         "batch_id": batch.id,
         "batch_hash": batch.hash.hex(),
-        "cid": cid_for(blob),
+        "cid": cid_for(stored),
         "log_index": 0,
         "leaves": 8,
         "readings": 6,
         "quarantined": 0,
         "status": "accepted",
     }
-    assert _ledger(client).store.get(receipt["cid"]) == blob
+    # The content store holds the sealed blob (not the upload): only its readers' keys open it.
+    assert stored != blob and blob not in stored and batch.leaves[0] not in stored
+    assert _ledger(client).sealer.open(stored, batch.id) == blob
     # A retried upload of the identical batch: the same receipt, 200, nothing stored twice.
     r = upload(client, gw, batch)
     assert (r.status_code, r.json()) == (200, receipt)

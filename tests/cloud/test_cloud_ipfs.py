@@ -36,7 +36,11 @@ def test_ingestion_with_ipfs_down_keeps_the_blob_and_pins_it_later(tmp_path: Pat
         assert r.status_code == 201, r.text
         gw.accepted(batch, readings)
         assert ledger.store.ipfs is not None
-        assert ledger.store.ipfs.cat(r.json()["cid"]) == batch.encode()  # pinned at once while IPFS is up
+        served = ledger.store.ipfs.cat(r.json()["cid"])  # pinned at once while IPFS is up
+        # What an IPFS peer with the CID gets: the sealed blob, not one reading leaf in clear
+        assert served == ledger.store.local.get(r.json()["cid"]) and cid_for(served) == r.json()["cid"]
+        assert all(leaf not in served for leaf in batch.leaves)
+        assert ledger.sealer.open(served, batch.id) == batch.encode()
 
         ipfs_daemon.stop()
         try:
@@ -44,7 +48,7 @@ def test_ingestion_with_ipfs_down_keeps_the_blob_and_pins_it_later(tmp_path: Pat
             r = upload(client, gw, batch2)
             assert r.status_code == 201, r.text  # IPFS down does not stop ingestion
             cid = r.json()["cid"]
-            assert ledger.store.local.get(cid) == batch2.encode()
+            assert ledger.sealer.open(ledger.store.local.get(cid), batch2.id) == batch2.encode()
             assert ledger.anchorer.pin_pending() == 0  # still down: stays unpinned
             try:
                 ledger.store.ipfs.cat(cid)
@@ -55,7 +59,7 @@ def test_ingestion_with_ipfs_down_keeps_the_blob_and_pins_it_later(tmp_path: Pat
             ipfs_daemon.start()
         report = ledger.anchorer.tick(force_checkpoint=True)
         assert (report.pinned, report.anchored) == (1, 1)  # the batch IPFS missed; the checkpoint went in directly
-        assert ledger.store.ipfs.cat(cid) == batch2.encode()
+        assert ledger.sealer.open(ledger.store.ipfs.cat(cid), batch2.id) == batch2.encode()
         checkpoint_cid = client.get("/api/v1/log/checkpoints/latest").json()["cid"]
         assert cid_for(ledger.store.ipfs.cat(checkpoint_cid)) == checkpoint_cid
         assert ledger.anchorer.pin_pending() == 0

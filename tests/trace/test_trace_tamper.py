@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, update
 
 from carbontrace_protocol import checkpoint as signed_checkpoint
-from carbontrace_protocol import cose, merkle
+from carbontrace_protocol import cose, merkle, sealed_blob
 from carbontrace_protocol.batch import Batch, reading_leaf
 from carbontrace_protocol.ids import key_fingerprint
 from carbontrace_protocol.proof_bundle import Trust
@@ -61,8 +61,12 @@ def _first_item(client: TestClient, traced: Traced) -> dict[str, Any]:
     return r.json()["items"][0]  # type: ignore[no-any-return]
 
 
-def _readdress(ledger: Ledger, batch_id: str, blob: bytes, signed_header: bytes | None = None) -> None:
-    """An attacker with the DB and the store: put a changed blob under its own CID and point the index at it."""
+def _readdress(
+    ledger: Ledger, batch_id: str, blob: bytes, signed_header: bytes | None = None, sealed: bytes | None = None
+) -> None:
+    """An attacker with the DB and the store: put a changed blob under its own CID and point the index at it.
+    The cloud's encryption key is public, so the attacker seals the changed batch to it (or passes ``sealed``)."""
+    blob = sealed if sealed is not None else sealed_blob.seal(blob, batch_id, [ledger.sealer.public_key])
     cid, _ = ledger.store.put(blob)
     with ledger.session_factory.begin() as session:
         if session.get(models.Blob, cid) is None:
@@ -146,8 +150,21 @@ def test_stored_tamper_matrix(client: TestClient) -> None:
     def blob_byte() -> Callable[[], None]:
         path = ledger.store.local._path(original_cid)
         data = path.read_bytes()
-        path.write_bytes(flip(data, len(data) // 2))
+        start, end = sealed_blob.ciphertext_span(data)
+        path.write_bytes(flip(data, (start + end) // 2))  # a byte of the ciphertext: the CID check fails
         return lambda: path.write_bytes(data)
+
+    def sealed_ciphertext() -> Callable[[], None]:
+        # the changed ciphertext under its own CID: the CID holds, the cloud's key does not open it
+        data = ledger.store.local._path(original_cid).read_bytes()
+        start, end = sealed_blob.ciphertext_span(data)
+        _readdress(ledger, batch.id, b"", sealed=flip(data, (start + end) // 2))
+        return back_to_original
+
+    def sealed_to_others() -> Callable[[], None]:
+        # a well-formed blob of the right batch that the cloud is not a recipient of
+        _readdress(ledger, batch.id, b"", sealed=sealed_blob.seal(batch.encode(), batch.id, [new_key()[1]]))
+        return back_to_original
 
     def log_node() -> Callable[[], None]:
         where = (models.LogNode.level == 0) & (models.LogNode.index == 1)
@@ -198,7 +215,9 @@ def test_stored_tamper_matrix(client: TestClient) -> None:
 
     cases = [
         StoreCase("SQL reading row", "sql_index", sql_reading_row),
-        StoreCase("content-store blob", "content_store", blob_byte),
+        StoreCase("content-store blob (a ciphertext byte)", "content_store", blob_byte),
+        StoreCase("sealed ciphertext (blob re-addressed)", "content_store", sealed_ciphertext),
+        StoreCase("sealed to other readers (blob re-addressed)", "content_store", sealed_to_others),
         StoreCase("log proof node", "log_inclusion", log_node),
         StoreCase("device signature (blob re-addressed)", "device_signature", device_signature),
         StoreCase("gateway signature (blob and index re-addressed)", "gateway_signature", gateway_signature),
