@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +31,9 @@ from carbontrace_protocol.statement_summary import (
     verify_summary,
 )
 from tests.cloud.cloud_testkit import openssl_sign_reading, register_tenant, upload
+from tests.conftest import REPO_ROOT
 from tests.trace.test_trace_statements import _prune, _resign
+from tests.trace.test_trace_verifier_cli import served_app  # noqa: F401 - the fixture
 from tests.trace.trace_kit import Traced, anchor, get, ledger_of, reader_of, trust_of
 
 HOUR = 3600
@@ -36,11 +42,11 @@ HOURS = 6
 T0 = 1_700_003_600  # a whole hour
 
 
-def _fill(client: TestClient, name: str) -> Traced:
+def _fill(client: TestClient, name: str, hours: int = HOURS) -> Traced:
     traced = Traced(register_tenant(client, name))
     gw = traced.tenant.gateway
     gw.window_start = T0
-    for _ in range(HOURS * HOUR // WINDOW + 1):  # one batch past the end closes the chain
+    for _ in range(hours * HOUR // WINDOW + 1):  # one batch past the end closes the chain
         batch, readings = gw.build(per_device=1, window_s=WINDOW, signer=openssl_sign_reading)
         r = upload(client, gw, batch)
         assert r.status_code == 201, r.text
@@ -60,7 +66,7 @@ def paged(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield client, ours, theirs
 
 
-def _summary(client: TestClient, traced: Traced) -> tuple[dict[str, Any], dict[str, Any]]:
+def _summary(client: TestClient, traced: Traced, hours: int = HOURS) -> tuple[dict[str, Any], dict[str, Any]]:
     """(summary, pages by CID) as an auditor downloads them."""
     key = traced.tenant.enterprise_key
     r = get(
@@ -68,7 +74,7 @@ def _summary(client: TestClient, traced: Traced) -> tuple[dict[str, Any], dict[s
         f"/api/v1/enterprises/{traced.tenant.enterprise_id}/statement-summary",
         key,
         start=T0,
-        end=T0 + HOURS * HOUR,
+        end=T0 + hours * HOUR,
         page_s=HOUR,
     )
     assert r.status_code == 200, r.text
@@ -238,3 +244,54 @@ def test_a_page_is_served_only_to_who_may_see_its_statement(paged: Any) -> None:
         assert r.status_code == 403, r.text
     page = get(client, f"/api/v1/statements/pages/{cid}", ours.tenant.enterprise_key).json()
     assert hashlib.sha256(strict_json.canonical(page)).hexdigest() == summary["summary"]["pages"][0]["sha256"]
+
+
+def test_the_command_line_verifies_a_summary_with_its_pages(
+    served_app: tuple[TestClient, str],  # noqa: F811 - the imported fixture
+    tmp_path: Path,
+) -> None:
+    client, base = served_app
+    trust_path = tmp_path / "trust.json"
+    trust_path.write_text(json.dumps(client.get("/api/v1/trust").json()))
+    ours = _fill(client, "Summary CLI", hours=2)
+    anchor(client)
+    summary, pages = _summary(client, ours, hours=2)
+    pages_dir = tmp_path / "pages"
+    pages_dir.mkdir()
+    for cid, page in pages.items():
+        (pages_dir / f"{cid}.json").write_bytes(strict_json.canonical(page))
+
+    def verify(document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        path = tmp_path / "summary.json"
+        path.write_text(json.dumps(document))
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "carbontrace.verify_bundle",
+                str(path),
+                "--pages",
+                str(pages_dir),
+                "--rpc",
+                f"{base}/rpc",
+                "--trust",
+                str(trust_path),
+                "--json",
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        return done.returncode, json.loads(done.stdout)
+
+    code, report = verify(summary)
+    assert (code, report["status"]) == (0, "valid"), report
+    forged = copy.deepcopy(summary)
+    forged["summary"]["figures"]["energy_wh"] += 1
+    code, report = verify(_resign_summary(client, forged))
+    assert (code, report["failed_step"]) == (STEP_EXIT["summary_figures"], "summary_figures"), report
+    (pages_dir / f"{summary['summary']['pages'][1]['cid']}.json").unlink()
+    code, report = verify(summary)
+    assert (code, report["status"]) == (EXIT_INCOMPLETE, "incomplete"), report
