@@ -168,10 +168,12 @@ def statement_summary(
     }
 
 
-def statement_page(ledger: Ledger, cid: str) -> dict[str, Any] | None:
-    """A stored page by CID, or None if the store holds no statement under it (batches share the store)."""
+def statement_page(ledger: Ledger, cid: str) -> tuple[str, bytes] | None:
+    """(enterprise id, stored bytes) of the page named ``cid``, or None if the store holds no statement under
+    it (batch blobs share the store and are never served as pages)."""
     try:
-        document = strict_json.loads(ledger.store.get(cid))
+        blob = ledger.store.get(cid)
+        document = strict_json.loads(blob)
     except (KeyError, ValueError, OSError, ProtocolError, ContentStoreError):
         return None
     if not isinstance(document, dict) or document.get("format") != fmt.STATEMENT_FORMAT:
@@ -179,4 +181,4 @@ def statement_page(ledger: Ledger, cid: str) -> dict[str, Any] | None:
     statement_body = document.get("statement")
     if not isinstance(statement_body, dict) or not isinstance(statement_body.get("enterprise_id"), str):
         return None
-    return document
+    return statement_body["enterprise_id"], blob

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from carbontrace_protocol.proof_verify import ChainUnreachable
@@ -264,12 +264,15 @@ def enterprise_statement_summary(
 )
 def statement_page(
     cid: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,128}$")], principal: CallerDep, ledger: LedgerDep
-) -> JSONResponse:
+) -> Response:
     """Roles: as /enterprises/{id}/statement, for the enterprise the page is a statement of. The stored page
     named `cid` (a page not held, or held for an enterprise the caller may not see, is the same 403)."""
     page = statements.statement_page(ledger, cid)
     if page is None:
         raise HTTPException(403, FORBIDDEN)
-    enterprise_id = page["statement"]["enterprise_id"]
+    enterprise_id, blob = page
     _scoped(principal, tracelib.TraceQuery(enterprise_id=enterprise_id, types=tracelib.PLATFORM_TYPES), ledger)
-    return JSONResponse(page, headers={"Content-Disposition": f'attachment; filename="{cid}.json"'})
+    # the stored bytes as they are: their sha256 and CID are the ones the summary lists
+    return Response(
+        blob, media_type="application/json", headers={"Content-Disposition": f'attachment; filename="{cid}.json"'}
+    )
