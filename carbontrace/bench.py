@@ -1,7 +1,7 @@
 """`carbontrace bench` / `make bench`: every figure measured beside its reference in the same run.
 
-Sections (``--only`` picks some): verify, seal, ingest, e2e, gas, proofs, trace, firmware. Prints a table, writes
-JSON (``--json-out``) and, with ``--plot DIR``, PNG charts. What each figure means: docs/benchmarks.md.
+Sections (``--only`` picks some): verify, seal, ingest, e2e, gas, proofs, trace, firmware, statement. Prints a
+table, writes JSON (``--json-out``) and, with ``--plot DIR``, PNG charts. What each figure means: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import typer
 from carbontrace.benchmarks.common import Row, SectionResult
 from carbontrace.servers import stop_children_on_sigterm
 
-SECTIONS = ("verify", "seal", "ingest", "e2e", "gas", "proofs", "trace", "firmware")
+SECTIONS = ("verify", "seal", "ingest", "e2e", "gas", "proofs", "trace", "firmware", "statement")
 
 
 class Sizes:
@@ -41,6 +41,9 @@ class Sizes:
         self.proof_repeats = 5 if quick else 20
         self.trace_readings = 2_000 if quick else 10_000
         self.firmware_count = 5 if quick else 30
+        # a month of 100 devices at 15-minute windows (288,000 aggregates) in paged statements; not under 5 min
+        self.statement_devices = 5 if quick else 100
+        self.statement_days = 1 if quick else 30
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -123,6 +126,10 @@ def _run_one(name: str, sizes: Sizes, postgres: bool) -> SectionResult:
         from carbontrace.benchmarks import trace_bench
 
         return trace_bench.run(sizes.trace_readings)
+    if name == "statement":
+        from carbontrace.benchmarks import statement_bench
+
+        return statement_bench.run(sizes.statement_devices, sizes.statement_days)
     raise ValueError(name)
 
 
@@ -141,6 +148,8 @@ def bench_command(
     readings_per_batch: Annotated[int | None, typer.Option(help="readings per gateway batch (proofs, gas)")] = None,
     trace_readings: Annotated[int | None, typer.Option(help="readings stored for the trace latency")] = None,
     firmware_count: Annotated[int | None, typer.Option(help="signatures per firmware run")] = None,
+    statement_devices: Annotated[int | None, typer.Option(help="devices for the paged statement")] = None,
+    statement_days: Annotated[int | None, typer.Option(help="days (daily pages) for the paged statement")] = None,
 ) -> None:
     """Measure CarbonTrace next to its references (same run, same machine); print a table, write JSON."""
     chosen = [s.strip() for s in only.split(",") if s.strip()]
@@ -151,7 +160,8 @@ def bench_command(
     for attr, value in (("verify_count", verify_count), ("ingest_per_device", ingest_per_device),
                         ("e2e_seconds", e2e_seconds), ("e2e_rate", e2e_rate),
                         ("readings_per_batch", readings_per_batch), ("trace_readings", trace_readings),
-                        ("firmware_count", firmware_count)):
+                        ("firmware_count", firmware_count), ("statement_devices", statement_devices),
+                        ("statement_days", statement_days)):
         if value is not None:
             setattr(sizes, attr, value)
     if proof_max_exp is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,10 +32,43 @@ from carbontrace_protocol.proof_verify import (
     verify_bundle_json,
 )
 from carbontrace_protocol.statement import STATEMENT_FORMAT, verify_statement
+from carbontrace_protocol.statement_summary import SUMMARY_FORMAT, verify_summary
 
 
-def verify_document(document: Any, chain: Any, trust: Trust) -> Report:
-    """A statement or a bundle, by its format field (each parser then refuses anything else)."""
+class PageDirectory(Mapping[str, Any]):
+    """The pages of a period summary as files ``<cid>.json`` in a directory, each read (strictly) only when
+    the verifier asks for it, so memory holds one page at a time. A page that is not JSON reads as None,
+    which matches no listed sha256."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, cid: str) -> Path:
+        return self.directory / f"{cid}.json"
+
+    def __contains__(self, cid: object) -> bool:
+        return isinstance(cid, str) and "/" not in cid and self._path(cid).is_file()
+
+    def __getitem__(self, cid: str) -> Any:
+        if cid not in self:
+            raise KeyError(cid)
+        try:
+            return strict_json.loads(self._path(cid).read_bytes())
+        except strict_json.StrictJSONError:
+            return None
+
+    def __iter__(self) -> Iterator[str]:
+        return (p.name.removesuffix(".json") for p in sorted(self.directory.glob("*.json")))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def verify_document(document: Any, chain: Any, trust: Trust, pages: Mapping[str, Any] | None = None) -> Report:
+    """A period summary (with its pages), a statement or a bundle, by its format field (each parser then
+    refuses anything else)."""
+    if isinstance(document, dict) and document.get("format") == SUMMARY_FORMAT:
+        return verify_summary(document, pages or {}, chain, trust)
     if isinstance(document, dict) and document.get("format") == STATEMENT_FORMAT:
         return verify_statement(document, chain, trust)
     return verify_bundle_json(document, chain, trust)
@@ -115,7 +149,9 @@ def load_trust(trust_file: Path | None, registry: str | None, chain_id: int | No
 
 
 def verify_command(
-    bundle_path: Annotated[Path, typer.Argument(help="proof bundle or signed statement (JSON)", metavar="BUNDLE.json")],
+    bundle_path: Annotated[
+        Path, typer.Argument(help="proof bundle, signed statement or period summary (JSON)", metavar="BUNDLE.json")
+    ],
     rpc: Annotated[str, typer.Option("--rpc", help="JSON-RPC URL of a node of the pinned chain, or cloud /rpc")],
     trust_file: Annotated[
         Path | None, typer.Option("--trust", help="pinned trust file (the cloud publishes it at /api/v1/trust)")
@@ -123,13 +159,18 @@ def verify_command(
     registry: Annotated[str | None, typer.Option("--registry", help="pinned registry contract address")] = None,
     chain_id: Annotated[int | None, typer.Option("--chain-id", help="pinned chain id")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable report on stdout")] = False,
+    pages_dir: Annotated[
+        Path | None,
+        typer.Option("--pages", help="for a period summary: the directory of its pages, named <cid>.json"),
+    ] = None,
 ) -> None:
     """Verify a proof bundle offline: everything from its bytes, plus the pinned registry's keys and anchors.
 
     The registry address and chain id are pinned out of band (--trust, or --registry and --chain-id); a
     bundle naming another registry or chain fails. Exit status: 0 valid; 3 pending (not anchored yet); 4
     chain unreachable; 5 incomplete (the cloud could not prove some leaves); 6 empty (nothing answers the
-    query); 2 unusable input or no trust anchor; 10+ the failing step (STEP_EXIT, docs/proof-bundle.md)."""
+    query, or a page of a summary not given); 2 unusable input or no trust anchor; 10+ the failing step
+    (STEP_EXIT, docs/proof-bundle.md). A period summary is verified with its pages (--pages DIR)."""
     try:
         trust = load_trust(trust_file, registry, chain_id)
     except (OSError, ValueError) as err:
@@ -146,7 +187,11 @@ def verify_command(
         typer.echo(json.dumps(report.as_json(), indent=2) if as_json else _human(report))
         raise typer.Exit(report.exit_code) from err
     try:
-        report = verify_document(document, Web3ChainReader.over_http(rpc, trust.registry), trust)
+        if pages_dir is not None and not pages_dir.is_dir():
+            typer.echo(f"error: --pages {pages_dir} is not a directory", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        pages = PageDirectory(pages_dir) if pages_dir is not None else None
+        report = verify_document(document, Web3ChainReader.over_http(rpc, trust.registry), trust, pages)
     except ChainUnreachable as err:
         if as_json:
             typer.echo(json.dumps({"status": "unknown", "error": "chain_unreachable", "detail": str(err)}))

@@ -14,7 +14,7 @@ raw reading, and a reading leaf hash covers its signature, so sibling hashes lea
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from carbontrace_protocol import cbor, cose, merkle
@@ -206,8 +206,10 @@ def build_batch(
     aggregates: Sequence[dict[str, Any]],
     prev_hash: bytes,
     created: int,
+    sign1: Callable[[int, bytes, bytes], bytes] = cose.sign1,
 ) -> Batch:
-    """Build and sign a batch. Readings come first in the given order, then the aggregates."""
+    """Build and sign a batch. Readings come first in the given order, then the aggregates. ``sign1`` makes
+    the COSE_Sign1 header (cose.sign1; a load generator may pass an OpenSSL-backed one with the same bytes)."""
     leaves = [reading_leaf(r) for r in signed_readings] + [aggregate_leaf(a) for a in aggregates]
     header: dict[str, Any] = {
         "v": BATCH_FORMAT_VERSION,
@@ -221,7 +223,7 @@ def build_batch(
         "prev": bytes(prev_hash),
         "created": created,
     }
-    signed_header = cose.sign1(gateway_key, gateway_id.encode(), cbor.encode(header))
+    signed_header = sign1(gateway_key, gateway_id.encode(), cbor.encode(header))
     return Batch(signed_header, header, leaves)
 
 

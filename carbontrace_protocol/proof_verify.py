@@ -56,7 +56,14 @@ STEPS = (
     "statement_figures",
     "query_match",
     "statement_completeness",
+    # paged statements (carbontrace_protocol/statement_summary.py); appended so no earlier exit code moves
+    "summary_signature",
+    "summary_pages",
+    "summary_figures",
+    "summary_completeness",
 )
+# the steps of a period summary (statement_summary.verify_summary); the conformance set has no case for them yet
+SUMMARY_STEPS = ("summary_signature", "summary_pages", "summary_figures", "summary_completeness")
 ITEM_STEPS = (
     "device_key",
     "device_signature",

@@ -17,9 +17,13 @@ from sqlalchemy.orm import Session
 
 from carbontrace_protocol import p256, strict_json
 from carbontrace_protocol import statement as fmt
+from carbontrace_protocol import statement_summary as summary_fmt
+from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.ids import key_fingerprint
 from carbontrace_protocol.views import DataType
 from cloud import models
 from cloud.bundle_builder import BundleBuilder
+from cloud.content_store import ContentStoreError
 from cloud.ledger import Ledger
 from cloud.signing_key import public_key
 from cloud.trace import (
@@ -121,3 +125,60 @@ def statement(ledger: Ledger, session: Session, enterprise_id: str, start: int, 
         "signature": {"alg": "ES256", "kid": kid.hex(), "value": signature.hex()},
         "bundle": bundle_json,
     }
+
+
+MAX_SUMMARY_PAGES = 1000  # a year of daily pages, or six weeks of hourly ones
+MIN_PAGE_S = 60
+
+
+def statement_summary(
+    ledger: Ledger, session: Session, enterprise_id: str, start: int, end: int, page_s: int = 86_400
+) -> dict[str, Any]:
+    """The signed period summary of ``enterprise_id`` over [start, end) (carbontrace_protocol.statement_summary):
+    one statement per ``page_s`` sub-period, each built, stored in the content store under its CID and
+    dropped before the next (memory bounded by a page), then the totals folded from them, signed."""
+    if page_s < MIN_PAGE_S:
+        raise StatementTooLarge(f"page_s must be at least {MIN_PAGE_S}")
+    if -(-(end - start) // page_s) > MAX_SUMMARY_PAGES:
+        raise StatementTooLarge(f"more than {MAX_SUMMARY_PAGES} pages: ask for longer pages or a shorter period")
+    entries: list[dict[str, Any]] = []
+    folded = summary_fmt.CompletenessTotals()
+    for page_start in range(start, end, page_s):
+        page = statement(ledger, session, enterprise_id, page_start, min(page_start + page_s, end))
+        cid, _ = ledger.store.put(summary_fmt.page_bytes(page))
+        entries.append(summary_fmt.page_entry(page, cid))
+        folded.add(page["statement"]["completeness"])
+        del page
+    figures = summary_fmt.total_figures(e["figures"] for e in entries)
+    body: dict[str, Any] = {
+        "enterprise_id": enterprise_id,
+        "period": {"start": start, "end": end},
+        "pages": entries,
+        "figures": figures,
+        "factors": summary_fmt.total_factors(figures),
+        "completeness": folded.to_json(),
+    }
+    kid = key_fingerprint(public_key(ledger.signing_key))
+    signature = bytes(p256.sign(ledger.signing_key, strict_json.canonical(body)))
+    return {
+        "format": summary_fmt.SUMMARY_FORMAT,
+        "version": summary_fmt.SUMMARY_VERSION,
+        "summary": body,
+        "signature": {"alg": "ES256", "kid": kid.hex(), "value": signature.hex()},
+    }
+
+
+def statement_page(ledger: Ledger, cid: str) -> tuple[str, bytes] | None:
+    """(enterprise id, stored bytes) of the page named ``cid``, or None if the store holds no statement under
+    it (batch blobs share the store and are never served as pages)."""
+    try:
+        blob = ledger.store.get(cid)
+        document = strict_json.loads(blob)
+    except (KeyError, ValueError, OSError, ProtocolError, ContentStoreError):
+        return None
+    if not isinstance(document, dict) or document.get("format") != fmt.STATEMENT_FORMAT:
+        return None
+    statement_body = document.get("statement")
+    if not isinstance(statement_body, dict) or not isinstance(statement_body.get("enterprise_id"), str):
+        return None
+    return statement_body["enterprise_id"], blob

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from carbontrace_protocol.proof_verify import ChainUnreachable
@@ -224,3 +224,55 @@ def enterprise_statement(
     except ChainUnreachable as err:
         raise ChainUnavailable(str(err)) from err
     return JSONResponse(document)
+
+
+@router.get(
+    "/enterprises/{enterprise_id}/statement-summary",
+    responses={
+        200: {"description": "signed period summary over statement pages (docs/proof-bundle.md#paged-statements)"},
+        422: {"description": "period or page length invalid, or too many pages"},
+        **_FORBIDDEN_RESPONSE,
+    },
+)
+def enterprise_statement_summary(
+    enterprise_id: Annotated[str, Path(pattern=_ID)],
+    start: Annotated[int, Query(ge=0, le=_MAX_TIME)],
+    end: Annotated[int, Query(ge=0, le=_MAX_TIME)],
+    principal: CallerDep,
+    ledger: LedgerDep,
+    session: SessionDep,
+    page_s: Annotated[int, Query(ge=statements.MIN_PAGE_S, le=_MAX_TIME)] = 86_400,
+) -> JSONResponse:
+    """Roles: as /enterprises/{id}/statement. The period [start, end) as one statement per `page_s` seconds
+    (each stored in the content store; fetch them from /statements/pages/{cid}) and a summary signed by the
+    cloud key listing each page's CID, sha256 and figures with the period's totals and completeness."""
+    _scoped(principal, tracelib.TraceQuery(enterprise_id=enterprise_id, types=tracelib.PLATFORM_TYPES), ledger)
+    if end <= start:
+        raise HTTPException(422, "end must be after start")
+    try:
+        document = statements.statement_summary(ledger, session, enterprise_id, start, end, page_s)
+    except statements.StatementTooLarge as err:
+        raise HTTPException(422, str(err)) from err
+    except ChainUnreachable as err:
+        raise ChainUnavailable(str(err)) from err
+    return JSONResponse(document)
+
+
+@router.get(
+    "/statements/pages/{cid}",
+    responses={200: {"description": "one page of a period summary: a signed statement"}, **_FORBIDDEN_RESPONSE},
+)
+def statement_page(
+    cid: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,128}$")], principal: CallerDep, ledger: LedgerDep
+) -> Response:
+    """Roles: as /enterprises/{id}/statement, for the enterprise the page is a statement of. The stored page
+    named `cid` (a page not held, or held for an enterprise the caller may not see, is the same 403)."""
+    page = statements.statement_page(ledger, cid)
+    if page is None:
+        raise HTTPException(403, FORBIDDEN)
+    enterprise_id, blob = page
+    _scoped(principal, tracelib.TraceQuery(enterprise_id=enterprise_id, types=tracelib.PLATFORM_TYPES), ledger)
+    # the stored bytes as they are: their sha256 and CID are the ones the summary lists
+    return Response(
+        blob, media_type="application/json", headers={"Content-Disposition": f'attachment; filename="{cid}.json"'}
+    )

@@ -70,3 +70,22 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
 
     assert sorted(p.name for p in plots.iterdir()) == ["gas_per_reading.png", "proofs.png"]
     assert "verify_es256" in done.stdout
+
+
+def test_quick_statement_bench_produces_and_verifies_a_paged_statement(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "carbontrace.bench", "--quick", "--only", "statement", "--json-out", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=170, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    section = json.loads(out.read_text())["sections"]["statement"]
+    details = section["details"]
+    assert (details["devices"], details["days"], details["status"]) == (5, 1, "valid"), details
+    assert details["aggregates"] == 5 * 96  # 5 devices, a day of 15-minute windows
+    rows = {r["figure"]: r for r in section["rows"]}
+    assert rows["aggregates in the period"]["value"] == 480
+    for figure in ("summary size", "total page size", "build time (summary + pages)",
+                   "verify time (summary + every page)", "verify per aggregate"):
+        assert _positive(rows[figure]["value"]), rows[figure]
+    assert "verify per aggregate" in done.stdout

@@ -15,7 +15,7 @@ import pytest
 
 from carbontrace_protocol import strict_json
 from carbontrace_protocol.proof_bundle import Trust
-from carbontrace_protocol.proof_verify import STEP_EXIT, STEPS, VERDICT_EXIT, verify_bundle_json
+from carbontrace_protocol.proof_verify import STEP_EXIT, STEPS, SUMMARY_STEPS, VERDICT_EXIT, verify_bundle_json
 from carbontrace_protocol.recorded_chain import RecordedChain
 from carbontrace_protocol.statement import STATEMENT_FORMAT, verify_statement
 from tests.conftest import REPO_ROOT
@@ -65,7 +65,9 @@ def test_conformance_case(path: Path) -> None:
 def test_every_step_and_every_verdict_has_a_case() -> None:
     expected = [load(p)["expected"] for p in CASES]
     failing = {e["failed_step"] for e in expected if e["status"] == "invalid"}
-    assert set(STEPS) - failing == set(), "steps no case fails at"
+    # period summaries need their pages beside them, which the one-document case format cannot carry yet:
+    # their steps are covered by tests/trace/test_trace_statement_summary.py until the set gains such cases
+    assert set(STEPS) - set(SUMMARY_STEPS) - failing == set(), "steps no case fails at"
     assert set(VERDICT_EXIT) - {e["status"] for e in expected} == set(), "verdicts no case has"
     assert all((e["status"] == "invalid") == (e["failed_step"] is not None) for e in expected)
 
