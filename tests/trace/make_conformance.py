@@ -27,6 +27,7 @@ from carbontrace_protocol.proof_bundle import ProofBundle, Trust
 from carbontrace_protocol.proof_verify import ChainKey, ChainReader, Report, verify_bundle_json
 from carbontrace_protocol.recorded_chain import RecordedChain, RecordingChain
 from carbontrace_protocol.statement import STATEMENT_FORMAT, verify_statement
+from carbontrace_protocol.statement_summary import SUMMARY_FORMAT, verify_summary
 from tests.cloud.cloud_testkit import app_client, make_settings
 from tests.trace.test_trace_statements import _period, _prune, _resign
 from tests.trace.test_trace_tamper import BUNDLE_CASES
@@ -43,7 +44,9 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def verify_document(document: Any, chain: ChainReader, trust: Trust) -> Report:
+def verify_document(document: Any, chain: ChainReader, trust: Trust, pages: dict[str, Any] | None = None) -> Report:
+    if isinstance(document, dict) and document.get("format") == SUMMARY_FORMAT:
+        return verify_summary(document, pages or {}, chain, trust)
     if isinstance(document, dict) and document.get("format") == STATEMENT_FORMAT:
         return verify_statement(document, chain, trust)
     return verify_bundle_json(document, chain, trust)
@@ -78,6 +81,7 @@ class Writer:
         status: str,
         step: str | None = None,
         text: str | None = None,
+        pages: dict[str, Any] | None = None,
     ) -> None:
         """Verify (recording the chain reads unless ``chain`` is already a recording), check the verdict is the
         intended one, replay it on the recording, and write the case."""
@@ -93,7 +97,7 @@ class Writer:
             else:
                 report = verify_document(parsed, reader, trust)
         else:
-            report = verify_document(document, reader, trust)
+            report = verify_document(document, reader, trust, pages)
         if report is None:
             got = ("invalid", "bundle_format", 10)
         else:
@@ -101,7 +105,7 @@ class Writer:
         recorded = chain if isinstance(chain, RecordedChain) else recorder.recorded()  # type: ignore[union-attr]
         replay = RecordedChain.from_json(json.loads(json.dumps(recorded.to_json())))
         if report is not None:
-            again = verify_document(parsed if text is not None else document, replay, trust)
+            again = verify_document(parsed if text is not None else document, replay, trust, pages)
             assert (again.status, again.failed_step) == got[:2], (name, again.as_json())
         assert got[:2] == (status, step), (name, got, None if report is None else report.as_json())
         case: dict[str, Any] = {
@@ -115,6 +119,8 @@ class Writer:
             case["document_text"] = text
         else:
             case["document"] = document
+        if pages is not None:  # a period summary's pages, by CID
+            case["pages"] = pages
         (self.out / f"{name}.json").write_text(json.dumps(case, sort_keys=True, indent=1) + "\n")
 
 
@@ -497,19 +503,131 @@ def statement_cases(w: Writer, tmp: Path) -> None:
         )
 
 
+def summary_cases(w: Writer, tmp: Path) -> None:
+    """A period summary over two one-hour pages, and one forgery per summary step (signed with the real cloud
+    key where a signature would otherwise give it away)."""
+    from tests.trace import test_trace_statement_summary as paged
+
+    hours = 2
+    with app_client(make_settings(tmp)) as client:
+        ours = paged._fill(client, "Summary Ours", hours=hours)
+        theirs = paged._fill(client, "Summary Theirs", hours=hours)
+        anchor(client)
+        chain, trust = reader_of(client), trust_of(client)
+
+        def fresh(traced: Any = ours) -> tuple[dict[str, Any], dict[str, Any]]:
+            return paged._summary(client, traced, hours=hours)
+
+        summary, pages = fresh()
+        w.case(
+            "summary-valid",
+            "A period summary of two one-hour statement pages.",
+            summary,
+            chain,
+            trust,
+            "valid",
+            pages=pages,
+        )
+        summary, pages = fresh()
+        del pages[summary["summary"]["pages"][1]["cid"]]
+        w.case(
+            "summary-page-missing",
+            "summary-valid without its second page: incomplete, never valid.",
+            summary,
+            chain,
+            trust,
+            "incomplete",
+            pages=pages,
+        )
+        summary, pages = fresh()
+        summary["summary"]["figures"]["energy_wh"] += 1
+        w.case(
+            "summary-edited-figure",
+            "summary-valid with a total edited, not re-signed. Fails at summary_signature.",
+            summary,
+            chain,
+            trust,
+            "invalid",
+            "summary_signature",
+            pages=pages,
+        )
+        summary, pages = fresh()
+        summary["summary"]["figures"]["emissions_g_e4"] -= 10_000
+        w.case(
+            "summary-edited-figure-resigned",
+            "summary-valid with a total lowered and re-signed with the cloud key. Fails at summary_figures.",
+            paged._resign_summary(client, summary),
+            chain,
+            trust,
+            "invalid",
+            "summary_figures",
+            pages=pages,
+        )
+        summary, pages = fresh()
+        _, their_pages = fresh(theirs)
+        their = next(p for p in their_pages.values() if p["statement"]["period"]["start"] == paged.T0 + paged.HOUR)
+        paged._replace_page(summary, pages, 1, copy.deepcopy(their), fold=False)
+        w.case(
+            "summary-other-tenants-page",
+            "summary-valid with its second page replaced by another enterprise's, "
+            "listed properly and re-signed. Fails at summary_pages.",
+            paged._resign_summary(client, summary),
+            chain,
+            trust,
+            "invalid",
+            "summary_pages",
+            pages=pages,
+        )
+        summary, pages = fresh()
+        page = copy.deepcopy(pages[summary["summary"]["pages"][0]["cid"]])
+        bundle = page["bundle"]
+        last = max(bundle["batches"], key=lambda b: b["log_index"])["batch_id"]
+        bundle["batches"] = [b for b in bundle["batches"] if b["batch_id"] != last]
+        bundle["items"] = [i for i in bundle["items"] if i["batch_id"] != last]
+        paged._prune(bundle)
+        body = page["statement"]
+        listed = body["completeness"]
+        body["completeness"] = paged.completeness_of(
+            ProofBundle.from_json(bundle),
+            body["period"]["start"],
+            body["period"]["end"],
+            [g["gateway_id"] for g in listed["gateways"]],
+            [d["device_id"] for d in listed["devices"]],
+        )
+        paged._resign(page, ledger_of(client).signing_key)
+        paged._replace_page(summary, pages, 0, page)
+        w.case(
+            "summary-chain-broken-between-pages",
+            "summary-valid with the first page's last batch dropped (that "
+            "page alone is a valid, open statement), everything re-signed. Fails at summary_completeness.",
+            paged._resign_summary(client, summary),
+            chain,
+            trust,
+            "invalid",
+            "summary_completeness",
+            pages=pages,
+        )
+
+
 def main(argv: list[str]) -> int:
+    only_summaries = "--summaries" in argv  # rewrite the summary cases only, keep every other file
+    argv = [a for a in argv if a != "--summaries"]
     out = Path(argv[0]) if argv else DEFAULT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.json"):
+    for old in out.glob("summary-*.json" if only_summaries else "*.json"):
         old.unlink()
     tmp = Path(tempfile.mkdtemp(prefix="ct-conformance-"))
     try:
         w = Writer(out)
-        bundle_cases(w, tmp / "bundles")
-        statement_cases(w, tmp / "statements")
+        if not only_summaries:
+            bundle_cases(w, tmp / "bundles")
+            statement_cases(w, tmp / "statements")
+        summary_cases(w, tmp / "summaries")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if out == DEFAULT_DIR:  # the worked example of docs/proof-bundle.md is the valid reading case's bundle
+    if (
+        out == DEFAULT_DIR and not only_summaries
+    ):  # the worked example of docs/proof-bundle.md is the valid reading case's bundle
         valid = json.loads((out / "valid-reading.json").read_text())["document"]
         EXAMPLE.write_text(json.dumps(ProofBundle.from_json(valid).to_json(), indent=2) + "\n")
     total = sum(p.stat().st_size for p in out.glob("*.json"))
