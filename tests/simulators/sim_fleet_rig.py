@@ -43,6 +43,7 @@ class Recorder:
         self.client.on_connect = lambda c, *_: c.subscribe("carbontrace/v1/+/+/reading", qos=1)
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(min_delay=0.1, max_delay=1)  # back soon after a restart, even when loaded
         self.client.connect(access.host, access.port)
         self.client.loop_start()
         if not self._subscribed.wait(10):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -58,8 +59,15 @@ class Rig:
 
     def settle(self) -> dict[str, int]:
         """Gateway counts once it has handled every reading message the recorder saw for the site."""
-        total = sum(1 for m in self.recorder.snapshot() if m.topic.split("/")[2] == SITE)
-        counts = self.gateway.wait_for(total)
+        # After a broker restart (new credentials) the recorder's persistent session may deliver its queue a
+        # little after the gateway's: both must agree before the counts are read.
+        deadline = time.monotonic() + 30
+        while True:
+            total = sum(1 for m in self.recorder.snapshot() if m.topic.split("/")[2] == SITE)
+            counts = self.gateway.wait_for(total)
+            if sum(counts.values()) == total or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert sum(counts.values()) == total
         return counts
 
