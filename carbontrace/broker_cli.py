@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from carbontrace.broker_config import BrokerConfig, gateway_username
-from carbontrace.secret_files import write_secret
+from carbontrace_host.secret_files import write_secret
 
 broker_app = typer.Typer(help="The production MQTT broker: TLS, per-client credentials, ACLs.", no_args_is_help=True)
 

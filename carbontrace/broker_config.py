@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carbontrace.secret_files import write_secret
+from carbontrace_host.secret_files import write_secret
 from carbontrace_protocol import topics
 from carbontrace_protocol.reading import valid_device_id
 
@@ -121,7 +121,7 @@ def client_tls_context(ca_file: Path) -> Any:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    write_secret(path, data)  # 0600 in a 0700 directory (carbontrace/secret_files.py, the one writer)
+    write_secret(path, data)  # 0600 in a 0700 directory (carbontrace_host/secret_files.py, the one writer)
 
 
 def default_ca_dir(directory: Path) -> Path:

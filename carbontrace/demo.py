@@ -24,8 +24,8 @@ import httpx
 
 from carbontrace.broker_config import MqttAccess
 from carbontrace.embedded_broker import BROKER_KINDS, EmbeddedBroker, describe, resolve_kind, start_broker
-from carbontrace.secret_files import private_dir, write_secret
 from carbontrace.servers import AnvilNode, CloudProcess, GatewayProcess, Mosquitto, Tenant, free_port, wait_until
+from carbontrace_host.secret_files import private_dir, write_secret
 from carbontrace_protocol import sealed_blob
 from cloud.chain_signer import LocalKeySigner, sign_typed_document, write_key_file
 from edge_gateway.keys import create_key_file

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from carbontrace.secret_files import write_secret
+from carbontrace_host.secret_files import write_secret
 from cloud.chain_signer import LocalKeySigner, load_key_file, sign_typed_document, write_key_file
 
 API = "/api/v1"

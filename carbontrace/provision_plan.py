@@ -123,7 +123,7 @@ class WriteJson:
     path: Path
     content: dict[str, Any]
     purpose: str
-    mode: int = 0o600  # device records and settings stay the operator's (carbontrace/secret_files.py)
+    mode: int = 0o600  # device records and settings stay the operator's (carbontrace_host/secret_files.py)
     from_context: tuple[str, ...] = ()
     effect: Effect = "local"
 

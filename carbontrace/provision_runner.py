@@ -42,7 +42,7 @@ from carbontrace.provision_plan import (
     WriteJson,
     describe,
 )
-from carbontrace.secret_files import FILE_MODE, private_dir, write_secret
+from carbontrace_host.secret_files import FILE_MODE, private_dir, write_secret
 from carbontrace_protocol import p256
 from edge_gateway.keys import create_key_file, load_private_key, public_key_of
 

@@ -26,7 +26,7 @@ import httpx
 
 from carbontrace.benchmarks.common import DeviceKey
 from carbontrace.broker_config import BrokerConfig, MqttAccess, gateway_username
-from carbontrace.secret_files import private_dir, write_secret
+from carbontrace_host.secret_files import private_dir, write_secret
 from edge_gateway.keys import create_key_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

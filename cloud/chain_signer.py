@@ -16,7 +16,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from carbontrace.secret_files import write_secret
+from carbontrace_host.secret_files import write_secret
 
 CHAIN_KEY_ENV = "CT_CLOUD_CHAIN_KEY"
 

@@ -10,7 +10,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from carbontrace.secret_files import private_dir, restrict, write_secret
+from carbontrace_host.secret_files import private_dir, restrict, write_secret
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from carbontrace.secret_files import write_secret
+from carbontrace_host.secret_files import write_secret
 from cloud.models import ApiKey, Enterprise
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from carbontrace.secret_files import write_secret
+from carbontrace_host.secret_files import write_secret
 from carbontrace_protocol import p256
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from carbontrace.secret_files import private_dir, restrict, write_secret
+from carbontrace_host.secret_files import private_dir, restrict, write_secret
 from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from edge_gateway.batcher import make_batch
 from edge_gateway.cloud_client import CloudClient, CloudRefused, CloudUnavailable

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carbontrace.secret_files import private_dir
+from carbontrace_host.secret_files import private_dir
 from simulators import firmware_path
 
 firmware_path.ensure()

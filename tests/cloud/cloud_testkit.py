@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from eth_account import Account
 from fastapi.testclient import TestClient
 
-from carbontrace.secret_files import write_secret
+from carbontrace_host.secret_files import write_secret
 from carbontrace_protocol import cbor, cose, p256
 from carbontrace_protocol.batch import ZERO_HASH, Batch, aggregate_window, build_batch
 from carbontrace_protocol.emission_factors import get_factor
