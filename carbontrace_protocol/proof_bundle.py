@@ -12,6 +12,7 @@ address come from a ``Trust`` the verifier pinned out of band, and the bundle's 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -414,32 +415,42 @@ class ProofBundle:
     def __post_init__(self) -> None:
         self._check_references()
 
-    # indexes (built once; the dataclass is frozen, so they are computed on demand and cheap)
+    # indexes, built once on first use (the dataclass is frozen, so they are kept beside its fields): the
+    # verifier looks a batch, key or checkpoint up per item
     def key(self, fingerprint: bytes) -> KeyEntry:
         return self._keys_by_fingerprint()[fingerprint]
 
     def batch(self, batch_id: str) -> BatchEntry:
-        return {b.batch_id: b for b in self.batches}[batch_id]
+        return self._batches_by_id()[batch_id]
 
     def checkpoint(self, seq: int) -> CheckpointEntry:
-        return {c.seq: c for c in self.checkpoints}[seq]
+        return self._checkpoints_by_seq()[seq]
+
+    def _cached(self, name: str, build: Callable[[], dict[Any, Any]]) -> dict[Any, Any]:
+        index: dict[Any, Any] | None = self.__dict__.get(name)
+        if index is None:
+            index = build()
+            object.__setattr__(self, name, index)
+        return index
 
     def _keys_by_fingerprint(self) -> dict[bytes, KeyEntry]:
-        cached: dict[bytes, KeyEntry] | None = self.__dict__.get("_key_index")
-        if cached is None:
-            cached = {k.fingerprint: k for k in self.keys}
-            object.__setattr__(self, "_key_index", cached)
-        return cached
+        return self._cached("_key_index", lambda: {k.fingerprint: k for k in self.keys})
+
+    def _batches_by_id(self) -> dict[str, BatchEntry]:
+        return self._cached("_batch_index", lambda: {b.batch_id: b for b in self.batches})
+
+    def _checkpoints_by_seq(self) -> dict[int, CheckpointEntry]:
+        return self._cached("_checkpoint_index", lambda: {c.seq: c for c in self.checkpoints})
 
     def _check_references(self) -> None:
         keys = self._keys_by_fingerprint()
         if len(keys) != len(self.keys):
             raise BundleFormatError("a key is listed twice")
-        batch_ids = [b.batch_id for b in self.batches]
-        if len(set(batch_ids)) != len(batch_ids):
+        batch_ids = self._batches_by_id()
+        if len(batch_ids) != len(self.batches):
             raise BundleFormatError("a batch is listed twice")
-        seqs = [c.seq for c in self.checkpoints]
-        if len(set(seqs)) != len(seqs):
+        seqs = self._checkpoints_by_seq()
+        if len(seqs) != len(self.checkpoints):
             raise BundleFormatError("a checkpoint is listed twice")
         used_keys: set[bytes] = set()
         used_checkpoints: set[int] = set()

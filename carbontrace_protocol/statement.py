@@ -204,13 +204,9 @@ def check_cloud_signature(
     key = next((k for k in keys if k.fingerprint == kid and k.kind == "cloud"), None)
     if key is None or key.signer != CLOUD_SIGNER:
         raise CheckFailed(step, f"the signature's kid names no cloud key of the {what}'s bundle")
-    if not verify_es256(key.public_key, _canonical(body), value):
+    if not verify_es256(key.public_key, strict_json.canonical(body), value):
         raise CheckFailed(step, f"cloud signature on the {what} does not verify")
     check_key_on_chain(step, chain, kid, SIGNER_CLOUD, CLOUD_SIGNER, None)
-
-
-def _canonical(value: Any) -> bytes:
-    return strict_json.canonical(value)
 
 
 def verify_statement(document: Any, chain: ChainReader, trust: Trust) -> Report:
@@ -239,7 +235,7 @@ def verify_statement(document: Any, chain: ChainReader, trust: Trust) -> Report:
         steps.append(Step("bundle_format", True, f"{STATEMENT_FORMAT} v{STATEMENT_VERSION}"))
         step = "statement_signature"
         check_cloud_signature(step, "statement", signature["alg"], kid, value, body, bundle.keys, cached)
-        if body["bundle_sha256"] != hashlib.sha256(_canonical(doc["bundle"])).hexdigest():
+        if body["bundle_sha256"] != hashlib.sha256(strict_json.canonical(doc["bundle"])).hexdigest():
             raise CheckFailed(step, "bundle_sha256 is not the enclosed bundle's")
         steps.append(Step(step, True, "ES256 by a cloud key active on chain, over the canonical JSON"))
         step = "query_match"

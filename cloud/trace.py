@@ -471,24 +471,28 @@ def chain_reader(ledger: Ledger) -> pv.CachedChainReader:
     return pv.CachedChainReader(RegistryReader(ledger.chain.registry()))
 
 
-def bundle_of(ledger: Ledger, session: Session, answer: TraceAnswer, reader: pv.ChainReader) -> ProofBundle:
-    trust = trust_of(ledger)
+def bundle_of(session: Session, answer: TraceAnswer, reader: pv.ChainReader, trust: Trust) -> ProofBundle:
     return build_bundle(session, answer.retrieved, answer.query.bundle_query(), reader, trust.chain_id, trust.registry)
+
+
+def _retrieved(ledger: Ledger, session: Session, query: TraceQuery, reader: pv.ChainReader) -> TraceAnswer:
+    located = locate(session, query, reader.checkpoint_count())
+    return TraceAnswer(query, located, retrieve(ledger, session, located))
 
 
 def trace(ledger: Ledger, session: Session, query: TraceQuery, verify: bool = True) -> TraceAnswer:
     """Locate, retrieve and (with ``verify``) verify; the chain is read through cloud/chain.py."""
     reader = chain_reader(ledger)
-    located = locate(session, query, reader.checkpoint_count())
-    retrieved = retrieve(ledger, session, located)
-    answer = TraceAnswer(query, located, retrieved)
+    answer = _retrieved(ledger, session, query, reader)
     if verify:
-        answer.bundle = bundle_of(ledger, session, answer, reader)
-        answer.report = pv.verify_bundle(answer.bundle, reader, trust_of(ledger))
+        trust = trust_of(ledger)
+        answer.bundle = bundle_of(session, answer, reader, trust)
+        answer.report = pv.verify_bundle(answer.bundle, reader, trust)
     return answer
 
 
 def trace_bundle(ledger: Ledger, session: Session, query: TraceQuery) -> dict[str, Any]:
-    """The trace answer as the proof bundle a verifier checks offline."""
-    answer = trace(ledger, session, query, verify=False)
-    return bundle_of(ledger, session, answer, chain_reader(ledger)).to_json()
+    """The trace answer as the proof bundle a verifier checks offline (one chain reader for both steps)."""
+    reader = chain_reader(ledger)
+    answer = _retrieved(ledger, session, query, reader)
+    return bundle_of(session, answer, reader, trust_of(ledger)).to_json()
