@@ -69,7 +69,10 @@ def open_blob(data: bytes, key: Any, cid: str | None = None, gateway_key: bytes 
         if not verify_es256(gateway_key, message.signed_bytes(), message.signature):
             raise sealed_blob.OpenFailed("the batch header signature does not verify under --gateway-key")
         report["gateway_signature"] = "verified"
-    report["items"] = [{"kind": kind, **content} for kind, content in map(views.leaf_content, batch.leaves)]
+    # a reader of the blob holds every opening: each aggregate is shown whole, each field checked against its
+    # commitment
+    opened = [views.leaf_content(leaf, batch.openings.get(i, {})) for i, leaf in enumerate(batch.leaves)]
+    report["items"] = [{"kind": kind, **content} for kind, content in opened]
     return report
 
 

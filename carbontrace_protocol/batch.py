@@ -6,18 +6,22 @@ byte: docs/protocol.md.
 
 Leaves (the batch tree's leaf data, hashed with ``merkle.leaf_hash``):
   reading leaf    CBOR [1, <COSE_Sign1 bytes of the signed reading>]
-  aggregate leaf  CBOR [2, <aggregate map>]
+  aggregate leaf  CBOR [2, <committed aggregate map>] (carbontrace_protocol/disclosure.py; format 1, the
+                  aggregate map in clear, is only read, for batches stored before format 2)
 Typed leaves let a caller ask for one kind only; the public can check an aggregate without seeing any
-raw reading, and a reading leaf hash covers its signature, so sibling hashes leak no guessable value.
+raw reading, and a reading leaf hash covers its signature, so sibling hashes leak no guessable value. The
+blob carries the opening of every committed field (``openings``), so whoever may open the sealed blob can
+disclose any field of any aggregate, and a bundle can carry only the openings its reader may see.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from carbontrace_protocol import cbor, cose, merkle
+from carbontrace_protocol import cbor, cose, disclosure, merkle
 from carbontrace_protocol.emission_factors import FACTOR_EXPONENT, EmissionFactor
 from carbontrace_protocol.errors import MalformedCBOR, ProtocolError
 from carbontrace_protocol.reading import FLAG_METER_RESET, Reading
@@ -168,13 +172,25 @@ def header_hash(signed_header: bytes) -> bytes:
     return hashlib.sha256(signed_header).digest()
 
 
-class Batch:
-    """A built (or parsed) batch: the signed header, its decoded fields and the leaves."""
+# Openings of one committed aggregate leaf: field name -> CBOR [salt, value] (disclosure.open_field).
+Openings = dict[str, bytes]
 
-    def __init__(self, signed_header: bytes, header: dict[str, Any], leaves: list[bytes]) -> None:
+
+class Batch:
+    """A built (or parsed) batch: the signed header, its decoded fields, the leaves and, by leaf index, the
+    openings of each committed aggregate leaf."""
+
+    def __init__(
+        self,
+        signed_header: bytes,
+        header: dict[str, Any],
+        leaves: list[bytes],
+        openings: dict[int, Openings] | None = None,
+    ) -> None:
         self.signed_header = signed_header
         self.header = header
         self.leaves = leaves
+        self.openings = openings or {}
 
     @property
     def id(self) -> str:
@@ -191,9 +207,28 @@ class Batch:
     def leaf_hashes(self) -> list[bytes]:
         return [merkle.leaf_hash(leaf) for leaf in self.leaves]
 
+    def aggregates(self) -> list[tuple[int, dict[str, Any]]]:
+        """(leaf index, aggregate as ``aggregate_window`` made it) of each aggregate leaf, committed ones opened
+        whole. Raises ``disclosure.BadOpening`` if an opening is missing or does not match its commitment."""
+        out = []
+        committed = set()
+        for index in range(self.header["readings"], len(self.leaves)):
+            _, body = parse_leaf(self.leaves[index])
+            if disclosure.is_committed(body):
+                committed.add(index)
+                opened = disclosure.open_fields(body, self.openings.get(index, {}), complete=True)
+                body = {"v": BATCH_FORMAT_VERSION, **opened}
+            out.append((index, body))
+        if set(self.openings) - committed:
+            raise disclosure.BadOpening("openings for leaves that are not committed aggregates")
+        return out
+
     def encode(self) -> bytes:
         """The upload blob, also what the content store keeps (so its CID names the whole batch)."""
-        return cbor.encode({"header": self.signed_header, "leaves": self.leaves})
+        blob: dict[str, Any] = {"header": self.signed_header, "leaves": self.leaves}
+        if self.openings:
+            blob["openings"] = self.openings
+        return cbor.encode(blob)
 
 
 def build_batch(
@@ -207,24 +242,51 @@ def build_batch(
     prev_hash: bytes,
     created: int,
     sign1: Callable[[int, bytes, bytes], bytes] = cose.sign1,
+    random_bytes: Callable[[int], bytes] = os.urandom,
 ) -> Batch:
-    """Build and sign a batch. Readings come first in the given order, then the aggregates. ``sign1`` makes
-    the COSE_Sign1 header (cose.sign1; a load generator may pass an OpenSSL-backed one with the same bytes)."""
-    leaves = [reading_leaf(r) for r in signed_readings] + [aggregate_leaf(a) for a in aggregates]
+    """Build and sign a batch. Readings come first in the given order, then the aggregates, each committed
+    field by field with fresh salts from ``random_bytes``. ``sign1`` makes the COSE_Sign1 header (cose.sign1;
+    a load generator may pass an OpenSSL-backed one with the same bytes)."""
+    leaves = [reading_leaf(r) for r in signed_readings]
+    openings: dict[int, Openings] = {}
+    for aggregate in aggregates:
+        body, opened = disclosure.commit(aggregate, random_bytes)
+        openings[len(leaves)] = opened
+        leaves.append(aggregate_leaf(body))
+    return sign_batch(
+        gateway_key, gateway_id, site_id, batch_seq, window, leaves, len(signed_readings), openings, prev_hash,
+        created, sign1,
+    )
+
+
+def sign_batch(
+    gateway_key: int,
+    gateway_id: str,
+    site_id: str,
+    batch_seq: int,
+    window: tuple[int, int],
+    leaves: list[bytes],
+    reading_count: int,
+    openings: dict[int, Openings],
+    prev_hash: bytes,
+    created: int,
+    sign1: Callable[[int, bytes, bytes], bytes] = cose.sign1,
+) -> Batch:
+    """The signed header over built leaves (``build_batch``; a renumbered batch keeps its leaves and salts)."""
     header: dict[str, Any] = {
         "v": BATCH_FORMAT_VERSION,
         "gateway": gateway_id,
         "site": site_id,
         "batch_seq": batch_seq,
         "window": [window[0], window[1]],
-        "readings": len(signed_readings),
-        "aggregates": len(aggregates),
+        "readings": reading_count,
+        "aggregates": len(leaves) - reading_count,
         "root": merkle.root([merkle.leaf_hash(leaf) for leaf in leaves]),
         "prev": bytes(prev_hash),
         "created": created,
     }
     signed_header = sign1(gateway_key, gateway_id.encode(), cbor.encode(header))
-    return Batch(signed_header, header, leaves)
+    return Batch(signed_header, header, leaves, openings)
 
 
 _HEADER_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -286,12 +348,28 @@ def decode_batch(blob: bytes) -> Batch:
         item = cbor.decode(blob)
     except MalformedCBOR as err:
         raise MalformedBatch(f"batch is not CBOR (truncated upload?): {err}") from err
-    if not isinstance(item, dict) or set(item) != {"header", "leaves"}:
-        raise MalformedBatch("batch must be a map with exactly 'header' and 'leaves'")
+    if not isinstance(item, dict) or set(item) not in ({"header", "leaves"}, {"header", "leaves", "openings"}):
+        raise MalformedBatch("batch must be a map with exactly 'header', 'leaves' and, if any, 'openings'")
     signed_header, leaves = item["header"], item["leaves"]
     if not isinstance(signed_header, bytes) or not isinstance(leaves, list):
         raise MalformedBatch("batch header must be bytes and leaves a list")
     if not all(isinstance(leaf, bytes) for leaf in leaves):
         raise MalformedBatch("every leaf must be a byte string")
     _, header = parse_header(signed_header)
-    return Batch(signed_header, header, leaves)
+    if "openings" in item and item["openings"] == {}:
+        raise MalformedBatch("a batch without committed aggregates has no 'openings'")
+    return Batch(signed_header, header, leaves, _openings(item.get("openings", {}), len(leaves)))
+
+
+def _openings(value: Any, leaf_count: int) -> dict[int, Openings]:
+    """The blob's openings map, shape only (``Batch.aggregates`` checks them against the commitments)."""
+    if not isinstance(value, dict):
+        raise MalformedBatch("openings must be a map")
+    for index, fields in value.items():
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < leaf_count:
+            raise MalformedBatch("openings must be keyed by the index of a leaf of the batch")
+        if not isinstance(fields, dict) or not fields:
+            raise MalformedBatch(f"openings of leaf {index} must be a non-empty map")
+        if not all(isinstance(k, str) and isinstance(v, bytes) for k, v in fields.items()):
+            raise MalformedBatch(f"openings of leaf {index} must map field names to byte strings")
+    return dict(value)

@@ -1,7 +1,8 @@
 """Re-verification of a gateway batch: trust nothing upstream (the cloud's ingestion check).
 
 Every part is re-derived with the functions that built it: the gateway signature on the header, the
-Merkle root over all leaves, every device signature, and every aggregate recomputed from its readings.
+Merkle root over all leaves, every device signature, and every aggregate recomputed from its readings
+and compared with what its field openings disclose (every field committed, every opening matching).
 The first defect rejects the whole batch with a ``BatchRejected`` naming the reason and, where there is
 one, the leaf index.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from carbontrace_protocol import cbor, cose, merkle
+from carbontrace_protocol import cbor, cose, disclosure, merkle
 from carbontrace_protocol.batch import (
     LEAF_AGGREGATE,
     LEAF_READING,
@@ -125,7 +126,6 @@ def verify_batch(
         raise BatchRejected("root_mismatch", "Merkle root of the leaves is not the root in the signed header")
 
     readings: list[VerifiedReading] = []
-    aggregates: list[tuple[int, dict[str, Any]]] = []
     seen: set[tuple[str, int]] = set()
     for index, leaf in enumerate(batch.leaves):
         try:
@@ -136,7 +136,8 @@ def verify_batch(
         if kind != expected_kind:
             raise BatchRejected("malformed_batch", "readings must come before aggregates", index)
         if kind == LEAF_AGGREGATE:
-            aggregates.append((index, body))
+            if not disclosure.is_committed(body):  # in clear, it would show CO2 to whoever sees the leaf
+                raise BatchRejected("aggregate_in_clear", "aggregate leaves must commit to each field", index)
             continue
         try:
             kid = cose.parse_sign1(body).kid
@@ -163,6 +164,10 @@ def verify_batch(
         seen.add((reading.device_id, reading.seq))
         readings.append(VerifiedReading(index, body, reading, quarantine))
 
+    try:
+        aggregates = batch.aggregates()
+    except ProtocolError as err:
+        raise BatchRejected(getattr(err, "reason", "bad_opening"), str(err)) from err
     _verify_aggregates(header, readings, aggregates, factor, baseline)
     return VerifiedBatch(batch, readings, aggregates)
 

@@ -1,4 +1,4 @@
-"""The proof bundle, version 2, and the trust file: one typed definition for the writer and every checker.
+"""The proof bundle, version 3, and the trust file: one typed definition for the writer and every checker.
 
 ``ProofBundle.from_json`` parses once, strictly, and raises ``BundleFormatError``; everything after works on
 typed values. Strict means: every object has exactly its fields (none missing, none unknown); integers are
@@ -22,7 +22,7 @@ from carbontrace_protocol.ids import FINGERPRINT_SIZE, PUBLIC_KEY_SIZE, key_fing
 from carbontrace_protocol.views import KIND_AGGREGATE, KIND_READING, DataType
 
 BUNDLE_FORMAT = "carbontrace-proof-bundle"
-BUNDLE_VERSION = 2
+BUNDLE_VERSION = 3  # 3: items carry the openings of the aggregate fields they disclose
 TRUST_FORMAT = "carbontrace-trust"
 TRUST_VERSION = 1
 KEY_KINDS = ("device", "gateway", "cloud")
@@ -311,8 +311,14 @@ class ItemEntry:
     leaf: bytes
     batch_proof: tuple[bytes, ...]
     view: dict[str, Any]  # views.view(kind, decoded leaf, query.types), exactly
+    # (field name, CBOR [salt, value]) of each field of a committed aggregate leaf that the query's types
+    # disclose (views.fields_to_open), sorted by name; none for a reading
+    openings: tuple[tuple[str, bytes], ...] = ()
 
-    FIELDS = ("kind", "batch_id", "leaf_index", "device_id", "device_key", "leaf", "batch_proof", "view")
+    FIELDS = ("kind", "batch_id", "leaf_index", "device_id", "device_key", "leaf", "batch_proof", "view", "openings")
+
+    def opening_map(self) -> dict[str, bytes]:
+        return dict(self.openings)
 
     @classmethod
     def from_json(cls, value: Any) -> ItemEntry:
@@ -325,6 +331,11 @@ class ItemEntry:
             raise BundleFormatError("a reading item names its device key; an aggregate item names none")
         if not isinstance(obj["view"], dict):
             raise BundleFormatError("item.view must be an object")
+        openings = obj["openings"]
+        if not isinstance(openings, dict) or not all(isinstance(k, str) and k for k in openings):
+            raise BundleFormatError("item.openings must be an object keyed by field name")
+        if kind == KIND_READING and openings:
+            raise BundleFormatError("a reading item opens no fields")
         return cls(
             kind,
             _text(obj["batch_id"], "item.batch_id"),
@@ -334,6 +345,7 @@ class ItemEntry:
             _hex(obj["leaf"], "item.leaf"),
             _hashes(obj["batch_proof"], "item.batch_proof"),
             obj["view"],
+            tuple((name, _hex(openings[name], f"item.openings.{name}")) for name in sorted(openings)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -346,6 +358,7 @@ class ItemEntry:
             "leaf": self.leaf.hex(),
             "batch_proof": _hex_list(self.batch_proof),
             "view": self.view,
+            "openings": {name: opening.hex() for name, opening in self.openings},
         }
 
 

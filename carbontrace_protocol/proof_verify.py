@@ -4,7 +4,8 @@
 through ``ChainReader`` (the CLI's JSON-RPC reader, the cloud's own adapter, or a recorded chain in the
 conformance cases). Steps, in order (the first failure names the step; docs/proof-bundle.md):
 
-  bundle_format → chain_identity → per item: device_key → device_signature → decoded_view → batch_inclusion
+  bundle_format → chain_identity → per item: device_key → device_signature → field_openings → decoded_view
+  → batch_inclusion
   → gateway_signature → query_match → checkpoint_signature → log_inclusion → chain_anchor → consistency
 
 Key validity: a key counts for a batch first anchored under checkpoint seq S when the chain lists it for
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from carbontrace_protocol import checkpoint as signed_checkpoint
-from carbontrace_protocol import merkle, views
+from carbontrace_protocol import disclosure, merkle, views
 from carbontrace_protocol.batch import LEAF_READING, batch_id, parse_header, parse_leaf
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.ids import (
@@ -37,7 +38,14 @@ from carbontrace_protocol.ids import (
     chain_id_of,
     key_valid_at,
 )
-from carbontrace_protocol.proof_bundle import BatchEntry, BundleFormatError, ItemEntry, ProofBundle, Trust
+from carbontrace_protocol.proof_bundle import (
+    BUNDLE_VERSION,
+    BatchEntry,
+    BundleFormatError,
+    ItemEntry,
+    ProofBundle,
+    Trust,
+)
 from carbontrace_protocol.verify import verify_es256, verify_reading
 
 STEPS = (
@@ -61,12 +69,15 @@ STEPS = (
     "summary_pages",
     "summary_figures",
     "summary_completeness",
+    # selective disclosure (carbontrace_protocol/disclosure.py); appended so no earlier exit code moves
+    "field_openings",
 )
 # the steps of a period summary (statement_summary.verify_summary); the conformance set has no case for them yet
 SUMMARY_STEPS = ("summary_signature", "summary_pages", "summary_figures", "summary_completeness")
 ITEM_STEPS = (
     "device_key",
     "device_signature",
+    "field_openings",
     "decoded_view",
     "batch_inclusion",
     "gateway_signature",
@@ -448,8 +459,10 @@ class _Verifier:
                 result.steps.append(Step("device_key", None, "aggregate leaf: signed by the gateway, not a device"))
                 result.steps.append(Step("device_signature", None, "aggregate leaf: covered by the gateway signature"))
                 content = {}
+            current = "field_openings"
+            passed(current, self._openings(item))
             current = "decoded_view"
-            kind, decoded = self._content(item.leaf)
+            kind, decoded = self._content(item.leaf, item.opening_map())
             if kind != item.kind:
                 raise CheckFailed(current, f"item says {item.kind}, the leaf is a {kind}")
             content = content or decoded
@@ -511,10 +524,32 @@ class _Verifier:
             raise CheckFailed("device_signature", "the reading names another device")
         return views.reading_content(reading)
 
-    @staticmethod
-    def _content(leaf: bytes) -> tuple[str, dict[str, Any]]:
+    def _openings(self, item: ItemEntry) -> str:
+        """The item opens exactly the committed fields its query's types disclose, each matching."""
         try:
-            return views.leaf_content(leaf)
+            required = views.fields_to_open(item.leaf, self.bundle.query.types)
+        except ProtocolError as err:
+            raise _proof_error("field_openings", err) from err
+        opened = set(item.opening_map())
+        if opened != required:
+            raise CheckFailed(
+                "field_openings",
+                f"the item opens {sorted(opened)}, the query's types disclose exactly {sorted(required)}",
+            )
+        if not required:
+            return "no committed field to open for the query's types"
+        try:
+            views.leaf_content(item.leaf, item.opening_map())
+        except disclosure.BadOpening as err:
+            raise _proof_error("field_openings", err) from err
+        except ProtocolError as err:
+            raise _proof_error("decoded_view", err) from err
+        return f"{len(required)} field(s) opened, each matching its salted commitment; the rest stay closed"
+
+    @staticmethod
+    def _content(leaf: bytes, openings: dict[str, bytes]) -> tuple[str, dict[str, Any]]:
+        try:
+            return views.leaf_content(leaf, openings)
         except ProtocolError as err:
             raise _proof_error("decoded_view", err) from err
 
@@ -554,7 +589,7 @@ def verify_bundle(bundle: ProofBundle, chain: ChainReader, trust: Trust) -> Repo
     """Every check of a parsed proof bundle. Raises ChainUnreachable if the chain cannot be read."""
     started = time.perf_counter()
     cached = chain if isinstance(chain, CachedChainReader) else CachedChainReader(chain)
-    steps = [Step("bundle_format", True, f"carbontrace-proof-bundle v2, {len(bundle.items)} item(s)")]
+    steps = [Step("bundle_format", True, f"carbontrace-proof-bundle v{BUNDLE_VERSION}, {len(bundle.items)} item(s)")]
     try:
         steps.append(Step("chain_identity", True, check_chain_identity(bundle, trust, cached)))
     except CheckFailed as failure:

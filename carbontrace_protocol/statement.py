@@ -34,7 +34,7 @@ from carbontrace_protocol.batch import ZERO_HASH, header_hash, parse_header
 from carbontrace_protocol.emission_factors import get_factor
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.ids import CLOUD_SIGNER, SIGNER_CLOUD, SIGNER_DEVICE, SIGNER_GATEWAY, chain_id_of
-from carbontrace_protocol.proof_bundle import BundleFormatError, KeyEntry, ProofBundle, Trust, exact_fields
+from carbontrace_protocol.proof_bundle import BundleFormatError, ItemEntry, KeyEntry, ProofBundle, Trust, exact_fields
 from carbontrace_protocol.proof_verify import (
     CachedChainReader,
     ChainReader,
@@ -46,8 +46,7 @@ from carbontrace_protocol.proof_verify import (
     verify_bundle,
 )
 from carbontrace_protocol.verify import verify_es256
-from carbontrace_protocol.views import KIND_AGGREGATE, DataType
-from carbontrace_protocol.views import leaf_content as _decode_leaf
+from carbontrace_protocol.views import KIND_AGGREGATE, DataType, leaf_content
 
 STATEMENT_FORMAT = "carbontrace-statement"
 STATEMENT_VERSION = 2
@@ -58,7 +57,15 @@ SIGNATURE_FIELDS = ("alg", "kid", "value")
 GRAMS_E4_PER_TONNE = 10**10  # emissions are exact integers of 1e-4 g; a tonne is 1e6 g
 # a statement's checks read each aggregate leaf three times (window, figures, completeness counts); decoded
 # once per leaf, held for a page's worth of leaves (a day of 100 devices at 15-minute windows is 9,600)
-leaf_content = functools.lru_cache(maxsize=16_384)(_decode_leaf)
+@functools.lru_cache(maxsize=16_384)
+def _opened_content(leaf: bytes, openings: tuple[tuple[str, bytes], ...]) -> tuple[str, dict[str, Any]]:
+    return leaf_content(leaf, dict(openings))
+
+
+def item_content(item: ItemEntry) -> tuple[str, dict[str, Any]]:
+    """(kind, fields) of an item's leaf with the fields its openings disclose (a statement's query type,
+    aggregates, opens the public fields: completeness, energy, factor, emissions; CO2 stays closed)."""
+    return _opened_content(item.leaf, item.openings)
 
 
 def tonnes(grams_e4: int) -> str:
@@ -78,7 +85,7 @@ def figures_of(bundle: ProofBundle) -> tuple[dict[str, Any], dict[str, dict[str,
     for item in bundle.items:
         if item.kind != KIND_AGGREGATE:
             continue
-        _, body = leaf_content(item.leaf)
+        _, body = item_content(item)
         counts = devices.setdefault(item.device_id, {"expected": 0, "received": 0, "windows": 0})
         counts["expected"] += int(body["expected"])
         counts["received"] += int(body["received"])
@@ -261,7 +268,7 @@ def _check_figures(body: dict[str, Any], bundle: ProofBundle, start: int, end: i
     step = "statement_figures"
     for item in bundle.items:
         try:
-            _, content = leaf_content(item.leaf)
+            _, content = item_content(item)
         except ProtocolError as err:
             raise CheckFailed(step, f"an aggregate leaf does not decode: {err}") from err
         window = content.get("window")

@@ -6,17 +6,20 @@ recomputes it and compares with exact JSON types (an integer is not a float, 0 i
 
 Reading leaves: a reading matches a type when it carries that measurement; its view has the identity
 fields (READING_META) and the requested measurement fields it carries. Aggregate leaves: type `aggregates`
-selects every aggregate and shows it whole; `emissions` selects the aggregates with an emissions figure and
-shows EMISSIONS_VIEW. A leaf in the bundle is always whole: that is what its proof covers.
+selects every aggregate, `emissions` the aggregates with an emissions figure; either discloses the public
+fields (AGGREGATE_PUBLIC_FIELDS: completeness, energy, factor, emissions), and `co2`, `temperature`,
+`humidity` asked beside them also disclose those means (AGGREGATE_TYPE_FIELDS). A committed aggregate leaf
+(carbontrace_protocol/disclosure.py) is opened for exactly those fields and no other, so the types decide
+what is opened, not only what is shown. A leaf in the bundle is always whole: that is what its proof covers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from carbontrace_protocol import cbor, cose
+from carbontrace_protocol import cbor, cose, disclosure
 from carbontrace_protocol.batch import LEAF_READING, parse_leaf
 from carbontrace_protocol.reading import Reading, decode_payload
 
@@ -41,7 +44,23 @@ AGGREGATE_TYPES = frozenset({DataType.EMISSIONS, DataType.AGGREGATES})
 ALL_TYPES = frozenset(DataType)
 READING_META = ("device_id", "seq", "timestamp", "firmware", "flags")
 READING_FIELDS = ("co2_ppm", "temperature_centi_c", "humidity_centi_pct", "energy_wh", "power_deci_w")
-EMISSIONS_VIEW = ("v", "device", "window", "energy", "factor", "emissions_g")
+AGGREGATE_CLEAR = ("v", "device", "window")
+# What the public and trading platforms may see of an aggregate: how complete it is and its emissions.
+AGGREGATE_PUBLIC_FIELDS = (
+    "interval_s",
+    "expected",
+    "received",
+    "seq",
+    "missing",
+    "energy",
+    "factor",
+    "emissions_g",
+)
+AGGREGATE_TYPE_FIELDS: dict[DataType, tuple[str, ...]] = {
+    DataType.CO2: ("co2",),
+    DataType.TEMPERATURE: ("temp_mean",),
+    DataType.HUMIDITY: ("rh_mean",),
+}
 
 KIND_READING = "reading"
 KIND_AGGREGATE = "aggregate"
@@ -70,12 +89,42 @@ def aggregate_json(aggregate: dict[Any, Any]) -> dict[str, Any]:
     return converted
 
 
-def leaf_content(leaf: bytes) -> tuple[str, dict[str, Any]]:
-    """(kind, decoded fields) of a leaf; the signature is not checked here. Raises ProtocolError."""
+def leaf_content(leaf: bytes, openings: Mapping[str, bytes] | None = None) -> tuple[str, dict[str, Any]]:
+    """(kind, decoded fields) of a leaf; the signature is not checked here. Raises ProtocolError.
+
+    A committed aggregate shows its clear fields and the fields ``openings`` open (each checked against its
+    commitment); other leaves take no openings."""
     kind, body = parse_leaf(leaf)
-    if kind == LEAF_READING:
-        return KIND_READING, reading_content(decode_payload(cose.parse_sign1(body).payload))
-    return KIND_AGGREGATE, aggregate_json(body)
+    if kind == LEAF_READING or not disclosure.is_committed(body):
+        if openings:
+            raise disclosure.BadOpening("only a committed aggregate leaf has fields to open")
+        if kind == LEAF_READING:
+            return KIND_READING, reading_content(decode_payload(cose.parse_sign1(body).payload))
+        return KIND_AGGREGATE, aggregate_json(body)
+    opened = disclosure.open_fields(body, openings or {})
+    return KIND_AGGREGATE, aggregate_json({"v": body["v"], **opened})
+
+
+def committed_fields(leaf: bytes) -> frozenset[str]:
+    """The field names a committed aggregate leaf commits to (none for any other leaf). Raises ProtocolError."""
+    kind, body = parse_leaf(leaf)
+    if kind == LEAF_READING or not disclosure.is_committed(body):
+        return frozenset()
+    return frozenset(disclosure.check_body(body))
+
+
+def aggregate_fields_of(types: Iterable[DataType]) -> frozenset[str]:
+    """The aggregate fields a query for ``types`` discloses (beyond the clear device and window)."""
+    wanted = frozenset(types)
+    if not wanted & AGGREGATE_TYPES:
+        return frozenset()
+    return frozenset(AGGREGATE_PUBLIC_FIELDS).union(*(AGGREGATE_TYPE_FIELDS.get(t, ()) for t in wanted))
+
+
+def fields_to_open(leaf: bytes, types: Iterable[DataType]) -> frozenset[str]:
+    """Exactly the committed fields of ``leaf`` that a bundle for ``types`` opens: no more (that would
+    disclose), no fewer (the view could not be checked)."""
+    return committed_fields(leaf) & aggregate_fields_of(types)
 
 
 def reading_fields_of(types: Iterable[DataType]) -> list[str]:
@@ -96,9 +145,8 @@ def view(kind: str, content: dict[str, Any], types: frozenset[DataType]) -> dict
     if kind == KIND_READING:
         shown = (*READING_META, *reading_fields_of(types))
         return {k: content[k] for k in shown if content.get(k) is not None}
-    if DataType.AGGREGATES in types:
-        return dict(content)
-    return {k: content[k] for k in EMISSIONS_VIEW if k in content}
+    shown = (*AGGREGATE_CLEAR, *sorted(aggregate_fields_of(types)))
+    return {k: content[k] for k in shown if k in content}
 
 
 def leaf_time(kind: str, content: dict[str, Any]) -> tuple[int, int]:

@@ -30,13 +30,21 @@ from carbontrace_protocol.proof_bundle import (
     RetrievalFailure,
 )
 from carbontrace_protocol.proof_verify import ChainReader
-from carbontrace_protocol.views import KIND_READING, view
+from carbontrace_protocol.views import KIND_READING, DataType, fields_to_open, view
 from cloud import models
 from cloud.ledger_log import SqlLog
 from cloud.signer_keys import CLOUD, DEVICE, GATEWAY, SignerKindName, key_by_fingerprint, key_that_signed, keys_of
 
 if TYPE_CHECKING:
     from cloud.trace import Located, Retrieved
+
+
+def disclosed_openings(
+    leaf: bytes, openings: dict[str, bytes], types: frozenset[DataType]
+) -> tuple[tuple[str, bytes], ...]:
+    """The openings a bundle for ``types`` carries: exactly the fields those types disclose, so a closed field
+    (CO2 for the public) never leaves the sealed blob."""
+    return tuple((name, openings[name]) for name in sorted(fields_to_open(leaf, types)))
 
 
 class _Unprovable(Exception):
@@ -94,6 +102,7 @@ class BundleBuilder:
                 item.leaf,
                 tuple(item.batch_proof),
                 view(loc.kind, item.content, self.query.types),
+                disclosed_openings(item.leaf, item.openings, self.query.types),
             )
         )
 

@@ -316,6 +316,8 @@ class Retrieved:
     leaf: bytes | None = None
     signed_header: bytes | None = None
     batch_proof: list[bytes] = field(default_factory=list)
+    # every field of a committed aggregate, opened from the blob; the bundle carries only those its types disclose
+    openings: dict[str, bytes] = field(default_factory=dict)
     content: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -348,14 +350,16 @@ def retrieve(ledger: Ledger, session: Session, located: list[Located]) -> list[R
             result.steps.append(pv.Step("sql_index", False, f"leaf {item.leaf_index} is not in the blob"))
             continue
         leaf = batch.leaves[item.leaf_index]
-        mismatch = _index_mismatch(item, leaf)
+        openings = batch.openings.get(item.leaf_index, {})
+        mismatch = _index_mismatch(item, leaf, openings)
         if mismatch:
             result.steps.append(pv.Step("sql_index", False, mismatch))
             continue
         result.steps.append(pv.Step("sql_index", True, f"leaf {item.leaf_index} in the blob is what the index says"))
         result.leaf = leaf
         result.signed_header = batch.signed_header
-        result.content = views.leaf_content(leaf)[1]
+        result.openings = openings
+        result.content = views.leaf_content(leaf, openings)[1]
         result.batch_proof = list(merkle.inclusion_proof(leaf_hashes, item.leaf_index))
     return out
 
@@ -385,9 +389,9 @@ def _load_batch(ledger: Ledger, session: Session, item: Located) -> tuple[BatchB
     return batch, "", batch.leaf_hashes()
 
 
-def _index_mismatch(item: Located, leaf: bytes) -> str:
+def _index_mismatch(item: Located, leaf: bytes, openings: dict[str, bytes]) -> str:
     try:
-        kind, content = views.leaf_content(leaf)
+        kind, content = views.leaf_content(leaf, openings)
     except ProtocolError as err:
         return f"leaf does not decode: {err}"
     if kind != item.kind:
@@ -416,7 +420,8 @@ def _index_mismatch(item: Located, leaf: bytes) -> str:
 
 
 def view_of(retrieved: Retrieved, types: frozenset[DataType]) -> dict[str, Any]:
-    """The decoded fields the caller asked for (the leaf itself always stays whole: the proof covers it)."""
+    """The decoded fields the caller asked for (the leaf itself always stays whole: the proof covers it; of a
+    committed aggregate only the fields the types disclose are opened in the bundle)."""
     return views.view(retrieved.located.kind, retrieved.content, types)
 
 

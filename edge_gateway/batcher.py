@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from carbontrace_protocol import cose
-from carbontrace_protocol.batch import Batch, aggregate_window, build_batch, parse_leaf
+from carbontrace_protocol.batch import Batch, aggregate_window, build_batch, parse_leaf, sign_batch
 from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from carbontrace_protocol.reading import Reading, decode_payload
 from edge_gateway.spool import OpenReading
@@ -65,20 +65,18 @@ def make_batch(
 
 
 def renumber(gateway_key: int, batch: Batch, batch_seq: int, prev_hash: bytes) -> Batch:
-    """The same leaves under a new number and predecessor, re-signed (a resync after 409 out_of_order)."""
+    """The same leaves (and field salts) under a new number and predecessor, re-signed (a resync after 409
+    out_of_order)."""
     header = batch.header
-    count = header["readings"]
-
-    readings = [parse_leaf(leaf)[1] for leaf in batch.leaves[:count]]
-    aggregates = [parse_leaf(leaf)[1] for leaf in batch.leaves[count:]]
-    return build_batch(
+    return sign_batch(
         gateway_key,
         header["gateway"],
         header["site"],
         batch_seq,
         (header["window"][0], header["window"][1]),
-        readings,
-        aggregates,
+        batch.leaves,
+        header["readings"],
+        batch.openings,
         prev_hash,
         header["created"],
     )
@@ -93,8 +91,7 @@ def rebase_after_skip(
     (None: none). Without this the next batch counts energy from readings the cloud never received, and the
     cloud refuses it (aggregate_mismatch)."""
     baselines: dict[str, tuple[int, int] | None] = {}
-    for leaf in skipped.leaves[skipped.header["readings"]:]:
-        aggregate = parse_leaf(leaf)[1]
+    for _, aggregate in skipped.aggregates():
         energy = aggregate.get("energy")
         if isinstance(energy, dict):
             base = energy.get("baseline")
@@ -106,8 +103,7 @@ def rebase_after_skip(
         signed = [parse_leaf(leaf)[1] for leaf in batch.leaves[:count]]
         decoded = [decode_signed(s) for s in signed]
         aggregates = []
-        for leaf in batch.leaves[count:]:
-            aggregate = parse_leaf(leaf)[1]
+        for _, aggregate in batch.aggregates():
             device = aggregate["device"]
             if device in baselines and isinstance(aggregate.get("energy"), dict):
                 mine = [r for r in decoded if r.device_id == device]

@@ -84,7 +84,7 @@ def test_baseline_carries_energy_across_batches(client: TestClient) -> None:
     right, readings = gw.build(per_device=2)
     r = upload(client, gw, right)
     assert r.status_code == 201, r.text
-    aggregate = cbor.decode(right.leaves[-1])[1]
+    aggregate = right.aggregates()[-1][1]
     assert aggregate["energy"]["delta_wh"] == 14 and aggregate["energy"]["baseline"] == [2, 1014]
 
 
@@ -140,7 +140,7 @@ def test_rejections_are_422_and_store_nothing(client: TestClient) -> None:
         gw.batch_seq,
         tuple(parsed.header["window"]),
         [cbor.decode(leaf)[1] for leaf in parsed.leaves[: parsed.header["readings"]]],
-        [cbor.decode(leaf)[1] for leaf in parsed.leaves[parsed.header["readings"] :]],
+        [a for _, a in parsed.aggregates()],
         gw.prev,
         parsed.header["created"],
     )
@@ -184,7 +184,7 @@ def test_rejections_are_422_and_store_nothing(client: TestClient) -> None:
     assert (r.status_code, r.json()["error"], r.json()["leaf_index"]) == (422, "replayed_reading", 0), r.text
 
     # An aggregate that does not match its readings (emissions inflated).
-    claimed = [cbor.decode(leaf)[1] for leaf in parsed.leaves[parsed.header["readings"] :]]
+    claimed = [a for _, a in parsed.aggregates()]
     claimed[0]["received"] += 1
     inflated = build_batch(
         gw.private,

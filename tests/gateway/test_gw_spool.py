@@ -74,8 +74,8 @@ def test_sealing_a_window_is_atomic_and_chains_batches(tmp_path: Path) -> None:
     (later,) = spool.open_windows()
     second = spool.close_window(later, 60, builder(60))
     assert second is not None and second.header["prev"] == first.hash and second.header["batch_seq"] == 1
-    agg = second.leaves[-1]
-    assert b"baseline" in agg  # the energy baseline moved with the first batch
+    _, agg = second.aggregates()[-1]
+    assert agg["energy"]["baseline"] is not None  # the energy baseline moved with the first batch
     pending = spool.next_unacked()
     assert pending is not None and pending.batch_id == "gw-1/0"
     held = spool.held_bytes()

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from carbontrace_protocol import p256, strict_json
+from carbontrace_protocol import cbor, p256, strict_json
 from carbontrace_protocol.ids import KEY_REVOKED
 from carbontrace_protocol.proof_bundle import ProofBundle, Trust
 from carbontrace_protocol.proof_verify import ChainKey, ChainReader, Report, verify_bundle_json
@@ -285,6 +285,7 @@ def bundle_cases(w: Writer, tmp: Path) -> None:
                 "invalid",
                 step,
             )
+        disclosure_cases(w, client, key, reading.device_id, aggregates, chain, trust)
         other = copy.deepcopy(aggregates)
         other["query"]["device_id"] = "dev-other"
         w.case(
@@ -332,6 +333,59 @@ def bundle_cases(w: Writer, tmp: Path) -> None:
         )
         assert pending["batches"][0]["checkpoint_seq"] is None, pending
         w.case("pending", "One reading of a batch the cloud has not anchored yet.", pending, chain, trust, "pending")
+
+
+def disclosure_cases(
+    w: Writer, client: Any, key: str, device_id: str, public: dict[str, Any], chain: ChainReader, trust: Trust
+) -> None:
+    """Selective disclosure: the emissions bundle opens exactly the public fields of a committed aggregate."""
+    whole = _bundle(client, key, device_id=device_id, types=["aggregates", "co2", "temperature", "humidity"], limit=3)
+    (same,) = [item for item in whole["items"] if item["leaf"] == public["items"][0]["leaf"]]
+    w.case(
+        "valid-aggregate-all-fields",
+        "The device's first leaves asked with co2, temperature and humidity beside aggregates: readings, and the"
+        " aggregate of valid-aggregate with every field opened.",
+        whole,
+        chain,
+        trust,
+        "valid",
+    )
+    all_openings = same["openings"]
+    assert "co2" in all_openings and "co2" not in public["items"][0]["openings"], whole
+
+    def opening_edit(name: str, what: str, edit: Callable[[dict[str, Any]], None], step: str) -> None:
+        tampered = copy.deepcopy(public)
+        edit(tampered["items"][0])
+        w.case("tamper-opening-" + name, f"valid-aggregate with {what}.", tampered, chain, trust, "invalid", step)
+
+    def reopened(item: dict[str, Any], field: str, change: Callable[[list[Any]], list[Any]]) -> None:
+        salt, value = cbor.decode(bytes.fromhex(item["openings"][field]))
+        item["openings"][field] = cbor.encode(change([salt, value])).hex()
+
+    def bump_delta(pair: list[Any]) -> list[Any]:
+        pair[1]["delta_wh"] += 1
+        return pair
+
+    def flip_salt(pair: list[Any]) -> list[Any]:
+        return [bytes([pair[0][0] ^ 1]) + pair[0][1:], pair[1]]
+
+    def long_form(item: dict[str, Any]) -> None:  # received as a 2-byte integer: same value, not canonical
+        salt, value = cbor.decode(bytes.fromhex(item["openings"]["received"]))
+        assert isinstance(value, int) and 0 <= value < 24, value
+        item["openings"]["received"] = (bytes([0x82, 0x50]) + salt + bytes([0x19, 0, value])).hex()
+
+    opening_edit("missing", "the emissions opening removed", lambda i: i["openings"].pop("emissions_g"),
+                 "field_openings")
+    opening_edit("extra-co2", "the CO2 opening of the same leaf added (more than the types disclose)",
+                 lambda i: i["openings"].update(co2=all_openings["co2"]), "field_openings")
+    opening_edit("value", "energy delta_wh opened as one more Wh (view kept)",
+                 lambda i: reopened(i, "energy", bump_delta), "field_openings")
+    opening_edit("salt", "a salt byte of the received opening changed", lambda i: reopened(i, "received", flip_salt),
+                 "field_openings")
+    opening_edit("non-canonical", "the received opening re-encoded with a longer integer", long_form,
+                 "field_openings")
+    opening_edit("view-shows-closed-field", "the view showing CO2 that no opening discloses",
+                 lambda i: i["view"].update(co2=same["view"]["co2"]), "decoded_view")
 
 
 def _reversed(value: Any) -> Any:

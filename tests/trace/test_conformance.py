@@ -55,7 +55,8 @@ def run(case: dict[str, Any]) -> tuple[str, str | None, int]:
 
 def test_the_set_is_there_and_small() -> None:
     assert len(CASES) >= 60
-    assert sum(p.stat().st_size for p in CASES) < 800_000
+    # version 3 items carry the openings of the fields they disclose (~60 bytes of hex each): summaries grew
+    assert sum(p.stat().st_size for p in CASES) < 1_100_000
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])

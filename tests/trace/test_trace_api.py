@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from carbontrace_protocol.proof_verify import verify_bundle_json as verify_bundle
+from carbontrace_protocol.views import AGGREGATE_PUBLIC_FIELDS
 from tests.trace.trace_kit import anchor, get, ledger_of, reader_of, tenant_with_batches, trust_of, upload_batches
 
 STEP_ORDER = [
@@ -12,6 +13,7 @@ STEP_ORDER = [
     "sql_index",
     "device_key",
     "device_signature",
+    "field_openings",
     "decoded_view",
     "batch_inclusion",
     "gateway_signature",
@@ -86,12 +88,20 @@ def test_aggregates_and_emissions_filter(client: TestClient) -> None:
     assert r.status_code == 200 and body["status"] == "valid", body
     assert [i["kind"] for i in body["items"]] == ["aggregate"] * 4
     for item in body["items"]:
-        assert set(item["view"]) == {"v", "device", "window", "energy", "factor", "emissions_g"}
+        assert set(item["view"]) == {"v", "device", "window", *AGGREGATE_PUBLIC_FIELDS}
         steps = {s["step"]: s["ok"] for s in item["steps"]}
         assert steps["device_signature"] is None and steps["consistency"] is True
+    bundle = get(client, "/api/v1/trace/bundle", types="emissions", enterprise_id=traced.tenant.enterprise_id).json()
+    for item in bundle["items"]:  # the bundle opens the public fields, each [16-byte salt, value]; co2 stays closed
+        assert set(item["openings"]) == set(AGGREGATE_PUBLIC_FIELDS), item
+        assert {bytes.fromhex(o)[:2] for o in item["openings"].values()} == {bytes([0x82, 0x50])}
     r = get(client, "/api/v1/trace/retrieve", types="aggregates", enterprise_id=traced.tenant.enterprise_id)
     assert r.json()["status"] == "retrieved"
-    assert "co2" in r.json()["items"][0]["view"] and "received" in r.json()["items"][0]["view"]
+    assert "co2" not in r.json()["items"][0]["view"] and "received" in r.json()["items"][0]["view"]
+    r = get(client, "/api/v1/trace/verify", key=traced.tenant.enterprise_key, types=["aggregates", "co2"])
+    aggregates = [i for i in r.json()["items"] if i["kind"] == "aggregate"]
+    assert r.json()["status"] == "valid" and aggregates, r.json()
+    assert all("co2" in i["view"] and "temp_mean" not in i["view"] for i in aggregates)
 
 
 def test_bundle_verifies_offline(client: TestClient) -> None:

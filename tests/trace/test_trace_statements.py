@@ -200,6 +200,4 @@ def test_the_statement_key_is_named_by_fingerprint(two_tenants: Any) -> None:
 
 
 def _aggregates(batch):  # type: ignore[no-untyped-def]
-    from carbontrace_protocol.batch import parse_leaf
-
-    return [parse_leaf(leaf)[1] for leaf in batch.leaves[batch.header["readings"] :]]
+    return [aggregate for _, aggregate in batch.aggregates()]

@@ -333,6 +333,9 @@ def _resign_checkpoint_as_newest(bundle: dict[str, Any]) -> None:
 
 BUNDLE_CASES: list[tuple[str, str, BundleMutation]] = [
     ("format version", "bundle_format", lambda b: b.__setitem__("version", 1)),
+    ("format version 2 (before openings)", "bundle_format", lambda b: b.__setitem__("version", 2)),
+    ("opening on a reading", "bundle_format", lambda b: b["items"][0]["openings"].__setitem__("co2_ppm", "00")),
+    ("openings not an object", "bundle_format", lambda b: b["items"][0].__setitem__("openings", [])),
     ("chain id", "chain_identity", lambda b: b["chain"].__setitem__("chain_id", b["chain"]["chain_id"] + 1)),
     ("contract address", "chain_identity", lambda b: b["chain"].__setitem__("registry", "0x" + "11" * 20)),
     (
