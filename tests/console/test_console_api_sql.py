@@ -50,8 +50,9 @@ def test_sites_emissions_batches_and_pulse_agree_with_what_was_uploaded(api: Tes
         batch, readings = gw.build(per_device=2 + n)
         assert upload(api, gw, batch).status_code == 201
         gw.accepted(batch, readings)
-        aggregate_leaves = batch.leaves[len(batch.leaves) - batch.header["aggregates"] :]
-        uploaded_aggregates += [views.leaf_content(leaf)[1] for leaf in aggregate_leaves]
+        uploaded_aggregates += [
+            views.leaf_content(batch.leaves[i], batch.openings[i])[1] for i, _ in batch.aggregates()
+        ]
     batch, readings = other.gateway.build()
     assert upload(api, other.gateway, batch).status_code == 201
     api.app.state.ledger.anchorer.tick(force_checkpoint=True)  # type: ignore[attr-defined]
