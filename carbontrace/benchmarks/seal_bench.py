@@ -2,6 +2,7 @@
 
 The batch is a real one (``readings_per_batch`` signed readings and one aggregate), sealed to the three default
 readers (the cloud, the enterprise, one regulator), as ingestion does; opening is one reader's unwrap + decrypt.
+The section also prints what selective disclosure costs (carbontrace/benchmarks/disclosure_bench.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from carbontrace.benchmarks import disclosure_bench
 from carbontrace.benchmarks.common import DeviceKey, Row, SectionResult, best_rate
 from carbontrace_protocol import p256, sealed_blob
 from carbontrace_protocol.batch import ZERO_HASH, aggregate_window, build_batch
@@ -69,4 +71,7 @@ def run(readings_per_batch: int, count: int) -> SectionResult:
                            note=f"{len(blob)} B batch of {readings_per_batch} readings"))
     result.details = {"readings_per_batch": readings_per_batch, "blob_bytes": len(blob), "sealed_bytes": len(sealed),
                       "readers": READERS}
+    disclosure_rows, disclosure_details = disclosure_bench.rows(readings_per_batch, count)
+    result.rows += disclosure_rows
+    result.details["disclosure"] = disclosure_details
     return result
