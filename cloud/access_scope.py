@@ -209,6 +209,9 @@ def _markdown(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
+DOC_MARKER = "<!-- generated from cloud/access_scope.py: do not edit below by hand -->"
+
+
 def markdown_tables() -> str:
     """The two tables as docs/access.md shows them (between its generated-table markers)."""
     data = _markdown(
@@ -219,3 +222,18 @@ def markdown_tables() -> str:
     )
     return "\n".join(["### Data types (trace locate, retrieve, verify, bundle)", "", *data, "",
                       "### Surfaces", "", *surfaces]) + "\n"
+
+
+def document(current: str) -> str:
+    """docs/access.md with its generated part (everything after DOC_MARKER) rebuilt from the tables."""
+    head, marker, _ = current.partition(DOC_MARKER)
+    if not marker:
+        raise ValueError(f"docs/access.md has no {DOC_MARKER!r} line")
+    return head + DOC_MARKER + "\n\n" + markdown_tables()
+
+
+if __name__ == "__main__":  # python -m cloud.access_scope: regenerate docs/access.md
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "access.md"
+    doc.write_text(document(doc.read_text()))
