@@ -24,21 +24,15 @@ from carbontrace_protocol.cid import cid_for
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.proof_bundle import ProofBundle, Query, Trust, normalize_address
 from carbontrace_protocol.views import AGGREGATE_TYPES, ALL_TYPES, READING_TYPE_FIELDS, DataType
-from cloud import models
+from cloud import access_scope, models
 from cloud.bundle_builder import build_bundle
-from cloud.chain import BindingState, RegistryContract, SignerKind
+from cloud.chain import RegistryContract, SignerKind
 from cloud.content_store import ContentStoreError
 from cloud.ledger import Ledger
-from cloud.ledger_chain import chain_id_of
-from cloud.security import Principal, Role
+from cloud.security import Principal
 
-# Data types, what they select and what a view shows: one definition with the verifier (carbontrace_protocol.views).
-PUBLIC_TYPES = AGGREGATE_TYPES
-PLATFORM_TYPES = frozenset({DataType.EMISSIONS})
-
-
-class TraceForbidden(Exception):
-    """The caller may not see this; the API answers 403 with one fixed body, whatever the reason."""
+# Who may trace which data types of which tenant: cloud/access_scope.py, the one definition.
+WITHHELD_CID = "(withheld)"  # what a step's detail says instead of a batch CID the caller may not see
 
 
 @dataclass(frozen=True)
@@ -99,37 +93,15 @@ def trust_of(ledger: Ledger) -> Trust:
     return Trust(registry.chain.chain_id, normalize_address(registry.address))
 
 
-def scope(principal: Principal | None, query: TraceQuery, ledger: Ledger) -> TraceQuery:
-    """The query narrowed to what the caller may see; TraceForbidden if it asks for more.
-
-    public: aggregates and emissions of anyone; regulator: everything; enterprise: all of its own; trading
-    platform: emissions of an enterprise bound to it on chain; operator, site engineer, gateway: nothing."""
-    requested = query.types
-    if principal is None:
-        types = requested or PUBLIC_TYPES
-        if not types <= PUBLIC_TYPES:
-            raise TraceForbidden()
-        return _with(query, types=types)
-    if principal.role == Role.REGULATOR:
-        return _with(query, types=requested or ALL_TYPES)
-    if principal.role == Role.ENTERPRISE:
-        if query.enterprise_id not in (None, principal.enterprise_id):
-            raise TraceForbidden()
-        return _with(query, enterprise_id=principal.enterprise_id, types=requested or ALL_TYPES)
-    if principal.role == Role.PLATFORM:
-        types = requested or PLATFORM_TYPES
-        if not types <= PLATFORM_TYPES or query.enterprise_id is None or principal.platform_id is None:
-            raise TraceForbidden()
-        if not platform_bound(ledger, query.enterprise_id, principal.platform_id):
-            raise TraceForbidden()
-        return _with(query, types=types)
-    raise TraceForbidden()
-
-
-def platform_bound(ledger: Ledger, enterprise_id: str, platform_id: str) -> bool:
-    """Binding state as the chain holds it (the DB's bindings table is only a mirror)."""
-    state = ledger.chain.registry().binding_state(chain_id_of(enterprise_id), chain_id_of(platform_id))
-    return state == BindingState.BOUND
+def scope(principal: Principal | None, query: TraceQuery, ledger: Ledger, session: Session) -> TraceQuery:
+    """The query narrowed to what the caller may see (cloud/access_scope.py DATA_SCOPE); access_scope.Forbidden
+    if it asks for more. A platform must name the enterprise it trades for (its scope is one enterprise at a
+    time, checked on chain)."""
+    types, tenants = access_scope.trace_scope(principal, query.types)
+    if tenants in (access_scope.TenantScope.BOUND, access_scope.TenantScope.ASKED) and query.enterprise_id is None:
+        raise access_scope.Forbidden()
+    ids = access_scope.enterprises_of(session, ledger, principal, tenants, query.enterprise_id)
+    return _with(query, enterprise_id=None if ids is None else ids[0], types=types)
 
 
 def _with(query: TraceQuery, **changes: Any) -> TraceQuery:
@@ -154,7 +126,8 @@ class Located:
     indexed: dict[str, Any]  # what the SQL row says about the leaf
     checkpoint_seq: int | None = None
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, principal: Principal | None) -> dict[str, Any]:
+        """The located leaf as the caller may see it: the batch CID only if access_scope allows it."""
         return {
             "kind": self.kind,
             "batch_id": self.batch_id,
@@ -162,7 +135,7 @@ class Located:
             "device_id": self.device_id,
             "site_id": self.site_id,
             "log_index": self.log_index,
-            "cid": self.cid,
+            "cid": self.cid if access_scope.may_see_cid(principal, self.enterprise_id) else None,
             "time": self.time,
             "checkpoint_seq": self.checkpoint_seq,
             "anchored": self.checkpoint_seq is not None,
@@ -445,7 +418,7 @@ class TraceAnswer:
             return self.report.status
         return "retrieved"
 
-    def items_json(self) -> list[dict[str, Any]]:
+    def items_json(self, principal: Principal | None) -> list[dict[str, Any]]:
         verified = {(r.batch_id, r.leaf_index): r for r in self.report.items} if self.report is not None else {}
         unprovable: dict[tuple[str, int], str] = {}
         if self.bundle is not None:
@@ -453,7 +426,7 @@ class TraceAnswer:
         out = []
         for item in self.retrieved:
             loc = item.located
-            entry = loc.as_json()
+            entry = loc.as_json(principal)
             entry["view"] = view_of(item, self.query.types) if item.ok else None
             steps = list(item.steps)
             status, failed = ("retrieved" if item.ok else "invalid"), item.failed_step
@@ -466,9 +439,17 @@ class TraceAnswer:
                 steps.append(pv.Step(failed, False, "the key that signed this leaf is not in the key history"))
             entry["status"] = status
             entry["failed_step"] = failed
-            entry["steps"] = [s.as_json() for s in steps]
+            entry["steps"] = [_step_json(s, loc.cid, entry["cid"] is None) for s in steps]
             out.append(entry)
         return out
+
+
+def _step_json(step: pv.Step, cid: str, withhold_cid: bool) -> dict[str, Any]:
+    """A step as JSON; retrieval details name the batch blob's CID, which not every caller may see."""
+    shown = step.as_json()
+    if withhold_cid:
+        shown["detail"] = shown["detail"].replace(cid, WITHHELD_CID)
+    return shown
 
 
 def chain_reader(ledger: Ledger) -> pv.CachedChainReader:

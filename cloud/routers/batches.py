@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from carbontrace_protocol.batch_verify import BatchRejected
 from cloud import models
+from cloud.access_scope import Surface, roles_for
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ingest import NotYourGateway, OutOfOrder
 from cloud.params import BatchSeq, ReadingsLimit, UnixSeconds
@@ -78,10 +79,11 @@ def read_batch(
     batch_seq: BatchSeq,
     session: SessionDep,
     principal: Annotated[
-        Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE, Role.SITE_ENGINEER, Role.GATEWAY))
+        Principal, Depends(require(*roles_for(Surface.BATCH_RECORD)))
     ],
 ) -> BatchRead:
-    """Roles: operator, regulator, the owning enterprise and its site engineers, the uploading gateway."""
+    """Roles: operator, regulator, the owning enterprise and its site engineers, the uploading gateway
+    (cloud/access_scope.py: each of them may see the batch's CID)."""
     row = _batch_in_scope(session, principal, gateway_id, batch_seq)
     quarantined = [
         QuarantinedLeafRead(
@@ -119,7 +121,7 @@ def read_batch_blob(
     batch_seq: BatchSeq,
     ledger: LedgerDep,
     session: SessionDep,
-    principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE))],
+    principal: Annotated[Principal, Depends(require(*roles_for(Surface.BATCH_BLOB)))],
 ) -> JSONResponse:
     """Roles: operator, regulator, the owning enterprise. The stored blob (hex), re-read from the content store: the
     sealed envelope (docs/protocol.md, "Sealed blobs"), which a reader opens with `carbontrace open-blob`."""

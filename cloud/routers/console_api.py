@@ -1,9 +1,10 @@
 """Read endpoints behind the trace console (cloud/console/), and the gateway's health report.
 
-Scope rules, the same as the rest of the API: operator and regulator see every tenant; an enterprise and its
-site engineers see their own enterprise; a trading platform sees the enterprises that requested a binding to
-it, and emissions only of those bound to it on chain; a gateway key sees nothing here but may report its own
-health. Any refusal is the one fixed 403 body, so nothing says whether another tenant's thing exists.
+Who sees which view of which tenant is cloud/access_scope.py (SURFACE_SCOPE, docs/access.md): operator and
+regulator see every tenant; an enterprise and its site engineers their own; a trading platform the
+enterprises that requested a binding to it, and emissions only of those bound to it on chain; a gateway key
+sees nothing here but may report its own health. Any refusal is the one fixed 403 body, so nothing says
+whether another tenant's thing exists.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from carbontrace_protocol.emission_factors import get_factor
-from cloud import models
-from cloud.chain import BindingState
+from cloud import access_scope, models
+from cloud.access_scope import Surface, roles_for
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ledger import Ledger
 from cloud.ledger_chain import chain_id_of
@@ -30,14 +31,13 @@ router = APIRouter(prefix="/api/v1", tags=["console"])
 
 _ID = r"^[A-Za-z0-9._-]{1,64}$"
 _MAX_TIME = MAX_TIME  # cloud/params.py: one bound for every time parameter
-_ALL_TENANTS = (Role.OPERATOR, Role.REGULATOR)
-_OWN_TENANT = (Role.ENTERPRISE, Role.SITE_ENGINEER)
-_PEOPLE = (*_ALL_TENANTS, *_OWN_TENANT, Role.PLATFORM)
 MAX_GAPS_PER_DEVICE = 100
 # A report's per-device JSON must fit its columns (2000 / 4000 characters) whatever the numbers.
 MAX_REPORTED_REASONS = 20
 MAX_REPORTED_GAPS = 64
 MAX_WINDOWS = 5000
+# Everyone who may log into the console polls its pulse (what it counts is scoped like the batch list).
+_PULSE_ROLES = roles_for(Surface.CONSOLE_ENTERPRISES)
 UNREGISTERED = "_unregistered"  # the gateway's label for senders it does not know (edge_gateway/classify.py)
 
 # ---- gateway health -------------------------------------------------------------------------------------
@@ -104,34 +104,15 @@ def report_health(
 # ---- scope ----------------------------------------------------------------------------------------------
 
 
-def _bound(ledger: Ledger, enterprise_id: str, platform_id: str) -> bool:
-    state = ledger.chain.registry().binding_state(chain_id_of(enterprise_id), chain_id_of(platform_id))
-    return state == BindingState.BOUND
-
-
 def enterprises_in_scope(
-    session: Session, ledger: Ledger, principal: Principal, wanted: str | None, bound_only: bool
+    session: Session, ledger: Ledger, principal: Principal, surface: Surface, wanted: str | None = None
 ) -> list[str] | None:
-    """Enterprise ids the caller may see (None: every one), narrowed to ``wanted``; 403 if it is out of scope.
-
-    ``bound_only``: a platform sees only enterprises bound to it on chain (else also those that asked)."""
-    if principal.role in _ALL_TENANTS:
-        return None if wanted is None else [wanted]
-    if principal.role in _OWN_TENANT:
-        if principal.enterprise_id is None or wanted not in (None, principal.enterprise_id):
-            raise forbidden()
-        return [principal.enterprise_id]
-    if principal.role == Role.PLATFORM and principal.platform_id is not None:
-        rows = session.scalars(
-            select(models.Binding.enterprise_id).where(models.Binding.platform_id == principal.platform_id)
-        ).all()
-        allowed = [e for e in rows if not bound_only or _bound(ledger, e, principal.platform_id)]
-        if wanted is not None:
-            if wanted not in allowed:
-                raise forbidden()
-            return [wanted]
-        return allowed
-    raise forbidden()
+    """Enterprise ids the caller may see on ``surface`` (None: every one), narrowed to ``wanted``; 403 if out
+    of scope (cloud/access_scope.py decides)."""
+    try:
+        return access_scope.surface_enterprises(session, ledger, principal, surface, wanted)
+    except access_scope.Forbidden as err:
+        raise forbidden() from err
 
 
 def _site_filter(ids: list[str] | None) -> list[Any]:
@@ -178,22 +159,25 @@ class EnterpriseView(BaseModel):
 
 @router.get("/console/enterprises", response_model=list[EnterpriseView])
 def console_enterprises(
-    ledger: LedgerDep, session: SessionDep, principal: Annotated[Principal, Depends(require(*_PEOPLE))]
+    ledger: LedgerDep,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(require(*roles_for(Surface.CONSOLE_ENTERPRISES)))],
 ) -> list[EnterpriseView]:
     """Roles: operator, regulator (all); enterprise and its site engineers (their own); platform (those that
     asked it for a binding, with only that binding shown). Binding states are read from the chain."""
-    ids = enterprises_in_scope(session, ledger, principal, None, bound_only=False)
+    ids = enterprises_in_scope(session, ledger, principal, Surface.CONSOLE_ENTERPRISES)
     query = select(models.Enterprise).order_by(models.Enterprise.created_at, models.Enterprise.id)
     if ids is not None:
         query = query.where(models.Enterprise.id.in_(ids))
     registry = ledger.chain.registry()
+    sees_sites = access_scope.surface_scope(principal, Surface.CONSOLE_SITES) != access_scope.TenantScope.NONE
     out = []
     for ent in session.scalars(query):
         bindings = select(models.Binding, models.Platform.name).join(
             models.Platform, models.Platform.id == models.Binding.platform_id
         )
         bindings = bindings.where(models.Binding.enterprise_id == ent.id).order_by(models.Binding.platform_id)
-        if principal.role == Role.PLATFORM:
+        if principal.platform_id is not None:  # a platform sees its own binding, not its competitors'
             bindings = bindings.where(models.Binding.platform_id == principal.platform_id)
         views = [
             BindingView(
@@ -209,7 +193,7 @@ def console_enterprises(
                 enterprise_id=ent.id,
                 name=ent.name,
                 chain_account=ent.chain_account,
-                sites=int(sites or 0) if principal.role != Role.PLATFORM else 0,
+                sites=int(sites or 0) if sees_sites else 0,
                 bindings=views,
             )
         )
@@ -291,13 +275,13 @@ def sequence_gaps(session: Session, device_ids: list[str]) -> dict[str, list[lis
 def console_sites(
     ledger: LedgerDep,
     session: SessionDep,
-    principal: Annotated[Principal, Depends(require(*_ALL_TENANTS, *_OWN_TENANT))],
+    principal: Annotated[Principal, Depends(require(*roles_for(Surface.CONSOLE_SITES)))],
     enterprise_id: Annotated[str | None, Query(pattern=_ID)] = None,
 ) -> list[SiteView]:
     """Roles: operator, regulator (all); enterprise and its site engineers (their own). Sites with their
     gateways and devices: status, last seen, gaps in the stored sequence numbers, and the rejection
     counters the site's gateways last reported."""
-    ids = enterprises_in_scope(session, ledger, principal, enterprise_id, bound_only=True)
+    ids = enterprises_in_scope(session, ledger, principal, Surface.CONSOLE_SITES, enterprise_id)
     sites = session.scalars(select(models.Site).where(*_site_filter(ids)).order_by(models.Site.id)).all()
     site_ids = [s.id for s in sites]
     devices = session.scalars(
@@ -408,7 +392,7 @@ class EmissionSeries(BaseModel):
 def console_emissions(
     ledger: LedgerDep,
     session: SessionDep,
-    principal: Annotated[Principal, Depends(require(*_PEOPLE))],
+    principal: Annotated[Principal, Depends(require(*roles_for(Surface.CONSOLE_EMISSIONS)))],
     enterprise_id: Annotated[str | None, Query(pattern=_ID)] = None,
     site_id: Annotated[str | None, Query(pattern=_ID)] = None,
     start: Annotated[int | None, Query(ge=0, le=_MAX_TIME, description="unix seconds")] = None,
@@ -417,7 +401,7 @@ def console_emissions(
     """Roles: operator, regulator (all); enterprise and its site engineers (their own); platform (enterprises
     bound to it on chain). Emissions per site and aggregate window, from the aggregate leaves (emissions_g
     per window), with each emission factor and its source."""
-    ids = enterprises_in_scope(session, ledger, principal, enterprise_id, bound_only=True)
+    ids = enterprises_in_scope(session, ledger, principal, Surface.CONSOLE_EMISSIONS, enterprise_id)
     A = models.Aggregate
     query = (
         select(
@@ -472,7 +456,7 @@ class BatchView(BaseModel):
     leaves: int
     window: list[int]
     log_index: int
-    cid: str
+    cid: str | None  # null for a caller who may not see batch CIDs (cloud/access_scope.py)
     received_at: int
     checkpoint_seq: int | None
     tx_hash: str | None
@@ -489,12 +473,12 @@ def _scoped_batches(ids: list[str] | None) -> Any:
 def console_batches(
     ledger: LedgerDep,
     session: SessionDep,
-    principal: Annotated[Principal, Depends(require(*_ALL_TENANTS, *_OWN_TENANT))],
+    principal: Annotated[Principal, Depends(require(*roles_for(Surface.CONSOLE_BATCHES)))],
     limit: ConsoleLimit = 50,
 ) -> list[BatchView]:
     """Roles: operator, regulator (all); enterprise and its site engineers (their own). The newest batches,
     each with the first anchored checkpoint whose tree covers its log leaf (None: not anchored yet)."""
-    ids = enterprises_in_scope(session, ledger, principal, None, bound_only=True)
+    ids = enterprises_in_scope(session, ledger, principal, Surface.CONSOLE_BATCHES)
     B = models.Batch
     rows = session.scalars(_scoped_batches(ids).order_by(B.received_at.desc(), B.log_index.desc()).limit(limit)).all()
     anchored = session.execute(
@@ -510,6 +494,11 @@ def console_batches(
             .group_by(Q.batch_id)
         ).all()
     )
+    site_enterprise = dict(
+        session.execute(
+            select(models.Site.id, models.Site.enterprise_id).where(models.Site.id.in_({b.site_id for b in rows}))
+        ).all()
+    )
     out = []
     for b in rows:
         covering = next(((int(seq), tx) for seq, size, tx in anchored if size > b.log_index), (None, None))
@@ -523,7 +512,7 @@ def console_batches(
                 leaves=b.leaves,
                 window=[b.window_start, b.window_end],
                 log_index=b.log_index,
-                cid=b.cid,
+                cid=b.cid if access_scope.may_see_cid(principal, site_enterprise[b.site_id]) else None,
                 received_at=b.received_at,
                 checkpoint_seq=covering[0],
                 tx_hash=covering[1],
@@ -542,15 +531,15 @@ class Pulse(BaseModel):
 
 @router.get("/console/pulse", response_model=Pulse)
 def console_pulse(
-    ledger: LedgerDep, session: SessionDep, principal: Annotated[Principal, Depends(require(*_PEOPLE))]
+    ledger: LedgerDep, session: SessionDep, principal: Annotated[Principal, Depends(require(*_PULSE_ROLES))]
 ) -> Pulse:
     """Roles: operator, regulator, enterprise, site engineer, platform. A cheap change marker the console
     polls: when it moves, the page re-reads its views (batches counted within the caller's scope; a
     platform sees only the log's public figures)."""
-    if principal.role == Role.PLATFORM:
+    if access_scope.surface_scope(principal, Surface.CONSOLE_BATCHES) == access_scope.TenantScope.NONE:
         count, last = 0, None
     else:
-        ids = enterprises_in_scope(session, ledger, principal, None, bound_only=True)
+        ids = enterprises_in_scope(session, ledger, principal, Surface.CONSOLE_BATCHES)
         sub = _scoped_batches(ids).subquery()
         count, last = session.execute(select(func.count(), func.max(sub.c.log_index))).one()
     C = models.Checkpoint

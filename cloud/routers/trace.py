@@ -1,9 +1,10 @@
 """Trace and verify API: locate → retrieve → verify, proof bundles, enterprise period statements.
 
-Roles (the same for every endpoint here): public (no key) sees aggregates and emissions of anyone; a
-regulator everything; an enterprise all of its own; a trading platform the emissions of an enterprise bound
-to it on chain; operator, site-engineer and gateway keys get 403. Any refusal is one fixed 403 body, so
-nothing says whether another tenant's thing exists.
+Who sees what (the same for every endpoint here) is cloud/access_scope.py, docs/access.md: in short the
+public sees aggregates and emissions of anyone; a regulator everything; an enterprise all of its own; a
+trading platform the emissions of an enterprise bound to it on chain; operator, site-engineer and gateway
+keys get 403. Batch CIDs go only to a regulator and the owning enterprise. Any refusal is one fixed 403
+body, so nothing says whether another tenant's thing exists.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session
 
 from carbontrace_protocol.proof_verify import ChainUnreachable
 from carbontrace_protocol.views import DataType
-from cloud import statements
+from cloud import access_scope, statements
 from cloud import trace as tracelib
 from cloud.chain import ChainUnavailable
 from cloud.deps import FORBIDDEN, LedgerDep, SessionDep, get_principal
+from cloud.ledger import Ledger
 from cloud.params import MAX_TIME, Limit
 from cloud.security import Principal
 
@@ -46,7 +49,7 @@ class LocatedOut(BaseModel):
     device_id: str
     site_id: str
     log_index: int
-    cid: str
+    cid: str | None  # the batch blob's CID; null for a caller who may not see it (cloud/access_scope.py)
     time: list[int]
     checkpoint_seq: int | None
     anchored: bool
@@ -120,24 +123,32 @@ QueryDep = Annotated[tracelib.TraceQuery, Depends(_query)]
 CallerDep = Annotated[Principal | None, Depends(get_principal)]
 
 
-def _scoped(principal: Principal | None, query: tracelib.TraceQuery, ledger: LedgerDep) -> tracelib.TraceQuery:
+def _scoped(
+    principal: Principal | None, query: tracelib.TraceQuery, ledger: LedgerDep, session: SessionDep
+) -> tracelib.TraceQuery:
     try:
-        return tracelib.scope(principal, query, ledger)
-    except tracelib.TraceForbidden as err:
+        return tracelib.scope(principal, query, ledger, session)
+    except access_scope.Forbidden as err:
         raise HTTPException(403, FORBIDDEN) from err
+
+
+def _statement_in_scope(principal: Principal | None, enterprise_id: str, ledger: Ledger, session: Session) -> None:
+    if not access_scope.may_see_enterprise(session, ledger, principal, access_scope.Surface.STATEMENT, enterprise_id):
+        raise HTTPException(403, FORBIDDEN)
 
 
 @router.get("/trace/locate", response_model=LocateAnswer, responses=_FORBIDDEN_RESPONSE)
 def trace_locate(query: QueryDep, principal: CallerDep, ledger: LedgerDep, session: SessionDep) -> LocateAnswer:
     """Roles: public, regulator, enterprise, platform (see module doc). Which batches, log positions and
     anchored checkpoints hold the matching leaves (SQL index only; nothing re-read or verified)."""
-    scoped = _scoped(principal, query, ledger)
+    scoped = _scoped(principal, query, ledger, session)
     located = tracelib.locate(session, scoped, tracelib.RegistryReader(ledger.chain.registry()).checkpoint_count())
-    return LocateAnswer(query=scoped.as_json(), count=len(located), items=[LocatedOut(**x.as_json()) for x in located])
+    items = [LocatedOut(**x.as_json(principal)) for x in located]
+    return LocateAnswer(query=scoped.as_json(), count=len(items), items=items)
 
 
-def _answer(answer: tracelib.TraceAnswer) -> TraceAnswerOut:
-    items = answer.items_json()
+def _answer(answer: tracelib.TraceAnswer, principal: Principal | None) -> TraceAnswerOut:
+    items = answer.items_json(principal)
     return TraceAnswerOut(
         query=answer.query.as_json(),
         status=answer.status(),
@@ -150,9 +161,9 @@ def _answer(answer: tracelib.TraceAnswer) -> TraceAnswerOut:
 def trace_retrieve(query: QueryDep, principal: CallerDep, ledger: LedgerDep, session: SessionDep) -> TraceAnswerOut:
     """Roles: as /trace/locate. Locate, then read each leaf back from the content store (CID recomputed, leaf
     found in the blob, SQL row compared with it); the decoded view shows only the requested fields."""
-    scoped = _scoped(principal, query, ledger)
+    scoped = _scoped(principal, query, ledger, session)
     try:
-        return _answer(tracelib.trace(ledger, session, scoped, verify=False))
+        return _answer(tracelib.trace(ledger, session, scoped, verify=False), principal)
     except ChainUnreachable as err:
         raise ChainUnavailable(str(err)) from err
 
@@ -163,9 +174,9 @@ def trace_verify(query: QueryDep, principal: CallerDep, ledger: LedgerDep, sessi
     batch inclusion, gateway signature, signed checkpoint, log inclusion, the anchor read from the chain, and
     consistency with the previous and the newest anchor. Each item says per step what held; a batch not
     anchored yet is `pending`."""
-    scoped = _scoped(principal, query, ledger)
+    scoped = _scoped(principal, query, ledger, session)
     try:
-        return _answer(tracelib.trace(ledger, session, scoped))
+        return _answer(tracelib.trace(ledger, session, scoped), principal)
     except ChainUnreachable as err:
         raise ChainUnavailable(str(err)) from err
 
@@ -176,7 +187,7 @@ def trace_verify(query: QueryDep, principal: CallerDep, ledger: LedgerDep, sessi
 )
 def trace_bundle(query: QueryDep, principal: CallerDep, ledger: LedgerDep, session: SessionDep) -> JSONResponse:
     """Roles: as /trace/locate. The trace answer as a self-contained proof bundle for `carbontrace verify`."""
-    scoped = _scoped(principal, query, ledger)
+    scoped = _scoped(principal, query, ledger, session)
     try:
         bundle = tracelib.trace_bundle(ledger, session, scoped)
     except ChainUnreachable as err:
@@ -214,7 +225,7 @@ def enterprise_statement(
     """Roles: as /trace/locate (a platform only for an enterprise bound to it). Energy, emissions with their
     factors, completeness and gaps over [start, end), as one document signed by the cloud key (ES256 over the
     canonical JSON of `statement`), with the proof bundle of every aggregate leaf each figure sums."""
-    _scoped(principal, tracelib.TraceQuery(enterprise_id=enterprise_id, types=tracelib.PLATFORM_TYPES), ledger)
+    _statement_in_scope(principal, enterprise_id, ledger, session)
     if end <= start:
         raise HTTPException(422, "end must be after start")
     try:
@@ -246,7 +257,7 @@ def enterprise_statement_summary(
     """Roles: as /enterprises/{id}/statement. The period [start, end) as one statement per `page_s` seconds
     (each stored in the content store; fetch them from /statements/pages/{cid}) and a summary signed by the
     cloud key listing each page's CID, sha256 and figures with the period's totals and completeness."""
-    _scoped(principal, tracelib.TraceQuery(enterprise_id=enterprise_id, types=tracelib.PLATFORM_TYPES), ledger)
+    _statement_in_scope(principal, enterprise_id, ledger, session)
     if end <= start:
         raise HTTPException(422, "end must be after start")
     try:
@@ -263,7 +274,10 @@ def enterprise_statement_summary(
     responses={200: {"description": "one page of a period summary: a signed statement"}, **_FORBIDDEN_RESPONSE},
 )
 def statement_page(
-    cid: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,128}$")], principal: CallerDep, ledger: LedgerDep
+    cid: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,128}$")],
+    principal: CallerDep,
+    ledger: LedgerDep,
+    session: SessionDep,
 ) -> Response:
     """Roles: as /enterprises/{id}/statement, for the enterprise the page is a statement of. The stored page
     named `cid` (a page not held, or held for an enterprise the caller may not see, is the same 403)."""
@@ -271,7 +285,7 @@ def statement_page(
     if page is None:
         raise HTTPException(403, FORBIDDEN)
     enterprise_id, blob = page
-    _scoped(principal, tracelib.TraceQuery(enterprise_id=enterprise_id, types=tracelib.PLATFORM_TYPES), ledger)
+    _statement_in_scope(principal, enterprise_id, ledger, session)
     # the stored bytes as they are: their sha256 and CID are the ones the summary lists
     return Response(
         blob, media_type="application/json", headers={"Content-Disposition": f'attachment; filename="{cid}.json"'}
