@@ -315,7 +315,7 @@ def retrieve(ledger: Ledger, session: Session, located: list[Located]) -> list[R
         if batch is None:
             result.steps.append(pv.Step("content_store", False, problem))
             continue
-        result.steps.append(pv.Step("content_store", True, f"blob {item.cid} re-read, CID recomputed"))
+        result.steps.append(pv.Step("content_store", True, "batch blob re-read by its CID, CID recomputed"))
         if problem:
             result.steps.append(pv.Step("sql_index", False, problem))
             continue
@@ -345,7 +345,7 @@ def _load_batch(ledger: Ledger, session: Session, item: Located) -> tuple[BatchB
     except (ContentStoreError, KeyError, ValueError) as err:
         return None, f"blob {item.cid}: {type(err).__name__}: {err}", []
     if cid_for(blob) != item.cid:
-        return None, f"blob is not {item.cid}", []
+        return None, "the blob is not the one its CID names", []
     try:
         blob = ledger.sealer.open(blob, item.batch_id)
     except ProtocolError as err:
@@ -445,7 +445,8 @@ class TraceAnswer:
 
 
 def _step_json(step: pv.Step, cid: str, withhold_cid: bool) -> dict[str, Any]:
-    """A step as JSON; retrieval details name the batch blob's CID, which not every caller may see."""
+    """A step as JSON. Retrieval details do not name the batch blob's CID, but a store's error text may: it is
+    withheld from a caller who may not see it."""
     shown = step.as_json()
     if withhold_cid:
         shown["detail"] = shown["detail"].replace(cid, WITHHELD_CID)
