@@ -55,3 +55,20 @@ def restrict(path: Path | str) -> None:
     target = Path(path)
     if target.exists():
         os.chmod(target, FILE_MODE)
+
+
+def private_database(path: Path | str) -> Path:
+    """Make a SQLite database file 0600 in a 0700 directory before SQLite first opens it: SQLite creates its
+    -wal and -shm files with the database file's mode, so they are never wider either. Created empty here
+    (O_EXCL, mode 0600 from the start), so it never exists with a wider mode; an existing one is narrowed."""
+    target = Path(path)
+    private_dir(target.parent)
+    if not target.exists():
+        try:
+            write_secret(target, b"", exclusive=True)
+        except FileExistsError:  # another process made it first
+            pass
+    restrict(target)
+    for journal in (target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
+        restrict(journal)  # left by a run from before this existed
+    return target

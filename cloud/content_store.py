@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from carbontrace_host.secret_files import private_dir
 from carbontrace_protocol.cid import cid_for
 
 
@@ -32,7 +33,7 @@ class LocalContentStore:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)  # the blobs are sealed, and still nobody else's business: 0700
 
     def _path(self, cid: str) -> Path:
         if not cid.isalnum():
@@ -44,7 +45,7 @@ class LocalContentStore:
         path = self._path(cid)
         if path.exists():
             return cid
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as out:

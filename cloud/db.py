@@ -10,7 +10,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from carbontrace_host.secret_files import private_dir, restrict, write_secret
+from carbontrace_host.secret_files import private_database
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -20,22 +20,10 @@ def make_engine(database_url: str) -> Engine:
         path = database_url.split(":///", 1)[-1]
         engine = create_engine(database_url, connect_args={"timeout": 30, "check_same_thread": False})
         if path and path != ":memory:":
-            _private_sqlite_file(Path(path))
+            private_database(path)  # API-key hashes and every tenant's index: 0600 in 0700, -wal/-shm too
         _sqlite_serialized_writes(engine)
         return engine
     return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-
-
-def _private_sqlite_file(path: Path) -> None:
-    """The database (and the journal files SQLite gives the same mode) is 0600 in a 0700 directory: it holds
-    API-key hashes and every tenant's data. Created empty here, so it never exists with a wider mode."""
-    private_dir(path.parent)
-    if not path.exists():
-        try:
-            write_secret(path, b"", exclusive=True)
-        except FileExistsError:  # another worker made it first
-            pass
-    restrict(path)
 
 
 def _sqlite_serialized_writes(engine: Engine) -> None:

@@ -26,6 +26,7 @@ from carbontrace_protocol.batch_verify import (
 )
 from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.measures import measures_of
 from carbontrace_protocol.verify import verify_es256
 from cloud import models
 from cloud.blob_readers import BlobSealer
@@ -333,11 +334,8 @@ class Ingestor:
                             "seq": r.reading.seq,
                             "timestamp": r.reading.timestamp,
                             "flags": r.reading.flags,
-                            "co2_ppm": r.reading.co2_ppm,
-                            "temperature_centi_c": r.reading.temperature_centi_c,
-                            "humidity_centi_pct": r.reading.humidity_centi_pct,
+                            "measures": measures_of(r.reading),
                             "energy_wh": r.reading.energy_wh,
-                            "power_deci_w": r.reading.power_deci_w,
                             "batch_id": batch.id,
                             "leaf_index": r.leaf_index,
                         }

@@ -161,6 +161,8 @@ class Batch(Base):
 
 
 class Reading(Base):
+    """The SQL index of a counted reading: where its signed leaf is, and which measurements it has."""
+
     __tablename__ = "readings"
     __table_args__ = (UniqueConstraint("device_id", "seq"), Index("ix_readings_device_ts", "device_id", "timestamp"))
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
@@ -168,11 +170,12 @@ class Reading(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     timestamp: Mapped[int] = mapped_column(BigInteger)
     flags: Mapped[int] = mapped_column(Integer)
-    co2_ppm: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    temperature_centi_c: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    humidity_centi_pct: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Which measurements the reading carries (carbontrace_protocol/measures.py), not their values: those
+    # stay in the sealed batch blob, so SQL at rest reveals no CO2, temperature, humidity or power.
+    measures: Mapped[int] = mapped_column(Integer)
+    # The energy counter stays: energy is public-level (anyone sees energy and emissions), and the baseline
+    # of the device's next aggregate starts at its last counter (cloud/ingest.py), as for quarantined ones.
     energy_wh: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    power_deci_w: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), index=True)
     leaf_index: Mapped[int] = mapped_column(Integer)
 
@@ -193,7 +196,8 @@ class QuarantinedLeaf(Base):
     quarantined_at: Mapped[int] = mapped_column(BigInteger)
     # A reading's energy counter: the gateway moves its device's energy baseline past every reading it sent,
     # quarantined ones too, so the cloud's baseline for the device's next aggregate must see them as well (a
-    # device whose key rotated goes on sending).
+    # device whose key rotated goes on sending). Energy is public-level, so keeping it at rest reveals
+    # nothing a public caller could not see; no other measured value of the reading is kept.
     energy_wh: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carbontrace_protocol import merkle, views
@@ -22,8 +22,9 @@ from carbontrace_protocol.batch import Batch as BatchBlob
 from carbontrace_protocol.batch import decode_batch
 from carbontrace_protocol.cid import cid_for
 from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.measures import measures_in, types_mask
 from carbontrace_protocol.proof_bundle import ProofBundle, Query, Trust, normalize_address
-from carbontrace_protocol.views import AGGREGATE_TYPES, ALL_TYPES, READING_TYPE_FIELDS, DataType
+from carbontrace_protocol.views import AGGREGATE_TYPES, ALL_TYPES, DataType
 from cloud import access_scope, models
 from cloud.bundle_builder import build_bundle
 from cloud.chain import RegistryContract, SignerKind
@@ -157,9 +158,9 @@ def locate(session: Session, query: TraceQuery, anchored_count: int) -> list[Loc
     ``anchored_count`` is the chain's checkpoint count: a checkpoint counts as anchored only if the chain
     has it (and our DB says it was sent)."""
     found: list[Located] = []
-    reading_fields = [f for t in sorted(query.types) for f in READING_TYPE_FIELDS.get(t, ())]
-    if reading_fields:
-        found += _locate_readings(session, query, reading_fields)
+    reading_mask = types_mask(query.types)
+    if reading_mask:
+        found += _locate_readings(session, query, reading_mask)
     if query.types & AGGREGATE_TYPES:
         found += _locate_aggregates(session, query)
     found.sort(key=lambda x: (x.time[0], x.log_index, x.leaf_index))
@@ -168,13 +169,18 @@ def locate(session: Session, query: TraceQuery, anchored_count: int) -> list[Loc
     return found
 
 
-def _locate_readings(session: Session, query: TraceQuery, fields: list[str]) -> list[Located]:
+# The columns of a reading row the signed leaf must agree with (measures: computed from the leaf's fields).
+READING_INDEX = ("device_id", "seq", "timestamp", "flags", "measures", "energy_wh")
+
+
+def _locate_readings(session: Session, query: TraceQuery, mask: int) -> list[Located]:
+    """Readings carrying any measurement in ``mask``: SQL holds which measurements, not their values."""
     R = models.Reading
     stmt = (
         select(R, models.Batch.log_index, models.Batch.cid, models.Batch.site_id, models.Site.enterprise_id)
         .join(models.Batch, models.Batch.id == R.batch_id)
         .join(models.Site, models.Site.id == models.Batch.site_id)
-        .where(or_(*[getattr(R, f).is_not(None) for f in fields]), *_tenant_filters(query))
+        .where(R.measures.op("&")(mask) != 0, *_tenant_filters(query))
     )
     if query.device_id is not None:
         stmt = stmt.where(R.device_id == query.device_id)
@@ -185,9 +191,7 @@ def _locate_readings(session: Session, query: TraceQuery, fields: list[str]) -> 
     stmt = stmt.order_by(R.timestamp, R.id).limit(query.limit)
     out = []
     for row, log_index, cid, site_id, enterprise_id in session.execute(stmt):
-        indexed = {
-            name: getattr(row, name) for name in ("device_id", "seq", "timestamp", "flags", *views.READING_FIELDS)
-        }
+        indexed = {name: getattr(row, name) for name in READING_INDEX}
         out.append(
             Located(
                 "reading",
@@ -370,8 +374,9 @@ def _index_mismatch(item: Located, leaf: bytes, openings: dict[str, bytes]) -> s
     if kind != item.kind:
         return f"the index says {item.kind}, the leaf is a {kind}"
     if kind == "reading":
+        signed = {**content, "measures": measures_in(content)}
         for name, value in item.indexed.items():
-            if content.get(name) != value:
+            if signed.get(name) != value:
                 return f"SQL reading row field {name!r} differs from the signed leaf"
         return ""
     if item.indexed["leaf"] != leaf:

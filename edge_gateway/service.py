@@ -7,7 +7,6 @@ import threading
 import time
 from typing import Any
 
-from carbontrace_host.secret_files import private_dir, restrict, write_secret
 from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from edge_gateway.batcher import make_batch
 from edge_gateway.cloud_client import CloudClient, CloudRefused, CloudUnavailable
@@ -35,10 +34,6 @@ class Gateway:
         self.stop_event = threading.Event()
         self.metrics = GatewayMetrics()
         self.gateway_key = load_private_key(settings.key_file)
-        private_dir(settings.spool_path.parent)  # the spool holds readings and the batch chain: 0600 in 0700
-        if not settings.spool_path.exists():
-            write_secret(settings.spool_path, b"")
-        restrict(settings.spool_path)
         self.cloud = CloudClient(settings.cloud_url, settings.gateway_id, settings.api_key.get_secret_value(),
                                  settings.upload_timeout_s)
         # The main loop's spool connection is opened on the thread that runs it (SQLite connections are

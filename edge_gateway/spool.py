@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from carbontrace_host.secret_files import private_database
 from carbontrace_protocol.batch import ZERO_HASH, Batch, decode_batch
 from edge_gateway.classify import DeviceEntry, Rejected, Verified
 from edge_gateway.sequence import ACCEPT, DUPLICATE, SeqState, decide, split_gap
@@ -114,6 +115,8 @@ class Spool:
         self.path = str(path)
         self.max_bytes = max_bytes
         self.clock = clock
+        # The spool holds readings and the batch chain: 0600 (with its -wal/-shm) in 0700, before SQLite opens it.
+        private_database(self.path)
         self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")

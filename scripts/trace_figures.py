@@ -28,6 +28,7 @@ from sqlalchemy import update  # noqa: E402
 
 from carbontrace.verify_bundle import Web3ChainReader  # noqa: E402
 from carbontrace_protocol import merkle  # noqa: E402
+from carbontrace_protocol.measures import FIELD_BITS  # noqa: E402
 from carbontrace_protocol.proof_verify import verify_bundle_json as verify_bundle  # noqa: E402
 from cloud import models  # noqa: E402
 from cloud.app import create_app  # noqa: E402
@@ -81,6 +82,14 @@ def fill_log(ledger: Ledger, target: int) -> float:
     return time.perf_counter() - started
 
 
+# Filler rows say they carry CO2 (the SQL index holds which measurements, never values), so type filters see them.
+CO2_ONLY = FIELD_BITS["co2_ppm"]
+FILLER_INSERT = (
+    "INSERT INTO readings (device_id, seq, timestamp, flags, measures, batch_id, leaf_index) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def fill_readings(ledger: Ledger, count: int, batch_id: str) -> float:
     started = time.perf_counter()
     with ledger.session_factory.begin() as session:
@@ -90,20 +99,12 @@ def fill_readings(ledger: Ledger, count: int, batch_id: str) -> float:
         chunk: list[tuple[Any, ...]] = []
         for i in range(count):
             device = f"filler-{i % 1000:04d}"
-            chunk.append((device, i // 1000 + 1, 1_600_000_000 + i, 0, 500 + i % 700, batch_id, 0))
+            chunk.append((device, i // 1000 + 1, 1_600_000_000 + i, 0, CO2_ONLY, batch_id, 0))
             if len(chunk) >= 100_000:
-                cursor.executemany(
-                    "INSERT INTO readings (device_id, seq, timestamp, flags, co2_ppm, batch_id, leaf_index) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    chunk,
-                )
+                cursor.executemany(FILLER_INSERT, chunk)
                 chunk.clear()
         if chunk:
-            cursor.executemany(
-                "INSERT INTO readings (device_id, seq, timestamp, flags, co2_ppm, batch_id, leaf_index) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                chunk,
-            )
+            cursor.executemany(FILLER_INSERT, chunk)
     return time.perf_counter() - started
 
 

@@ -104,7 +104,14 @@ class GatewayKit:
     window_start: int = 1_700_000_000
 
     def build(
-        self, per_device: int = 3, window_s: int = 60, co2: int = 600, signer: Signer = sign_reading
+        self,
+        per_device: int = 3,
+        window_s: int = 60,
+        co2: int = 600,
+        signer: Signer = sign_reading,
+        temperature: int = 2150,
+        humidity: int = 4500,
+        power: int = 4200,
     ) -> tuple[Batch, list[Reading]]:
         """The next batch: ``per_device`` signed readings from every device and one aggregate each."""
         start, end = self.window_start, self.window_start + window_s
@@ -122,10 +129,10 @@ class GatewayKit:
                     start + i * INTERVAL_S % window_s,
                     "1.0.0",
                     co2_ppm=co2 + i,
-                    temperature_centi_c=2150,
-                    humidity_centi_pct=4500,
+                    temperature_centi_c=temperature,
+                    humidity_centi_pct=humidity,
                     energy_wh=device.energy_wh,
-                    power_deci_w=4200,
+                    power_deci_w=power,
                 )
                 device.next_seq += 1
                 mine.append(reading)

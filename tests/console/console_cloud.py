@@ -116,16 +116,17 @@ def console_cloud(tmp: Path) -> Iterator[ConsoleCloud]:
 
 
 def tamper_reading_row(ledger: Ledger, batch_id: str, leaf_index: int) -> None:
-    """Change one stored reading row (its CO2 value) behind the API's back, as a bad DB edit would."""
+    """Change one stored reading row (the measurements it claims) behind the API's back, as a bad DB edit would."""
     from sqlalchemy import update
 
+    from carbontrace_protocol.measures import FIELD_BITS
     from cloud import models
 
     with ledger.session_factory.begin() as session:
         result = session.execute(
             update(models.Reading)
             .where(models.Reading.batch_id == batch_id, models.Reading.leaf_index == leaf_index)
-            .values(co2_ppm=models.Reading.co2_ppm + 1)
+            .values(measures=models.Reading.measures + (1 << len(FIELD_BITS)))  # a bit no field has
         )
         assert result.rowcount == 1  # type: ignore[attr-defined]
 

@@ -22,6 +22,7 @@ from carbontrace_protocol import checkpoint as signed_checkpoint
 from carbontrace_protocol import cose, merkle, sealed_blob
 from carbontrace_protocol.batch import Batch, reading_leaf
 from carbontrace_protocol.ids import key_fingerprint
+from carbontrace_protocol.measures import FIELD_BITS, measures_of
 from carbontrace_protocol.proof_bundle import Trust
 from carbontrace_protocol.proof_verify import EXIT_EMPTY, EXIT_INCOMPLETE, STEP_EXIT
 from carbontrace_protocol.proof_verify import verify_bundle_json as verify_bundle
@@ -144,8 +145,9 @@ def test_stored_tamper_matrix(client: TestClient) -> None:
 
     def sql_reading_row() -> Callable[[], None]:
         where = (models.Reading.device_id == first.device_id) & (models.Reading.seq == first.seq)
-        set_rows(models.Reading, where, co2_ppm=(first.co2_ppm or 0) + 1)
-        return lambda: set_rows(models.Reading, where, co2_ppm=first.co2_ppm)
+        # SQL holds no values, only which measurements: claim one more (a bit no field has, so it still matches)
+        set_rows(models.Reading, where, measures=measures_of(first) | 1 << len(FIELD_BITS))
+        return lambda: set_rows(models.Reading, where, measures=measures_of(first))
 
     def blob_byte() -> Callable[[], None]:
         path = ledger.store.local._path(original_cid)
