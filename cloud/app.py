@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 from cloud import chain as chainlib
 from cloud import console, validation_errors
 from cloud.ledger import build_ledger
+from cloud.reading_values import BlobUnreadable
 from cloud.recursion_limit import cap_recursion_limit
 from cloud.request_limits import RequestLimits, rules_from_settings
 from cloud.routers import batches, gateways, log, readers, registry, rpc, sites, trace
@@ -71,6 +72,10 @@ def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = 
     @app.exception_handler(chainlib.OperatorUnfunded)
     async def _unfunded(_request: Request, _exc: chainlib.OperatorUnfunded) -> JSONResponse:
         return JSONResponse({"error": "operator_unfunded", "detail": "the operator's chain account needs funds"}, 503)
+
+    @app.exception_handler(BlobUnreadable)
+    async def _blob_unreadable(_request: Request, exc: BlobUnreadable) -> JSONResponse:
+        return JSONResponse({"error": "blob_unavailable", "detail": str(exc)}, 503)
 
     @app.exception_handler(chainlib.ContractReverted)
     async def _reverted(_request: Request, exc: chainlib.ContractReverted) -> JSONResponse:

@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 from carbontrace_protocol import cbor
 from carbontrace_protocol.measures import FIELD_BITS, measures_of, types_mask
 from carbontrace_protocol.views import DataType
+from cloud import models
 from cloud.db import alembic_config, make_engine
 from cloud.models import Base
 from tests.cloud.cloud_testkit import ADMIN_KEY, auth, register_tenant, upload
@@ -142,3 +143,24 @@ def test_migration_0009_turns_values_into_the_measures_mask(database_url: str) -
     assert migrated == {1: 1 | 2 | 4 | 8 | 16, 2: 8 | 16, 3: 1 | 2 | 4, 4: 0}
     assert energy == {1: 1000, 2: 1007, 3: None, 4: None}
     assert not columns & {"co2_ppm", "temperature_centi_c", "humidity_centi_pct", "power_deci_w"}
+
+
+def test_a_corrupted_blob_makes_the_readings_route_503_not_crash(client: TestClient) -> None:
+    """The values live only in the sealed blob: when it cannot be read back the answer says so (503, which
+    batch), it is not a 500 and nothing is served from anywhere else."""
+    tenant = register_tenant(client, "AtRest-corrupt", devices=1)
+    gateway = tenant.gateway
+    batch, readings = gateway.build(co2=CO2)
+    assert upload(client, gateway, batch).status_code == 201
+    ledger = client.app.state.ledger  # type: ignore[attr-defined]
+    with ledger.session_factory() as session:
+        stored = session.get(models.Batch, batch.id)
+        assert stored is not None
+        cid = stored.cid
+    path = ledger.store.local.directory / cid[-2:] / cid
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    r = client.get(f"/api/v1/devices/{readings[0].device_id}/readings", headers=auth(tenant.engineer_key))
+    assert r.status_code == 503 and r.json()["error"] == "blob_unavailable", r.text
+    assert batch.id in r.json()["detail"]
