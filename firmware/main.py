@@ -2,7 +2,7 @@
 
 Builds the board port, reads /data/config.json over the defaults, creates the buses and sensor drivers
 the config names, prints the device's public key (for registration) and runs the application under
-the hardware watchdog. Nothing here runs under CPython; ``carbontrace_device.host_main`` is the host twin.
+the hardware watchdog. Nothing here runs under CPython; ``simulators.device_host`` is the host twin.
 """
 
 import sys

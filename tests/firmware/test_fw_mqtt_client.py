@@ -22,11 +22,11 @@ from carbontrace_device.mqtt_client import (
     encode_remaining_length,
     encode_subscribe,
 )
-from carbontrace_device.ports.host import HostPort
 from carbontrace_device.resilient_mqtt import ResilientMQTT
 
 from carbontrace.broker_config import MqttAccess, client_tls_context
 from carbontrace.servers import wait_until
+from simulators.host_port import HostPort
 from tests.conftest import MosquittoBroker
 
 TEST_TOPICS = ["fw/#"]

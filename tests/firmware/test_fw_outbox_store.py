@@ -20,13 +20,13 @@ from carbontrace_device.outbox import (
     capacity_for_budget,
     crc32,
 )
-from carbontrace_device.ports.host import HostPort
 from carbontrace_device.seqstore import SeqStore, SeqStoreError, decode_record
 from carbontrace_device.timekeeping import Clock
 
 from carbontrace_protocol import p256
 from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading
 from carbontrace_protocol.verify import verify_reading
+from simulators.host_port import HostPort
 
 
 def payload(i: int, size: int = 120) -> bytes:

@@ -6,11 +6,13 @@ Also knows which files the device ships: the MicroPython-safe protocol modules a
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,9 +23,20 @@ FIRMWARE_DIR = REPO_ROOT / "firmware"
 DEVICE_PACKAGE_DIR = FIRMWARE_DIR / "carbontrace_device"
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_firmware.py"
 
-# Protocol modules the device runs (merkle.py is optional: it ships once it exists). verify.py and cid.py
-# are CPython-only and must not be needed by these.
-PROTOCOL_DEVICE_MODULES = ("errors", "cbor", "p256", "cose", "reading", "merkle", "topics")
+
+
+def load_manifest() -> Any:
+    """firmware/manifest.py: what the device ships (one list, read by the build script and these tests)."""
+    spec = importlib.util.spec_from_file_location("carbontrace_firmware_manifest", FIRMWARE_DIR / "manifest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MANIFEST = load_manifest()
+# Protocol modules the device runs; verify.py and cid.py are CPython-only and must not be needed by these.
+PROTOCOL_DEVICE_MODULES: tuple[str, ...] = tuple(m for m in MANIFEST.PROTOCOL_MODULES if m != "__init__")
 
 # Modules only a board (or a library the board has installed) provides; a firmware module importing one
 # of these at import time cannot load in the WebAssembly port.
@@ -57,8 +70,9 @@ def protocol_device_module_names() -> list[str]:
 
 
 def firmware_sources() -> list[Path]:
-    """Every .py file under firmware/ (the package and any top-level board scripts)."""
-    return sorted(path for path in FIRMWARE_DIR.rglob("*.py") if "__pycache__" not in path.parts)
+    """Every .py file the manifest ships from firmware/: the package's listed modules and the board scripts."""
+    listed = [DEVICE_PACKAGE_DIR / f"{m}.py" for m in MANIFEST.DEVICE_MODULES]
+    return sorted(listed + [FIRMWARE_DIR / s for s in MANIFEST.BOARD_SCRIPTS])
 
 
 def stage_protocol(dest_root: Path) -> Path:

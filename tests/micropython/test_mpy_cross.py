@@ -8,6 +8,7 @@ exactly what CPython signs.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import py_compile
@@ -24,7 +25,7 @@ from carbontrace_protocol.reading import Reading, sign_reading
 from tests.micropython.mp_runner import (
     BUILD_SCRIPT,
     DEVICE_PACKAGE_DIR,
-    FIRMWARE_DIR,
+    MANIFEST,
     REPO_ROOT,
     classify_firmware_modules,
     firmware_sources,
@@ -87,14 +88,42 @@ def run_build(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def expected_outputs() -> set[str]:
-    expected = {
-        "lib/" + source.relative_to(FIRMWARE_DIR).with_suffix(".mpy").as_posix()
-        for source in firmware_sources()
-        if source.is_relative_to(DEVICE_PACKAGE_DIR)
+    """Exactly the manifest (firmware/manifest.py), spelled out as the build's output paths."""
+    expected = {f"lib/carbontrace_device/{m}.mpy" for m in MANIFEST.DEVICE_MODULES}
+    expected |= {f"lib/carbontrace_protocol/{m}.mpy" for m in MANIFEST.PROTOCOL_MODULES}
+    return expected | set(MANIFEST.BOARD_SCRIPTS)
+
+
+def test_every_device_file_is_in_the_manifest_and_nothing_host_only_is() -> None:
+    """A module added to the device package must be listed (or moved to the simulators if host-only)."""
+    on_disk = {
+        p.relative_to(DEVICE_PACKAGE_DIR).with_suffix("").as_posix()
+        for p in DEVICE_PACKAGE_DIR.rglob("*.py")
+        if "__pycache__" not in p.parts
     }
-    expected |= {f"lib/carbontrace_protocol/{source.stem}.mpy" for source in protocol_device_files()}
-    expected |= {name for name in ("main.py", "boot.py") if (FIRMWARE_DIR / name).is_file()}
-    return expected
+    assert on_disk == set(MANIFEST.DEVICE_MODULES)
+    assert not {"host_main", "ports/host"} & on_disk  # host twins live in simulators/
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("source", firmware_sources() + protocol_device_files(), ids=rel)
+def test_device_modules_import_only_the_manifest_and_micropython(source: Path) -> None:
+    """The device package imports nothing outside itself and the listed protocol modules (no simulators, no
+    CPython-only protocol modules), besides MicroPython's own modules."""
+    allowed = {f"carbontrace_device.{m}".removesuffix(".__init__").replace("/", ".") for m in MANIFEST.DEVICE_MODULES}
+    allowed |= {f"carbontrace_protocol.{m}".removesuffix(".__init__") for m in MANIFEST.PROTOCOL_MODULES}
+    allowed |= {"carbontrace_device", "carbontrace_protocol", "__future__", *MANIFEST.MICROPYTHON_MODULES}
+    assert _imported_modules(source) <= allowed, sorted(_imported_modules(source) - allowed)
 
 
 @pytest.fixture(scope="module")

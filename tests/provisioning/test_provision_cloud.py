@@ -15,7 +15,6 @@ import pytest
 import typer
 import uvicorn
 from carbontrace_device.keystore import DeviceKey
-from carbontrace_device.ports.host import HostPort
 from typer.testing import CliRunner
 
 from carbontrace.cloud_registration import RegistrationClient, RegistrationError
@@ -26,6 +25,7 @@ from carbontrace_protocol import p256
 from cloud.app import create_app
 from edge_gateway.config import load_settings
 from edge_gateway.keys import load_private_key
+from simulators.host_port import HostPort
 from tests.cloud.cloud_testkit import ADMIN_KEY, auth, make_settings, new_key, new_party_key
 from tests.conftest import free_port
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from carbontrace_device import config as device_config
 from carbontrace_device.keystore import KEY_FILE, DeviceKey
-from carbontrace_device.ports.host import HostPort
 
 from carbontrace.provision_plan import (
     BOARD_PINS,
@@ -34,6 +33,7 @@ from carbontrace.provision_plan import (
     parse_broker,
 )
 from carbontrace.provision_runner import ProvisionError, parse_public_key
+from simulators.host_port import HostPort
 
 
 def _request(tmp_path: Path, **changes: object) -> DeviceRequest:

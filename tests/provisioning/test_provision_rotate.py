@@ -16,7 +16,6 @@ import httpx
 import pytest
 import typer
 from carbontrace_device.keystore import KEY_FILE, DeviceKey
-from carbontrace_device.ports.host import HostPort
 from typer.testing import CliRunner
 
 from carbontrace.cloud_registration import RegistrationClient, RegistrationError
@@ -39,6 +38,7 @@ from carbontrace_protocol.reading import Reading
 from edge_gateway.classify import Rejected, Verified, classify_message, reading_topic
 from edge_gateway.cloud_client import CloudClient
 from edge_gateway.keys import load_private_key
+from simulators.host_port import HostPort
 from tests.cloud.cloud_testkit import DeviceKit, GatewayKit, auth, new_key
 from tests.provisioning.test_provision_cloud import Cloud, cloud
 
@@ -51,7 +51,7 @@ runner = CliRunner()
 
 # `mpremote connect PORT exec SNIPPET` / `… reset`, on a host flash directory instead of a board.
 HOST_MPREMOTE = """import sys, types
-from carbontrace_device.ports.host import HostPort
+from simulators.host_port import HostPort
 flash_root, _connect, _port, command, *rest = sys.argv[1:]
 board = types.ModuleType("carbontrace_device.ports.board")
 board.BoardPort = lambda: HostPort(flash_root)

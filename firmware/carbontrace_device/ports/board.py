@@ -1,6 +1,6 @@
 """The board port: the device's hardware interface on MicroPython (ESP32, Pico W).
 
-Implements the interface documented in ``ports.host``. Import it only on a board: it imports
+Implements the interface documented in ``simulators/host_port.py``. Import it only on a board: it imports
 ``machine`` and ``network``. Nothing is touched at import time; ``BoardPort()`` only records settings.
 """
 

@@ -27,48 +27,55 @@ clock is the OS clock plus ``clock_offset_s`` (settable at run time to simulate 
 reported only after ``ntp_sync()`` (or ``synced=True``), like a board before its first NTP answer.
 """
 
+from __future__ import annotations
+
 import gc
 import os
 import socket
+import ssl
 import time
+from pathlib import Path
+from typing import Any
 
 from carbontrace_device.flashfs import FlashDir
 
 
 class HostPort:
-    def __init__(self, flash_root, synced=True, clock_offset_s=0, ntp_available=True):
+    def __init__(
+        self, flash_root: str | Path, synced: bool = True, clock_offset_s: int = 0, ntp_available: bool = True
+    ) -> None:
         self.flash = FlashDir(flash_root)
         self.clock_offset_s = clock_offset_s
         self.ntp_available = ntp_available
         self._synced = False
         if synced:
             self.ntp_sync()
-        self.watchdog_timeout_ms = None
+        self.watchdog_timeout_ms: int | None = None
         self.watchdog_feeds = 0
         self.wifi_joins = 0
         self.wifi_up = True
         self.wifi_available = True
 
     # --- time -----------------------------------------------------------------
-    def ticks_ms(self):
+    def ticks_ms(self) -> int:
         return int(time.monotonic() * 1000)
 
-    def ticks_diff(self, a, b):
+    def ticks_diff(self, a: int, b: int) -> int:
         return a - b
 
-    def ticks_add(self, a, delta):
+    def ticks_add(self, a: int, delta: int) -> int:
         return a + delta
 
-    def sleep_ms(self, ms):
+    def sleep_ms(self, ms: float) -> None:
         if ms > 0:
             time.sleep(ms / 1000)
 
-    def wall_time(self):
+    def wall_time(self) -> int | None:
         if not self._synced:
             return None
         return int(time.time()) + self.clock_offset_s
 
-    def ntp_sync(self, host=None):
+    def ntp_sync(self, host: str | None = None) -> bool:
         # The OS keeps the host clock in sync; "syncing" means the device may now trust it.
         if not self.ntp_available:
             return False
@@ -76,41 +83,40 @@ class HostPort:
         return True
 
     # --- network --------------------------------------------------------------
-    def wifi_connect(self, ssid=None, password=None, timeout_ms=10000):
+    def wifi_connect(self, ssid: str | None = None, password: str | None = None, timeout_ms: int = 10000) -> bool:
         self.wifi_joins += 1
         self.wifi_up = self.wifi_available
         return self.wifi_up
 
-    def wifi_is_connected(self):
+    def wifi_is_connected(self) -> bool:
         return self.wifi_up
 
-    def open_socket(self, host, port, timeout_s):
+    # Any: the port interface is duck-typed (a subclass may hand out wrapped sockets and contexts)
+    def open_socket(self, host: str, port: int, timeout_s: float) -> Any:
         sock = socket.create_connection((host, port), timeout=timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def tls_context(self, ca_file):
-        import ssl
-
+    def tls_context(self, ca_file: str) -> Any:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.flash.path(ca_file))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
     # --- misc -----------------------------------------------------------------
-    def random_bytes(self, n):
+    def random_bytes(self, n: int) -> bytes:
         return os.urandom(n)
 
-    def start_watchdog(self, timeout_ms):
+    def start_watchdog(self, timeout_ms: int) -> None:
         self.watchdog_timeout_ms = timeout_ms
 
-    def feed_watchdog(self):
+    def feed_watchdog(self) -> None:
         self.watchdog_feeds += 1
 
-    def free_heap(self):
+    def free_heap(self) -> int:
         return -1
 
-    def collect_garbage(self):
+    def collect_garbage(self) -> None:
         gc.collect()
 
-    def machine_id(self):
+    def machine_id(self) -> str:
         return "host"

@@ -1,33 +1,41 @@
 """CPython entry point: run the device application on the host port (tests, demos, the fleet simulator).
 
-    python -m carbontrace_device.host_main --flash DIR --broker HOST:PORT --site S --device D \
+    python -m simulators.device_host --flash DIR --broker HOST:PORT --site S --device D \
         [--interval-ms N] [--count N] [--sensors none|emulated] [--events FILE] [--print-pubkey]
 
 ``--count N`` stops after N readings were made in this run AND the outbox is empty; 0 runs until killed.
 ``--events FILE`` appends one line ``stored <seq> <record_id>`` per reading after it is durably in the
 outbox (tests kill -9 the process and check that every stored reading is delivered).
 ``--sensors emulated`` drives the real SCD4x and PZEM drivers over the bus emulators in ``simulators/``
-(the repository root must be importable). CPython only: this module is not copied to boards.
+(the repository root must be importable). Host-only: it lives in simulators/, off the board's manifest.
 """
+
+from __future__ import annotations
 
 import argparse
 import signal
 import sys
+from typing import Any, TextIO
 
-from carbontrace_device import config
-from carbontrace_device.app import DeviceApp
-from carbontrace_device.keystore import DeviceKey
-from carbontrace_device.ports.host import HostPort
+from simulators import firmware_path
+
+firmware_path.ensure()
+
+from carbontrace_device import config  # noqa: E402 - needs the firmware directory on sys.path
+from carbontrace_device.app import DeviceApp  # noqa: E402
+from carbontrace_device.keystore import DeviceKey  # noqa: E402
+
+from simulators.host_port import HostPort  # noqa: E402
 
 
-def _parse_broker(value):
+def _parse_broker(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit():
         raise argparse.ArgumentTypeError("--broker must be HOST:PORT")
     return host, int(port)
 
 
-def build_emulated_sensors(time_scale=1.0, seed=0):
+def build_emulated_sensors(time_scale: float = 1.0, seed: int = 0) -> tuple[Any, Any, Any, Any]:
     """The real SCD4x and PZEM drivers over the bus emulators (imported only when asked for).
 
     ``time_scale`` speeds up the emulated sensors (100: the SCD4x's 5 s period becomes 50 ms).
@@ -35,6 +43,7 @@ def build_emulated_sensors(time_scale=1.0, seed=0):
     """
     from carbontrace_device.pzem004t import PZEM004T
     from carbontrace_device.scd4x import SCD4X
+
     from simulators.pzem_emulator import PZEMEmulator, UARTAdapter
     from simulators.scd4x_emulator import SCD4xEmulator
 
@@ -46,8 +55,8 @@ def build_emulated_sensors(time_scale=1.0, seed=0):
     return co2, meter, scd_bus, pzem
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="carbontrace_device.host_main", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="simulators.device_host", description=__doc__.split("\n")[0])
     parser.add_argument("--flash", required=True, help="directory standing in for the device's flash")
     parser.add_argument("--broker", type=_parse_broker, default=None, help="HOST:PORT of the MQTT broker")
     parser.add_argument("--site", default=None)
@@ -67,7 +76,7 @@ def main(argv=None):
     if args.print_pubkey:
         print(DeviceKey(port).public_key_hex())  # noqa: T201 - the CLI's output
         return 0
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if args.broker is not None:
         overrides["broker_host"], overrides["broker_port"] = args.broker
     if args.site is not None:
@@ -91,12 +100,13 @@ def main(argv=None):
         co2, meter, _scd, _pzem = build_emulated_sensors(args.sensor_time_scale)
     app = DeviceApp(port, settings, co2_sensor=co2, meter=meter, poll_interval_ms=5)
 
-    events = None
+    events: TextIO | None = None
     if args.events:
         events = open(args.events, "a")  # noqa: SIM115 - kept open for the whole run
 
-        def log_stored(seq, record_id):
-            events.write("stored %d %d\n" % (seq, record_id))
+        def log_stored(seq: int, record_id: int) -> None:
+            assert events is not None
+            events.write(f"stored {seq} {record_id}\n")
             events.flush()
 
         app.on_reading = log_stored
