@@ -25,16 +25,14 @@ def build_co2_sensor(settings):
     )
     sensor = SCD4X(i2c)
     try:
-        # after a soft reset the sensor may still be measuring and would NACK the start command
-        sensor.stop_periodic_measurement()
-        sensor.start_periodic_measurement()
+        sensor.start_measuring(settings["scd4x_self_calibration"])
     except OSError as err:
         # a missing sensor is reported per reading (FLAG_CO2_SENSOR_FAULT), not fatal
         print("SCD4x at 0x%02x did not start: %r" % (sensor.address, err))  # noqa: T201
     return sensor
 
 
-def build_meter(settings):
+def build_meter(settings, flash):
     kind = settings["meter"]
     if kind == "pzem":
         from carbontrace_device.pzem004t import PZEM004T
@@ -47,17 +45,23 @@ def build_meter(settings):
         )
         return PZEM004T(uart)
     if kind == "s0":
-        from carbontrace_device.s0_counter import S0Counter
+        from carbontrace_device.s0_counter import S0Counter, S0TotalStore
 
         pin = machine.Pin(settings["s0_pin"], machine.Pin.IN, machine.Pin.PULL_UP)
-        return S0Counter(pin, pulses_per_kwh=settings["s0_pulses_per_kwh"])
+        return S0Counter(
+            pin,
+            pulses_per_kwh=settings["s0_pulses_per_kwh"],
+            debounce_ms=settings["s0_debounce_ms"],
+            store=S0TotalStore(flash),
+            hard=True,
+        )
     return None
 
 
 def main():
     port = BoardPort()
     settings = config.load(port.flash)
-    app = DeviceApp(port, settings, co2_sensor=build_co2_sensor(settings), meter=build_meter(settings))
+    app = DeviceApp(port, settings, co2_sensor=build_co2_sensor(settings), meter=build_meter(settings, port.flash))
     print("CarbonTrace firmware", FIRMWARE_VERSION, "device", app.device_id)  # noqa: T201
     print("public key (SEC1 hex):", app.key.public_key_hex())  # noqa: T201
     print("config:", config.redacted(settings))  # noqa: T201

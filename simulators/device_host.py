@@ -35,7 +35,9 @@ def _parse_broker(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def build_emulated_sensors(time_scale: float = 1.0, seed: int = 0) -> tuple[Any, Any, Any, Any]:
+def build_emulated_sensors(
+    time_scale: float = 1.0, seed: int = 0, self_calibration: bool = True
+) -> tuple[Any, Any, Any, Any]:
     """The real SCD4x and PZEM drivers over the bus emulators (imported only when asked for).
 
     ``time_scale`` speeds up the emulated sensors (100: the SCD4x's 5 s period becomes 50 ms).
@@ -49,7 +51,7 @@ def build_emulated_sensors(time_scale: float = 1.0, seed: int = 0) -> tuple[Any,
 
     scd_bus = SCD4xEmulator(time_scale=time_scale, seed=seed)
     co2 = SCD4X(scd_bus)
-    co2.start_periodic_measurement()
+    co2.start_measuring(self_calibration)
     pzem = PZEMEmulator(time_scale=time_scale)
     meter = PZEM004T(UARTAdapter(pzem, baudrate=None, reply_delay_ms=1.0))
     return co2, meter, scd_bus, pzem
@@ -97,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = config.load(port.flash, overrides)
     co2 = meter = None
     if args.sensors == "emulated":
-        co2, meter, _scd, _pzem = build_emulated_sensors(args.sensor_time_scale)
+        co2, meter, _scd, _pzem = build_emulated_sensors(
+            args.sensor_time_scale, self_calibration=settings["scd4x_self_calibration"]
+        )
     app = DeviceApp(port, settings, co2_sensor=co2, meter=meter, poll_interval_ms=5)
 
     events: TextIO | None = None

@@ -237,7 +237,9 @@ class DeviceApp:
             if group is not None and _values_in_range(group):
                 values.update(group)
                 energy = group["energy_wh"]
-                if energy is not None and self._last_energy is not None and energy < self._last_energy:
+                went_back = energy is not None and self._last_energy is not None and energy < self._last_energy
+                # a meter that knows it restarted from 0 (no saved total after a reboot) says so itself
+                if went_back or getattr(measurement, "reset", False):
                     flags |= FLAG_METER_RESET
                 if energy is not None:
                     self._last_energy = energy

@@ -24,6 +24,7 @@ _POSITIVE_INTS = (
     "reconnect_min_ms",
     "reconnect_max_ms",
 )
+_BOOLEANS = ("scd4x_self_calibration",)
 _OPTIONAL_STRINGS = ("wifi_ssid", "wifi_password", "broker_user", "broker_password", "broker_ca", "device_id")
 
 
@@ -47,10 +48,13 @@ def validate(settings):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError("%s must be a positive integer, got %r" % (key, value))
-    for key in ("keepalive_s", "co2_ready_timeout_ms"):
+    for key in ("keepalive_s", "co2_ready_timeout_ms", "s0_debounce_ms"):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError("%s must be a non-negative integer, got %r" % (key, value))
+    for key in _BOOLEANS:
+        if not isinstance(settings[key], bool):
+            raise ConfigError("%s must be true or false, got %r" % (key, settings[key]))
     for key in _OPTIONAL_STRINGS:
         if settings[key] is not None and not isinstance(settings[key], str):
             raise ConfigError("%s must be a string or null" % key)

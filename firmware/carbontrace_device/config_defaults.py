@@ -33,6 +33,9 @@ DEFAULTS = {
     "meter": "pzem",  # "pzem" | "s0" | "none"
     "s0_pin": 4,
     "s0_pulses_per_kwh": 1000,
+    "s0_debounce_ms": 20,  # an edge closer than this to the last pulse is bounce (S0 pulses last >= 30 ms)
+    # SCD4x automatic self-calibration: off where the sensor never sees fresh air (greenhouses, chambers)
+    "scd4x_self_calibration": True,
     "i2c_id": 0,
     "i2c_scl": 22,
     "i2c_sda": 21,

@@ -173,6 +173,16 @@ class SCD4X:
         self.periodic = True
         self._rht_only = False
 
+    def start_measuring(self, self_calibration):
+        """Start periodic measurement with automatic self-calibration (ASC) as configured. ASC assumes the
+        sensor sees fresh air (~400 ppm) at least weekly: a greenhouse or a closed chamber never does, and
+        ASC would drag its readings down, so it is a setting. Stops first: after a soft reset the sensor
+        may still be measuring and would NACK the commands. The ASC setting is volatile (set at every start,
+        never written to the EEPROM, which endures about 2000 writes)."""
+        self.stop_periodic_measurement()
+        self.set_automatic_self_calibration(self_calibration)
+        self.start_periodic_measurement()
+
     def stop_periodic_measurement(self):
         """Stop periodic measurement (waits the 500 ms the sensor needs before it accepts other commands)."""
         self._command(CMD_STOP_PERIODIC, T_STOP_PERIODIC_MS)

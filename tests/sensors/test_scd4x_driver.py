@@ -384,3 +384,19 @@ def test_integer_conversions_match_the_datasheet_formulas_for_every_raw_value() 
         assert scd4x.humidity_centi_pct(raw) == round(rh_exact)
     assert scd4x.temperature_centi_c(0) == -4500 and scd4x.temperature_centi_c(0xFFFF) == 13000
     assert scd4x.humidity_centi_pct(0xFFFF) == 10000
+
+
+@pytest.mark.parametrize("self_calibration", [True, False])
+def test_self_calibration_is_a_setting_applied_at_every_start(self_calibration: bool) -> None:
+    """A greenhouse never sees 400 ppm: ASC must be switchable, and the device applies the setting itself."""
+    from carbontrace_device import config
+
+    from simulators.device_host import build_emulated_sensors
+
+    settings = config.load(None, {"scd4x_self_calibration": self_calibration})
+    _sensor, _meter, emulator, _pzem = build_emulated_sensors(
+        time_scale=100.0, self_calibration=settings["scd4x_self_calibration"]
+    )
+    assert emulator.settings.asc_enabled is self_calibration
+    with pytest.raises(config.ConfigError, match="scd4x_self_calibration"):
+        config.load(None, {"scd4x_self_calibration": "no"})
