@@ -195,3 +195,39 @@ def test_outbox_overflow_drops_oldest_and_reports_the_count(tmp_path: Path, mosq
     assert birth["state"] == "online" and birth["dropped"] == 7 and birth["outbox"] == 5
     app.shutdown()
     sub.close()
+
+
+def test_an_s0_total_survives_a_reboot_and_a_cold_start_is_flagged(tmp_path: Path) -> None:
+    """The real app over the S0 counter with its flash store: no broker needed, the outbox holds the readings."""
+    from carbontrace_device.s0_counter import S0Counter, S0TotalStore
+
+    from simulators.s0_source import FakePin
+
+    def boot() -> tuple[DeviceApp, FakePin]:
+        port = HostPort(str(tmp_path / "flash"))
+        settings = config.load(port.flash, {"device_id": "dev-s0", "co2_sensor": "none", "meter": "s0",
+                                            "measure_interval_ms": 1})
+        pin = FakePin(4)
+        meter = S0Counter(pin, pulses_per_kwh=1000, debounce_ms=0, store=S0TotalStore(port.flash))
+        return DeviceApp(port, settings, co2_sensor=None, meter=meter), pin
+
+    def readings(app: DeviceApp) -> list[Reading]:
+        return [verify_reading(app.outbox.read(record), app.key.public_key) for record in app.outbox.pending()]
+
+    app, pin = boot()
+    for _ in range(3):
+        for _ in range(250):
+            pin.pulse()
+        while app.measure_if_due() is None:
+            time.sleep(0.002)
+    first = readings(app)
+    assert [(r.energy_wh, bool(r.flags & FLAG_METER_RESET)) for r in first] == [(250, True), (500, False), (750, False)]
+    app.shutdown()
+    rebooted, pin = boot()  # same flash: the count continues, and no reset is claimed
+    pin.pulse()
+    while rebooted.measure_if_due() is None:
+        time.sleep(0.002)
+    last = readings(rebooted)[-1]
+    assert (last.energy_wh, bool(last.flags & FLAG_METER_RESET)) == (751, False)
+    assert last.seq > first[-1].seq  # (the next reserved block of sequence numbers)
+    rebooted.shutdown()
