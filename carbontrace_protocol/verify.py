@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
@@ -110,15 +111,17 @@ def _decode_payload(payload: bytes) -> Reading:
     return reading if reading is not None else decode_payload(payload)
 
 
-def verify_sign1(message: cose.Sign1, public_key_sec1: bytes) -> Reading:
+def verify_sign1(
+    message: cose.Sign1, public_key_sec1: bytes, decode: Callable[[bytes], Reading] = _decode_payload
+) -> Reading:
     """The ``Reading`` of an already parsed COSE_Sign1 (a caller that parsed it to route it parses once).
 
-    Raises as ``verify_reading`` does after parsing.
+    Raises as ``verify_reading`` does after parsing; ``decode`` turns the verified payload into the reading.
     """
     load_public_key(bytes(public_key_sec1))  # raises BadPublicKey before a misleading BadSignature
     if not verify_es256(public_key_sec1, message.signed_bytes(), message.signature):
         raise BadSignature("ES256 signature does not verify with the given public key")
-    reading = _decode_payload(message.payload)
+    reading = decode(message.payload)
     if message.kid != reading.device_id.encode():
         raise KeyIdMismatch(f"key id {message.kid!r} is not the reading's device id {reading.device_id!r}")
     return reading
@@ -135,13 +138,6 @@ def verify_reading(cose_bytes: bytes, public_key_sec1: bytes) -> Reading:
 
 
 def verify_reading_pure(cose_bytes: bytes, public_key_sec1: bytes) -> Reading:
-    """``verify_reading`` on the pure-Python decoder only (the devices' path): the reference the fast path
-    is tested against."""
-    message = cose.parse_sign1(cose_bytes)
-    load_public_key(bytes(public_key_sec1))
-    if not verify_es256(public_key_sec1, message.signed_bytes(), message.signature):
-        raise BadSignature("ES256 signature does not verify with the given public key")
-    reading: Reading = decode_payload(message.payload)
-    if message.kid != reading.device_id.encode():
-        raise KeyIdMismatch(f"key id {message.kid!r} is not the reading's device id {reading.device_id!r}")
-    return reading
+    """``verify_reading`` on the pure-Python decoder only (the devices' decoder): the reference the fast
+    path is tested against."""
+    return verify_sign1(cose.parse_sign1(cose_bytes), public_key_sec1, decode_payload)
