@@ -27,7 +27,7 @@ TAG_COSE_SIGN1 = 18
 
 _MAJOR_UINT = 0
 _MAJOR_NINT = 1
-_MAJOR_BYTES = 2
+MAJOR_BYTES = 2
 _MAJOR_TEXT = 3
 _MAJOR_ARRAY = 4
 _MAJOR_MAP = 5
@@ -55,7 +55,8 @@ class Tag:
         return "Tag(%d, %r)" % (self.tag, self.value)
 
 
-def _head(major: int, n: int) -> bytes:
+def encode_head(major: int, n: int) -> bytes:
+    """The shortest head of a major type with argument ``n`` (RFC 8949 §4.2.1)."""
     mt = major << 5
     if n < 24:
         return bytes([mt | n])
@@ -79,19 +80,19 @@ def _encode_into(value: object, out: list[bytes]) -> None:
         out.append(b"\xf6")
     elif isinstance(value, int):
         if value >= 0:
-            out.append(_head(_MAJOR_UINT, value))
+            out.append(encode_head(_MAJOR_UINT, value))
         else:
-            out.append(_head(_MAJOR_NINT, -1 - value))
+            out.append(encode_head(_MAJOR_NINT, -1 - value))
     elif isinstance(value, (bytes, bytearray, memoryview)):
         value = bytes(value)
-        out.append(_head(_MAJOR_BYTES, len(value)))
+        out.append(encode_head(MAJOR_BYTES, len(value)))
         out.append(value)
     elif isinstance(value, str):
         raw = value.encode("utf-8")
-        out.append(_head(_MAJOR_TEXT, len(raw)))
+        out.append(encode_head(_MAJOR_TEXT, len(raw)))
         out.append(raw)
     elif isinstance(value, (list, tuple)):
-        out.append(_head(_MAJOR_ARRAY, len(value)))
+        out.append(encode_head(_MAJOR_ARRAY, len(value)))
         for item in value:
             _encode_into(item, out)
     elif isinstance(value, dict):
@@ -102,12 +103,12 @@ def _encode_into(value: object, out: list[bytes]) -> None:
         for i in range(1, len(pairs)):
             if pairs[i][0] == pairs[i - 1][0]:
                 raise ValueError("duplicate CBOR map key")
-        out.append(_head(_MAJOR_MAP, len(pairs)))
+        out.append(encode_head(_MAJOR_MAP, len(pairs)))
         for kv in pairs:
             out.append(kv[0])
             out.append(kv[1])
     elif isinstance(value, Tag):
-        out.append(_head(_MAJOR_TAG, value.tag))
+        out.append(encode_head(_MAJOR_TAG, value.tag))
         _encode_into(value.value, out)
     elif isinstance(value, float):
         raise ValueError("floats are not allowed in CarbonTrace CBOR; use an integer or a decimal fraction")
@@ -175,7 +176,7 @@ class _Reader:
             return arg
         if major == _MAJOR_NINT:
             return -1 - arg
-        if major == _MAJOR_BYTES:
+        if major == MAJOR_BYTES:
             return bytes(self.take(arg))
         if major == _MAJOR_TEXT:
             try:

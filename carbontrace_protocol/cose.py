@@ -20,6 +20,7 @@ ALG_ES256 = -7
 # CoAP content-format number of application/senml+cbor (RFC 8428 §12.3)
 CONTENT_FORMAT_SENML_CBOR = 112
 SIGNATURE1_CONTEXT = "Signature1"
+_SIG_STRUCTURE_HEAD = cbor.encode_head(4, 4) + cbor.encode(SIGNATURE1_CONTEXT)  # array of 4, its context
 
 
 def protected_header(kid: bytes) -> bytes:
@@ -28,8 +29,10 @@ def protected_header(kid: bytes) -> bytes:
 
 
 def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
-    """The exact bytes an ES256 signature covers (RFC 9052 §4.4)."""
-    return cbor.encode([SIGNATURE1_CONTEXT, protected, external_aad, payload])
+    """The exact bytes an ES256 signature covers (RFC 9052 §4.4): the encoded array
+    ``["Signature1", protected, external_aad, payload]``, assembled from its items (this runs once per
+    verified reading)."""
+    return b"".join((_SIG_STRUCTURE_HEAD, cbor.encode(protected), cbor.encode(external_aad), cbor.encode(payload)))
 
 
 def sign1(private_key: int, kid: bytes, payload: bytes) -> bytes:

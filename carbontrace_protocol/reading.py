@@ -120,11 +120,17 @@ class Reading:
             result[attr] = getattr(self, attr)
         return result
 
-    def to_senml(self) -> list[dict[int, str | int | cbor.Tag]]:
-        """The SenML pack (a list of records with integer labels), in the canonical record order."""
-        pack: list[dict[int, str | int | cbor.Tag]] = [
-            {SENML_BASE_NAME: self.device_id + "/", SENML_BASE_TIME: self.timestamp, SENML_NAME: "seq",
-             SENML_VALUE: self.seq},
+    def to_senml(self, make_tag: "Any" = cbor.Tag) -> "list[dict[int, Any]]":
+        """The SenML pack (a list of records with integer labels), in the canonical record order.
+
+        ``make_tag(tag, value)`` builds the decimal fractions: ``cbor.Tag`` here, another encoder's tag type
+        in ``fast_decode``.
+        """
+        pack: list[dict[int, Any]] = [
+            # Labels in each record are written in canonical order (encoded 0x00-0x03 before -2 = 0x21 and
+            # -3 = 0x22): cbor.encode sorts anyway, and fast_decode's order-keeping C encoder relies on it.
+            {SENML_NAME: "seq", SENML_VALUE: self.seq, SENML_BASE_NAME: self.device_id + "/",
+             SENML_BASE_TIME: self.timestamp},
             {SENML_NAME: "fmt", SENML_VALUE: FORMAT_VERSION},
             {SENML_NAME: "fw", SENML_STRING_VALUE: self.firmware},
             {SENML_NAME: "flags", SENML_VALUE: self.flags},
@@ -134,7 +140,7 @@ class Reading:
             if value is None:
                 continue
             if exp is not None:
-                value = cbor.Tag(cbor.TAG_DECIMAL_FRACTION, [exp, value])
+                value = make_tag(cbor.TAG_DECIMAL_FRACTION, [exp, value])
             pack.append({SENML_NAME: name, SENML_UNIT: unit, SENML_VALUE: value})
         return pack
 

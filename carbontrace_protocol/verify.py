@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from carbontrace_protocol import cose, p256
+from carbontrace_protocol import cose, fast_decode, p256
 from carbontrace_protocol.errors import BadPublicKey, BadSignature, KeyIdMismatch, MalformedCOSE
 from carbontrace_protocol.reading import Reading, decode_payload
 
@@ -99,6 +100,33 @@ def der_signature_to_raw(der: bytes) -> bytes:
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
+def parse_sign1(cose_bytes: bytes) -> cose.Sign1:
+    """``cose.parse_sign1`` with the C fast path for the canonical form every device writes (same result)."""
+    message = fast_decode.parse_canonical_sign1(cose_bytes)
+    return message if message is not None else cose.parse_sign1(cose_bytes)
+
+
+def _decode_payload(payload: bytes) -> Reading:
+    reading = fast_decode.decode_canonical_payload(payload)
+    return reading if reading is not None else decode_payload(payload)
+
+
+def verify_sign1(
+    message: cose.Sign1, public_key_sec1: bytes, decode: Callable[[bytes], Reading] = _decode_payload
+) -> Reading:
+    """The ``Reading`` of an already parsed COSE_Sign1 (a caller that parsed it to route it parses once).
+
+    Raises as ``verify_reading`` does after parsing; ``decode`` turns the verified payload into the reading.
+    """
+    load_public_key(bytes(public_key_sec1))  # raises BadPublicKey before a misleading BadSignature
+    if not verify_es256(public_key_sec1, message.signed_bytes(), message.signature):
+        raise BadSignature("ES256 signature does not verify with the given public key")
+    reading = decode(message.payload)
+    if message.kid != reading.device_id.encode():
+        raise KeyIdMismatch(f"key id {message.kid!r} is not the reading's device id {reading.device_id!r}")
+    return reading
+
+
 def verify_reading(cose_bytes: bytes, public_key_sec1: bytes) -> Reading:
     """Verify a signed reading against the device's public key and return the ``Reading``.
 
@@ -106,11 +134,10 @@ def verify_reading(cose_bytes: bytes, public_key_sec1: bytes) -> Reading:
     ``BadPublicKey``, ``BadSignature``, ``MalformedReading``/``MissingField``, ``NonCanonical``,
     ``KeyIdMismatch`` (the COSE key id is not the reading's device id).
     """
-    message = cose.parse_sign1(cose_bytes)
-    load_public_key(bytes(public_key_sec1))  # raises BadPublicKey before a misleading BadSignature
-    if not verify_es256(public_key_sec1, message.signed_bytes(), message.signature):
-        raise BadSignature("ES256 signature does not verify with the given public key")
-    reading: Reading = decode_payload(message.payload)
-    if message.kid != reading.device_id.encode():
-        raise KeyIdMismatch(f"key id {message.kid!r} is not the reading's device id {reading.device_id!r}")
-    return reading
+    return verify_sign1(parse_sign1(cose_bytes), public_key_sec1)
+
+
+def verify_reading_pure(cose_bytes: bytes, public_key_sec1: bytes) -> Reading:
+    """``verify_reading`` on the pure-Python decoder only (the devices' decoder): the reference the fast
+    path is tested against."""
+    return verify_sign1(cose.parse_sign1(cose_bytes), public_key_sec1, decode_payload)

@@ -12,10 +12,10 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from carbontrace_protocol import cose, topics
+from carbontrace_protocol import topics
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading, valid_device_id
-from carbontrace_protocol.verify import verify_reading
+from carbontrace_protocol.verify import parse_sign1, verify_sign1
 
 TOPIC_PREFIX = topics.TOPIC_PREFIX
 ACTIVE = "active"
@@ -85,7 +85,7 @@ def classify_message(
     if topic_site != site_id:
         return Rejected("wrong_site", label, f"topic site {topic_site!r} is not this gateway's site {site_id!r}")
     try:
-        message = cose.parse_sign1(payload)
+        message = parse_sign1(payload)
     except ProtocolError as err:
         return Rejected(err.reason, label, str(err))
     except Exception as err:  # the decoder must never take the gateway down, whatever the bytes
@@ -103,7 +103,7 @@ def classify_message(
     if known.status != ACTIVE:
         return Rejected("revoked_device", label, f"device {kid!r} is {known.status}")
     try:
-        reading = verify_reading(payload, known.public_key)
+        reading = verify_sign1(message, known.public_key)  # parsed once, above
     except ProtocolError as err:
         return Rejected(err.reason, label, str(err))
     except Exception as err:
