@@ -22,6 +22,7 @@ from carbontrace_protocol import cbor, cose
 from carbontrace_protocol.batch_verify import (
     BatchRejected,
     VerifiedBatch,
+    VerifiedReading,
     verify_batch,
 )
 from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
@@ -167,33 +168,8 @@ class Ingestor:
             return get_factor(factor_id) if factor_id == site.emission_factor else None
 
         def baseline(device_id: str) -> tuple[int, int] | None:
-            # The highest-sequence reading with energy this gateway sent for the device, counted or quarantined
-            # (the gateway's baseline moves past both).
-            counted = session.execute(
-                select(models.Reading.seq, models.Reading.energy_wh)
-                .join(models.Batch, models.Batch.id == models.Reading.batch_id)
-                .where(
-                    models.Reading.device_id == device_id,
-                    models.Reading.energy_wh.is_not(None),
-                    models.Batch.gateway_id == gateway_id,
-                )
-                .order_by(models.Reading.seq.desc())
-                .limit(1)
-            ).first()
-            kept = session.execute(
-                select(models.QuarantinedLeaf.seq, models.QuarantinedLeaf.energy_wh)
-                .join(models.Batch, models.Batch.id == models.QuarantinedLeaf.batch_id)
-                .where(
-                    models.QuarantinedLeaf.device_id == device_id,
-                    models.QuarantinedLeaf.kind == "reading",
-                    models.QuarantinedLeaf.energy_wh.is_not(None),
-                    models.Batch.gateway_id == gateway_id,
-                )
-                .order_by(models.QuarantinedLeaf.seq.desc())
-                .limit(1)
-            ).first()
-            rows = [(r[0], r[1]) for r in (counted, kept) if r is not None and r[0] is not None and r[1] is not None]
-            return (int(max(rows)[0]), int(max(rows)[1])) if rows else None
+            row = session.get(models.EnergyBaseline, (gateway_id, device_id))
+            return None if row is None else (int(row.seq), int(row.energy_wh))
 
         # Order before content: aggregates are relative to the batches before this one, so a batch after
         # a gap cannot be judged yet (409 lets the gateway send the missing one). Only an authentic header
@@ -310,12 +286,13 @@ class Ingestor:
             )
             session.add(row)
             session.flush()
+            _move_energy_baselines(session, gateway_id, verified.readings)
             quarantined = [r for r in verified.readings if r.quarantine is not None]
             for r in quarantined:
                 session.add(
                     models.QuarantinedLeaf(
                         batch_id=batch.id, leaf_index=r.leaf_index, kind="reading", device_id=r.reading.device_id,
-                        seq=r.reading.seq, reason=r.quarantine, quarantined_at=now, energy_wh=r.reading.energy_wh,
+                        seq=r.reading.seq, reason=r.quarantine, quarantined_at=now,
                     )
                 )
             for leaf_index, agg in verified.quarantined_aggregates:
@@ -335,7 +312,6 @@ class Ingestor:
                             "timestamp": r.reading.timestamp,
                             "flags": r.reading.flags,
                             "measures": measures_of(r.reading),
-                            "energy_wh": r.reading.energy_wh,
                             "batch_id": batch.id,
                             "leaf_index": r.leaf_index,
                         }
@@ -360,3 +336,19 @@ class Ingestor:
                     )
                 )
             return receipt_of(row, len(quarantined))
+
+
+def _move_energy_baselines(session: Session, gateway_id: str, readings: list[VerifiedReading]) -> None:
+    """Each device's baseline moves to its highest-sequence reading with energy in this batch, counted or
+    quarantined (the gateway's moves past both)."""
+    last: dict[str, tuple[int, int]] = {}
+    for r in readings:
+        energy = r.reading.energy_wh
+        if energy is not None and r.reading.seq > last.get(r.reading.device_id, (-1, 0))[0]:
+            last[r.reading.device_id] = (r.reading.seq, energy)
+    for device_id, (seq, energy) in last.items():
+        row = session.get(models.EnergyBaseline, (gateway_id, device_id))
+        if row is None:
+            session.add(models.EnergyBaseline(gateway_id=gateway_id, device_id=device_id, seq=seq, energy_wh=energy))
+        elif seq > row.seq:
+            row.seq, row.energy_wh = seq, energy

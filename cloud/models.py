@@ -173,9 +173,6 @@ class Reading(Base):
     # Which measurements the reading carries (carbontrace_protocol/measures.py), not their values: those
     # stay in the sealed batch blob, so SQL at rest reveals no CO2, temperature, humidity or power.
     measures: Mapped[int] = mapped_column(Integer)
-    # The energy counter stays: energy is public-level (anyone sees energy and emissions), and the baseline
-    # of the device's next aggregate starts at its last counter (cloud/ingest.py), as for quarantined ones.
-    energy_wh: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), index=True)
     leaf_index: Mapped[int] = mapped_column(Integer)
 
@@ -194,11 +191,19 @@ class QuarantinedLeaf(Base):
     seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # readings only
     reason: Mapped[str] = mapped_column(String(32))
     quarantined_at: Mapped[int] = mapped_column(BigInteger)
-    # A reading's energy counter: the gateway moves its device's energy baseline past every reading it sent,
-    # quarantined ones too, so the cloud's baseline for the device's next aggregate must see them as well (a
-    # device whose key rotated goes on sending). Energy is public-level, so keeping it at rest reveals
-    # nothing a public caller could not see; no other measured value of the reading is kept.
-    energy_wh: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
+
+
+class EnergyBaseline(Base):
+    """Per gateway and device, the highest-sequence reading with energy the gateway sent (counted or
+    quarantined): the next aggregate's energy starts there (batch_verify's ``baseline``), as the gateway's
+    does. One row per device, not a counter per reading: SQL keeps no energy profile finer than the public
+    aggregates (whose ``energy.end_wh`` is this same counter at each window's end)."""
+
+    __tablename__ = "energy_baselines"
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    energy_wh: Mapped[int] = mapped_column(BigInteger)
 
 
 class Aggregate(Base):

@@ -170,7 +170,7 @@ def locate(session: Session, query: TraceQuery, anchored_count: int) -> list[Loc
 
 
 # The columns of a reading row the signed leaf must agree with (measures: computed from the leaf's fields).
-READING_INDEX = ("device_id", "seq", "timestamp", "flags", "measures", "energy_wh")
+READING_INDEX = ("device_id", "seq", "timestamp", "flags", "measures")
 
 
 def _locate_readings(session: Session, query: TraceQuery, mask: int) -> list[Located]:

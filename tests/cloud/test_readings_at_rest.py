@@ -64,6 +64,13 @@ def test_sql_holds_no_measured_value_of_a_reading(client: TestClient, database_u
     assert values >= {CO2, CO2 + 1, TEMPERATURE, HUMIDITY, POWER}
 
     cells = _sql_cells(database_url)
+    # energy: no per-reading counter at rest, one baseline per device (the counter its last window ended at,
+    # which the public aggregate shows too)
+    assert not [c for t, c, _ in cells if c == "energy_wh" and t != "energy_baselines"]
+    last = {d.device_id: max((r for r in sent if r.device_id == d.device_id), key=lambda r: r.seq) for d in gateway.devices}
+    assert sorted(v for t, c, v in cells if (t, c) == ("energy_baselines", "energy_wh")) == sorted(
+        r.energy_wh for r in last.values()
+    )
     assert len({(t, v) for t, c, v in cells if t == "readings" and c == "id"}) == len(sent)
     assert _leaks([("readings", "co2_ppm", CO2)], values), "the search finds a value where there is one"
     assert _leaks(cells, values) == []
@@ -134,15 +141,25 @@ def test_migration_0009_turns_values_into_the_measures_mask(database_url: str) -
             )
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "0009")
     with engine.connect() as connection:
         migrated = dict(connection.execute(text("SELECT seq, measures FROM readings")).all())
         energy = dict(connection.execute(text("SELECT seq, energy_wh FROM readings")).all())
         columns = set(connection.execute(text("SELECT * FROM readings")).keys())
-    engine.dispose()
     assert migrated == {1: 1 | 2 | 4 | 8 | 16, 2: 8 | 16, 3: 1 | 2 | 4, 4: 0}
     assert energy == {1: 1000, 2: 1007, 3: None, 4: None}
     assert not columns & {"co2_ppm", "temperature_centi_c", "humidity_centi_pct", "power_deci_w"}
+    # 0010: the per-reading counters become one baseline per gateway and device (the highest seq with energy)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        baselines = connection.execute(text("SELECT gateway_id, device_id, seq, energy_wh FROM energy_baselines")).all()
+        columns = set(connection.execute(text("SELECT * FROM readings")).keys())
+        quarantine_columns = set(connection.execute(text("SELECT * FROM quarantined_leaves")).keys())
+    engine.dispose()
+    assert [tuple(b) for b in baselines] == [("g", "d", 2, 1007)]
+    assert "energy_wh" not in columns | quarantine_columns
 
 
 def test_a_corrupted_blob_makes_the_readings_route_503_not_crash(client: TestClient) -> None:
