@@ -17,10 +17,22 @@ from fastapi.testclient import TestClient
 from carbontrace.benchmarks import bundle_size
 from carbontrace.benchmarks.proofs_bench import BUNDLE_LOG_LEAVES, CBOR_TARGET_BYTES
 from carbontrace_protocol import bundle_wire, cbor, strict_json
-from carbontrace_protocol.proof_bundle import BundleFormatError, ProofBundle, Trust
+from carbontrace_protocol.proof_bundle import (
+    BatchEntry,
+    BundleFormatError,
+    CheckpointEntry,
+    ItemEntry,
+    KeyEntry,
+    NewestAnchor,
+    ProofBundle,
+    Query,
+    RetrievalFailure,
+    Trust,
+)
 from carbontrace_protocol.proof_verify import STEP_EXIT, verify_bundle_cbor
 from carbontrace_protocol.recorded_chain import RecordedChain
 from carbontrace_protocol.views import same_json
+from tests.conftest import REPO_ROOT
 from tests.trace.test_conformance import CASES, load
 from tests.trace.trace_kit import anchor, auth, get, reader_of, tenant_with_batches, trust_of
 
@@ -172,6 +184,16 @@ def test_a_float_in_a_view_is_bundle_format() -> None:
     floated = blob.replace(b"\x1a" + marker.to_bytes(4, "big"), b"\xfb" + struct.pack(">d", 600.0))
     assert floated != blob
     assert verdict(floated) == BUNDLE_FORMAT
+
+
+def test_the_docs_list_every_cbor_key() -> None:
+    """docs/proof-bundle.md's key table is the field tuples' order (a field's key is its position)."""
+    text = (Path(REPO_ROOT) / "docs" / "proof-bundle.md").read_text()
+    parts = (ProofBundle, Query, NewestAnchor, KeyEntry, CheckpointEntry, BatchEntry, ItemEntry, RetrievalFailure)
+    for fields in (*(p.FIELDS for p in parts), ProofBundle.CHAIN_FIELDS):
+        row = ", ".join(f"{key} `{name}`" for key, name in enumerate(fields))
+        assert f"| {row} |" in text, row
+    assert VALID_READING.to_cbor().startswith(bytes.fromhex("aa007818") + b"carbontrace-proof-bundle\x01\x03")
 
 
 def test_json_text_is_never_taken_for_cbor() -> None:
