@@ -51,8 +51,6 @@ class Wire(ABC):
     """One encoding of the bundle's values; the typed parts call these for every object, byte string, address
     and view they read or write."""
 
-    name = ""
-
     @abstractmethod
     def fields(self, value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
         """The object's fields by name, exactly ``names`` (none missing, none unknown)."""
@@ -83,8 +81,6 @@ class Wire(ABC):
 
 
 class JsonWire(Wire):
-    name = "JSON"
-
     def fields(self, value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
         return exact_fields(value, what, names)
 
@@ -109,8 +105,6 @@ class JsonWire(Wire):
 
 
 class CborWire(Wire):
-    name = "CBOR"
-
     def fields(self, value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise BundleFormatError(f"{what} must be a map")
