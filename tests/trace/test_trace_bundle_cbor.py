@@ -1,7 +1,8 @@
 """The CBOR encoding of proof bundles (docs/proof-bundle.md, "CBOR encoding").
 
 Its conformance is the JSON set's: every bundle case of docs/conformance that parses, written in CBOR, reaches
-the same verdict, failed step and exit code. Beside it: CBOR read as strictly as JSON (deterministic encoding
+the same verdict, failed step and exit code; one refused as a whole (its parts parse) is refused with the same
+detail. Beside it: CBOR read as strictly as JSON (deterministic encoding
 only, exact keys and types), the route's CBOR branch, and the size of one reading's bundle at 10^7 log leaves.
 """
 
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 from carbontrace.benchmarks import bundle_size
 from carbontrace.benchmarks.proofs_bench import BUNDLE_LOG_LEAVES, CBOR_TARGET_BYTES
 from carbontrace_protocol import bundle_wire, cbor, strict_json
+from carbontrace_protocol.bundle_wire import CBOR, JSON, exact_fields
 from carbontrace_protocol.proof_bundle import (
     BatchEntry,
     BundleFormatError,
@@ -29,7 +31,7 @@ from carbontrace_protocol.proof_bundle import (
     RetrievalFailure,
     Trust,
 )
-from carbontrace_protocol.proof_verify import STEP_EXIT, verify_bundle_cbor
+from carbontrace_protocol.proof_verify import STEP_EXIT, verify_bundle_cbor, verify_bundle_json
 from carbontrace_protocol.recorded_chain import RecordedChain
 from carbontrace_protocol.views import same_json
 from tests.conftest import REPO_ROOT
@@ -66,7 +68,42 @@ def parsed_bundle_cases() -> list[tuple[Path, ProofBundle]]:
     return out
 
 
+def cbor_twin(document: Any) -> bytes | None:
+    """A bundle refused only as a whole (a reference, the limit, the version), written in CBOR part by part, so its
+    twin is refused for the same reason; None when a part itself does not parse (then it has no CBOR form)."""
+    lists = {"keys": KeyEntry, "checkpoints": CheckpointEntry, "batches": BatchEntry, "items": ItemEntry}
+    try:
+        doc = exact_fields(document, "bundle", ProofBundle.FIELDS)
+        chain = exact_fields(doc["chain"], "chain", ProofBundle.CHAIN_FIELDS)
+        registry = CBOR.write_address(JSON.read_address(chain["registry"], "registry"))
+        tree = {
+            "format": doc["format"],
+            "version": doc["version"],
+            "chain": CBOR.object(ProofBundle.CHAIN_FIELDS, {"chain_id": chain["chain_id"], "registry": registry}),
+            "query": Query.read(doc["query"], JSON).write(CBOR),
+            "newest": None if doc["newest"] is None else NewestAnchor.read(doc["newest"], JSON).write(CBOR),
+            "retrieval_failures": [RetrievalFailure.read(f, JSON).write(CBOR) for f in doc["retrieval_failures"]],
+            **{name: [part.read(v, JSON).write(CBOR) for v in doc[name]] for name, part in lists.items()},
+        }
+        return cbor.encode(CBOR.object(ProofBundle.FIELDS, tree))
+    except (BundleFormatError, TypeError, ValueError):  # ValueError: a float (version 2.0), which CBOR lacks
+        return None
+
+
+def refused_bundle_cases() -> list[tuple[Path, bytes]]:
+    out = []
+    for path in CASES:
+        case = load(path)
+        if case["expected"]["failed_step"] != "bundle_format":
+            continue
+        twin = cbor_twin(_bundle_document(case))
+        if twin is not None:
+            out.append((path, twin))
+    return out
+
+
 PARSED = parsed_bundle_cases()
+REFUSED = refused_bundle_cases()
 VALID_READING = next(b for p, b in PARSED if p.stem == "valid-reading")
 VALID_CASE = load(next(p for p in CASES if p.stem == "valid-reading"))
 
@@ -92,6 +129,28 @@ def test_conformance_case_in_cbor(path: Path, bundle: ProofBundle) -> None:
     assert same_json(ProofBundle.from_cbor(blob).to_json(), bundle.to_json())  # exact JSON types survive
     expected = case["expected"]
     assert verdict(blob, case) == (expected["status"], expected["failed_step"], expected["exit_code"])
+
+
+def test_bundles_refused_as_a_whole_have_twins() -> None:
+    assert {p.stem for p, _ in REFUSED} >= {
+        "tamper-a-batch-listed-twice",
+        "tamper-an-unused-key-listed",
+        "tamper-an-unused-checkpoint-listed",
+        "tamper-device-key-listed-as-a-gateway-key",
+        "tamper-device-key-reference",
+        "tamper-format-version",
+    }
+
+
+@pytest.mark.parametrize(("path", "twin"), REFUSED, ids=[p.stem for p, _ in REFUSED])
+def test_conformance_case_refused_alike_in_cbor(path: Path, twin: bytes) -> None:
+    """Refused at bundle_format, and for the very reason the JSON document is (the same check, not a CBOR one)."""
+    case = load(path)
+    chain, trust = RecordedChain.from_json(case["chain"]), Trust.from_json(case["trust"])
+    from_json = verify_bundle_json(_bundle_document(case), chain, trust)
+    from_cbor = verify_bundle_cbor(twin, chain, trust)
+    assert (from_cbor.status, from_cbor.failed_step, from_cbor.exit_code) == BUNDLE_FORMAT
+    assert from_cbor.detail == from_json.detail
 
 
 # ---- read as strictly as JSON ----------------------------------------------------------------------------
