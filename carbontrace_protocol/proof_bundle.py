@@ -6,10 +6,10 @@ readers and constructors below, which take a ``bundle_wire.Wire`` for the little
 a byte string, the address and a view are written). Strict means: every object has exactly its fields (none
 missing, none unknown); integers are integers (not floats, not booleans); byte strings are lowercase hex without
 0x (CBOR: byte strings) of the stated length; the registry address is "0x" + 40 lowercase hex digits (CBOR: 20
-bytes); every reference (a batch, a key, a checkpoint) resolves
-and every key and checkpoint listed is used. Byte-level rules and the meaning of each field:
-docs/proof-bundle.md. The bundle names no trust anchor a verifier should believe: the chain id and registry
-address come from a ``Trust`` the verifier pinned out of band, and the bundle's must equal it.
+bytes); every reference (a batch, a key, a checkpoint) resolves and every key and checkpoint listed is used.
+Byte-level rules and the meaning of each field: docs/proof-bundle.md. The bundle names no trust anchor a
+verifier should believe: the chain id and registry address come from a ``Trust`` the verifier pinned out of
+band, and the bundle's must equal it.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ MAX_PROOF_HASHES = 64  # a tree of 2^64 leaves needs fewer
 
 def _uint(value: Any, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
-        raise BundleFormatError(f"{what} must be an unsigned 64-bit JSON integer")
+        raise BundleFormatError(f"{what} must be an unsigned 64-bit integer (not a float, not a boolean)")
     return value
 
 
