@@ -3,9 +3,9 @@
 The checks themselves are the protocol core's (carbontrace_protocol/proof_verify.py for bundles,
 carbontrace_protocol/statement.py for statements), the same code the cloud runs on its own answers. This
 module only reads the chain over JSON-RPC (``Web3ChainReader``: any node, or the cloud's read-only /rpc),
-loads the inputs strictly and prints the report. Exit status: 0 valid, 3 pending, 4 chain unreachable, 5
-incomplete, 6 empty, 2 unusable input or no trust anchor, and for an invalid document the failing step's own
-code (proof_verify.STEP_EXIT; docs/proof-bundle.md).
+loads the inputs strictly (a bundle in JSON or in CBOR, told apart by its first byte) and prints the report.
+Exit status: 0 valid, 3 pending, 4 chain unreachable, 5 incomplete, 6 empty, 2 unusable input or no trust
+anchor, and for an invalid document the failing step's own code (proof_verify.STEP_EXIT; docs/proof-bundle.md).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from carbontrace_protocol import strict_json
+from carbontrace_protocol import bundle_wire, strict_json
 from carbontrace_protocol.ids import KEY_REVOKED
 from carbontrace_protocol.proof_bundle import Trust, normalize_address
 from carbontrace_protocol.proof_verify import (
@@ -29,6 +29,7 @@ from carbontrace_protocol.proof_verify import (
     ChainUnreachable,
     Report,
     Step,
+    verify_bundle_cbor,
     verify_bundle_json,
 )
 from carbontrace_protocol.statement import STATEMENT_FORMAT, verify_statement
@@ -150,7 +151,10 @@ def load_trust(trust_file: Path | None, registry: str | None, chain_id: int | No
 
 def verify_command(
     bundle_path: Annotated[
-        Path, typer.Argument(help="proof bundle, signed statement or period summary (JSON)", metavar="BUNDLE.json")
+        Path,
+        typer.Argument(
+            help="proof bundle (JSON or CBOR), signed statement or period summary (JSON)", metavar="BUNDLE.json"
+        ),
     ],
     rpc: Annotated[str, typer.Option("--rpc", help="JSON-RPC URL of a node of the pinned chain, or cloud /rpc")],
     trust_file: Annotated[
@@ -166,6 +170,9 @@ def verify_command(
 ) -> None:
     """Verify a proof bundle offline: everything from its bytes, plus the pinned registry's keys and anchors.
 
+    A bundle may be JSON or its CBOR encoding (GET /api/v1/trace/bundle?encoding=cbor), told apart by the first
+    byte; both are parsed as strictly and verified alike.
+
     The registry address and chain id are pinned out of band (--trust, or --registry and --chain-id); a
     bundle naming another registry or chain fails. Exit status: 0 valid; 3 pending (not anchored yet); 4
     chain unreachable; 5 incomplete (the cloud could not prove some leaves); 6 empty (nothing answers the
@@ -177,7 +184,8 @@ def verify_command(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_USAGE) from err
     try:
-        document = strict_json.loads(bundle_path.read_bytes())
+        raw = bundle_path.read_bytes()
+        document = None if bundle_wire.looks_like_cbor(raw) else strict_json.loads(raw)
     except OSError as err:
         typer.echo(f"error: cannot read {bundle_path}: {err}", err=True)
         raise typer.Exit(EXIT_USAGE) from err
@@ -191,7 +199,11 @@ def verify_command(
             typer.echo(f"error: --pages {pages_dir} is not a directory", err=True)
             raise typer.Exit(EXIT_USAGE)
         pages = PageDirectory(pages_dir) if pages_dir is not None else None
-        report = verify_document(document, Web3ChainReader.over_http(rpc, trust.registry), trust, pages)
+        chain = Web3ChainReader.over_http(rpc, trust.registry)
+        if document is None:  # a CBOR bundle (statements and summaries are JSON only)
+            report = verify_bundle_cbor(raw, chain, trust)
+        else:
+            report = verify_document(document, chain, trust, pages)
     except ChainUnreachable as err:
         if as_json:
             typer.echo(json.dumps({"status": "unknown", "error": "chain_unreachable", "detail": str(err)}))

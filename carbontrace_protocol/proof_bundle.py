@@ -1,23 +1,29 @@
 """The proof bundle, version 3, and the trust file: one typed definition for the writer and every checker.
 
-``ProofBundle.from_json`` parses once, strictly, and raises ``BundleFormatError``; everything after works on
-typed values. Strict means: every object has exactly its fields (none missing, none unknown); integers are
-JSON integers (not floats, not booleans); byte strings are lowercase hex without 0x of the stated length; the
-registry address is "0x" + 40 lowercase hex digits; every reference (a batch, a key, a checkpoint) resolves
-and every key and checkpoint listed is used. Byte-level rules and the meaning of each field:
-docs/proof-bundle.md. The bundle names no trust anchor a verifier should believe: the chain id and registry
-address come from a ``Trust`` the verifier pinned out of band, and the bundle's must equal it.
+``ProofBundle.from_json`` (or ``from_cbor``, the compact encoding of the same fields) parses once, strictly,
+and raises ``BundleFormatError``; everything after works on typed values. Both encodings go through the same
+readers and constructors below, which take a ``bundle_wire.Wire`` for the little that differs (how an object,
+a byte string, the address and a view are written). Strict means: every object has exactly its fields (none
+missing, none unknown); integers are integers (not floats, not booleans); byte strings are lowercase hex without
+0x (CBOR: byte strings) of the stated length; the registry address is "0x" + 40 lowercase hex digits (CBOR: 20
+bytes); every reference (a batch, a key, a checkpoint) resolves and every key and checkpoint listed is used.
+Byte-level rules and the meaning of each field: docs/proof-bundle.md. The bundle names no trust anchor a
+verifier should believe: the chain id and registry address come from a ``Trust`` the verifier pinned out of
+band, and the bundle's must equal it.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from carbontrace_protocol import strict_json
-from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol import bundle_wire, strict_json
+from carbontrace_protocol.bundle_wire import JSON, Wire
+
+# read from here by the other documents' parsers (statement.py, statement_summary.py, recorded_chain.py)
+from carbontrace_protocol.bundle_wire import BundleFormatError as BundleFormatError
+from carbontrace_protocol.bundle_wire import exact_fields as exact_fields
 from carbontrace_protocol.ids import FINGERPRINT_SIZE, PUBLIC_KEY_SIZE, key_fingerprint
 from carbontrace_protocol.views import KIND_AGGREGATE, KIND_READING, DataType
 
@@ -28,32 +34,14 @@ TRUST_VERSION = 1
 KEY_KINDS = ("device", "gateway", "cloud")
 MAX_ID_LENGTH = 128
 MAX_PROOF_HASHES = 64  # a tree of 2^64 leaves needs fewer
-_ADDRESS = re.compile(r"0x[0-9a-f]{40}")
-_HEX = re.compile(r"(?:[0-9a-f]{2})*")
-
-
-class BundleFormatError(ProtocolError):
-    reason = "bundle_format"
 
 
 # ---- strict field readers ------------------------------------------------------------------------------
 
 
-def exact_fields(value: Any, what: str, fields: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise BundleFormatError(f"{what} must be an object")
-    if set(value) != set(fields):
-        missing = sorted(set(fields) - set(value))
-        unknown = sorted(set(value) - set(fields))
-        raise BundleFormatError(
-            f"{what} must have exactly the fields {list(fields)} (missing {missing}, unknown {unknown})"
-        )
-    return value
-
-
 def _uint(value: Any, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
-        raise BundleFormatError(f"{what} must be an unsigned 64-bit JSON integer")
+        raise BundleFormatError(f"{what} must be an unsigned 64-bit integer (not a float, not a boolean)")
     return value
 
 
@@ -71,10 +59,8 @@ def _opt_text(value: Any, what: str) -> str | None:
     return None if value is None else _text(value, what)
 
 
-def _hex(value: Any, what: str, size: int | None = None) -> bytes:
-    if not isinstance(value, str) or not _HEX.fullmatch(value):
-        raise BundleFormatError(f"{what} must be lowercase hex without 0x")
-    data = bytes.fromhex(value)
+def _bytes(wire: Wire, value: Any, what: str, size: int | None = None) -> bytes:
+    data = wire.read_bytes(value, what)
     if size is not None and len(data) != size:
         raise BundleFormatError(f"{what} must be {size} bytes")
     if not data:
@@ -82,10 +68,10 @@ def _hex(value: Any, what: str, size: int | None = None) -> bytes:
     return data
 
 
-def _hashes(value: Any, what: str) -> tuple[bytes, ...]:
+def _hashes(wire: Wire, value: Any, what: str) -> tuple[bytes, ...]:
     if not isinstance(value, list) or len(value) > MAX_PROOF_HASHES:
         raise BundleFormatError(f"{what} must be a list of at most {MAX_PROOF_HASHES} hashes")
-    return tuple(_hex(v, what, 32) for v in value)
+    return tuple(_bytes(wire, v, what, 32) for v in value)
 
 
 def _list(value: Any, what: str) -> list[Any]:
@@ -97,19 +83,14 @@ def _list(value: Any, what: str) -> list[Any]:
 def normalize_address(address: str) -> str:
     """A registry address as the bundle and trust file write it: 0x + 40 lowercase hex digits."""
     lowered = address.lower()
-    if not _ADDRESS.fullmatch(lowered):
-        raise BundleFormatError(f"{address!r} is not a 20-byte address")
-    return lowered
+    try:
+        return JSON.read_address(lowered, "address")
+    except BundleFormatError:
+        raise BundleFormatError(f"{address!r} is not a 20-byte address") from None
 
 
-def _address(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
-        raise BundleFormatError(f"{what} must be 0x followed by 40 lowercase hex digits")
-    return value
-
-
-def _hex_list(values: tuple[bytes, ...]) -> list[str]:
-    return [v.hex() for v in values]
+def _bytes_list(wire: Wire, values: tuple[bytes, ...]) -> list[Any]:
+    return [wire.write_bytes(v) for v in values]
 
 
 # ---- the parts -------------------------------------------------------------------------------------------
@@ -127,7 +108,7 @@ class Trust:
         obj = exact_fields(value, "trust", ("format", "version", "chain_id", "registry"))
         if obj["format"] != TRUST_FORMAT or type(obj["version"]) is not int or obj["version"] != TRUST_VERSION:
             raise BundleFormatError(f"not a {TRUST_FORMAT} v{TRUST_VERSION}")
-        return cls(_uint(obj["chain_id"], "trust.chain_id"), _address(obj["registry"], "trust.registry"))
+        return cls(_uint(obj["chain_id"], "trust.chain_id"), JSON.read_address(obj["registry"], "trust.registry"))
 
     @classmethod
     def from_text(cls, text: bytes | str) -> Trust:
@@ -152,8 +133,8 @@ class Query:
     FIELDS = ("enterprise_id", "site_id", "device_id", "start", "end", "types", "limit")
 
     @classmethod
-    def from_json(cls, value: Any) -> Query:
-        obj = exact_fields(value, "query", cls.FIELDS)
+    def read(cls, value: Any, wire: Wire) -> Query:
+        obj = wire.fields(value, "query", cls.FIELDS)
         names = _list(obj["types"], "query.types")
         if not names or any(not isinstance(n, str) for n in names) or names != sorted(set(names)):
             raise BundleFormatError("query.types must be a non-empty sorted list of distinct type names")
@@ -177,15 +158,21 @@ class Query:
         return query
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "enterprise_id": self.enterprise_id,
-            "site_id": self.site_id,
-            "device_id": self.device_id,
-            "start": self.start,
-            "end": self.end,
-            "types": sorted(t.value for t in self.types),
-            "limit": self.limit,
-        }
+        return self.write(JSON)
+
+    def write(self, wire: Wire) -> dict[Any, Any]:
+        return wire.object(
+            self.FIELDS,
+            {
+                "enterprise_id": self.enterprise_id,
+                "site_id": self.site_id,
+                "device_id": self.device_id,
+                "start": self.start,
+                "end": self.end,
+                "types": sorted(t.value for t in self.types),
+                "limit": self.limit,
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -194,17 +181,21 @@ class NewestAnchor:
     tree_size: int
     root: bytes
 
+    FIELDS = ("seq", "tree_size", "root")
+
     @classmethod
-    def from_json(cls, value: Any) -> NewestAnchor:
-        obj = exact_fields(value, "newest", ("seq", "tree_size", "root"))
+    def read(cls, value: Any, wire: Wire) -> NewestAnchor:
+        obj = wire.fields(value, "newest", cls.FIELDS)
         return cls(
             _uint(obj["seq"], "newest.seq"),
             _uint(obj["tree_size"], "newest.tree_size"),
-            _hex(obj["root"], "newest.root", 32),
+            _bytes(wire, obj["root"], "newest.root", 32),
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "tree_size": self.tree_size, "root": self.root.hex()}
+    def write(self, wire: Wire) -> dict[Any, Any]:
+        return wire.object(
+            self.FIELDS, {"seq": self.seq, "tree_size": self.tree_size, "root": wire.write_bytes(self.root)}
+        )
 
 
 @dataclass(frozen=True)
@@ -219,18 +210,22 @@ class KeyEntry:
     def fingerprint(self) -> bytes:
         return key_fingerprint(self.public_key)
 
+    FIELDS = ("kind", "signer", "public_key")
+
     @classmethod
-    def from_json(cls, value: Any) -> KeyEntry:
-        obj = exact_fields(value, "key", ("kind", "signer", "public_key"))
+    def read(cls, value: Any, wire: Wire) -> KeyEntry:
+        obj = wire.fields(value, "key", cls.FIELDS)
         if obj["kind"] not in KEY_KINDS:
             raise BundleFormatError(f"key kind must be one of {list(KEY_KINDS)}")
-        public_key = _hex(obj["public_key"], "key public_key", PUBLIC_KEY_SIZE)
+        public_key = _bytes(wire, obj["public_key"], "key public_key", PUBLIC_KEY_SIZE)
         if public_key[0] != 4:
             raise BundleFormatError("key public_key must be uncompressed SEC1 (0x04 || x || y)")
         return cls(obj["kind"], _text(obj["signer"], "key signer"), public_key)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "signer": self.signer, "public_key": self.public_key.hex()}
+    def write(self, wire: Wire) -> dict[Any, Any]:
+        return wire.object(
+            self.FIELDS, {"kind": self.kind, "signer": self.signer, "public_key": wire.write_bytes(self.public_key)}
+        )
 
 
 @dataclass(frozen=True)
@@ -244,24 +239,27 @@ class CheckpointEntry:
     FIELDS = ("seq", "signed", "cid", "consistency_from_previous", "consistency_to_newest")
 
     @classmethod
-    def from_json(cls, value: Any) -> CheckpointEntry:
-        obj = exact_fields(value, "checkpoint", cls.FIELDS)
+    def read(cls, value: Any, wire: Wire) -> CheckpointEntry:
+        obj = wire.fields(value, "checkpoint", cls.FIELDS)
         return cls(
             _uint(obj["seq"], "checkpoint.seq"),
-            _hex(obj["signed"], "checkpoint.signed"),
+            _bytes(wire, obj["signed"], "checkpoint.signed"),
             _text(obj["cid"], "checkpoint.cid"),
-            _hashes(obj["consistency_from_previous"], "consistency_from_previous"),
-            _hashes(obj["consistency_to_newest"], "consistency_to_newest"),
+            _hashes(wire, obj["consistency_from_previous"], "consistency_from_previous"),
+            _hashes(wire, obj["consistency_to_newest"], "consistency_to_newest"),
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "signed": self.signed.hex(),
-            "cid": self.cid,
-            "consistency_from_previous": _hex_list(self.consistency_from_previous),
-            "consistency_to_newest": _hex_list(self.consistency_to_newest),
-        }
+    def write(self, wire: Wire) -> dict[Any, Any]:
+        return wire.object(
+            self.FIELDS,
+            {
+                "seq": self.seq,
+                "signed": wire.write_bytes(self.signed),
+                "cid": self.cid,
+                "consistency_from_previous": _bytes_list(wire, self.consistency_from_previous),
+                "consistency_to_newest": _bytes_list(wire, self.consistency_to_newest),
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -276,29 +274,32 @@ class BatchEntry:
     FIELDS = ("batch_id", "signed_header", "gateway_key", "log_index", "checkpoint_seq", "log_proof")
 
     @classmethod
-    def from_json(cls, value: Any) -> BatchEntry:
-        obj = exact_fields(value, "batch", cls.FIELDS)
+    def read(cls, value: Any, wire: Wire) -> BatchEntry:
+        obj = wire.fields(value, "batch", cls.FIELDS)
         entry = cls(
             _text(obj["batch_id"], "batch.batch_id"),
-            _hex(obj["signed_header"], "batch.signed_header"),
-            _hex(obj["gateway_key"], "batch.gateway_key", FINGERPRINT_SIZE),
+            _bytes(wire, obj["signed_header"], "batch.signed_header"),
+            _bytes(wire, obj["gateway_key"], "batch.gateway_key", FINGERPRINT_SIZE),
             _uint(obj["log_index"], "batch.log_index"),
             _opt_uint(obj["checkpoint_seq"], "batch.checkpoint_seq"),
-            _hashes(obj["log_proof"], "batch.log_proof"),
+            _hashes(wire, obj["log_proof"], "batch.log_proof"),
         )
         if entry.checkpoint_seq is None and entry.log_proof:
             raise BundleFormatError("a pending batch carries no log proof")
         return entry
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "batch_id": self.batch_id,
-            "signed_header": self.signed_header.hex(),
-            "gateway_key": self.gateway_key.hex(),
-            "log_index": self.log_index,
-            "checkpoint_seq": self.checkpoint_seq,
-            "log_proof": _hex_list(self.log_proof),
-        }
+    def write(self, wire: Wire) -> dict[Any, Any]:
+        return wire.object(
+            self.FIELDS,
+            {
+                "batch_id": self.batch_id,
+                "signed_header": wire.write_bytes(self.signed_header),
+                "gateway_key": wire.write_bytes(self.gateway_key),
+                "log_index": self.log_index,
+                "checkpoint_seq": self.checkpoint_seq,
+                "log_proof": _bytes_list(wire, self.log_proof),
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -321,16 +322,17 @@ class ItemEntry:
         return dict(self.openings)
 
     @classmethod
-    def from_json(cls, value: Any) -> ItemEntry:
-        obj = exact_fields(value, "item", cls.FIELDS)
+    def read(cls, value: Any, wire: Wire) -> ItemEntry:
+        obj = wire.fields(value, "item", cls.FIELDS)
         kind = obj["kind"]
         if kind not in (KIND_READING, KIND_AGGREGATE):
             raise BundleFormatError("item kind must be reading or aggregate")
-        device_key = None if obj["device_key"] is None else _hex(obj["device_key"], "item.device_key", FINGERPRINT_SIZE)
+        device_key = (
+            None if obj["device_key"] is None else _bytes(wire, obj["device_key"], "item.device_key", FINGERPRINT_SIZE)
+        )
         if (kind == KIND_READING) != (device_key is not None):
             raise BundleFormatError("a reading item names its device key; an aggregate item names none")
-        if not isinstance(obj["view"], dict):
-            raise BundleFormatError("item.view must be an object")
+        view = wire.read_view(obj["view"], "item.view")
         openings = obj["openings"]
         if not isinstance(openings, dict) or not all(isinstance(k, str) and k for k in openings):
             raise BundleFormatError("item.openings must be an object keyed by field name")
@@ -342,24 +344,27 @@ class ItemEntry:
             _uint(obj["leaf_index"], "item.leaf_index"),
             _text(obj["device_id"], "item.device_id"),
             device_key,
-            _hex(obj["leaf"], "item.leaf"),
-            _hashes(obj["batch_proof"], "item.batch_proof"),
-            obj["view"],
-            tuple((name, _hex(openings[name], f"item.openings.{name}")) for name in sorted(openings)),
+            _bytes(wire, obj["leaf"], "item.leaf"),
+            _hashes(wire, obj["batch_proof"], "item.batch_proof"),
+            view,
+            tuple((name, _bytes(wire, openings[name], f"item.openings.{name}")) for name in sorted(openings)),
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "batch_id": self.batch_id,
-            "leaf_index": self.leaf_index,
-            "device_id": self.device_id,
-            "device_key": None if self.device_key is None else self.device_key.hex(),
-            "leaf": self.leaf.hex(),
-            "batch_proof": _hex_list(self.batch_proof),
-            "view": self.view,
-            "openings": {name: opening.hex() for name, opening in self.openings},
-        }
+    def write(self, wire: Wire) -> dict[Any, Any]:
+        return wire.object(
+            self.FIELDS,
+            {
+                "kind": self.kind,
+                "batch_id": self.batch_id,
+                "leaf_index": self.leaf_index,
+                "device_id": self.device_id,
+                "device_key": None if self.device_key is None else wire.write_bytes(self.device_key),
+                "leaf": wire.write_bytes(self.leaf),
+                "batch_proof": _bytes_list(wire, self.batch_proof),
+                "view": wire.write_view(self.view),
+                "openings": {name: wire.write_bytes(opening) for name, opening in self.openings},
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -375,8 +380,8 @@ class RetrievalFailure:
     FIELDS = ("kind", "batch_id", "leaf_index", "device_id", "failed_step")
 
     @classmethod
-    def from_json(cls, value: Any) -> RetrievalFailure:
-        obj = exact_fields(value, "retrieval failure", cls.FIELDS)
+    def read(cls, value: Any, wire: Wire) -> RetrievalFailure:
+        obj = wire.fields(value, "retrieval failure", cls.FIELDS)
         if obj["kind"] not in (KIND_READING, KIND_AGGREGATE):
             raise BundleFormatError("retrieval failure kind must be reading or aggregate")
         return cls(
@@ -387,14 +392,17 @@ class RetrievalFailure:
             _text(obj["failed_step"], "retrieval failure failed_step"),
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "batch_id": self.batch_id,
-            "leaf_index": self.leaf_index,
-            "device_id": self.device_id,
-            "failed_step": self.failed_step,
-        }
+    def write(self, wire: Wire) -> dict[Any, Any]:
+        return wire.object(
+            self.FIELDS,
+            {
+                "kind": self.kind,
+                "batch_id": self.batch_id,
+                "leaf_index": self.leaf_index,
+                "device_id": self.device_id,
+                "failed_step": self.failed_step,
+            },
+        )
 
 
 # ---- the bundle ------------------------------------------------------------------------------------------
@@ -412,6 +420,7 @@ class ProofBundle:
     items: tuple[ItemEntry, ...]
     retrieval_failures: tuple[RetrievalFailure, ...]
 
+    # the order of every FIELDS tuple is the CBOR encoding's keys (bundle_wire): append, never reorder
     FIELDS = (
         "format",
         "version",
@@ -496,44 +505,66 @@ class ProofBundle:
         if self.newest is None and self.checkpoints:
             raise BundleFormatError("anchored checkpoints but no newest anchor")
 
+    CHAIN_FIELDS = ("chain_id", "registry")
+
     @classmethod
-    def from_json(cls, value: Any) -> ProofBundle:
-        obj = exact_fields(value, "bundle", cls.FIELDS)
+    def read(cls, value: Any, wire: Wire) -> ProofBundle:
+        obj = wire.fields(value, "bundle", cls.FIELDS)
         if obj["format"] != BUNDLE_FORMAT:
             raise BundleFormatError(f"not a {BUNDLE_FORMAT}")
         if type(obj["version"]) is not int or obj["version"] != BUNDLE_VERSION:  # 2.0 and true are not 2
             raise BundleFormatError(
                 f"unsupported bundle version {obj['version']!r} (this verifier reads {BUNDLE_VERSION})"
             )
-        chain = exact_fields(obj["chain"], "chain", ("chain_id", "registry"))
+        chain = wire.fields(obj["chain"], "chain", cls.CHAIN_FIELDS)
         return cls(
             chain_id=_uint(chain["chain_id"], "chain.chain_id"),
-            registry=_address(chain["registry"], "chain.registry"),
-            query=Query.from_json(obj["query"]),
-            newest=None if obj["newest"] is None else NewestAnchor.from_json(obj["newest"]),
-            keys=tuple(KeyEntry.from_json(v) for v in _list(obj["keys"], "keys")),
-            checkpoints=tuple(CheckpointEntry.from_json(v) for v in _list(obj["checkpoints"], "checkpoints")),
-            batches=tuple(BatchEntry.from_json(v) for v in _list(obj["batches"], "batches")),
-            items=tuple(ItemEntry.from_json(v) for v in _list(obj["items"], "items")),
+            registry=wire.read_address(chain["registry"], "chain.registry"),
+            query=Query.read(obj["query"], wire),
+            newest=None if obj["newest"] is None else NewestAnchor.read(obj["newest"], wire),
+            keys=tuple(KeyEntry.read(v, wire) for v in _list(obj["keys"], "keys")),
+            checkpoints=tuple(CheckpointEntry.read(v, wire) for v in _list(obj["checkpoints"], "checkpoints")),
+            batches=tuple(BatchEntry.read(v, wire) for v in _list(obj["batches"], "batches")),
+            items=tuple(ItemEntry.read(v, wire) for v in _list(obj["items"], "items")),
             retrieval_failures=tuple(
-                RetrievalFailure.from_json(v) for v in _list(obj["retrieval_failures"], "retrieval_failures")
+                RetrievalFailure.read(v, wire) for v in _list(obj["retrieval_failures"], "retrieval_failures")
             ),
         )
+
+    def write(self, wire: Wire) -> dict[Any, Any]:
+        return wire.object(
+            self.FIELDS,
+            {
+                "format": BUNDLE_FORMAT,
+                "version": BUNDLE_VERSION,
+                "chain": wire.object(
+                    self.CHAIN_FIELDS, {"chain_id": self.chain_id, "registry": wire.write_address(self.registry)}
+                ),
+                "query": self.query.write(wire),
+                "newest": None if self.newest is None else self.newest.write(wire),
+                "keys": [k.write(wire) for k in self.keys],
+                "checkpoints": [c.write(wire) for c in self.checkpoints],
+                "batches": [b.write(wire) for b in self.batches],
+                "items": [i.write(wire) for i in self.items],
+                "retrieval_failures": [f.write(wire) for f in self.retrieval_failures],
+            },
+        )
+
+    @classmethod
+    def from_json(cls, value: Any) -> ProofBundle:
+        return cls.read(value, JSON)
 
     @classmethod
     def from_text(cls, text: bytes | str) -> ProofBundle:
         return cls.from_json(strict_json.loads(text))
 
+    @classmethod
+    def from_cbor(cls, data: bytes) -> ProofBundle:
+        """The compact encoding (docs/proof-bundle.md, "CBOR encoding"): deterministic CBOR only."""
+        return cls.read(bundle_wire.load_cbor(data), bundle_wire.CBOR)
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": BUNDLE_FORMAT,
-            "version": BUNDLE_VERSION,
-            "chain": {"chain_id": self.chain_id, "registry": self.registry},
-            "query": self.query.to_json(),
-            "newest": None if self.newest is None else self.newest.to_json(),
-            "keys": [k.to_json() for k in self.keys],
-            "checkpoints": [c.to_json() for c in self.checkpoints],
-            "batches": [b.to_json() for b in self.batches],
-            "items": [i.to_json() for i in self.items],
-            "retrieval_failures": [f.to_json() for f in self.retrieval_failures],
-        }
+        return self.write(JSON)
+
+    def to_cbor(self) -> bytes:
+        return bundle_wire.dump_cbor(self.write(bundle_wire.CBOR))

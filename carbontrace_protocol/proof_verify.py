@@ -634,9 +634,18 @@ def summarize(bundle: ProofBundle, items: list[ItemResult], steps: list[Step], s
 
 def verify_bundle_json(document: Any, chain: ChainReader, trust: Trust) -> Report:
     """Parse (strictly) and verify; a format error is the bundle_format verdict, not an exception."""
+    return _parsed_and_verified(lambda: ProofBundle.from_json(document), chain, trust)
+
+
+def verify_bundle_cbor(data: bytes, chain: ChainReader, trust: Trust) -> Report:
+    """The same for a bundle in its CBOR encoding (docs/proof-bundle.md, "CBOR encoding")."""
+    return _parsed_and_verified(lambda: ProofBundle.from_cbor(data), chain, trust)
+
+
+def _parsed_and_verified(parse: Callable[[], ProofBundle], chain: ChainReader, trust: Trust) -> Report:
     started = time.perf_counter()
     try:
-        bundle = ProofBundle.from_json(document)
+        bundle = parse()
     except BundleFormatError as err:
         return invalid_report(CheckFailed("bundle_format", str(err)), [], started)
     return verify_bundle(bundle, chain, trust)

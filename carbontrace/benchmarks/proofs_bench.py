@@ -10,6 +10,10 @@ The bundle here is that evidence as one CBOR map (binary: the JSON bundle of doc
 the same items hex-encoded, about twice the bytes). Offline verification runs the protocol core's
 functions (the same the bundle verifier, carbontrace_protocol/proof_verify.py, runs); the chain lookup of
 the anchored root is not part of the timed work (it is a network call).
+
+Beside it, the proof bundle itself (carbontrace_protocol/proof_bundle.py, as the cloud writes it) for one
+reading at ``BUNDLE_LOG_LEAVES`` log leaves, in JSON and in its CBOR encoding, with where the CBOR bytes go
+(carbontrace/benchmarks/bundle_size.py builds it; it verifies in both encodings before it is measured).
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ import statistics
 import time
 from typing import Any
 
+from carbontrace.benchmarks import bundle_size
 from carbontrace.benchmarks.common import DeviceKey, Row, SectionResult, log2_slope
 from carbontrace_protocol import cbor, merkle, p256
 from carbontrace_protocol import checkpoint as signed_checkpoint
 from carbontrace_protocol.batch import build_batch, parse_header, reading_leaf
 from carbontrace_protocol.ids import key_fingerprint
+from carbontrace_protocol.proof_verify import verify_bundle, verify_bundle_cbor
 from carbontrace_protocol.verify import verify_es256, verify_reading
 
 GATEWAY_ID = "gw-bench"
+BUNDLE_LOG_LEAVES = 10**7
+CBOR_TARGET_BYTES = 3 * 1024  # issue 14: one reading at 10^7 log leaves
 
 
 class _MemoryLog:
@@ -100,6 +108,35 @@ def verify_bundle_offline(blob: bytes, device_public: bytes, gateway_public: byt
                             checkpoint.root)
 
 
+def bundle_encodings(log_leaves: int) -> tuple[list[Row], dict[str, Any]]:
+    """Rows and details of one reading's proof bundle in JSON and CBOR at ``log_leaves`` log leaves."""
+    sized = bundle_size.build(log_leaves)
+    cbor_blob = sized.bundle.to_cbor()
+    verdicts = {
+        "json": verify_bundle(sized.bundle, sized.chain, bundle_size.TRUST).status,
+        "cbor": verify_bundle_cbor(cbor_blob, sized.chain, bundle_size.TRUST).status,
+    }
+    if set(verdicts.values()) != {"valid"}:
+        raise RuntimeError(f"the measured bundle does not verify: {verdicts}")
+    lengths = sized.proof_lengths()
+    at = f"1 reading @ {log_leaves:,} log leaves"
+    json_bytes, cbor_bytes = sized.json_bytes(), len(cbor_blob)
+    breakdown = bundle_size.cbor_breakdown(sized.bundle)
+    hashes = ", ".join(f"{name} {n}" for name, n in lengths.items())
+    rows = [
+        Row("proofs", f"proof bundle JSON bytes, {at}", json_bytes, "bytes", note="compact JSON, as /trace/bundle"),
+        Row("proofs", f"proof bundle CBOR bytes, {at}", cbor_bytes, "bytes", reference=json_bytes,
+            reference_name="the same bundle in JSON",
+            note=f"target <= {CBOR_TARGET_BYTES:,} (3 KiB): {'met' if cbor_bytes <= CBOR_TARGET_BYTES else 'not met'}"),
+        Row("proofs", f"proof bundle CBOR bytes in proof hashes, {at}", breakdown["proof hashes"], "bytes",
+            reference=cbor_bytes, reference_name="the whole CBOR bundle", note=hashes),
+    ]
+    details = {"log_leaves": log_leaves, "json_bytes": json_bytes, "cbor_bytes": cbor_bytes,
+               "cbor_target_bytes": CBOR_TARGET_BYTES, "proof_hashes": lengths, "cbor_breakdown": breakdown,
+               "verdicts": verdicts}
+    return rows, details
+
+
 def run(sizes: list[int], readings_per_batch: int, repeats: int) -> SectionResult:
     device = DeviceKey("bench-proof-1")
     gateway_key = p256.private_key_from_bytes(hashlib.sha256(b"bench gateway").digest())
@@ -129,7 +166,9 @@ def run(sizes: list[int], readings_per_batch: int, repeats: int) -> SectionResul
     result.rows.append(Row("proofs", "bundle bytes per doubling of N (fit vs log2 N)", bytes_slope, "bytes",
                            note="32 = one hash per doubling: logarithmic"))
     result.rows.append(Row("proofs", "verify time per doubling of N (fit vs log2 N)", time_slope, "ms"))
+    encoding_rows, encodings = bundle_encodings(BUNDLE_LOG_LEAVES)
+    result.rows.extend(encoding_rows)
     result.details = {"points": points, "readings_per_batch": readings_per_batch,
                       "verifier": "carbontrace_protocol functions",
-                      "bytes_per_log2": bytes_slope, "ms_per_log2": time_slope}
+                      "bytes_per_log2": bytes_slope, "ms_per_log2": time_slope, "bundle_encodings": encodings}
     return result

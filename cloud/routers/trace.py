@@ -9,13 +9,14 @@ body, so nothing says whether another tenant's thing exists.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
+from carbontrace_protocol.proof_bundle import ProofBundle
 from carbontrace_protocol.proof_verify import ChainUnreachable
 from carbontrace_protocol.views import DataType
 from cloud import access_scope, statements
@@ -181,17 +182,42 @@ def trace_verify(query: QueryDep, principal: CallerDep, ledger: LedgerDep, sessi
         raise ChainUnavailable(str(err)) from err
 
 
+CBOR_MEDIA_TYPE = "application/cbor"
+
+
 @router.get(
     "/trace/bundle",
-    responses={200: {"description": "a proof bundle (docs/proof-bundle.md)"}, **_FORBIDDEN_RESPONSE},
+    responses={
+        200: {
+            "description": "a proof bundle (docs/proof-bundle.md); its CBOR encoding with `encoding=cbor` or "
+            "`Accept: application/cbor`",
+            "content": {CBOR_MEDIA_TYPE: {}},
+        },
+        **_FORBIDDEN_RESPONSE,
+    },
 )
-def trace_bundle(query: QueryDep, principal: CallerDep, ledger: LedgerDep, session: SessionDep) -> JSONResponse:
-    """Roles: as /trace/locate. The trace answer as a self-contained proof bundle for `carbontrace verify`."""
+def trace_bundle(
+    query: QueryDep,
+    principal: CallerDep,
+    ledger: LedgerDep,
+    session: SessionDep,
+    encoding: Annotated[Literal["json", "cbor"] | None, Query(description="json (default) or cbor")] = None,
+    accept: Annotated[str, Header()] = "",
+) -> Response:
+    """Roles: as /trace/locate. The trace answer as a self-contained proof bundle for `carbontrace verify`, as
+    JSON or (`encoding=cbor`, or `Accept: application/cbor`) as its compact CBOR encoding."""
     scoped = _scoped(principal, query, ledger, session)
     try:
         bundle = tracelib.trace_bundle(ledger, session, scoped)
     except ChainUnreachable as err:
         raise ChainUnavailable(str(err)) from err
+    wants_cbor = encoding == "cbor" or (encoding is None and CBOR_MEDIA_TYPE in accept)
+    if wants_cbor:  # the same typed bundle, written in its other encoding
+        return Response(
+            ProofBundle.from_json(bundle).to_cbor(),
+            media_type=CBOR_MEDIA_TYPE,
+            headers={"Content-Disposition": 'attachment; filename="carbontrace-bundle.cbor"'},
+        )
     return JSONResponse(bundle, headers={"Content-Disposition": 'attachment; filename="carbontrace-bundle.json"'})
 
 

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
+from carbontrace_protocol.proof_bundle import ProofBundle
 from carbontrace_protocol.proof_verify import EXIT_CHAIN_UNREACHABLE, EXIT_PENDING, STEP_EXIT
 from cloud.app import create_app
 from tests.chain.conftest import HardhatNode
@@ -26,11 +27,12 @@ from tests.trace.trace_kit import Traced, anchor, get, tenant_with_batches, uplo
 
 
 def run_verifier(
-    bundle: dict[str, Any], rpc: str, tmp: Path, name: str, trust: dict[str, Any], *extra: str
+    bundle: dict[str, Any] | bytes, rpc: str, tmp: Path, name: str, trust: dict[str, Any], *extra: str
 ) -> tuple[int, dict[str, Any]]:
-    """The verifier as a subprocess, with the trust anchor the cloud published pinned in a file."""
+    """The verifier as a subprocess, with the trust anchor the cloud published pinned in a file; ``bundle`` as
+    JSON, or bytes as they are (a CBOR bundle)."""
     path = tmp / f"{name}.json"
-    path.write_text(json.dumps(bundle))
+    path.write_bytes(bundle if isinstance(bundle, bytes) else json.dumps(bundle).encode())
     trust_path = tmp / "trust.json"
     trust_path.write_text(json.dumps(trust))
     pin = ["--trust", str(trust_path)] if not extra else list(extra)
@@ -155,6 +157,13 @@ def test_verifier_against_embedded_chain_through_cloud_rpc(served_app: tuple[Tes
     device_key["signer"] = "dev-someone-else"  # the chain lists this key for the real device only
     code, report = run_verifier(tampered, f"{base}/rpc", tmp_path, "embedded-tampered", trust)
     assert (code, report["failed_step"]) == (STEP_EXIT["device_key"], "device_key"), report
+    # the same bundle in CBOR: told apart by its first byte, verified alike; a non-canonical one is bundle_format
+    cbor_bundle = ProofBundle.from_json(bundle).to_cbor()
+    code, report = run_verifier(cbor_bundle, f"{base}/rpc", tmp_path, "embedded-cbor", trust)
+    assert code == 0 and report["status"] == "valid", report
+    longer = cbor_bundle.replace(b"carbontrace-proof-bundle\x01\x03", b"carbontrace-proof-bundle\x01\x18\x03", 1)
+    code, report = run_verifier(longer, f"{base}/rpc", tmp_path, "embedded-cbor-longer", trust)
+    assert (code, report["failed_step"]) == (STEP_EXIT["bundle_format"], "bundle_format"), report
 
 
 def test_verifier_needs_a_pinned_trust_anchor_and_strict_json(

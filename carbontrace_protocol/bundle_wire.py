@@ -1,0 +1,189 @@
+"""The two encodings of a proof bundle: how its objects, byte strings and views are written in JSON and in CBOR.
+
+The typed parts (carbontrace_protocol/proof_bundle.py) read and write every field through a ``Wire``, so both
+encodings feed one typed constructor and keep every rule of it; only what differs lives here:
+
+- an object: JSON names its fields; CBOR keys them by their position in the part's field tuple (0, 1, …: one
+  byte each), so the tuples' order is the CBOR format (docs/proof-bundle.md, "CBOR encoding") and only grows;
+- a byte string: JSON writes lowercase hex, CBOR a byte string;
+- the registry address: JSON "0x" + 40 lowercase hex digits, CBOR 20 bytes;
+- a view: JSON data in both (CBOR maps with text keys, integers, text, true/false/null, arrays). CBOR has no
+  floats in our profile, so a view holding one (only a forged view can: views are computed from leaves, which
+  hold none) has no CBOR form.
+
+A CBOR bundle is read as strictly as JSON: one item of deterministic CBOR (RFC 8949 §4.2.1), checked by
+re-encoding the decoded value and comparing bytes, so a longer integer head, unsorted map keys or an
+indefinite length is ``bundle_format``.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from typing import Any
+
+from carbontrace_protocol import cbor
+from carbontrace_protocol.errors import MalformedCBOR, ProtocolError
+
+MAX_BUNDLE_BYTES = 256 * 1024 * 1024  # as strict_json's default: the same bound for either encoding
+ADDRESS_SIZE = 20
+_ADDRESS = re.compile(r"0x[0-9a-f]{40}")
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+
+
+class BundleFormatError(ProtocolError):
+    reason = "bundle_format"
+
+
+def exact_fields(value: Any, what: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BundleFormatError(f"{what} must be an object")
+    if set(value) != set(fields):
+        missing = sorted(set(fields) - set(value))
+        unknown = sorted(set(value) - set(fields))
+        raise BundleFormatError(
+            f"{what} must have exactly the fields {list(fields)} (missing {missing}, unknown {unknown})"
+        )
+    return value
+
+
+class Wire(ABC):
+    """One encoding of the bundle's values; the typed parts call these for every object, byte string, address
+    and view they read or write."""
+
+    @abstractmethod
+    def fields(self, value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
+        """The object's fields by name, exactly ``names`` (none missing, none unknown)."""
+
+    @abstractmethod
+    def object(self, names: tuple[str, ...], values: dict[str, Any]) -> dict[Any, Any]: ...
+
+    @abstractmethod
+    def read_bytes(self, value: Any, what: str) -> bytes: ...
+
+    @abstractmethod
+    def write_bytes(self, data: bytes) -> Any: ...
+
+    @abstractmethod
+    def read_address(self, value: Any, what: str) -> str:
+        """The address as the typed bundle holds it: "0x" + 40 lowercase hex digits."""
+
+    @abstractmethod
+    def write_address(self, address: str) -> Any: ...
+
+    def read_view(self, value: Any, what: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise BundleFormatError(f"{what} must be an object")
+        return value
+
+    def write_view(self, view: dict[str, Any]) -> Any:
+        return view
+
+
+class JsonWire(Wire):
+    def fields(self, value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
+        return exact_fields(value, what, names)
+
+    def object(self, names: tuple[str, ...], values: dict[str, Any]) -> dict[Any, Any]:
+        return values
+
+    def read_bytes(self, value: Any, what: str) -> bytes:
+        if not isinstance(value, str) or not _HEX.fullmatch(value):
+            raise BundleFormatError(f"{what} must be lowercase hex without 0x")
+        return bytes.fromhex(value)
+
+    def write_bytes(self, data: bytes) -> Any:
+        return data.hex()
+
+    def read_address(self, value: Any, what: str) -> str:
+        if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
+            raise BundleFormatError(f"{what} must be 0x followed by 40 lowercase hex digits")
+        return value
+
+    def write_address(self, address: str) -> Any:
+        return address
+
+
+class CborWire(Wire):
+    def fields(self, value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise BundleFormatError(f"{what} must be a map")
+        keys = tuple(range(len(names)))
+        if set(value) != set(keys):
+            missing = [names[k] for k in keys if k not in value]
+            unknown = sorted((k for k in value if k not in keys), key=repr)
+            raise BundleFormatError(
+                f"{what} must have exactly the keys 0-{len(names) - 1} {list(names)} (missing {missing}, "
+                f"unknown {unknown})"
+            )
+        return {names[k]: value[k] for k in keys}
+
+    def object(self, names: tuple[str, ...], values: dict[str, Any]) -> dict[Any, Any]:
+        return {names.index(name): v for name, v in values.items()}
+
+    def read_bytes(self, value: Any, what: str) -> bytes:
+        if not isinstance(value, bytes):
+            raise BundleFormatError(f"{what} must be a CBOR byte string")
+        return value
+
+    def write_bytes(self, data: bytes) -> Any:
+        return bytes(data)
+
+    def read_address(self, value: Any, what: str) -> str:
+        if not isinstance(value, bytes) or len(value) != ADDRESS_SIZE:
+            raise BundleFormatError(f"{what} must be a byte string of {ADDRESS_SIZE} bytes")
+        return "0x" + value.hex()
+
+    def write_address(self, address: str) -> Any:
+        return bytes.fromhex(address.removeprefix("0x"))
+
+    def read_view(self, value: Any, what: str) -> dict[str, Any]:
+        view = super().read_view(value, what)
+        if not is_json_data(view):
+            raise BundleFormatError(f"{what} must hold JSON data only (text keys, integers, text, true/false/null)")
+        return view
+
+
+def is_json_data(value: Any) -> bool:
+    """Whether a decoded CBOR value is JSON's data model without numbers with a fraction: what a view may hold."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, list):
+        return all(is_json_data(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_json_data(v) for k, v in value.items())
+    return False
+
+
+JSON = JsonWire()
+CBOR = CborWire()
+
+
+def looks_like_cbor(data: bytes) -> bool:
+    """Whether a document is a CBOR bundle rather than JSON text: a CBOR map head (0xa0-0xbf) is never the first
+    byte of JSON text (not ASCII, and not even a UTF-8 lead byte)."""
+    return len(data) > 0 and data[0] >> 5 == 5
+
+
+def load_cbor(data: bytes) -> Any:
+    """The one deterministic CBOR item ``data`` is, or BundleFormatError (bundle_format)."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise BundleFormatError(f"document of {len(data)} bytes exceeds the limit of {MAX_BUNDLE_BYTES}")
+    try:
+        value = cbor.decode(data)
+    except MalformedCBOR as err:
+        raise BundleFormatError(f"not CBOR: {err}") from err
+    try:
+        canonical = cbor.encode(value)
+    except ValueError as err:  # a float: not in our profile
+        raise BundleFormatError(f"not CarbonTrace CBOR: {err}") from err
+    if canonical != bytes(data):
+        raise BundleFormatError("not deterministic CBOR (RFC 8949 §4.2.1): shortest heads, sorted map keys")
+    return value
+
+
+def dump_cbor(value: Any) -> bytes:
+    try:
+        return cbor.encode(value)
+    except ValueError as err:  # a float in a view: it has no CBOR form
+        raise BundleFormatError(f"this bundle has no CBOR form: {err}") from err
