@@ -287,7 +287,7 @@ def readers_list(all_keys: bool = typer.Option(False, "--all", help="also revoke
 @readers_app.command("add")
 def readers_add(
     kind: str = typer.Argument(..., help=KIND_HELP),
-    party_id: str = typer.Argument(..., help="enterprise id, or a regulator's name"),
+    party_id: str = typer.Argument(..., help="enterprise id, or a regulator id (reg-N, as POST /regulators named it)"),
     public_key: str = typer.Option(..., "--public-key", help="P-256 public key: 130 hex characters, or a file"),
 ) -> None:
     """Register a reader's encryption key: batches sealed from now on are also wrapped to it."""
@@ -297,7 +297,7 @@ def readers_add(
 @readers_app.command("rotate")
 def readers_rotate(
     kind: str = typer.Argument(..., help=KIND_HELP),
-    party_id: str = typer.Argument(..., help="enterprise id, or a regulator's name"),
+    party_id: str = typer.Argument(..., help="enterprise id, or a regulator id (reg-N, as POST /regulators named it)"),
     public_key: str = typer.Option(..., "--public-key", help="the new P-256 public key: 130 hex, or a file"),
 ) -> None:
     """Replace a reader's key. Batches sealed from now on go to the new key; earlier ones stay sealed to the old
@@ -308,7 +308,7 @@ def readers_rotate(
 @readers_app.command("revoke")
 def readers_revoke(
     kind: str = typer.Argument(..., help=KIND_HELP),
-    party_id: str = typer.Argument(..., help="enterprise id, or a regulator's name"),
+    party_id: str = typer.Argument(..., help="enterprise id, or a regulator id (reg-N, as POST /regulators named it)"),
 ) -> None:
     """Stop sealing to a reader. Future batches only: blobs sealed before keep its entry (their bytes are fixed
     by their CID), so it can still open those."""
