@@ -213,6 +213,29 @@ def rotate_cloud_key(path: str = typer.Option(None, help="key file (default: CT_
     )
 
 
+@cloud_app.command("rotate-encryption-key")
+def rotate_encryption_key() -> None:
+    """Make a new cloud encryption key for batches sealed from now on (CT_CLOUD_ENCRYPTION_KEY_FILE). The old
+    private key is kept as <name>.retired-<fingerprint> (0600), so blobs sealed to it still open for trace and
+    retrieve. Restart the cloud afterwards: a running one still seals to the old key."""
+    from cloud.encryption_keys import rotate_encryption_key as rotate
+
+    try:
+        rotation = rotate(Settings().encryption_key_path)
+    except FileNotFoundError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from err
+    typer.echo(
+        json.dumps(
+            {
+                "retired_key_fingerprint": rotation.retired_fingerprint,
+                "active_key_fingerprint": rotation.active_fingerprint,
+                "retired_key_file": str(rotation.retired_file),
+            }
+        )
+    )
+
+
 # ---- blob readers ----------------------------------------------------------------------------------------
 
 
