@@ -20,7 +20,7 @@ import carbontrace.audit_period as audit_module
 from carbontrace.cli import app
 from carbontrace.open_blob import load_reader_key
 from carbontrace_protocol.reading import Reading
-from tests.cloud.cloud_testkit import auth, register_tenant
+from tests.cloud.cloud_testkit import auth, new_key, register_tenant
 from tests.cloud.test_regulator_reader_keys import register_regulator
 from tests.trace.trace_kit import Traced, anchor, ledger_of, reader_of, trust_of, upload_batches
 
@@ -106,3 +106,42 @@ def test_a_corrupted_blob_and_a_batch_sealed_before_the_regulator_are_failures(
     assert failures == {f"{gw}/0": "not_a_recipient", f"{gw}/2": "content_store"}
     assert report["readings_verified"] == 2  # the one good batch, verified whole
     assert _reported(report) == _expected(traced.readings[2:4])
+
+
+class _LyingCloud(TestClient):
+    """The regulator's view of a cloud that serves another batch's blob for batch 1 and passes off a device key
+    of its own making for another device: the regulator's own checks must catch both."""
+
+    def __init__(self, client: TestClient, reg_key: str, gateway_id: str, device_id: str) -> None:
+        super().__init__(client.app, headers=auth(reg_key))
+        self.gateway_id, self.device_id = gateway_id, device_id
+
+    def get(self, url: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if url == f"/api/v1/batches/{self.gateway_id}/1/blob":
+            url = f"/api/v1/batches/{self.gateway_id}/0/blob"
+        response = super().get(url, **kwargs)
+        if url.endswith("/batches"):
+            listing = response.json()
+            _, forged = new_key()
+            listing["device_keys"] = [
+                {**k, "public_key": forged.hex()} if k["signer"] == self.device_id else k for k in listing["device_keys"]
+            ]
+            response._content = json.dumps(listing).encode()
+        return response
+
+
+def test_a_lying_cloud_is_caught_by_the_regulators_own_checks(client: TestClient, tmp_path: Path) -> None:
+    reg_key, key_file = _regulator(client, tmp_path)
+    traced = Traced(register_tenant(client, "Lied", devices=2))
+    upload_batches(client, traced, 2)
+    anchor(client)
+    gw, forged_device = traced.tenant.gateway.gateway_id, traced.tenant.gateway.devices[1].device_id
+    start = traced.batches[0].header["window"][0]
+    report = audit_module.audit_period(
+        _LyingCloud(client, reg_key, gw, forged_device), reader_of(client), trust_of(client),
+        load_reader_key(key_file), traced.tenant.enterprise_id, start, start + 3600,
+    )
+    failures = {f["batch_id"]: (f["reason"], f["detail"]) for f in report["failures"]}
+    assert failures[f"{gw}/1"][0] == "content_store" and "not " in failures[f"{gw}/1"][1]  # CID recomputed
+    assert failures[f"{gw}/0"][0] == "device_key"  # the chain does not list the cloud's key for that device
+    assert report["status"] == "failed" and report["readings_verified"] == 0
