@@ -13,6 +13,7 @@ Exit status: 0 every batch verified; 1 some failure (or nothing to audit); 2 unu
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,25 @@ def _apply(report: Report, results: dict[str, BatchResult], opened: dict[str, Ba
             result.fail("chain_anchor", "the batch is not under a checkpoint anchored on chain yet")
 
 
+def _chain_breaks(listed: list[dict[str, Any]], opened: dict[str, Batch]) -> dict[str, str]:
+    """Batch id → why the gateway's batch chain breaks before it inside the listing: a sequence number left
+    out (the cloud may not drop a batch from the middle of a period unseen), or a header whose ``prev`` is not
+    the hash of the batch before it."""
+    breaks: dict[str, str] = {}
+    by_gateway: dict[str, list[dict[str, Any]]] = {}
+    for entry in listed:
+        by_gateway.setdefault(entry["gateway_id"], []).append(entry)
+    for entries in by_gateway.values():
+        entries.sort(key=lambda e: int(e["batch_seq"]))
+        for before, after in itertools.pairwise(entries):
+            first, then = opened.get(before["batch_id"]), opened.get(after["batch_id"])
+            if int(after["batch_seq"]) != int(before["batch_seq"]) + 1:
+                breaks[after["batch_id"]] = f"batches after {before['batch_id']} are missing from the listing"
+            elif first is not None and then is not None and then.header["prev"] != first.hash:
+                breaks[after["batch_id"]] = f"its prev is not the hash of {before['batch_id']}"
+    return breaks
+
+
 def audit_period(
     http: httpx.Client, chain: ChainReader, trust: Trust, reader_key: Any, enterprise_id: str, start: int, end: int
 ) -> dict[str, Any]:
@@ -222,6 +242,8 @@ def audit_period(
             continue
         opened[batch.id] = batch
         items += batch_items
+    for batch_id, detail in _chain_breaks(listing["batches"], opened).items():
+        results[batch_id].fail("batch_chain", detail)
     if opened:
         query = Query(enterprise_id, None, None, start, end, ALL_TYPES, max(1, len(items)))
         _apply(verify_bundle(_bundle(evidence, query, items, set(opened)), chain, trust), results, opened)

@@ -145,3 +145,34 @@ def test_a_lying_cloud_is_caught_by_the_regulators_own_checks(client: TestClient
     assert failures[f"{gw}/1"][0] == "content_store" and "not " in failures[f"{gw}/1"][1]  # CID recomputed
     assert failures[f"{gw}/0"][0] == "device_key"  # the chain does not list the cloud's key for that device
     assert report["status"] == "failed" and report["readings_verified"] == 0
+
+
+class _DroppingCloud(TestClient):
+    """A cloud that leaves one batch out of the period's listing."""
+
+    def __init__(self, client: TestClient, reg_key: str, dropped: str) -> None:
+        super().__init__(client.app, headers=auth(reg_key))
+        self.dropped = dropped
+
+    def get(self, url: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        response = super().get(url, **kwargs)
+        if url.endswith("/batches"):
+            listing = response.json()
+            listing["batches"] = [b for b in listing["batches"] if b["batch_id"] != self.dropped]
+            response._content = json.dumps(listing).encode()
+        return response
+
+
+def test_a_batch_left_out_of_the_listing_breaks_the_gateways_chain(client: TestClient, tmp_path: Path) -> None:
+    reg_key, key_file = _regulator(client, tmp_path)
+    traced = Traced(register_tenant(client, "Dropped", devices=1))
+    upload_batches(client, traced, 3)
+    anchor(client)
+    gw = traced.tenant.gateway.gateway_id
+    start = traced.batches[0].header["window"][0]
+    report = audit_module.audit_period(
+        _DroppingCloud(client, reg_key, f"{gw}/1"), reader_of(client), trust_of(client), load_reader_key(key_file),
+        traced.tenant.enterprise_id, start, start + 3600,
+    )
+    assert [(f["batch_id"], f["reason"]) for f in report["failures"]] == [(f"{gw}/2", "batch_chain")]
+    assert report["status"] == "failed" and report["readings_verified"] == 2  # batch 0 still verified
