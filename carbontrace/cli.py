@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from carbontrace.audit_period import audit_period_command
 from carbontrace.bench import bench_command
 from carbontrace.broker_cli import broker_app
 from carbontrace.drill import drill_command
@@ -42,6 +43,7 @@ app.command("verify")(verify_command)
 app.command("bench")(bench_command)
 app.command("drill")(drill_command)
 app.command("open-blob")(open_blob_command)
+app.command("audit-period")(audit_period_command)
 
 
 @app.callback()

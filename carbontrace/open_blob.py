@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from carbontrace_protocol import cose, merkle, p256, sealed_blob, views
-from carbontrace_protocol.batch import decode_batch
+from carbontrace_protocol.batch import Batch, decode_batch
 from carbontrace_protocol.cid import cid_for
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.verify import verify_es256
@@ -42,8 +42,10 @@ def _read_blob(path: Path) -> bytes:
     return data
 
 
-def open_blob(data: bytes, key: Any, cid: str | None = None, gateway_key: bytes | None = None) -> dict[str, Any]:
-    """The report of opening ``data``; raises ``ProtocolError`` (or ``ValueError`` for a CID mismatch)."""
+def open_batch(data: bytes, key: Any, cid: str | None = None) -> tuple[sealed_blob.SealedBlob, Batch]:
+    """(envelope, batch) of the sealed bytes ``data``, opened with the reader's own ``key``: the CID (when
+    given), the envelope, the ciphertext, the batch format and every leaf against the signed header's Merkle
+    root checked. Raises ``ProtocolError`` (or ``ValueError`` for a CID mismatch)."""
     computed = cid_for(data)
     if cid is not None and computed != cid:
         raise ValueError(f"the sealed bytes are {computed}, not {cid}")
@@ -54,8 +56,14 @@ def open_blob(data: bytes, key: Any, cid: str | None = None, gateway_key: bytes 
         raise sealed_blob.MalformedSealedBlob(f"envelope names batch {envelope.batch_id}, the blob is {batch.id}")
     if merkle.root(batch.leaf_hashes()) != batch.root:
         raise sealed_blob.OpenFailed("the leaves do not hash to the root in the signed header")
+    return envelope, batch
+
+
+def open_blob(data: bytes, key: Any, cid: str | None = None, gateway_key: bytes | None = None) -> dict[str, Any]:
+    """The report of opening ``data``; raises ``ProtocolError`` (or ``ValueError`` for a CID mismatch)."""
+    envelope, batch = open_batch(data, key, cid)
     report: dict[str, Any] = {
-        "cid": computed,
+        "cid": cid_for(data),
         "cid_checked": cid is not None,
         "batch_id": batch.id,
         "recipients": len(envelope.recipients),

@@ -43,7 +43,7 @@ class Surface(StrEnum):
     CONSOLE_BATCHES = "console_batches"  # batch list and the batches counted by the pulse
     BATCH_RECORD = "batch_record"  # GET /batches/{gw}/{seq}
     BATCH_CID = "batch_cid"  # the content-store CID of a batch blob, wherever an answer would name it
-    BATCH_BLOB = "batch_blob"  # the stored (sealed) blob itself
+    BATCH_BLOB = "batch_blob"  # the stored (sealed) blob itself, and a period's batch list to audit them by
 
 
 _ANY, _OWN, _ASKED, _BOUND, _NONE = (TenantScope.ANY, TenantScope.OWN, TenantScope.ASKED, TenantScope.BOUND,

@@ -16,7 +16,7 @@ from cloud.ledger import build_ledger
 from cloud.reading_values import BlobUnreadable
 from cloud.recursion_limit import cap_recursion_limit
 from cloud.request_limits import RequestLimits, rules_from_settings
-from cloud.routers import batches, gateways, log, readers, registry, rpc, sites, trace
+from cloud.routers import audit, batches, gateways, log, readers, registry, rpc, sites, trace
 from cloud.security_headers import SecurityHeaders
 from cloud.settings import Settings
 
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = 
         "Each endpoint names the roles that may call it; any other caller gets 403.",
     )
     app.state.ledger = ledger
-    for module in (registry, readers, sites, gateways, batches, log, trace, rpc):
+    for module in (registry, readers, sites, gateways, batches, audit, log, trace, rpc):
         app.include_router(module.router)
     console.install(app)
     # Outermost of the app's own layers: bodies are bounded before routing, parsing or any handler.

@@ -114,13 +114,17 @@ def recipient_keys(session: Session, enterprise_id: str) -> list[bytes]:
 
 @dataclass
 class BlobSealer:
-    """The cloud's encryption key: seals every batch blob to it and the entitled readers, and opens them."""
+    """The cloud's encryption key: seals every batch blob to it and the entitled readers, and opens them.
+
+    ``retired``: the cloud's earlier keys (cloud/encryption_keys.py), which only open the blobs sealed to them."""
 
     cloud_key: ec.EllipticCurvePrivateKey
+    retired: tuple[ec.EllipticCurvePrivateKey, ...] = ()
 
     @classmethod
-    def from_int(cls, private_key: int) -> BlobSealer:
-        return cls(sealed_blob.private_key_from_int(private_key))
+    def from_int(cls, private_key: int, retired: list[int] | None = None) -> BlobSealer:
+        keys = tuple(sealed_blob.private_key_from_int(k) for k in retired or ())
+        return cls(sealed_blob.private_key_from_int(private_key), keys)
 
     @property
     def public_key(self) -> bytes:
@@ -138,4 +142,11 @@ class BlobSealer:
         as it is (its CID, checked by the content store, still ties it to the index)."""
         if not sealed_blob.is_sealed(stored):
             return stored
-        return sealed_blob.open_sealed(stored, self.cloud_key, batch_id)
+        envelope = sealed_blob.parse(stored)
+        # the key the envelope names a recipient (the current one, or the retired one it was sealed to)
+        named = [k for k in (self.cloud_key, *self.retired) if _fingerprint(k) in envelope.fingerprints]
+        return sealed_blob.open_sealed(envelope, named[0] if named else self.cloud_key, batch_id)
+
+
+def _fingerprint(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key_fingerprint(sealed_blob.public_key_bytes(key))

@@ -213,6 +213,29 @@ def rotate_cloud_key(path: str = typer.Option(None, help="key file (default: CT_
     )
 
 
+@cloud_app.command("rotate-encryption-key")
+def rotate_encryption_key() -> None:
+    """Make a new cloud encryption key for batches sealed from now on (CT_CLOUD_ENCRYPTION_KEY_FILE). The old
+    private key is kept as <name>.retired-<fingerprint> (0600), so blobs sealed to it still open for trace and
+    retrieve. Restart the cloud afterwards: a running one still seals to the old key."""
+    from cloud.encryption_keys import rotate_encryption_key as rotate
+
+    try:
+        rotation = rotate(Settings().encryption_key_path)
+    except FileNotFoundError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from err
+    typer.echo(
+        json.dumps(
+            {
+                "retired_key_fingerprint": rotation.retired_fingerprint,
+                "active_key_fingerprint": rotation.active_fingerprint,
+                "retired_key_file": str(rotation.retired_file),
+            }
+        )
+    )
+
+
 # ---- blob readers ----------------------------------------------------------------------------------------
 
 
@@ -287,7 +310,7 @@ def readers_list(all_keys: bool = typer.Option(False, "--all", help="also revoke
 @readers_app.command("add")
 def readers_add(
     kind: str = typer.Argument(..., help=KIND_HELP),
-    party_id: str = typer.Argument(..., help="enterprise id, or a regulator's name"),
+    party_id: str = typer.Argument(..., help="enterprise id, or a regulator id (reg-N, as POST /regulators named it)"),
     public_key: str = typer.Option(..., "--public-key", help="P-256 public key: 130 hex characters, or a file"),
 ) -> None:
     """Register a reader's encryption key: batches sealed from now on are also wrapped to it."""
@@ -297,7 +320,7 @@ def readers_add(
 @readers_app.command("rotate")
 def readers_rotate(
     kind: str = typer.Argument(..., help=KIND_HELP),
-    party_id: str = typer.Argument(..., help="enterprise id, or a regulator's name"),
+    party_id: str = typer.Argument(..., help="enterprise id, or a regulator id (reg-N, as POST /regulators named it)"),
     public_key: str = typer.Option(..., "--public-key", help="the new P-256 public key: 130 hex, or a file"),
 ) -> None:
     """Replace a reader's key. Batches sealed from now on go to the new key; earlier ones stay sealed to the old
@@ -308,7 +331,7 @@ def readers_rotate(
 @readers_app.command("revoke")
 def readers_revoke(
     kind: str = typer.Argument(..., help=KIND_HELP),
-    party_id: str = typer.Argument(..., help="enterprise id, or a regulator's name"),
+    party_id: str = typer.Argument(..., help="enterprise id, or a regulator id (reg-N, as POST /regulators named it)"),
 ) -> None:
     """Stop sealing to a reader. Future batches only: blobs sealed before keep its entry (their bytes are fixed
     by their CID), so it can still open those."""

@@ -17,6 +17,7 @@ from cloud.blob_readers import BlobSealer
 from cloud.chain_signer import operator_signer
 from cloud.content_store import ContentStore, IpfsClient, LocalContentStore
 from cloud.db import make_engine, migrate, read_session_factory, session_factory
+from cloud.encryption_keys import load_sealer
 from cloud.ingest import Ingestor
 from cloud.leader import leader_lock
 from cloud.ledger_chain import CloudKeyConflict, LedgerChain
@@ -75,9 +76,7 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
     sessions = session_factory(engine)
     development = settings.environment == "development"
     signing_key = load_or_create(settings.signing_key_file, allow_create=development)
-    sealer = BlobSealer.from_int(
-        load_or_create(settings.encryption_key_path, development, "cloud encryption key", "carbontrace cloud bootstrap")
-    )
+    sealer = load_sealer(settings.encryption_key_path, development)
     with sessions.begin() as session:
         if bootstrap_operator_key(session, settings.operator_key_file, int(time.time())):
             logger.warning("the first operator API key is in %s (0600)", settings.operator_key_file)

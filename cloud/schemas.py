@@ -61,6 +61,10 @@ class KeyCreated(BaseModel):
     api_key: str
 
 
+class RegulatorCreated(KeyCreated):
+    regulator_id: str  # the id its reader key is registered under (PUT /regulators/{id}/reader-key)
+
+
 class RegulatorCreate(BaseModel):
     label: str = Field(min_length=1, max_length=200)
 

@@ -36,6 +36,18 @@ class Principal:
     gateway_id: str | None = None
     # The key's enterprise is an application the operator has not approved: the key opens nothing yet.
     pending: bool = False
+    regulator_id: str | None = None  # a regulator key's own id (regulator_id_of): whose reader key it may set
+
+
+def regulator_id_of(row: ApiKey) -> str:
+    """A regulator's id: named by its API key row, so the key alone says which regulator is calling."""
+    return f"reg-{row.id}"
+
+
+def key_row(session: Session, key: str) -> ApiKey:
+    """The row of a key just issued in this session."""
+    session.flush()
+    return session.execute(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).scalar_one()
 
 
 def new_api_key() -> str:
@@ -129,4 +141,5 @@ def authenticate(session: Session, key: str) -> Principal | None:
     if row.enterprise_id is not None:
         approved = session.execute(select(Enterprise.approved_at).where(Enterprise.id == row.enterprise_id)).first()
         pending = approved is None or approved[0] is None
-    return Principal(Role(row.role), row.enterprise_id, row.platform_id, row.gateway_id, pending)
+    regulator_id = regulator_id_of(row) if row.role == Role.REGULATOR.value else None
+    return Principal(Role(row.role), row.enterprise_id, row.platform_id, row.gateway_id, pending, regulator_id)

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from carbontrace_protocol.batch_verify import BatchRejected
 from cloud import models
 from cloud.access_scope import Surface, roles_for
+from cloud.content_store import ContentStoreError
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ingest import NotYourGateway, OutOfOrder
 from cloud.params import BatchSeq, ReadingsLimit, UnixSeconds
@@ -127,7 +128,11 @@ def read_batch_blob(
     """Roles: operator, regulator, the owning enterprise. The stored blob (hex), re-read from the content store: the
     sealed envelope (docs/protocol.md, "Sealed blobs"), which a reader opens with `carbontrace open-blob`."""
     row = _batch_in_scope(session, principal, gateway_id, batch_seq)
-    return JSONResponse({"cid": row.cid, "blob": ledger.store.get(row.cid).hex()})
+    try:
+        blob = ledger.store.get(row.cid)
+    except (ContentStoreError, KeyError) as err:  # missing, or not the bytes its CID names: say so, do not serve
+        return JSONResponse({"error": "content_store", "detail": f"{type(err).__name__}: {err}"}, 502)
+    return JSONResponse({"cid": row.cid, "blob": blob.hex()})
 
 
 @router.get("/devices/{device_id}/readings", response_model=list[ReadingRead])

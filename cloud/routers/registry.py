@@ -35,8 +35,9 @@ from cloud.schemas import (
     PlatformCreated,
     PlatformRead,
     RegulatorCreate,
+    RegulatorCreated,
 )
-from cloud.security import Principal, Role, issue_key
+from cloud.security import Principal, Role, issue_key, key_row, regulator_id_of
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
 
@@ -204,14 +205,15 @@ def list_platforms(session: SessionDep) -> list[PlatformRead]:
     return [PlatformRead(platform_id=p.id, name=p.name, chain_account=p.chain_account) for p in rows]
 
 
-@router.post("/regulators", status_code=201, response_model=KeyCreated)
+@router.post("/regulators", status_code=201, response_model=RegulatorCreated)
 def register_regulator(
     body: RegulatorCreate, ledger: LedgerDep, _: Annotated[Principal, Depends(require(Role.OPERATOR))]
-) -> KeyCreated:
-    """Roles: operator. Issues a regulator key (read access to every tenant)."""
+) -> RegulatorCreated:
+    """Roles: operator. Issues a regulator key (read access to every tenant) and names the regulator's id."""
     with ledger.session_factory.begin() as session:
         key = issue_key(session, Role.REGULATOR, int(time.time()), label=body.label)
-    return KeyCreated(role=Role.REGULATOR.value, api_key=key)
+        regulator_id = regulator_id_of(key_row(session, key))
+    return RegulatorCreated(role=Role.REGULATOR.value, api_key=key, regulator_id=regulator_id)
 
 
 @router.post("/enterprises/{enterprise_id}/engineers", status_code=201, response_model=KeyCreated)

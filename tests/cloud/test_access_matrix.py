@@ -180,6 +180,19 @@ def test_surface_cell(world: World, caller: str, surface: str, target: str) -> N
     assert status == (404 if listed else denied_status(caller, surface != "statement")), text[:300]
 
 
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("caller", CALLERS)
+def test_period_batch_list_cell(world: World, caller: str, target: str) -> None:
+    """The audit's batch list (GET /enterprises/{id}/batches) names batch CIDs: it is scoped as batch blobs."""
+    scope = SURFACES["batch_blob"][CALLERS.index(caller)]
+    path = f"/api/v1/enterprises/{world.tenant(target).enterprise_id}/batches"
+    r = world.get(caller, path, start=0, end=2_000_000_000)
+    if allowed(scope, target):
+        assert r.status_code == 200 and len(r.json()["batches"]) == 1, r.text[:300]
+        return
+    assert r.status_code == denied_status(caller, True), r.text[:300]
+
+
 def _opened_fields(world: World, caller: str, target: str) -> set[str]:
     """Every field whose value a proof bundle for the caller's widest query opens (readings: shown in the
     signed leaf's view; aggregates: opened, and the view shows exactly those)."""

@@ -33,7 +33,7 @@ def _body_routes(tmp: Path) -> list[tuple[str, str]]:
     for route in iter_route_contexts(app.routes):
         for method in sorted((route.methods or set()) & {"POST", "PUT", "PATCH"}):
             path = str(route.path)
-            for name in ("enterprise_id", "platform_id", "site_id", "gateway_id", "device_id"):
+            for name in ("enterprise_id", "platform_id", "site_id", "gateway_id", "device_id", "regulator_id"):
                 path = path.replace("{" + name + "}", "x")
             assert "{" not in path, f"fill the placeholder of {path}"
             found.append((method, path))
