@@ -8,12 +8,14 @@ checkpoint and key per request is what made trace slow, not SQL. Most of what it
   (``depth`` = the cloud's confirmation depth; 0 on the embedded chain, where every block is final);
 * a revoked key stays revoked (the contract refuses to register it again), so a revoked state is kept for
   good: serving it can only fail more, never less;
-* an active key can be revoked at any moment, so its state is kept for at most ``key_ttl_s`` seconds; a
-  revocation this process sends itself (cloud/signer_keys.record_revocation) drops it at once (``forget_key``).
-  A revocation made elsewhere (another replica, the enterprise on chain directly) is seen within the TTL;
+* an active key can be revoked at any moment, so its state is served for at most ``key_ttl_s`` seconds after
+  it was read (past half of that it is re-read in the background, so requests seldom wait); a revocation this
+  process sends itself (cloud/signer_keys.record_revocation) drops it at once (``forget_key``). A revocation
+  made elsewhere (another replica, the enterprise on chain directly) is seen within the TTL;
 * the checkpoint count only grows, so a stale count is a lower bound: newer anchors look pending (which need
-  keys active now) until it is re-read. It is re-read after ``count_ttl_s`` or as soon as our own database
-  says a newer checkpoint is anchored (a hint to re-read the chain, never a value taken from the database).
+  keys active now) until it is re-read. It is re-read as soon as our own database says a newer checkpoint is
+  anchored (a hint to re-read the chain, never a value taken from the database; every replica's anchoring
+  leader writes there), else after ``count_ttl_s``.
 
 Anything else (signer lists, checkpoints not yet final) goes to the chain every request. Within one request
 ``proof_verify.CachedChainReader`` still answers each read once, so a request sees one consistent chain.
@@ -45,7 +47,7 @@ Clock = Callable[[], float]
 class CachePolicy:
     depth: int = 0  # blocks that must follow an anchor before its checkpoint is final
     key_ttl_s: float = 2.0
-    count_ttl_s: float = 1.0
+    count_ttl_s: float = 30.0
 
 
 @dataclass
@@ -61,6 +63,7 @@ class RegistryFacts:
     count_read_at: float = -1e18
     checkpoints: dict[int, pv.ChainCheckpoint] = field(default_factory=dict)
     keys: dict[bytes, tuple[float, pv.ChainKey]] = field(default_factory=dict)  # fingerprint -> (read at, state)
+    refreshing: set[bytes] = field(default_factory=set)  # keys being re-read in the background
 
 
 _STORES: weakref.WeakKeyDictionary[object, dict[tuple[int, str], RegistryFacts]] = weakref.WeakKeyDictionary()
@@ -170,12 +173,42 @@ class FinalFactsReader:
             known = facts.keys.get(fingerprint)
         if known is not None:
             read_at, state = known
-            if state.state == KEY_REVOKED or now - read_at < self.policy.key_ttl_s:
+            age = now - read_at
+            if state.state == KEY_REVOKED:
                 return state
+            if age < self.policy.key_ttl_s:
+                if age >= self.policy.key_ttl_s / 2:
+                    self._refresh_ahead(fingerprint)
+                return state
+        return self._read_key(fingerprint)
+
+    def _read_key(self, fingerprint: bytes) -> pv.ChainKey:
+        read_at = self.clock()  # taken before the read: the answer is at least this fresh
         state = self.inner.key(fingerprint)
-        with facts.lock:
-            facts.keys[fingerprint] = (now, state)
+        with self.facts.lock:
+            kept = self.facts.keys.get(fingerprint)
+            if kept is None or kept[0] <= read_at:
+                self.facts.keys[fingerprint] = (read_at, state)
         return state
+
+    def _refresh_ahead(self, fingerprint: bytes) -> None:
+        """Past half its TTL, a kept key is re-read in the background, so a request seldom waits for the chain;
+        the TTL still bounds what is served (a failed refresh leaves the old entry to expire)."""
+        with self.facts.lock:
+            if fingerprint in self.facts.refreshing:
+                return
+            self.facts.refreshing.add(fingerprint)
+
+        def refresh() -> None:
+            try:
+                self._read_key(fingerprint)
+            except Exception:  # the next request past the TTL reads the chain itself and reports the failure
+                pass
+            finally:
+                with self.facts.lock:
+                    self.facts.refreshing.discard(fingerprint)
+
+        threading.Thread(target=refresh, name="chain-facts-refresh", daemon=True).start()
 
     def signers_of(self, enterprise_id: bytes, kind: int) -> list[bytes]:
         return self.inner.signers_of(enterprise_id, kind)  # grows with every registration: always read
