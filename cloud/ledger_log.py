@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from carbontrace_protocol import merkle
@@ -47,11 +47,10 @@ class SqlLog:
     def _prefetch(self, keys: list[tuple[int, int]]) -> None:
         wanted = [k for k in keys if k not in self._cache]
         if wanted:
-            rows = self.session.execute(
-                select(LogNode.level, LogNode.index, LogNode.hash).where(
-                    tuple_(LogNode.level, LogNode.index).in_(wanted)
-                )
-            )
+            # OR of key equalities, not a row-value IN: SQLite answers that with one primary-key probe per node
+            # (its row-value IN scanned the table: 3 ms a proof at 10^4 leaves); PostgreSQL with a BitmapOr
+            keys = [and_(LogNode.level == level, LogNode.index == index) for level, index in set(wanted)]
+            rows = self.session.execute(select(LogNode.level, LogNode.index, LogNode.hash).where(or_(*keys)))
             for level, index, digest in rows:
                 self._cache[(level, index)] = digest
 
