@@ -49,8 +49,8 @@ class SqlLog:
         if wanted:
             # OR of key equalities, not a row-value IN: SQLite answers that with one primary-key probe per node
             # (its row-value IN scanned the table: 3 ms a proof at 10^4 leaves); PostgreSQL with a BitmapOr
-            keys = [and_(LogNode.level == level, LogNode.index == index) for level, index in set(wanted)]
-            rows = self.session.execute(select(LogNode.level, LogNode.index, LogNode.hash).where(or_(*keys)))
+            matches = [and_(LogNode.level == level, LogNode.index == index) for level, index in set(wanted)]
+            rows = self.session.execute(select(LogNode.level, LogNode.index, LogNode.hash).where(or_(*matches)))
             for level, index, digest in rows:
                 self._cache[(level, index)] = digest
 

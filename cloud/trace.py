@@ -92,8 +92,13 @@ class RegistryReader:
 def trust_of(ledger: Ledger) -> Trust:
     """The trust anchor this cloud publishes (GET /api/v1/trust): an auditor pins it once."""
     registry = ledger.chain.registry()
+    return Trust(_chain_id(registry), normalize_address(registry.address))
+
+
+def _chain_id(registry: RegistryContract) -> int:
+    """The registry's chain id, read once per chain connection (chain_facts.chain_id_of)."""
     connection = registry.chain
-    return Trust(chain_facts.chain_id_of(connection, lambda: connection.chain_id), normalize_address(registry.address))
+    return chain_facts.chain_id_of(connection, lambda: connection.chain_id)
 
 
 def scope(principal: Principal | None, query: TraceQuery, ledger: Ledger, session: Session) -> TraceQuery:
@@ -471,11 +476,9 @@ def chain_reader(ledger: Ledger, session: Session | None = None) -> pv.CachedCha
     to be settled (cloud/chain_facts.py). With ``session``, our own record of anchored checkpoints prompts a
     fresh checkpoint count when it is ahead of the remembered one (a hint to re-read, never a chain answer)."""
     registry = ledger.chain.registry()
-    connection = registry.chain
-    chain_id = chain_facts.chain_id_of(connection, lambda: connection.chain_id)
     settled = chain_facts.FinalFactsReader(
         RegistryReader(registry),
-        chain_facts.facts_for(connection, chain_id, registry.address),
+        chain_facts.facts_for(registry.chain, _chain_id(registry), registry.address),
         chain_facts.policy_of(ledger.settings),
         count_at_depth=chain_facts.count_at_depth(registry),
         anchored_hint=anchored_in_db(session) if session is not None else 0,
@@ -486,7 +489,10 @@ def chain_reader(ledger: Ledger, session: Session | None = None) -> pv.CachedCha
 def anchored_in_db(session: Session) -> int:
     """How many checkpoints our database says are anchored (seq 0 .. n-1)."""
     newest = session.execute(
-        select(models.Checkpoint.seq).where(models.Checkpoint.anchored.is_(True)).order_by(models.Checkpoint.seq.desc())
+        select(models.Checkpoint.seq)
+        .where(models.Checkpoint.anchored.is_(True))
+        .order_by(models.Checkpoint.seq.desc())
+        .limit(1)
     ).scalar()
     return 0 if newest is None else int(newest) + 1
 
