@@ -21,6 +21,7 @@ from cloud.encryption_keys import load_sealer
 from cloud.ingest import Ingestor
 from cloud.leader import leader_lock
 from cloud.ledger_chain import CloudKeyConflict, LedgerChain
+from cloud.opened_batches import OpenedBatches
 from cloud.rate_limit import FailureLimiter
 from cloud.security import bootstrap_operator_key
 from cloud.settings import Settings
@@ -45,6 +46,8 @@ class Ledger:
     auth_failures: FailureLimiter
     applications: FailureLimiter
     sealer: BlobSealer
+    # trace's opened batch blobs (raw readings): memory only, bounded by settings.trace_opened_batches
+    opened_batches: OpenedBatches = field(default_factory=lambda: OpenedBatches(0))
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run_jobs(self) -> None:
@@ -122,4 +125,5 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
         limiter,
         applications,
         sealer,
+        OpenedBatches(settings.trace_opened_batches),
     )

@@ -6,14 +6,16 @@ O(log N) rows and any root or proof is assembled from O(log N) of them with `mer
 
 from __future__ import annotations
 
-from sqlalchemy import select, tuple_
+from collections.abc import Callable, Iterable
+
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from carbontrace_protocol import merkle
 from cloud.models import LogNode, LogState
 
 
-def _peak_positions(size: int) -> list[tuple[int, int]]:
+def peak_positions(size: int) -> list[tuple[int, int]]:
     """(level, index) of the perfect subtrees that make up a tree of ``size`` leaves, largest first."""
     peaks: list[tuple[int, int]] = []
     pos = 0
@@ -45,11 +47,10 @@ class SqlLog:
     def _prefetch(self, keys: list[tuple[int, int]]) -> None:
         wanted = [k for k in keys if k not in self._cache]
         if wanted:
-            rows = self.session.execute(
-                select(LogNode.level, LogNode.index, LogNode.hash).where(
-                    tuple_(LogNode.level, LogNode.index).in_(wanted)
-                )
-            )
+            # OR of key equalities, not a row-value IN: SQLite answers that with one primary-key probe per node
+            # (its row-value IN scanned the table: 3 ms a proof at 10^4 leaves); PostgreSQL with a BitmapOr
+            matches = [and_(LogNode.level == level, LogNode.index == index) for level, index in set(wanted)]
+            rows = self.session.execute(select(LogNode.level, LogNode.index, LogNode.hash).where(or_(*matches)))
             for level, index, digest in rows:
                 self._cache[(level, index)] = digest
 
@@ -60,7 +61,7 @@ class SqlLog:
             state = LogState(id=1, size=0)
             self.session.add(state)
         size = state.size
-        peaks = _peak_positions(size)
+        peaks = peak_positions(size)
         self._prefetch(peaks)
         compact = merkle.CompactRange(size, [self.node(level, index) for level, index in peaks])
         for level, index, digest in compact.append(merkle.leaf_hash(leaf_data)):
@@ -82,7 +83,25 @@ class SqlLog:
         return self.node(0, index)
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        self._prefetch(_nodes_read(lambda root: merkle.inclusion_proof_from(root, index, size)))
         return list(merkle.inclusion_proof_from(self.range_root, index, size))
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        self._prefetch(_nodes_read(lambda root: merkle.consistency_proof_from(root, size1, size2)))
         return list(merkle.consistency_proof_from(self.range_root, size1, size2))
+
+
+_PLACEHOLDER = bytes(32)
+
+
+def _nodes_read(proof: Callable[[Callable[[int, int], bytes]], Iterable[bytes]]) -> list[tuple[int, int]]:
+    """The (level, index) of every stored node a proof reads, found by a dry run on placeholder hashes: which
+    nodes a proof needs depends only on the positions, so they come in one indexed query instead of one each."""
+    wanted: list[tuple[int, int]] = []
+
+    def record(level: int, index: int) -> bytes:
+        wanted.append((level, index))
+        return _PLACEHOLDER
+
+    list(proof(lambda lo, hi: merkle.perfect_range_root(record, lo, hi)))
+    return wanted

@@ -208,6 +208,10 @@ class EnergyBaseline(Base):
 
 class Aggregate(Base):
     __tablename__ = "aggregates"
+    __table_args__ = (
+        Index("ix_aggregates_device_window", "device_id", "window_start"),
+        Index("ix_aggregates_window", "window_start"),
+    )
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     leaf_index: Mapped[int] = mapped_column(Integer)
@@ -242,7 +246,7 @@ class LogState(Base):
 class Checkpoint(Base):
     __tablename__ = "checkpoints"
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)  # equals the on-chain checkpoint sequence
-    tree_size: Mapped[int] = mapped_column(BigInteger)
+    tree_size: Mapped[int] = mapped_column(BigInteger, index=True)  # ix_checkpoints_tree_size
     root: Mapped[bytes] = mapped_column(LargeBinary(32))
     timestamp: Mapped[int] = mapped_column(BigInteger)
     signed: Mapped[bytes] = mapped_column(LargeBinary)

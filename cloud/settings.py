@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     # Blocks that must follow the anchor's block before a checkpoint counts as anchored; None = 0 on the
     # embedded chain, 2 elsewhere.
     confirmations: int | None = None
+    # Trace keeps what the chain said that cannot change (cloud/chain_facts.py): an active key's state is
+    # served for trace_key_ttl_s after it was read (a revocation sent by another process is seen within it), the
+    # checkpoint count until trace_count_ttl_s or until our database records a newer anchor.
+    # trace_opened_batches: how many opened batch blobs (raw readings) trace keeps in memory, never on disk
+    # (cloud/opened_batches.py); 0 turns that cache off.
+    trace_key_ttl_s: float = 2.0
+    trace_count_ttl_s: float = 30.0
+    trace_opened_batches: int = 64
     # Where the first operator API key is written (0600, once) when the database has none: `carbontrace cloud
     # bootstrap` or the first start makes it; only its sha256 is stored. If the file already holds a key
     # (a secret mounted by a deployment) that key is adopted instead. `carbontrace cloud rotate-operator-key`

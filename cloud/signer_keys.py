@@ -22,7 +22,7 @@ from carbontrace_protocol.ids import (
     key_fingerprint,
 )
 from carbontrace_protocol.verify import verify_es256
-from cloud import models
+from cloud import chain_facts, models
 
 SignerKindName = Literal["device", "gateway", "cloud"]
 DEVICE: SignerKindName = "device"
@@ -81,6 +81,7 @@ def record_registration(
 
 def record_revocation(session: Session, fingerprint: bytes, revoke_tx: str, at: int) -> models.SignerKey | None:
     """Mark a key of the history revoked; None if the history does not hold it (nothing to mark)."""
+    chain_facts.forget_key(fingerprint)  # the chain has the revocation now: trace must not serve the active state
     row = key_by_fingerprint(session, fingerprint)
     if row is not None and row.revoked_at is None:
         row.revoked_at = at

@@ -82,7 +82,7 @@ def statement(ledger: Ledger, session: Session, enterprise_id: str, start: int, 
         types=frozenset({DataType.AGGREGATES}),
         limit=STATEMENT_LIMIT,
     )
-    reader = chain_reader(ledger)
+    reader = chain_reader(ledger, session)
     anchored = reader.checkpoint_count()
     A = models.Aggregate
     rows = session.execute(

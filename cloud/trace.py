@@ -25,11 +25,12 @@ from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.measures import measures_in, types_mask
 from carbontrace_protocol.proof_bundle import ProofBundle, Query, Trust, normalize_address
 from carbontrace_protocol.views import AGGREGATE_TYPES, ALL_TYPES, DataType
-from cloud import access_scope, models
+from cloud import access_scope, chain_facts, models
 from cloud.bundle_builder import build_bundle
 from cloud.chain import RegistryContract, SignerKind
 from cloud.content_store import ContentStoreError
 from cloud.ledger import Ledger
+from cloud.opened_batches import OpenedBatch
 from cloud.security import Principal
 
 # Who may trace which data types of which tenant: cloud/access_scope.py, the one definition.
@@ -91,7 +92,13 @@ class RegistryReader:
 def trust_of(ledger: Ledger) -> Trust:
     """The trust anchor this cloud publishes (GET /api/v1/trust): an auditor pins it once."""
     registry = ledger.chain.registry()
-    return Trust(registry.chain.chain_id, normalize_address(registry.address))
+    return Trust(_chain_id(registry), normalize_address(registry.address))
+
+
+def _chain_id(registry: RegistryContract) -> int:
+    """The registry's chain id, read once per chain connection (chain_facts.chain_id_of)."""
+    connection = registry.chain
+    return chain_facts.chain_id_of(connection, lambda: connection.chain_id)
 
 
 def scope(principal: Principal | None, query: TraceQuery, ledger: Ledger, session: Session) -> TraceQuery:
@@ -343,27 +350,33 @@ def retrieve(ledger: Ledger, session: Session, located: list[Located]) -> list[R
 
 def _load_batch(ledger: Ledger, session: Session, item: Located) -> tuple[BatchBlob | None, str, list[bytes]]:
     """(batch, problem, leaf hashes): batch None when the blob is missing or not what its CID names;
-    problem non-empty when the blob is fine but the SQL index disagrees with it."""
+    problem non-empty when the blob is fine but the SQL index disagrees with it. The blob is re-read and its
+    CID recomputed every time; only the open of the same bytes may come from cloud/opened_batches.py."""
     try:
         blob = ledger.store.get(item.cid)
     except (ContentStoreError, KeyError, ValueError) as err:
         return None, f"blob {item.cid}: {type(err).__name__}: {err}", []
     if cid_for(blob) != item.cid:
         return None, "the blob is not the one its CID names", []
-    try:
-        blob = ledger.sealer.open(blob, item.batch_id)
-    except ProtocolError as err:
-        return None, f"sealed blob {item.cid} does not open with the cloud's key: {err}", []
-    try:
-        batch = decode_batch(blob)
-    except ProtocolError as err:
-        return None, f"blob {item.cid} is not a batch: {err}", []
+    opened = ledger.opened_batches.get(item.cid, item.batch_id)
+    if opened is None:
+        try:
+            plain = ledger.sealer.open(blob, item.batch_id)
+        except ProtocolError as err:
+            return None, f"sealed blob {item.cid} does not open with the cloud's key: {err}", []
+        try:
+            batch = decode_batch(plain)
+        except ProtocolError as err:
+            return None, f"blob {item.cid} is not a batch: {err}", []
+        opened = OpenedBatch(batch, batch.leaf_hashes())
+        ledger.opened_batches.put(item.cid, item.batch_id, opened)
+    batch = opened.batch
     row = session.get(models.Batch, item.batch_id)
     if row is None or row.signed_header != batch.signed_header or row.root != batch.root:
         return batch, "the SQL index's batch header differs from the content store's", []
     if batch.id != item.batch_id:
         return batch, "the blob is another batch", []
-    return batch, "", batch.leaf_hashes()
+    return batch, "", opened.leaf_hashes
 
 
 def _index_mismatch(item: Located, leaf: bytes, openings: dict[str, bytes]) -> str:
@@ -458,9 +471,30 @@ def _step_json(step: pv.Step, cid: str, withhold_cid: bool) -> dict[str, Any]:
     return shown
 
 
-def chain_reader(ledger: Ledger) -> pv.CachedChainReader:
-    """The verifier's view of the chain for one request (each read once)."""
-    return pv.CachedChainReader(RegistryReader(ledger.chain.registry()))
+def chain_reader(ledger: Ledger, session: Session | None = None) -> pv.CachedChainReader:
+    """The verifier's view of the chain for one request (each read once), over what this process already knows
+    to be settled (cloud/chain_facts.py). With ``session``, our own record of anchored checkpoints prompts a
+    fresh checkpoint count when it is ahead of the remembered one (a hint to re-read, never a chain answer)."""
+    registry = ledger.chain.registry()
+    settled = chain_facts.FinalFactsReader(
+        RegistryReader(registry),
+        chain_facts.facts_for(registry.chain, _chain_id(registry), registry.address),
+        chain_facts.policy_of(ledger.settings),
+        count_at_depth=chain_facts.count_at_depth(registry),
+        anchored_hint=anchored_in_db(session) if session is not None else 0,
+    )
+    return pv.CachedChainReader(settled)
+
+
+def anchored_in_db(session: Session) -> int:
+    """How many checkpoints our database says are anchored (seq 0 .. n-1)."""
+    newest = session.execute(
+        select(models.Checkpoint.seq)
+        .where(models.Checkpoint.anchored.is_(True))
+        .order_by(models.Checkpoint.seq.desc())
+        .limit(1)
+    ).scalar()
+    return 0 if newest is None else int(newest) + 1
 
 
 def bundle_of(session: Session, answer: TraceAnswer, reader: pv.ChainReader, trust: Trust) -> ProofBundle:
@@ -474,7 +508,7 @@ def _retrieved(ledger: Ledger, session: Session, query: TraceQuery, reader: pv.C
 
 def trace(ledger: Ledger, session: Session, query: TraceQuery, verify: bool = True) -> TraceAnswer:
     """Locate, retrieve and (with ``verify``) verify; the chain is read through cloud/chain.py."""
-    reader = chain_reader(ledger)
+    reader = chain_reader(ledger, session)
     answer = _retrieved(ledger, session, query, reader)
     if verify:
         trust = trust_of(ledger)
@@ -485,6 +519,6 @@ def trace(ledger: Ledger, session: Session, query: TraceQuery, verify: bool = Tr
 
 def trace_bundle(ledger: Ledger, session: Session, query: TraceQuery) -> dict[str, Any]:
     """The trace answer as the proof bundle a verifier checks offline (one chain reader for both steps)."""
-    reader = chain_reader(ledger)
+    reader = chain_reader(ledger, session)
     answer = _retrieved(ledger, session, query, reader)
     return bundle_of(session, answer, reader, trust_of(ledger)).to_json()

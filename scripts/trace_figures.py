@@ -24,16 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import update  # noqa: E402
 
+from carbontrace.benchmarks.trace_fill import fill_log as bulk_fill_log  # noqa: E402
+from carbontrace.benchmarks.trace_fill import fill_readings as bulk_fill_readings  # noqa: E402
 from carbontrace.verify_bundle import Web3ChainReader  # noqa: E402
-from carbontrace_protocol import merkle  # noqa: E402
-from carbontrace_protocol.measures import FIELD_BITS  # noqa: E402
 from carbontrace_protocol.proof_verify import verify_bundle_json as verify_bundle  # noqa: E402
-from cloud import models  # noqa: E402
 from cloud.app import create_app  # noqa: E402
 from cloud.ledger import Ledger  # noqa: E402
-from cloud.ledger_log import SqlLog, _peak_positions  # noqa: E402
 from cloud.trace import trust_of  # noqa: E402
 from tests.cloud.cloud_testkit import auth, make_settings, register_tenant, upload  # noqa: E402
 
@@ -62,50 +59,13 @@ class TimedReader:
 
 def fill_log(ledger: Ledger, target: int) -> float:
     """Append synthetic leaves until the log has ``target`` leaves; returns seconds taken."""
-    started = time.perf_counter()
     with ledger.session_factory.begin() as session:
-        log = SqlLog(session)
-        size = log.size()
-        compact = merkle.CompactRange(size, [log.node(level, index) for level, index in _peak_positions(size)])
-        connection = session.connection().connection.dbapi_connection
-        assert connection is not None
-        cursor = connection.cursor()
-        rows: list[tuple[int, int, bytes]] = []
-        for i in range(size, target):
-            rows.extend(compact.append(merkle.leaf_hash(b"filler batch header %d" % i)))
-            if len(rows) >= 200_000:
-                cursor.executemany('INSERT INTO log_nodes (level, "index", hash) VALUES (?, ?, ?)', rows)
-                rows.clear()
-        if rows:
-            cursor.executemany('INSERT INTO log_nodes (level, "index", hash) VALUES (?, ?, ?)', rows)
-        session.execute(update(models.LogState).values(size=target))
-    return time.perf_counter() - started
-
-
-# Filler rows say they carry CO2 (the SQL index holds which measurements, never values), so type filters see them.
-CO2_ONLY = FIELD_BITS["co2_ppm"]
-FILLER_INSERT = (
-    "INSERT INTO readings (device_id, seq, timestamp, flags, measures, batch_id, leaf_index) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+        return bulk_fill_log(session, target)
 
 
 def fill_readings(ledger: Ledger, count: int, batch_id: str) -> float:
-    started = time.perf_counter()
     with ledger.session_factory.begin() as session:
-        connection = session.connection().connection.dbapi_connection
-        assert connection is not None
-        cursor = connection.cursor()
-        chunk: list[tuple[Any, ...]] = []
-        for i in range(count):
-            device = f"filler-{i % 1000:04d}"
-            chunk.append((device, i // 1000 + 1, 1_600_000_000 + i, 0, CO2_ONLY, batch_id, 0))
-            if len(chunk) >= 100_000:
-                cursor.executemany(FILLER_INSERT, chunk)
-                chunk.clear()
-        if chunk:
-            cursor.executemany(FILLER_INSERT, chunk)
-    return time.perf_counter() - started
+        return bulk_fill_readings(session, count, batch_id)
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -143,7 +143,7 @@ def trace_locate(query: QueryDep, principal: CallerDep, ledger: LedgerDep, sessi
     """Roles: public, regulator, enterprise, platform (see module doc). Which batches, log positions and
     anchored checkpoints hold the matching leaves (SQL index only; nothing re-read or verified)."""
     scoped = _scoped(principal, query, ledger, session)
-    located = tracelib.locate(session, scoped, tracelib.RegistryReader(ledger.chain.registry()).checkpoint_count())
+    located = tracelib.locate(session, scoped, tracelib.chain_reader(ledger, session).checkpoint_count())
     items = [LocatedOut(**x.as_json(principal)) for x in located]
     return LocateAnswer(query=scoped.as_json(), count=len(items), items=items)
 

@@ -89,3 +89,25 @@ def test_quick_statement_bench_produces_and_verifies_a_paged_statement(tmp_path:
                    "verify time (summary + every page)", "verify per aggregate"):
         assert _positive(rows[figure]["value"]), rows[figure]
     assert "verify per aggregate" in done.stdout
+
+
+def test_quick_trace_bench_prints_latency_concurrency_and_fill_rows(tmp_path: Path) -> None:
+    """A tiny trace section (readings through the real ingestion, plus bulk rows beyond them): the figure names
+    dashboards read, each measured and valid; the PostgreSQL rows when its binaries are installed."""
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "carbontrace.bench", "--quick", "--only", "trace", "--trace-readings", "200",
+         "--json-out", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=170, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    section = json.loads(out.read_text())["sections"]["trace"]
+    rows = {r["figure"]: r for r in section["rows"]}
+    assert not any(name.startswith("answers not valid") for name in rows), rows
+    suffixes = [""] + ([" (PostgreSQL)"] if "postgresql" in section["details"] else [])
+    for suffix in suffixes:
+        for figure in ("locate p50", "locate p95", "locate+retrieve p95", "locate+retrieve+verify p50",
+                       "locate+retrieve+verify p95", "locate+retrieve+verify p95, 16 clients", "fill time"):
+            assert _positive(rows[figure + suffix]["value"]), (figure, suffix)
+    details = section["details"]
+    assert details["readings_stored"] == 200 and details["statuses"] == {"valid": details["samples"]}
