@@ -135,12 +135,28 @@ class Ingestor:
                 existing = session.get(models.Batch, batch.id)
                 if existing is not None and existing.blob_sha256 == blob_sha:
                     return False, receipt_of(existing, quarantined_readings(session, existing.id))
-                verified = self._verify(session, gateway_id, batch)
+                try:
+                    verified = self._verify(session, gateway_id, batch)
+                except (BatchRejected, OutOfOrder):
+                    # Another process (scale-out) may have stored this very batch since the look above: its
+                    # readings then read as replayed and its seq as taken. The same upload answers as a duplicate.
+                    stored = self._stored_copy(batch.id, blob_sha)
+                    if stored is not None:
+                        return False, stored
+                    raise
             try:
                 return True, self._store(gateway_id, batch, verified, blob, blob_sha)
             except IntegrityError:
                 continue  # a concurrent upload won a race: look again (idempotent answer or 409)
         raise OutOfOrder(self._expected_seq(gateway_id), "concurrent uploads of this gateway keep colliding")
+
+    def _stored_copy(self, batch_id: str, blob_sha: bytes) -> dict[str, Any] | None:
+        """The receipt of this exact batch if it is stored now (a fresh session: the committed state)."""
+        with self.session_factory() as session:
+            existing = session.get(models.Batch, batch_id)
+            if existing is None or existing.blob_sha256 != blob_sha:
+                return None
+            return receipt_of(existing, quarantined_readings(session, existing.id))
 
     def _verify(self, session: Session, gateway_id: str, batch: batchlib.Batch) -> VerifiedBatch:
         gateway = session.get(models.Gateway, gateway_id)
