@@ -1,6 +1,6 @@
 """`carbontrace bench` / `make bench`: every figure measured beside its reference in the same run.
 
-Sections (``--only`` picks some): verify, seal, ingest, e2e, gas, proofs, trace, firmware, statement. Prints a
+Sections (``--only`` picks some): verify, seal, ingest, e2e, capacity, gas, proofs, trace, firmware, statement. Prints a
 table, writes JSON (``--json-out``) and, with ``--plot DIR``, PNG charts. What each figure means: docs/benchmarks.md.
 """
 
@@ -17,10 +17,11 @@ from typing import Annotated, Any
 
 import typer
 
+from carbontrace.benchmarks.capacity_sizes import CapacitySizes
 from carbontrace.benchmarks.common import Row, SectionResult
 from carbontrace.servers import stop_children_on_sigterm
 
-SECTIONS = ("verify", "seal", "ingest", "e2e", "gas", "proofs", "trace", "firmware", "statement")
+SECTIONS = ("verify", "seal", "ingest", "e2e", "capacity", "gas", "proofs", "trace", "firmware", "statement")
 
 
 class Sizes:
@@ -34,6 +35,9 @@ class Sizes:
         self.e2e_devices = 5
         self.e2e_seconds = 8.0 if quick else 30.0
         self.e2e_rate = 50.0 if quick else 100.0
+        # quick: only proves the search runs (two short steps per configuration), not a capacity figure
+        self.capacity = (CapacitySizes(start_rate=50.0, step_s=3.0, max_steps=2, verify_count=500) if quick
+                         else CapacitySizes())
         self.gas_points = [1_000, 10_000, 100_000]
         self.gas_naive_samples = 5 if quick else 20
         self.proof_sizes = [10**3, 10**4, 10**5, 10**6]
@@ -122,6 +126,10 @@ def _run_one(name: str, sizes: Sizes, postgres: bool) -> SectionResult:
         from carbontrace.benchmarks import e2e_bench
 
         return e2e_bench.run(sizes.e2e_devices, sizes.e2e_seconds, sizes.e2e_rate, postgres)
+    if name == "capacity":
+        from carbontrace.benchmarks import capacity_bench
+
+        return capacity_bench.run(sizes.capacity)
     if name == "trace":
         from carbontrace.benchmarks import trace_bench
 

@@ -6,6 +6,7 @@ exactly as an operator (or a crash) would. Tenants are registered through the cl
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
@@ -178,7 +179,7 @@ class CloudProcess:
 
     def __init__(self, workdir: Path, database_url: str | None = None, chain: str = "embedded",
                  content_store: str = "local", checkpoint_every_s: float = 1.0, jobs_interval_s: float = 0.5,
-                 checkpoint_every_batches: int = 100) -> None:
+                 checkpoint_every_batches: int = 100, confirmations: int | None = None) -> None:
         self.workdir = workdir
         private_dir(workdir)  # keys, API keys and the database: 0700
         self.port = free_port()
@@ -201,7 +202,24 @@ class CloudProcess:
             "CT_CLOUD_JOBS_INTERVAL_S": str(jobs_interval_s),
             "CT_CLOUD_LEADER_LEASE_S": "5",
         }
+        if confirmations is not None:
+            self.env["CT_CLOUD_CONFIRMATIONS"] = str(confirmations)
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def replica(self, name: str) -> CloudProcess:
+        """Another process of the same cloud (scale-out): same database, keys, content store and chain, its
+        own port and log. Start it after this one (which migrates the database and deploys the registry); on
+        PostgreSQL the replicas ingest at once and one of them, the advisory lock's holder, anchors. Needs a
+        shared chain (a node URL): an embedded EVM lives inside one process."""
+        if self.env["CT_CLOUD_CHAIN"] == "embedded":
+            raise ValueError("replicas need a shared chain node, not the embedded EVM")
+        other = copy.copy(self)
+        other.port = free_port()
+        other.url = f"http://127.0.0.1:{other.port}"
+        other.log_path = self.workdir / f"cloud-{name}.log"
+        other.env = dict(self.env)
+        other.proc = None
+        return other
 
     def start(self, timeout: float = 60.0) -> None:
         with open(self.log_path, "ab") as log:

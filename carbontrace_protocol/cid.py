@@ -102,3 +102,9 @@ def cid_for(data: bytes) -> str:
 def raw_block_cid(data: bytes) -> str:
     """CIDv1 of one raw block (no chunking), for ``/api/v0/block/put``-style storage."""
     return str(_raw_cid(bytes(data)))
+
+
+# multiformats fills its multibase/multicodec registries lazily on first use, and two threads doing that at
+# once (two uploads in the cloud's thread pool) raise "encoding ... already exists": fill them here, at import.
+str(_raw_cid(b""))
+str(CID("base32", 1, "dag-pb", multihash.digest(b"", "sha2-256")))

@@ -136,12 +136,28 @@ class Ingestor:
                 existing = session.get(models.Batch, batch.id)
                 if existing is not None and existing.blob_sha256 == blob_sha:
                     return False, receipt_of(existing, quarantined_readings(session, existing.id))
-                verified = self._verify(session, gateway_id, batch)
+                try:
+                    verified = self._verify(session, gateway_id, batch)
+                except (BatchRejected, OutOfOrder):
+                    # Another process (scale-out) may have stored this very batch since the look above: its
+                    # readings then read as replayed and its seq as taken. The same upload answers as a duplicate.
+                    stored = self._stored_copy(batch.id, blob_sha)
+                    if stored is not None:
+                        return False, stored
+                    raise
             try:
                 return True, self._store(gateway_id, batch, verified, blob, blob_sha)
             except IntegrityError:
                 continue  # a concurrent upload won a race: look again (idempotent answer or 409)
         raise OutOfOrder(self._expected_seq(gateway_id), "concurrent uploads of this gateway keep colliding")
+
+    def _stored_copy(self, batch_id: str, blob_sha: bytes) -> dict[str, Any] | None:
+        """The receipt of this exact batch if it is stored now (a fresh session: the committed state)."""
+        with self.session_factory() as session:
+            existing = session.get(models.Batch, batch_id)
+            if existing is None or existing.blob_sha256 != blob_sha:
+                return None
+            return receipt_of(existing, quarantined_readings(session, existing.id))
 
     def _verify(self, session: Session, gateway_id: str, batch: batchlib.Batch) -> VerifiedBatch:
         gateway = session.get(models.Gateway, gateway_id)
@@ -286,56 +302,57 @@ class Ingestor:
             )
             session.add(row)
             session.flush()
+            # Rows are many (a reading, an aggregate per device per window): one multi-row INSERT per table
+            # (executemany), not an ORM object and a flush per row.
             _move_energy_baselines(session, gateway_id, verified.readings)
             quarantined = [r for r in verified.readings if r.quarantine is not None]
-            for r in quarantined:
-                session.add(
-                    models.QuarantinedLeaf(
-                        batch_id=batch.id, leaf_index=r.leaf_index, kind="reading", device_id=r.reading.device_id,
-                        seq=r.reading.seq, reason=r.quarantine, quarantined_at=now,
-                    )
-                )
-            for leaf_index, agg in verified.quarantined_aggregates:
-                session.add(
-                    models.QuarantinedLeaf(
-                        batch_id=batch.id, leaf_index=leaf_index, kind="aggregate", device_id=agg["device"],
-                        seq=None, reason=verified.quarantine_reasons[agg["device"]], quarantined_at=now,
-                    )
-                )
-            if verified.counted_readings:
-                session.execute(
-                    insert(models.Reading),
-                    [
-                        {
-                            "device_id": r.reading.device_id,
-                            "seq": r.reading.seq,
-                            "timestamp": r.reading.timestamp,
-                            "flags": r.reading.flags,
-                            "measures": measures_of(r.reading),
-                            "batch_id": batch.id,
-                            "leaf_index": r.leaf_index,
-                        }
-                        for r in verified.counted_readings
-                    ],
-                )
-            for leaf_index, agg in verified.counted_aggregates:
-                energy = agg.get("energy")
-                factor = agg.get("factor")
-                session.add(
-                    models.Aggregate(
-                        batch_id=batch.id,
-                        device_id=agg["device"],
-                        leaf_index=leaf_index,
-                        window_start=agg["window"][0],
-                        window_end=agg["window"][1],
-                        received=agg["received"],
-                        delta_wh=energy["delta_wh"] if isinstance(energy, dict) else None,
-                        emissions_g_e4=_decimal_mantissa(agg.get("emissions_g")),
-                        factor_id=factor["id"] if isinstance(factor, dict) else None,
-                        leaf=batch.leaves[leaf_index],
-                    )
-                )
+            _insert_many(session, models.QuarantinedLeaf, [
+                {"batch_id": batch.id, "leaf_index": r.leaf_index, "kind": "reading", "device_id": r.reading.device_id,
+                 "seq": r.reading.seq, "reason": r.quarantine, "quarantined_at": now}
+                for r in quarantined
+            ] + [
+                {"batch_id": batch.id, "leaf_index": leaf_index, "kind": "aggregate", "device_id": agg["device"],
+                 "seq": None, "reason": verified.quarantine_reasons[agg["device"]], "quarantined_at": now}
+                for leaf_index, agg in verified.quarantined_aggregates
+            ])
+            _insert_many(session, models.Reading, [
+                {
+                    "device_id": r.reading.device_id,
+                    "seq": r.reading.seq,
+                    "timestamp": r.reading.timestamp,
+                    "flags": r.reading.flags,
+                    "measures": measures_of(r.reading),
+                    "batch_id": batch.id,
+                    "leaf_index": r.leaf_index,
+                }
+                for r in verified.counted_readings
+            ])
+            _insert_many(session, models.Aggregate, [
+                _aggregate_row(batch, leaf_index, agg) for leaf_index, agg in verified.counted_aggregates
+            ])
             return receipt_of(row, len(quarantined))
+
+
+def _insert_many(session: Session, model: type[models.Base], rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(model), rows)
+
+
+def _aggregate_row(batch: batchlib.Batch, leaf_index: int, agg: dict[str, Any]) -> dict[str, Any]:
+    energy = agg.get("energy")
+    factor = agg.get("factor")
+    return {
+        "batch_id": batch.id,
+        "device_id": agg["device"],
+        "leaf_index": leaf_index,
+        "window_start": agg["window"][0],
+        "window_end": agg["window"][1],
+        "received": agg["received"],
+        "delta_wh": energy["delta_wh"] if isinstance(energy, dict) else None,
+        "emissions_g_e4": _decimal_mantissa(agg.get("emissions_g")),
+        "factor_id": factor["id"] if isinstance(factor, dict) else None,
+        "leaf": batch.leaves[leaf_index],
+    }
 
 
 def _move_energy_baselines(session: Session, gateway_id: str, readings: list[VerifiedReading]) -> None:

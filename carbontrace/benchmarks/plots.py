@@ -61,6 +61,20 @@ def write_all(results: dict[str, SectionResult], out: Path) -> list[Path]:
         ax.set_title("On-chain cost per reading (embedded EVM)")
         ax.legend()
         written.append(_save(fig, out / "gas_per_reading.png"))
+    capacity = results.get("capacity")
+    if capacity is not None and capacity.details.get("searches"):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for found in capacity.details["searches"]:
+            steps = sorted((s for s in found["steps"] if s["lag_p95_s"] is not None), key=lambda s: s["offered_rate"])
+            ax.plot([s["offered_rate"] for s in steps], [s["lag_p95_s"] for s in steps], marker="o",
+                    label=f"{found['processes']} cloud process(es): capacity {found['capacity']:,.0f}/s")
+        ax.axhline(capacity.details["lag_limit_s"], color="grey", linestyle="--", label="p95 lag limit")
+        ax.set_xlabel("offered readings/s")
+        ax.set_ylabel("p95 lag, publish -> anchored (s)")
+        ax.set_yscale("log")
+        ax.set_title("End-to-end lag against offered rate")
+        ax.legend()
+        written.append(_save(fig, out / "capacity_lag.png"))
     return written
 
 

@@ -11,11 +11,28 @@ from carbontrace_protocol import cose
 from carbontrace_protocol.verify import verify_es256, verify_reading
 
 
-def run(count: int) -> SectionResult:
+def _signed(count: int) -> tuple[DeviceKey, list[bytes], list[tuple[bytes, bytes]]]:
+    """A device, ``count`` of its signed readings, and each one's (signed bytes, raw r||s signature)."""
     device = DeviceKey("bench-verify-1")
     signed = [device.signed(seq, 1_700_000_000 + seq) for seq in range(count)]
     parsed = [cose.parse_sign1(m) for m in signed]
-    messages = [(p.signed_bytes(), bytes(p.signature)) for p in parsed]
+    return device, signed, [(p.signed_bytes(), bytes(p.signature)) for p in parsed]
+
+
+def _verify_all(public: bytes, messages: list[tuple[bytes, bytes]]) -> None:
+    for message, signature in messages:
+        if not verify_es256(public, message, signature):
+            raise AssertionError("a valid signature did not verify")
+
+
+def verify_es256_rate(count: int) -> float:
+    """One core's ``verify_es256`` rate, measured as the verify section does (the capacity section's reference)."""
+    device, _signed_readings, messages = _signed(count)
+    return best_rate(lambda: _verify_all(device.public, messages), count)
+
+
+def run(count: int) -> SectionResult:
+    device, signed, messages = _signed(count)
 
     # The limit: what OpenSSL does with a key object already loaded and the signature already in DER.
     public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), device.public)
@@ -28,9 +45,7 @@ def run(count: int) -> SectionResult:
             public.verify(signature, message, algorithm)
 
     def ours() -> None:
-        for message, signature in messages:
-            if not verify_es256(device.public, message, signature):
-                raise AssertionError("a valid signature did not verify")
+        _verify_all(device.public, messages)
 
     def full() -> None:
         for message in signed:

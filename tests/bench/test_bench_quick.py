@@ -111,3 +111,30 @@ def test_quick_trace_bench_prints_latency_concurrency_and_fill_rows(tmp_path: Pa
             assert _positive(rows[figure + suffix]["value"]), (figure, suffix)
     details = section["details"]
     assert details["readings_stored"] == 200 and details["statuses"] == {"valid": details["samples"]}
+
+
+@pytest.mark.slow
+def test_quick_capacity_search_runs_both_configurations(tmp_path: Path) -> None:
+    """The capacity search at a tiny size (two short steps per configuration): it proves the machinery, not a
+    capacity figure (that is `make bench`'s)."""
+    out = tmp_path / "bench.json"
+    plots = tmp_path / "plots"
+    done = subprocess.run(
+        [sys.executable, "-m", "carbontrace.bench", "--quick", "--only", "capacity", "--json-out", str(out),
+         "--plot", str(plots)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=170, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    section = json.loads(out.read_text())["sections"]["capacity"]
+    rows = {r["figure"]: r for r in section["rows"]}
+    assert set(rows) == {"e2e capacity", "e2e capacity, 2 ingestion processes"}, rows
+    for row in rows.values():
+        assert not row["note"].startswith("failed"), row
+        assert _positive(row["value"]) and _positive(row["reference"]), row
+        assert row["ratio"] == pytest.approx(row["value"] / row["reference"])
+    searches = section["details"]["searches"]
+    assert [s["processes"] for s in searches] == [1, 2]
+    for found in searches:
+        assert len(found["steps"]) == 2 and found["never_anchored"] == 0, found
+    assert [p.name for p in plots.iterdir()] == ["capacity_lag.png"]
+    assert "e2e capacity" in done.stdout

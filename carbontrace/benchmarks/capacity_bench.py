@@ -1,0 +1,90 @@
+"""Capacity: the highest offered rate the whole pipeline sustains (p95 lag <= 5 s, nothing lost), beside one
+core's ``verify_es256`` rate measured in the same run; with 1 and with 2 cloud ingestion processes.
+
+Search per configuration on one running pipeline (carbontrace/benchmarks/pipeline.py, PostgreSQL, anvil as the
+chain both replicas share): double the offered rate from ``start_rate`` until a step fails, then bisect between
+the last sustained and the first failed rate. Each step offers its rate for ``step_s`` seconds; a failed step's
+backlog is drained before the next, so each step starts from an idle pipeline.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from carbontrace.benchmarks.capacity_sizes import CapacitySizes
+from carbontrace.benchmarks.common import Row, SectionResult
+from carbontrace.benchmarks.pipeline import LoadResult, Pipeline
+from carbontrace.benchmarks.verify_bench import verify_es256_rate
+
+LAG_LIMIT_S = 5.0
+# A reading not anchored this long after its step's last publish counts as lost for the step (it is far past
+# the lag limit anyway); the run's truly lost ones (never anchored) are counted after the last drain.
+GRACE_S = 10.0
+DRAIN_S = 60.0
+
+
+@dataclass
+class Search:
+    processes: int
+    capacity: float = 0.0  # highest sustained offered rate (0: not even the first step)
+    steps: list[LoadResult] = field(default_factory=list)
+    never_anchored: int = 0
+
+
+def sustained(load: LoadResult) -> bool:
+    return load.lost == 0 and load.lag(0.95) <= LAG_LIMIT_S
+
+
+def search(pipeline: Pipeline, start_rate: float, step_s: float, max_steps: int, resolution: float) -> Search:
+    """Doubling, then bisection until the bracket is narrower than ``resolution`` (a fraction of the rate)."""
+    found = Search(pipeline.cloud_count)
+    good, bad = 0.0, None
+    rate = start_rate
+    while len(found.steps) < max_steps:
+        load = pipeline.offer(rate, step_s, GRACE_S)
+        found.steps.append(load)
+        if sustained(load):
+            good = max(good, rate)
+        else:
+            bad = rate if bad is None else min(bad, rate)
+            pipeline.settle(DRAIN_S)
+        if bad is None:
+            rate *= 2
+        elif bad - good <= resolution * bad:
+            break
+        else:
+            rate = (good + bad) / 2
+    found.capacity = good
+    found.never_anchored = pipeline.settle(DRAIN_S)
+    return found
+
+
+def run(sizes: CapacitySizes) -> SectionResult:
+    verify_rate = verify_es256_rate(sizes.verify_count)
+    searches = []
+    database = ""
+    for processes in sizes.processes:
+        with tempfile.TemporaryDirectory(prefix="ct-bench-capacity-") as tmp_name, \
+                Pipeline(Path(tmp_name), sizes.devices, postgres=True, gateways=sizes.gateways,
+                         cloud_processes=processes, shared_chain=True) as pipeline:
+            searches.append(search(pipeline, sizes.start_rate, sizes.step_s, sizes.max_steps, sizes.resolution))
+            database = pipeline.database
+    result = SectionResult()
+    for found in searches:
+        figure = "e2e capacity" if found.processes == 1 else f"e2e capacity, {found.processes} ingestion processes"
+        best = [s for s in found.steps if s.offered_rate == found.capacity]
+        note = (f"{database}, anvil, {sizes.gateways} gateways -> {found.processes} cloud process(es); "
+                f"p95 lag <= {LAG_LIMIT_S:g} s, 0 lost; {len(found.steps)} steps of {sizes.step_s:g} s")
+        if best:
+            note += f"; p95 {best[0].lag(0.95):.2f} s there"
+        result.rows.append(Row("capacity", figure, found.capacity, "readings/s", verify_rate,
+                               "verify_es256, one core (same run)", note=note))
+    result.details = {
+        "lag_limit_s": LAG_LIMIT_S, "verify_es256_per_s": verify_rate, "database": database,
+        "gateways": sizes.gateways, "devices_per_gateway": sizes.devices, "step_s": sizes.step_s,
+        "searches": [{"processes": f.processes, "capacity": f.capacity, "never_anchored": f.never_anchored,
+                      "steps": [s.as_json() for s in f.steps]} for f in searches],
+    }
+    return result
