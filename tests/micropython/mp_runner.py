@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,16 +26,17 @@ BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_firmware.py"
 
 
 
-def load_manifest() -> Any:
-    """firmware/manifest.py: what the device ships (one list, read by the build script and these tests)."""
-    spec = importlib.util.spec_from_file_location("carbontrace_firmware_manifest", FIRMWARE_DIR / "manifest.py")
+def load_script(path: Path, name: str) -> ModuleType:
+    """A Python file outside any package (the build script), loaded by path."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-MANIFEST = load_manifest()
+# What the device ships: firmware/manifest.py as the build script reads it (one loader for both).
+MANIFEST: Any = load_script(BUILD_SCRIPT, "build_firmware_under_test").MANIFEST
 # Protocol modules the device runs; verify.py and cid.py are CPython-only and must not be needed by these.
 PROTOCOL_DEVICE_MODULES: tuple[str, ...] = tuple(m for m in MANIFEST.PROTOCOL_MODULES if m != "__init__")
 

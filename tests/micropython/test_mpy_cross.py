@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import py_compile
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from tests.micropython.mp_runner import (
     REPO_ROOT,
     classify_firmware_modules,
     firmware_sources,
+    load_script,
     protocol_device_files,
     run_micropython_ok,
 )
@@ -196,11 +196,7 @@ def test_built_firmware_modules_load_from_mpy(firmware_build: tuple[Path, str]) 
 
 
 def load_build_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_firmware_under_test", BUILD_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BUILD_SCRIPT, "build_firmware_under_test")
 
 
 def test_build_firmware_arch_option_reaches_mpy_cross(tmp_path: Path) -> None:
