@@ -460,9 +460,10 @@ class _Verifier:
                 result.steps.append(Step("device_signature", None, "aggregate leaf: covered by the gateway signature"))
                 content = {}
             current = "field_openings"
-            passed(current, self._openings(item))
+            detail, opened = self._openings(item)
+            passed(current, detail)
             current = "decoded_view"
-            kind, decoded = self._content(item.leaf, item.opening_map())
+            kind, decoded = opened or self._content(item.leaf, item.opening_map())
             if kind != item.kind:
                 raise CheckFailed(current, f"item says {item.kind}, the leaf is a {kind}")
             content = content or decoded
@@ -524,8 +525,9 @@ class _Verifier:
             raise CheckFailed("device_signature", "the reading names another device")
         return views.reading_content(reading)
 
-    def _openings(self, item: ItemEntry) -> str:
-        """The item opens exactly the committed fields its query's types disclose, each matching."""
+    def _openings(self, item: ItemEntry) -> tuple[str, tuple[str, dict[str, Any]] | None]:
+        """The item opens exactly the committed fields its query's types disclose, each matching: (detail,
+        the leaf decoded with its openings, or None when there was nothing to open)."""
         try:
             required = views.fields_to_open(item.leaf, self.bundle.query.types)
         except ProtocolError as err:
@@ -537,14 +539,14 @@ class _Verifier:
                 f"the item opens {sorted(opened)}, the query's types disclose exactly {sorted(required)}",
             )
         if not required:
-            return "no committed field to open for the query's types"
+            return "no committed field to open for the query's types", None
         try:
-            views.leaf_content(item.leaf, item.opening_map())
+            decoded = views.leaf_content(item.leaf, item.opening_map())
         except disclosure.BadOpening as err:
             raise _proof_error("field_openings", err) from err
         except ProtocolError as err:
             raise _proof_error("decoded_view", err) from err
-        return f"{len(required)} field(s) opened, each matching its salted commitment; the rest stay closed"
+        return f"{len(required)} field(s) opened, each matching its salted commitment; the rest stay closed", decoded
 
     @staticmethod
     def _content(leaf: bytes, openings: dict[str, bytes]) -> tuple[str, dict[str, Any]]:
