@@ -58,6 +58,14 @@ def gateway_access(broker: Mosquitto, site: str = SITE, gateway: str = GATEWAY) 
     return broker.add_gateway(site, gateway)
 
 
+TEST_PUBLISHER = "test-publisher"
+
+
+def test_publisher(broker: Mosquitto) -> MqttAccess:
+    """The site's load publisher that ``publish_all`` uses (issued once per broker)."""
+    return broker.add_publisher(SITE, TEST_PUBLISHER)
+
+
 def mqtt_settings(access: MqttAccess) -> dict[str, object]:
     """The gateway's MQTT settings for this access: TLS with the broker's CA, its username and password."""
     return {"mqtt_host": access.host, "mqtt_port": access.port, "mqtt_ca_file": str(access.ca_file),
@@ -66,6 +74,11 @@ def mqtt_settings(access: MqttAccess) -> dict[str, object]:
 
 def write_config(tmp: Path, key_file: Path, cloud_url: str, broker: Mosquitto | int, **extra: object) -> Path:
     """Settings for a gateway on ``broker`` (its TLS access issued there), or on a bare port it never reaches."""
+    if isinstance(broker, Mosquitto):
+        # Issuing credentials restarts the broker: issue the publisher now, before the gateway connects, or
+        # the first publish_all restarts the broker under a connected gateway, which then loses seconds to
+        # its reconnect backoff (a test waiting on ingest timed out that way on a slow CI machine).
+        test_publisher(broker)
     values: dict[str, object] = {
         "gateway_id": GATEWAY,
         "site_id": SITE,
@@ -107,7 +120,7 @@ def publish_all(broker: Mosquitto | MqttAccess | int, messages: list[tuple[str, 
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         host, port = "127.0.0.1", broker
     else:
-        access = broker if isinstance(broker, MqttAccess) else broker.add_publisher(SITE, "test-publisher")
+        access = broker if isinstance(broker, MqttAccess) else test_publisher(broker)
         client, host, port = access.paho(), access.host, access.port
     client.max_inflight_messages_set(100)
     client.max_queued_messages_set(0)

@@ -189,7 +189,6 @@ def test_skip_moves_a_halted_batch_to_the_dead_letters_and_the_running_gateway_r
     a, b = Device("dev-a"), Device("dev-b")
     key_file, gw_public = make_gateway_key(tmp_path)
     stub = make_stub(gw_public, [a, b])
-    mosquitto.add_publisher(SITE, "test-publisher")  # issued before the gateway connects (issuing restarts the broker)
     config = write_config(tmp_path, key_file, stub.url, mosquitto, window_s=1)
     runner = CliRunner()
     try:
