@@ -13,12 +13,12 @@ from starlette.types import ASGIApp
 from cloud import chain as chainlib
 from cloud import console, validation_errors
 from cloud.ledger import build_ledger
-from cloud.reading_values import BlobUnreadable
 from cloud.recursion_limit import cap_recursion_limit
 from cloud.request_limits import RequestLimits, rules_from_settings
 from cloud.routers import audit, batches, gateways, log, readers, registry, rpc, sites, trace
 from cloud.security_headers import SecurityHeaders
 from cloud.settings import Settings
+from cloud.stored_batches import BlobUnreadable
 
 
 class CloudApp(FastAPI):

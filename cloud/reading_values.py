@@ -12,31 +12,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from carbontrace_protocol import views
-from carbontrace_protocol.batch import Batch, decode_batch
-from carbontrace_protocol.errors import ProtocolError
 from cloud import models
-from cloud.content_store import ContentStoreError
 from cloud.ledger import Ledger
-
-
-class BlobUnreadable(RuntimeError):
-    """A batch blob the values live in cannot be read back (missing, corrupt, not openable): the API answers
-    503 naming the batch, and nothing is served from anywhere else."""
-
-    def __init__(self, batch_id: str, why: str) -> None:
-        super().__init__(f"batch {batch_id}: {why}")
-        self.batch_id = batch_id
+from cloud.stored_batches import BlobUnreadable, open_stored_batch
 
 
 class IndexDisagrees(BlobUnreadable):
     """The leaf a reading row points at is not that reading: the SQL index and the blob differ."""
-
-
-def _opened_batch(ledger: Ledger, batch_id: str, cid: str) -> Batch:
-    try:  # the store recomputes the CID (a corrupt blob is CidMismatch)
-        return decode_batch(ledger.sealer.open(ledger.store.get(cid), batch_id))
-    except (ContentStoreError, KeyError, ProtocolError) as err:
-        raise BlobUnreadable(batch_id, f"the sealed blob cannot be read back ({type(err).__name__})") from err
 
 
 def reading_values(ledger: Ledger, session: Session, rows: Iterable[models.Reading]) -> dict[int, dict[str, Any]]:
@@ -47,7 +29,7 @@ def reading_values(ledger: Ledger, session: Session, rows: Iterable[models.Readi
         if row.batch_id not in leaves:
             batch = session.get(models.Batch, row.batch_id)
             assert batch is not None  # readings.batch_id is a foreign key
-            leaves[row.batch_id] = _opened_batch(ledger, row.batch_id, batch.cid).leaves
+            leaves[row.batch_id] = open_stored_batch(ledger, row.batch_id, batch.cid).batch.leaves
         kind, content = views.leaf_content(leaves[row.batch_id][row.leaf_index])
         if kind != views.KIND_READING or (content["device_id"], content["seq"]) != (row.device_id, row.seq):
             raise IndexDisagrees(row.batch_id, f"leaf {row.leaf_index} is not {row.device_id} seq {row.seq}")

@@ -19,8 +19,6 @@ from sqlalchemy.orm import Session
 from carbontrace_protocol import merkle, views
 from carbontrace_protocol import proof_verify as pv
 from carbontrace_protocol.batch import Batch as BatchBlob
-from carbontrace_protocol.batch import decode_batch
-from carbontrace_protocol.cid import cid_for
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.measures import measures_in, types_mask
 from carbontrace_protocol.proof_bundle import ProofBundle, Query, Trust, normalize_address
@@ -28,10 +26,9 @@ from carbontrace_protocol.views import AGGREGATE_TYPES, ALL_TYPES, DataType
 from cloud import access_scope, chain_facts, models
 from cloud.bundle_builder import build_bundle
 from cloud.chain import RegistryContract, SignerKind
-from cloud.content_store import ContentStoreError
 from cloud.ledger import Ledger
-from cloud.opened_batches import OpenedBatch
 from cloud.security import Principal
+from cloud.stored_batches import BlobUnreadable, open_stored_batch
 
 # Who may trace which data types of which tenant: cloud/access_scope.py, the one definition.
 WITHHELD_CID = "(withheld)"  # what a step's detail says instead of a batch CID the caller may not see
@@ -354,27 +351,12 @@ def retrieve(ledger: Ledger, session: Session, located: list[Located]) -> list[R
 
 
 def _load_batch(ledger: Ledger, session: Session, item: Located) -> tuple[BatchBlob | None, str, list[bytes]]:
-    """(batch, problem, leaf hashes): batch None when the blob is missing or not what its CID names;
-    problem non-empty when the blob is fine but the SQL index disagrees with it. The blob is re-read and its
-    CID recomputed every time; only the open of the same bytes may come from cloud/opened_batches.py."""
+    """(batch, problem, leaf hashes): batch None when the blob cannot be read back (cloud/stored_batches.py);
+    problem non-empty when the blob is fine but the SQL index disagrees with it."""
     try:
-        blob = ledger.store.get(item.cid)
-    except (ContentStoreError, KeyError, ValueError) as err:
-        return None, f"blob {item.cid}: {type(err).__name__}: {err}", []
-    if cid_for(blob) != item.cid:
-        return None, "the blob is not the one its CID names", []
-    opened = ledger.opened_batches.get(item.cid, item.batch_id)
-    if opened is None:
-        try:
-            plain = ledger.sealer.open(blob, item.batch_id)
-        except ProtocolError as err:
-            return None, f"sealed blob {item.cid} does not open with the cloud's key: {err}", []
-        try:
-            batch = decode_batch(plain)
-        except ProtocolError as err:
-            return None, f"blob {item.cid} is not a batch: {err}", []
-        opened = OpenedBatch(batch, batch.leaf_hashes())
-        ledger.opened_batches.put(item.cid, item.batch_id, opened)
+        opened = open_stored_batch(ledger, item.batch_id, item.cid)
+    except BlobUnreadable as err:
+        return None, err.why, []
     batch = opened.batch
     row = session.get(models.Batch, item.batch_id)
     if row is None or row.signed_header != batch.signed_header or row.root != batch.root:

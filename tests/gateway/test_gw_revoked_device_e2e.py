@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gw_helpers import SITE, Device, InProcessGateway, make_gateway_key, make_stub, topic, write_config
+from gw_helpers import Device, InProcessGateway, make_gateway_key, make_stub, topic, write_config
 from gw_helpers import publish_all as publish_to_broker
 from typer.testing import CliRunner
 
