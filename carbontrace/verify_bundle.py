@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from carbontrace_protocol import bundle_wire, strict_json
+from carbontrace_protocol.anchor_commitment import AnchoredFields, CommitmentMismatch, opened_checkpoint
 from carbontrace_protocol.ids import KEY_REVOKED
 from carbontrace_protocol.proof_bundle import Trust, normalize_address
 from carbontrace_protocol.proof_verify import (
@@ -27,6 +28,7 @@ from carbontrace_protocol.proof_verify import (
     ChainCheckpoint,
     ChainKey,
     ChainUnreachable,
+    CheckFailed,
     Report,
     Step,
     verify_bundle_cbor,
@@ -84,20 +86,27 @@ REGISTRY_ABI_PATH = Path(__file__).resolve().parents[1] / "cloud" / "contracts" 
 class Web3ChainReader:
     """ChainReader over web3 (an HTTP JSON-RPC node, or any Web3 instance) and the committed registry ABI."""
 
-    def __init__(self, w3: Any, registry_address: str) -> None:
+    # Blocks one eth_getLogs asks for: what capped endpoints (the cloud's /rpc, public nodes) answer at once.
+    LOG_SPAN_BLOCKS = 10_000
+
+    def __init__(self, w3: Any, registry_address: str, from_block: int = 0) -> None:
+        """`from_block`: where to start looking for checkpoint events (the registry's deployment block)."""
         from eth_utils.address import to_checksum_address
 
         abi = json.loads(REGISTRY_ABI_PATH.read_text())["abi"]
         self.w3 = w3
         self.address = to_checksum_address(registry_address)
         self.contract = w3.eth.contract(address=self.address, abi=abi)
+        self.from_block = from_block
 
     @classmethod
-    def over_http(cls, url: str, registry_address: str, timeout_s: float = 10.0) -> Web3ChainReader:
+    def over_http(
+        cls, url: str, registry_address: str, timeout_s: float = 10.0, from_block: int = 0
+    ) -> Web3ChainReader:
         from web3 import HTTPProvider, Web3
 
         provider = HTTPProvider(url, request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None)
-        return cls(Web3(provider), registry_address)
+        return cls(Web3(provider), registry_address, from_block)
 
     def chain_id(self) -> int:
         return int(self.w3.eth.chain_id)
@@ -109,8 +118,29 @@ class Web3ChainReader:
         return int(self.contract.functions.checkpointCount().call())
 
     def checkpoint(self, seq: int) -> ChainCheckpoint:
-        tree_size, _timestamp, root, cid = self.contract.functions.checkpoint(seq).call()
-        return ChainCheckpoint(int(tree_size), bytes(root), str(cid))
+        """The checkpoint's event, accepted only if it opens the commitment the registry stores for `seq`.
+
+        Searched oldest span first from `from_block`: checkpoints are anchored in order, and an old one is found
+        after as many spans as it is old."""
+        stored = bytes(self.contract.functions.checkpointCommitment(seq).call())
+        head = int(self.w3.eth.block_number)
+        event = self.contract.events.CheckpointAnchored
+        for start in range(self.from_block, head + 1, self.LOG_SPAN_BLOCKS):
+            end = min(head, start + self.LOG_SPAN_BLOCKS - 1)
+            logs = event.get_logs(argument_filters={"sequence": seq}, from_block=start, to_block=end)
+            if not logs:
+                continue
+            found = [
+                AnchoredFields(int(e["args"]["sequence"]), int(e["args"]["treeSize"]), bytes(e["args"]["root"]),
+                               str(e["args"]["cid"]), int(e["blockNumber"]))
+                for e in logs
+            ]
+            try:
+                opened = opened_checkpoint(seq, stored, found)
+            except CommitmentMismatch:
+                continue  # e.g. a log of a block since reorged away; the true one may come later
+            return ChainCheckpoint(opened.tree_size, opened.root, opened.cid)
+        raise CheckFailed("chain_anchor", f"no event of checkpoint {seq} opens the commitment the registry stores")
 
     def key(self, fingerprint: bytes) -> ChainKey:
         state, kind, signer_id, enterprise_id, active_from, revoked_at = self.contract.functions.keyState(
@@ -167,6 +197,9 @@ def verify_command(
         Path | None,
         typer.Option("--pages", help="for a period summary: the directory of its pages, named <cid>.json"),
     ] = None,
+    from_block: Annotated[
+        int, typer.Option("--from-block", min=0, help="the registry's deployment block: where anchor events begin")
+    ] = 0,
 ) -> None:
     """Verify a proof bundle offline: everything from its bytes, plus the pinned registry's keys and anchors.
 
@@ -199,7 +232,7 @@ def verify_command(
             typer.echo(f"error: --pages {pages_dir} is not a directory", err=True)
             raise typer.Exit(EXIT_USAGE)
         pages = PageDirectory(pages_dir) if pages_dir is not None else None
-        chain = Web3ChainReader.over_http(rpc, trust.registry)
+        chain = Web3ChainReader.over_http(rpc, trust.registry, from_block=from_block)
         if document is None:  # a CBOR bundle (statements and summaries are JSON only)
             report = verify_bundle_cbor(raw, chain, trust)
         else:

@@ -183,7 +183,7 @@ class Anchorer:
         count = registry.checkpoint_count()
         if count > checkpoint.seq:
             # Sent before, but we did not learn the outcome (crash or lost answer): adopt it if it is ours.
-            onchain = registry.checkpoint(checkpoint.seq)
+            onchain = registry.checkpoint(checkpoint.seq, near_block=checkpoint.block_number)
             if (onchain.tree_size, onchain.root, onchain.cid) != (
                 checkpoint.tree_size,
                 checkpoint.root,

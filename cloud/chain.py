@@ -47,6 +47,7 @@ from web3.exceptions import (
 from web3.types import BlockIdentifier, EventData, Nonce, TxParams, TxReceipt, Wei
 
 from carbontrace_protocol import ids
+from carbontrace_protocol.anchor_commitment import AnchoredFields, CommitmentMismatch, opened_checkpoint
 from carbontrace_protocol.ids import key_fingerprint as key_fingerprint  # re-exported: defined once, in ids
 from cloud.chain_signer import ChainSigner, LocalKeySigner
 
@@ -629,15 +630,46 @@ class RegistryContract(_BoundContract):
     def checkpoint_count(self) -> int:
         return int(self._call(self.contract.functions.checkpointCount()))
 
-    def checkpoint(self, index: int) -> Checkpoint:
-        return _checkpoint(index, self._call(self.contract.functions.checkpoint(index)))
+    def checkpoint_commitment(self, index: int) -> bytes:
+        """What the chain stores for checkpoint `index` (carbontrace_protocol.anchor_commitment)."""
+        return bytes(self._call(self.contract.functions.checkpointCommitment(index)))
+
+    def checkpoint(self, index: int, near_block: int | None = None) -> Checkpoint:
+        """Checkpoint `index` as its event states it, once the event opens the stored commitment.
+
+        `near_block` (the block the caller saw the anchor mined in) narrows the log search to that block; when
+        the event is not there (a reorg moved it), the whole chain is searched."""
+        stored = self.checkpoint_commitment(index)
+        spans: list[tuple[BlockIdentifier, BlockIdentifier]] = [(0, "latest")]
+        if near_block is not None:
+            spans.insert(0, (near_block, near_block))
+        last_error: CommitmentMismatch | None = None
+        for start, end in spans:
+            events = [
+                AnchoredFields(
+                    int(e["args"]["sequence"]), int(e["args"]["treeSize"]), bytes(e["args"]["root"]),
+                    str(e["args"]["cid"]), int(e["blockNumber"]),
+                )
+                for e in self._events("CheckpointAnchored", start, end, {"sequence": index})
+            ]
+            try:
+                opened = opened_checkpoint(index, stored, events)
+            except CommitmentMismatch as err:
+                last_error = err
+                continue
+            return Checkpoint(index, opened.tree_size, opened.root, opened.cid, self._block_time(opened.block_number))
+        raise ChainError(str(last_error))
+
+    def _block_time(self, number: int) -> int:
+        return int(_guard(lambda: self.chain.w3.eth.get_block(number))["timestamp"])
+
+    def latest_tree_size(self) -> int:
+        return int(self._call(self.contract.functions.latestTreeSize()))
 
     def latest_checkpoint(self) -> Checkpoint | None:
         """The newest checkpoint, or None before the first anchor."""
-        if self.checkpoint_count() == 0:
-            return None
-        sequence, fields = self._call(self.contract.functions.latestCheckpoint())
-        return _checkpoint(int(sequence), fields)
+        count = self.checkpoint_count()
+        return None if count == 0 else self.checkpoint(count - 1)
 
     # -- events --
     def checkpoint_events(
@@ -725,11 +757,6 @@ class NaiveHashStoreContract(_BoundContract):
     def stored_at(self, digest: bytes) -> int:
         """Block number at which the hash was stored, 0 if never."""
         return int(self._call(self.contract.functions.storedAt(digest)))
-
-
-def _checkpoint(sequence: int, fields: Any) -> Checkpoint:
-    tree_size, timestamp, root, cid = fields
-    return Checkpoint(int(sequence), int(tree_size), bytes(root), str(cid), int(timestamp))
 
 
 def deploy_registry(chain: Chain, sender: Sender | None = None) -> tuple[RegistryContract, TxResult]:

@@ -10,6 +10,7 @@ proof bundle (docs/proof-bundle.md) from those bytes and runs the same pure chec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,10 +54,14 @@ class TraceQuery:
 
 
 class RegistryReader:
-    """The verifier's ChainReader over the cloud's own chain client (cloud/chain.py contract views)."""
+    """The verifier's ChainReader over the cloud's own chain client (cloud/chain.py contract views).
 
-    def __init__(self, registry: RegistryContract) -> None:
+    `anchored_block` says in which block our database saw a checkpoint mined: a hint for where its event is
+    (the event is still accepted only if it opens the on-chain commitment)."""
+
+    def __init__(self, registry: RegistryContract, anchored_block: Callable[[int], int | None] | None = None) -> None:
         self.registry = registry
+        self.anchored_block = anchored_block
 
     def chain_id(self) -> int:
         return self.registry.chain.chain_id
@@ -68,7 +73,8 @@ class RegistryReader:
         return self.registry.checkpoint_count()
 
     def checkpoint(self, seq: int) -> pv.ChainCheckpoint:
-        onchain = self.registry.checkpoint(seq)
+        hint = self.anchored_block(seq) if self.anchored_block is not None else None
+        onchain = self.registry.checkpoint(seq, near_block=hint)
         return pv.ChainCheckpoint(onchain.tree_size, onchain.root, onchain.cid)
 
     def key(self, fingerprint: bytes) -> pv.ChainKey:
@@ -461,13 +467,18 @@ def chain_reader(ledger: Ledger, session: Session | None = None) -> pv.CachedCha
     fresh checkpoint count when it is ahead of the remembered one (a hint to re-read, never a chain answer)."""
     registry = ledger.chain.registry()
     settled = chain_facts.FinalFactsReader(
-        RegistryReader(registry),
+        RegistryReader(registry, (lambda seq: anchored_block(session, seq)) if session is not None else None),
         chain_facts.facts_for(registry.chain, _chain_id(registry), registry.address),
         chain_facts.policy_of(ledger.settings),
         count_at_depth=chain_facts.count_at_depth(registry),
         anchored_hint=anchored_in_db(session) if session is not None else 0,
     )
     return pv.CachedChainReader(settled)
+
+
+def anchored_block(session: Session, seq: int) -> int | None:
+    """The block our database recorded checkpoint `seq`'s anchor in, if any."""
+    return session.execute(select(models.Checkpoint.block_number).where(models.Checkpoint.seq == seq)).scalar()
 
 
 def anchored_in_db(session: Session) -> int:

@@ -33,11 +33,16 @@ pragma solidity 0.8.37;
 ///    that kind (signerCount / signerAt), once, whatever the rotations after; a statement verifier can therefore
 ///    enumerate every signer an enterprise ever had. The lists only grow.
 ///  - Operator hand-over is two-step (transferOperator, then acceptOperator by the new account).
-///  - Gas: a checkpoint costs the same whatever the tree size, and the same for the first and the later ones.
-///    The checkpoint counter shares the operator's storage slot (read anyway by onlyOperator), and the CID is
-///    stored as its length plus two 32-byte words instead of a Solidity string (which would add a length slot):
-///    CIDs are therefore limited to 64 bytes (a CIDv1 base32 sha2-256 CID is 59, a CIDv0 46). Key validity is
-///    recorded by the key transactions (which read the counter), so anchorCheckpoint never touches key storage.
+///  - Gas: one storage slot per checkpoint. The chain stores a commitment, keccak256(treeSize as 8 bytes
+///    big-endian || root || cid bytes) (carbontrace_protocol/anchor_commitment.py is the one off-chain
+///    definition), and the CheckpointAnchored event carries the fields themselves; a verifier reads the event
+///    and accepts it only if it hashes to the stored commitment, so what it checks is still fixed by contract
+///    storage. The checkpoint count and the latest tree size share the operator's slot (read anyway by
+///    onlyOperator), so an anchor writes one new slot and rewrites one warm slot, whatever the tree size.
+///    A checkpoint must grow the log (treeSize > the latest): the cloud never anchors an unchanged log, and the
+///    rule keeps a re-sent anchor from being recorded twice. CIDs are limited to 64 bytes (a CIDv1 base32
+///    sha2-256 CID is 59, a CIDv0 46); tree sizes and counts to 2^48 - 1. Key validity is recorded by the key
+///    transactions (which read the counter), so anchorCheckpoint never touches key storage.
 contract CarbonTraceRegistry {
     enum BindingState {
         None,
@@ -79,25 +84,8 @@ contract CarbonTraceRegistry {
         bytes32 signerId;
     }
 
-    /// @dev What checkpoint() returns.
-    struct Checkpoint {
-        uint64 treeSize;
-        uint64 timestamp;
-        bytes32 root;
-        string cid;
-    }
-
-    /// @dev What is stored: four slots (treeSize, timestamp and cidLength share the first).
-    struct StoredCheckpoint {
-        uint64 treeSize;
-        uint64 timestamp;
-        uint8 cidLength;
-        bytes32 root;
-        bytes32 cidHead;
-        bytes32 cidTail;
-    }
-
     uint256 public constant MAX_CID_LENGTH = 64;
+    uint256 public constant MAX_TREE_SIZE = type(uint48).max;
 
     /// @dev Binding consent actions in the signed message.
     uint8 public constant ACTION_REQUEST = 1;
@@ -127,8 +115,8 @@ contract CarbonTraceRegistry {
     error KeyNotActive(bytes32 keyFingerprint);
     error SignerHasActiveKey(bytes32 signerId, bytes32 activeKeyFingerprint);
     error SignerOfOtherEnterprise(bytes32 signerId, bytes32 ownerEnterpriseId);
-    error TreeSizeDecreased(uint64 previousTreeSize, uint64 treeSize);
-    error RootMismatch(uint64 treeSize, bytes32 anchoredRoot, bytes32 root);
+    error TreeSizeNotGrowing(uint64 latestTreeSize, uint64 treeSize);
+    error TreeSizeTooLarge(uint64 treeSize);
     error CheckpointOutOfRange(uint256 index, uint256 count);
     error CidLength(uint256 length);
     error SignerOutOfRange(bytes32 enterpriseId, SignerKind kind, uint256 index, uint256 count);
@@ -159,7 +147,8 @@ contract CarbonTraceRegistry {
     event CheckpointAnchored(uint256 indexed sequence, uint64 treeSize, bytes32 root, string cid);
 
     address public operator;
-    uint64 private _checkpointCount; // packed with operator: see the gas note above
+    uint48 private _checkpointCount; // packed with operator: see the gas note above
+    uint48 private _latestTreeSize; // the tree size of the newest checkpoint, zero before the first
     address public pendingOperator;
 
     mapping(bytes32 => Party) private _enterprises;
@@ -171,7 +160,7 @@ contract CarbonTraceRegistry {
     mapping(bytes32 => KeyRecord) private _keys;
     // enterprise id => signer kind => every device or gateway id it ever registered, in first-registration order
     mapping(bytes32 => mapping(SignerKind => bytes32[])) private _signers;
-    mapping(uint256 => StoredCheckpoint) private _checkpoints;
+    mapping(uint256 => bytes32) private _commitments; // checkpoint sequence => commitment (see the gas note)
     /// @notice How many signed consents each account has given (the nonce its next consent must carry).
     mapping(address => uint256) public nonces;
 
@@ -494,24 +483,14 @@ contract CarbonTraceRegistry {
     function anchorCheckpoint(uint64 treeSize, bytes32 root, string calldata cid) external onlyOperator {
         uint256 cidLength = bytes(cid).length;
         if (cidLength == 0 || cidLength > MAX_CID_LENGTH) revert CidLength(cidLength);
-        uint64 count = _checkpointCount;
-        if (count > 0) {
-            StoredCheckpoint storage previous;
-            unchecked {
-                previous = _checkpoints[count - 1]; // count > 0
-            }
-            uint64 previousSize = previous.treeSize;
-            if (treeSize < previousSize) revert TreeSizeDecreased(previousSize, treeSize);
-            if (treeSize == previousSize && root != previous.root) revert RootMismatch(treeSize, previous.root, root);
-        }
-        // bytes32(slice) right-pads with zeros when the slice is shorter than 32 bytes.
-        bytes32 cidHead = bytes32(bytes(cid)[0:cidLength < 32 ? cidLength : 32]);
-        bytes32 cidTail = cidLength > 32 ? bytes32(bytes(cid)[32:cidLength]) : bytes32(0);
-        _checkpoints[count] = StoredCheckpoint(
-            treeSize, uint64(block.timestamp), uint8(cidLength), root, cidHead, cidTail
-        );
+        if (treeSize > MAX_TREE_SIZE) revert TreeSizeTooLarge(treeSize);
+        uint48 latest = _latestTreeSize;
+        if (treeSize <= latest) revert TreeSizeNotGrowing(latest, treeSize);
+        uint48 count = _checkpointCount;
+        _commitments[count] = keccak256(abi.encodePacked(treeSize, root, cid));
         unchecked {
-            _checkpointCount = count + 1; // a uint64 of checkpoints, one per transaction, does not overflow
+            // one write of the shared slot; a uint48 of checkpoints, one per transaction, does not overflow
+            (_checkpointCount, _latestTreeSize) = (count + 1, uint48(treeSize));
         }
         emit CheckpointAnchored(count, treeSize, root, cid);
     }
@@ -520,22 +499,15 @@ contract CarbonTraceRegistry {
         return _checkpointCount;
     }
 
-    function checkpoint(uint256 index) public view returns (Checkpoint memory) {
-        uint256 count = _checkpointCount;
-        if (index >= count) revert CheckpointOutOfRange(index, count);
-        StoredCheckpoint storage stored = _checkpoints[index];
-        bytes memory both = abi.encodePacked(stored.cidHead, stored.cidTail);
-        bytes memory cid = new bytes(stored.cidLength);
-        for (uint256 i = 0; i < cid.length; i++) {
-            cid[i] = both[i];
-        }
-        return Checkpoint(stored.treeSize, stored.timestamp, stored.root, string(cid));
+    function latestTreeSize() external view returns (uint256) {
+        return _latestTreeSize;
     }
 
-    function latestCheckpoint() external view returns (uint256 sequence, Checkpoint memory) {
+    /// @notice The commitment to checkpoint `index`'s tree size, root and cid; its fields are in its event.
+    function checkpointCommitment(uint256 index) external view returns (bytes32) {
         uint256 count = _checkpointCount;
-        if (count == 0) revert CheckpointOutOfRange(0, 0);
-        return (count - 1, checkpoint(count - 1));
+        if (index >= count) revert CheckpointOutOfRange(index, count);
+        return _commitments[index];
     }
 
     // ---- internal checks ----

@@ -9,6 +9,7 @@ import hashlib
 
 import pytest
 
+from carbontrace_protocol.anchor_commitment import checkpoint_commitment
 from cloud import consent
 from cloud.chain import (
     BindingState,
@@ -350,29 +351,34 @@ def test_checkpoints_are_append_only(chain: Chain, registry: RegistryContract, p
 
     expect_revert("NotOperator", registry.with_sender(parties.stranger).anchor_checkpoint, 4, root_4, cid_4)
     first = registry.anchor_checkpoint(4, root_4, cid_4)
-    registry.anchor_checkpoint(4, root_4, cid_4)  # same size, same root: a repeated checkpoint is allowed
-    assert expect_revert("RootMismatch", registry.anchor_checkpoint, 4, root_10, cid_10) == (4, root_4, root_10)
-    assert expect_revert("TreeSizeDecreased", registry.anchor_checkpoint, 3, root_10, cid_10) == (4, 3)
+    # a checkpoint must grow the log: a re-sent anchor, or another root for the same size, is refused
+    assert expect_revert("TreeSizeNotGrowing", registry.anchor_checkpoint, 4, root_4, cid_4) == (4, 4)
+    assert expect_revert("TreeSizeNotGrowing", registry.anchor_checkpoint, 4, root_10, cid_10) == (4, 4)
+    assert expect_revert("TreeSizeNotGrowing", registry.anchor_checkpoint, 3, root_10, cid_10) == (4, 3)
     registry.anchor_checkpoint(10, root_10, cid_10)
-    assert expect_revert("TreeSizeDecreased", registry.anchor_checkpoint, 4, root_4, cid_4) == (10, 4)
+    assert expect_revert("TreeSizeNotGrowing", registry.anchor_checkpoint, 4, root_4, cid_4) == (10, 4)
+    assert expect_revert("TreeSizeTooLarge", registry.anchor_checkpoint, 2**48, root_4, cid_4) == (2**48,)
+    assert registry.latest_tree_size() == 10
 
-    assert registry.checkpoint_count() == 3
-    stored = [registry.checkpoint(i) for i in range(3)]
-    assert [(c.sequence, c.tree_size, c.root, c.cid) for c in stored] == [
-        (0, 4, root_4, cid_4),
-        (1, 4, root_4, cid_4),
-        (2, 10, root_10, cid_10),
+    assert registry.checkpoint_count() == 2
+    stored = [registry.checkpoint(i) for i in range(2)]
+    assert [(c.sequence, c.tree_size, c.root, c.cid) for c in stored] == [(0, 4, root_4, cid_4), (1, 10, root_10, cid_10)]
+    # one storage slot per checkpoint, the commitment to its fields (carbontrace_protocol.anchor_commitment)
+    assert [registry.checkpoint_commitment(i) for i in range(2)] == [
+        checkpoint_commitment(4, root_4, cid_4), checkpoint_commitment(10, root_10, cid_10)
     ]
+    assert registry.checkpoint(1, near_block=first.block_number + 1) == stored[1]
+    assert registry.checkpoint(0, near_block=first.block_number + 1) == stored[0]  # a wrong hint: searched
     assert stored[0].timestamp == chain.w3.eth.get_block(first.block_number)["timestamp"]
-    assert registry.latest_checkpoint() == stored[2]
-    assert expect_revert("CheckpointOutOfRange", registry.checkpoint, 3) == (3, 3)
+    assert registry.latest_checkpoint() == stored[1]
+    assert expect_revert("CheckpointOutOfRange", registry.checkpoint, 2) == (2, 2)
 
     events = registry.checkpoint_events()
     assert [(e.sequence, e.tree_size, e.root, e.cid) for e in events] == [
         (c.sequence, c.tree_size, c.root, c.cid) for c in stored
     ]
     assert events[0].tx_hash == first.tx_hash
-    assert registry.checkpoint_events(from_block=events[2].block_number) == events[2:]
+    assert registry.checkpoint_events(from_block=events[1].block_number) == events[1:]
 
 
 @pytest.mark.parametrize(
@@ -431,7 +437,7 @@ def test_gas_per_call(chain: Chain, parties: Parties, gas_table: dict[tuple[str,
     registry = registry.with_sender(parties.other)
 
     anchor_gas: dict[int, int] = {}
-    for tree_size in (1, 2**10, 2**20, 2**32, 2**63 - 1):
+    for tree_size in (1, 2**10, 2**20, 2**32, 2**48 - 1):
         root = merkle_root(tree_size.to_bytes(8, "big"))
         anchor_gas[tree_size] = registry.anchor_checkpoint(tree_size, root, cid_of(root)).gas_used
         gas[f"anchorCheckpoint (tree size {tree_size:,})"] = anchor_gas[tree_size]
@@ -448,7 +454,7 @@ def test_gas_per_call(chain: Chain, parties: Parties, gas_table: dict[tuple[str,
     for op, used in gas.items():
         gas_table[(kind, op)] = used
 
-    # One checkpoint costs the same for 1 reading and 2**63-1 readings: only calldata bytes differ (a few
+    # One checkpoint costs the same for 1 reading and 2**48-1 batches: only calldata bytes differ (a few
     # hundred gas), the first checkpoint included.
     assert max(anchor_gas.values()) < ANCHOR_GAS_BOUND
     assert max(anchor_gas.values()) - min(anchor_gas.values()) < 0.03 * min(anchor_gas.values())
