@@ -371,9 +371,14 @@ class Chain:
         return {"maxPriorityFeePerGas": Wei(tip), "maxFeePerGas": Wei(2 * int(base) + tip)}
 
 
-def connect_embedded() -> Chain:
-    """An in-process EVM (eth-tester on py-evm) with funded unlocked accounts; state lives in this process."""
-    return Chain(Web3(EthereumTesterProvider()), preflight_gas_limit=EMBEDDED_GAS_LIMIT)
+def connect_embedded(journal: Path | None = None) -> Chain:
+    """An in-process EVM (eth-tester on py-evm) with funded unlocked accounts. Without `journal` its state lives
+    in this process only; with it, the chain replays and keeps its history there (cloud/embedded_chain.py)."""
+    if journal is None:
+        return Chain(Web3(EthereumTesterProvider()), preflight_gas_limit=EMBEDDED_GAS_LIMIT)
+    from cloud.embedded_chain import embedded_web3
+
+    return Chain(embedded_web3(journal), preflight_gas_limit=EMBEDDED_GAS_LIMIT)
 
 
 def connect_rpc(url: str, timeout_s: float = 10.0) -> Chain:

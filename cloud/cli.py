@@ -98,7 +98,11 @@ def chain_account() -> None:
     signer, _ = operator_signer(settings.chain_key_file, allow_create=False)
     report: dict[str, object] = {"chain_account": signer.address}
     try:
-        node = chainlib.connect_embedded() if settings.chain == "embedded" else chainlib.connect_rpc(settings.chain)
+        node = (
+            chainlib.connect_embedded(settings.embedded_chain_journal)
+            if settings.chain == "embedded"
+            else chainlib.connect_rpc(settings.chain)
+        )
         report |= {"chain_id": node.chain_id, "balance_wei": node.balance(signer.address)}
     except chainlib.ChainUnavailable as exc:
         report["chain"] = f"unreachable: {exc}"

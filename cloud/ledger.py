@@ -96,6 +96,7 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
         public_key(signing_key),
         signer=operator,
         fund_operator=settings.fund_operator,
+        embedded_journal=settings.embedded_chain_journal,
     )
     _check_cloud_key_on_chain(ledger_chain)
     anchorer = Anchorer(

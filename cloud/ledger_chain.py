@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
+from eth_utils.address import to_checksum_address
 from sqlalchemy.orm import Session, sessionmaker
 
 from carbontrace_protocol.ids import CLOUD_SIGNER, key_fingerprint
@@ -132,8 +134,11 @@ class LedgerChain:
         cloud_public_key: bytes | None = None,
         signer: ChainSigner | None = None,
         fund_operator: bool = False,
+        embedded_journal: Path | None = None,
     ) -> None:
         self.url = url
+        # The embedded chain's history (cloud/embedded_chain.py); None: it lives in this process only.
+        self.embedded_journal = embedded_journal
         self.session_factory = session_factory
         self.registry_address = registry_address
         # When set, the registry is handed out only once the chain lists this key as the cloud's (ensure_cloud_key).
@@ -149,7 +154,11 @@ class LedgerChain:
     def connect(self) -> chainlib.Chain:
         with self._lock:
             if self._chain is None:
-                self._chain = chainlib.connect_embedded() if self.url == "embedded" else chainlib.connect_rpc(self.url)
+                self._chain = (
+                    chainlib.connect_embedded(self.embedded_journal)
+                    if self.url == "embedded"
+                    else chainlib.connect_rpc(self.url)
+                )
             if self.fund_operator and not self._funded and self.signer is not None:
                 if fund_from_dev_node(self._chain, self.signer.address):
                     logger.info("funded the operator account %s from the development node", self.signer.address)
@@ -177,8 +186,14 @@ class LedgerChain:
         address = self.registry_address
         with self.session_factory.begin() as session:
             remembered = session.get(Meta, meta_key)
-            if not address and remembered is not None and self.url != "embedded":
+            # an embedded chain without a journal is new in every process: what we remember of it is gone
+            kept = self.url != "embedded" or self.embedded_journal is not None
+            if not address and remembered is not None and kept:
                 address = remembered.value
+                if self.url == "embedded" and not chain.w3.eth.get_code(to_checksum_address(address)):
+                    logger.warning("the embedded chain's journal lacks the remembered registry %s: deploying anew",
+                                   address)
+                    address = ""
             if address:
                 registry = chainlib.attach_registry(chain, address, self.signer or _READ_ONLY)
                 if self.signer is not None and registry.operator().lower() != self.signer.address.lower():

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # anvil_setBalance / hardhat_setBalance). The embedded chain is always funded so. On a real network leave it
     # off and fund the operator's address (`carbontrace cloud chain-account` prints it and its balance) yourself.
     fund_operator_from_dev_node: bool = False
+    # The embedded chain's transaction journal (cloud/embedded_chain.py): replayed at start, so a restarted
+    # embedded cloud keeps its registry and old bundles still verify. Empty: embedded-chain.jsonl next to the
+    # chain key file; "memory": nothing kept (each start is a fresh chain). Ignored for a node URL.
+    embedded_chain_state: str = ""
     # Blocks that must follow the anchor's block before a checkpoint counts as anchored; None = 0 on the
     # embedded chain, 2 elsewhere.
     confirmations: int | None = None
@@ -118,6 +122,15 @@ class Settings(BaseSettings):
         if self.encryption_key_file:
             return self.encryption_key_file
         return str(Path(self.signing_key_file).with_name("cloud-encryption-key.hex"))
+
+    @property
+    def embedded_chain_journal(self) -> Path | None:
+        """Where the embedded chain keeps its history; None when it keeps none (or the chain is a node)."""
+        if self.chain != "embedded" or self.embedded_chain_state == "memory":
+            return None
+        if self.embedded_chain_state:
+            return Path(self.embedded_chain_state)
+        return Path(self.chain_key_file).with_name("embedded-chain.jsonl")
 
     @property
     def confirmation_depth(self) -> int:
