@@ -640,7 +640,14 @@ class RegistryContract(_BoundContract):
         return bytes(self._call(self.contract.functions.checkpointCommitment(index)))
 
     def checkpoint(self, index: int, near_block: int | None = None) -> Checkpoint:
-        """Checkpoint `index` as its event states it, once the event opens the stored commitment.
+        """Checkpoint `index` as its event states it, once the event opens the stored commitment, with the
+        timestamp of the block it was anchored in."""
+        opened = self.opened_checkpoint(index, near_block)
+        timestamp = self._block_time(opened.block_number)
+        return Checkpoint(index, opened.tree_size, opened.root, opened.cid, timestamp)
+
+    def opened_checkpoint(self, index: int, near_block: int | None = None) -> AnchoredFields:
+        """The CheckpointAnchored event of checkpoint `index` that opens the commitment the chain stores.
 
         `near_block` (the block the caller saw the anchor mined in) narrows the log search to that block; when
         the event is not there (a reorg moved it), the whole chain is searched."""
@@ -658,15 +665,10 @@ class RegistryContract(_BoundContract):
                 for e in self._events("CheckpointAnchored", start, end, {"sequence": index})
             ]
             try:
-                opened = opened_checkpoint(index, stored, events)
+                return opened_checkpoint(index, stored, events)
             except CommitmentMismatch as err:
                 last_error = err
-                continue
-            return Checkpoint(index, opened.tree_size, opened.root, opened.cid, self._block_time(opened.block_number))
         raise ChainError(str(last_error))
-
-    def _block_time(self, number: int) -> int:
-        return int(_guard(lambda: self.chain.w3.eth.get_block(number))["timestamp"])
 
     def latest_tree_size(self) -> int:
         return int(self._call(self.contract.functions.latestTreeSize()))
@@ -675,6 +677,9 @@ class RegistryContract(_BoundContract):
         """The newest checkpoint, or None before the first anchor."""
         count = self.checkpoint_count()
         return None if count == 0 else self.checkpoint(count - 1)
+
+    def _block_time(self, number: int) -> int:
+        return int(_guard(lambda: self.chain.w3.eth.get_block(number))["timestamp"])
 
     # -- events --
     def checkpoint_events(

@@ -74,7 +74,7 @@ class RegistryReader:
 
     def checkpoint(self, seq: int) -> pv.ChainCheckpoint:
         hint = self.anchored_block(seq) if self.anchored_block is not None else None
-        onchain = self.registry.checkpoint(seq, near_block=hint)
+        onchain = self.registry.opened_checkpoint(seq, near_block=hint)  # no block time: not verified
         return pv.ChainCheckpoint(onchain.tree_size, onchain.root, onchain.cid)
 
     def key(self, fingerprint: bytes) -> pv.ChainKey:
