@@ -108,8 +108,9 @@ def classify_message(
         return Rejected(err.reason, label, str(err))
     except Exception as err:
         return Rejected("malformed_message", label, f"{type(err).__name__}: {err}")
-    if not reading.flags & FLAG_TIME_NOT_SYNCED and abs(reading.timestamp - now) > max_clock_skew_s:
+    timestamp = reading.timestamp
+    if not reading.flags & FLAG_TIME_NOT_SYNCED and timestamp is not None and abs(timestamp - now) > max_clock_skew_s:
         return Rejected(
-            "clock_skew", label, f"timestamp {reading.timestamp} is {reading.timestamp - now:+d} s from gateway time"
+            "clock_skew", label, f"timestamp {timestamp} is {timestamp - now:+d} s from gateway time"
         )
     return Verified(reading, bytes(payload), message_digest(payload))
