@@ -23,6 +23,7 @@ REVOKED = "revoked"
 # Rejections of devices we do not know are counted under this label, so a stream of forged device ids
 # cannot grow the metrics and the rejection table without bound.
 UNREGISTERED = "_unregistered"
+UNSYNCED_FORMAT_1 = "unsynced_without_boot"
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,9 @@ def classify_message(
     except Exception as err:
         return Rejected("malformed_message", label, f"{type(err).__name__}: {err}")
     timestamp = reading.timestamp
+    if reading.flags & FLAG_TIME_NOT_SYNCED and reading.boot is None:
+        # format 1 before a sync: seconds since boot in the time field, and no boot counter to re-time it by
+        return Rejected(UNSYNCED_FORMAT_1, label, f"seq {reading.seq}: unsynced time {timestamp} without a boot clock")
     if not reading.flags & FLAG_TIME_NOT_SYNCED and timestamp is not None and abs(timestamp - now) > max_clock_skew_s:
         return Rejected(
             "clock_skew", label, f"timestamp {timestamp} is {timestamp - now:+d} s from gateway time"
