@@ -24,8 +24,8 @@ from carbontrace_protocol.batch import (
 )
 from carbontrace_protocol.emission_factors import EmissionFactor
 from carbontrace_protocol.errors import ProtocolError
-from carbontrace_protocol.reading import Reading
-from carbontrace_protocol.retime import MISMATCH, RetimeRejected, required_timestamp
+from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading
+from carbontrace_protocol.retime import MISMATCH, UNSYNCED_WITHOUT_BOOT, RetimeRejected, required_timestamp
 from carbontrace_protocol.verify import verify_es256, verify_reading
 
 
@@ -186,6 +186,9 @@ def _retimed_time(batch: Batch, index: int, reading: Reading, keys: Sequence[byt
     in the batch, its reference signed by a key of the same device (``keys``: the one its readings verify
     under, then any it had before a rotation), and the claimed time what the rule gives."""
     evidence = batch.retimed.get(index)
+    if reading.flags & FLAG_TIME_NOT_SYNCED and reading.boot is None:
+        raise BatchRejected(UNSYNCED_WITHOUT_BOOT, "a format-1 reading before its device's time sync has no "
+                            "usable time (seconds since boot in its time field, no boot counter)", index)
     if not reading.unsynced:
         if evidence is not None:
             raise BatchRejected(MISMATCH, "re-timing evidence for a reading that has its own time", index)

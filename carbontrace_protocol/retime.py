@@ -26,6 +26,9 @@ BEFORE_FLOOR = "retime_before_floor"
 # Not raised here: the gateway's reason for a reading whose reference never came (edge_gateway), and the
 # cloud's for an unsynced reading in a batch without evidence and for a claimed time that differs.
 TIMEOUT = "retime_timeout"
+# A format-1 reading taken before the sync: seconds since boot in its time field and no boot counter, so
+# nothing can re-time it; the gateway and the cloud refuse it rather than store it near 1970.
+UNSYNCED_WITHOUT_BOOT = "unsynced_without_boot"
 NO_REFERENCE = "unsynced_without_reference"
 MISMATCH = "retime_mismatch"
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from carbontrace_protocol import topics
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading, valid_device_id
+from carbontrace_protocol.retime import UNSYNCED_WITHOUT_BOOT
 from carbontrace_protocol.verify import parse_sign1, verify_sign1
 
 TOPIC_PREFIX = topics.TOPIC_PREFIX
@@ -23,7 +24,6 @@ REVOKED = "revoked"
 # Rejections of devices we do not know are counted under this label, so a stream of forged device ids
 # cannot grow the metrics and the rejection table without bound.
 UNREGISTERED = "_unregistered"
-UNSYNCED_FORMAT_1 = "unsynced_without_boot"
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,8 @@ def classify_message(
     timestamp = reading.timestamp
     if reading.flags & FLAG_TIME_NOT_SYNCED and reading.boot is None:
         # format 1 before a sync: seconds since boot in the time field, and no boot counter to re-time it by
-        return Rejected(UNSYNCED_FORMAT_1, label, f"seq {reading.seq}: unsynced time {timestamp} without a boot clock")
+        detail = f"seq {reading.seq}: unsynced time {timestamp} without a boot clock"
+        return Rejected(UNSYNCED_WITHOUT_BOOT, label, detail)
     if not reading.flags & FLAG_TIME_NOT_SYNCED and timestamp is not None and abs(timestamp - now) > max_clock_skew_s:
         return Rejected(
             "clock_skew", label, f"timestamp {timestamp} is {timestamp - now:+d} s from gateway time"

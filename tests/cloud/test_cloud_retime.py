@@ -59,6 +59,12 @@ def test_a_retimed_reading_is_stored_at_the_time_its_reference_gives(sqlite_clie
     forged = Reading(device.device_id, 2, start + 5000, "0.4.0", co2_ppm=611, boot=2, up=60, energy_wh=1014)
     batch = _batch(gw, {0: (start + 4950, sign_reading(forged, forger))})[0]
     assert _refused(client, gw, batch)["error"] == "retime_bad_reference"
+    # a format-1 reading before the sync: seconds since boot where the time goes, nothing to re-time it by
+    old = Reading(device.device_id, 1, 40, "0.1.0", flags=FLAG_TIME_NOT_SYNCED, co2_ppm=610, energy_wh=1007)
+    aggregate = aggregate_window(device.device_id, start, start + 60, INTERVAL_S, [old], get_factor(gw.factor_id))
+    batch = build_batch(gw.private, gw.gateway_id, gw.site_id, gw.batch_seq, (start, start + 60),
+                        [sign_reading(old, device.private)], [aggregate], gw.prev, start + 61)
+    assert _refused(client, gw, batch)["error"] == "unsynced_without_boot"
     r = client.get(f"/api/v1/devices/{device.device_id}/readings", headers=auth(tenant.engineer_key))
     assert r.json() == []  # nothing of the refused batches was stored
 
