@@ -31,11 +31,15 @@ def reading_json(reading: Reading) -> dict[str, Any]:
             continue
         value = str(Decimal(raw).scaleb(exponent)) if exponent is not None else raw
         values[name] = {"value": value, "unit": unit}
-    return {
+    out: dict[str, Any] = {
         "device_id": reading.device_id,
         "seq": reading.seq,
-        "timestamp": reading.timestamp,
+        "timestamp": reading.timestamp,  # null for a format-2 reading taken before the device's time sync
         "firmware": reading.firmware,
         "flags": [name for bit, name in _FLAG_NAMES.items() if reading.flags & bit],
         "values": values,
     }
+    if reading.boot is not None:
+        out["format"] = reading.format
+        out["boot"], out["up"] = reading.boot, reading.up
+    return out

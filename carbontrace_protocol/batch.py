@@ -24,7 +24,7 @@ from typing import Any
 from carbontrace_protocol import cbor, cose, disclosure, merkle
 from carbontrace_protocol.emission_factors import FACTOR_EXPONENT, EmissionFactor
 from carbontrace_protocol.errors import MalformedCBOR, ProtocolError
-from carbontrace_protocol.reading import FLAG_METER_RESET, Reading
+from carbontrace_protocol.reading import FLAG_METER_RESET, MAX_TIMESTAMP, Reading
 
 BATCH_FORMAT_VERSION = 1
 LEAF_READING = 1
@@ -174,6 +174,10 @@ def header_hash(signed_header: bytes) -> bytes:
 
 # Openings of one committed aggregate leaf: field name -> CBOR [salt, value] (disclosure.open_field).
 Openings = dict[str, bytes]
+# The evidence for one re-timed reading leaf (an unsynced format-2 reading): (the time the gateway stored it
+# at, the signed reference reading of the same device and boot it was re-timed from: carbontrace_protocol/
+# retime.py). The device signed the reference, so the cloud re-derives the time instead of trusting it.
+Retimed = tuple[int, bytes]
 
 
 class Batch:
@@ -186,11 +190,13 @@ class Batch:
         header: dict[str, Any],
         leaves: list[bytes],
         openings: dict[int, Openings] | None = None,
+        retimed: dict[int, Retimed] | None = None,
     ) -> None:
         self.signed_header = signed_header
         self.header = header
         self.leaves = leaves
         self.openings = openings or {}
+        self.retimed = retimed or {}  # by reading leaf index
 
     @property
     def id(self) -> str:
@@ -228,6 +234,8 @@ class Batch:
         blob: dict[str, Any] = {"header": self.signed_header, "leaves": self.leaves}
         if self.openings:
             blob["openings"] = self.openings
+        if self.retimed:
+            blob["retimed"] = {index: [ts, reference] for index, (ts, reference) in self.retimed.items()}
         return cbor.encode(blob)
 
 
@@ -243,10 +251,12 @@ def build_batch(
     created: int,
     sign1: Callable[[int, bytes, bytes], bytes] = cose.sign1,
     random_bytes: Callable[[int], bytes] = os.urandom,
+    retimed: dict[int, Retimed] | None = None,
 ) -> Batch:
     """Build and sign a batch. Readings come first in the given order, then the aggregates, each committed
     field by field with fresh salts from ``random_bytes``. ``sign1`` makes the COSE_Sign1 header (cose.sign1;
-    a load generator may pass an OpenSSL-backed one with the same bytes)."""
+    a load generator may pass an OpenSSL-backed one with the same bytes). ``retimed``: the evidence of each
+    re-timed reading, keyed by its index in ``signed_readings`` (which is its leaf index)."""
     leaves = [reading_leaf(r) for r in signed_readings]
     openings: dict[int, Openings] = {}
     for aggregate in aggregates:
@@ -255,7 +265,7 @@ def build_batch(
         leaves.append(aggregate_leaf(body))
     return sign_batch(
         gateway_key, gateway_id, site_id, batch_seq, window, leaves, len(signed_readings), openings, prev_hash,
-        created, sign1,
+        created, sign1, retimed,
     )
 
 
@@ -271,6 +281,7 @@ def sign_batch(
     prev_hash: bytes,
     created: int,
     sign1: Callable[[int, bytes, bytes], bytes] = cose.sign1,
+    retimed: dict[int, Retimed] | None = None,
 ) -> Batch:
     """The signed header over built leaves (``build_batch``; a renumbered batch keeps its leaves and salts)."""
     header: dict[str, Any] = {
@@ -286,7 +297,7 @@ def sign_batch(
         "created": created,
     }
     signed_header = sign1(gateway_key, gateway_id.encode(), cbor.encode(header))
-    return Batch(signed_header, header, leaves, openings)
+    return Batch(signed_header, header, leaves, openings, retimed)
 
 
 _HEADER_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -342,14 +353,19 @@ def parse_header(signed_header: bytes) -> tuple[cose.Sign1, dict[str, Any]]:
     return message, header
 
 
+_BLOB_REQUIRED = {"header", "leaves"}
+_BLOB_FIELDS = {"header", "leaves", "openings", "retimed"}
+
+
 def decode_batch(blob: bytes) -> Batch:
     """Parse an upload blob (not verified: see ``batch_verify.verify_batch``)."""
     try:
         item = cbor.decode(blob)
     except MalformedCBOR as err:
         raise MalformedBatch(f"batch is not CBOR (truncated upload?): {err}") from err
-    if not isinstance(item, dict) or set(item) not in ({"header", "leaves"}, {"header", "leaves", "openings"}):
-        raise MalformedBatch("batch must be a map with exactly 'header', 'leaves' and, if any, 'openings'")
+    if not isinstance(item, dict) or not _BLOB_REQUIRED <= set(item) <= _BLOB_FIELDS:
+        raise MalformedBatch("batch must be a map with exactly 'header', 'leaves' and, if any, 'openings' and "
+                             "'retimed'")
     signed_header, leaves = item["header"], item["leaves"]
     if not isinstance(signed_header, bytes) or not isinstance(leaves, list):
         raise MalformedBatch("batch header must be bytes and leaves a list")
@@ -358,7 +374,29 @@ def decode_batch(blob: bytes) -> Batch:
     _, header = parse_header(signed_header)
     if "openings" in item and item["openings"] == {}:
         raise MalformedBatch("a batch without committed aggregates has no 'openings'")
-    return Batch(signed_header, header, leaves, _openings(item.get("openings", {}), len(leaves)))
+    if "retimed" in item and item["retimed"] == {}:
+        raise MalformedBatch("a batch without re-timed readings has no 'retimed'")
+    return Batch(signed_header, header, leaves, _openings(item.get("openings", {}), len(leaves)),
+                 _retimed(item.get("retimed", {}), header["readings"]))
+
+
+def _retimed(value: Any, reading_count: int) -> dict[int, Retimed]:
+    """The blob's re-timing evidence, shape only (``batch_verify`` re-derives each time from its reference)."""
+    if not isinstance(value, dict):
+        raise MalformedBatch("retimed must be a map")
+    out: dict[int, Retimed] = {}
+    for index, evidence in value.items():
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < reading_count:
+            raise MalformedBatch("retimed must be keyed by the index of a reading leaf of the batch")
+        if not isinstance(evidence, list) or len(evidence) != 2:
+            raise MalformedBatch(f"retimed evidence of leaf {index} must be [timestamp, reference reading]")
+        timestamp, reference = evidence
+        if not isinstance(timestamp, int) or isinstance(timestamp, bool) or not 0 <= timestamp <= MAX_TIMESTAMP:
+            raise MalformedBatch(f"retimed timestamp of leaf {index} must be an integer in [0, {MAX_TIMESTAMP}]")
+        if not isinstance(reference, bytes):
+            raise MalformedBatch(f"retimed reference of leaf {index} must be the signed reading's bytes")
+        out[index] = (timestamp, reference)
+    return out
 
 
 def _openings(value: Any, leaf_count: int) -> dict[int, Openings]:

@@ -24,7 +24,8 @@ from carbontrace_protocol.batch import (
 )
 from carbontrace_protocol.emission_factors import EmissionFactor
 from carbontrace_protocol.errors import ProtocolError
-from carbontrace_protocol.reading import Reading
+from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading
+from carbontrace_protocol.retime import MISMATCH, UNSYNCED_WITHOUT_BOOT, RetimeRejected, required_timestamp
 from carbontrace_protocol.verify import verify_es256, verify_reading
 
 
@@ -47,11 +48,17 @@ class VerifiedReading:
     it is kept but not counted (its device was revoked after it signed: the reading is authentic, its
     device no longer trusted)."""
 
-    def __init__(self, leaf_index: int, signed: bytes, reading: Reading, quarantine: str | None = None) -> None:
+    def __init__(
+        self, leaf_index: int, signed: bytes, reading: Reading, quarantine: str | None = None,
+        timestamp: int | None = None,
+    ) -> None:
         self.leaf_index = leaf_index
         self.signed = signed
         self.reading = reading
         self.quarantine = quarantine
+        # When it was measured: the reading's own time, or for an unsynced one the time re-derived from the
+        # signed reference the batch carries for it (``retimed``)
+        self.timestamp: int = reading.timestamp if reading.timestamp is not None else int(timestamp or 0)
 
 
 class VerifiedBatch:
@@ -162,7 +169,9 @@ def verify_batch(
         if (reading.device_id, reading.seq) in seen:
             raise BatchRejected("duplicate_reading", f"{reading.device_id} seq {reading.seq} twice", index)
         seen.add((reading.device_id, reading.seq))
-        readings.append(VerifiedReading(index, body, reading, quarantine))
+        keys = [key, *(rotated_device_keys(device_id) if rotated_device_keys is not None else ())]
+        timestamp = _retimed_time(batch, index, reading, keys)
+        readings.append(VerifiedReading(index, body, reading, quarantine, timestamp))
 
     try:
         aggregates = batch.aggregates()
@@ -170,6 +179,34 @@ def verify_batch(
         raise BatchRejected(getattr(err, "reason", "bad_opening"), str(err)) from err
     _verify_aggregates(header, readings, aggregates, factor, baseline)
     return VerifiedBatch(batch, readings, aggregates)
+
+
+def _retimed_time(batch: Batch, index: int, reading: Reading, keys: Sequence[bytes]) -> int | None:
+    """The re-derived time of an unsynced reading (None for a reading with its own time). Its evidence must be
+    in the batch, its reference signed by a key of the same device (``keys``: the one its readings verify
+    under, then any it had before a rotation), and the claimed time what the rule gives."""
+    evidence = batch.retimed.get(index)
+    if reading.flags & FLAG_TIME_NOT_SYNCED and reading.boot is None:
+        raise BatchRejected(UNSYNCED_WITHOUT_BOOT, "a format-1 reading before its device's time sync has no "
+                            "usable time (seconds since boot in its time field, no boot counter)", index)
+    if not reading.unsynced:
+        if evidence is not None:
+            raise BatchRejected(MISMATCH, "re-timing evidence for a reading that has its own time", index)
+        return None
+    claimed, reference_bytes = evidence if evidence is not None else (None, b"")
+    reference = None
+    if evidence is not None:
+        reference = _verified_under_any(reference_bytes, keys)
+        if reference is None:
+            raise BatchRejected("retime_bad_reference", "the re-timing reference does not verify under the "
+                                "reading's device key", index)
+    try:
+        derived = required_timestamp(reading, reference)
+    except RetimeRejected as err:
+        raise BatchRejected(err.reason, str(err), index) from err
+    if claimed != derived:
+        raise BatchRejected(MISMATCH, f"re-timed to {claimed}, the signed reference gives {derived}", index)
+    return derived
 
 
 def _verified_under_any(body: bytes, keys: Sequence[bytes]) -> Reading | None:

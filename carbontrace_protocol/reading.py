@@ -14,7 +14,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # wall time only: the format of every reading before boot counters
+FORMAT_BOOT_CLOCK = 2  # adds the boot counter and seconds since boot; no wall time while unsynced
+FORMATS = (FORMAT_VERSION, FORMAT_BOOT_CLOCK)
 
 # SenML labels (RFC 8428 §6, Table 4)
 SENML_BASE_NAME = -2
@@ -25,7 +27,9 @@ SENML_VALUE = 2
 SENML_STRING_VALUE = 3
 
 # Status flags (a bit field in the "flags" record)
-FLAG_TIME_NOT_SYNCED = 1  # timestamp from the device's monotonic clock, before any NTP sync
+# Format 1: the timestamp is the device's monotonic clock (before any NTP sync). Format 2: there is no
+# timestamp at all; the gateway re-times the reading from boot + up (carbontrace_protocol/retime.py).
+FLAG_TIME_NOT_SYNCED = 1
 FLAG_METER_RESET = 2  # the energy counter went backwards (reset or wrap) since the previous reading
 FLAG_CO2_SENSOR_FAULT = 4  # the CO2 sensor failed this cycle; co2/temp/rh are absent
 FLAG_METER_FAULT = 8  # the energy meter failed this cycle; energy/power are absent
@@ -33,6 +37,8 @@ ALL_FLAGS = 15
 
 MAX_SEQ = (1 << 53) - 1
 MAX_TIMESTAMP = (1 << 32) - 1
+MAX_BOOT = (1 << 32) - 1  # power-ups counted by the device (persisted in flash)
+MAX_UPTIME = MAX_TIMESTAMP  # seconds since boot
 MAX_ID_LENGTH = 64
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
 
@@ -71,7 +77,7 @@ class Reading:
         self,
         device_id: str,
         seq: int,
-        timestamp: int,
+        timestamp: int | None,
         firmware: str,
         flags: int = 0,
         co2_ppm: int | None = None,
@@ -79,6 +85,8 @@ class Reading:
         humidity_centi_pct: int | None = None,
         energy_wh: int | None = None,
         power_deci_w: int | None = None,
+        boot: int | None = None,
+        up: int | None = None,
     ) -> None:
         if not valid_device_id(device_id):
             raise MalformedReading("device id must be 1-64 characters of [A-Za-z0-9-._]")
@@ -86,9 +94,18 @@ class Reading:
             raise MalformedReading("firmware version must be a 1-32 character string")
         self.device_id = device_id
         self.seq = _check_int("seq", seq, 0, MAX_SEQ)
-        self.timestamp = _check_int("timestamp", timestamp, 0, MAX_TIMESTAMP)
         self.firmware = firmware
         self.flags = _check_int("flags", flags, 0, ALL_FLAGS)
+        if (boot is None) != (up is None):
+            raise MalformedReading("boot and up come together or not at all")
+        self.boot = None if boot is None else _check_int("boot", boot, 0, MAX_BOOT)
+        self.up = None if up is None else _check_int("up", up, 0, MAX_UPTIME)
+        self.timestamp: int | None = None
+        if boot is None or not self.flags & FLAG_TIME_NOT_SYNCED:
+            self.timestamp = _check_int("timestamp", timestamp, 0, MAX_TIMESTAMP)
+        elif timestamp is not None:
+            # format 2 before the first sync: the time is re-derived from boot + up, never guessed here
+            raise MalformedReading("an unsynced reading with a boot clock carries no timestamp")
         self.co2_ppm = co2_ppm
         self.temperature_centi_c = temperature_centi_c
         self.humidity_centi_pct = humidity_centi_pct
@@ -98,6 +115,16 @@ class Reading:
             value = getattr(self, attr)
             if value is not None:
                 _check_int(name, value, low, high)
+
+    @property
+    def format(self) -> int:
+        """The reading format version its encoding declares: 2 when it carries the boot clock."""
+        return FORMAT_VERSION if self.boot is None else FORMAT_BOOT_CLOCK
+
+    @property
+    def unsynced(self) -> bool:
+        """True for a format-2 reading taken before the first time sync: no wall time, only boot + up."""
+        return self.timestamp is None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Reading) and self.as_dict() == other.as_dict()
@@ -118,6 +145,9 @@ class Reading:
         }
         for _name, _unit, attr, _exp, _low, _high in MEASUREMENTS:
             result[attr] = getattr(self, attr)
+        if self.boot is not None:  # format 1 readings keep their old shape
+            result["boot"] = self.boot
+            result["up"] = self.up
         return result
 
     def to_senml(self, make_tag: "Any" = cbor.Tag) -> "list[dict[int, Any]]":
@@ -126,15 +156,20 @@ class Reading:
         ``make_tag(tag, value)`` builds the decimal fractions: ``cbor.Tag`` here, another encoder's tag type
         in ``fast_decode``.
         """
+        # Labels in each record are written in canonical order (encoded 0x00-0x03 before -2 = 0x21 and
+        # -3 = 0x22): cbor.encode sorts anyway, and fast_decode's order-keeping C encoder relies on it.
+        first: dict[int, Any] = {SENML_NAME: "seq", SENML_VALUE: self.seq, SENML_BASE_NAME: self.device_id + "/"}
+        if self.timestamp is not None:
+            first[SENML_BASE_TIME] = self.timestamp
         pack: list[dict[int, Any]] = [
-            # Labels in each record are written in canonical order (encoded 0x00-0x03 before -2 = 0x21 and
-            # -3 = 0x22): cbor.encode sorts anyway, and fast_decode's order-keeping C encoder relies on it.
-            {SENML_NAME: "seq", SENML_VALUE: self.seq, SENML_BASE_NAME: self.device_id + "/",
-             SENML_BASE_TIME: self.timestamp},
-            {SENML_NAME: "fmt", SENML_VALUE: FORMAT_VERSION},
+            first,
+            {SENML_NAME: "fmt", SENML_VALUE: self.format},
             {SENML_NAME: "fw", SENML_STRING_VALUE: self.firmware},
             {SENML_NAME: "flags", SENML_VALUE: self.flags},
         ]
+        if self.boot is not None:
+            pack.append({SENML_NAME: "boot", SENML_VALUE: self.boot})
+            pack.append({SENML_NAME: "up", SENML_UNIT: "s", SENML_VALUE: self.up})
         for name, unit, attr, exp, _low, _high in MEASUREMENTS:
             value = getattr(self, attr)
             if value is None:
@@ -174,8 +209,6 @@ def reading_from_senml(pack: object) -> Reading:
         raise MissingField("first record must carry the base name '<device id>/'")
     if first.get(SENML_NAME) != "seq":
         raise MissingField("first record must be the sequence number")
-    if SENML_BASE_TIME not in first:
-        raise MissingField("first record must carry the base time")
     by_name: dict[str, Any] = {}
     for record in pack[1:]:
         name = record.get(SENML_NAME)
@@ -187,10 +220,24 @@ def reading_from_senml(pack: object) -> Reading:
     for required in ("fmt", "fw", "flags"):
         if required not in by_name:
             raise MissingField("SenML pack has no %r record" % required)
-    if by_name["fmt"].get(SENML_VALUE) != FORMAT_VERSION:
-        raise MalformedReading("unsupported reading format %r" % (by_name["fmt"].get(SENML_VALUE),))
+    fmt = by_name["fmt"].get(SENML_VALUE)
+    if isinstance(fmt, bool) or fmt not in FORMATS:
+        raise MalformedReading("unsupported reading format %r" % (fmt,))
     values: dict[str, Any] = {}
     known = ["fmt", "fw", "flags"]
+    if fmt == FORMAT_BOOT_CLOCK:
+        # both records are required in format 2 (and unknown in format 1); the base time is absent exactly
+        # when the unsynced flag is set (Reading checks that)
+        for required in ("boot", "up"):
+            if required not in by_name or SENML_VALUE not in by_name[required]:
+                raise MissingField("format 2 needs the %r record" % required)
+        if by_name["up"].get(SENML_UNIT) != "s":
+            raise MalformedReading("up must be in unit 's'")
+        values["boot"] = by_name["boot"].get(SENML_VALUE)
+        values["up"] = by_name["up"].get(SENML_VALUE)
+        known += ["boot", "up"]
+    elif SENML_BASE_TIME not in first:
+        raise MissingField("first record must carry the base time")
     for name, unit, attr, exp, _low, _high in MEASUREMENTS:
         known.append(name)
         record = by_name.get(name)
@@ -205,6 +252,8 @@ def reading_from_senml(pack: object) -> Reading:
     for name in by_name:
         if name not in known:
             raise MalformedReading("unknown SenML record %r" % name)
+    if fmt == FORMAT_BOOT_CLOCK and SENML_BASE_TIME in first and first[SENML_BASE_TIME] is None:
+        raise MalformedReading("base time must be an integer")
     return Reading(
         base_name[:-1],
         first.get(SENML_VALUE),

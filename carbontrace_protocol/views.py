@@ -152,7 +152,11 @@ def view(kind: str, content: dict[str, Any], types: frozenset[DataType]) -> dict
 def leaf_time(kind: str, content: dict[str, Any]) -> tuple[int, int]:
     """[start, end) the leaf covers: a reading's instant (end = start + 1), an aggregate's window."""
     if kind == KIND_READING:
-        return content["timestamp"], content["timestamp"] + 1
+        timestamp = content.get("timestamp")
+        if not isinstance(timestamp, int) or isinstance(timestamp, bool):
+            # an unsynced reading (format 2): its time is re-derived from its batch's evidence, not in the leaf
+            raise ValueError("the reading carries no time of its own (taken before its device's time sync)")
+        return timestamp, timestamp + 1
     window = content.get("window")
     if (
         not isinstance(window, list)

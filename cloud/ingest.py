@@ -319,7 +319,7 @@ class Ingestor:
                 {
                     "device_id": r.reading.device_id,
                     "seq": r.reading.seq,
-                    "timestamp": r.reading.timestamp,
+                    "timestamp": r.timestamp,  # an unsynced reading's re-derived from its signed reference
                     "flags": r.reading.flags,
                     "measures": measures_of(r.reading),
                     "batch_id": batch.id,

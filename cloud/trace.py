@@ -343,7 +343,7 @@ def retrieve(ledger: Ledger, session: Session, located: list[Located]) -> list[R
         except ProtocolError as err:
             result.steps.append(pv.Step("sql_index", False, f"leaf does not decode: {err}"))
             continue
-        mismatch = _index_mismatch(item, leaf, kind, content)
+        mismatch = _index_mismatch(item, leaf, kind, content, batch.retimed.get(item.leaf_index))
         if mismatch:
             result.steps.append(pv.Step("sql_index", False, mismatch))
             continue
@@ -372,12 +372,17 @@ def _load_batch(ledger: Ledger, session: Session, item: Located) -> tuple[BatchB
     return batch, "", opened.leaf_hashes
 
 
-def _index_mismatch(item: Located, leaf: bytes, kind: str, content: dict[str, Any]) -> str:
-    """What the SQL row says differently from the decoded leaf ("" when they agree)."""
+def _index_mismatch(
+    item: Located, leaf: bytes, kind: str, content: dict[str, Any], retimed: tuple[int, bytes] | None = None
+) -> str:
+    """What the SQL row says differently from the decoded leaf ("" when they agree). An unsynced reading's
+    time is the one its batch's re-timing evidence gives (checked against the signed reference at ingest)."""
     if kind != item.kind:
         return f"the index says {item.kind}, the leaf is a {kind}"
     if kind == "reading":
         signed = {**content, "measures": measures_in(content)}
+        if signed.get("timestamp") is None and retimed is not None:
+            signed["timestamp"] = retimed[0]
         for name, value in item.indexed.items():
             if signed.get(name) != value:
                 return f"SQL reading row field {name!r} differs from the signed leaf"

@@ -9,17 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from carbontrace_protocol import cose
 from carbontrace_protocol.batch import Batch, aggregate_window, build_batch, parse_leaf, sign_batch
 from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
-from carbontrace_protocol.reading import Reading, decode_payload
+from carbontrace_protocol.reading import Reading
 from edge_gateway.spool import OpenReading
-
-
-def decode_signed(signed: bytes) -> Reading:
-    """The reading inside bytes the gateway verified at ingest (not re-verified here)."""
-    reading: Reading = decode_payload(cose.parse_sign1(signed).payload)
-    return reading
+from edge_gateway.spool import decode_signed_reading as decode_signed
 
 
 def next_baselines(
@@ -58,8 +52,10 @@ def make_batch(
         aggregate_window(device, window[0], window[1], interval_s, by_device[device], factor, baselines.get(device))
         for device in sorted(by_device)
     ]
+    retimed = {index: r.retimed for index, r in enumerate(ordered) if r.retimed is not None}
     batch = build_batch(
-        gateway_key, gateway_id, site_id, batch_seq, window, [r.signed for r in ordered], aggregates, prev_hash, created
+        gateway_key, gateway_id, site_id, batch_seq, window, [r.signed for r in ordered], aggregates, prev_hash,
+        created, retimed=retimed,
     )
     return batch, next_baselines(decoded, baselines)
 
@@ -79,6 +75,7 @@ def renumber(gateway_key: int, batch: Batch, batch_seq: int, prev_hash: bytes) -
         batch.openings,
         prev_hash,
         header["created"],
+        retimed=batch.retimed,
     )
 
 
@@ -118,7 +115,8 @@ def rebase_after_skip(
                 baselines[device] = moved[device]
         header = batch.header
         new = build_batch(gateway_key, header["gateway"], header["site"], seq,
-                          (header["window"][0], header["window"][1]), signed, aggregates, prev, header["created"])
+                          (header["window"][0], header["window"][1]), signed, aggregates, prev, header["created"],
+                          retimed=batch.retimed)
         rebuilt.append(new)
         seq, prev = seq + 1, new.hash
     return rebuilt, baselines

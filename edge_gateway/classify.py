@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from carbontrace_protocol import topics
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading, valid_device_id
+from carbontrace_protocol.retime import UNSYNCED_WITHOUT_BOOT
 from carbontrace_protocol.verify import parse_sign1, verify_sign1
 
 TOPIC_PREFIX = topics.TOPIC_PREFIX
@@ -108,8 +109,13 @@ def classify_message(
         return Rejected(err.reason, label, str(err))
     except Exception as err:
         return Rejected("malformed_message", label, f"{type(err).__name__}: {err}")
-    if not reading.flags & FLAG_TIME_NOT_SYNCED and abs(reading.timestamp - now) > max_clock_skew_s:
+    timestamp = reading.timestamp
+    if reading.flags & FLAG_TIME_NOT_SYNCED and reading.boot is None:
+        # format 1 before a sync: seconds since boot in the time field, and no boot counter to re-time it by
+        detail = f"seq {reading.seq}: unsynced time {timestamp} without a boot clock"
+        return Rejected(UNSYNCED_WITHOUT_BOOT, label, detail)
+    if not reading.flags & FLAG_TIME_NOT_SYNCED and timestamp is not None and abs(timestamp - now) > max_clock_skew_s:
         return Rejected(
-            "clock_skew", label, f"timestamp {reading.timestamp} is {reading.timestamp - now:+d} s from gateway time"
+            "clock_skew", label, f"timestamp {timestamp} is {timestamp - now:+d} s from gateway time"
         )
     return Verified(reading, bytes(payload), message_digest(payload))

@@ -39,6 +39,9 @@ class GatewaySettings(BaseSettings):
     window_s: int = Field(900, gt=0)
     interval_s: int = Field(60, gt=0)  # the devices' reading interval, for "expected" in aggregates
     max_clock_skew_s: int = Field(300, ge=0)
+    # A reading taken before its device's first time sync waits this long for a synced reading of the same
+    # boot to re-time it from; after that it is rejected (retime_timeout), kept in the spool, never uploaded.
+    retime_timeout_s: int = Field(3600, gt=0)
     emission_factor: str | None = None  # default: the registry's, else carbontrace_protocol's default
 
     spool_max_bytes: int = Field(1 << 30, gt=0)

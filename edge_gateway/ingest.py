@@ -223,6 +223,8 @@ class MqttIngest:
         for device, low, high in result.new_gaps:
             self.metrics.gaps.labels(device).inc(high - low + 1)
             log.warning("readings missing", extra=fields(device=device, missing_from=low, missing_to=high))
+        for device, seq in result.retimed:
+            log.info("unsynced reading re-timed from its boot's synced reading", extra=fields(device=device, seq=seq))
         for device, seq in result.filled:
             self.metrics.gaps_filled.labels(device).inc()
             log.info("late reading filled a gap", extra=fields(device=device, seq=seq))

@@ -139,6 +139,13 @@ class Gateway:
                                                        window=batch.header["window"]))
         return closed
 
+    def expire_held(self) -> None:
+        """Count the unsynced readings whose reference did not come in time (rejected, kept in the spool)."""
+        for rejection in self.spool.expire_held(self.settings.retime_timeout_s):
+            self.metrics.rejected.labels(rejection.reason, rejection.device_label).inc()
+            log.warning("reading rejected", extra=fields(reason=rejection.reason, device=rejection.device_label,
+                                                          detail=rejection.detail[:300]))
+
     def update_gauges(self) -> None:
         stats = self.spool.stats()
         self.metrics.spool_depth.set(stats["open_readings"])
@@ -181,6 +188,7 @@ class Gateway:
 
     def tick(self) -> None:
         try:
+            self.expire_held()
             self.close_due_windows(int(time.time()))
             while self.forwarder.step() and not self.stop_event.is_set():
                 pass

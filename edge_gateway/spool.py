@@ -3,6 +3,13 @@
 Accepted readings are committed here before their MQTT ack; a batch is sealed in one transaction that
 writes the batch row with its blob, marks its readings and moves the energy baselines on; a batch stays
 until the cloud's receipt is stored. Each thread opens its own ``Spool`` on the same file.
+
+A reading taken before its device's first time sync (format 2, no wall time) is held (table ``held``) until a
+synced reading of the same device and boot arrives (its first one is kept in ``boot_refs``); it is then
+re-timed (carbontrace_protocol/retime.py) into the window of its re-timed time (or the first open one), with
+its evidence (``retimed``: the time and the reference's signed bytes) for the batch. One that cannot be
+re-timed, or whose reference has not come within the timeout (``expire_held``), stays in ``held`` with its
+reason, counted as a rejection, and is never uploaded.
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from carbontrace_host.secret_files import private_database
+from carbontrace_protocol import cose
 from carbontrace_protocol.batch import ZERO_HASH, Batch, decode_batch
+from carbontrace_protocol.reading import Reading, decode_payload
+from carbontrace_protocol.retime import TIMEOUT, RetimeRejected, is_reference, retimed_timestamp
 from edge_gateway.classify import DeviceEntry, Rejected, Verified
 from edge_gateway.sequence import ACCEPT, DUPLICATE, SeqState, decide, split_gap
 from edge_gateway.windows import assign_window
@@ -51,6 +61,16 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     dead_id INTEGER PRIMARY KEY AUTOINCREMENT, batch_seq INTEGER NOT NULL, batch_id TEXT NOT NULL,
     window_start INTEGER NOT NULL, window_end INTEGER NOT NULL, blob BLOB, hash BLOB NOT NULL,
     created INTEGER NOT NULL, readings INTEGER NOT NULL, reason TEXT NOT NULL, skipped_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS held (
+    device_id TEXT NOT NULL, seq INTEGER NOT NULL, digest BLOB NOT NULL, cose BLOB NOT NULL, boot INTEGER NOT NULL,
+    up INTEGER NOT NULL, received_at INTEGER NOT NULL, rejected TEXT, PRIMARY KEY (device_id, seq));
+CREATE INDEX IF NOT EXISTS held_waiting ON held (device_id, boot) WHERE rejected IS NULL;
+CREATE TABLE IF NOT EXISTS boot_refs (
+    device_id TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL, cose BLOB NOT NULL,
+    PRIMARY KEY (device_id, boot));
+CREATE TABLE IF NOT EXISTS retimed (
+    device_id TEXT NOT NULL, seq INTEGER NOT NULL, timestamp INTEGER NOT NULL, reference BLOB NOT NULL,
+    PRIMARY KEY (device_id, seq));
 CREATE TABLE IF NOT EXISTS rejections (
     device_label TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL, last_at INTEGER NOT NULL,
     PRIMARY KEY (device_label, reason));
@@ -78,6 +98,7 @@ class IngestResult:
     rejected: list[Rejected] = field(default_factory=list)
     new_gaps: list[tuple[str, int, int]] = field(default_factory=list)
     filled: list[tuple[str, int]] = field(default_factory=list)
+    retimed: list[tuple[str, int]] = field(default_factory=list)  # held unsynced readings placed in a window
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,7 @@ class OpenReading:
     device_id: str
     seq: int
     signed: bytes
+    retimed: tuple[int, bytes] | None = None  # (re-timed time, signed reference) of an unsynced reading
 
 
 @dataclass(frozen=True)
@@ -94,6 +116,12 @@ class PendingBatch:
     blob: bytes
     hash: bytes
     created: int
+
+
+def decode_signed_reading(signed: bytes) -> Reading:
+    """The reading inside bytes the gateway verified at ingest (not re-verified)."""
+    reading: Reading = decode_payload(cose.parse_sign1(signed).payload)
+    return reading
 
 
 # rebase(skipped batch, the unacknowledged batches after it) -> (them rebuilt, the moved devices' baselines)
@@ -237,10 +265,11 @@ class Spool:
         try:
             with self._write():
                 now = int(self.clock())
-                window = assign_window(now, window_s, int(self._meta("closed_until", "0") or 0))
+                closed_until = int(self._meta("closed_until", "0") or 0)
+                window = assign_window(now, window_s, closed_until)
                 held = 0
                 for item in verified:
-                    held += self._ingest_one(item, now, window, result)
+                    held += self._ingest_one(item, now, window, result, window_s, closed_until)
                 if held:
                     self._add_held(held)
                 for rejection in [*rejected, *result.rejected]:
@@ -253,10 +282,14 @@ class Spool:
             raise self._translate(err) from err
         return result
 
-    def _ingest_one(self, item: Verified, now: int, window: int, result: IngestResult) -> int:
+    def _ingest_one(
+        self, item: Verified, now: int, window: int, result: IngestResult, window_s: int, closed_until: int
+    ) -> int:
         """Decide and store one verified reading; returns the bytes it added to the spool."""
         device, seq = item.reading.device_id, item.reading.seq
-        row = self.db.execute("SELECT digest FROM readings WHERE device_id=? AND seq=?", (device, seq)).fetchone()
+        row = self.db.execute(
+            "SELECT digest FROM readings WHERE device_id=? AND seq=? UNION ALL "
+            "SELECT digest FROM held WHERE device_id=? AND seq=?", (device, seq, device, seq)).fetchone()
         stored = bytes(row[0]) if row else None
         srow = self.db.execute("SELECT first_seq, max_seq FROM devices WHERE device_id=?", (device,)).fetchone()
         state = SeqState(int(srow[0]), int(srow[1])) if srow else None
@@ -277,11 +310,7 @@ class Spool:
             )
             result.rejected.append(Rejected(decision.verdict, device, detail))
             return 0
-        self.db.execute(
-            "INSERT INTO readings(device_id, seq, digest, cose, timestamp, received_at, window_start) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (device, seq, item.digest, item.signed, item.reading.timestamp, now, window),
-        )
+        self._store_accepted(item, now, window, result, window_s, closed_until)
         new_state = decision.state
         assert new_state is not None
         self.db.execute(
@@ -304,6 +333,89 @@ class Spool:
         result.accepted.append((device, seq))
         return len(item.signed)
 
+    def _store_accepted(
+        self, item: Verified, now: int, window: int, result: IngestResult, window_s: int, closed_until: int
+    ) -> None:
+        reading = item.reading
+        if reading.timestamp is not None:
+            self.db.execute(
+                "INSERT INTO readings(device_id, seq, digest, cose, timestamp, received_at, window_start) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (reading.device_id, reading.seq, item.digest, item.signed, reading.timestamp, now, window),
+            )
+            if is_reference(reading) and self._reference(reading.device_id, reading.boot) is None:
+                # the boot's first synced reading: it re-times the readings of that boot held so far, and later ones
+                self.db.execute("INSERT INTO boot_refs(device_id, boot, seq, cose) VALUES (?, ?, ?, ?)",
+                                (reading.device_id, reading.boot, reading.seq, item.signed))
+                self._release_held(reading, item.signed, result, window_s, closed_until)
+            return
+        self.db.execute(
+            "INSERT INTO held(device_id, seq, digest, cose, boot, up, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (reading.device_id, reading.seq, item.digest, item.signed, reading.boot, reading.up, now),
+        )
+        reference = self._reference(reading.device_id, reading.boot)
+        if reference is not None:
+            self._release_held(decode_signed_reading(reference), reference, result, window_s, closed_until,
+                               only_seq=reading.seq)
+
+    def _reference(self, device_id: str, boot: int | None) -> bytes | None:
+        row = self.db.execute("SELECT cose FROM boot_refs WHERE device_id=? AND boot=?", (device_id, boot)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def _release_held(
+        self, reference: Reading, reference_signed: bytes, result: IngestResult, window_s: int, closed_until: int,
+        only_seq: int | None = None,
+    ) -> None:
+        """Re-time the waiting readings of the reference's device and boot into their windows (or reject them)."""
+        rows = self.db.execute(
+            "SELECT seq, digest, cose, received_at FROM held WHERE device_id=? AND boot=? AND rejected IS NULL "
+            "AND (? IS NULL OR seq=?) ORDER BY seq", (reference.device_id, reference.boot, only_seq, only_seq)
+        ).fetchall()
+        for seq, digest, signed, received_at in rows:
+            held = decode_signed_reading(bytes(signed))
+            try:
+                timestamp = retimed_timestamp(held, reference)
+            except RetimeRejected as err:
+                self.db.execute("UPDATE held SET rejected=? WHERE device_id=? AND seq=?",
+                                (err.reason, held.device_id, seq))
+                result.rejected.append(Rejected(err.reason, held.device_id, f"{held.device_id} seq {seq}: {err}"))
+                continue
+            self.db.execute(
+                "INSERT INTO readings(device_id, seq, digest, cose, timestamp, received_at, window_start) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (held.device_id, seq, bytes(digest), bytes(signed), timestamp, int(received_at),
+                 assign_window(timestamp, window_s, closed_until)),
+            )
+            self.db.execute("INSERT INTO retimed(device_id, seq, timestamp, reference) VALUES (?, ?, ?, ?)",
+                            (held.device_id, seq, timestamp, reference_signed))
+            self.db.execute("DELETE FROM held WHERE device_id=? AND seq=?", (held.device_id, seq))
+            result.retimed.append((held.device_id, seq))
+
+    def expire_held(self, timeout_s: int) -> list[Rejected]:
+        """Reject the held readings whose reference has not come within ``timeout_s`` (kept, counted, never
+        uploaded): their time cannot be known."""
+        with self._write():
+            now = int(self.clock())
+            rows = self.db.execute(
+                "SELECT device_id, seq, boot, received_at FROM held WHERE rejected IS NULL AND received_at <= ?",
+                (now - timeout_s,)).fetchall()
+            out = []
+            for device, seq, boot, received_at in rows:
+                self.db.execute("UPDATE held SET rejected=? WHERE device_id=? AND seq=?", (TIMEOUT, device, seq))
+                out.append(Rejected(TIMEOUT, device, f"{device} seq {seq} (boot {boot}): no synced reading of its boot "
+                                                     f"within {timeout_s} s of {received_at}"))
+                self.db.execute(
+                    "INSERT INTO rejections(device_label, reason, count, last_at) VALUES (?, ?, 1, ?) "
+                    "ON CONFLICT(device_label, reason) DO UPDATE SET count=count+1, last_at=excluded.last_at",
+                    (device, TIMEOUT, now),
+                )
+            return out
+
+    def held_readings(self) -> list[tuple[str, int, str | None]]:
+        """(device, seq, rejection reason or None while waiting) of every held unsynced reading."""
+        rows = self.db.execute("SELECT device_id, seq, rejected FROM held ORDER BY device_id, seq").fetchall()
+        return [(r[0], int(r[1]), r[2]) for r in rows]
+
     # -- windows and batches ------------------------------------------------------------------------
 
     def open_windows(self) -> list[int]:
@@ -316,13 +428,15 @@ class Spool:
         """Seal the open readings of one window into the next batch, all in one transaction."""
         with self._write():
             rows = self.db.execute(
-                "SELECT device_id, seq, cose FROM readings WHERE batch_seq IS NULL AND window_start=? "
-                "ORDER BY device_id, seq",
+                "SELECT r.device_id, r.seq, r.cose, t.timestamp, t.reference FROM readings r LEFT JOIN retimed t "
+                "ON t.device_id=r.device_id AND t.seq=r.seq WHERE r.batch_seq IS NULL AND r.window_start=? "
+                "ORDER BY r.device_id, r.seq",
                 (start,),
             ).fetchall()
             if not rows:
                 return None
-            readings = [OpenReading(r[0], int(r[1]), bytes(r[2])) for r in rows]
+            readings = [OpenReading(r[0], int(r[1]), bytes(r[2]), None if r[3] is None else (int(r[3]), bytes(r[4])))
+                        for r in rows]
             devices = sorted({r.device_id for r in readings})
             baselines: dict[str, tuple[int, int]] = {}
             for device in devices:
@@ -505,6 +619,7 @@ class Spool:
             "file_bytes": self.file_bytes(),
             "upload_halted": self._meta("upload_halted"),
             "dead_letters": one("SELECT COUNT(*) FROM dead_letters").fetchone()[0],
+            "held_unsynced": one("SELECT COUNT(*) FROM held WHERE rejected IS NULL").fetchone()[0],
             "registry_synced_at": self._meta("registry_synced_at"),
             "next_batch_seq": int(self._meta("next_batch_seq", "0") or 0),
         }

@@ -333,7 +333,7 @@ class SimDevice:
 
     def _skewed(self, message: bytes) -> bool:
         reading = decode_payload(bytes(cose.parse_sign1(message).payload))
-        if reading.flags & FLAG_TIME_NOT_SYNCED:
+        if reading.flags & FLAG_TIME_NOT_SYNCED or reading.timestamp is None:
             return False
         return abs(int(reading.timestamp) - int(time.time())) > self.cfg.skew_limit_s
 
@@ -360,10 +360,12 @@ class SimDevice:
     def _resign_changed(self, message: bytes) -> bytes:
         """The same seq signed again (a valid signature) over other content: one second later."""
         old = decode_payload(bytes(cose.parse_sign1(message).payload))
+        later = old.timestamp is not None
         changed = Reading(
-            old.device_id, old.seq, old.timestamp + 1, old.firmware, flags=old.flags, co2_ppm=old.co2_ppm,
-            temperature_centi_c=old.temperature_centi_c, humidity_centi_pct=old.humidity_centi_pct,
-            energy_wh=old.energy_wh, power_deci_w=old.power_deci_w,
+            old.device_id, old.seq, old.timestamp + 1 if old.timestamp is not None else None, old.firmware,
+            flags=old.flags, co2_ppm=old.co2_ppm, temperature_centi_c=old.temperature_centi_c,
+            humidity_centi_pct=old.humidity_centi_pct, energy_wh=old.energy_wh, power_deci_w=old.power_deci_w,
+            boot=old.boot, up=old.up if later or old.up is None else old.up + 1,
         )
         return bytes(self.app.key.sign_reading(changed))
 

@@ -19,7 +19,7 @@ from carbontrace_device.keystore import DeviceKey
 from carbontrace_device.mqtt_client import MQTTClient
 from carbontrace_device.outbox import Outbox
 from carbontrace_device.resilient_mqtt import ResilientMQTT
-from carbontrace_device.seqstore import SeqStore
+from carbontrace_device.seqstore import BootCounter, SeqStore
 from carbontrace_device.timekeeping import Clock
 from carbontrace_protocol.reading import (
     FLAG_CO2_SENSOR_FAULT,
@@ -56,6 +56,7 @@ class DeviceApp:
         key=None,
         clock=None,
         poll_interval_ms=20,
+        boot=None,
     ):
         self.port = port
         self.settings = settings
@@ -71,6 +72,8 @@ class DeviceApp:
         self.seqstore = seqstore or SeqStore(port.flash, block=settings["seq_block"])
         self.key = key or DeviceKey(port)
         self.clock = clock or Clock(port, settings["ntp_host"])
+        # this power-up's number, counted once per boot in flash (pass ``boot`` to share one counter)
+        self.boot = BootCounter(port.flash).boot if boot is None else boot
         self._inflight = {}  # packet id -> outbox record id
         self._inflight_records = {}  # outbox record id -> packet id
         self._cycle_start = None  # ticks when the current measurement cycle began
@@ -123,6 +126,7 @@ class DeviceApp:
                 "outbox": self.outbox.depth(),
                 "dropped": self.outbox.dropped,
                 "seq": self.last_seq,
+                "boot": self.boot,
                 "time_synced": self.clock.is_synced(),
             }
         )
@@ -259,9 +263,10 @@ class DeviceApp:
         self._next_cycle = next_cycle
 
     def _store(self, flags, values):
-        timestamp, time_flags = self.clock.now()
+        timestamp, time_flags, up = self.clock.stamp()
         seq = self.seqstore.next()
-        reading = Reading(self.device_id, seq, timestamp, self.firmware, flags=flags | time_flags, **values)
+        reading = Reading(self.device_id, seq, timestamp, self.firmware, flags=flags | time_flags, boot=self.boot,
+                          up=up, **values)
         record_id = self.outbox.append(self.key.sign_reading(reading))
         self.readings_made += 1
         self.last_seq = seq

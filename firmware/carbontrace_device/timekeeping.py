@@ -1,7 +1,9 @@
 """Timestamps for readings: NTP time once synced, the monotonic clock before. MicroPython-safe.
 
-Before the first successful NTP sync a reading is not lost: it carries the seconds since boot from the
-monotonic clock and FLAG_TIME_NOT_SYNCED, so the gateway can place it relative to later readings. The
+Before the first successful NTP sync a reading is not lost: it carries no wall time, only the boot counter
+and the seconds since boot from the monotonic clock, with FLAG_TIME_NOT_SYNCED (reading format 2); after the
+sync it carries the wall time and still boot + up, so the gateway can re-time the boot's earlier readings
+from it (carbontrace_protocol/retime.py). The
 monotonic count is accumulated from ``ticks_diff`` steps, so it survives the ticks counter wrapping
 (every ~12.4 days on MicroPython boards) as long as ``monotonic_s`` is called more often than that.
 A failed resync keeps the last good wall clock.
@@ -51,8 +53,16 @@ class Clock:
             return True
         return False
 
+    def stamp(self):
+        """(timestamp or None, flags, seconds since boot) for a format-2 reading taken now."""
+        up = min(self.monotonic_s(), MAX_TIMESTAMP)
+        wall = self.port.wall_time()
+        if wall is not None and 0 <= wall <= MAX_TIMESTAMP:
+            return wall, 0, up
+        return None, FLAG_TIME_NOT_SYNCED, up
+
     def now(self):
-        """(timestamp, flags) for a reading taken now."""
+        """(timestamp, flags) for a format-1 reading taken now (the monotonic seconds before a sync)."""
         wall = self.port.wall_time()
         if wall is not None and 0 <= wall <= MAX_TIMESTAMP:
             return wall, 0

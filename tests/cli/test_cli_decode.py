@@ -50,3 +50,12 @@ def test_decode_reports_the_failure(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert json.loads(out.stdout)["verification"]["reason"] == "malformed_cbor"
     assert run("decode", str(tmp_path / "missing")).returncode == 2
+
+
+def test_decode_shows_an_unsynced_reading_with_its_boot_clock(tmp_path: Path) -> None:
+    reading = Reading("dev-9", 8, None, "0.4.0", flags=1, co2_ppm=800, boot=3, up=42)
+    out = run("decode", "-", "--public-key", PUB.hex(), stdin=sign_reading(reading, KEY).hex().encode())
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)["reading"]
+    assert (doc["timestamp"], doc["format"], doc["boot"], doc["up"]) == (None, 2, 3, 42)
+    assert doc["flags"] == ["time_not_synced"]

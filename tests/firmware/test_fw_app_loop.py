@@ -23,6 +23,7 @@ from carbontrace_protocol.reading import (
     FLAG_TIME_NOT_SYNCED,
     Reading,
 )
+from carbontrace_protocol.retime import retimed_timestamp
 from carbontrace_protocol.verify import verify_reading
 from simulators.device_host import build_emulated_sensors
 from simulators.host_port import HostPort
@@ -132,7 +133,8 @@ def test_sensor_faults_meter_reset_and_unsynced_time_set_flags(tmp_path: Path, m
     wait_until(lambda: len(sub.payloads("/reading")) >= 5)
     r = decode_all(sub.payloads("/reading")[:5], app.key.public_key)
     assert r[0].flags == FLAG_TIME_NOT_SYNCED and r[0].co2_ppm is not None and r[0].energy_wh is not None
-    assert r[0].timestamp < 60  # seconds since boot, not wall time
+    # no wall time before the sync (not 1970, not seconds since boot in its place): boot + up instead
+    assert r[0].timestamp is None and r[0].boot == app.boot and r[0].up is not None and r[0].up < 60
     assert r[1].flags == FLAG_TIME_NOT_SYNCED | FLAG_CO2_SENSOR_FAULT
     assert (r[1].co2_ppm, r[1].temperature_centi_c, r[1].humidity_centi_pct) == (None, None, None)
     assert r[1].energy_wh is not None and r[1].energy_wh >= 50_000
@@ -141,6 +143,10 @@ def test_sensor_faults_meter_reset_and_unsynced_time_set_flags(tmp_path: Path, m
     assert r[3].flags == FLAG_TIME_NOT_SYNCED | FLAG_CO2_SENSOR_FAULT | FLAG_METER_RESET
     assert r[3].energy_wh is not None and r[3].energy_wh < 1000
     assert r[4].flags == FLAG_CO2_SENSOR_FAULT and r[4].timestamp > 1_700_000_000  # synced now
+    # and the synced reading still carries boot + up: it is the reference the gateway re-times the others from
+    assert r[4].boot == app.boot and r[4].up is not None and r[4].up >= r[3].up  # type: ignore[operator]
+    for earlier in r[:4]:
+        assert r[4].timestamp - 60 <= retimed_timestamp(earlier, r[4]) <= r[4].timestamp
     app.shutdown()
     sub.close()
 
@@ -195,6 +201,13 @@ def test_outbox_overflow_drops_oldest_and_reports_the_count(tmp_path: Path, mosq
     assert birth["state"] == "online" and birth["dropped"] == 7 and birth["outbox"] == 5
     app.shutdown()
     sub.close()
+
+
+def test_each_start_of_the_app_is_a_new_boot(tmp_path: Path) -> None:
+    first, _, _ = make_app(tmp_path, 1, "dev-boots")  # port 1: nothing listens, no reading is sent
+    second, _, _ = make_app(tmp_path, 1, "dev-boots")  # the same flash: a reboot
+    assert (first.boot, second.boot) == (0, 1)
+    assert json.loads(second._status_json("online"))["boot"] == 1
 
 
 def test_an_s0_total_survives_a_reboot_and_a_cold_start_is_flagged(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from carbontrace_device.outbox import (
     capacity_for_budget,
     crc32,
 )
-from carbontrace_device.seqstore import SeqStore, SeqStoreError, decode_record
+from carbontrace_device.seqstore import BootCounter, SeqStore, SeqStoreError, decode_record
 from carbontrace_device.timekeeping import Clock
 
 from carbontrace_protocol import p256
@@ -136,6 +136,33 @@ def test_seqstore_refuses_a_damaged_record(tmp_path: Path) -> None:
         SeqStore(flash)
 
 
+def test_boot_counter_counts_each_boot_once_and_survives_reboot(tmp_path: Path) -> None:
+    flash = FlashDir(str(tmp_path))
+    boots = [BootCounter(flash).boot for _ in range(3)]  # three power-ups on the same flash
+    assert boots == [0, 1, 2]
+    assert decode_record(flash.read("boot.dat")) == 2  # written before the boot's number is used
+    # a crash in the middle of the write: a torn temp file beside the good record changes nothing
+    (tmp_path / "boot.dat.tmp").write_bytes(b"\x00\x01")
+    assert BootCounter(flash).boot == 3
+    # FAT-style crash after removing the old record but before the rename: the temp file is complete
+    record = flash.read("boot.dat")
+    assert record is not None
+    os.remove(tmp_path / "boot.dat")
+    (tmp_path / "boot.dat.tmp").write_bytes(record)
+    assert BootCounter(flash).boot == 4
+    assert BootCounter(FlashDir(str(tmp_path / "other"))).boot == 0  # its own file per flash
+
+
+def test_boot_counter_refuses_a_damaged_record(tmp_path: Path) -> None:
+    flash = FlashDir(str(tmp_path))
+    BootCounter(flash)
+    raw = bytearray((tmp_path / "boot.dat").read_bytes())
+    raw[7] ^= 0x01
+    (tmp_path / "boot.dat").write_bytes(bytes(raw))
+    with pytest.raises(SeqStoreError, match="damaged"):
+        BootCounter(flash)
+
+
 def test_device_key_generated_once_from_rng_and_only_public_key_exported(tmp_path: Path) -> None:
     port = HostPort(str(tmp_path))
     key = DeviceKey(port)
@@ -168,6 +195,17 @@ def test_clock_before_and_after_ntp_sync(tmp_path: Path) -> None:
     assert flags == 0 and abs(timestamp - port.wall_time()) <= 1 and timestamp > 1_700_000_000
     port.clock_offset_s = -3600  # the wall clock jumps back an hour: readings follow the clock
     assert clock.now()[0] <= timestamp - 3599
+
+
+def test_clock_stamp_has_no_wall_time_before_the_sync_and_uptime_always(tmp_path: Path) -> None:
+    port = HostPort(str(tmp_path), synced=False, ntp_available=False)
+    clock = Clock(port, retry_interval_ms=0)
+    timestamp, flags, up = clock.stamp()
+    assert (timestamp, flags) == (None, FLAG_TIME_NOT_SYNCED) and 0 <= up < 5
+    port.ntp_available = True
+    assert clock.sync_if_due()
+    timestamp, flags, up_after = clock.stamp()
+    assert flags == 0 and timestamp is not None and timestamp > 1_700_000_000 and up_after >= up
 
 
 def test_config_defaults_override_file_and_validation(tmp_path: Path) -> None:

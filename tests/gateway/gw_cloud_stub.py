@@ -37,6 +37,7 @@ class StubState:
     blobs: dict[str, bytes] = field(default_factory=dict)
     accepted_order: list[int] = field(default_factory=list)
     readings: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    timestamps: dict[tuple[str, int], int] = field(default_factory=dict)  # as verify_batch derived them
     duplicate_readings: int = 0
     aggregates: list[dict[str, Any]] = field(default_factory=list)
     baselines: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -167,6 +168,7 @@ class CloudStub:
             if key in s.readings:
                 s.duplicate_readings += 1
             s.readings[key] = item.signed
+            s.timestamps[key] = item.timestamp
             if item.reading.energy_wh is not None:
                 base = s.baselines.get(key[0])
                 if base is None or item.reading.seq > base[0]:

@@ -13,7 +13,7 @@ from carbontrace_protocol import cbor
 from carbontrace_protocol.batch import ZERO_HASH, decode_batch
 from carbontrace_protocol.batch_verify import BatchRejected, verify_batch
 from carbontrace_protocol.emission_factors import get_factor
-from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED
+from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading, sign_reading
 from edge_gateway.batcher import make_batch, next_baselines, renumber
 from edge_gateway.classify import (
     UNREGISTERED,
@@ -73,8 +73,12 @@ def test_each_defect_is_rejected_with_its_reason(topic_: str, payload: bytes, re
     assert (outcome.reason, outcome.device_label) == (reason, label)
 
 
-def test_an_unsynced_clock_is_not_a_skew() -> None:
-    assert isinstance(classify(topic("dev-a"), A.signed(1, timestamp=3, flags=FLAG_TIME_NOT_SYNCED)), Verified)
+def test_an_unsynced_clock_is_not_a_skew_but_format_1_unsynced_is_refused() -> None:
+    unsynced = Reading("dev-a", 1, None, "1.0.0", flags=FLAG_TIME_NOT_SYNCED, co2_ppm=600, boot=3, up=3)
+    assert isinstance(classify(topic("dev-a"), sign_reading(unsynced, A.key)), Verified)
+    # format 1 put seconds since boot in the time field, with nothing to re-time it by: it would be stored at 1970
+    outcome = classify(topic("dev-a"), A.signed(1, timestamp=3, flags=FLAG_TIME_NOT_SYNCED))
+    assert isinstance(outcome, Rejected) and outcome.reason == "unsynced_without_boot"
 
 
 def test_a_flipped_signature_bit_is_a_bad_signature() -> None:
