@@ -12,7 +12,8 @@
 //    not model flash erase/program, so copying files over the REPL, which writes flash, is gone;
 //  - several scripts run in one boot, one after another in the same interpreter (raw REPL keeps the
 //    globals), and each step's emulated cycles go to stderr as one JSON line:
-//      {"mp_rp2040_step": {"script": NAME, "cycles": N, "emulated_ms": N / 125e3, "host_s": S, "ok": BOOL}}
+//      {"mp_rp2040_step": {"script": NAME, "cycles": N, "emulated_ms": N / 125e3, "host_s": S, "ok": BOOL,
+//                          "output": THE SCRIPT'S STDOUT}}
 //    so a caller can time one piece of work (a signature) in emulated cycles, not host time.
 // Kept from the original: the UF2 loader, the USB-CDC raw REPL, and holding the host's OUT reads back until
 // there is data (rp2040js's stock USBCDC answers every armed buffer at once with an empty packet, ~14k USB
@@ -138,7 +139,7 @@ function exec(code, name) {
   const m = /OK([\s\S]*?)\x04([\s\S]*?)\x04>$/.exec(rx);
   const cycles = mcu.core.cycles - c0;
   const report = { script: name, cycles, emulated_ms: cycles / MHZ / 1e3, host_s: (Date.now() - t0) / 1000,
-                   ok: !m[2] };
+                   ok: !m[2], output: m[1].replace(/\r\n/g, "\n") };
   process.stderr.write(JSON.stringify({ mp_rp2040_step: report }) + "\n");
   return { out: m[1], err: m[2] };
 }
