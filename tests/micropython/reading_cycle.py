@@ -118,7 +118,7 @@ def cycle_record(app):
 
 @dataclass(frozen=True)
 class RecordedCycle:
-    i2c: list[tuple[str, bytes, int]]  # (direction, bytes, errno) per I2C transfer
+    i2c: list[tuple[str, bytes, int | None]]  # (direction, bytes, errno or None) per I2C transfer
     uart: list[tuple[bytes, bytes | None]]  # (request frame, reply) per Modbus exchange
     record: bytes  # the outbox record: the signed reading
     outbox_file: bytes  # outbox.dat after the cycle
@@ -141,7 +141,7 @@ def record_cycle() -> RecordedCycle:
         record = namespace["cycle_record"](app)
         app.outbox.close()
         outbox_file = (Path(tmp) / "outbox.dat").read_bytes()
-    i2c = [(t.direction, t.data, t.errno) for t in scd.transfers[i2c_start:]]
+    i2c: list[tuple[str, bytes, int | None]] = [(t.direction, t.data, t.errno) for t in scd.transfers[i2c_start:]]
     uart = [(r.frame, r.reply) for r in pzem.requests[uart_start:]]
     assert i2c and uart
     return RecordedCycle(i2c, uart, record, outbox_file)
