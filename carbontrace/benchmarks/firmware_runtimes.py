@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 BENCH_KEY_TEXT = b"carbontrace/test-device-key/1"
-HEADROOM_HIGH = 48 * 1024  # the search's upper bound; a need above it is reported as not found
-HEADROOM_STEP = 512  # bisection to 512 B: 7 probes per figure (each a sign, seconds on the emulated Pico)
+HEADROOM_HIGH = 32 * 1024  # the search's upper bound; a need above it is reported as not found
+# bisection to 1 KiB: 5 probes per figure. Each probe is a sign on a nearly full heap (dozens of collections
+# on the emulated Pico, tens of seconds of host time on a busy machine)
+HEADROOM_STEP = 1024
 # the unix port's heap for the bench: roomy, so that allocation with the GC off is a figure, not a bound
 UNIX_BENCH_HEAPSIZE = 4 * 1024 * 1024
 PICO_SIGN_ROUNDS = 2  # ~1 s emulated, 3-20 s of host time each
