@@ -3,8 +3,9 @@
 //
 //   node tools/mp_rp2040.mjs --uf2 IMAGE.uf2 --bootrom bootrom.mjs --fs LITTLEFS.img SCRIPT.py [SCRIPT.py ...]
 //
-// Origin: ../shared/emulators/rp2040/mp_rp2040.mjs (the emulator kit beside this project; it states no
-// licence of its own and is used here as project code, MIT like rp2040js it builds on). Changed here:
+// Origin: ../shared/emulators/rp2040/mp_rp2040.mjs, from the emulator kit prepared beside this project; that
+// file states no licence of its own, so it is treated as this project's code (rp2040js, which it drives, is
+// MIT). Changed here:
 //  - the image and the boot ROM are named by path (they stay in ../shared/emulators/rp2040: the ROM is
 //    Raspberry Pi's B1 boot ROM, BSD-3-Clause; the UF2 is MicroPython 1.27.0 RPI_PICO, MIT) and the boot
 //    ROM is imported by URL, so this file lives in the project and resolves rp2040js from its node_modules;

@@ -114,17 +114,6 @@ def step_named(run: PicoRun, script: str) -> Step:
     raise AssertionError(f"{script} did not run on the emulated Pico\n--- stderr ---\n{run.stderr[-4000:]}")
 
 
-def run_pico_ok(fs_image: Path, programs: list[tuple[str, str]], timeout: float = DEFAULT_TIMEOUT) -> PicoRun:
-    """``run_pico``, raising AssertionError with the output unless every program ran without raising."""
-    run = run_pico(fs_image, programs, timeout)
-    if run.returncode != 0 or len(run.steps) != len(programs):
-        raise AssertionError(
-            f"emulated Pico exited {run.returncode}\n--- stdout ---\n{run.stdout[-4000:]}\n--- stderr ---\n"
-            f"{run.stderr[-4000:]}"
-        )
-    return run
-
-
 def stage_fs_image(lib_dir: Path, out_dir: Path) -> Path:
     """The .mpy set (``lib_dir``, from mpy_set.build_mpy_set) as the board's /lib, in a littlefs image."""
     stage = out_dir / "stage"
