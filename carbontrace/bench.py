@@ -45,6 +45,8 @@ class Sizes:
         self.proof_repeats = 5 if quick else 20
         self.trace_readings = 2_000 if quick else 10_000
         self.firmware_count = 5 if quick else 30
+        # the emulated Pico takes minutes (seconds of host time per emulated signature): not in --quick
+        self.firmware_emulated = not quick
         # a month of 100 devices at 15-minute windows (288,000 aggregates) in paged statements; not under 5 min
         self.statement_devices = 5 if quick else 100
         self.statement_days = 1 if quick else 30
@@ -117,7 +119,7 @@ def _run_one(name: str, sizes: Sizes, postgres: bool) -> SectionResult:
     if name == "firmware":
         from carbontrace.benchmarks import firmware_bench
 
-        return firmware_bench.run(sizes.firmware_count)
+        return firmware_bench.run(sizes.firmware_count, emulated=sizes.firmware_emulated)
     if name == "ingest":
         from carbontrace.benchmarks import ingest_bench
 

