@@ -24,10 +24,15 @@ def serve(
     port: int | None = typer.Option(None, help="port (default: CT_CLOUD_PORT)"),
     workers: int = typer.Option(1, help="uvicorn worker processes (stateless; one anchoring leader among them)"),
 ) -> None:
-    """Run the API (uvicorn). Migrations run at start-up."""
+    """Run the API (uvicorn). Migrations run at start-up. Logs: one JSON line per event and per request
+    (carbontrace_host/logs.py, the gateway's format) on stderr."""
     import uvicorn
 
+    from carbontrace_host.logs import logging_config
+
     settings = Settings()
+    # The cloud's request log (cloud/request_log.py) replaces uvicorn's access log: route, status, duration, id.
+    log_config = logging_config(settings.log_level)
     try:
         settings.check_bind(host or settings.host)
     except ValueError as exc:
@@ -40,11 +45,14 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             workers=workers,
+            log_config=log_config,
+            access_log=False,
         )
         return
     from cloud.app import create_app
 
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+                log_config=log_config, access_log=False)
 
 
 @cloud_app.command()
@@ -64,10 +72,12 @@ def bootstrap() -> None:
     from cloud.chain_signer import operator_signer
     from cloud.db import make_engine, session_factory
     from cloud.db import migrate as run_migrations
+    from cloud.metrics_token import load_or_create_metrics_token
     from cloud.security import bootstrap_operator_key
     from cloud.signing_key import load_or_create
 
     settings = Settings()
+    load_or_create_metrics_token(settings.metrics_token_path)
     engine = make_engine(settings.database_url)
     run_migrations(engine)
     load_or_create(settings.signing_key_file, allow_create=True)
@@ -83,6 +93,7 @@ def bootstrap() -> None:
                 "chain_account": chain_account.address,
                 "chain_key_file": settings.chain_key_file,
                 "encryption_key_file": settings.encryption_key_path,
+                "metrics_token_file": settings.metrics_token_path,
             }
         )
     )

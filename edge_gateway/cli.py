@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from carbontrace_host.logs import setup_logging
 from edge_gateway.config import load_settings
 from edge_gateway.keys import create_key_file
-from edge_gateway.logs import setup_logging
 
 if TYPE_CHECKING:
     from edge_gateway.spool import Spool
