@@ -79,7 +79,7 @@ def test_chain_down_shows_in_metrics_as_errors_and_a_halt(tmp_path: Path, cloud_
         with app_client(settings) as client:
             token = Path(settings.metrics_token_path).read_text().strip()
             gw = register_tenant(client, "ChainDown", devices=1).gateway
-            batch, readings = gw.build()
+            batch, _ = gw.build()
             assert upload(client, gw, batch).status_code == 201
             chain.stop()
             report = _ledger(client).anchorer.tick(force_checkpoint=True)

@@ -91,7 +91,7 @@ def test_request_latency_is_labelled_by_route_template(tmp_path: Path) -> None:
     with app_client(settings) as client:
         token = _token(settings)
         gw = register_tenant(client, "Routes", devices=1).gateway
-        batch, readings = gw.build()
+        batch, _ = gw.build()
         assert upload(client, gw, batch).status_code == 201
         for seq in (0, 1, 2):  # three raw paths, one template
             client.get(f"/api/v1/batches/{gw.gateway_id}/{seq}", headers=auth(ADMIN_KEY))
