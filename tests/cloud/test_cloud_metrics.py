@@ -25,7 +25,8 @@ def scrape(client: TestClient, token: str) -> str:
     r = client.get("/metrics", headers=auth(token))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain")
-    return r.text
+    text: str = r.text
+    return text
 
 
 def test_metrics_need_the_scrape_token_not_an_api_key(tmp_path: Path) -> None:
