@@ -17,6 +17,13 @@ HALT_OPERATOR_UNFUNDED = "operator_unfunded"
 HALT_CHAIN_UNAVAILABLE = "chain_unavailable"
 HALT_CHAIN_ERROR = "chain_error"
 HALT_REASONS = (HALT_OPERATOR_UNFUNDED, HALT_CHAIN_UNAVAILABLE, HALT_CHAIN_ERROR)
+# What resolves each halt (printed by `carbontrace cloud status`; the README's operations table says the same).
+RESOLUTION = {
+    HALT_OPERATOR_UNFUNDED: "send ether to the chain_account `carbontrace cloud chain-account` prints, then run "
+    "`carbontrace cloud anchor` (or wait for the worker's next tick): pending checkpoints anchor in order",
+    HALT_CHAIN_UNAVAILABLE: "bring back the node at CT_CLOUD_CHAIN (GET /readyz names it); anchoring resumes by itself",
+    HALT_CHAIN_ERROR: "read last_error; after fixing its cause, `carbontrace cloud anchor` retries",
+}
 _HALT_OF_ERROR = {"OperatorUnfunded": HALT_OPERATOR_UNFUNDED, "ChainUnavailable": HALT_CHAIN_UNAVAILABLE}
 
 

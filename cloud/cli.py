@@ -116,6 +116,41 @@ def chain_account() -> None:
     typer.echo(json.dumps(report))
 
 
+@cloud_app.command()
+def status() -> None:
+    """The cloud's queues and halts as JSON: the anchoring queue (unanchored leaves, lag, pending checkpoints,
+    blobs IPFS has not got) and, when anchoring is stuck, why and the command that resolves it; the operator's
+    chain account and its balance. Reads the database and the chain only: safe beside a running cloud."""
+    from cloud import chain as chainlib
+    from cloud.anchoring_state import RESOLUTION, anchoring_state
+    from cloud.chain_signer import operator_signer
+    from cloud.db import make_engine, read_session_factory
+
+    settings = Settings()
+    with read_session_factory(make_engine(settings.database_url))() as session:
+        state = anchoring_state(session)
+    report: dict[str, object] = {
+        "log_leaves": state.log_size,
+        "unanchored_leaves": state.unanchored_leaves,
+        "anchoring_lag_s": round(state.lag_s(time.time()), 1),
+        "pending_checkpoints": state.pending_checkpoints,
+        "unpinned_blobs": state.unpinned_blobs,
+        "halts": [],
+    }
+    if state.halted is not None:
+        report["halts"] = [{"state": state.halted, "last_error": state.last_error, "resolve": RESOLUTION[state.halted]}]
+    signer, _ = operator_signer(settings.chain_key_file, allow_create=False)
+    report["chain_account"] = signer.address
+    if settings.chain == "embedded":
+        report["balance_wei"] = None  # the embedded chain lives inside the serving process (always funded)
+    else:
+        try:
+            report["balance_wei"] = chainlib.connect_rpc(settings.chain).balance(signer.address)
+        except chainlib.ChainUnavailable:
+            report["balance_wei"] = None
+    typer.echo(json.dumps(report, indent=2))
+
+
 @cloud_app.command("rotate-operator-key")
 def rotate_operator_key(
     show: bool = typer.Option(False, "--print", help="also print the new key (else it is only in the key file)"),
