@@ -6,15 +6,21 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
-from carbontrace.servers import CloudProcess, GatewayProcess, free_port
-from tests.cloud.prometheus_text import exposed_names
+from carbontrace.benchmarks.common import reading_topic
+from carbontrace.benchmarks.mqtt_load import publish_all
+from carbontrace.servers import CloudProcess, GatewayProcess, free_port, wait_until
+from edge_gateway.cli import gateway_app
+from edge_gateway.spool import Spool
+from tests.cloud.prometheus_text import exposed_names, value
 from tests.conftest import REPO_ROOT, MosquittoBroker
 
 pytestmark = pytest.mark.timeout(180)
@@ -115,3 +121,45 @@ def test_dashboard_names_only_metrics_a_running_gateway_and_cloud_expose(
     assert named - exposed == set()
     # both tiers are on it
     assert any(n.startswith("ct_gateway_") for n in named) and any(n.startswith("ct_cloud_") for n in named)
+
+
+def test_revoked_gateway_halts_its_uploads_with_a_status_line_and_a_metric(
+    cloud: CloudProcess, tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    """Before: the cloud's 401 for a revoked gateway's key looked like any bad key, and the gateway retried it
+    forever. Now the 401 says gateway_revoked, the gateway halts once and `gateway status` says what to do."""
+    tenant = cloud.register_tenant(1, tmp_path, prefix="rvk")
+    (device,) = tenant.devices
+    publisher = mosquitto.add_publisher(tenant.site_id, "rvk-pub")  # every credential before anyone connects
+    access = mosquitto.add_gateway(tenant.site_id, tenant.gateway_id)
+    port = free_port()
+    gateway = GatewayProcess(tmp_path / "gw", tenant, cloud.url, access, metrics_port=port, window_s=1)
+    gateway.start()
+    spool = Spool(gateway.spool_path)
+    now = int(time.time())
+    try:
+        def publish(seqs: range) -> None:
+            publish_all(publisher, [(reading_topic(tenant.site_id, device.device_id), device.signed(s, now + s))
+                                    for s in seqs])
+
+        publish(range(0, 3))
+        wait_until(lambda: spool.stats()["acked_batches"] >= 1, 60, "a first batch acknowledged")
+        r = httpx.post(f"{cloud.url}/api/v1/gateways/{tenant.gateway_id}/revoke",
+                       headers={"Authorization": f"Bearer {tenant.enterprise_key}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        publish(range(3, 6))
+        wait_until(lambda: spool.stats()["upload_halted"] is not None, 60, "the upload halt")
+        publish(range(6, 9))  # the gateway goes on verifying and spooling; it only stops uploading
+        wait_until(lambda: spool.stats()["unacked_batches"] >= 2, 60, "a second unacknowledged batch")
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        spool.close()
+        gateway.stop()
+    assert json.loads(Spool(gateway.spool_path).stats()["upload_halted"])["reason"] == "gateway_revoked"
+    assert value(metrics, "ct_gateway_upload_halted") == 1
+    status = CliRunner().invoke(gateway_app, ["status", "--config", str(gateway.config)])
+    assert status.exit_code == 0, status.output
+    (halt,) = json.loads(status.output)["halts"]
+    assert halt["state"] == "gateway_revoked" and "replacement" in halt["resolve"]
+    refused = [e for e in _log_lines(cloud) if e.get("route") == "/api/v1/batches" and e.get("status") == 401]
+    assert len(refused) == 1  # halted at the first refusal: no retry storm against a key that never works again
