@@ -61,10 +61,10 @@ def status(config: ConfigOption = None) -> None:
     from edge_gateway.spool import Spool
 
     settings = load_settings(config)
-    spool = Spool(settings.spool_path, settings.spool_max_bytes)
+    spool = Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_max_page_count)
     try:
         report = spool.stats()
-        report["halts"] = halts(report, spool.over_limit(), settings.spool_max_bytes)
+        report["halts"] = halts(report, spool.over_limit(), settings.spool_max_bytes, spool.out_of_space())
         report["rejections"] = {f"{d}/{r}": n for (d, r), n in sorted(spool.rejection_counts().items())}
         report["devices"] = {d: {"accepted": a, "duplicates": n} for d, (a, n) in spool.device_counts().items()}
         report["gaps"] = {d: spool.gaps(d) for d in spool.device_counts()}

@@ -6,6 +6,7 @@ under "halts". Pure: built from the spool's stats (the same records the running 
   or a batch came back 422 gateway_revoked / revoked_gateway_key).
 - spool_over_limit: the spool holds more unacknowledged bytes than spool_max_bytes — new readings stay unacked on
   the broker (metric ct_gateway_ingest_paused{reason="spool_over_limit"}); it drains as uploads are acknowledged.
+- spool_disk_full: its filesystem (or spool_max_page_count) is full — the same pause, reason "spool_disk_full".
 """
 
 from __future__ import annotations
@@ -32,8 +33,14 @@ RESOLVE_SPOOL_FULL = (
     "(uploads resume by themselves), or raise spool_max_bytes and restart the gateway; ingest resumes by itself"
 )
 
+RESOLVE_DISK_FULL = (
+    "free space on the spool's filesystem (or raise spool_max_page_count) and restart the gateway; with "
+    "prune_acked off, acknowledged batches keep their bytes: turn it on"
+)
 
-def halts(stats: dict[str, Any], over_limit: bool, max_bytes: int | None) -> list[dict[str, Any]]:
+
+def halts(stats: dict[str, Any], over_limit: bool, max_bytes: int | None, out_of_space: bool = False
+          ) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     record = stats.get("upload_halted")
     if record:
@@ -53,4 +60,6 @@ def halts(stats: dict[str, Any], over_limit: bool, max_bytes: int | None) -> lis
             "max_bytes": max_bytes,
             "resolve": RESOLVE_SPOOL_FULL,
         })
+    if out_of_space:
+        found.append({"state": "spool_disk_full", "file_bytes": stats.get("file_bytes"), "resolve": RESOLVE_DISK_FULL})
     return found

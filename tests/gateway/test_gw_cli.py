@@ -96,6 +96,12 @@ def test_status_lists_each_halt_with_its_resolving_command(tmp_path: Path) -> No
     (full,) = halts(spool_max_bytes=held - 1)
     assert (full["state"], full["held_bytes"], full["max_bytes"]) == ("spool_over_limit", held, held - 1)
     assert "spool_max_bytes" in str(full["resolve"])
+    spool = Spool(tmp_path / "spool.sqlite")
+    pages = int(spool.db.execute("PRAGMA page_count").fetchone()[0])
+    assert int(spool.db.execute("PRAGMA freelist_count").fetchone()[0]) == 0
+    spool.close()
+    (disk,) = halts(spool_max_bytes=held + 1, spool_max_page_count=pages)  # the file at its ceiling, none free
+    assert disk["state"] == "spool_disk_full" and "free space" in str(disk["resolve"])
 
     for reason, state, command in (("unknown_device", "upload_halted", "uploads retry"),
                                    ("gateway_revoked", "gateway_revoked", "provision gateway")):
