@@ -16,13 +16,13 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
-    """Public. The process answers; touches no dependency (systemd/orchestrator liveness)."""
+    """Roles: public. The process answers; touches no dependency (systemd/orchestrator liveness)."""
     return {"status": "alive"}
 
 
 @router.get("/readyz", responses={503: {"description": "a dependency is down: `checks` names it"}})
 async def readyz(ledger: LedgerDep) -> JSONResponse:
-    """Public. Checks the database, the chain node and the content store (IPFS when configured); 503 when any is
+    """Roles: public. Checks the database, the chain node and the content store (IPFS when configured); 503 when any is
     down, each check saying ok or the error's class (no URLs or messages)."""
     checks = await run_in_threadpool(check_dependencies, ledger)
     ready = all(c.ok for c in checks)
@@ -35,7 +35,8 @@ async def readyz(ledger: LedgerDep) -> JSONResponse:
 
 @router.get("/metrics", responses={401: {"description": "no or wrong scrape token"}})
 async def metrics(request: Request, ledger: LedgerDep, authorization: str | None = Header(None)) -> Response:
-    """Scrape token (CT_CLOUD_METRICS_TOKEN_FILE, `Authorization: Bearer …`), not an API key. Prometheus text."""
+    """Roles: none; the scrape token (CT_CLOUD_METRICS_TOKEN_FILE, `Authorization: Bearer …`), not an API key.
+    Prometheus text format."""
     if not authorized(authorization, request.app.state.metrics_token):
         return JSONResponse({"detail": "metrics need the scrape token"}, 401, headers={"WWW-Authenticate": "Bearer"})
     payload = await run_in_threadpool(generate_latest, ledger.metrics.registry)
