@@ -23,6 +23,8 @@ log = logging.getLogger("carbontrace.cloud.request")
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 UNMATCHED = "unmatched"  # no route: one label for every unknown path, so scanners cannot grow the metric
+# The server accepts any token as a method; the metric's label takes these or OTHER, for the same reason.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def route_template(scope: Scope) -> str:
@@ -66,7 +68,8 @@ class RequestLog:
         finally:
             elapsed = time.perf_counter() - start
             route = route_template(scope)
-            self.metrics.request_duration.labels(scope["method"], route, str(status)).observe(elapsed)
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            self.metrics.request_duration.labels(method, route, str(status)).observe(elapsed)
             level = logging.ERROR if status >= 500 else logging.INFO
             log.log(level, "request", extra=fields(request_id=request_id, method=scope["method"], route=route,
                                                    path=scope["path"], status=status,

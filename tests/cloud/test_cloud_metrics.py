@@ -98,6 +98,7 @@ def test_request_latency_is_labelled_by_route_template(tmp_path: Path) -> None:
             client.get(f"/api/v1/batches/{gw.gateway_id}/{seq}", headers=auth(ADMIN_KEY))
         for n in range(3):
             assert client.get(f"/no/such/path/{n}").status_code == 404
+        assert client.request("BREW", "/api/v1/batches").status_code == 405  # any token is a method to the server
         text = scrape(client, token)
         routes = {dict(labels)["route"] for name, labels in samples(text) if name.endswith("_count")
                   and name.startswith("ct_cloud_request_duration_seconds")}
@@ -109,6 +110,9 @@ def test_request_latency_is_labelled_by_route_template(tmp_path: Path) -> None:
         found = value(text, "ct_cloud_request_duration_seconds_count", method="GET", route=template, status="200")
         missing = value(text, "ct_cloud_request_duration_seconds_count", method="GET", route=template, status="404")
         assert (found, missing) == (1, 2)
+        methods = {dict(labels)["method"] for name, labels in samples(text)
+                   if name == "ct_cloud_request_duration_seconds_count"}
+        assert methods == {"GET", "POST", "OTHER"}
 
 
 def test_every_family_is_declared_before_its_first_sample(tmp_path: Path) -> None:
