@@ -27,6 +27,7 @@ import httpx
 
 from carbontrace.benchmarks.common import DeviceKey
 from carbontrace.broker_config import BrokerConfig, MqttAccess, gateway_username
+from carbontrace_host.logs import logging_config
 from carbontrace_host.secret_files import private_dir, write_secret
 from edge_gateway.keys import create_key_file
 
@@ -221,11 +222,20 @@ class CloudProcess:
         other.proc = None
         return other
 
+    @property
+    def metrics_token(self) -> str:
+        """The /metrics scrape token this cloud made at its first start (next to its operator key file)."""
+        return Path(self.env["CT_CLOUD_OPERATOR_KEY_FILE"]).with_name("metrics-token").read_text().strip()
+
     def start(self, timeout: float = 60.0) -> None:
+        # The JSON log lines of `carbontrace cloud serve` (carbontrace_host/logs.py); WARNING unless CT_CLOUD_LOG_LEVEL
+        # says otherwise (as before: a request line each would weigh on the benchmarks).
+        log_config = self.workdir / "log-config.json"
+        log_config.write_text(json.dumps(logging_config(self.env.get("CT_CLOUD_LOG_LEVEL", "WARNING"))))
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "cloud.app:create_app", "--factory", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--log-level", "warning"],
+                 "--port", str(self.port), "--log-config", str(log_config), "--no-access-log"],
                 cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout

@@ -59,3 +59,8 @@ class RootMismatch(ProofError):
 
 class IndexOutOfRange(ProofError):
     reason = "index_out_of_range"
+
+
+# The cloud's 401 detail for an API key of a revoked (decommissioned) gateway: the gateway halts its uploads on it
+# (a key that never works again) instead of retrying. Part of the gateway ↔ cloud HTTP contract.
+GATEWAY_REVOKED = "gateway_revoked"

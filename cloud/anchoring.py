@@ -60,6 +60,7 @@ class Anchorer:
         every_batches: int,
         clock: Callable[[], float] = time.time,
         confirmations: int = 0,
+        on_chain_error: Callable[[BaseException], None] = lambda _err: None,
     ) -> None:
         self.session_factory = session_factory
         self.store = store
@@ -72,6 +73,7 @@ class Anchorer:
         self.every_batches = every_batches
         self.clock = clock
         self.confirmations = confirmations
+        self.on_chain_error = on_chain_error  # counts the failure (cloud/metrics.py); the row records it
         # (start, end) of every term as leader, so tests can check terms of two workers never overlap.
         self.terms: list[tuple[float, float]] = []
         self._tick_lock = threading.Lock()
@@ -154,6 +156,7 @@ class Anchorer:
                     block = result.block_number if result is not None else None
                 final = block is None or self.chain.connect().block_number() - block >= self.confirmations
             except (chainlib.ChainError, OSError) as err:
+                self.on_chain_error(err)
                 self._record_failure(checkpoint.seq, f"{type(err).__name__}: {err}")
                 return anchored, str(err)
             with self.session_factory.begin() as session:

@@ -78,6 +78,9 @@ logger = logging.getLogger("carbontrace.chain")
 Sender = str | ChainSigner
 # Sends retried when another process used the same nonce first (what nodes answer then, lower-cased).
 NONCE_RETRIES = 3
+# What nodes answer a send whose sender cannot pay for gas (geth, Anvil: "insufficient funds for gas * price +
+# value"; Hardhat 2: "Sender doesn't have enough funds to send tx"), lower-cased.
+_UNFUNDED = ("insufficient funds", "doesn't have enough funds")
 _NONCE_RACE = ("nonce too low", "already known", "replacement transaction underpriced", "nonce has already been used")
 # Blocks one eth_getLogs spans at most: event reads are split into spans this long (the cloud's /rpc refuses more).
 LOG_SPAN_BLOCKS = 10_000
@@ -346,7 +349,7 @@ class Chain:
                     tx_hash = w3.eth.send_raw_transaction(raw)
                 except Web3RPCError as exc:
                     message = str(exc).lower()
-                    if "insufficient funds" in message:
+                    if any(m in message for m in _UNFUNDED):
                         raise OperatorUnfunded(
                             f"the account {address} cannot pay for gas: fund it (see README, production)"
                         ) from exc

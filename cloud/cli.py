@@ -24,10 +24,15 @@ def serve(
     port: int | None = typer.Option(None, help="port (default: CT_CLOUD_PORT)"),
     workers: int = typer.Option(1, help="uvicorn worker processes (stateless; one anchoring leader among them)"),
 ) -> None:
-    """Run the API (uvicorn). Migrations run at start-up."""
+    """Run the API (uvicorn). Migrations run at start-up. Logs: one JSON line per event and per request
+    (carbontrace_host/logs.py, the gateway's format) on stderr."""
     import uvicorn
 
+    from carbontrace_host.logs import logging_config
+
     settings = Settings()
+    # The cloud's request log (cloud/request_log.py) replaces uvicorn's access log: route, status, duration, id.
+    log_config = logging_config(settings.log_level)
     try:
         settings.check_bind(host or settings.host)
     except ValueError as exc:
@@ -40,11 +45,14 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             workers=workers,
+            log_config=log_config,
+            access_log=False,
         )
         return
     from cloud.app import create_app
 
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+                log_config=log_config, access_log=False)
 
 
 @cloud_app.command()
@@ -64,10 +72,12 @@ def bootstrap() -> None:
     from cloud.chain_signer import operator_signer
     from cloud.db import make_engine, session_factory
     from cloud.db import migrate as run_migrations
+    from cloud.metrics_token import load_or_create_metrics_token
     from cloud.security import bootstrap_operator_key
     from cloud.signing_key import load_or_create
 
     settings = Settings()
+    load_or_create_metrics_token(settings.metrics_token_path)
     engine = make_engine(settings.database_url)
     run_migrations(engine)
     load_or_create(settings.signing_key_file, allow_create=True)
@@ -83,6 +93,7 @@ def bootstrap() -> None:
                 "chain_account": chain_account.address,
                 "chain_key_file": settings.chain_key_file,
                 "encryption_key_file": settings.encryption_key_path,
+                "metrics_token_file": settings.metrics_token_path,
             }
         )
     )
@@ -107,6 +118,41 @@ def chain_account() -> None:
     except chainlib.ChainUnavailable as exc:
         report["chain"] = f"unreachable: {exc}"
     typer.echo(json.dumps(report))
+
+
+@cloud_app.command()
+def status() -> None:
+    """The cloud's queues and halts as JSON: the anchoring queue (unanchored leaves, lag, pending checkpoints,
+    blobs IPFS has not got) and, when anchoring is stuck, why and the command that resolves it; the operator's
+    chain account and its balance. Reads the database and the chain only: safe beside a running cloud."""
+    from cloud import chain as chainlib
+    from cloud.anchoring_state import RESOLUTION, anchoring_state
+    from cloud.chain_signer import operator_signer
+    from cloud.db import make_engine, read_session_factory
+
+    settings = Settings()
+    with read_session_factory(make_engine(settings.database_url))() as session:
+        state = anchoring_state(session)
+    report: dict[str, object] = {
+        "log_leaves": state.log_size,
+        "unanchored_leaves": state.unanchored_leaves,
+        "anchoring_lag_s": round(state.lag_s(time.time()), 1),
+        "pending_checkpoints": state.pending_checkpoints,
+        "unpinned_blobs": state.unpinned_blobs,
+        "halts": [],
+    }
+    if state.halted is not None:
+        report["halts"] = [{"state": state.halted, "last_error": state.last_error, "resolve": RESOLUTION[state.halted]}]
+    signer, _ = operator_signer(settings.chain_key_file, allow_create=False)
+    report["chain_account"] = signer.address
+    if settings.chain == "embedded":
+        report["balance_wei"] = None  # the embedded chain lives inside the serving process (always funded)
+    else:
+        try:
+            report["balance_wei"] = chainlib.connect_rpc(settings.chain).balance(signer.address)
+        except chainlib.ChainUnavailable:
+            report["balance_wei"] = None
+    typer.echo(json.dumps(report, indent=2))
 
 
 @cloud_app.command("rotate-operator-key")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -111,9 +112,15 @@ class IpfsClient:
 class ContentStore:
     """Local store always; IPFS too when configured. `put` never fails because IPFS is down."""
 
-    def __init__(self, local: LocalContentStore, ipfs: IpfsClient | None = None) -> None:
+    def __init__(
+        self,
+        local: LocalContentStore,
+        ipfs: IpfsClient | None = None,
+        on_error: Callable[[str, BaseException], None] = lambda _operation, _err: None,
+    ) -> None:
         self.local = local
         self.ipfs = ipfs
+        self.on_error = on_error  # (operation, error) of every IPFS call that failed: counted by cloud/metrics.py
 
     def put(self, blob: bytes) -> tuple[str, bool]:
         """Store ``blob``; returns (cid, pinned). pinned is False when IPFS is configured but unreachable."""
@@ -129,8 +136,11 @@ class ContentStore:
         data = blob if blob is not None else self.local.get(cid)
         try:
             remote = self.ipfs.add(data)
-        except IpfsUnavailable:
-            return False
+        except ContentStoreError as err:
+            self.on_error("pin", err)
+            if isinstance(err, IpfsUnavailable):
+                return False
+            raise
         if remote != cid:
             raise CidMismatch(f"IPFS named the blob {remote}, we computed {cid}")
         return True
@@ -141,7 +151,11 @@ class ContentStore:
         except KeyError:
             if self.ipfs is None:
                 raise
-        data = self.ipfs.cat(cid)
+        try:
+            data = self.ipfs.cat(cid)
+        except ContentStoreError as err:
+            self.on_error("get", err)
+            raise
         if cid_for(data) != cid:
             raise CidMismatch(f"IPFS returned bytes that are not {cid}")
         return data

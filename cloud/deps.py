@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from carbontrace_protocol.errors import GATEWAY_REVOKED
 from cloud.ledger import Ledger
-from cloud.security import Principal, Role, authenticate
+from cloud.security import Principal, Role, authenticate, is_revoked_gateway_key
 
 FORBIDDEN = "forbidden"
 
@@ -39,9 +40,11 @@ def get_principal(request: Request, authorization: Annotated[str | None, Header(
         raise HTTPException(401, "expected Authorization: Bearer <api key>", headers={"WWW-Authenticate": "Bearer"})
     with get_ledger(request).read_session_factory() as session:
         principal = authenticate(session, key.strip())
+        revoked_gateway = principal is None and is_revoked_gateway_key(session, key.strip())
     if principal is None:
         limiter.failed(address)
-        raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
+        detail = GATEWAY_REVOKED if revoked_gateway else "invalid API key"
+        raise HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
     return principal
 
 

@@ -21,6 +21,7 @@ from cloud.encryption_keys import load_sealer
 from cloud.ingest import Ingestor
 from cloud.leader import leader_lock
 from cloud.ledger_chain import CloudKeyConflict, LedgerChain
+from cloud.metrics import CloudMetrics
 from cloud.opened_batches import OpenedBatches
 from cloud.rate_limit import FailureLimiter
 from cloud.security import bootstrap_operator_key
@@ -48,12 +49,15 @@ class Ledger:
     sealer: BlobSealer
     # trace's opened batch blobs (raw readings): memory only, bounded by settings.trace_opened_batches
     opened_batches: OpenedBatches = field(default_factory=lambda: OpenedBatches(0))
+    metrics: CloudMetrics = field(default_factory=CloudMetrics)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run_jobs(self) -> None:
         while not self._stop.wait(self.settings.jobs_interval_s):
             try:
-                self.anchorer.tick()
+                report = self.anchorer.tick()
+                if report.error is not None:
+                    logger.warning("anchoring waits: %s", report.error)
             except Exception:  # a job failure must not kill the worker thread; it retries next round
                 logger.exception("anchoring job failed")
 
@@ -74,6 +78,7 @@ def _check_cloud_key_on_chain(ledger_chain: LedgerChain) -> None:
 
 
 def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Ledger:
+    metrics = CloudMetrics()
     engine = make_engine(settings.database_url)
     migrate(engine)
     sessions = session_factory(engine)
@@ -86,7 +91,7 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
         # every cloud key that ever signed a checkpoint stays known, so old checkpoints keep their proofs
         signer_keys.remember_cloud_key(session, public_key(signing_key), int(time.time()))
     ipfs = None if settings.content_store == "local" else IpfsClient(settings.content_store)
-    store = ContentStore(LocalContentStore(settings.content_dir), ipfs)
+    store = ContentStore(LocalContentStore(settings.content_dir), ipfs, on_error=metrics.content_store_error)
     operator, _ = operator_signer(settings.chain_key_file, allow_create=development)
     ledger_chain = LedgerChain(
         settings.chain,
@@ -108,11 +113,13 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
         settings.checkpoint_every_s,
         settings.checkpoint_every_batches,
         confirmations=settings.confirmation_depth,
+        on_chain_error=metrics.chain_error,
     )
     readers = read_session_factory(engine)
     ingestor = Ingestor(sessions, store, sealer, readers)
     limiter = FailureLimiter(settings.auth_failure_burst, settings.auth_failures_per_minute)
     applications = FailureLimiter(settings.application_burst, settings.applications_per_hour / 60.0)
+    metrics.watch_queues(readers)
     return Ledger(
         settings,
         engine,
@@ -127,4 +134,5 @@ def build_ledger(settings: Settings, chain: chainlib.Chain | None = None) -> Led
         applications,
         sealer,
         OpenedBatches(settings.trace_opened_batches),
+        metrics,
     )

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from carbontrace_host.secret_files import write_secret
-from cloud.models import ApiKey, Enterprise
+from cloud.models import ApiKey, Enterprise, Gateway
 
 
 class Role(StrEnum):
@@ -143,3 +143,13 @@ def authenticate(session: Session, key: str) -> Principal | None:
         pending = approved is None or approved[0] is None
     regulator_id = regulator_id_of(row) if row.role == Role.REGULATOR.value else None
     return Principal(Role(row.role), row.enterprise_id, row.platform_id, row.gateway_id, pending, regulator_id)
+
+
+def is_revoked_gateway_key(session: Session, key: str) -> bool:
+    """Whether ``key`` is an API key of a gateway that was revoked (its keys were revoked with it). Answered only to
+    the key's holder, as the 401's detail (carbontrace_protocol.errors.GATEWAY_REVOKED)."""
+    digest = hash_key(key)
+    row = session.execute(
+        select(Gateway.status).join(ApiKey, ApiKey.gateway_id == Gateway.id).where(ApiKey.key_hash == digest)
+    ).first()
+    return row is not None and row[0] == "revoked"

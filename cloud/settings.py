@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     # (a secret mounted by a deployment) that key is adopted instead. `carbontrace cloud rotate-operator-key`
     # replaces it, revoking every older operator key. No key is configured by an environment variable.
     operator_key_file: str = "./.carbontrace/operator-api-key"
+    # The bearer token Prometheus scrapes /metrics with (0600; made at first start when absent, like the operator
+    # key; a mounted secret is adopted). Its own token, not an API key: a scraper holds no role. Empty: the file
+    # `metrics-token` next to the operator key file.
+    metrics_token_file: str = ""
+    # JSON log lines at this level and above (cloud serve; carbontrace_host/logs.py, the gateway's format).
+    log_level: str = "INFO"
     # Gone: a configured key cannot be revoked by rotation. Set, it stops the start with an explanation.
     admin_api_key: SecretStr | None = None
     # Failed API keys per client address: a bucket of `auth_failure_burst` attempts refilled at this rate.
@@ -131,6 +137,12 @@ class Settings(BaseSettings):
         if self.embedded_chain_state:
             return Path(self.embedded_chain_state)
         return Path(self.chain_key_file).with_name("embedded-chain.jsonl")
+
+    @property
+    def metrics_token_path(self) -> str:
+        if self.metrics_token_file:
+            return self.metrics_token_file
+        return str(Path(self.operator_key_file).with_name("metrics-token"))
 
     @property
     def confirmation_depth(self) -> int:

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from carbontrace_host.logs import setup_logging
 from edge_gateway.config import load_settings
 from edge_gateway.keys import create_key_file
-from edge_gateway.logs import setup_logging
 
 if TYPE_CHECKING:
     from edge_gateway.spool import Spool
@@ -55,13 +55,16 @@ def keygen(
 
 @gateway_app.command()
 def status(config: ConfigOption = None) -> None:
-    """Print the spool's state as JSON: backlog, unacknowledged batches, missing readings, alarms."""
+    """Print the spool's state as JSON: backlog, unacknowledged batches, missing readings, alarms, and under
+    "halts" each state that stops this gateway with the command that resolves it (edge_gateway/halts.py)."""
+    from edge_gateway.halts import halts
     from edge_gateway.spool import Spool
 
     settings = load_settings(config)
-    spool = Spool(settings.spool_path)
+    spool = Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_max_page_count)
     try:
         report = spool.stats()
+        report["halts"] = halts(report, spool.over_limit(), settings.spool_max_bytes, spool.out_of_space())
         report["rejections"] = {f"{d}/{r}": n for (d, r), n in sorted(spool.rejection_counts().items())}
         report["devices"] = {d: {"accepted": a, "duplicates": n} for d, (a, n) in spool.device_counts().items()}
         report["gaps"] = {d: spool.gaps(d) for d in spool.device_counts()}

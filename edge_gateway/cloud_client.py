@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from carbontrace_protocol.errors import GATEWAY_REVOKED
 from edge_gateway.classify import ACTIVE, REVOKED, DeviceEntry
 
 
@@ -82,6 +83,10 @@ class CloudClient:
         )
         if response.status_code in (200, 201, 409, 422):
             return UploadResult(response.status_code, self._json(response))
+        if response.status_code == 401 and self._json(response).get("detail") == GATEWAY_REVOKED:
+            # Decommissioned in the cloud: the key never works again, so this is a halt for a human, not a retry.
+            return UploadResult(401, {"error": GATEWAY_REVOKED,
+                                      "detail": "the cloud revoked this gateway and its API keys"})
         raise CloudRefused(response.status_code, response.text)
 
     def state(self) -> tuple[int | None, bytes | None]:

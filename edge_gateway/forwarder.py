@@ -8,10 +8,10 @@ import random
 import time
 from collections.abc import Callable
 
+from carbontrace_host.logs import fields
 from carbontrace_protocol.batch import ZERO_HASH, decode_batch
 from edge_gateway.batcher import renumber
 from edge_gateway.cloud_client import CloudClient, CloudRefused, CloudUnavailable
-from edge_gateway.logs import fields
 from edge_gateway.metrics import GatewayMetrics
 from edge_gateway.spool import PendingBatch, Spool
 from edge_gateway.windows import backoff_delay

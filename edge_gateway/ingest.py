@@ -21,6 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from carbontrace_host.logs import fields
 from edge_gateway.classify import (
     UNREGISTERED,
     DeviceEntry,
@@ -31,7 +32,6 @@ from edge_gateway.classify import (
     subscription,
 )
 from edge_gateway.config import GatewaySettings
-from edge_gateway.logs import fields
 from edge_gateway.metrics import GatewayMetrics
 from edge_gateway.spool import Spool, SpoolError, SpoolOverLimit
 

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+from carbontrace_host.logs import fields
 from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from edge_gateway.batcher import make_batch
 from edge_gateway.cloud_client import CloudClient, CloudRefused, CloudUnavailable
@@ -15,7 +16,6 @@ from edge_gateway.forwarder import Forwarder
 from edge_gateway.health import health_report
 from edge_gateway.ingest import MqttIngest
 from edge_gateway.keys import load_private_key
-from edge_gateway.logs import fields
 from edge_gateway.metrics import GatewayMetrics
 from edge_gateway.spool import OpenReading, Spool, SpoolError
 from edge_gateway.windows import window_due

@@ -15,6 +15,7 @@ reason, counted as a rejection, and is never uploaded.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -205,6 +206,16 @@ class Spool:
 
     def over_limit(self) -> bool:
         return self.max_bytes is not None and self.held_bytes() > self.max_bytes
+
+    def out_of_space(self, min_free_bytes: int = 1 << 20) -> bool:
+        """Whether writes fail (or are about to) with SQLITE_FULL: the page ceiling reached with no free page
+        left in the file, or less than ``min_free_bytes`` left on its filesystem."""
+        pages = int(self.db.execute("PRAGMA page_count").fetchone()[0])
+        ceiling = int(self.db.execute("PRAGMA max_page_count").fetchone()[0])
+        free_pages = int(self.db.execute("PRAGMA freelist_count").fetchone()[0])
+        if pages >= ceiling and free_pages == 0:
+            return True
+        return shutil.disk_usage(Path(self.path).parent).free < min_free_bytes
 
     # -- meta ---------------------------------------------------------------------------------------
 

@@ -46,16 +46,25 @@ async def upload_batch(
     """Roles: gateway (its own batches only). Body: the batch blob, Content-Type application/cbor."""
     blob = await request.body()  # at most max_batch_bytes: cloud/request_limits.py refused anything larger
     assert principal.gateway_id is not None
+    counted = ledger.metrics
     try:
         created, receipt = await run_in_threadpool(ledger.ingestor.ingest, principal.gateway_id, blob)
     except NotYourGateway:
+        counted.batches_rejected.labels("forbidden").inc()
         return JSONResponse({"detail": "forbidden"}, 403)
     except BatchRejected as err:
+        counted.batches_rejected.labels(err.reason).inc()
         return JSONResponse({"error": err.reason, "detail": str(err), "leaf_index": err.leaf_index}, 422)
     except OutOfOrder as err:
+        counted.batches_rejected.labels("out_of_order").inc()
         body: dict[str, Any] = {"error": "out_of_order", "expected_batch_seq": err.expected_batch_seq}
         body["detail"] = err.detail
         return JSONResponse(body, 409)
+    if created:
+        counted.batches_accepted.inc()
+        counted.readings_accepted.inc(int(receipt["readings"]))
+    else:
+        counted.batches_duplicate.inc()
     return JSONResponse(receipt, 201 if created else 200)
 
 

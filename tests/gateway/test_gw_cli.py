@@ -66,3 +66,48 @@ def test_status_reports_the_spool(tmp_path: Path) -> None:
     report = json.loads(result.output)
     assert report["open_readings"] == 3 and report["missing_readings"] == 2
     assert report["gaps"] == {"dev-a": [[3, 4]]} and report["devices"]["dev-a"]["accepted"] == 3
+
+
+def test_status_lists_each_halt_with_its_resolving_command(tmp_path: Path) -> None:
+    """A spool over its byte limit and a halted upload (a 422; then a revoked gateway): each is a line under
+    "halts" naming the command that resolves it; a healthy spool has none."""
+    import time
+
+    from edge_gateway.classify import DeviceEntry, classify_message
+    from edge_gateway.spool import Spool
+
+    device = Device("dev-a")
+    registry = {"dev-a": DeviceEntry("dev-a", device.public, "active")}
+    spool = Spool(tmp_path / "spool.sqlite")
+    outcomes = [classify_message(topic("dev-a"), device.signed(s), "site-a", registry.get, int(time.time()), 300)
+                for s in range(1, 6)]
+    spool.ingest(outcomes, [], 900)  # type: ignore[arg-type]
+    held = spool.held_bytes()
+    spool.close()
+
+    def halts(**settings: object) -> list[dict[str, object]]:
+        config = write_config(tmp_path, tmp_path / "k", "http://cloud", 1883, **settings)
+        result = runner.invoke(gateway_app, ["status", "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        found: list[dict[str, object]] = json.loads(result.output)["halts"]
+        return found
+
+    assert halts(spool_max_bytes=held + 1) == []
+    (full,) = halts(spool_max_bytes=held - 1)
+    assert (full["state"], full["held_bytes"], full["max_bytes"]) == ("spool_over_limit", held, held - 1)
+    assert "spool_max_bytes" in str(full["resolve"])
+    spool = Spool(tmp_path / "spool.sqlite")
+    pages = int(spool.db.execute("PRAGMA page_count").fetchone()[0])
+    assert int(spool.db.execute("PRAGMA freelist_count").fetchone()[0]) == 0
+    spool.close()
+    (disk,) = halts(spool_max_bytes=held + 1, spool_max_page_count=pages)  # the file at its ceiling, none free
+    assert disk["state"] == "spool_disk_full" and "free space" in str(disk["resolve"])
+
+    for reason, state, command in (("unknown_device", "upload_halted", "uploads retry"),
+                                   ("gateway_revoked", "gateway_revoked", "provision gateway")):
+        spool = Spool(tmp_path / "spool.sqlite")
+        spool.set_meta("upload_halted", json.dumps({"reason": reason, "batch_id": "gw-1/0"}))
+        spool.close()
+        (halt,) = halts(spool_max_bytes=held + 1)
+        assert (halt["state"], halt["reason"], halt["batch_id"]) == (state, reason, "gw-1/0")
+        assert command in str(halt["resolve"])

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line on stderr (journald keeps them as they are)."""
+"""Structured logs of every tier (gateway and cloud): one JSON object per line on stderr (journald keeps them as
+they are). ``log.info("...", extra=fields(a=1))`` adds a=1 to the line."""
 
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, sort_keys=False)
+
+
+def logging_config(level: str = "INFO") -> dict[str, Any]:
+    """The same set-up as a ``logging.config.dictConfig`` dict: uvicorn applies it in every worker process it
+    spawns (``log_config=``), and its own loggers then write through the JSON formatter too."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+    }
 
 
 def setup_logging(level: str = "INFO") -> None:
