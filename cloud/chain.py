@@ -19,7 +19,9 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -77,7 +79,10 @@ logger = logging.getLogger("carbontrace.chain")
 # A sender is either an address the node has unlocked (dev nodes, tests) or a key that signs here.
 Sender = str | ChainSigner
 # Sends retried when another process used the same nonce first (what nodes answer then, lower-cased).
-NONCE_RETRIES = 3
+# Sends of one key from several processes can collide on a nonce; each collision is retried after a random
+# pause (so two racing senders stop choosing the same moment), up to NONCE_RETRIES times.
+NONCE_RETRIES = 8
+NONCE_RETRY_PAUSE_S = 0.05
 # What nodes answer a send whose sender cannot pay for gas (geth, Anvil: "insufficient funds for gas * price +
 # value"; Hardhat 2: "Sender doesn't have enough funds to send tx"), lower-cased.
 _UNFUNDED = ("insufficient funds", "doesn't have enough funds")
@@ -354,6 +359,7 @@ class Chain:
                             f"the account {address} cannot pay for gas: fund it (see README, production)"
                         ) from exc
                     if attempt + 1 < NONCE_RETRIES and any(m in message for m in _NONCE_RACE):
+                        time.sleep(random.uniform(0, NONCE_RETRY_PAUSE_S * (attempt + 1)))
                         continue
                     raise
                 self._nonces[address] = nonce + 1

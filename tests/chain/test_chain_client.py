@@ -71,15 +71,21 @@ def test_two_processes_sharing_the_key_do_not_lose_a_transaction(anvil_node: Anv
     target = LocalKeySigner.generate().address
     chains = [connect_rpc(anvil_node.url), connect_rpc(anvil_node.url)]
 
+    errors: list[BaseException] = []
+
     def send(chain: Chain) -> None:
-        for _ in range(5):
-            chain.send_value(signer, target, 1)
+        try:
+            for _ in range(5):
+                chain.send_value(signer, target, 1)
+        except BaseException as err:  # reported below: a thread's exception is otherwise lost
+            errors.append(err)
 
     threads = [threading.Thread(target=send, args=(c,)) for c in chains]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
+    assert errors == []
     assert chains[0].balance(target) == 10
     assert chains[0].w3.eth.get_transaction_count(signer.address) == 10
 

@@ -19,7 +19,18 @@ GW_KEY = 0xC0FFEE << 64
 REGISTRY = {"dev-a": DeviceEntry("dev-a", A.public, "active")}
 
 
+_TEST_START = [0]
+
+
+@pytest.fixture(autouse=True)
+def _one_time_per_test() -> None:
+    # Every reading of a test is stamped from one instant, so signing "the same reading" twice gives the same
+    # bytes (a redelivery) even when a second ticks over between the two signings.
+    _TEST_START[0] = int(time.time())
+
+
 def verified(seq: int, **kwargs: int) -> Verified:
+    kwargs.setdefault("timestamp", _TEST_START[0] + seq)
     outcome = classify_message(topic("dev-a"), A.signed(seq, **kwargs), SITE, REGISTRY.get, int(time.time()), 300)
     assert isinstance(outcome, Verified)
     return outcome
