@@ -86,7 +86,10 @@ NONCE_RETRY_PAUSE_S = 0.05
 # What nodes answer a send whose sender cannot pay for gas (geth, Anvil: "insufficient funds for gas * price +
 # value"; Hardhat 2: "Sender doesn't have enough funds to send tx"), lower-cased.
 _UNFUNDED = ("insufficient funds", "doesn't have enough funds")
-_NONCE_RACE = ("nonce too low", "already known", "replacement transaction underpriced", "nonce has already been used")
+_NONCE_RACE = (
+    "nonce too low", "already known", "already imported", "replacement transaction underpriced",
+    "nonce has already been used",
+)
 # Blocks one eth_getLogs spans at most: event reads are split into spans this long (the cloud's /rpc refuses more).
 LOG_SPAN_BLOCKS = 10_000
 # Priority fee when the node cannot suggest one (eth_maxPriorityFeePerGas missing): 1 gwei.

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 BENCH_KEY_TEXT = b"carbontrace/test-device-key/1"
-HEADROOM_HIGH = 32 * 1024  # the search's upper bound; a need above it is reported as not found
-# bisection to 1 KiB: 5 probes per figure. Each probe is a sign on a nearly full heap (dozens of collections
+HEADROOM_HIGH = 64 * 1024  # the search's upper bound (a 64-bit unix-port cycle needs ~33 KB); above it: not found
+# bisection to 1 KiB: 6 probes per figure. Each probe is a sign on a nearly full heap (dozens of collections
 # on the emulated Pico, tens of seconds of host time on a busy machine)
 HEADROOM_STEP = 1024
 # the unix port's heap for the bench: roomy, so that allocation with the GC off is a figure, not a bound
