@@ -138,7 +138,7 @@ def _multiply_base(k: int) -> tuple[int, int, int]:
     odd = k & 1
     scalar = (N - k, k)[odd]
     digits = ((scalar + _ALL_ONES_256) >> 1).to_bytes(32, "big")
-    table = p256_table.TABLE
+    table = memoryview(p256_table.TABLE)  # slices of a memoryview copy nothing
     spacing = _COMB_SPACING
     spacing_bytes = spacing >> 3  # SPACING is a multiple of 8: a tooth is whole bytes
     teeth = _COMB_TEETH
