@@ -31,16 +31,21 @@ key = p256.private_key_from_bytes(hashlib.sha256(b"carbontrace/test-device-key/1
 msg = cose.sig_structure(cose.protected_header(b"esp32-lab-01"), bytes(120))
 first = p256.sign(key, msg)
 rounds = %d
-t0 = time.perf_counter()
-for _ in range(rounds):
-    assert p256.sign(key, msg) == first
-print("ms_per_sign", (time.perf_counter() - t0) / rounds * 1000)
+best = None
+for _ in range(5):  # best of five: the CPU time of the least-disturbed repetition
+    t0 = time.process_time()
+    for _ in range(rounds):
+        assert p256.sign(key, msg) == first
+    ms = (time.process_time() - t0) / rounds * 1000
+    best = ms if best is None else min(best, ms)
+print("cpu_ms_per_sign", best)
+print("module", p256.__file__)
 print("sig_hex_prefix", first[:8].hex())
 """
 
 
-def run(command: list[str], env: dict[str, str] | None = None, timeout: float = 1800) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+def run(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 1800) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, check=False)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout + result.stderr
@@ -93,7 +98,9 @@ def unix_port(work: Path, heap: str, rounds: int) -> dict[str, str]:
 
 
 def cpython(tree: Path, rounds: int) -> dict[str, str]:
-    return figures(run([sys.executable, "-c", CPYTHON_SIGN % rounds], env=dict(os.environ, PYTHONPATH=str(tree))))
+    # cwd too: `python -c` puts the working directory first on sys.path
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    return figures(run([sys.executable, "-c", CPYTHON_SIGN % rounds], env=env, cwd=tree))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-signer-") as tmp:
         work = Path(tmp)
         image = stage_firmware(tree, work)
-        results = {"unix": unix_port(work, args.unix_heap, 20), "cpython": cpython(tree, 200)}
+        results = {"unix": unix_port(work, args.unix_heap, 20), "cpython": cpython(tree, 100)}
         if not args.skip_pico:
             results["pico"] = pico(image, work, args.rounds)
     for runtime, table in results.items():
