@@ -146,3 +146,35 @@ def test_blinded_inverse_matches_pow_for_both_moduli() -> None:
             assert p256._inv_blinded(a, modulus, blind) == pow(a, -1, modulus)
         assert p256._inv_blinded(1, modulus, 1) == 1
         assert p256._inv_blinded(modulus - 1, modulus, modulus - 1) == modulus - 1
+
+
+def comb_column(scalar: int, table: int, position: int) -> int:
+    """The multiple of G that comb column (table, position) adds for an odd scalar (its signed digits)."""
+    halves = (scalar + (1 << 256) - 1) >> 1
+    value = 0
+    for tooth in range(p256_table.TEETH):
+        shift = p256_table.SPACING * (tooth + p256_table.TEETH * table)
+        value += (1 if (halves >> (position + shift)) & 1 else -1) << shift
+    return value
+
+
+def colliding_scalars() -> list[int]:
+    """Odd scalars whose last comb addition is R + Q with R == Q modulo n (a doubling the formula cannot do):
+    the scalar is 2Q mod n for Q the last column's own value (only the last column can wrap modulo n)."""
+    found = []
+    last_table = p256_table.TABLES - 1
+    for index in range(1 << (p256_table.TEETH - 1)):
+        for sign in (1, -1):
+            q = sign * GENERATOR.entry_scalar(last_table, index)
+            scalar = 2 * q % p256.N
+            if scalar & 1 and comb_column(scalar, last_table, 0) == q:
+                found.append(scalar)
+    return found
+
+
+def test_a_colliding_addition_still_gives_the_right_point() -> None:
+    scalars = colliding_scalars()
+    assert scalars, "no colliding scalar for this table layout: extend the search"
+    for k in scalars:
+        for scalar in (k, p256.N - k):  # the odd one and the even one that maps onto it
+            assert affine(p256._multiply_base(scalar)) == openssl_point(scalar)
