@@ -132,8 +132,11 @@ def _multiply_base(k: int) -> tuple[int, int, int]:
 
     Not constant time: MicroPython's bignums take time that depends on operand lengths, and slicing the
     table is a secret-dependent memory access (no data cache on an RP2040; the ESP32's flash cache only
-    matters for a frozen table). An addition that hits P == +-Q (negligible for RFC 6979 nonces) leaves
-    Z == 0; that case is redone by the generic path, so the result is right for every k.
+    matters for a frozen table). An addition that hits P == +-Q leaves Z == 0; that case is redone by the
+    generic (variable-time) path, so the result is right for every k. It can only happen in the last column:
+    before it the partial sums are integers below n, and an odd one (after a table-0 addition, which adds a
+    +-1 digit) never equals an even one. tests/protocol/test_p256_comb.py builds such scalars; a random nonce
+    is one of them with a probability of a few in 2**256.
     """
     odd = k & 1
     scalar = (N - k, k)[odd]
