@@ -32,7 +32,7 @@ DEVICE_MODULES = (
 )
 PROTOCOL_PACKAGE = "carbontrace_protocol"
 # the MicroPython-safe protocol modules (the rest of the package is CPython only: verify, cid, batch, ...)
-PROTOCOL_MODULES = ("__init__", "errors", "cbor", "p256", "cose", "reading", "merkle", "topics")
+PROTOCOL_MODULES = ("__init__", "errors", "cbor", "p256", "p256_table", "cose", "reading", "merkle", "topics")
 # copied as source to the filesystem root: the board runs them
 BOARD_SCRIPTS = ("main.py",)
 # what a listed module may import besides the listed modules: MicroPython's built-in modules, and typing
