@@ -26,7 +26,14 @@ from carbontrace_protocol.reading import Reading, sign_reading
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MPY_RUN = REPO_ROOT / "tools" / "mpy_run.mjs"
-DEVICE_PROTOCOL_MODULES = ("__init__", "errors", "cbor", "p256", "cose", "reading", "merkle", "topics")
+
+
+def device_protocol_modules() -> tuple[str, ...]:
+    """The protocol modules a board gets: firmware/manifest.py's list, read through the build script."""
+    from tests.micropython.mpy_set import build_script
+
+    modules: tuple[str, ...] = build_script().MANIFEST.PROTOCOL_MODULES
+    return modules
 
 MP_SCRIPT = """
 import gc, json, time
@@ -59,7 +66,7 @@ def _micropython(count: int) -> dict[str, float] | str:
     with tempfile.TemporaryDirectory(prefix="ct-bench-mp-") as tmp:
         staged = Path(tmp) / "carbontrace_protocol"
         staged.mkdir()
-        for name in DEVICE_PROTOCOL_MODULES:
+        for name in device_protocol_modules():
             source = REPO_ROOT / "carbontrace_protocol" / f"{name}.py"
             if source.is_file():
                 shutil.copy2(source, staged / source.name)

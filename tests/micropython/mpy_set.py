@@ -20,7 +20,7 @@ class RuntimeMissing(Exception):
     """A device runtime (or a piece of it) is not installed; the message says which and how to get it."""
 
 
-def _build_script() -> Any:
+def build_script() -> Any:
     spec = importlib.util.spec_from_file_location("build_firmware_for_runtimes", BUILD_SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -30,7 +30,7 @@ def _build_script() -> Any:
 
 def build_mpy_set(out_dir: Path) -> Path:
     """Build the firmware into ``out_dir`` exactly as `make firmware` does; returns its ``lib`` folder."""
-    script = _build_script()
+    script = build_script()
     try:
         script.build(out_dir, None)
     except script.BuildError as err:
