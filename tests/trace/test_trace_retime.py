@@ -1,0 +1,58 @@
+"""A re-timed reading (taken before its device's time sync) verifies from its proof bundle alone: the item carries
+the device-signed reference it was re-timed from, and the verifier re-derives its time for the view and the
+period, in JSON and in CBOR, through the cloud's trace API and offline."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from carbontrace_protocol.proof_bundle import ProofBundle
+from carbontrace_protocol.proof_verify import verify_bundle_cbor, verify_bundle_json
+from carbontrace_protocol.retime import retimed_timestamp
+from tests.trace.trace_kit import anchor, get, reader_of, tenant_with_batches, trust_of, upload_retimed_batch
+
+
+def test_a_retimed_reading_verifies_from_its_bundle(sqlite_client: TestClient) -> None:
+    client = sqlite_client
+    traced = tenant_with_batches(client, "Retimed-Trace", batches=1, devices=1)
+    retimed = upload_retimed_batch(client, traced)
+    anchor(client)
+    key, device = traced.tenant.enterprise_key, retimed.unsynced.device_id
+    at = retimed.retimed_at
+    assert at == retimed_timestamp(retimed.unsynced, retimed.reference)
+    period = {"device_id": device, "types": "co2", "start": at, "end": at + 1}
+
+    r = get(client, "/api/v1/trace/verify", key, **period)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "valid", body
+    (item,) = body["items"]
+    assert item["view"]["seq"] == retimed.unsynced.seq and item["view"]["timestamp"] == at
+    steps = {s["step"]: s for s in item["steps"]}
+    assert steps["reading_time"]["ok"] is True and f"re-timed to {at}" in steps["reading_time"]["detail"]
+    assert steps["query_match"]["ok"] is True
+
+    r = get(client, "/api/v1/trace/bundle", key, **period)
+    assert r.status_code == 200, r.text
+    document = r.json()
+    (entry,) = document["items"]
+    assert bytes.fromhex(entry["retime_reference"]) == retimed.signed_reference
+    assert entry["view"]["timestamp"] == at
+    chain, trust = reader_of(client), trust_of(client)
+    report = verify_bundle_json(document, chain, trust)
+    assert (report.status, report.exit_code) == ("valid", 0), report.as_json()
+
+    r = get(client, "/api/v1/trace/bundle", key, encoding="cbor", **period)
+    assert r.status_code == 200, r.text
+    assert ProofBundle.from_cbor(r.content).items[0].retime_reference == retimed.signed_reference
+    report = verify_bundle_cbor(r.content, chain, trust)
+    assert (report.status, report.exit_code) == ("valid", 0), report.as_json()
+
+    # the re-derived time is the one that counts: a period before it does not hold the reading
+    r = get(client, "/api/v1/trace/verify", key, device_id=device, types="co2", start=at - 100, end=at)
+    assert r.status_code == 200 and r.json()["status"] == "empty", r.text
+    # the whole batch: the synced reference reading carries no evidence, the unsynced one does
+    r = get(client, "/api/v1/trace/bundle", key, device_id=device, types="co2", start=at, end=at + 60)
+    items = r.json()["items"]
+    assert [("retime_reference" in i, i["view"]["timestamp"]) for i in items] == [(True, at), (False, at + 50)]
+    assert verify_bundle_json(r.json(), chain, trust).status == "valid"
