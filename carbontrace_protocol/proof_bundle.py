@@ -348,6 +348,8 @@ class ItemEntry:
         if "retime_reference" in obj:  # absent, never null, on an item that is not re-timed
             if kind != KIND_READING:
                 raise BundleFormatError("only a reading item carries a retime_reference")
+            if obj["retime_reference"] is None:
+                raise BundleFormatError("item.retime_reference is absent, not null, on an item that is not re-timed")
             reference = _bytes(wire, obj["retime_reference"], "item.retime_reference")
         return cls(
             kind,
