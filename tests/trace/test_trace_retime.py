@@ -4,11 +4,14 @@ period, in JSON and in CBOR, through the cloud's trace API and offline."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
-from carbontrace_protocol.proof_bundle import ProofBundle
+from carbontrace_protocol.bundle_wire import CBOR, JSON, Wire
+from carbontrace_protocol.proof_bundle import BundleFormatError, ItemEntry, ProofBundle
 from carbontrace_protocol.proof_verify import verify_bundle_cbor, verify_bundle_json
 from carbontrace_protocol.retime import retimed_timestamp
+from tests.trace.test_conformance import CASES, load
 from tests.trace.trace_kit import anchor, get, reader_of, tenant_with_batches, trust_of, upload_retimed_batch
 
 
@@ -56,3 +59,26 @@ def test_a_retimed_reading_verifies_from_its_bundle(sqlite_client: TestClient) -
     items = r.json()["items"]
     assert [("retime_reference" in i, i["view"]["timestamp"]) for i in items] == [(True, at), (False, at + 50)]
     assert verify_bundle_json(r.json(), chain, trust).status == "valid"
+
+
+def _case_bundle(name: str) -> ProofBundle:
+    return ProofBundle.from_json(load(next(p for p in CASES if p.stem == name))["document"])
+
+
+@pytest.mark.parametrize("wire", [JSON, CBOR], ids=["json", "cbor"])
+def test_retime_reference_is_optional_and_only_on_a_reading(wire: Wire) -> None:
+    bundle = _case_bundle("valid-retimed-reading")
+    unsynced, synced = (item.write(wire) for item in bundle.items)
+    key = 9 if wire is CBOR else "retime_reference"
+    assert key in unsynced and key not in synced  # absent on the synced reading, not null
+    assert ItemEntry.read(unsynced, wire) == bundle.items[0]
+    reference = unsynced[key]
+    aggregate = _case_bundle("valid-aggregate").items[0].write(wire)
+    for refused, why in (
+        ({**synced, key: None}, "absent, not null"),
+        ({**aggregate, key: reference}, "only a reading item"),
+        ({**unsynced, key: wire.write_bytes(b"")}, "must not be empty"),
+        ({**unsynced, (10 if wire is CBOR else "retimed_at"): 1764126000}, "unknown"),
+    ):
+        with pytest.raises(BundleFormatError, match=why):
+            ItemEntry.read(refused, wire)
