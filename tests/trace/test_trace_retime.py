@@ -11,8 +11,19 @@ from carbontrace_protocol.bundle_wire import CBOR, JSON, Wire
 from carbontrace_protocol.proof_bundle import BundleFormatError, ItemEntry, ProofBundle
 from carbontrace_protocol.proof_verify import verify_bundle_cbor, verify_bundle_json
 from carbontrace_protocol.retime import retimed_timestamp
+from carbontrace_protocol.statement import verify_statement
+from tests.cloud.cloud_testkit import register_tenant
 from tests.trace.test_conformance import CASES, load
-from tests.trace.trace_kit import anchor, get, reader_of, tenant_with_batches, trust_of, upload_retimed_batch
+from tests.trace.test_trace_statements import _statement
+from tests.trace.trace_kit import (
+    Traced,
+    anchor,
+    get,
+    reader_of,
+    tenant_with_batches,
+    trust_of,
+    upload_retimed_batch,
+)
 
 
 def test_a_retimed_reading_verifies_from_its_bundle(sqlite_client: TestClient) -> None:
@@ -82,3 +93,15 @@ def test_retime_reference_is_optional_and_only_on_a_reading(wire: Wire) -> None:
     ):
         with pytest.raises(BundleFormatError, match=why):
             ItemEntry.read(refused, wire)
+
+
+def test_a_statement_over_a_batch_with_a_retimed_reading_verifies(sqlite_client: TestClient) -> None:
+    client = sqlite_client
+    traced = Traced(register_tenant(client, "Retimed-Statement", devices=1))
+    retimed = upload_retimed_batch(client, traced)
+    anchor(client)
+    window = retimed.batch.header["window"]
+    document = _statement(client, traced, window[0], window[1] + 600)
+    assert document["statement"]["completeness"]["gateways"][0]["batches"] == 1
+    report = verify_statement(document, reader_of(client), trust_of(client))
+    assert report.status == "valid", report.as_json()
