@@ -138,8 +138,13 @@ def _items(batch: Batch, start: int, end: int, device_keys: list[KeyEntry]) -> l
     out = []
     for index, leaf in enumerate(batch.leaves):
         openings = batch.openings.get(index, {})
+        retimed = batch.retimed.get(index)  # (time, signed reference) of an unsynced reading
         try:
             kind, content = views.leaf_content(leaf, openings)
+            if kind == KIND_READING and retimed is not None and content.get("timestamp") is None:
+                # the blob's claimed time places the item; the verifier re-derives it from the signed
+                # reference the item carries, and a claimed time it does not give fails the item's view
+                content = {**content, "timestamp": retimed[0]}
             first, last = views.leaf_time(kind, content)
             device_id = views.leaf_device(kind, content)
         except (ProtocolError, ValueError) as err:
@@ -157,6 +162,7 @@ def _items(batch: Batch, start: int, end: int, device_keys: list[KeyEntry]) -> l
             tuple(merkle.inclusion_proof(hashes, index)),
             views.view(kind, content, ALL_TYPES),
             tuple(sorted(openings.items())) if kind != KIND_READING else (),
+            retimed[1] if kind == KIND_READING and retimed is not None else None,
         )
         out.append((item, key))
     return out

@@ -35,14 +35,18 @@ class BundleFormatError(ProtocolError):
     reason = "bundle_format"
 
 
-def exact_fields(value: Any, what: str, fields: tuple[str, ...]) -> dict[str, Any]:
+def exact_fields(
+    value: Any, what: str, fields: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The object, holding every name of ``fields``, any of ``optional`` and nothing else."""
     if not isinstance(value, dict):
         raise BundleFormatError(f"{what} must be an object")
-    if set(value) != set(fields):
+    if not set(fields) <= set(value) <= set(fields) | set(optional):
         missing = sorted(set(fields) - set(value))
-        unknown = sorted(set(value) - set(fields))
+        unknown = sorted(set(value) - set(fields) - set(optional))
+        also = f" and may have {list(optional)}" if optional else ""
         raise BundleFormatError(
-            f"{what} must have exactly the fields {list(fields)} (missing {missing}, unknown {unknown})"
+            f"{what} must have exactly the fields {list(fields)}{also} (missing {missing}, unknown {unknown})"
         )
     return value
 
@@ -52,11 +56,16 @@ class Wire(ABC):
     and view they read or write."""
 
     @abstractmethod
-    def fields(self, value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
-        """The object's fields by name, exactly ``names`` (none missing, none unknown)."""
+    def fields(
+        self, value: Any, what: str, names: tuple[str, ...], optional: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """The object's fields by name: every one of ``names``, any of ``optional`` (a field only some objects
+        of the part carry; absent, not null, when not carried), none unknown. CBOR keys an optional field by
+        its position after ``names``."""
 
     @abstractmethod
-    def object(self, names: tuple[str, ...], values: dict[str, Any]) -> dict[Any, Any]: ...
+    def object(self, names: tuple[str, ...], values: dict[str, Any]) -> dict[Any, Any]:
+        """The object of ``values`` (a subset of ``names``: an optional field left out is absent)."""
 
     @abstractmethod
     def read_bytes(self, value: Any, what: str) -> bytes: ...
@@ -81,8 +90,10 @@ class Wire(ABC):
 
 
 class JsonWire(Wire):
-    def fields(self, value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
-        return exact_fields(value, what, names)
+    def fields(
+        self, value: Any, what: str, names: tuple[str, ...], optional: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        return exact_fields(value, what, names, optional)
 
     def object(self, names: tuple[str, ...], values: dict[str, Any]) -> dict[Any, Any]:
         return values
@@ -105,18 +116,22 @@ class JsonWire(Wire):
 
 
 class CborWire(Wire):
-    def fields(self, value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
+    def fields(
+        self, value: Any, what: str, names: tuple[str, ...], optional: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise BundleFormatError(f"{what} must be a map")
+        every = names + optional
         keys = tuple(range(len(names)))
-        if set(value) != set(keys):
+        if not set(keys) <= set(value) <= set(range(len(every))):
             missing = [names[k] for k in keys if k not in value]
-            unknown = sorted((k for k in value if k not in keys), key=repr)
+            unknown = sorted((k for k in value if k not in range(len(every))), key=repr)
+            also = f" and may have {len(names)}-{len(every) - 1} {list(optional)}" if optional else ""
             raise BundleFormatError(
-                f"{what} must have exactly the keys 0-{len(names) - 1} {list(names)} (missing {missing}, "
+                f"{what} must have exactly the keys 0-{len(names) - 1} {list(names)}{also} (missing {missing}, "
                 f"unknown {unknown})"
             )
-        return {names[k]: value[k] for k in keys}
+        return {every[k]: v for k, v in value.items()}
 
     def object(self, names: tuple[str, ...], values: dict[str, Any]) -> dict[Any, Any]:
         return {names.index(name): v for name, v in values.items()}

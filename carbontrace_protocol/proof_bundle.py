@@ -315,15 +315,21 @@ class ItemEntry:
     # (field name, CBOR [salt, value]) of each field of a committed aggregate leaf that the query's types
     # disclose (views.fields_to_open), sorted by name; none for a reading
     openings: tuple[tuple[str, bytes], ...] = ()
+    # a re-timed reading only (an unsynced format-2 reading, no time of its own): the device-signed COSE_Sign1
+    # of the first synced reading of the same device and boot, from which the verifier re-derives its time
+    # (carbontrace_protocol/retime.py); the field is absent on every other item
+    retime_reference: bytes | None = None
 
     FIELDS = ("kind", "batch_id", "leaf_index", "device_id", "device_key", "leaf", "batch_proof", "view", "openings")
+    # optional, so bundles without a re-timed reading are what they were; CBOR key 9
+    OPTIONAL = ("retime_reference",)
 
     def opening_map(self) -> dict[str, bytes]:
         return dict(self.openings)
 
     @classmethod
     def read(cls, value: Any, wire: Wire) -> ItemEntry:
-        obj = wire.fields(value, "item", cls.FIELDS)
+        obj = wire.fields(value, "item", cls.FIELDS, cls.OPTIONAL)
         kind = obj["kind"]
         if kind not in (KIND_READING, KIND_AGGREGATE):
             raise BundleFormatError("item kind must be reading or aggregate")
@@ -338,6 +344,13 @@ class ItemEntry:
             raise BundleFormatError("item.openings must be an object keyed by field name")
         if kind == KIND_READING and openings:
             raise BundleFormatError("a reading item opens no fields")
+        reference = None
+        if "retime_reference" in obj:  # absent, never null, on an item that is not re-timed
+            if kind != KIND_READING:
+                raise BundleFormatError("only a reading item carries a retime_reference")
+            if obj["retime_reference"] is None:
+                raise BundleFormatError("item.retime_reference is absent, not null, on an item that is not re-timed")
+            reference = _bytes(wire, obj["retime_reference"], "item.retime_reference")
         return cls(
             kind,
             _text(obj["batch_id"], "item.batch_id"),
@@ -348,11 +361,13 @@ class ItemEntry:
             _hashes(wire, obj["batch_proof"], "item.batch_proof"),
             view,
             tuple((name, _bytes(wire, openings[name], f"item.openings.{name}")) for name in sorted(openings)),
+            reference,
         )
 
     def write(self, wire: Wire) -> dict[Any, Any]:
+        retimed = {} if self.retime_reference is None else {"retime_reference": wire.write_bytes(self.retime_reference)}
         return wire.object(
-            self.FIELDS,
+            self.FIELDS + self.OPTIONAL,
             {
                 "kind": self.kind,
                 "batch_id": self.batch_id,
@@ -363,6 +378,7 @@ class ItemEntry:
                 "batch_proof": _bytes_list(wire, self.batch_proof),
                 "view": wire.write_view(self.view),
                 "openings": {name: wire.write_bytes(opening) for name, opening in self.openings},
+                **retimed,
             },
         )
 

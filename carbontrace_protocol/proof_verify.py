@@ -4,8 +4,8 @@
 through ``ChainReader`` (the CLI's JSON-RPC reader, the cloud's own adapter, or a recorded chain in the
 conformance cases). Steps, in order (the first failure names the step; docs/proof-bundle.md):
 
-  bundle_format → chain_identity → per item: device_key → device_signature → field_openings → decoded_view
-  → batch_inclusion
+  bundle_format → chain_identity → per item: device_key → device_signature → reading_time → field_openings
+  → decoded_view → batch_inclusion
   → gateway_signature → query_match → checkpoint_signature → log_inclusion → chain_anchor → consistency
 
 Key validity: a key counts for a batch first anchored under checkpoint seq S when the chain lists it for
@@ -46,6 +46,8 @@ from carbontrace_protocol.proof_bundle import (
     ProofBundle,
     Trust,
 )
+from carbontrace_protocol.reading import Reading
+from carbontrace_protocol.retime import BAD_REFERENCE, NO_REFERENCE, RetimeRejected, retimed_timestamp
 from carbontrace_protocol.verify import verify_es256, verify_reading
 
 STEPS = (
@@ -71,12 +73,15 @@ STEPS = (
     "summary_completeness",
     # selective disclosure (carbontrace_protocol/disclosure.py); appended so no earlier exit code moves
     "field_openings",
+    # a re-timed reading's time, re-derived from its signed reference (carbontrace_protocol/retime.py)
+    "reading_time",
 )
 # the steps of a period summary (statement_summary.verify_summary); the conformance set has no case for them yet
 SUMMARY_STEPS = ("summary_signature", "summary_pages", "summary_figures", "summary_completeness")
 ITEM_STEPS = (
     "device_key",
     "device_signature",
+    "reading_time",
     "field_openings",
     "decoded_view",
     "batch_inclusion",
@@ -453,11 +458,17 @@ class _Verifier:
                 device_record = check_key_on_chain(current, self.chain, item.device_key, SIGNER_DEVICE, key.signer, seq)
                 passed(current, "registered to this device on chain, valid when the batch was anchored")
                 current = "device_signature"
-                content = self._reading(item.leaf, item.device_id, key.public_key)
+                reading = self._reading(item.leaf, item.device_id, key.public_key)
                 passed(current, "ES256 signature of the device verifies")
+                current = "reading_time"
+                content = views.reading_content(reading)
+                timestamp, detail = reading_time(reading, item.retime_reference, key.public_key)
+                content["timestamp"] = timestamp
+                passed(current, detail)
             else:
                 result.steps.append(Step("device_key", None, "aggregate leaf: signed by the gateway, not a device"))
                 result.steps.append(Step("device_signature", None, "aggregate leaf: covered by the gateway signature"))
+                result.steps.append(Step("reading_time", None, "aggregate leaf: its window is in the leaf"))
                 content = {}
             current = "field_openings"
             detail, opened = self._openings(item)
@@ -513,7 +524,7 @@ class _Verifier:
         return result
 
     @staticmethod
-    def _reading(leaf: bytes, device_id: str, public_key: bytes) -> dict[str, Any]:
+    def _reading(leaf: bytes, device_id: str, public_key: bytes) -> Reading:
         try:
             kind, body = parse_leaf(leaf)
             if kind != LEAF_READING:
@@ -523,7 +534,7 @@ class _Verifier:
             raise _proof_error("device_signature", err) from err
         if reading.device_id != device_id:
             raise CheckFailed("device_signature", "the reading names another device")
-        return views.reading_content(reading)
+        return reading
 
     def _openings(self, item: ItemEntry) -> tuple[str, tuple[str, dict[str, Any]] | None]:
         """The item opens exactly the committed fields its query's types disclose, each matching: (detail,
@@ -585,6 +596,36 @@ class _Verifier:
         if (query.start is not None and end <= query.start) or (query.end is not None and start >= query.end):
             raise CheckFailed(fail, f"the leaf's time [{start}, {end}) lies outside the queried period")
         return "enterprise (on chain), site, device, types and period are the query's"
+
+
+def reading_time(reading: Reading, reference_bytes: bytes | None, public_key: bytes) -> tuple[int | None, str]:
+    """(the reading's time, the step's detail): its own, or for an unsynced format-2 reading the time its
+    signed reference gives, re-derived here (a time claimed beside the leaf would be the cloud's word). The
+    reference must verify under the reading's own device key. Fails at step reading_time."""
+    step = "reading_time"
+    if not reading.unsynced:
+        if reference_bytes is not None:
+            raise CheckFailed(step, "a retime_reference on a reading that has a time of its own")
+        return reading.timestamp, "the reading carries its own time"
+    if reference_bytes is None:
+        raise CheckFailed(
+            step, f"{NO_REFERENCE}: the reading was taken before its device's time sync and the item carries no "
+            "retime_reference to re-time it from"
+        )
+    try:
+        reference = verify_reading(reference_bytes, public_key)
+    except ProtocolError as err:
+        raise CheckFailed(
+            step, f"{BAD_REFERENCE}: the retime_reference does not verify under the item's device key ({err})"
+        ) from err
+    try:
+        timestamp = retimed_timestamp(reading, reference)
+    except RetimeRejected as err:
+        raise CheckFailed(step, f"{err.reason}: {err}") from err
+    return timestamp, (
+        f"re-timed to {timestamp} from the device's signed reading seq {reference.seq} of boot {reference.boot} "
+        f"(up {reference.up} s at {reference.timestamp})"
+    )
 
 
 def verify_bundle(bundle: ProofBundle, chain: ChainReader, trust: Trust) -> Report:

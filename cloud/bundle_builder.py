@@ -103,6 +103,7 @@ class BundleBuilder:
                 tuple(item.batch_proof),
                 view(loc.kind, item.content, self.query.types),
                 disclosed_openings(item.leaf, item.openings, self.query.types),
+                item.retime_reference,
             )
         )
 

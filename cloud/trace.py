@@ -306,6 +306,8 @@ class Retrieved:
     # every field of a committed aggregate, opened from the blob; the bundle carries only those its types disclose
     openings: dict[str, bytes] = field(default_factory=dict)
     content: dict[str, Any] = field(default_factory=dict)
+    # an unsynced reading's signed reference from the blob's re-timing evidence: the bundle carries it
+    retime_reference: bytes | None = None
 
     @property
     def ok(self) -> bool:
@@ -343,7 +345,12 @@ def retrieve(ledger: Ledger, session: Session, located: list[Located]) -> list[R
         except ProtocolError as err:
             result.steps.append(pv.Step("sql_index", False, f"leaf does not decode: {err}"))
             continue
-        mismatch = _index_mismatch(item, leaf, kind, content, batch.retimed.get(item.leaf_index))
+        retimed = batch.retimed.get(item.leaf_index)
+        if kind == views.KIND_READING and retimed is not None and content.get("timestamp") is None:
+            # the time the reference gives (re-derived at ingest): what the view shows and the verifier re-derives
+            content = {**content, "timestamp": retimed[0]}
+            result.retime_reference = retimed[1]
+        mismatch = _index_mismatch(item, leaf, kind, content)
         if mismatch:
             result.steps.append(pv.Step("sql_index", False, mismatch))
             continue
@@ -372,17 +379,14 @@ def _load_batch(ledger: Ledger, session: Session, item: Located) -> tuple[BatchB
     return batch, "", opened.leaf_hashes
 
 
-def _index_mismatch(
-    item: Located, leaf: bytes, kind: str, content: dict[str, Any], retimed: tuple[int, bytes] | None = None
-) -> str:
+def _index_mismatch(item: Located, leaf: bytes, kind: str, content: dict[str, Any]) -> str:
     """What the SQL row says differently from the decoded leaf ("" when they agree). An unsynced reading's
-    time is the one its batch's re-timing evidence gives (checked against the signed reference at ingest)."""
+    time is the one its batch's re-timing evidence gives (checked against the signed reference at ingest),
+    already in ``content``."""
     if kind != item.kind:
         return f"the index says {item.kind}, the leaf is a {kind}"
     if kind == "reading":
         signed = {**content, "measures": measures_in(content)}
-        if signed.get("timestamp") is None and retimed is not None:
-            signed["timestamp"] = retimed[0]
         for name, value in item.indexed.items():
             if signed.get(name) != value:
                 return f"SQL reading row field {name!r} differs from the signed leaf"

@@ -22,7 +22,7 @@ from carbontrace.open_blob import load_reader_key
 from carbontrace_protocol.reading import Reading
 from tests.cloud.cloud_testkit import auth, new_key, register_tenant
 from tests.cloud.test_regulator_reader_keys import register_regulator
-from tests.trace.trace_kit import Traced, anchor, ledger_of, reader_of, trust_of, upload_batches
+from tests.trace.trace_kit import Traced, anchor, ledger_of, reader_of, trust_of, upload_batches, upload_retimed_batch
 
 
 def _regulator(client: TestClient, tmp_path: Path) -> tuple[str, Path]:
@@ -176,3 +176,20 @@ def test_a_batch_left_out_of_the_listing_breaks_the_gateways_chain(client: TestC
     )
     assert [(f["batch_id"], f["reason"]) for f in report["failures"]] == [(f"{gw}/2", "batch_chain")]
     assert report["status"] == "failed" and report["readings_verified"] == 2  # batch 0 still verified
+
+
+def test_a_retimed_reading_is_audited_at_the_time_its_reference_gives(client: TestClient, tmp_path: Path) -> None:
+    """A reading taken before its device's time sync is placed in the period, and verified, by the time its
+    signed reference re-derives (the blob's evidence, carried in the regulator's bundle item)."""
+    reg_key, key_file = _regulator(client, tmp_path)
+    traced = Traced(register_tenant(client, "Retimed-Audit", devices=1))
+    retimed = upload_retimed_batch(client, traced)
+    anchor(client)
+    report = _audit(client, reg_key, key_file, traced)
+    assert report["status"] == "verified", report["failures"]
+    assert report["readings_verified"] == 2
+    unsynced, reference = retimed.unsynced, retimed.reference
+    assert _reported(report) == {
+        (unsynced.device_id, unsynced.seq, retimed.retimed_at, unsynced.co2_ppm),
+        (reference.device_id, reference.seq, reference.timestamp, reference.co2_ppm),
+    }

@@ -22,16 +22,27 @@ from pathlib import Path
 from typing import Any
 
 from carbontrace_protocol import cbor, p256, strict_json
+from carbontrace_protocol.batch import parse_leaf
 from carbontrace_protocol.ids import KEY_REVOKED
 from carbontrace_protocol.proof_bundle import ProofBundle, Trust
 from carbontrace_protocol.proof_verify import ChainKey, ChainReader, Report, verify_bundle_json
+from carbontrace_protocol.reading import Reading, sign_reading
 from carbontrace_protocol.recorded_chain import RecordedChain, RecordingChain
 from carbontrace_protocol.statement import STATEMENT_FORMAT, verify_statement
 from carbontrace_protocol.statement_summary import SUMMARY_FORMAT, verify_summary
 from tests.cloud.cloud_testkit import app_client, make_settings
 from tests.trace.test_trace_statements import _period, _prune, _resign
-from tests.trace.test_trace_tamper import BUNDLE_CASES
-from tests.trace.trace_kit import anchor, get, ledger_of, reader_of, tenant_with_batches, trust_of, upload_batches
+from tests.trace.test_trace_tamper import BUNDLE_CASES, flip_hex
+from tests.trace.trace_kit import (
+    anchor,
+    get,
+    ledger_of,
+    reader_of,
+    tenant_with_batches,
+    trust_of,
+    upload_batches,
+    upload_retimed_batch,
+)
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "docs" / "conformance"
 EXAMPLE = DEFAULT_DIR.parent / "proof-bundle.example.json"
@@ -333,6 +344,101 @@ def bundle_cases(w: Writer, tmp: Path) -> None:
         )
         assert pending["batches"][0]["checkpoint_seq"] is None, pending
         w.case("pending", "One reading of a batch the cloud has not anchored yet.", pending, chain, trust, "pending")
+
+
+def retime_cases(w: Writer, tmp: Path) -> None:
+    """A bundle of a batch holding a re-timed reading (item 0, unsynced, carrying its signed reference) and its
+    reference (item 1, synced), and one change per way the evidence can lie."""
+    with app_client(make_settings(tmp)) as client:
+        traced = tenant_with_batches(client, "Retime", batches=1, devices=1)
+        retimed = upload_retimed_batch(client, traced)
+        anchor(client)
+        key, at = traced.tenant.enterprise_key, retimed.retimed_at
+        chain, trust = reader_of(client), trust_of(client)
+        valid = _bundle(client, key, device_id=retimed.unsynced.device_id, start=at, end=at + 60, types="co2")
+        assert ["retime_reference" in i for i in valid["items"]] == [True, False], valid
+        w.case(
+            "valid-retimed-reading",
+            "A reading taken before its device's time sync (no time of its own: boot + up) and the boot's first "
+            "synced reading, its reference: the item carries the signed reference, the verifier re-derives the "
+            f"time ({at}) for the view and the period.",
+            valid,
+            chain,
+            trust,
+            "valid",
+        )
+        device = traced.tenant.gateway.devices[0]
+        ref = retimed.reference
+        other_boot = Reading(ref.device_id, ref.seq, ref.timestamp, ref.firmware, flags=ref.flags,
+                             co2_ppm=ref.co2_ppm, boot=(ref.boot or 0) + 1, up=ref.up, energy_wh=ref.energy_wh)
+        own_reading = parse_leaf(bytes.fromhex(valid["items"][0]["leaf"]))[1].hex()  # the leaf's COSE_Sign1
+
+        def set_reference(index: int, value: Any) -> Callable[[dict[str, Any]], None]:
+            return lambda b: b["items"][index].__setitem__("retime_reference", value)
+
+        cases: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
+            (
+                "reference-of-another-boot",
+                "the reference replaced by a reading the device did sign, of another boot (its clock says nothing "
+                "about this boot's)",
+                set_reference(0, sign_reading(other_boot, device.private).hex()),
+                "reading_time",
+            ),
+            (
+                "reference-edited",
+                "one byte of the reference's signature changed",
+                set_reference(0, flip_hex(valid["items"][0]["retime_reference"])),
+                "reading_time",
+            ),
+            (
+                "reference-missing",
+                "the unsynced reading's retime_reference removed",
+                lambda b: b["items"][0].pop("retime_reference"),
+                "reading_time",
+            ),
+            (
+                "reference-on-a-synced-reading",
+                "the reference also given to the synced reading, which has a time of its own",
+                set_reference(1, valid["items"][0]["retime_reference"]),
+                "reading_time",
+            ),
+            (
+                "reference-is-the-reading-itself",
+                "the unsynced reading given as its own reference (signed by the device, but with no wall time)",
+                set_reference(0, own_reading),
+                "reading_time",
+            ),
+            (
+                "reference-null",
+                "retime_reference written null (a field absent, never null, when not carried)",
+                set_reference(1, None),
+                "bundle_format",
+            ),
+            (
+                "view-claims-another-time",
+                "the unsynced reading's view shows a time one second later than its reference gives",
+                lambda b: b["items"][0]["view"].__setitem__("timestamp", at + 1),
+                "decoded_view",
+            ),
+            (
+                "query-after-the-retimed-time",
+                "the query's period starts one second after the re-derived time of the unsynced reading",
+                lambda b: b["query"].__setitem__("start", at + 1),
+                "query_match",
+            ),
+        ]
+        for name, what, edit, step in cases:
+            tampered = copy.deepcopy(valid)
+            edit(tampered)
+            w.case(
+                "tamper-retime-" + name,
+                f"valid-retimed-reading with {what}. Fails at {step}.",
+                tampered,
+                chain,
+                trust,
+                "invalid",
+                step,
+            )
 
 
 def disclosure_cases(
@@ -664,23 +770,28 @@ def summary_cases(w: Writer, tmp: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    only_summaries = "--summaries" in argv  # rewrite the summary cases only, keep every other file
-    argv = [a for a in argv if a != "--summaries"]
+    # rewrite one group of cases only (--summaries, --retime), keeping every other file
+    only = {"--summaries": "summary-*.json", "--retime": "*retime*.json"}
+    chosen = [a for a in argv if a in only]
+    argv = [a for a in argv if a not in only]
     out = Path(argv[0]) if argv else DEFAULT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("summary-*.json" if only_summaries else "*.json"):
+    for old in [p for a in chosen for p in out.glob(only[a])] if chosen else out.glob("*.json"):
         old.unlink()
     tmp = Path(tempfile.mkdtemp(prefix="ct-conformance-"))
     try:
         w = Writer(out)
-        if not only_summaries:
+        if not chosen:
             bundle_cases(w, tmp / "bundles")
             statement_cases(w, tmp / "statements")
-        summary_cases(w, tmp / "summaries")
+        if not chosen or "--summaries" in chosen:
+            summary_cases(w, tmp / "summaries")
+        if not chosen or "--retime" in chosen:
+            retime_cases(w, tmp / "retime")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if (
-        out == DEFAULT_DIR and not only_summaries
+        out == DEFAULT_DIR and not chosen
     ):  # the worked example of docs/proof-bundle.md is the valid reading case's bundle
         valid = json.loads((out / "valid-reading.json").read_text())["document"]
         EXAMPLE.write_text(json.dumps(ProofBundle.from_json(valid).to_json(), indent=2) + "\n")

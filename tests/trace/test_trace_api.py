@@ -13,6 +13,7 @@ STEP_ORDER = [
     "sql_index",
     "device_key",
     "device_signature",
+    "reading_time",
     "field_openings",
     "decoded_view",
     "batch_inclusion",

@@ -8,12 +8,13 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from carbontrace.verify_bundle import Web3ChainReader
-from carbontrace_protocol.batch import Batch
+from carbontrace_protocol.batch import Batch, aggregate_window, build_batch
+from carbontrace_protocol.emission_factors import get_factor
 from carbontrace_protocol.proof_bundle import Trust
-from carbontrace_protocol.reading import Reading
+from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading, sign_reading
 from cloud import trace as tracelib
 from cloud.ledger import Ledger
-from tests.cloud.cloud_testkit import ADMIN_KEY, Tenant, auth, register_tenant, upload
+from tests.cloud.cloud_testkit import ADMIN_KEY, INTERVAL_S, Tenant, auth, register_tenant, upload
 
 
 def ledger_of(client: TestClient) -> Ledger:
@@ -42,6 +43,45 @@ def tenant_with_batches(client: TestClient, name: str, batches: int = 2, devices
     traced = Traced(register_tenant(client, name, devices=devices))
     upload_batches(client, traced, batches)
     return traced
+
+
+@dataclass
+class RetimedUpload:
+    """A stored batch whose first reading was taken before its device's time sync and re-timed by the gateway
+    from the second (the reference: the same device and boot, synced)."""
+
+    batch: Batch
+    unsynced: Reading
+    reference: Reading
+    signed_reference: bytes
+    retimed_at: int  # the time the reference gives the unsynced reading
+
+
+def upload_retimed_batch(client: TestClient, traced: Traced, boot: int = 2) -> RetimedUpload:
+    """The gateway's next batch (after the floor of 2024): device 0's unsynced seq n at up 10, its synced
+    seq n+1 at up 60 (window start + 50), so the unsynced one is re-timed to the window start."""
+    gw = traced.tenant.gateway
+    gw.window_start = max(gw.window_start, 1_764_126_000)
+    device = gw.devices[0]
+    start, end = gw.window_start, gw.window_start + 60
+    seq = device.next_seq
+    unsynced = Reading(device.device_id, seq, None, "0.4.0", flags=FLAG_TIME_NOT_SYNCED, co2_ppm=610, boot=boot,
+                       up=10, energy_wh=device.energy_wh + 7)
+    reference = Reading(device.device_id, seq + 1, start + 50, "0.4.0", co2_ppm=611, boot=boot, up=60,
+                        energy_wh=device.energy_wh + 14)
+    device.next_seq += 2
+    device.energy_wh += 14
+    signed = [sign_reading(unsynced, device.private), sign_reading(reference, device.private)]
+    aggregate = aggregate_window(device.device_id, start, end, INTERVAL_S, [unsynced, reference],
+                                 get_factor(gw.factor_id), gw.baselines.get(device.device_id))
+    batch = build_batch(gw.private, gw.gateway_id, gw.site_id, gw.batch_seq, (start, end), signed, [aggregate],
+                        gw.prev, end + 1, retimed={0: (start, signed[1])})
+    r = upload(client, gw, batch)
+    assert r.status_code == 201, r.text
+    gw.accepted(batch, [unsynced, reference])
+    traced.batches.append(batch)
+    traced.readings.extend([unsynced, reference])
+    return RetimedUpload(batch, unsynced, reference, signed[1], start)
 
 
 def anchor(client: TestClient) -> None:
