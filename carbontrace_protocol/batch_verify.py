@@ -242,7 +242,7 @@ def _verify_aggregates(
             raise BatchRejected("bad_emission_factor", f"emission factor {factor_id!r} not allowed here", index)
         window = claimed.get("window")
         interval = claimed.get("interval_s")
-        if window != header["window"] or not isinstance(interval, int) or interval <= 0:
+        if window != header["window"] or type(interval) is not int or interval <= 0:
             raise BatchRejected("aggregate_mismatch", "aggregate window/interval differ from the batch", index)
         recomputed = aggregate_window(
             device_id,

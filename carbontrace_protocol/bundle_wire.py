@@ -123,6 +123,8 @@ class CborWire(Wire):
             raise BundleFormatError(f"{what} must be a map")
         every = names + optional
         keys = tuple(range(len(names)))
+        if not all(type(k) is int for k in value):  # Python's True == 1: a key `true` must not pass for 1
+            raise BundleFormatError(f"{what} must be keyed by unsigned integers")
         if not set(keys) <= set(value) <= set(range(len(every))):
             missing = [names[k] for k in keys if k not in value]
             unknown = sorted((k for k in value if k not in range(len(every))), key=repr)

@@ -218,6 +218,8 @@ def _edited(edit: Any) -> bytes:
         lambda t: t[8][0][7].update({1: 0}),  # an integer key in the view
         lambda t: t[8][0][7].update({"seq": cbor.Tag(4, [0, 1])}),  # a tag in the view
         lambda t: t[5][0].update({2: t[5][0][2][:-1]}),  # a public key one byte short
+        lambda t: t.update({True: t.pop(1)}),  # the key `true` for key 1 (Python: True == 1)
+        lambda t: t[8][0].update({False: t[8][0].pop(0)}),  # an item's key `false` for key 0
     ],
     ids=[
         "text-key",
@@ -230,6 +232,8 @@ def _edited(edit: Any) -> bytes:
         "integer-key-in-view",
         "tag-in-view",
         "short-public-key",
+        "true-for-key-1",
+        "false-for-key-0",
     ],
 )
 def test_cbor_fields_and_types_are_exact(edit: Any) -> None:
