@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Query
+from fastapi import HTTPException, Path, Query
 
 MAX_INT64 = 2**63 - 1
 MAX_TIME = 2**62  # Unix seconds: far inside every database's BIGINT, arithmetic on it cannot overflow
@@ -31,3 +31,13 @@ ReadingsLimit = Annotated[
     int, Query(ge=1, le=MAX_READINGS_LIMIT, description=f"page size, at most {MAX_READINGS_LIMIT}")
 ]
 ConsoleLimit = Annotated[int, Query(ge=1, le=MAX_CONSOLE_LIMIT, description=f"page size, at most {MAX_CONSOLE_LIMIT}")]
+
+
+PERIOD_EMPTY = "end must be after start"
+
+
+def require_period(start: int | None, end: int | None) -> None:
+    """A period [start, end) given by both ends is not empty: 422 otherwise, before any query runs (an empty or
+    reversed period once reached the proof-bundle parser, which refuses it, as a 500)."""
+    if start is not None and end is not None and end <= start:
+        raise HTTPException(422, PERIOD_EMPTY)

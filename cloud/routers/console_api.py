@@ -24,7 +24,7 @@ from cloud.access_scope import Surface, roles_for
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ledger import Ledger
 from cloud.ledger_chain import chain_id_of
-from cloud.params import MAX_TIME, ConsoleLimit
+from cloud.params import MAX_TIME, ConsoleLimit, require_period
 from cloud.security import Principal, Role
 
 router = APIRouter(prefix="/api/v1", tags=["console"])
@@ -401,6 +401,7 @@ def console_emissions(
     """Roles: operator, regulator (all); enterprise and its site engineers (their own); platform (enterprises
     bound to it on chain). Emissions per site and aggregate window, from the aggregate leaves (emissions_g
     per window), with each emission factor and its source."""
+    require_period(start, end)
     ids = enterprises_in_scope(session, ledger, principal, Surface.CONSOLE_EMISSIONS, enterprise_id)
     A = models.Aggregate
     query = (

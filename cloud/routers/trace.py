@@ -24,7 +24,7 @@ from cloud import trace as tracelib
 from cloud.chain import ChainUnavailable
 from cloud.deps import FORBIDDEN, LedgerDep, SessionDep, get_principal
 from cloud.ledger import Ledger
-from cloud.params import MAX_TIME, Limit
+from cloud.params import MAX_TIME, Limit, require_period
 from cloud.security import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["trace"])
@@ -117,6 +117,7 @@ def _query(
     ] = None,
     limit: Limit = 100,
 ) -> tracelib.TraceQuery:
+    require_period(start, end)
     return tracelib.TraceQuery(enterprise_id, site_id, device_id, start, end, frozenset(types or ()), limit)
 
 
@@ -252,8 +253,7 @@ def enterprise_statement(
     factors, completeness and gaps over [start, end), as one document signed by the cloud key (ES256 over the
     canonical JSON of `statement`), with the proof bundle of every aggregate leaf each figure sums."""
     _statement_in_scope(principal, enterprise_id, ledger, session)
-    if end <= start:
-        raise HTTPException(422, "end must be after start")
+    require_period(start, end)
     try:
         document = statements.statement(ledger, session, enterprise_id, start, end)
     except statements.StatementTooLarge as err:
@@ -284,8 +284,7 @@ def enterprise_statement_summary(
     (each stored in the content store; fetch them from /statements/pages/{cid}) and a summary signed by the
     cloud key listing each page's CID, sha256 and figures with the period's totals and completeness."""
     _statement_in_scope(principal, enterprise_id, ledger, session)
-    if end <= start:
-        raise HTTPException(422, "end must be after start")
+    require_period(start, end)
     try:
         document = statements.statement_summary(ledger, session, enterprise_id, start, end, page_s)
     except statements.StatementTooLarge as err:

@@ -92,3 +92,34 @@ def test_out_of_range_integers_are_422(
         assert response.status_code == 422, (value, response.status_code, response.text[:200])
         if abs(value) > 10**6:
             assert str(value) not in response.text  # the 422 names the bound, not the input
+
+
+# Every route with a period [start, end): both given, end must be after start (an empty or reversed period
+# reached the proof-bundle parser as a 500 on /trace/bundle?encoding=cbor).
+PERIOD_ROUTES = sorted({(path, tuple(params)) for path, name, _, params in PARAMS if name == "start"
+                        and any(p.name == "end" for p in params)}, key=lambda r: r[0])
+
+
+def test_the_period_routes_are_found() -> None:
+    paths = {path for path, _ in PERIOD_ROUTES}
+    assert {"/api/v1/trace/locate", "/api/v1/trace/bundle", "/api/v1/console/emissions"} <= paths, paths
+
+
+@pytest.mark.parametrize(("path", "params"), PERIOD_ROUTES, ids=[p for p, _ in PERIOD_ROUTES])
+@pytest.mark.parametrize(("start", "end"), [(5, 5), (6, 5)], ids=["empty", "reversed"])
+def test_an_empty_or_reversed_period_is_422(
+    sqlite_client: TestClient, path: str, params: tuple[Any, ...], start: int, end: int
+) -> None:
+    tenant = register_tenant(sqlite_client, "Period", devices=1)
+    keys = [ADMIN_KEY, tenant.enterprise_key]
+    url, query = path.replace("{enterprise_id}", tenant.enterprise_id), {"start": start, "end": end}
+    assert "{" not in url, url
+    for encoding in ({}, {"encoding": "cbor"}) if path.endswith("/bundle") else ({},):
+        response = None
+        for key in keys:
+            response = sqlite_client.get(url, params=query | encoding, headers=auth(key))
+            if response.status_code not in (401, 403, 404):
+                break
+        assert response is not None
+        assert response.status_code == 422 and "end must be after start" in response.text, (
+            response.status_code, response.text[:300])
