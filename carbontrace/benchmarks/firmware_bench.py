@@ -26,7 +26,7 @@ from carbontrace_protocol.reading import Reading, sign_reading
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MPY_RUN = REPO_ROOT / "tools" / "mpy_run.mjs"
-DEVICE_PROTOCOL_MODULES = ("__init__", "errors", "cbor", "p256", "cose", "reading", "merkle", "topics")
+DEVICE_PROTOCOL_MODULES = ("__init__", "errors", "cbor", "p256", "p256_table", "cose", "reading", "merkle", "topics")
 
 MP_SCRIPT = """
 import gc, json, time
