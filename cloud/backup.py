@@ -68,8 +68,10 @@ def _libpq_url(database_url: str) -> str:
 
 
 def pg_tool(name: str) -> str:
-    """pg_dump / pg_restore: on PATH, else the newest Debian PostgreSQL install."""
-    found = shutil.which(name) or next(iter(sorted(glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    """pg_dump / pg_restore: the newest Debian PostgreSQL install (its tools restore what older servers dump),
+    else on PATH."""
+    installed = sorted(glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(Path(p).parts[-3]))
+    found = installed[-1] if installed else shutil.which(name)
     if found is None:
         raise BackupError(f"{name} not found (install postgresql-client): a PostgreSQL cloud is backed up with it")
     return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -24,9 +25,9 @@ from tests.trace.trace_kit import anchor, get, ledger_of, reader_of, tenant_with
 TYPES = ["co2", "aggregates"]
 
 
-def fresh_settings(root: Path) -> Settings:
+def fresh_settings(root: Path, **overrides: Any) -> Settings:
     """A new machine's paths under ``root``, nothing on them yet."""
-    settings = make_settings(root)
+    settings = make_settings(root, **overrides)
     Path(settings.operator_key_file).unlink()  # make_settings hands a key file out; a fresh machine has none
     return settings
 
@@ -42,8 +43,20 @@ def cloud_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def test_a_restored_cloud_verifies_every_anchored_batch_and_ingestion_continues(tmp_path: Path) -> None:
-    old = make_settings(tmp_path / "old")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """(the old machine's database, the new machine's): SQLite files, or two PostgreSQL databases."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/old/cloud.db", f"sqlite:///{tmp_path}/new/cloud.db"
+    cluster = request.getfixturevalue("postgres_cluster")
+    return cluster.create_database(), cluster.create_database()
+
+
+def test_a_restored_cloud_verifies_every_anchored_batch_and_ingestion_continues(
+    tmp_path: Path, database_urls: tuple[str, str]
+) -> None:
+    old_url, new_url = database_urls
+    old = make_settings(tmp_path / "old", database_url=old_url)
     backup_dir = tmp_path / "backup"
     with app_client(old) as client:
         traced = tenant_with_batches(client, "Backup-A", batches=2)
@@ -59,6 +72,7 @@ def test_a_restored_cloud_verifies_every_anchored_batch_and_ingestion_continues(
         run = CliRunner().invoke(app, ["cloud", "backup", "--out", str(backup_dir)], env=cloud_env(old))
         assert run.exit_code == 0, run.output
     manifest = json.loads((backup_dir / "manifest.json").read_text())
+    assert manifest["database"]["engine"] == ("sqlite" if old.is_sqlite else "postgresql")
     assert manifest["chain"]["registries"][0]["registry_address"] == registry
     assert manifest["chain"]["registries"][0]["chain_id"] == chain_id
     assert {f["role"] for f in manifest["files"]} >= {
@@ -69,7 +83,7 @@ def test_a_restored_cloud_verifies_every_anchored_batch_and_ingestion_continues(
     assert all(oct(mode(backup_dir / f["path"])) == "0o600" for f in manifest["files"])
 
     shutil.rmtree(tmp_path / "old")  # the machine is gone
-    new = fresh_settings(tmp_path / "new")
+    new = fresh_settings(tmp_path / "new", database_url=new_url)
     run = CliRunner().invoke(app, ["cloud", "restore", "--from", str(backup_dir)], env=cloud_env(new))
     assert run.exit_code == 0, run.output
     assert oct(mode(Path(new.chain_key_file))) == "0o600"
