@@ -429,8 +429,9 @@ def restore(
     source: str = typer.Option(..., "--from", help="a directory written by `carbontrace cloud backup`"),
     force: bool = typer.Option(False, help="replace existing state at the configured paths"),
 ) -> None:
-    """Restore a backup onto the paths CT_CLOUD_* name (another machine's layout is fine). Every file's sha256
-    is checked before anything is written; existing state is refused unless --force. Start the cloud after."""
+    """Restore a backup, with the cloud stopped, onto the paths CT_CLOUD_* name (another machine's layout is
+    fine). Every file's sha256 is checked before anything is written; existing state is refused unless --force.
+    Start the cloud after."""
     from pathlib import Path
 
     from carbontrace_host.backup_dir import BackupError
