@@ -9,6 +9,10 @@ duplicate or failed verdict. What each drill means: docs/benchmarks.md.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,6 +23,7 @@ import typer
 
 from carbontrace.drills.pipeline import Books, Pipeline, summary
 from carbontrace.servers import (
+    REPO_ROOT,
     CloudProcess,
     GatewayProcess,
     HardhatNode,
@@ -29,9 +34,11 @@ from carbontrace.servers import (
     stop_children_on_sigterm,
     wait_until,
 )
+from carbontrace_host.secret_files import private_dir
 from carbontrace_protocol import sealed_blob
 
-DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "chain_stop", "ipfs_stop", "spool_full", "blob_corrupt")
+DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "chain_stop", "ipfs_stop", "spool_full", "blob_corrupt",
+          "backup_restore")
 DEFAULT_DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "spool_full", "blob_corrupt")
 
 
@@ -102,6 +109,41 @@ class Drills:
         self.p.broker.stop()
         time.sleep(self.outage_s / 2)
         self.p.broker.start()
+        return time.monotonic()
+
+    def _cloud_cli(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "carbontrace.cli", "cloud", *args], cwd=REPO_ROOT,
+                              env=self.p.cloud.env, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"carbontrace cloud {args[0]} failed: {done.stderr[-2000:]}")
+        return done.stdout
+
+    def backup_restore(self, books: Books) -> float:
+        # The gateway stops first (its spool and the broker keep what arrives), so the backup, taken while the
+        # cloud runs (its anchoring job too), holds every batch the gateway was told is stored. Then the cloud's
+        # machine is lost: its whole directory (database, blobs, keys, chain journal) moved away, the state
+        # restored from the backup onto empty paths, the cloud started on it.
+        anchored = "SELECT COUNT(*) FROM checkpoints WHERE anchored"
+        wait_until(lambda: self._count(anchored) >= 1, 30, "a checkpoint anchored before the backup", interval=0.1)
+        self.p.gateway.stop()
+        anchored_before = self._count(anchored)
+        backup = self.p.workdir / f"cloud-backup-{int(time.time() * 1000)}"
+        self._cloud_cli("backup", "--out", str(backup))
+        self.p.cloud.stop()
+        workdir = self.p.cloud.workdir
+        lost = workdir.with_name(workdir.name + ".lost")
+        shutil.rmtree(lost, ignore_errors=True)
+        os.replace(workdir, lost)
+        private_dir(workdir)
+        # SQLite: the paths are empty now. PostgreSQL: the same database, still full: replaced (--force).
+        postgres = not self.p.cloud.database_url.startswith("sqlite")
+        self._cloud_cli("restore", "--from", str(backup), *(["--force"] if postgres else []))
+        self.p.engine.dispose()  # its pooled connections hold the lost database file
+        manifest = json.loads((backup / "manifest.json").read_text())
+        books.notes.append(f"cloud restored from a backup of {len(manifest['files'])} files ({anchored_before} "
+                           "anchored checkpoint(s)) onto a wiped machine")
+        self.p.cloud.start()
+        self.p.gateway.start()
         return time.monotonic()
 
     def spool_full(self, books: Books) -> float:
