@@ -216,12 +216,17 @@ def test_an_s0_total_survives_a_reboot_and_a_cold_start_is_flagged(tmp_path: Pat
 
     from simulators.s0_source import FakePin
 
+    # The meter's own clock moves a minute per cycle: 250 pulses (250 Wh) within the real few milliseconds
+    # between two fast cycles would be a power above the reading's range, and the reading a meter fault.
+    meter_ms = [0]
+
     def boot() -> tuple[DeviceApp, FakePin]:
         port = HostPort(str(tmp_path / "flash"))
         settings = config.load(port.flash, {"device_id": "dev-s0", "co2_sensor": "none", "meter": "s0",
                                             "measure_interval_ms": 1})
         pin = FakePin(4)
-        meter = S0Counter(pin, pulses_per_kwh=1000, debounce_ms=0, store=S0TotalStore(port.flash))
+        meter = S0Counter(pin, pulses_per_kwh=1000, debounce_ms=0, store=S0TotalStore(port.flash),
+                          ticks_ms=lambda: meter_ms[0])
         return DeviceApp(port, settings, co2_sensor=None, meter=meter), pin
 
     def readings(app: DeviceApp) -> list[Reading]:
@@ -231,6 +236,7 @@ def test_an_s0_total_survives_a_reboot_and_a_cold_start_is_flagged(tmp_path: Pat
     for _ in range(3):
         for _ in range(250):
             pin.pulse()
+        meter_ms[0] += 60_000
         while app.measure_if_due() is None:
             time.sleep(0.002)
     first = readings(app)
@@ -238,6 +244,7 @@ def test_an_s0_total_survives_a_reboot_and_a_cold_start_is_flagged(tmp_path: Pat
     app.shutdown()
     rebooted, pin = boot()  # same flash: the count continues, and no reset is claimed
     pin.pulse()
+    meter_ms[0] += 60_000
     while rebooted.measure_if_due() is None:
         time.sleep(0.002)
     last = readings(rebooted)[-1]
