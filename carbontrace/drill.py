@@ -39,7 +39,7 @@ from carbontrace_protocol import sealed_blob
 
 DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "chain_stop", "ipfs_stop", "spool_full", "blob_corrupt",
           "backup_restore")
-DEFAULT_DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "spool_full", "blob_corrupt")
+DEFAULT_DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "spool_full", "blob_corrupt", "backup_restore")
 
 
 class Drills:
