@@ -165,12 +165,11 @@ def verify_batch(
                 old = _verified_under_any(body, rotated_device_keys(device_id))
             if old is None:
                 raise BatchRejected(err.reason, str(err), index) from err
-            reading, quarantine = old, QUARANTINE_ROTATED_KEY
+            (reading, key), quarantine = old, QUARANTINE_ROTATED_KEY
         if (reading.device_id, reading.seq) in seen:
             raise BatchRejected("duplicate_reading", f"{reading.device_id} seq {reading.seq} twice", index)
         seen.add((reading.device_id, reading.seq))
-        keys = [key, *(rotated_device_keys(device_id) if rotated_device_keys is not None else ())]
-        timestamp = _retimed_time(batch, index, reading, keys)
+        timestamp = _retimed_time(batch, index, reading, key)
         readings.append(VerifiedReading(index, body, reading, quarantine, timestamp))
 
     try:
@@ -181,10 +180,11 @@ def verify_batch(
     return VerifiedBatch(batch, readings, aggregates)
 
 
-def _retimed_time(batch: Batch, index: int, reading: Reading, keys: Sequence[bytes]) -> int | None:
+def _retimed_time(batch: Batch, index: int, reading: Reading, key: bytes) -> int | None:
     """The re-derived time of an unsynced reading (None for a reading with its own time). Its evidence must be
-    in the batch, its reference signed by a key of the same device (``keys``: the one its readings verify
-    under, then any it had before a rotation), and the claimed time what the rule gives."""
+    in the batch, its reference signed by ``key``, the very key the reading verifies under (the rule a proof
+    bundle's verifier applies with the item's device key: one boot, one key), and the claimed time what the
+    rule gives."""
     evidence = batch.retimed.get(index)
     if reading.flags & FLAG_TIME_NOT_SYNCED and reading.boot is None:
         raise BatchRejected(UNSYNCED_WITHOUT_BOOT, "a format-1 reading before its device's time sync has no "
@@ -196,7 +196,8 @@ def _retimed_time(batch: Batch, index: int, reading: Reading, keys: Sequence[byt
     claimed, reference_bytes = evidence if evidence is not None else (None, b"")
     reference = None
     if evidence is not None:
-        reference = _verified_under_any(reference_bytes, keys)
+        found = _verified_under_any(reference_bytes, [key])
+        reference = found[0] if found is not None else None
         if reference is None:
             raise BatchRejected("retime_bad_reference", "the re-timing reference does not verify under the "
                                 "reading's device key", index)
@@ -209,10 +210,11 @@ def _retimed_time(batch: Batch, index: int, reading: Reading, keys: Sequence[byt
     return derived
 
 
-def _verified_under_any(body: bytes, keys: Sequence[bytes]) -> Reading | None:
+def _verified_under_any(body: bytes, keys: Sequence[bytes]) -> tuple[Reading, bytes] | None:
+    """The reading and the first of ``keys`` it verifies under, or None."""
     for key in keys:
         try:
-            return verify_reading(body, key)
+            return verify_reading(body, key), key
         except ProtocolError:
             continue
     return None
