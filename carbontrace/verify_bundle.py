@@ -130,11 +130,7 @@ class Web3ChainReader:
             logs = event.get_logs(argument_filters={"sequence": seq}, from_block=start, to_block=end)
             if not logs:
                 continue
-            found = [
-                AnchoredFields(int(e["args"]["sequence"]), int(e["args"]["treeSize"]), bytes(e["args"]["root"]),
-                               str(e["args"]["cid"]), int(e["blockNumber"]))
-                for e in logs
-            ]
+            found = [AnchoredFields.from_log(e) for e in logs]
             try:
                 opened = opened_checkpoint(seq, stored, found)
             except CommitmentMismatch:

@@ -13,7 +13,9 @@ The cid is last, so the packed encoding is unambiguous. CPython only (keccak com
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from eth_hash.auto import keccak
 
@@ -38,6 +40,13 @@ class AnchoredFields:
     root: bytes
     cid: str
     block_number: int  # where the node says the event is: a locator, checked only through the commitment
+
+    @classmethod
+    def from_log(cls, log: Mapping[str, Any]) -> AnchoredFields:
+        """The fields of a decoded CheckpointAnchored log (web3's event data: ``args`` and ``blockNumber``)."""
+        args = log["args"]
+        return cls(int(args["sequence"]), int(args["treeSize"]), bytes(args["root"]), str(args["cid"]),
+                   int(log["blockNumber"]))
 
 
 def checkpoint_commitment(tree_size: int, root: bytes, cid: str) -> bytes:

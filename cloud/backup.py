@@ -39,10 +39,10 @@ from carbontrace_host.backup_dir import (
     restore_sqlite,
 )
 from carbontrace_host.secret_files import FILE_MODE, private_dir
+from cloud.chain_signer import CHAIN_KEY_ENV
 from cloud.settings import Settings
 
 KIND = "cloud"
-CHAIN_KEY_ENV = "CT_CLOUD_CHAIN_KEY"
 
 def key_files(settings: Settings) -> dict[str, Path]:
     """role -> where that key file lives; siblings named <file>.<suffix> (revoked, retired, pending keys)

@@ -670,11 +670,7 @@ class RegistryContract(_BoundContract):
         last_error: CommitmentMismatch | None = None
         for start, end in spans:
             events = [
-                AnchoredFields(
-                    int(e["args"]["sequence"]), int(e["args"]["treeSize"]), bytes(e["args"]["root"]),
-                    str(e["args"]["cid"]), int(e["blockNumber"]),
-                )
-                for e in self._events("CheckpointAnchored", start, end, {"sequence": index})
+                AnchoredFields.from_log(e) for e in self._events("CheckpointAnchored", start, end, {"sequence": index})
             ]
             try:
                 return opened_checkpoint(index, stored, events)
