@@ -5,27 +5,18 @@ anchored, and every batch, the ones anchored before the backup too, must verify 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.drill.drill_runner import run_drills
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def test_backup_restore_drill_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    out = tmp_path / "drill.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "carbontrace.drill", "--only", "backup_restore", "--load-s", "3",
-         "--outage-s", "1", "--rate", "20", "--json-out", str(out), "--keep", str(tmp_path / "work")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=230, check=False,
-    )
-    assert out.exists(), done.stderr[-3000:]
-    result = json.loads(out.read_text())["drills"]["backup_restore"]
+    done, report = run_drills(tmp_path, "backup_restore")
+    result = report["drills"]["backup_restore"]
     assert result["sent"] == 60, result
     assert result["lost"] == 0 and result["duplicated"] == 0, result
     assert result["anchored"] == result["sent"] and result["verified"], result

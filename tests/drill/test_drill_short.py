@@ -4,27 +4,17 @@ everything must be anchored and still verify."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.drill.drill_runner import run_drills
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def test_gateway_kill_and_cloud_stop_lose_nothing(tmp_path: Path) -> None:
-    out = tmp_path / "drill.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "carbontrace.drill", "--only", "gateway_kill,cloud_stop", "--load-s", "3",
-         "--outage-s", "1", "--rate", "20", "--json-out", str(out), "--keep", str(tmp_path / "work")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=230, check=False,
-    )
-    assert out.exists(), done.stderr[-3000:]
-    report = json.loads(out.read_text())
+    done, report = run_drills(tmp_path, "gateway_kill,cloud_stop")
     assert set(report["drills"]) == {"gateway_kill", "cloud_stop"}
     for name, result in report["drills"].items():
         assert result["sent"] == 60, (name, result)
