@@ -9,6 +9,7 @@ one, the leaf index.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from carbontrace_protocol.batch import (
     decode_batch,
     parse_leaf,
 )
-from carbontrace_protocol.emission_factors import EmissionFactor
+from carbontrace_protocol.emission_factors import EmissionFactor, Publication, Region
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading
 from carbontrace_protocol.retime import MISMATCH, UNSYNCED_WITHOUT_BOOT, RetimeRejected, required_timestamp
@@ -264,4 +265,7 @@ def _verify_aggregates(
 
 # Stands in when the claimed aggregate has no energy (so no factor): the recomputation then has no
 # energy either, or the byte comparison fails.
-_NO_FACTOR = EmissionFactor("none", "none", 0, 0, "", "")
+_NO_FACTOR = EmissionFactor(
+    "none", "none", Region("none", "none", "country", "ZZ"), 0, 0, "", "", datetime.date.min,
+    Publication("none", "none", "none", None, None, None, ()),
+)

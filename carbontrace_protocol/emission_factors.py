@@ -1,66 +1,298 @@
-"""Grid emission factors as data (region, year, value, source), never constants in code.
+"""The emission factor catalogue: versioned data (carbontrace_protocol/data/emission_factors.json), parsed
+strictly into typed values, never constants in code.
+
+Each factor names its region (a code and a name), the reporting year it describes, its kind (location-based
+grid average, residual mix, fossil-only), unit and gas, the date from which the catalogue lets it be used
+(``valid_from``) and the official publication that states it (publisher, title, document number, date,
+address — null where the catalogue could not confirm one; docs/accounting.md, "Emission factors").
 
 Values are exact decimals with four places, held as integers of 1e-4 kgCO2/kWh, so that
 emissions = energy × factor is exact: Wh × (1e-4 kg/kWh) = 1e-4 g.
+
+Which factor a site uses is not chosen here: carbontrace_protocol/factor_rule.py owns that rule.
 """
 
 from __future__ import annotations
 
-import json
+import datetime
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+from carbontrace_protocol import strict_json
+from carbontrace_protocol.errors import ProtocolError
 
 FACTOR_EXPONENT = -4
+CATALOGUE_FORMAT = "carbontrace-factor-catalogue"
+CATALOGUE_VERSION = 1
+UNIT = "kgCO2/kWh"
+GAS = "CO2"
+
+KIND_LOCATION = "location_grid_average"  # GHG Protocol Scope 2 location-based: average of a grid's generation
+KIND_RESIDUAL = "residual_mix"  # the grid average without market-traded (contractually claimed) power
+KIND_FOSSIL = "fossil_generation_average"  # fossil-fuel generation only
+KINDS = frozenset({KIND_LOCATION, KIND_RESIDUAL, KIND_FOSSIL})
+
+LEVEL_COUNTRY, LEVEL_GRID, LEVEL_PROVINCE = "country", "grid_region", "province"
+LEVELS = frozenset({LEVEL_COUNTRY, LEVEL_GRID, LEVEL_PROVINCE})
+
+_DOCUMENT_FIELDS = ("format", "version", "catalogue_version", "catalogue_date", "default", "regions",
+                    "publications", "factors")
+_REGION_FIELDS = ("code", "name", "level", "country")
+_PUBLICATION_FIELDS = ("id", "publisher", "title", "document_number", "publication_date", "url", "confirmed_by")
+_FACTOR_FIELDS = ("id", "kind", "region", "reporting_year", "kg_per_kwh", "unit", "gas", "publication",
+                  "valid_from")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_DECIMAL_4 = re.compile(r"(0|[1-9][0-9]*)\.[0-9]{4}")
+
+
+class CatalogueError(ProtocolError):
+    reason = "bad_factor_catalogue"
+
+
+@dataclass(frozen=True)
+class Region:
+    code: str  # ISO 3166-1 alpha-2 for a country, ISO 3166-2 for a province, CN-GRID-* for a regional grid
+    name: str
+    level: str
+    country: str
+
+
+@dataclass(frozen=True)
+class Publication:
+    id: str
+    publisher: str
+    title: str
+    document_number: str | None
+    publication_date: datetime.date | None
+    url: str | None
+    confirmed_by: tuple[str, ...]  # where the catalogue read the figures (not part of statements)
+
+    def to_json(self) -> dict[str, Any]:
+        """The official source as a statement names it."""
+        return {
+            "publisher": self.publisher,
+            "title": self.title,
+            "document_number": self.document_number,
+            "publication_date": None if self.publication_date is None else self.publication_date.isoformat(),
+            "url": self.url,
+        }
 
 
 @dataclass(frozen=True)
 class EmissionFactor:
     id: str
-    region: str
-    year: int
+    kind: str
+    region: Region
+    reporting_year: int
     kg_per_kwh_e4: int  # kgCO2 per kWh in units of 1e-4
-    valid_from: str
-    source: str
+    unit: str
+    gas: str
+    valid_from: datetime.date
+    source: Publication
 
     @property
     def kg_per_kwh(self) -> Decimal:
         return Decimal(self.kg_per_kwh_e4).scaleb(FACTOR_EXPONENT)
 
+    @property
+    def year(self) -> int:
+        return self.reporting_year
 
-def _parse(entry: dict[str, object]) -> EmissionFactor:
-    value = Decimal(str(entry["kg_per_kwh"]))
-    scaled = value.scaleb(-FACTOR_EXPONENT)
-    if scaled != scaled.to_integral_value() or value < 0:
-        raise ValueError(f"emission factor {entry['id']}: {value} needs more than 4 decimal places or is negative")
-    return EmissionFactor(
-        id=str(entry["id"]),
-        region=str(entry["region"]),
-        year=int(str(entry["year"])),
-        kg_per_kwh_e4=int(scaled),
-        valid_from=str(entry["valid_from"]),
-        source=str(entry["source"]),
+
+@dataclass(frozen=True)
+class Catalogue:
+    version: str
+    date: datetime.date
+    default: str
+    regions: Mapping[str, Region]
+    publications: Mapping[str, Publication]
+    factors: Mapping[str, EmissionFactor]
+
+
+def _fields(value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CatalogueError(f"{what} must be an object")
+    missing, unknown = set(names) - set(value), set(value) - set(names)
+    if missing or unknown:
+        raise CatalogueError(f"{what}: missing fields {sorted(missing)}, unknown fields {sorted(unknown)}")
+    return value
+
+
+def _text(value: Any, what: str, nullable: bool = False) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str) or not value.strip() or value != value.strip():
+        raise CatalogueError(f"{what} must be a non-empty string without surrounding spaces")
+    return value
+
+
+def _required(value: Any, what: str) -> str:
+    text = _text(value, what)
+    assert text is not None
+    return text
+
+
+def _date(value: Any, what: str, nullable: bool = False) -> datetime.date | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise CatalogueError(f"{what} must be a date YYYY-MM-DD")
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError as err:
+        raise CatalogueError(f"{what}: {err}") from err
+
+
+def _id(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise CatalogueError(f"{what} must be an id of letters, digits, '.', '_' or '-'")
+    return value
+
+
+def _value_e4(value: Any, what: str) -> int:
+    # A string, never a JSON number: a float would already have lost the exact decimal the publication prints.
+    if not isinstance(value, str) or not _DECIMAL_4.fullmatch(value):
+        raise CatalogueError(f"{what} must be a string decimal with exactly 4 places, e.g. \"0.5306\"")
+    try:
+        return int(Decimal(value).scaleb(-FACTOR_EXPONENT))
+    except InvalidOperation as err:  # pragma: no cover - the pattern already admits only decimals
+        raise CatalogueError(f"{what}: {err}") from err
+
+
+def _region(raw: Any, index: int) -> Region:
+    entry = _fields(raw, f"regions[{index}]", _REGION_FIELDS)
+    level = entry["level"]
+    if level not in LEVELS:
+        raise CatalogueError(f"regions[{index}].level must be one of {sorted(LEVELS)}")
+    country = _required(entry["country"], f"regions[{index}].country")
+    if not re.fullmatch(r"[A-Z]{2}", country):
+        raise CatalogueError(f"regions[{index}].country must be an ISO 3166-1 alpha-2 code")
+    code = _id(entry["code"], f"regions[{index}].code")
+    if (level == LEVEL_COUNTRY) != (code == country) or not code.startswith(country):
+        raise CatalogueError(f"regions[{index}]: code {code!r} does not fit level {level!r} in {country}")
+    return Region(code, _required(entry["name"], f"regions[{index}].name"), level, country)
+
+
+def _publication(raw: Any, index: int) -> Publication:
+    what = f"publications[{index}]"
+    entry = _fields(raw, what, _PUBLICATION_FIELDS)
+    confirmed = entry["confirmed_by"]
+    if not isinstance(confirmed, list) or not confirmed:
+        raise CatalogueError(f"{what}.confirmed_by must list where the figures were read (at least one source)")
+    url = _text(entry["url"], f"{what}.url", nullable=True)
+    if url is not None and not url.startswith("https://"):
+        raise CatalogueError(f"{what}.url must be an https address or null")
+    return Publication(
+        id=_id(entry["id"], f"{what}.id"),
+        publisher=_required(entry["publisher"], f"{what}.publisher"),
+        title=_required(entry["title"], f"{what}.title"),
+        document_number=_text(entry["document_number"], f"{what}.document_number", nullable=True),
+        publication_date=_date(entry["publication_date"], f"{what}.publication_date", nullable=True),
+        url=url,
+        confirmed_by=tuple(_required(c, f"{what}.confirmed_by[]") for c in confirmed),
     )
 
 
+def _factor(raw: Any, index: int, regions: Mapping[str, Region], pubs: Mapping[str, Publication]) -> EmissionFactor:
+    what = f"factors[{index}]"
+    entry = _fields(raw, what, _FACTOR_FIELDS)
+    factor_id = _id(entry["id"], f"{what}.id")
+    what = f"factor {factor_id}"
+    if entry["kind"] not in KINDS:
+        raise CatalogueError(f"{what}: kind must be one of {sorted(KINDS)}")
+    if entry["region"] not in regions:
+        raise CatalogueError(f"{what}: region {entry['region']!r} is not in the catalogue's regions")
+    if entry["publication"] not in pubs:
+        raise CatalogueError(f"{what}: publication {entry['publication']!r} is not in the catalogue's publications")
+    year = entry["reporting_year"]
+    if type(year) is not int or not 1990 <= year <= 2100:
+        raise CatalogueError(f"{what}: reporting_year must be a JSON integer year")
+    if entry["unit"] != UNIT or entry["gas"] != GAS:
+        raise CatalogueError(f"{what}: unit must be {UNIT!r} and gas {GAS!r}")
+    valid_from = _date(entry["valid_from"], f"{what}.valid_from")
+    assert valid_from is not None
+    source = pubs[entry["publication"]]
+    if source.publication_date is not None and valid_from < source.publication_date:
+        raise CatalogueError(f"{what}: valid_from {valid_from} is before its publication ({source.publication_date})")
+    if valid_from.year <= year:
+        raise CatalogueError(f"{what}: valid_from {valid_from} is not after the reporting year {year} it describes")
+    return EmissionFactor(
+        id=factor_id,
+        kind=entry["kind"],
+        region=regions[entry["region"]],
+        reporting_year=year,
+        kg_per_kwh_e4=_value_e4(entry["kg_per_kwh"], f"{what}.kg_per_kwh"),
+        unit=UNIT,
+        gas=GAS,
+        valid_from=valid_from,
+        source=source,
+    )
+
+
+def _unique(items: list[Any], what: str, key: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if key(item) in out:
+            raise CatalogueError(f"{what} {key(item)!r} appears twice")
+        out[key(item)] = item
+    return out
+
+
+def parse_catalogue(text: str | bytes) -> Catalogue:
+    """The catalogue from its JSON text; CatalogueError on any unknown, missing or ill-typed field."""
+    try:
+        raw = strict_json.loads(text)
+    except ProtocolError as err:
+        raise CatalogueError(f"the catalogue is not strict JSON: {err}") from err
+    doc = _fields(raw, "catalogue", _DOCUMENT_FIELDS)
+    if doc["format"] != CATALOGUE_FORMAT or type(doc["version"]) is not int or doc["version"] != CATALOGUE_VERSION:
+        raise CatalogueError(f"not a {CATALOGUE_FORMAT} v{CATALOGUE_VERSION}")
+    for name in ("regions", "publications", "factors"):
+        if not isinstance(doc[name], list):
+            raise CatalogueError(f"catalogue.{name} must be a list")
+    regions = _unique([_region(r, i) for i, r in enumerate(doc["regions"])], "region", lambda r: r.code)
+    pubs = _unique([_publication(p, i) for i, p in enumerate(doc["publications"])], "publication", lambda p: p.id)
+    factors = _unique(
+        [_factor(f, i, regions, pubs) for i, f in enumerate(doc["factors"])], "factor", lambda f: f.id
+    )
+    same = _unique(
+        [f for f in factors.values()], "factor for region, kind and year",
+        lambda f: f"{f.region.code}/{f.kind}/{f.reporting_year}",
+    )
+    del same  # one factor per (region, kind, reporting year): the selection rule must never have to choose
+    date = _date(doc["catalogue_date"], "catalogue.catalogue_date")
+    assert date is not None
+    default = _id(doc["default"], "catalogue.default")
+    if default not in factors:
+        raise CatalogueError(f"default emission factor {default!r} is not in the catalogue")
+    return Catalogue(_required(doc["catalogue_version"], "catalogue.catalogue_version"), date, default, regions,
+                     pubs, factors)
+
+
 @lru_cache(maxsize=8)
-def load_table(path: str | None = None) -> tuple[dict[str, EmissionFactor], str]:
-    """The factor table (id → factor) and the default id; ``path`` overrides the bundled table."""
+def load_catalogue(path: str | None = None) -> Catalogue:
+    """The bundled catalogue, or the one at ``path``."""
     if path is None:
         text = resources.files("carbontrace_protocol").joinpath("data/emission_factors.json").read_text()
     else:
         text = Path(path).read_text()
-    raw = json.loads(text)
-    table = {f.id: f for f in (_parse(entry) for entry in raw["factors"])}
-    default = str(raw["default"])
-    if default not in table:
-        raise ValueError(f"default emission factor {default!r} is not in the table")
-    return table, default
+    return parse_catalogue(text)
+
+
+def load_table(path: str | None = None) -> tuple[Mapping[str, EmissionFactor], str]:
+    """The factors (id → factor) and the default id; ``path`` overrides the bundled catalogue."""
+    catalogue = load_catalogue(path)
+    return catalogue.factors, catalogue.default
 
 
 def get_factor(factor_id: str | None = None, path: str | None = None) -> EmissionFactor:
+    """The catalogue's factor ``factor_id`` (its default when None); KeyError if it has none by that id."""
     table, default = load_table(path)
     key = factor_id or default
     if key not in table:

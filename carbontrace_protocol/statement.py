@@ -20,6 +20,7 @@ What a verifier checks (docs/proof-bundle.md, "Statements"), each failure naming
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import itertools
@@ -31,7 +32,7 @@ from typing import Any
 
 from carbontrace_protocol import strict_json
 from carbontrace_protocol.batch import ZERO_HASH, header_hash, parse_header
-from carbontrace_protocol.emission_factors import get_factor
+from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.ids import CLOUD_SIGNER, SIGNER_CLOUD, SIGNER_DEVICE, SIGNER_GATEWAY, chain_id_of
 from carbontrace_protocol.proof_bundle import BundleFormatError, ItemEntry, KeyEntry, ProofBundle, Trust, exact_fields
@@ -54,6 +55,7 @@ STATEMENT_TYPES = frozenset({DataType.AGGREGATES})
 DOCUMENT_FIELDS = ("format", "version", "statement", "signature", "bundle")
 BODY_FIELDS = ("enterprise_id", "period", "issued_at", "figures", "factors", "completeness", "bundle_sha256")
 SIGNATURE_FIELDS = ("alg", "kid", "value")
+RESTATEMENT_KEY = "restatement"  # present only in a restated statement (carbontrace_protocol/restatement.py)
 GRAMS_E4_PER_TONNE = 10**10  # emissions are exact integers of 1e-4 g; a tonne is 1e6 g
 # a statement's checks read each aggregate leaf three times (window, figures, completeness counts); decoded
 # once per leaf, held for a page's worth of leaves (a day of 100 devices at 15-minute windows is 9,600)
@@ -115,24 +117,33 @@ def figures_of(bundle: ProofBundle) -> tuple[dict[str, Any], dict[str, dict[str,
     return figures, factors, devices
 
 
-def factor_entries(stated: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each factor a statement uses, with the provenance the protocol core's table gives it."""
+def factor_entry(factor: EmissionFactor) -> dict[str, Any]:
+    """A factor as a statement names it: value, kind, region, reporting year, and its official source."""
+    return {
+        "id": factor.id,
+        "kind": factor.kind,
+        "kg_per_kwh_e4": factor.kg_per_kwh_e4,
+        "unit": factor.unit,
+        "gas": factor.gas,
+        "region": {"code": factor.region.code, "name": factor.region.name},
+        "reporting_year": factor.reporting_year,
+        "valid_from": factor.valid_from.isoformat(),
+        "source": factor.source.to_json(),
+    }
+
+
+UNKNOWN_FACTOR_FIELDS = ("kind", "kg_per_kwh_e4", "unit", "gas", "region", "reporting_year", "valid_from", "source")
+
+
+def factor_entries(stated: Iterable[str]) -> list[dict[str, Any]]:
+    """Each factor a statement uses, with the provenance the protocol's factor catalogue gives it (an id the
+    catalogue lacks gets nulls, which no verifier accepts)."""
     out = []
-    for factor_id in sorted(stated):
+    for factor_id in sorted(set(stated)):
         try:
-            factor = get_factor(factor_id)
+            out.append(factor_entry(get_factor(factor_id)))
         except KeyError:
-            out.append(dict.fromkeys(("kg_per_kwh_e4", "region", "year", "source")) | {"id": factor_id})
-            continue
-        out.append(
-            {
-                "id": factor.id,
-                "kg_per_kwh_e4": factor.kg_per_kwh_e4,
-                "region": factor.region,
-                "year": factor.year,
-                "source": factor.source,
-            }
-        )
+            out.append({"id": factor_id} | dict.fromkeys(UNKNOWN_FACTOR_FIELDS))
     return out
 
 
@@ -230,7 +241,7 @@ def verify_statement(document: Any, chain: ChainReader, trust: Trust) -> Report:
                 or doc["version"] != STATEMENT_VERSION
             ):
                 raise BundleFormatError(f"not a {STATEMENT_FORMAT} v{STATEMENT_VERSION}")
-            body = exact_fields(doc["statement"], "statement", BODY_FIELDS)
+            body = exact_fields(doc["statement"], "statement", body_fields(doc["statement"]))
             signature = exact_fields(doc["signature"], "signature", SIGNATURE_FIELDS)
             bundle = ProofBundle.from_json(doc["bundle"])
             period = exact_fields(body["period"], "statement.period", ("start", "end"))
@@ -275,17 +286,41 @@ def _check_figures(body: dict[str, Any], bundle: ProofBundle, start: int, end: i
         if not isinstance(window, list) or len(window) != 2 or window[0] < start or window[1] > end:
             raise CheckFailed(step, f"aggregate window {window} is not inside the period [{start}, {end})")
     figures, stated_factors, _ = figures_of(bundle)
+    used = set(stated_factors)
+    if RESTATEMENT_KEY in body:  # figures recomputed with newer factors: the restatement module's rule
+        from carbontrace_protocol import restatement
+
+        figures, used = restatement.check_restated(body, bundle, figures)
     if not strict_json.canonical(body["figures"]) == strict_json.canonical(figures):
         raise CheckFailed(step, f"figures differ from the leaves: recomputed {figures}")
-    expected_factors = factor_entries(stated_factors)
+    _check_factor_entries(body, stated_factors, used)
+
+
+def _check_factor_entries(body: dict[str, Any], stated: dict[str, dict[str, Any]], used: set[str]) -> None:
+    step = "statement_figures"
+    expected_factors = factor_entries(used)
     if strict_json.canonical(body["factors"]) != strict_json.canonical(expected_factors):
-        raise CheckFailed(step, "the factors are not the protocol table's entries for the factors the leaves use")
+        raise CheckFailed(step, "the factors are not the catalogue's entries (value, region, year, source) for the "
+                          "factors the figures use")
+    issued = body["issued_at"]
+    if type(issued) is not int or issued < 0:
+        raise CheckFailed(step, "issued_at must be an unsigned JSON integer")
+    issued_on = datetime.datetime.fromtimestamp(issued, datetime.UTC).date().isoformat()
     for entry in expected_factors:
-        leaf_value = stated_factors[entry["id"]]
         if entry["kg_per_kwh_e4"] is None:  # a figure whose factor has no published provenance is not auditable
-            raise CheckFailed(step, f"factor {entry['id']!r} is not in the protocol's factor table")
-        if leaf_value != {"e": -4, "m": entry["kg_per_kwh_e4"]}:
+            raise CheckFailed(step, f"factor {entry['id']!r} is not in the protocol's factor catalogue")
+        if entry["valid_from"] > issued_on:
+            raise CheckFailed(step, f"factor {entry['id']} is valid from {entry['valid_from']}, after the "
+                              f"statement's issue date {issued_on}")
+        leaf_value = stated.get(entry["id"])
+        if leaf_value is not None and leaf_value != {"e": -4, "m": entry["kg_per_kwh_e4"]}:
             raise CheckFailed(step, f"factor {entry['id']}: the leaves use another value than the published one")
+
+
+def body_fields(body: Any) -> tuple[str, ...]:
+    """The exact fields of a statement body: BODY_FIELDS, and ``restatement`` in a restated one."""
+    restated = isinstance(body, dict) and RESTATEMENT_KEY in body
+    return (*BODY_FIELDS, RESTATEMENT_KEY) if restated else BODY_FIELDS
 
 
 def completeness_of(

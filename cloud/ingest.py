@@ -25,8 +25,9 @@ from carbontrace_protocol.batch_verify import (
     VerifiedReading,
     verify_batch,
 )
-from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
+from carbontrace_protocol.emission_factors import EmissionFactor
 from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.factor_rule import NoFactor, activity_year
 from carbontrace_protocol.measures import measures_of
 from carbontrace_protocol.verify import verify_es256
 from cloud import models
@@ -34,6 +35,7 @@ from cloud.blob_readers import BlobSealer
 from cloud.content_store import ContentStore
 from cloud.ledger_log import SqlLog
 from cloud.signer_keys import DEVICE, GATEWAY, SignerKindName, keys_of
+from cloud.site_factors import factor_for, location_of
 
 
 class NotYourGateway(Exception):
@@ -181,7 +183,19 @@ class Ingestor:
             return [k.public_key for k in keys_of(session, DEVICE, device_id) if k.revoked_at is not None]
 
         def factor(factor_id: str) -> EmissionFactor | None:
-            return get_factor(factor_id) if factor_id == site.emission_factor else None
+            # The only factor allowed is the catalogue rule's for this site and the window's year, today.
+            try:
+                wanted = factor_for(site, int(batch.header["window"][0]))
+            except NoFactor as err:
+                raise BatchRejected("bad_emission_factor", f"site {site.id}: {err}") from err
+            if factor_id != wanted.id:
+                raise BatchRejected(
+                    "bad_emission_factor",
+                    f"site {site.id} at {location_of(site).describe()}, activity year "
+                    f"{activity_year(int(batch.header['window'][0]))}: the catalogue rule gives factor {wanted.id}, "
+                    f"the aggregate uses {factor_id!r} (refresh the gateway's registry)",
+                )
+            return wanted
 
         def baseline(device_id: str) -> tuple[int, int] | None:
             row = session.get(models.EnergyBaseline, (gateway_id, device_id))

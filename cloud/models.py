@@ -65,7 +65,12 @@ class Site(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     enterprise_id: Mapped[str] = mapped_column(ForeignKey("enterprises.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
+    # The factor id picked at registration before 0012; kept as history, never read: a site's factor is the
+    # catalogue rule's answer for its location and the activity's year (cloud/site_factors.py).
     emission_factor: Mapped[str] = mapped_column(String(64))
+    country: Mapped[str] = mapped_column(String(2), server_default="CN")  # ISO 3166-1 alpha-2
+    province: Mapped[str | None] = mapped_column(String(16), nullable=True)  # ISO 3166-2, e.g. CN-HE
+    grid_region: Mapped[str | None] = mapped_column(String(32), nullable=True)  # catalogue code, e.g. CN-GRID-NORTH
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -280,3 +285,19 @@ class DeviceHealth(Base):
     missing: Mapped[int] = mapped_column(BigInteger)
     gaps: Mapped[str] = mapped_column(String(4000))
     reported_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Restatement(Base):
+    """A restated statement and the one it restates, both kept in the content store under their CIDs
+    (carbontrace_protocol/restatement.py); rows are only ever added."""
+
+    __tablename__ = "restatements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    enterprise_id: Mapped[str] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    period_start: Mapped[int] = mapped_column(BigInteger)
+    period_end: Mapped[int] = mapped_column(BigInteger)
+    original_cid: Mapped[str] = mapped_column(String(128))
+    original_sha256: Mapped[str] = mapped_column(String(64))
+    restated_cid: Mapped[str] = mapped_column(String(128), unique=True)
+    factor_changes: Mapped[str] = mapped_column(String(2000))  # the restatement's factor_changes, as JSON
+    issued_at: Mapped[int] = mapped_column(BigInteger)

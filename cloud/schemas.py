@@ -93,6 +93,11 @@ class BindingRead(BaseModel):
 class SiteCreate(BaseModel):
     site_id: str = Field(pattern=_ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
+    # Where the site draws its power: the factor follows from it by rule (carbontrace_protocol/factor_rule.py).
+    country: str = Field(pattern=r"^[A-Z]{2}$")  # ISO 3166-1 alpha-2
+    province: str | None = Field(default=None, max_length=16)  # ISO 3166-2, e.g. CN-HE
+    grid_region: str | None = Field(default=None, max_length=32)  # a catalogue grid region, e.g. CN-GRID-NORTH
+    # Accepted only when it is the rule's answer (clients that still send the id they used to pick).
     emission_factor: str | None = None
 
 
@@ -100,7 +105,10 @@ class SiteRead(BaseModel):
     site_id: str
     enterprise_id: str
     name: str
-    emission_factor: str
+    country: str
+    province: str | None
+    grid_region: str | None
+    emission_factor: str  # the rule's factor for energy used now (what the site's gateways are told)
 
 
 class GatewayCreate(BaseModel):

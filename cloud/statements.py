@@ -9,17 +9,20 @@ that reaches its end (so a dropped batch breaks the chain a verifier walks).
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from typing import Any
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from carbontrace_protocol import p256, strict_json
+from carbontrace_protocol import p256, restatement, strict_json
 from carbontrace_protocol import statement as fmt
 from carbontrace_protocol import statement_summary as summary_fmt
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.ids import key_fingerprint
+from carbontrace_protocol.proof_bundle import ProofBundle
+from carbontrace_protocol.verify import verify_es256
 from carbontrace_protocol.views import DataType
 from cloud import models
 from cloud.bundle_builder import BundleBuilder
@@ -182,3 +185,79 @@ def statement_page(ledger: Ledger, cid: str) -> tuple[str, bytes] | None:
     if not isinstance(statement_body, dict) or not isinstance(statement_body.get("enterprise_id"), str):
         return None
     return statement_body["enterprise_id"], blob
+
+
+class NotOurStatement(ValueError):
+    """The document is not a statement this cloud signed for that enterprise (or it was edited)."""
+
+
+def _check_ours(ledger: Ledger, enterprise_id: str, document: Any) -> None:
+    """The statement is well formed, of ``enterprise_id``, signed by this cloud's current key over its body,
+    and its bundle is the one the body hashes (the full verification is the verifier's, on both documents)."""
+    try:
+        body = document["statement"]
+        signature = document["signature"]
+        ok_format = document["format"] == fmt.STATEMENT_FORMAT and document["version"] == fmt.STATEMENT_VERSION
+        kid, value = bytes.fromhex(signature["kid"]), bytes.fromhex(signature["value"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise NotOurStatement(f"not a {fmt.STATEMENT_FORMAT} document: {err}") from err
+    if not ok_format or not isinstance(body, dict) or body.get("enterprise_id") != enterprise_id:
+        raise NotOurStatement(f"not a {fmt.STATEMENT_FORMAT} v{fmt.STATEMENT_VERSION} of enterprise {enterprise_id}")
+    key = public_key(ledger.signing_key)
+    if kid != key_fingerprint(key) or not verify_es256(key, strict_json.canonical(body), value):
+        raise NotOurStatement("the statement is not signed by this cloud's current key (or was edited)")
+    if body.get("bundle_sha256") != hashlib.sha256(strict_json.canonical(document["bundle"])).hexdigest():
+        raise NotOurStatement("the statement's bundle is not the one its body names")
+
+
+def restate(ledger: Ledger, enterprise_id: str, original: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """The restatement of ``original`` (a statement this cloud issued) with the catalogue's newer factors
+    (carbontrace_protocol/restatement.py): the same bundle, so the same proven activity data, new figures,
+    signed; both documents stored in the content store and the pair recorded. Returns (original CID, restated
+    CID, restated document). NothingToRestate when no factor has a newer publication valid today."""
+    _check_ours(ledger, enterprise_id, original)
+    bundle = ProofBundle.from_json(original["bundle"])
+    figures, _, _ = fmt.figures_of(bundle)
+    issued_at = max(int(time.time()), int(original["statement"]["issued_at"]) + 1)
+    body = restatement.restated_body(original, bundle, figures, issued_at, fmt.factor_entries)
+    signature = bytes(p256.sign(ledger.signing_key, strict_json.canonical(body)))
+    document = {
+        "format": fmt.STATEMENT_FORMAT,
+        "version": fmt.STATEMENT_VERSION,
+        "statement": body,
+        "signature": {"alg": "ES256", "kid": original["signature"]["kid"], "value": signature.hex()},
+        "bundle": original["bundle"],
+    }
+    original_cid, _ = ledger.store.put(summary_fmt.page_bytes(original))
+    restated_cid, _ = ledger.store.put(summary_fmt.page_bytes(document))
+    with ledger.session_factory.begin() as session:
+        session.add(
+            models.Restatement(
+                enterprise_id=enterprise_id,
+                period_start=int(body["period"]["start"]),
+                period_end=int(body["period"]["end"]),
+                original_cid=original_cid,
+                original_sha256=restatement.document_sha256(original),
+                restated_cid=restated_cid,
+                factor_changes=json.dumps(body[fmt.RESTATEMENT_KEY]["factor_changes"], sort_keys=True),
+                issued_at=issued_at,
+            )
+        )
+    return original_cid, restated_cid, document
+
+
+def restatements_of(session: Session, enterprise_id: str) -> list[dict[str, Any]]:
+    """Every restatement of the enterprise, oldest first, with both CIDs (fetch from /statements/pages/{cid})."""
+    R = models.Restatement
+    rows = session.scalars(select(R).where(R.enterprise_id == enterprise_id).order_by(R.id))
+    return [
+        {
+            "period": {"start": r.period_start, "end": r.period_end},
+            "original_cid": r.original_cid,
+            "original_sha256": r.original_sha256,
+            "restated_cid": r.restated_cid,
+            "factor_changes": json.loads(r.factor_changes),
+            "issued_at": r.issued_at,
+        }
+        for r in rows
+    ]

@@ -26,6 +26,7 @@ from cloud.ledger import Ledger
 from cloud.ledger_chain import chain_id_of
 from cloud.params import MAX_TIME, ConsoleLimit, require_period
 from cloud.security import Principal, Role
+from cloud.site_factors import current_factor
 
 router = APIRouter(prefix="/api/v1", tags=["console"])
 
@@ -248,7 +249,10 @@ def factor_view(factor_id: str) -> FactorView:
         f = get_factor(factor_id)
     except KeyError:
         return FactorView(id=factor_id, kg_per_kwh_e4=None, region=None, year=None, source=None)
-    return FactorView(id=f.id, kg_per_kwh_e4=f.kg_per_kwh_e4, region=f.region, year=f.year, source=f.source)
+    source = f.source.title if f.source.document_number is None else f"{f.source.title}, {f.source.document_number}"
+    return FactorView(
+        id=f.id, kg_per_kwh_e4=f.kg_per_kwh_e4, region=f.region.name, year=f.reporting_year, source=source
+    )
 
 
 def sequence_gaps(session: Session, device_ids: list[str]) -> dict[str, list[list[int]]]:
@@ -361,7 +365,7 @@ def console_sites(
             site_id=s.id,
             enterprise_id=s.enterprise_id,
             name=s.name,
-            factor=factor_view(s.emission_factor),
+            factor=factor_view(current_factor(s).id),
             gateways=[gateway_view(g) for g in gateways if g.site_id == s.id],
             devices=[device_view(d) for d in devices if d.site_id == s.id],
         )

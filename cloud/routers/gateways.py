@@ -12,6 +12,7 @@ from cloud.deps import SessionDep, forbidden, require
 from cloud.ingest import last_batch
 from cloud.schemas import GatewayRegistry, GatewayState, RegistryDevice
 from cloud.security import Principal, Role
+from cloud.site_factors import current_factor
 
 router = APIRouter(prefix="/api/v1/gateways", tags=["gateways"])
 
@@ -37,7 +38,7 @@ def gateway_devices(
     return GatewayRegistry(
         gateway_id=gateway.id,
         site_id=site.id,
-        emission_factor=site.emission_factor,
+        emission_factor=current_factor(site).id,  # the catalogue rule's, for energy used now
         devices=[RegistryDevice(device_id=d.id, public_key=d.public_key.hex(), status=d.status) for d in devices],
     )
 

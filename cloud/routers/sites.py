@@ -13,7 +13,15 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from carbontrace_protocol.emission_factors import get_factor
+from carbontrace_protocol.emission_factors import load_catalogue
+from carbontrace_protocol.factor_rule import (
+    BadLocation,
+    NoFactor,
+    SiteLocation,
+    activity_year,
+    check_location,
+    select_factor,
+)
 from carbontrace_protocol.ids import chain_id_of, key_fingerprint
 from cloud import models
 from cloud.chain import ContractReverted, KeyEvent, TxResult
@@ -40,6 +48,7 @@ from cloud.signer_keys import (
     record_registration,
     record_revocation,
 )
+from cloud.site_factors import current_factor, today
 
 router = APIRouter(prefix="/api/v1", tags=["sites"])
 
@@ -61,7 +70,13 @@ def site_in_scope(session: Session, principal: Principal, site_id: str) -> model
 
 def _site_read(site: models.Site) -> SiteRead:
     return SiteRead(
-        site_id=site.id, enterprise_id=site.enterprise_id, name=site.name, emission_factor=site.emission_factor
+        site_id=site.id,
+        enterprise_id=site.enterprise_id,
+        name=site.name,
+        country=site.country,
+        province=site.province,
+        grid_region=site.grid_region,
+        emission_factor=current_factor(site).id,
     )
 
 
@@ -72,13 +87,24 @@ def create_site(
     ledger: LedgerDep,
     principal: Annotated[Principal, Depends(require(Role.ENTERPRISE))],
 ) -> SiteRead:
-    """Roles: the enterprise itself. Site ids are global; the emission factor defaults to the table's default."""
+    """Roles: the enterprise itself. Site ids are global. The site's location (country, province, grid region)
+    decides its emission factor by the catalogue rule; 422 when the location is not in the catalogue, has no
+    factor, or ``emission_factor`` is given and is not the rule's answer."""
     if principal.enterprise_id != enterprise_id:
         raise forbidden()
+    location = SiteLocation(body.country, body.province, body.grid_region)
+    catalogue = load_catalogue()
     try:
-        factor = get_factor(body.emission_factor)
-    except KeyError as err:
-        raise HTTPException(422, "unknown emission factor") from err
+        check_location(catalogue, location)
+        factor = select_factor(catalogue, location, activity_year(int(time.time())), today())
+    except (BadLocation, NoFactor) as err:
+        raise HTTPException(422, str(err)) from err
+    if body.emission_factor is not None and body.emission_factor != factor.id:
+        raise HTTPException(
+            422,
+            f"emission factor {body.emission_factor!r} is not the one the catalogue rule gives a site at "
+            f"{location.describe()} ({factor.id}); a site's factor follows from its location",
+        )
     with ledger.session_factory.begin() as session:
         if session.get(models.Site, body.site_id) is not None:
             raise HTTPException(409, "site id taken")
@@ -87,6 +113,9 @@ def create_site(
             enterprise_id=enterprise_id,
             name=body.name,
             emission_factor=factor.id,
+            country=location.country,
+            province=location.province,
+            grid_region=location.grid_region,
             created_at=int(time.time()),
         )
         session.add(site)

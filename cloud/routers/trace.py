@@ -16,8 +16,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
+from carbontrace_protocol import strict_json
 from carbontrace_protocol.proof_bundle import ProofBundle
 from carbontrace_protocol.proof_verify import ChainUnreachable
+from carbontrace_protocol.restatement import NothingToRestate
 from carbontrace_protocol.views import DataType
 from cloud import access_scope, statements
 from cloud import trace as tracelib
@@ -25,7 +27,7 @@ from cloud.chain import ChainUnavailable
 from cloud.deps import FORBIDDEN, LedgerDep, SessionDep, get_principal
 from cloud.ledger import Ledger
 from cloud.params import MAX_TIME, Limit, require_period
-from cloud.security import Principal
+from cloud.security import Principal, Role
 
 router = APIRouter(prefix="/api/v1", tags=["trace"])
 
@@ -315,3 +317,74 @@ def statement_page(
     return Response(
         blob, media_type="application/json", headers={"Content-Disposition": f'attachment; filename="{cid}.json"'}
     )
+
+
+class RestateRequest(BaseModel):
+    """The statement to restate: the CID of a stored one (a summary page, an earlier restatement's original)
+    or the signed document itself (the cloud checks it signed it, then stores it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    statement_cid: str | None = None
+    statement: dict[str, Any] | None = None
+
+
+def _restater_in_scope(principal: Principal | None, enterprise_id: str) -> None:
+    """Only the enterprise itself, or a regulator, issues a restatement."""
+    if principal is None:
+        raise HTTPException(403, FORBIDDEN)
+    if principal.role == Role.REGULATOR:
+        return
+    if principal.role != Role.ENTERPRISE or principal.enterprise_id != enterprise_id:
+        raise HTTPException(403, FORBIDDEN)
+
+
+@router.post(
+    "/enterprises/{enterprise_id}/restatements",
+    status_code=201,
+    responses={
+        201: {"description": "restated statement (docs/proof-bundle.md#restated-statements), stored"},
+        409: {"description": "no factor of the statement has a newer publication valid today"},
+        422: {"description": "not a statement this cloud signed for that enterprise"},
+        **_FORBIDDEN_RESPONSE,
+    },
+)
+def restate_statement(
+    enterprise_id: Annotated[str, Path(pattern=_ID)],
+    body: RestateRequest,
+    principal: CallerDep,
+    ledger: LedgerDep,
+) -> JSONResponse:
+    """Roles: the enterprise itself, a regulator. Restates a statement with the factor catalogue's newer
+    factors: the same proven aggregates (energy), emissions recomputed, naming the original by sha256;
+    both stored (GET /statements/pages/{cid}). Answers {original_cid, restated_cid, statement}."""
+    _restater_in_scope(principal, enterprise_id)
+    if (body.statement_cid is None) == (body.statement is None):
+        raise HTTPException(422, "give exactly one of statement_cid and statement")
+    original: Any = body.statement
+    if body.statement_cid is not None:
+        page = statements.statement_page(ledger, body.statement_cid)
+        if page is None or page[0] != enterprise_id:
+            raise HTTPException(403, FORBIDDEN)
+        original = strict_json.loads(page[1])
+    try:
+        original_cid, restated_cid, document = statements.restate(ledger, enterprise_id, original)
+    except statements.NotOurStatement as err:
+        raise HTTPException(422, str(err)) from err
+    except NothingToRestate as err:
+        raise HTTPException(409, str(err)) from err
+    return JSONResponse(
+        {"original_cid": original_cid, "restated_cid": restated_cid, "statement": document}, status_code=201
+    )
+
+
+@router.get("/enterprises/{enterprise_id}/restatements", responses=_FORBIDDEN_RESPONSE)
+def list_restatements(
+    enterprise_id: Annotated[str, Path(pattern=_ID)],
+    principal: CallerDep,
+    ledger: LedgerDep,
+    session: SessionDep,
+) -> JSONResponse:
+    """Roles: as /enterprises/{id}/statement. Every restatement of the enterprise: period, the original's
+    and the restated statement's CIDs, the original's sha256, the factor changes, the issue time."""
+    _statement_in_scope(principal, enterprise_id, ledger, session)
+    return JSONResponse(statements.restatements_of(session, enterprise_id))

@@ -242,9 +242,11 @@ def apply_enterprise(client: TestClient, name: str) -> tuple[str, str, str]:
     return enterprise_id, enterprise_key, chain_key
 
 
-def register_tenant(client: TestClient, name: str, devices: int = 2) -> Tenant:
-    """Enterprise applies (the operator approves), adds a site engineer, a site, a gateway and devices — all
-    through the API."""
+def register_tenant(
+    client: TestClient, name: str, devices: int = 2, location: dict[str, str] | None = None
+) -> Tenant:
+    """Enterprise applies (the operator approves), adds a site engineer, a site (at ``location``, by default
+    only the country CN: the national average), a gateway and devices — all through the API."""
     enterprise_id, enterprise_key, chain_key = apply_enterprise(client, name)
     r = client.post(
         f"/api/v1/enterprises/{enterprise_id}/engineers", json={"label": "eng"}, headers=auth(enterprise_key)
@@ -254,7 +256,7 @@ def register_tenant(client: TestClient, name: str, devices: int = 2) -> Tenant:
     site_id = f"site-{secrets.token_hex(4)}"
     r = client.post(
         f"/api/v1/enterprises/{enterprise_id}/sites",
-        json={"site_id": site_id, "name": name + " plant"},
+        json={"site_id": site_id, "name": name + " plant", **(location or {"country": "CN"})},
         headers=auth(enterprise_key),
     )
     assert r.status_code == 201, r.text

@@ -43,7 +43,7 @@ def test_an_application_costs_the_operator_nothing_until_approved(sqlite_client:
     # the pending key sees its own status and opens nothing else
     r = client.get(f"/api/v1/enterprises/{eid}", headers=auth(key))
     assert r.status_code == 200 and r.json()["status"] == "pending"
-    r = client.post(f"/api/v1/enterprises/{eid}/sites", json={"site_id": "s-1", "name": "S"}, headers=auth(key))
+    r = client.post(f"/api/v1/enterprises/{eid}/sites", json={"site_id": "s-1", "name": "S", "country": "CN"}, headers=auth(key))
     assert r.status_code == 403 and r.json()["detail"] == "enterprise application awaiting operator approval"
     r = client.post(f"/api/v1/enterprises/{eid}/engineers", json={"label": "e"}, headers=auth(key))
     assert r.status_code == 403
@@ -58,7 +58,7 @@ def test_an_application_costs_the_operator_nothing_until_approved(sqlite_client:
     assert _operator_nonce(client) == before + 1
     assert registry.enterprise(chain_id_of(eid)).account == first["chain_account"]
     assert client.post(f"/api/v1/enterprises/{eid}/approve", headers=auth(ADMIN_KEY)).status_code == 409
-    r = client.post(f"/api/v1/enterprises/{eid}/sites", json={"site_id": "s-1", "name": "S"}, headers=auth(key))
+    r = client.post(f"/api/v1/enterprises/{eid}/sites", json={"site_id": "s-1", "name": "S", "country": "CN"}, headers=auth(key))
     assert r.status_code == 201, r.text
 
     # a rejected application is gone with its key, and its address is free again

@@ -64,7 +64,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
                           headers=auth(enterprise_key))
             assert r.status_code == 201, r.text
             engineer_key = r.json()["api_key"]
-            r = http.post(f"/api/v1/enterprises/{enterprise_id}/sites", json={"site_id": "plant-7", "name": "Plant 7"},
+            r = http.post(f"/api/v1/enterprises/{enterprise_id}/sites", json={"site_id": "plant-7", "name": "Plant 7", "country": "CN"},
                           headers=auth(enterprise_key))
             assert r.status_code == 201, r.text
         yield Cloud(url, engineer_key, "plant-7")

@@ -84,7 +84,12 @@ def test_a_statement_proves_its_figures_and_its_completeness(two_tenants: Any) -
     grams_e4 = sum(a["emissions_g"].value[1] for a in aggregates)
     assert body["figures"]["emissions_g_e4"] == grams_e4 > 0
     assert Decimal(body["figures"]["emissions_t_co2"]) == Decimal(grams_e4) / 10**10  # tonnes, exact
-    assert all(f["region"] and f["year"] and f["source"] for f in body["factors"])
+    # each factor names its region, reporting year and official source (publisher, title, date)
+    assert all(
+        f["region"]["code"] and f["region"]["name"] and f["reporting_year"] and f["source"]["publisher"]
+        and f["source"]["title"] and f["kind"] == "location_grid_average"
+        for f in body["factors"]
+    ), body["factors"]
     gateways = body["completeness"]["gateways"]
     assert [(g["gateway_id"], g["batches"], g["first_seq"], g["last_seq"]) for g in gateways] == [
         (ours.tenant.gateway.gateway_id, 4, 0, 3)
