@@ -15,6 +15,7 @@ Which factor a site uses is not chosen here: carbontrace_protocol/factor_rule.py
 from __future__ import annotations
 
 import datetime
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -275,9 +276,17 @@ def parse_catalogue(text: str | bytes) -> Catalogue:
                      pubs, factors)
 
 
-@lru_cache(maxsize=8)
+CATALOGUE_ENV = "CARBONTRACE_FACTOR_CATALOGUE"
+
+
 def load_catalogue(path: str | None = None) -> Catalogue:
-    """The bundled catalogue, or the one at ``path``."""
+    """The catalogue at ``path``, else at $CARBONTRACE_FACTOR_CATALOGUE (a deployment that received a newer
+    catalogue than the package's, e.g. with a factor just published), else the bundled one."""
+    return _load_catalogue(path or os.environ.get(CATALOGUE_ENV) or None)
+
+
+@lru_cache(maxsize=8)
+def _load_catalogue(path: str | None) -> Catalogue:
     if path is None:
         text = resources.files("carbontrace_protocol").joinpath("data/emission_factors.json").read_text()
     else:
