@@ -102,7 +102,8 @@ def restated_body(original: dict[str, Any], bundle: ProofBundle, figures: dict[s
     """The body of the restatement of the ``original`` statement document, issued at ``issued_at``; raises
     NothingToRestate when no factor changed. ``factor_entries`` is statement.factor_entries."""
     changes = factor_changes(bundle, issued_at)
-    if not changes:
+    already = original["statement"].get(RESTATEMENT_KEY, {}).get("factor_changes")
+    if not changes or changes == already:  # a restatement already applying every newer factor
         raise NothingToRestate("no factor of this statement has a newer publication valid today")
     restated, named = restated_figures(bundle, figures, changes)
     body = dict(original["statement"])

@@ -231,6 +231,9 @@ def restate(ledger: Ledger, enterprise_id: str, original: dict[str, Any]) -> tup
     original_cid, _ = ledger.store.put(summary_fmt.page_bytes(original))
     restated_cid, _ = ledger.store.put(summary_fmt.page_bytes(document))
     with ledger.session_factory.begin() as session:
+        R = models.Restatement
+        if session.scalar(select(R.id).where(R.restated_cid == restated_cid)) is not None:
+            return original_cid, restated_cid, document  # the same restatement asked again within its second
         session.add(
             models.Restatement(
                 enterprise_id=enterprise_id,
