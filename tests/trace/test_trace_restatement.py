@@ -118,3 +118,18 @@ def test_a_forged_restatement_does_not_verify(issued: Any) -> None:
     edited = copy.deepcopy(original)
     edited["statement"]["figures"]["energy_wh"] += 1
     assert _restate(client, traced, statement=edited).status_code == 422
+
+
+def test_the_cli_restates_a_stored_statement(issued: Any) -> None:
+    """`carbontrace factors restate --cid`: the client function the command runs, against the real cloud."""
+    from carbontrace.factors_cli import restate
+
+    client, traced, original = issued
+    first = _restate(client, traced, statement=original).json()
+    answer = restate(client, traced.tenant.enterprise_key, traced.tenant.enterprise_id, None, first["original_cid"])
+    assert answer["original_cid"] == first["original_cid"]
+    restated = answer["statement"]
+    assert restated["statement"]["restatement"]["restates"]["statement_sha256"] == document_sha256(original)
+    assert verify_statement(restated, reader_of(client), trust_of(client)).status == "valid"
+    with pytest.raises(RuntimeError, match="409"):
+        restate(client, traced.tenant.enterprise_key, traced.tenant.enterprise_id, None, answer["restated_cid"])

@@ -1,0 +1,115 @@
+"""`carbontrace factors`: the factor catalogue's answer for a location, a site's registration with its
+location, and the restatement of a statement with newer factors (cloud/routers/sites.py, trace.py)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from carbontrace_protocol.emission_factors import load_catalogue
+from carbontrace_protocol.factor_rule import BadLocation, NoFactor, SiteLocation, check_location, select_factor
+from carbontrace_protocol.statement import factor_entry
+
+factors_app = typer.Typer(help="Emission factors: the catalogue's rule, site locations, restatements.",
+                          no_args_is_help=True)
+
+_CLOUD = Annotated[str, typer.Option(help="cloud URL")]
+_KEY_FILE = Annotated[Path, typer.Option(help="the enterprise API key, or its enterprise.json")]
+
+
+def _api_key(path: Path) -> str:
+    text = path.read_text().strip()
+    return str(json.loads(text)["api_key"]) if text.startswith("{") else text
+
+
+def _location(country: str, province: str | None, grid_region: str | None) -> dict[str, str]:
+    return {"country": country} | ({"province": province} if province else {}) | (
+        {"grid_region": grid_region} if grid_region else {})
+
+
+@factors_app.command("rule")
+def rule(
+    country: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2, e.g. CN")],
+    year: Annotated[int, typer.Option(help="the activity's (UTC) year")],
+    province: Annotated[str | None, typer.Option(help="ISO 3166-2, e.g. CN-HE")] = None,
+    grid_region: Annotated[str | None, typer.Option(help="catalogue grid region, e.g. CN-GRID-NORTH")] = None,
+    on: Annotated[str | None, typer.Option(help="decision date YYYY-MM-DD (default: today, UTC)")] = None,
+) -> None:
+    """Print the factor the catalogue rule gives a site at that location for that year, with its source."""
+    catalogue = load_catalogue()
+    location = SiteLocation(country, province, grid_region)
+    day = datetime.date.fromisoformat(on) if on else datetime.datetime.now(datetime.UTC).date()
+    try:
+        check_location(catalogue, location)
+        factor = select_factor(catalogue, location, year, day)
+    except (BadLocation, NoFactor) as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from err
+    typer.echo(json.dumps({"catalogue_version": catalogue.version, "factor": factor_entry(factor)},
+                          ensure_ascii=False))
+
+
+def add_site(http: httpx.Client, api_key: str, enterprise_id: str, site: dict[str, Any]) -> dict[str, Any]:
+    r = http.post(
+        f"/api/v1/enterprises/{enterprise_id}/sites", json=site, headers={"Authorization": f"Bearer {api_key}"}
+    )
+    if r.status_code != 201:
+        raise RuntimeError(f"site registration refused ({r.status_code}): {r.text}")
+    return r.json()  # type: ignore[no-any-return]
+
+
+@factors_app.command("site-add")
+def site_add(
+    cloud: _CLOUD,
+    enterprise: Annotated[str, typer.Option(help="the enterprise id")],
+    api_key_file: _KEY_FILE,
+    site_id: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option()],
+    country: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2, e.g. CN")],
+    province: Annotated[str | None, typer.Option(help="ISO 3166-2, e.g. CN-HE")] = None,
+    grid_region: Annotated[str | None, typer.Option(help="catalogue grid region, e.g. CN-GRID-NORTH")] = None,
+) -> None:
+    """Register a site with its location; prints it with the factor the rule gives it."""
+    site = {"site_id": site_id, "name": name, **_location(country, province, grid_region)}
+    with httpx.Client(base_url=cloud, timeout=30) as http:
+        typer.echo(json.dumps(add_site(http, _api_key(api_key_file), enterprise, site)))
+
+
+def restate(http: httpx.Client, api_key: str, enterprise_id: str, statement: dict[str, Any] | None,
+            cid: str | None) -> dict[str, Any]:
+    """POST the restatement request; the answer {original_cid, restated_cid, statement}."""
+    body: dict[str, Any] = {"statement": statement} if statement is not None else {"statement_cid": cid}
+    r = http.post(f"/api/v1/enterprises/{enterprise_id}/restatements", json=body,
+                  headers={"Authorization": f"Bearer {api_key}"})
+    if r.status_code != 201:
+        raise RuntimeError(f"restatement refused ({r.status_code}): {r.text}")
+    return r.json()  # type: ignore[no-any-return]
+
+
+@factors_app.command("restate")
+def restate_command(
+    cloud: _CLOUD,
+    enterprise: Annotated[str, typer.Option(help="the enterprise id")],
+    api_key_file: _KEY_FILE,
+    out: Annotated[Path, typer.Option(help="file for the restated statement (JSON)")],
+    statement: Annotated[Path | None, typer.Option(help="the signed statement to restate (JSON)")] = None,
+    cid: Annotated[str | None, typer.Option(help="or the CID of a statement the cloud stores")] = None,
+) -> None:
+    """Restate a statement with the catalogue's newer factors; writes the restated statement, prints both CIDs."""
+    if (statement is None) == (cid is None):
+        raise typer.BadParameter("give exactly one of --statement and --cid")
+    document = None if statement is None else json.loads(statement.read_text())
+    with httpx.Client(base_url=cloud, timeout=120) as http:
+        try:
+            answer = restate(http, _api_key(api_key_file), enterprise, document, cid)
+        except RuntimeError as err:
+            typer.echo(str(err), err=True)
+            raise typer.Exit(1) from err
+    out.write_text(json.dumps(answer["statement"]))
+    typer.echo(json.dumps({"original_cid": answer["original_cid"], "restated_cid": answer["restated_cid"],
+                           "factor_changes": answer["statement"]["statement"]["restatement"]["factor_changes"]}))
