@@ -10,8 +10,10 @@ What a verifier checks (docs/proof-bundle.md, "Statements"), each failure naming
   signature verifies; ``bundle_sha256`` is sha256 of the canonical JSON of BUNDLE.
 - query_match (statement level): BODY's enterprise and period are the bundle query's, types = aggregates.
 - statement_figures: every figure recomputed from the bundle's aggregate leaves, each factor's value equal
-  to the leaves' and its region, year and source the protocol core's factor table's; every aggregate lies
-  inside the period (a window that straddles a boundary is not summed into either side).
+  to the leaves' and its entry (kind, region, reporting year, official source) the factor catalogue's, valid
+  on the issue date; every aggregate lies inside the period (a window that straddles a boundary is not
+  summed into either side). A restated statement (its ``restatement`` key) has its figures recomputed with
+  newer factors by carbontrace_protocol/restatement.py.
 - statement_completeness: every gateway and device the chain lists for the enterprise appears; for each
   gateway, the bundle's batches form an unbroken chain (consecutive batch_seq, each header's ``prev`` the
   hash of the one before); ``closed`` says whether the chain reaches a batch past the period's end.
