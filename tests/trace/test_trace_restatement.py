@@ -133,3 +133,17 @@ def test_the_cli_restates_a_stored_statement(issued: Any) -> None:
     assert verify_statement(restated, reader_of(client), trust_of(client)).status == "valid"
     with pytest.raises(RuntimeError, match="409"):
         restate(client, traced.tenant.enterprise_key, traced.tenant.enterprise_id, None, answer["restated_cid"])
+
+
+def test_only_the_enterprise_or_a_regulator_issues_a_restatement(issued: Any) -> None:
+    client, traced, original = issued
+    path = f"/api/v1/enterprises/{traced.tenant.enterprise_id}/restatements"
+    assert client.post(path, json={"statement": original}).status_code == 403  # the public
+    r = client.post(path, json={"statement": original}, headers=auth(traced.tenant.engineer_key))
+    assert r.status_code == 403
+    other = tenant_with_batches(client, "Restated Other", batches=1)
+    r = client.post(path, json={"statement": original}, headers=auth(other.tenant.enterprise_key))
+    assert r.status_code == 403
+    mine = f"/api/v1/enterprises/{other.tenant.enterprise_id}/restatements"
+    r = client.post(mine, json={"statement": original}, headers=auth(other.tenant.enterprise_key))
+    assert r.status_code == 422  # not that enterprise's statement
