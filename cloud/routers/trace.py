@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from carbontrace_protocol import strict_json
 from carbontrace_protocol.proof_bundle import ProofBundle
-from carbontrace_protocol.proof_verify import ChainUnreachable
+from carbontrace_protocol.proof_verify import ChainUnreachable, CheckFailed
 from carbontrace_protocol.restatement import NothingToRestate
 from carbontrace_protocol.views import DataType
 from cloud import access_scope, statements
@@ -368,7 +368,7 @@ def restate_statement(
         original = strict_json.loads(page[1])
     try:
         original_cid, restated_cid, document = statements.restate(ledger, enterprise_id, original)
-    except statements.NotOurStatement as err:
+    except (statements.NotOurStatement, CheckFailed) as err:  # CheckFailed: a leaf factor not in the catalogue
         raise HTTPException(422, str(err)) from err
     except NothingToRestate as err:
         raise HTTPException(409, str(err)) from err
