@@ -62,12 +62,16 @@ def issue_device(directory: DirOption, site: SiteOption, device: Annotated[str, 
 
 @broker_app.command("issue-gateway")
 def issue_gateway(directory: DirOption, site: SiteOption, gateway: Annotated[str, typer.Option("--gateway")],
-                  out: OutOption) -> None:
+                  out: OutOption,
+                  workers: Annotated[int, typer.Option("--workers", min=1, max=16,
+                                                       help="its ingest_workers (one MQTT user each)")] = 1) -> None:
     """Credentials for a site's gateway: it alone may read the site's device topics."""
     config = BrokerConfig.open(directory)
-    credentials = config.add_gateway(site, gateway)
+    credentials = config.add_gateway(site, gateway, workers)
     _write_private(out, {"mqtt_username": credentials.username, "mqtt_password": credentials.password,
                          "mqtt_ca_file": str(config.ca_file), "mqtt_client_id": gateway_username(gateway)})
+    if workers > 1:
+        typer.echo(f"{gateway}: set ingest_workers = {workers} and mqtt_shared_group in its TOML")
     typer.echo(f"{gateway}: credentials in {out} (the [gateway] settings of its TOML); restart the broker")
 
 

@@ -310,8 +310,11 @@ class BrokerConfig:
     # -- credentials --------------------------------------------------------------------------------
 
     def issue(self, username: str, role: str, site: str, device: str = "",
-              extra_topics: Iterable[str] = ()) -> Credentials:
-        """A new password for ``username`` (replacing any earlier one); the files are rewritten."""
+              extra_topics: Iterable[str] = (), workers: int = 1) -> Credentials:
+        """A new password for ``username`` (replacing any earlier one); the files are rewritten. A gateway
+        with ``workers`` > 1 ingest processes gets a principal per worker (topics.worker_name), the same role,
+        site and password: one party and one secret, but a client id each, as the broker binds client id to
+        username."""
         if role not in ROLES:
             raise ValueError(f"unknown broker role {role!r}; one of {ROLES}")
         for name in (username, site) + ((device,) if device else ()):
@@ -322,23 +325,33 @@ class BrokerConfig:
         earlier = principals.get(username)
         if earlier is not None and (earlier.role, earlier.site) != (role, site):
             raise ValueError(f"MQTT user {username!r} is already a {earlier.role} of site {earlier.site!r}")
-        principals[username] = Principal(role, site, password_hash(password), device, list(extra_topics))
+        if workers < 1 or (workers > 1 and role != "gateway"):
+            raise ValueError("only a gateway has ingest workers, at least one")
+        for worker in range(workers):
+            name = topics.worker_name(username, worker)
+            principals[name] = Principal(role, site, password_hash(password), device, list(extra_topics))
         self._save(principals)
         return Credentials(username, password)
 
     def add_device(self, site: str, device_id: str) -> Credentials:
         return self.issue(device_id, "device", site, device=device_id)
 
-    def add_gateway(self, site: str, gateway_id: str) -> Credentials:
-        return self.issue(gateway_username(gateway_id), "gateway", site)
+    def add_gateway(self, site: str, gateway_id: str, workers: int = 1) -> Credentials:
+        return self.issue(gateway_username(gateway_id), "gateway", site, workers=workers)
 
     def add_publisher(self, site: str, name: str) -> Credentials:
         return self.issue(name, "publisher", site)
 
     def revoke(self, username: str) -> bool:
+        """Remove ``username`` and, for a gateway, every ingest worker principal issued with it."""
         principals = self.principals()
-        if principals.pop(username, None) is None:
+        revoked = principals.pop(username, None)
+        if revoked is None:
             return False
+        if revoked.role == "gateway":
+            for name in [n for n, p in principals.items() if p.role == "gateway" and p.site == revoked.site]:
+                if any(name == topics.worker_name(username, k) for k in range(1, 17)):
+                    del principals[name]
         self._save(principals)
         return True
 

@@ -106,7 +106,8 @@ class Mosquitto:
 
     def issue(self, username: str, role: str, site: str, **kwargs: Any) -> MqttAccess:
         """Credentials for ``username`` (the same ones again if already issued here with that role and site)."""
-        key = (username, role, site)
+        workers = kwargs.get("workers", 1)
+        key = (username, role if workers == 1 else f"{role}*{workers}", site)
         if key not in self.issued:
             credentials = self.broker_config.issue(username, role, site, **kwargs)
             self.reload()
@@ -130,8 +131,8 @@ class Mosquitto:
     def add_device(self, site: str, device_id: str) -> MqttAccess:
         return self.issue(device_id, "device", site, device=device_id)
 
-    def add_gateway(self, site: str, gateway_id: str) -> MqttAccess:
-        return self.issue(gateway_username(gateway_id), "gateway", site)
+    def add_gateway(self, site: str, gateway_id: str, workers: int = 1) -> MqttAccess:
+        return self.issue(gateway_username(gateway_id), "gateway", site, workers=workers)
 
     def add_publisher(self, site: str, name: str = "load-publisher") -> MqttAccess:
         return self.issue(name, "publisher", site)

@@ -42,6 +42,34 @@ def site_statuses(site_id: str) -> str:
     return device_topic(site_id, "+", STATUS)
 
 
+SHARE_PREFIX = "$share/"
+
+
+def valid_share_group(group: str) -> bool:
+    """A shared-subscription group name (MQTT 5 §4.8.2): non-empty, no level separator, no wildcard."""
+    return 0 < len(group) <= MAX_ID_LENGTH and "/" not in group and "+" not in group and "#" not in group
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """``topic_filter`` as a shared subscription of ``group``: the broker hands each message to one member
+    (Mosquitto: round robin), so several ingest workers of one gateway share a site's load."""
+    if not valid_share_group(group):
+        raise ValueError("invalid shared-subscription group " + repr(group))
+    return SHARE_PREFIX + group + "/" + topic_filter
+
+
+def worker_name(base: str, worker: int) -> str:
+    """The MQTT username and client id of ingest worker ``worker`` of the gateway named ``base`` (worker 0 is
+    the gateway itself). The broker binds a client id to its username, so every worker of a shared
+    subscription needs its own; the broker's credentials (carbontrace/broker_config.py) use the same names."""
+    if worker < 0:
+        raise ValueError("worker index must be >= 0")
+    if worker == 0:
+        return base
+    suffix = ".w" + str(worker)
+    return base[: MAX_ID_LENGTH - len(suffix)] + suffix
+
+
 def parse_reading_topic(topic: str) -> "tuple[str, str] | None":
     """(site id, device id) of a reading topic, or None if the topic is not one."""
     parts = topic.split("/")

@@ -55,8 +55,10 @@ def reading_topic(site_id: str, device_id: str) -> str:
     return topics.reading_topic(site_id, device_id)
 
 
-def subscription(site_id: str) -> str:
-    return topics.site_readings(site_id)
+def subscription(site_id: str, share_group: str | None = None) -> str:
+    """The gateway's reading subscription, as a member of ``share_group`` when it has one."""
+    readings = topics.site_readings(site_id)
+    return readings if share_group is None else topics.shared(share_group, readings)
 
 
 def parse_topic(topic: str) -> tuple[str, str] | None:

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from carbontrace_protocol.topics import MAX_PAYLOAD_BYTES
+from carbontrace_protocol.topics import MAX_PAYLOAD_BYTES, valid_share_group, worker_name
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -35,6 +35,14 @@ class GatewaySettings(BaseSettings):
     mqtt_ca_file: Path | None = None
     # Larger payloads are rejected (reason "oversized_payload") before they are copied or decoded.
     mqtt_max_payload_bytes: int = Field(MAX_PAYLOAD_BYTES, gt=0)
+    # Subscribe as a member of this shared-subscription group ($share/<group>/...): the broker hands each
+    # reading to one member. The members are this gateway's ingest workers (below), which all write into its
+    # one spool, so a device's readings end up in one batch chain whichever worker verified them.
+    mqtt_shared_group: str | None = None
+    # Ingest processes verifying in parallel (ES256 verification is CPU-bound: one per core). Worker k > 0
+    # connects as MQTT user and client id "<mqtt_username>.w<k>" with the same password
+    # (`carbontrace broker add-gateway --workers N` issues them). Needs mqtt_shared_group.
+    ingest_workers: int = Field(1, ge=1, le=16)
 
     window_s: int = Field(900, gt=0)
     interval_s: int = Field(60, gt=0)  # the devices' reading interval, for "expected" in aggregates
@@ -84,9 +92,22 @@ class GatewaySettings(BaseSettings):
                              "broker's CA) and mqtt_username/mqtt_password")
         return self
 
-    def client_id(self) -> str:
+    @model_validator(mode="after")
+    def _workers_share_one_subscription(self) -> GatewaySettings:
+        if self.mqtt_shared_group is not None and not valid_share_group(self.mqtt_shared_group):
+            raise ValueError(f"mqtt_shared_group {self.mqtt_shared_group!r}: 1-64 characters without / + #")
+        if self.ingest_workers > 1 and self.mqtt_shared_group is None:
+            # Without a share group every worker would receive every reading: N times the work for nothing.
+            raise ValueError("ingest_workers > 1 needs mqtt_shared_group")
+        return self
+
+    def client_id(self, worker: int = 0) -> str:
         # The production broker binds a client id to its username (use_username_as_clientid): use that.
-        return self.mqtt_client_id or self.mqtt_username or f"carbontrace-gateway-{self.gateway_id}"
+        return worker_name(self.mqtt_client_id or self.mqtt_username or f"carbontrace-gateway-{self.gateway_id}",
+                           worker)
+
+    def username(self, worker: int = 0) -> str | None:
+        return worker_name(self.mqtt_username, worker) if self.mqtt_username else None
 
     def redacted(self) -> dict[str, Any]:
         """The settings for logs: secrets shown as ********."""

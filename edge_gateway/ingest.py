@@ -73,8 +73,11 @@ class MqttIngest:
         metrics: GatewayMetrics,
         on_unknown_device: Callable[[], None] = lambda: None,
         refresh_registry: Callable[[Spool], bool] | None = None,
+        worker: int = 0,
     ) -> None:
         self.settings = settings
+        self.worker_index = worker
+        self.topic = subscription(settings.site_id, settings.mqtt_shared_group)
         self.spool_factory = spool_factory
         self.metrics = metrics
         self.on_unknown_device = on_unknown_device
@@ -91,13 +94,14 @@ class MqttIngest:
         self.connection = 0
         self.worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=settings.client_id(), clean_session=False, manual_ack=True
+            CallbackAPIVersion.VERSION2, client_id=settings.client_id(worker), clean_session=False, manual_ack=True
         )
         if settings.mqtt_ca_file is not None:
             self.client.tls_set_context(tls_context(settings.mqtt_ca_file))
-        if settings.mqtt_username:
+        username = settings.username(worker)
+        if username:
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-            self.client.username_pw_set(settings.mqtt_username, password)
+            self.client.username_pw_set(username, password)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
@@ -111,7 +115,7 @@ class MqttIngest:
             log.error("MQTT connect refused", extra=fields(reason=str(reason)))
             return
         self.connection += 1
-        client.subscribe(subscription(self.settings.site_id), qos=1)
+        client.subscribe(self.topic, qos=1)
         log.info("MQTT connected", extra=fields(host=self.settings.mqtt_host, port=self.settings.mqtt_port,
                                                  session_present=bool(flags.session_present)))
 
@@ -120,7 +124,7 @@ class MqttIngest:
             log.error("MQTT subscription refused", extra=fields(alarm="subscribe_refused", reasons=str(reasons)))
             return
         self.connected.set()
-        log.info("MQTT subscribed", extra=fields(topic=subscription(self.settings.site_id)))
+        log.info("MQTT subscribed", extra=fields(topic=self.topic, worker=self.worker_index))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected.clear()
@@ -210,7 +214,7 @@ class MqttIngest:
                 verified.append(outcome)
             else:
                 rejected.append(outcome)
-        result = spool.ingest(verified, rejected, settings.window_s)
+        result = spool.ingest(verified, rejected, settings.window_s, parallel_workers=settings.ingest_workers > 1)
         for item in group:
             # A message from an earlier connection is redelivered on this one; its old packet id must not
             # ack whatever now carries that id (the redelivery is then recognised as a duplicate).

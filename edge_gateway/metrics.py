@@ -39,3 +39,8 @@ class GatewayMetrics:
                                    ["reason"], registry=r)
         self.registry_age = Gauge("ct_gateway_registry_synced_timestamp_seconds",
                                   "When the device registry was last fetched from the cloud", registry=r)
+        self.ingest_workers = Gauge("ct_gateway_ingest_workers", "Ingest processes running (this one included)",
+                                    registry=r)
+        self.ingest_worker_exits = Counter("ct_gateway_ingest_worker_exits",
+                                           "Ingest worker processes that exited and were restarted", ["worker"],
+                                           registry=r)

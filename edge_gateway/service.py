@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -19,6 +20,7 @@ from edge_gateway.keys import load_private_key
 from edge_gateway.metrics import GatewayMetrics
 from edge_gateway.spool import OpenReading, Spool, SpoolError
 from edge_gateway.windows import window_due
+from edge_gateway.workers import IngestWorkers
 
 log = logging.getLogger("edge_gateway.service")
 
@@ -29,8 +31,10 @@ HEALTH_REFRESH_S = 300.0
 
 
 class Gateway:
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, worker: int = 0) -> None:
+        """``worker`` > 0: one of the extra ingest processes (edge_gateway/workers.py), which only ingests."""
         self.settings = settings
+        self.worker = worker
         self.stop_event = threading.Event()
         self.metrics = GatewayMetrics()
         self.gateway_key = load_private_key(settings.key_file)
@@ -41,7 +45,9 @@ class Gateway:
         self.spool: Spool
         self.forwarder: Forwarder
         self.refresh_wanted = threading.Event()
-        self.ingest = MqttIngest(settings, self._open_spool, self.metrics, self.refresh_wanted.set, self.sync_registry)
+        self.ingest = MqttIngest(settings, self._open_spool, self.metrics, self.refresh_wanted.set, self.sync_registry,
+                                 worker=worker)
+        self.workers = IngestWorkers(settings, self.metrics, os.getpid())
         self._last_registry_try = -1e9
         self._metrics_server: Any = None
         self.health_check_s = HEALTH_CHECK_S
@@ -178,6 +184,7 @@ class Gateway:
             delay = min(delay * 2, 60.0)
         self.sync_chain_head()
         self.ingest.start()
+        self.workers.start()
         try:
             while not self.stop_event.is_set():
                 self.tick()
@@ -200,12 +207,45 @@ class Gateway:
                 self.sync_registry()
             self.report_health()
             self.update_gauges()
+            self.workers.supervise()
         except SpoolError as err:
             log.error("spool write failed in the main loop; retrying next tick",
                       extra=fields(alarm=err.reason, error=str(err)))
 
+    def run_ingest_worker(self, parent_pid: int) -> None:
+        """Worker > 0: ingest only, into the spool the main process owns (it syncs the registry first, seals
+        windows and uploads). Ends on SIGTERM, or when the main process is gone: a worker left behind would
+        hold its MQTT session against the one a restarted gateway starts."""
+        s = self.settings
+        self.spool = self._open_spool()
+        if s.metrics_port:
+            from prometheus_client import start_http_server
+
+            self._metrics_server, _ = start_http_server(s.metrics_port + self.worker, s.metrics_host,
+                                                        self.metrics.registry)
+
+        def orphaned() -> bool:
+            return os.getppid() != parent_pid
+
+        while self.spool.get_meta("registry_synced_at") is None:
+            if self.stop_event.wait(0.5) or orphaned():
+                self._shutdown(started=False)
+                return
+        self.ingest.start()
+        try:
+            while not self.stop_event.is_set() and not orphaned():
+                if self.refresh_wanted.is_set() and (
+                    time.monotonic() - self._last_registry_try > s.registry_refresh_on_unknown_s
+                ):
+                    self.refresh_wanted.clear()
+                    self.sync_registry()
+                self.stop_event.wait(s.tick_s)
+        finally:
+            self._shutdown(started=True)
+
     def _shutdown(self, started: bool) -> int:
         if started:
+            self.workers.stop()
             self.ingest.stop()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()

@@ -265,8 +265,11 @@ class Spool:
 
     # -- ingest -------------------------------------------------------------------------------------
 
-    def ingest(self, verified: Sequence[Verified], rejected: Sequence[Rejected], window_s: int) -> IngestResult:
-        """Store accepted readings and count rejections in ONE transaction; the caller acks after it returns."""
+    def ingest(self, verified: Sequence[Verified], rejected: Sequence[Rejected], window_s: int,
+               parallel_workers: bool = False) -> IngestResult:
+        """Store accepted readings and count rejections in ONE transaction; the caller acks after it returns.
+        ``parallel_workers``: several ingest processes commit into this spool, so a device's readings may be
+        committed out of order (edge_gateway/sequence.py: the provisional first number)."""
         if verified and self.over_limit():
             raise SpoolOverLimit(
                 f"spool {self.path} holds {self.held_bytes()} bytes, over the limit of {self.max_bytes}: "
@@ -280,7 +283,7 @@ class Spool:
                 window = assign_window(now, window_s, closed_until)
                 held = 0
                 for item in verified:
-                    held += self._ingest_one(item, now, window, result, window_s, closed_until)
+                    held += self._ingest_one(item, now, window, result, window_s, closed_until, parallel_workers)
                 if held:
                     self._add_held(held)
                 for rejection in [*rejected, *result.rejected]:
@@ -294,7 +297,8 @@ class Spool:
         return result
 
     def _ingest_one(
-        self, item: Verified, now: int, window: int, result: IngestResult, window_s: int, closed_until: int
+        self, item: Verified, now: int, window: int, result: IngestResult, window_s: int, closed_until: int,
+        parallel_workers: bool = False,
     ) -> int:
         """Decide and store one verified reading; returns the bytes it added to the spool."""
         device, seq = item.reading.device_id, item.reading.seq
@@ -310,7 +314,10 @@ class Spool:
                 "SELECT lo, hi FROM gaps WHERE device_id=? AND lo<=? AND hi>=?", (device, seq, seq)
             ).fetchone()
         gap = (int(gap_row[0]), int(gap_row[1])) if gap_row else None
-        decision = decide(state, seq, item.digest, stored, gap)
+        first_open = False
+        if parallel_workers and state is not None and stored is None and seq < state.first_seq:
+            first_open = self._first_reading_open(device, state.first_seq)
+        decision = decide(state, seq, item.digest, stored, gap, first_open)
         if decision.verdict == DUPLICATE:
             self.db.execute("UPDATE devices SET duplicates=duplicates+1 WHERE device_id=?", (device,))
             result.duplicates.append((device, seq))
@@ -343,6 +350,15 @@ class Spool:
             result.filled.append((device, seq))
         result.accepted.append((device, seq))
         return len(item.signed)
+
+    def _first_reading_open(self, device: str, first_seq: int) -> bool:
+        """Whether the device's first accepted reading is still in no sealed batch (open, or held for
+        re-timing): then nothing of the device has been sealed, so a lower number is no replay."""
+        row = self.db.execute(
+            "SELECT batch_seq IS NULL FROM readings WHERE device_id=? AND seq=? UNION ALL "
+            "SELECT 1 FROM held WHERE device_id=? AND seq=? AND rejected IS NULL",
+            (device, first_seq, device, first_seq)).fetchone()
+        return bool(row and row[0])
 
     def _store_accepted(
         self, item: Verified, now: int, window: int, result: IngestResult, window_s: int, closed_until: int

@@ -148,6 +148,11 @@ def test_sequence_decisions() -> None:
     assert decide(SeqState(5, 10), 6, D1, D1, None).verdict == DUPLICATE
     assert decide(SeqState(5, 10), 6, D2, D1, None).verdict == SEQ_CONFLICT
     assert decide(SeqState(5, 10), 3, D1, None, None).verdict == REPLAY
+    # below a first reading that is still open (parallel ingest workers committed seq 5 before seq 3)
+    below = decide(SeqState(5, 10), 3, D1, None, None, first_open=True)
+    assert below.verdict == ACCEPT and below.state == SeqState(3, 10) and below.new_gap == (4, 4)
+    just_below = decide(SeqState(5, 10), 4, D1, None, None, first_open=True)
+    assert just_below.state == SeqState(4, 10) and just_below.new_gap is None
 
 
 def test_gap_splitting() -> None:
@@ -159,16 +164,18 @@ def test_gap_splitting() -> None:
     assert gap_size([(7, 9), (12, 12)]) == 4
 
 
-@given(st.permutations(list(range(30))), st.integers(min_value=1, max_value=29))
-def test_gaps_close_exactly_when_every_reading_has_arrived(order: list[int], keep: int) -> None:
-    """Any arrival order of any subset: missing ranges = exactly the numbers not yet seen in [first, max]."""
+@given(st.permutations(list(range(30))), st.integers(min_value=1, max_value=29), st.booleans())
+def test_gaps_close_exactly_when_every_reading_has_arrived(order: list[int], keep: int, first_open: bool) -> None:
+    """Any arrival order of any subset: missing ranges = exactly the numbers not yet seen in [first, max];
+    with the first reading still open, nothing is a replay (every number ends up accepted or missing)."""
     state: SeqState | None = None
     gaps: list[tuple[int, int]] = []
     held: set[int] = set()
     for seq in order[:keep]:
         containing = next((g for g in gaps if g[0] <= seq <= g[1]), None)
-        decision = decide(state, seq, D1, None, containing)
+        decision = decide(state, seq, D1, None, containing, first_open)
         if decision.verdict != ACCEPT:
+            assert not first_open
             assert decision.verdict == REPLAY and state is not None and seq < state.first_seq
             continue
         state = decision.state
@@ -181,6 +188,8 @@ def test_gaps_close_exactly_when_every_reading_has_arrived(order: list[int], kee
     assert state is not None
     missing = {s for lo, hi in gaps for s in range(lo, hi + 1)}
     assert missing == set(range(state.first_seq, state.max_seq + 1)) - held
+    if first_open:
+        assert held == set(order[:keep])
 
 
 # -- windows and retries ----------------------------------------------------------------------------

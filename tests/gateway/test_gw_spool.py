@@ -50,6 +50,8 @@ def test_ingest_decides_duplicates_conflicts_replays_and_gaps(tmp_path: Path) ->
     result = spool.ingest([verified(s) for s in (5, 6, 9)], [], 60)
     assert result.accepted == [("dev-a", 5), ("dev-a", 6), ("dev-a", 9)]
     assert result.new_gaps == [("dev-a", 7, 8)]
+    for start in spool.open_windows():  # sealed: below the first accepted number is now a replay
+        spool.close_window(start, 60, builder(60))
     again = spool.ingest([verified(6), verified(6, co2_ppm=1), verified(2), verified(8)],
                          [Rejected("bad_signature", "dev-a", "x")], 60)
     assert again.duplicates == [("dev-a", 6)]
@@ -61,7 +63,25 @@ def test_ingest_decides_duplicates_conflicts_replays_and_gaps(tmp_path: Path) ->
     assert spool.device_counts() == {"dev-a": (4, 1)}
     spool.close()
     reopened = Spool(tmp_path / "s.db")  # everything above was committed
-    assert reopened.gaps("dev-a") == [(7, 7)] and reopened.stats()["open_readings"] == 4
+    assert reopened.gaps("dev-a") == [(7, 7)] and reopened.stats()["open_readings"] == 1
+
+
+def test_a_lower_number_committed_after_the_first_is_no_replay_until_the_first_is_sealed(tmp_path: Path) -> None:
+    """Ingest workers on a shared subscription commit in any order: a device's seq 7 may be stored before its
+    seq 5. Until seq 7 is in a sealed batch nothing of the device left the spool, so 5 (and then 6) extend
+    its range; once sealed, a lower number is a replay again."""
+    spool = Spool(tmp_path / "s.db")
+    spool.ingest([verified(7)], [], 60, parallel_workers=True)
+    # one ingest process commits in arrival order: a lower number is a replay whatever is sealed
+    assert [r.reason for r in spool.ingest([verified(3)], [], 60).rejected] == ["replay"]
+    below = spool.ingest([verified(5)], [], 60, parallel_workers=True)
+    assert below.accepted == [("dev-a", 5)] and below.rejected == [] and below.new_gaps == [("dev-a", 6, 6)]
+    assert spool.ingest([verified(6)], [], 60, parallel_workers=True).filled == [("dev-a", 6)]
+    assert spool.gaps("dev-a") == []
+    for start in spool.open_windows():
+        spool.close_window(start, 60, builder(60))
+    late = spool.ingest([verified(4)], [], 60, parallel_workers=True)
+    assert late.accepted == [] and [r.reason for r in late.rejected] == ["replay"]
 
 
 def test_sealing_a_window_is_atomic_and_chains_batches(tmp_path: Path) -> None:

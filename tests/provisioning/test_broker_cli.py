@@ -104,3 +104,18 @@ def test_provision_gateway_issues_broker_credentials_into_gateway_toml(tmp_path:
     assert settings["mqtt_username"] == "gw-gw-7" and len(settings["mqtt_password"]) >= 24
     assert settings["mqtt_ca_file"] == str(broker_dir / "pki" / "ca.pem")
     assert "user gw-gw-7\ntopic read carbontrace/v1/s1/+/reading" in (broker_dir / "acl").read_text()
+
+
+def test_issue_gateway_with_workers_gives_each_worker_a_user(tmp_path: Path) -> None:
+    runner = CliRunner()
+    directory = tmp_path / "broker"
+    BrokerConfig(directory, port=8883, hosts=["gw.local"]).create()
+    result = runner.invoke(app, ["broker", "issue-gateway", "--dir", str(directory), "--site", "s1",
+                                 "--gateway", "gw-1", "--workers", "3", "--out", str(tmp_path / "gw-1.json")])
+    assert result.exit_code == 0, result.output
+    assert "ingest_workers = 3" in result.output
+    users = [line.split(":")[0] for line in BrokerConfig.open(directory).passwd_file.read_text().splitlines()]
+    assert users == ["gw-gw-1", "gw-gw-1.w1", "gw-gw-1.w2"]
+    result = runner.invoke(app, ["broker", "revoke", "--dir", str(directory), "gw-gw-1"])
+    assert result.exit_code == 0, result.output
+    assert BrokerConfig.open(directory).passwd_file.read_text() == ""
