@@ -91,8 +91,8 @@ def register(
     engineer = api.call("POST", f"/api/v1/enterprises/{eid}/engineers", ekey, json={"label": "site engineer"},
                         expect=201)
     site_id = "dairy-barn-1"
-    api.call("POST", f"/api/v1/enterprises/{eid}/sites", ekey, json={"site_id": site_id, "name": "Barn 1", "country": "CN"},
-             expect=201)
+    api.call("POST", f"/api/v1/enterprises/{eid}/sites", ekey,
+             json={"site_id": site_id, "name": "Barn 1", "country": "CN"}, expect=201)
     key_file = workdir / "gateway" / "gateway.key"
     gateway_public = create_key_file(key_file, overwrite=True)
     gateway = api.call("POST", f"/api/v1/sites/{site_id}/gateways", engineer["api_key"],

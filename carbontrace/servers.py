@@ -291,8 +291,8 @@ class CloudProcess:
             engineer_key = post(f"/api/v1/enterprises/{enterprise_id}/engineers", {"label": "eng"},
                                 enterprise_key)["api_key"]
             site_id = f"{prefix}-site-{secrets.token_hex(3)}"
-            post(f"/api/v1/enterprises/{enterprise_id}/sites", {"site_id": site_id, "name": f"{prefix} plant", "country": "CN"},
-                 enterprise_key)
+            post(f"/api/v1/enterprises/{enterprise_id}/sites",
+                 {"site_id": site_id, "name": f"{prefix} plant", "country": "CN"}, enterprise_key)
             key_file = workdir / "gateway.key"
             gateway_public = create_key_file(key_file, overwrite=True)
             gateway_id = f"{prefix}-gw-{secrets.token_hex(3)}"
