@@ -16,6 +16,7 @@ import typer
 
 from carbontrace.broker_config import BrokerConfig, gateway_username
 from carbontrace_host.secret_files import write_secret
+from carbontrace_protocol import topics
 
 broker_app = typer.Typer(help="The production MQTT broker: TLS, per-client credentials, ACLs.", no_args_is_help=True)
 
@@ -63,7 +64,7 @@ def issue_device(directory: DirOption, site: SiteOption, device: Annotated[str, 
 @broker_app.command("issue-gateway")
 def issue_gateway(directory: DirOption, site: SiteOption, gateway: Annotated[str, typer.Option("--gateway")],
                   out: OutOption,
-                  workers: Annotated[int, typer.Option("--workers", min=1, max=16,
+                  workers: Annotated[int, typer.Option("--workers", min=1, max=topics.MAX_INGEST_WORKERS,
                                                        help="its ingest_workers (one MQTT user each)")] = 1) -> None:
     """Credentials for a site's gateway: it alone may read the site's device topics."""
     config = BrokerConfig.open(directory)

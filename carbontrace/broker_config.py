@@ -350,7 +350,7 @@ class BrokerConfig:
             return False
         if revoked.role == "gateway":
             for name in [n for n, p in principals.items() if p.role == "gateway" and p.site == revoked.site]:
-                if any(name == topics.worker_name(username, k) for k in range(1, 17)):
+                if any(name == topics.worker_name(username, k) for k in range(1, topics.MAX_INGEST_WORKERS + 1)):
                     del principals[name]
         self._save(principals)
         return True

@@ -54,13 +54,16 @@ def rule(
                           ensure_ascii=False))
 
 
-def add_site(http: httpx.Client, api_key: str, enterprise_id: str, site: dict[str, Any]) -> dict[str, Any]:
-    r = http.post(
-        f"/api/v1/enterprises/{enterprise_id}/sites", json=site, headers={"Authorization": f"Bearer {api_key}"}
-    )
+def _created(http: httpx.Client, api_key: str, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+    """POST ``body`` with the key; the answer of a 201, else RuntimeError naming ``what`` was refused."""
+    r = http.post(path, json=body, headers={"Authorization": f"Bearer {api_key}"})
     if r.status_code != 201:
-        raise RuntimeError(f"site registration refused ({r.status_code}): {r.text}")
+        raise RuntimeError(f"{what} refused ({r.status_code}): {r.text}")
     return r.json()  # type: ignore[no-any-return]
+
+
+def add_site(http: httpx.Client, api_key: str, enterprise_id: str, site: dict[str, Any]) -> dict[str, Any]:
+    return _created(http, api_key, f"/api/v1/enterprises/{enterprise_id}/sites", site, "site registration")
 
 
 @factors_app.command("site-add")
@@ -84,11 +87,7 @@ def restate(http: httpx.Client, api_key: str, enterprise_id: str, statement: dic
             cid: str | None) -> dict[str, Any]:
     """POST the restatement request; the answer {original_cid, restated_cid, statement}."""
     body: dict[str, Any] = {"statement": statement} if statement is not None else {"statement_cid": cid}
-    r = http.post(f"/api/v1/enterprises/{enterprise_id}/restatements", json=body,
-                  headers={"Authorization": f"Bearer {api_key}"})
-    if r.status_code != 201:
-        raise RuntimeError(f"restatement refused ({r.status_code}): {r.text}")
-    return r.json()  # type: ignore[no-any-return]
+    return _created(http, api_key, f"/api/v1/enterprises/{enterprise_id}/restatements", body, "restatement")
 
 
 @factors_app.command("restate")

@@ -58,6 +58,10 @@ def shared(group: str, topic_filter: str) -> str:
     return SHARE_PREFIX + group + "/" + topic_filter
 
 
+# A gateway's ingest processes (edge_gateway/config.py ingest_workers), each with its own MQTT name below.
+MAX_INGEST_WORKERS = 16
+
+
 def worker_name(base: str, worker: int) -> str:
     """The MQTT username and client id of ingest worker ``worker`` of the gateway named ``base`` (worker 0 is
     the gateway itself). The broker binds a client id to its username, so every worker of a shared

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from carbontrace_protocol.topics import MAX_PAYLOAD_BYTES, valid_share_group, worker_name
+from carbontrace_protocol.topics import MAX_INGEST_WORKERS, MAX_PAYLOAD_BYTES, valid_share_group, worker_name
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -42,7 +42,7 @@ class GatewaySettings(BaseSettings):
     # Ingest processes verifying in parallel (ES256 verification is CPU-bound: one per core). Worker k > 0
     # connects as MQTT user and client id "<mqtt_username>.w<k>" with the same password
     # (`carbontrace broker add-gateway --workers N` issues them). Needs mqtt_shared_group.
-    ingest_workers: int = Field(1, ge=1, le=16)
+    ingest_workers: int = Field(1, ge=1, le=MAX_INGEST_WORKERS)
 
     window_s: int = Field(900, gt=0)
     interval_s: int = Field(60, gt=0)  # the devices' reading interval, for "expected" in aggregates

@@ -17,7 +17,6 @@ import multiprocessing
 import signal
 import time
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 from carbontrace_host.logs import fields, setup_logging
 from edge_gateway.config import GatewaySettings
@@ -53,10 +52,6 @@ class IngestWorkers:
         self.failures: dict[int, int] = {}
         self.restart_at: dict[int, float] = {}  # a dead worker's restart time
         self.started_at: dict[int, float] = {}
-
-    @property
-    def count(self) -> int:
-        return self.settings.ingest_workers - 1
 
     def start(self) -> None:
         for worker in range(1, self.settings.ingest_workers):
@@ -110,6 +105,3 @@ class IngestWorkers:
                 process.kill()
                 process.join(5)
         self.metrics.ingest_workers.set(1)
-
-    def pids(self) -> dict[int, Any]:
-        return {worker: process.pid for worker, process in self.processes.items()}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -167,6 +169,16 @@ class InProcessGateway:
         from edge_gateway.spool import Spool
 
         return Spool(self.settings.spool_path)
+
+
+def start_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`python -m edge_gateway run` on ``config`` as its own process, its output appended to ``log``."""
+    from tests.conftest import REPO_ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "edge_gateway", "run", "--config", str(config)],
+                                cwd=REPO_ROOT, env=env, stdout=out, stderr=out)
 
 
 def start_persistent_broker(workdir: Path):  # type: ignore[no-untyped-def]

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from gw_helpers import Device, make_gateway_key, make_stub, publish_all, topic, write_config
+from gw_helpers import Device, make_gateway_key, make_stub, publish_all, start_gateway, topic, write_config
 
 from carbontrace.servers import wait_until
-from tests.conftest import REPO_ROOT, MosquittoBroker
+from tests.conftest import MosquittoBroker
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def start_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "edge_gateway", "run", "--config", str(config)],
-                                cwd=REPO_ROOT, env=env, stdout=out, stderr=out)
 
 
 def spooled(db: Path) -> int:

@@ -9,15 +9,24 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from gw_helpers import GATEWAY, SITE, Device, make_gateway_key, make_stub, publish_all, topic, write_config
+from gw_cloud_stub import CloudStub
+from gw_helpers import (
+    GATEWAY,
+    SITE,
+    Device,
+    make_gateway_key,
+    make_stub,
+    publish_all,
+    start_gateway,
+    topic,
+    write_config,
+)
 from pydantic import ValidationError
 
 from carbontrace.broker_config import BrokerConfig, gateway_username
@@ -26,7 +35,7 @@ from carbontrace_protocol import topics
 from edge_gateway.classify import subscription
 from edge_gateway.config import GatewaySettings
 from tests.cloud.prometheus_text import value
-from tests.conftest import REPO_ROOT, MosquittoBroker, free_port
+from tests.conftest import MosquittoBroker, free_port
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -67,13 +76,6 @@ def test_worker_credentials_share_the_gateways_role_and_go_with_it(tmp_path: Pat
         config.issue("dev-1", "device", "site-1", device="dev-1", workers=2)
 
 
-def start_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "edge_gateway", "run", "--config", str(config)],
-                                cwd=REPO_ROOT, env=env, stdout=out, stderr=out)
-
-
 def log_events(log: Path, message: str) -> list[dict[str, object]]:
     events = []
     for line in log.read_text().splitlines():
@@ -92,23 +94,24 @@ def accepted_by(port: int) -> float:
     return sum(value(text, "ct_gateway_readings_accepted_total", device=f"dev-{i}") for i in range(3))
 
 
-def two_worker_gateway(tmp_path: Path, broker: MosquittoBroker, cloud_url: str, metrics_port: int) -> Path:
-    key_file = tmp_path / "gateway.key"
-    write_config(tmp_path, key_file, cloud_url, broker)  # issues the one-worker credentials and the publisher
-    # then the two-worker ones (a new password for the gateway's user, and its worker's user)
-    access = broker.add_gateway(SITE, GATEWAY, workers=2)
-    return write_config(tmp_path, key_file, cloud_url, broker, window_s=1, ingest_workers=2,
-                        mqtt_shared_group=GROUP, mqtt_username=access.username,
-                        mqtt_password=access.credentials.password, metrics_port=metrics_port)
-
-
-def test_two_workers_share_the_load_and_every_reading_arrives_once(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+def two_worker_gateway(tmp_path: Path, broker: MosquittoBroker) -> tuple[list[Device], CloudStub, Path, int]:
+    """Three devices, the cloud stub, and the settings of a two-worker gateway on ``broker``: (devices, stub,
+    config file, the main process's metrics port; worker 1 serves on the next one)."""
     devices = [Device(f"dev-{i}") for i in range(3)]
     key_file, gw_public = make_gateway_key(tmp_path)
     stub = make_stub(gw_public, devices)
-    port = free_port()
-    config = two_worker_gateway(tmp_path, mosquitto, stub.url, port)
-    assert key_file == tmp_path / "gateway.key"
+    metrics_port = free_port()
+    write_config(tmp_path, key_file, stub.url, broker)  # issues the one-worker credentials and the publisher
+    # then the two-worker ones (a new password for the gateway's user, and its worker's user)
+    access = broker.add_gateway(SITE, GATEWAY, workers=2)
+    config = write_config(tmp_path, key_file, stub.url, broker, window_s=1, ingest_workers=2,
+                          mqtt_shared_group=GROUP, mqtt_username=access.username,
+                          mqtt_password=access.credentials.password, metrics_port=metrics_port)
+    return devices, stub, config, metrics_port
+
+
+def test_two_workers_share_the_load_and_every_reading_arrives_once(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    devices, stub, config, port = two_worker_gateway(tmp_path, mosquitto)
     log = tmp_path / "gateway.log"
     sent = {(d.device_id, s) for d in devices for s in range(100)}
     proc = start_gateway(config, log)
@@ -135,11 +138,7 @@ def test_two_workers_share_the_load_and_every_reading_arrives_once(tmp_path: Pat
 
 
 def test_a_killed_worker_or_gateway_loses_nothing(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
-    devices = [Device(f"dev-{i}") for i in range(3)]
-    _, gw_public = make_gateway_key(tmp_path)
-    stub = make_stub(gw_public, devices)
-    port = free_port()
-    config = two_worker_gateway(tmp_path, mosquitto, stub.url, port)
+    devices, stub, config, _ = two_worker_gateway(tmp_path, mosquitto)
     log = tmp_path / "gateway.log"
     per_device = 200
     messages = [(topic(d.device_id), d.signed(s)) for s in range(per_device) for d in devices]
