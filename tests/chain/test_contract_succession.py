@@ -3,6 +3,8 @@ with their history; the predecessor, once sealed, refuses every write. On the em
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from carbontrace_protocol.anchor_commitment import checkpoint_commitment
@@ -77,8 +79,8 @@ def test_a_sealed_registry_refuses_every_write(chain: Chain, parties: Parties, r
     assert int(registry.operator(), 16) == 0  # the operator role is given up
     sealed = (successor.address.lower(),)
 
-    def reverted(*call: object) -> tuple[object, ...]:
-        return tuple(str(a).lower() for a in expect_revert("RegistrySealed", *call))
+    def reverted(call: Callable[..., object], *args: object) -> tuple[object, ...]:
+        return tuple(str(a).lower() for a in expect_revert("RegistrySealed", call, *args))
 
     # a checkpoint anchored on the old registry after the hand-over would fork the history: it reverts
     assert reverted(registry.anchor_checkpoint, 9, merkle_root(b"9"), cid_of(b"9")) == sealed
@@ -95,7 +97,7 @@ def test_seal_refuses_a_successor_that_does_not_record_this_registry(
 ) -> None:
     _anchor(registry, 2)
     unrelated, _ = deploy_registry(chain, parties.operator)  # names no predecessor
-    assert expect_revert("BadSuccessor", registry.seal_for, unrelated.address)[0].lower() == unrelated.address.lower()
+    assert str(expect_revert("BadSuccessor", registry.seal_for, unrelated.address)[0]).lower() == unrelated.address.lower()
     early, _ = deploy_registry(chain, parties.operator, predecessor=registry)
     _anchor(registry, 3)  # the old registry moved on after `early` recorded its final checkpoint
     assert expect_revert("BadSuccessor", registry.seal_for, early.address)
