@@ -122,8 +122,11 @@ class FinalFactsReader:
         anchored_hint: int = 0,
         clock: Clock = time.monotonic,
         facts_of: Callable[[str], RegistryFacts] | None = None,
+        link_ttl: bool = True,
     ) -> None:
         self.facts_of = facts_of  # the store of another registry of the chain of registries
+        # False for a predecessor read through a link: its successor must be read, not remembered as absent
+        self.link_ttl = link_ttl
         self.inner = inner
         self.facts = facts
         self.policy = policy
@@ -226,7 +229,7 @@ class FinalFactsReader:
         now, facts = self.clock(), self.facts
         with facts.lock:
             known = facts.link
-            fresh = now - facts.link_read_at < self.policy.count_ttl_s
+            fresh = self.link_ttl and now - facts.link_read_at < self.policy.count_ttl_s
             if known is not None and (known.successor is not None or fresh):
                 return known
         read = getattr(self.inner, "link", None)
@@ -238,7 +241,9 @@ class FinalFactsReader:
     def at(self, registry: str) -> FinalFactsReader:
         inner: Any = self.inner
         facts = self.facts_of(registry) if self.facts_of is not None else RegistryFacts(self.facts.chain_id, registry)
-        return FinalFactsReader(inner.at(registry), facts, self.policy, clock=self.clock, facts_of=self.facts_of)
+        return FinalFactsReader(
+            inner.at(registry), facts, self.policy, clock=self.clock, facts_of=self.facts_of, link_ttl=False
+        )
 
 
 def policy_of(settings: Settings) -> CachePolicy:
