@@ -38,8 +38,9 @@ from carbontrace_host.secret_files import private_dir
 from carbontrace_protocol import sealed_blob
 
 DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "chain_stop", "ipfs_stop", "spool_full", "blob_corrupt",
-          "backup_restore")
-DEFAULT_DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "spool_full", "blob_corrupt", "backup_restore")
+          "backup_restore", "registry_migration")
+DEFAULT_DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "spool_full", "blob_corrupt", "backup_restore",
+                  "registry_migration")
 
 
 class Drills:
@@ -146,6 +147,27 @@ class Drills:
         self.p.gateway.start()
         return time.monotonic()
 
+    def registry_migration(self, books: Books) -> float:
+        # Anchor on the old registry, keep a bundle made then, migrate to a successor (carbontrace cloud
+        # migrate-registry) while the gateway keeps publishing and uploading, and let the rest anchor on the new
+        # one. On a node outside the cloud the migration runs beside the running cloud; the embedded chain lives
+        # in the cloud's process, so that cloud is stopped for the migration (the gateway spools meanwhile).
+        anchored = "SELECT COUNT(*) FROM checkpoints WHERE anchored"
+        wait_until(lambda: self._count(anchored) >= 1, 30, "a checkpoint anchored on the old registry", interval=0.1)
+        self.migration_trust_before = self.p.trust()
+        self.migration_bundle_before = self.p.bundle()
+        live = self.chain_proxy is not None
+        if not live:
+            self.p.cloud.stop()
+        report = json.loads(self._cloud_cli("migrate-registry"))
+        if not live:
+            self.p.cloud.start()
+        self.migration_first_seq = int(report["registry_chain"][0]["first_checkpoint"])
+        books.notes.append(f"migrated from {report['migrated_from']} to {report['registry']} "
+                           f"({'cloud running' if live else 'cloud stopped: embedded chain'}); carried "
+                           f"{report['carried']}")
+        return time.monotonic()
+
     def spool_full(self, books: Books) -> float:
         # The gateway runs with a small spool limit while the cloud is away: its spool fills, ingest pauses
         # (nothing acked, the broker keeps the readings), and drains once uploads free space.
@@ -174,6 +196,38 @@ def run_drill(pipeline: Pipeline, name: str, inject: Callable[[Books], float], l
     result = summary(books)
     result["passed"] = (books.lost == 0 and books.duplicated == 0 and books.anchored == books.sent
                         and books.verified and "NOT reached" not in " ".join(books.notes))
+    return result
+
+
+def registry_migration_drill(pipeline: Pipeline, drills: Drills, load_s: float, rpc: str) -> dict[str, Any]:
+    """The registry_migration drill, then each bundle (one made on the old registry before the migration, one
+    made after it of everything) verified by `carbontrace verify` pinned to the old address and to the new."""
+    result = run_drill(pipeline, "registry_migration", drills.registry_migration, load_s)
+    old, new = drills.migration_trust_before, pipeline.trust()
+    after = pipeline.bundle()
+    checks = {}
+    if old["registry"] == new["registry"]:
+        result["passed"] = False
+        result["notes"].append("the cloud's trust anchor did not move to the successor")
+    for bundle_name, bundle in (("before", drills.migration_bundle_before), ("after", after)):
+        for pin_name, pin in (("old", old), ("new", new)):
+            code, detail = pipeline.verify_with_cli(bundle, rpc, pin, f"{bundle_name}-pinned-{pin_name}")
+            checks[f"bundle {bundle_name} (names {bundle['chain']['registry'][:10]}…, {len(bundle['items'])} "
+                   f"items), pinned to the {pin_name} registry"] = "valid" if code == 0 else f"exit {code}: {detail}"
+    result["bundle_checks"] = checks
+    seqs = [b["checkpoint_seq"] for b in after["batches"] if b["checkpoint_seq"] is not None]
+    first = drills.migration_first_seq
+    on_old, on_new = sum(1 for q in seqs if q < first), sum(1 for q in seqs if q >= first)
+    result["notes"].append(f"batches anchored on the old registry: {on_old}, on the new: {on_new}")
+    if not on_old or not on_new:
+        result["passed"] = False
+        result["notes"].append("the drill did not anchor on both registries")
+    bad = {k: v for k, v in checks.items() if v != "valid"}
+    if bad:
+        result["passed"] = False
+        result["notes"].append(f"bundle verification failed: {bad}")
+    else:
+        result["notes"].append(f"{len(checks)} bundle verifications valid (before/after × pinned old/new)")
     return result
 
 
@@ -278,6 +332,9 @@ def run_drills(chosen: list[str], workdir: Path, rate: float, load_s: float, out
                 continue
             if name == "blob_corrupt":
                 results[name] = blob_corrupt_drill(pipeline, load_s)
+            elif name == "registry_migration":
+                rpc = chain if proxy is not None else f"{cloud.url}/rpc"
+                results[name] = registry_migration_drill(pipeline, drills, load_s, rpc)
             elif name == "spool_full":
                 gateway.stop()
                 gateway.write_config(spool_max_bytes=20_000)

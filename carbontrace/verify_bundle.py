@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from carbontrace_protocol import bundle_wire, strict_json
+from carbontrace_protocol import bundle_wire, registry_chain, strict_json
 from carbontrace_protocol.anchor_commitment import AnchoredFields, CommitmentMismatch, opened_checkpoint
 from carbontrace_protocol.ids import KEY_REVOKED
 from carbontrace_protocol.proof_bundle import Trust, normalize_address
@@ -148,6 +148,26 @@ class Web3ChainReader:
     def signers_of(self, enterprise_id: bytes, kind: int) -> list[bytes]:
         count = int(self.contract.functions.signerCount(enterprise_id, kind).call())
         return [bytes(self.contract.functions.signerAt(enterprise_id, kind, i).call()) for i in range(count)]
+
+    def link(self) -> registry_chain.RegistryLink:
+        """registryLink(): the registry's predecessor and successor (docs/proof-bundle.md, "The chain of
+        registries"). A registry deployed before succession existed has no such view: a first registry."""
+        from web3.exceptions import BadFunctionCallOutput, ContractLogicError
+
+        try:
+            predecessor, count, size, commitment, successor = self.contract.functions.registryLink().call()
+        except (ContractLogicError, BadFunctionCallOutput):
+            return registry_chain.GENESIS
+        return registry_chain.RegistryLink(
+            registry_chain.address_or_none(predecessor), int(count), int(size), bytes(commitment),
+            registry_chain.address_or_none(successor),
+        )
+
+    def at(self, registry_address: str) -> Web3ChainReader:
+        """A reader of another registry of the chain, its events searched from the block it was deployed in."""
+        other = Web3ChainReader(self.w3, registry_address)
+        other.from_block = int(other.contract.functions.deployedAtBlock().call())
+        return other
 
 
 def _human(report: Report) -> str:

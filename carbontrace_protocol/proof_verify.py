@@ -75,6 +75,8 @@ STEPS = (
     "field_openings",
     # a re-timed reading's time, re-derived from its signed reference (carbontrace_protocol/retime.py)
     "reading_time",
+    # the links between the pinned registry and its predecessors (carbontrace_protocol/registry_chain.py)
+    "registry_chain",
 )
 # the steps of a period summary (statement_summary.verify_summary); the conformance set has no case for them yet
 SUMMARY_STEPS = ("summary_signature", "summary_pages", "summary_figures", "summary_completeness")
@@ -196,6 +198,23 @@ class CachedChainReader:
         )
         return result
 
+    def link(self) -> Any:
+        """The registry's link in the chain of registries (registry_chain.GENESIS for a reader without links)."""
+        from carbontrace_protocol.registry_chain import GENESIS
+
+        link = getattr(self.inner, "link", None)
+        return GENESIS if link is None else self._get(("link",), link)
+
+    def at(self, registry: str) -> CachedChainReader:
+        """A reader of another registry on the same chain, cached alike."""
+        key = ("at", registry)
+        if key not in self._cache:
+            inner: Any = self.inner  # `at` is only asked of a reader whose link names another registry
+            other = inner.at
+            self._cache[key] = CachedChainReader(self._get(("reader", registry), lambda: other(registry)))
+        result: CachedChainReader = self._cache[key]
+        return result
+
 
 # ---- the report ------------------------------------------------------------------------------------------
 
@@ -271,8 +290,10 @@ def _proof_error(step: str, err: Exception) -> CheckFailed:
     return CheckFailed(step, f"{type(err).__name__}: {err}")
 
 
-def check_chain_identity(bundle: ProofBundle, trust: Trust, chain: ChainReader) -> str:
-    if (bundle.chain_id, bundle.registry) != (trust.chain_id, trust.registry):
+def check_chain_identity(bundle: ProofBundle, trust: Trust, chain: ChainReader, linked: bool = False) -> str:
+    """With ``linked``, a bundle may name another registry than the pinned one: whether it is in the pinned
+    registry's chain of registries is for follow_registries to say."""
+    if bundle.chain_id != trust.chain_id or (bundle.registry != trust.registry and not linked):
         raise CheckFailed(
             "chain_identity",
             f"the bundle names registry {bundle.registry} on chain {bundle.chain_id}; "
@@ -284,6 +305,22 @@ def check_chain_identity(bundle: ProofBundle, trust: Trust, chain: ChainReader) 
     if not chain.has_code():
         raise CheckFailed("chain_identity", f"no contract at {trust.registry} on this chain")
     return f"chain {trust.chain_id}, registry {trust.registry} (pinned) has code"
+
+
+def follow_registries(bundle: ProofBundle, trust: Trust, chain: CachedChainReader) -> Any:
+    """The chain of registries from the pinned one to the one the bundle names (registry_chain.RegistryChain, a
+    ChainReader over all of them). A registry outside that chain fails at chain_identity as before; a link that
+    does not hold fails at registry_chain."""
+    from carbontrace_protocol import registry_chain  # imports this module's CheckFailed
+
+    try:
+        return registry_chain.follow(chain, trust.registry, bundle.registry)
+    except registry_chain.NotLinked:
+        raise CheckFailed(
+            "chain_identity",
+            f"the bundle names registry {bundle.registry} on chain {bundle.chain_id}; the trust anchor is "
+            f"{trust.registry} on chain {trust.chain_id}, whose chain of registries does not hold it",
+        ) from None
 
 
 def check_key_on_chain(
@@ -634,10 +671,13 @@ def verify_bundle(bundle: ProofBundle, chain: ChainReader, trust: Trust) -> Repo
     cached = chain if isinstance(chain, CachedChainReader) else CachedChainReader(chain)
     steps = [Step("bundle_format", True, f"carbontrace-proof-bundle v{BUNDLE_VERSION}, {len(bundle.items)} item(s)")]
     try:
-        steps.append(Step("chain_identity", True, check_chain_identity(bundle, trust, cached)))
+        steps.append(Step("chain_identity", True, check_chain_identity(bundle, trust, cached, linked=True)))
+        registries = follow_registries(bundle, trust, cached)
+        if registries.linked:
+            steps.append(Step("registry_chain", True, registries.describe()))
     except CheckFailed as failure:
         return invalid_report(failure, steps, started)
-    verifier = _Verifier(bundle, cached)
+    verifier = _Verifier(bundle, registries)
     items = [verifier.item(i, item) for i, item in enumerate(bundle.items)]
     # batches no item points into (statements carry them as evidence of an unbroken chain) are checked too
     referenced = {item.batch_id for item in bundle.items}

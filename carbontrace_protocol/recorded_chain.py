@@ -11,6 +11,12 @@ is strict, like every piece of evidence (exact fields, JSON integers, byte strin
                "enterprise_id": "<32 bytes>", "active_from": 0, "revoked_at": null}, …],
      "signers": [{"enterprise_id": "<32 bytes>", "kind": 1, "signers": ["<32 bytes>", …]}, …]}
 
+Two optional fields describe a chain of registries (docs/proof-bundle.md, "The chain of registries"): "link"
+(the registry's registryLink(): {"predecessor": "0x…" or null, "predecessor_checkpoint_count": N,
+"predecessor_tree_size": N, "predecessor_commitment": "<32 bytes>", "successor": "0x…" or null}; absent: no
+predecessor, no successor) and, at the top level only, "registries": {"0x…": the recorded chain of another
+registry on the same chain}, which ``at(address)`` answers from.
+
 Lists are sorted (checkpoints by seq, keys by fingerprint, signers by enterprise then kind). A key the
 recording does not list reads as state 0 (none: the registry's answer for an unknown fingerprint), so only
 keys in state 1 (active) or 2 (revoked) are written; ``revoked_at`` is an integer exactly when the state is 2.
@@ -25,11 +31,16 @@ from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.ids import FINGERPRINT_SIZE, KEY_ACTIVE, KEY_NONE, KEY_REVOKED, SIGNER_KIND_NAMES
 from carbontrace_protocol.proof_bundle import BundleFormatError, exact_fields
 from carbontrace_protocol.proof_verify import ChainCheckpoint, ChainKey, ChainReader
+from carbontrace_protocol.registry_chain import GENESIS, RegistryLink
 
 FIELDS = ("chain_id", "has_code", "checkpoint_count", "checkpoints", "keys", "signers")
 CHECKPOINT_FIELDS = ("seq", "tree_size", "root", "cid")
 KEY_FIELDS = ("fingerprint", "state", "kind", "signer_id", "enterprise_id", "active_from", "revoked_at")
 SIGNERS_FIELDS = ("enterprise_id", "kind", "signers")
+OPTIONAL_FIELDS = ("link", "registries")
+LINK_FIELDS = (
+    "predecessor", "predecessor_checkpoint_count", "predecessor_tree_size", "predecessor_commitment", "successor"
+)
 _ZERO = bytes(32)
 
 
@@ -76,6 +87,28 @@ def _sorted(keys: list[Any], what: str) -> None:
         raise MalformedRecordedChain(f"{what} must be sorted and without repeats")
 
 
+def _address(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x") or value != value.lower():
+        raise MalformedRecordedChain(f"{what} must be 0x and 40 lowercase hex digits")
+    try:
+        bytes.fromhex(value[2:])
+    except ValueError as err:
+        raise MalformedRecordedChain(f"{what} must be 0x and 40 lowercase hex digits") from err
+    return value
+
+
+def _link(value: Any) -> RegistryLink:
+    row = _fields(value, "link", LINK_FIELDS)
+    ends = [None if row[k] is None else _address(row[k], f"link {k}") for k in ("predecessor", "successor")]
+    return RegistryLink(
+        ends[0],
+        _uint(row["predecessor_checkpoint_count"], "link predecessor_checkpoint_count"),
+        _uint(row["predecessor_tree_size"], "link predecessor_tree_size"),
+        _bytes32(row["predecessor_commitment"], "link predecessor_commitment"),
+        ends[1],
+    )
+
+
 class RecordedChain:
     """A ChainReader over recorded facts."""
 
@@ -87,7 +120,11 @@ class RecordedChain:
         checkpoints: dict[int, ChainCheckpoint],
         keys: dict[bytes, ChainKey],
         signers: dict[tuple[bytes, int], list[bytes]],
+        link: RegistryLink = GENESIS,
+        registries: dict[str, RecordedChain] | None = None,
     ) -> None:
+        self.link_record = link
+        self.registries = registries if registries is not None else {}
         self._chain_id = chain_id
         self._has_code = has_code
         self._count = checkpoint_count
@@ -122,10 +159,26 @@ class RecordedChain:
                 f"the {SIGNER_KIND_NAMES.get(kind, kind)} list of an enterprise is not recorded"
             ) from None
 
+    def link(self) -> RegistryLink:
+        return self.link_record
+
+    def at(self, registry: str) -> RecordedChain:
+        try:
+            return self.registries[registry]
+        except KeyError:
+            raise NotRecorded(f"registry {registry} is not in the recording") from None
+
     # -- JSON --
     @classmethod
-    def from_json(cls, value: Any) -> RecordedChain:
-        obj = _fields(value, "recorded chain", FIELDS)
+    def from_json(cls, value: Any, top: bool = True) -> RecordedChain:
+        present = tuple(k for k in OPTIONAL_FIELDS if isinstance(value, dict) and k in value)
+        if "registries" in present and not top:
+            raise MalformedRecordedChain("only the top-level recorded chain lists other registries")
+        obj = _fields(value, "recorded chain", FIELDS + present)
+        link = _link(obj["link"]) if "link" in obj else GENESIS
+        registries: dict[str, RecordedChain] = {}
+        for address, other in (obj.get("registries") or {}).items():
+            registries[_address(address, "registries key")] = cls.from_json(other, top=False)
         if not isinstance(obj["has_code"], bool):
             raise MalformedRecordedChain("has_code must be true or false")
         checkpoints: dict[int, ChainCheckpoint] = {}
@@ -166,16 +219,35 @@ class RecordedChain:
             ids = [_bytes32(s, "signer id") for s in _list(row["signers"], "signers")]
             signers[(_bytes32(row["enterprise_id"], "signers enterprise_id"), kind)] = ids
         _sorted([(e["enterprise_id"], e["kind"]) for e in obj["signers"]], "signers")
-        return cls(
+        chain = cls(
             _uint(obj["chain_id"], "chain_id"),
             obj["has_code"],
             _uint(obj["checkpoint_count"], "checkpoint_count"),
             checkpoints,
             keys,
             signers,
+            link,
+            registries,
         )
+        for other in registries.values():
+            other.registries = registries  # one map: a predecessor's reader finds the others too
+        return chain
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, top: bool = True) -> dict[str, Any]:
+        out = self._to_json()
+        if self.link_record != GENESIS:
+            out["link"] = {
+                "predecessor": self.link_record.predecessor,
+                "predecessor_checkpoint_count": self.link_record.predecessor_checkpoint_count,
+                "predecessor_tree_size": self.link_record.predecessor_tree_size,
+                "predecessor_commitment": self.link_record.predecessor_commitment.hex(),
+                "successor": self.link_record.successor,
+            }
+        if top and self.registries:
+            out["registries"] = {a: c.to_json(top=False) for a, c in sorted(self.registries.items())}
+        return out
+
+    def _to_json(self) -> dict[str, Any]:
         return {
             "chain_id": self._chain_id,
             "has_code": self._has_code,

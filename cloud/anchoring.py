@@ -24,7 +24,7 @@ from carbontrace_protocol import cbor
 from carbontrace_protocol import checkpoint as signed_checkpoint
 from carbontrace_protocol.ids import key_fingerprint
 from cloud import chain as chainlib
-from cloud import models
+from cloud import models, registry_migration
 from cloud.content_store import ContentStore, ContentStoreError
 from cloud.leader import LeaderLock
 from cloud.ledger_chain import LedgerChain
@@ -139,6 +139,8 @@ class Anchorer:
         """Anchor pending checkpoints in seq order; stops at the first failure (retried next tick)."""
         anchored = 0
         with self.session_factory() as session:
+            if registry_migration.anchoring_paused(session):
+                return 0, "anchoring paused: a registry migration is under way (carbontrace cloud migrate-registry)"
             pending = list(
                 session.scalars(
                     select(models.Checkpoint)
@@ -156,6 +158,8 @@ class Anchorer:
                     block = result.block_number if result is not None else None
                 final = block is None or self.chain.connect().block_number() - block >= self.confirmations
             except (chainlib.ChainError, OSError) as err:
+                if isinstance(err, chainlib.ContractReverted) and err.error_name == "RegistrySealed":
+                    self.chain.forget_registry()  # migrated: the next tick anchors on the successor
                 self.on_chain_error(err)
                 self._record_failure(checkpoint.seq, f"{type(err).__name__}: {err}")
                 return anchored, str(err)
@@ -185,8 +189,10 @@ class Anchorer:
         registry = self.chain.registry()
         count = registry.checkpoint_count()
         if count > checkpoint.seq:
-            # Sent before, but we did not learn the outcome (crash or lost answer): adopt it if it is ours.
-            onchain = registry.checkpoint(checkpoint.seq, near_block=checkpoint.block_number)
+            # Sent before, but we did not learn the outcome (crash or lost answer): adopt it if it is ours (on
+            # the registry that holds it, a predecessor if it was anchored before a migration).
+            holder = self.chain.registry_holding(checkpoint.seq)
+            onchain = holder.checkpoint(checkpoint.seq, near_block=checkpoint.block_number)
             if (onchain.tree_size, onchain.root, onchain.cid) != (
                 checkpoint.tree_size,
                 checkpoint.root,

@@ -216,6 +216,29 @@ class BindingEvent:
 
 
 @dataclass(frozen=True)
+class RegistryLink:
+    """A registry's place in the chain of registries (registryLink()): the predecessor it succeeds (zeros for the
+    first registry) with that one's final checkpoint, and the successor that sealed it (zeros while open)."""
+
+    predecessor: str
+    predecessor_checkpoint_count: int  # also the first sequence anchored on this registry
+    predecessor_tree_size: int
+    predecessor_commitment: bytes
+    successor: str
+
+    @property
+    def has_predecessor(self) -> bool:
+        return int(self.predecessor, 16) != 0
+
+    @property
+    def sealed(self) -> bool:
+        return int(self.successor, 16) != 0
+
+
+GENESIS_LINK_ARGS: tuple[str, int, int, bytes] = ("0x" + "00" * 20, 0, 0, bytes(32))
+
+
+@dataclass(frozen=True)
 class Artifact:
     name: str
     abi: list[dict[str, Any]]
@@ -294,15 +317,21 @@ class Chain:
     def balance(self, address: str) -> int:
         return int(_guard(lambda: self.w3.eth.get_balance(to_checksum_address(address))))
 
-    def deploy(self, artifact: Artifact, sender: Sender | None = None) -> tuple[str, TxResult]:
-        """Deploy a contract with no constructor arguments; returns its address and the deploy transaction."""
+    def deploy(
+        self, artifact: Artifact, sender: Sender | None = None, args: Sequence[Any] = ()
+    ) -> tuple[str, TxResult]:
+        """Deploy a contract; returns its address and the deploy transaction."""
         factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
         sender = sender if sender is not None else self.default_sender()
         params: TxParams = {"from": _address(sender)}
         if self.preflight_gas_limit is not None:
-            params["gas"] = self.preflight_gas_limit  # no constructor arguments: it cannot revert
-        tx = cast(TxParams, _guard(lambda: factory.constructor().build_transaction(params)))
-        result, receipt = self._send_with_receipt(sender, tx, _error_decoder(artifact.abi))
+            params["gas"] = self.preflight_gas_limit
+        decode_error = _error_decoder(artifact.abi)
+        try:  # a node estimates the gas first: a constructor that reverts (a wrong predecessor) reverts here
+            tx = cast(TxParams, _guard(lambda: factory.constructor(*args).build_transaction(params)))
+        except _REVERTED as exc:
+            raise decode_error(exc) from exc
+        result, receipt = self._send_with_receipt(sender, tx, decode_error)
         address = receipt["contractAddress"]
         if address is None:
             raise ChainError("deployment receipt has no contract address")
@@ -530,6 +559,29 @@ class RegistryContract(_BoundContract):
 
     def accept_operator(self) -> TxResult:
         return self._transact(self.contract.functions.acceptOperator())
+
+    # -- succession (docs/proof-bundle.md, "The chain of registries") --
+    def registry_link(self) -> RegistryLink:
+        predecessor, count, size, commitment, successor = self._call(self.contract.functions.registryLink())
+        return RegistryLink(str(predecessor), int(count), int(size), bytes(commitment), str(successor))
+
+    def deployed_at_block(self) -> int:
+        return int(self._call(self.contract.functions.deployedAtBlock()))
+
+    def seal_for(self, successor: str) -> TxResult:
+        """Hand over to `successor` (which must record this registry's final checkpoint); no write works after."""
+        return self._transact(self.contract.functions.sealFor(to_checksum_address(successor)))
+
+    def import_binding(self, enterprise_id: bytes, platform_id: bytes, state: BindingState) -> TxResult:
+        return self._transact(self.contract.functions.importBinding(enterprise_id, platform_id, int(state)))
+
+    def import_key(self, enterprise_id: bytes, record: KeyRecord, fingerprint: bytes) -> TxResult:
+        """Carry a key record from the predecessor with its history (before this registry's first anchor)."""
+        fn = self.contract.functions.importKey(
+            int(record.kind), enterprise_id, record.signer_id, fingerprint, int(record.state),
+            record.active_from, record.revoked_at or 0,
+        )
+        return self._transact(fn)
 
     # -- parties --
     def register_enterprise(self, enterprise_id: bytes, account: str, name: str) -> TxResult:
@@ -777,11 +829,20 @@ class NaiveHashStoreContract(_BoundContract):
         return int(self._call(self.contract.functions.storedAt(digest)))
 
 
-def deploy_registry(chain: Chain, sender: Sender | None = None) -> tuple[RegistryContract, TxResult]:
-    """Deploy CarbonTraceRegistry; the sender becomes the operator."""
+def deploy_registry(
+    chain: Chain, sender: Sender | None = None, predecessor: RegistryContract | None = None
+) -> tuple[RegistryContract, TxResult]:
+    """Deploy CarbonTraceRegistry; the sender becomes the operator. With `predecessor`, the new registry succeeds
+    it: it records the predecessor's final checkpoint as it is now (the constructor checks it) and continues its
+    log; the predecessor still has to be sealed (RegistryContract.seal_for)."""
     artifact = load_artifact(REGISTRY_ARTIFACT)
     sender = sender if sender is not None else chain.default_sender()
-    address, result = chain.deploy(artifact, sender)
+    args: tuple[str, int, int, bytes] = GENESIS_LINK_ARGS
+    if predecessor is not None:
+        count = predecessor.checkpoint_count()
+        last = predecessor.checkpoint_commitment(count - 1) if count else bytes(32)
+        args = (to_checksum_address(predecessor.address), count, predecessor.latest_tree_size(), last)
+    address, result = chain.deploy(artifact, sender, args)
     return RegistryContract(chain, address, artifact, sender), result
 
 

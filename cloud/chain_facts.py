@@ -31,7 +31,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from carbontrace_protocol import proof_verify as pv
 from carbontrace_protocol.ids import KEY_REVOKED
@@ -64,6 +64,10 @@ class RegistryFacts:
     checkpoints: dict[int, pv.ChainCheckpoint] = field(default_factory=dict)
     keys: dict[bytes, tuple[float, pv.ChainKey]] = field(default_factory=dict)  # fingerprint -> (read at, state)
     refreshing: set[bytes] = field(default_factory=set)  # keys being re-read in the background
+    # the registry's link (registry_chain.RegistryLink) and when it was read: kept for good once it names a
+    # successor (a seal is final), else for count_ttl_s like the count
+    link: Any = None
+    link_read_at: float = -1e18
 
 
 _STORES: weakref.WeakKeyDictionary[object, dict[tuple[int, str], RegistryFacts]] = weakref.WeakKeyDictionary()
@@ -117,7 +121,12 @@ class FinalFactsReader:
         count_at_depth: Callable[[int], int] | None = None,
         anchored_hint: int = 0,
         clock: Clock = time.monotonic,
+        facts_of: Callable[[str], RegistryFacts] | None = None,
+        link_ttl: bool = True,
     ) -> None:
+        self.facts_of = facts_of  # the store of another registry of the chain of registries
+        # False for a predecessor read through a link: its successor must be read, not remembered as absent
+        self.link_ttl = link_ttl
         self.inner = inner
         self.facts = facts
         self.policy = policy
@@ -212,6 +221,29 @@ class FinalFactsReader:
 
     def signers_of(self, enterprise_id: bytes, kind: int) -> list[bytes]:
         return self.inner.signers_of(enterprise_id, kind)  # grows with every registration: always read
+
+    def link(self) -> Any:
+        """The registry's link: the predecessor part is immutable, a successor once named is final."""
+        from carbontrace_protocol.registry_chain import GENESIS
+
+        now, facts = self.clock(), self.facts
+        with facts.lock:
+            known = facts.link
+            fresh = self.link_ttl and now - facts.link_read_at < self.policy.count_ttl_s
+            if known is not None and (known.successor is not None or fresh):
+                return known
+        read = getattr(self.inner, "link", None)
+        link = GENESIS if read is None else read()
+        with facts.lock:
+            facts.link, facts.link_read_at = link, now
+        return link
+
+    def at(self, registry: str) -> FinalFactsReader:
+        inner: Any = self.inner
+        facts = self.facts_of(registry) if self.facts_of is not None else RegistryFacts(self.facts.chain_id, registry)
+        return FinalFactsReader(
+            inner.at(registry), facts, self.policy, clock=self.clock, facts_of=self.facts_of, link_ttl=False
+        )
 
 
 def policy_of(settings: Settings) -> CachePolicy:

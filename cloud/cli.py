@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import typer
 
@@ -145,14 +146,112 @@ def status() -> None:
         report["halts"] = [{"state": state.halted, "last_error": state.last_error, "resolve": RESOLUTION[state.halted]}]
     signer, _ = operator_signer(settings.chain_key_file, allow_create=False)
     report["chain_account"] = signer.address
+    node = None
     if settings.chain == "embedded":
         report["balance_wei"] = None  # the embedded chain lives inside the serving process (always funded)
     else:
         try:
-            report["balance_wei"] = chainlib.connect_rpc(settings.chain).balance(signer.address)
+            node = chainlib.connect_rpc(settings.chain)
+            report["balance_wei"] = node.balance(signer.address)
         except chainlib.ChainUnavailable:
             report["balance_wei"] = None
+    try:
+        report |= _registry_status(settings, node, session_factory_of(settings))
+    except chainlib.ChainUnavailable:
+        report["registry_chain"] = None
+    if report.get("anchoring_paused"):
+        halts = report["halts"]
+        assert isinstance(halts, list)
+        halts.append({
+            "state": "registry_migration",
+            "last_error": "anchoring paused by a registry migration that has not finished",
+            "resolve": "carbontrace cloud migrate-registry (resumes at the recorded step)",
+        })
     typer.echo(json.dumps(report, indent=2))
+
+
+@cloud_app.command("migrate-registry")
+def migrate_registry_command() -> None:
+    """Move to a successor registry without losing history: pause anchoring, deploy the successor (it records
+    the current registry's final checkpoint), carry every registration with its key history, seal the current
+    registry for it, switch the cloud's record to it and resume anchoring (README, Operations, "Migrating the
+    registry"). Each step is recorded in the database: after a crash, run it again and it resumes. A running
+    cloud on a JSON-RPC node keeps serving and ingesting meanwhile; with CT_CLOUD_CHAIN=embedded the chain lives
+    in the serving process: stop the cloud first."""
+    from cloud import registry_migration
+    from cloud.chain_signer import operator_signer
+    from cloud.db import make_engine, session_factory
+    from cloud.db import migrate as run_migrations
+    from cloud.ledger_chain import LedgerChain
+
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    run_migrations(engine)
+    sessions = session_factory(engine)
+    operator, _ = operator_signer(settings.chain_key_file, allow_create=False)
+    ledger_chain = LedgerChain(
+        settings.chain,
+        sessions,
+        settings.registry_address,
+        signer=operator,
+        fund_operator=settings.fund_operator,
+        embedded_journal=settings.embedded_chain_journal,
+    )
+    current = ledger_chain.registry()
+    chain = ledger_chain.connect()
+    progress = registry_migration.migrate_registry(
+        chain, sessions, settings.chain, current.address, operator, report=lambda line: typer.echo(line, err=True)
+    )
+    assert progress.new is not None
+    report: dict[str, object] = {
+        "migrated_from": progress.old,
+        "registry": progress.new,
+        "step": progress.step,
+        "carried": progress.carried,
+        "registry_chain": registry_migration.registry_chain_of(chain, progress.new, operator),
+    }
+    if settings.registry_address and settings.registry_address.lower() != progress.new.lower():
+        report["note"] = (
+            f"CT_CLOUD_REGISTRY_ADDRESS still names {settings.registry_address}: the cloud follows its successor "
+            f"link, but set it to {progress.new}"
+        )
+    typer.echo(json.dumps(report, indent=2))
+
+
+def session_factory_of(settings: Settings) -> Any:
+    from cloud.db import make_engine, read_session_factory
+
+    return read_session_factory(make_engine(settings.database_url))
+
+
+def _registry_status(settings: Settings, node: Any, sessions: Any) -> dict[str, object]:
+    """The chain of registries (newest first; only with a JSON-RPC node: the embedded chain lives in the serving
+    process) and any migration under way, for `cloud status`."""
+    from sqlalchemy import select
+
+    from cloud import chain as chainlib
+    from cloud import registry_migration
+    from cloud.models import Meta
+
+    with sessions() as session:
+        paused = registry_migration.anchoring_paused(session)
+        rows = {m.key: m.value for m in session.scalars(select(Meta))}
+    out: dict[str, object] = {"anchoring_paused": paused}
+    migrations = [
+        registry_migration.Progress.from_json(v) for k, v in rows.items() if k.startswith("registry-migration@")
+    ]
+    if migrations:
+        out["registry_migration"] = [{"from": m.old, "to": m.new, "step": m.step} for m in migrations]
+    if node is None:
+        return out
+    remembered = rows.get(registry_migration.registry_key(node.chain_id, settings.chain))
+    address = settings.registry_address or remembered or ""
+    if address:
+        try:
+            out["registry_chain"] = registry_migration.registry_chain_of(node, address)
+        except chainlib.ChainError as exc:
+            out["registry_chain"] = f"unreadable: {exc}"
+    return out
 
 
 @cloud_app.command("rotate-operator-key")

@@ -22,6 +22,7 @@ from carbontrace_protocol.ids import chain_id_of as chain_id_of  # re-exported: 
 from cloud import chain as chainlib
 from cloud.chain_signer import ChainSigner
 from cloud.models import Meta
+from cloud.registry_migration import MAX_CHAIN_DEPTH, link_or_none, newest_successor
 
 logger = logging.getLogger("carbontrace.cloud")
 
@@ -149,6 +150,7 @@ class LedgerChain:
         self._chain = chain
         self._funded = False
         self._registry: chainlib.RegistryContract | None = None
+        self._registries: list[str] = []
         self._lock = threading.RLock()
 
     def connect(self) -> chainlib.Chain:
@@ -180,6 +182,40 @@ class LedgerChain:
             self._registry = registry
             return registry
 
+    def forget_registry(self) -> None:
+        """Drop the attached registry: it was sealed (a migration); the next use attaches to its successor."""
+        with self._lock:
+            self._registry = None
+
+    def registries(self) -> list[str]:
+        """The chain of registries, current first, back through its predecessors (immutable links: read once
+        per current registry)."""
+        registry = self.registry()
+        with self._lock:
+            if self._registries and self._registries[0] == registry.address:
+                return list(self._registries)
+        addresses: list[str] = [registry.address]
+        current = registry
+        for _ in range(MAX_CHAIN_DEPTH):
+            link = link_or_none(current)
+            if link is None or not link.has_predecessor:
+                break
+            current = chainlib.attach_registry(current.chain, link.predecessor, current.sender)
+            addresses.append(current.address)
+        with self._lock:
+            self._registries = addresses
+        return list(addresses)
+
+    def registry_holding(self, seq: int) -> chainlib.RegistryContract:
+        """The registry of the chain of registries that checkpoint ``seq`` was anchored on."""
+        registry = self.registry()
+        for _ in range(MAX_CHAIN_DEPTH):
+            link = link_or_none(registry)
+            if link is None or not link.has_predecessor or seq >= link.predecessor_checkpoint_count:
+                return registry
+            registry = chainlib.attach_registry(registry.chain, link.predecessor, registry.sender)
+        return registry
+
     def _attach_or_deploy(self) -> chainlib.RegistryContract:
         chain = self.connect()
         meta_key = f"registry@{chain.chain_id}:{self.url}"[:64]
@@ -195,11 +231,12 @@ class LedgerChain:
                                    address)
                     address = ""
             if address:
-                registry = chainlib.attach_registry(chain, address, self.signer or _READ_ONLY)
+                # a sealed registry hands over to its successor: anchor there (cloud/registry_migration.py)
+                registry = newest_successor(chainlib.attach_registry(chain, address, self.signer or _READ_ONLY))
                 if self.signer is not None and registry.operator().lower() != self.signer.address.lower():
                     raise OperatorMismatch(
-                        f"the registry {address} has operator {registry.operator()}, not the cloud's chain key "
-                        f"{self.signer.address}: point CT_CLOUD_CHAIN_KEY_FILE at the operator's key"
+                        f"the registry {registry.address} has operator {registry.operator()}, not the cloud's chain "
+                        f"key {self.signer.address}: point CT_CLOUD_CHAIN_KEY_FILE at the operator's key"
                     )
                 return registry
             if self.signer is None:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from carbontrace_protocol import merkle, views
+from carbontrace_protocol import merkle, registry_chain, views
 from carbontrace_protocol import proof_verify as pv
 from carbontrace_protocol.batch import Batch as BatchBlob
 from carbontrace_protocol.errors import ProtocolError
@@ -26,7 +26,7 @@ from carbontrace_protocol.proof_bundle import ProofBundle, Query, Trust, normali
 from carbontrace_protocol.views import AGGREGATE_TYPES, ALL_TYPES, DataType
 from cloud import access_scope, chain_facts, models
 from cloud.bundle_builder import build_bundle
-from cloud.chain import RegistryContract, SignerKind
+from cloud.chain import ContractReverted, RegistryContract, SignerKind, attach_registry
 from cloud.ledger import Ledger
 from cloud.security import Principal
 from cloud.stored_batches import BlobUnreadable, open_stored_batch
@@ -90,6 +90,29 @@ class RegistryReader:
 
     def signers_of(self, enterprise_id: bytes, kind: int) -> list[bytes]:
         return self.registry.signers_of(enterprise_id, SignerKind(kind))
+
+    def link(self) -> registry_chain.RegistryLink:
+        return protocol_link(self.registry)
+
+    def at(self, address: str) -> RegistryReader:
+        """A reader of another registry of the chain of registries (a predecessor or successor)."""
+        return RegistryReader(attach_registry(self.registry.chain, address, self.registry.sender))
+
+
+def protocol_link(registry: RegistryContract) -> registry_chain.RegistryLink:
+    """The registry's registryLink() as the verifier takes it; a registry deployed before succession existed
+    has no such view and is a first registry."""
+    try:
+        link = registry.registry_link()
+    except ContractReverted:
+        return registry_chain.GENESIS
+    return registry_chain.RegistryLink(
+        registry_chain.address_or_none(link.predecessor),
+        link.predecessor_checkpoint_count,
+        link.predecessor_tree_size,
+        link.predecessor_commitment,
+        registry_chain.address_or_none(link.successor),
+    )
 
 
 def trust_of(ledger: Ledger) -> Trust:
@@ -473,16 +496,27 @@ def _step_json(step: pv.Step, cid: str, withhold_cid: bool) -> dict[str, Any]:
 def chain_reader(ledger: Ledger, session: Session | None = None) -> pv.CachedChainReader:
     """The verifier's view of the chain for one request (each read once), over what this process already knows
     to be settled (cloud/chain_facts.py). With ``session``, our own record of anchored checkpoints prompts a
-    fresh checkpoint count when it is ahead of the remembered one (a hint to re-read, never a chain answer)."""
+    fresh checkpoint count when it is ahead of the remembered one (a hint to re-read, never a chain answer).
+    After a migration it spans the chain of registries (checkpoints before the hand-over are read from the
+    predecessor that holds them: carbontrace_protocol/registry_chain.py)."""
     registry = ledger.chain.registry()
-    settled = chain_facts.FinalFactsReader(
+    cached = pv.CachedChainReader(_settled_reader(ledger, registry, session))
+    chain = registry_chain.follow(cached, normalize_address(registry.address), normalize_address(registry.address))
+    return cached if not chain.linked else pv.CachedChainReader(chain)
+
+
+def _settled_reader(
+    ledger: Ledger, registry: RegistryContract, session: Session | None
+) -> chain_facts.FinalFactsReader:
+    connection, chain_id = registry.chain, _chain_id(registry)
+    return chain_facts.FinalFactsReader(
         RegistryReader(registry, (lambda seq: anchored_block(session, seq)) if session is not None else None),
         chain_facts.facts_for(registry.chain, _chain_id(registry), registry.address),
         chain_facts.policy_of(ledger.settings),
         count_at_depth=chain_facts.count_at_depth(registry),
         anchored_hint=anchored_in_db(session) if session is not None else 0,
+        facts_of=lambda address: chain_facts.facts_for(connection, chain_id, address),
     )
-    return pv.CachedChainReader(settled)
 
 
 def anchored_block(session: Session, seq: int) -> int | None:

@@ -43,6 +43,19 @@ pragma solidity 0.8.37;
 ///    rule keeps a re-sent anchor from being recorded twice. CIDs are limited to 64 bytes (a CIDv1 base32
 ///    sha2-256 CID is 59, a CIDv0 46); tree sizes and counts to 2^48 - 1. Key validity is recorded by the key
 ///    transactions (which read the counter), so anchorCheckpoint never touches key storage.
+///  - Succession (docs/proof-bundle.md, "The chain of registries"): a registry is never upgraded in place. A
+///    successor is deployed with its predecessor's address and the predecessor's final checkpoint (its count,
+///    tree size and commitment) as immutables, checked against the predecessor at construction. It continues the
+///    same log: its checkpoint count and latest tree size start at the predecessor's, so sequence numbers and
+///    key validity counters run on across the hand-over, and its first checkpoint must grow the log. The
+///    predecessor is then sealed by its operator (sealFor: checks that the successor records exactly its final
+///    checkpoint, then sets `successor` once and gives up the operator role): every write reverts with
+///    RegistrySealed afterwards, so history cannot fork. Registrations are carried, not referred to: before its
+///    first anchor the successor's operator copies every enterprise, platform, binding state and key record (with
+///    its original activeFrom and revokedAt) with the import* calls, so a verifier pinned to the successor reads
+///    one registry for keys; a verifier following the chain checks each carried record against the predecessor.
+///    The seal costs anchorCheckpoint nothing: the operator slot is read anyway, and `successor` is read only on
+///    the failure path of onlyOperator.
 contract CarbonTraceRegistry {
     enum BindingState {
         None,
@@ -121,6 +134,12 @@ contract CarbonTraceRegistry {
     error CidLength(uint256 length);
     error SignerOutOfRange(bytes32 enterpriseId, SignerKind kind, uint256 index, uint256 count);
     error BadSignature();
+    error RegistrySealed(address successor);
+    error BadPredecessor(address predecessor);
+    error BadSuccessor(address candidate);
+    error MigrationClosed();
+    error CheckpointOnPredecessor(uint256 index, address predecessor);
+    error BadCarriedKey(bytes32 keyFingerprint);
 
     event OperatorTransferStarted(address indexed currentOperator, address indexed pendingOperator);
     event OperatorTransferred(address indexed previousOperator, address indexed newOperator);
@@ -145,6 +164,9 @@ contract CarbonTraceRegistry {
     event CloudKeyRegistered(bytes32 indexed cloudId, bytes32 indexed keyFingerprint, address sender);
     event CloudKeyRevoked(bytes32 indexed cloudId, bytes32 indexed keyFingerprint, address sender);
     event CheckpointAnchored(uint256 indexed sequence, uint64 treeSize, bytes32 root, string cid);
+    event Sealed(address indexed successor, uint64 checkpointCount, uint64 latestTreeSize);
+    event BindingCarried(bytes32 indexed enterpriseId, bytes32 indexed platformId, BindingState state);
+    event KeyCarried(bytes32 indexed signerId, bytes32 indexed keyFingerprint, SignerKind kind, KeyState state);
 
     address public operator;
     uint48 private _checkpointCount; // packed with operator: see the gas note above
@@ -164,14 +186,146 @@ contract CarbonTraceRegistry {
     /// @notice How many signed consents each account has given (the nonce its next consent must carry).
     mapping(address => uint256) public nonces;
 
-    constructor() {
+    /// @notice The registry this one succeeds (zero for the first), and its final checkpoint: the count (the first
+    /// sequence anchored here), the tree size and the commitment of checkpoint count-1 (zero when it had none).
+    address public immutable predecessor;
+    uint64 public immutable predecessorCheckpointCount;
+    uint64 public immutable predecessorTreeSize;
+    bytes32 public immutable predecessorCommitment;
+    /// @notice The block this registry was deployed in: where a verifier starts looking for its events.
+    uint256 public immutable deployedAtBlock;
+    /// @notice The registry that succeeds this one, set once by sealFor; every write reverts once it is set.
+    address public successor;
+
+    constructor(address predecessor_, uint64 checkpointCount_, uint64 treeSize_, bytes32 commitment_) {
+        if (predecessor_ == address(0)) {
+            if (checkpointCount_ != 0 || treeSize_ != 0 || commitment_ != bytes32(0)) revert BadPredecessor(predecessor_);
+        } else {
+            CarbonTraceRegistry previous = CarbonTraceRegistry(predecessor_);
+            if (previous.successor() != address(0)) revert BadPredecessor(predecessor_);
+            uint256 count = previous.checkpointCount();
+            if (checkpointCount_ != count || treeSize_ != previous.latestTreeSize()) revert BadPredecessor(predecessor_);
+            if (commitment_ != (count == 0 ? bytes32(0) : previous.checkpointCommitment(count - 1))) {
+                revert BadPredecessor(predecessor_);
+            }
+        }
+        predecessor = predecessor_;
+        predecessorCheckpointCount = checkpointCount_;
+        predecessorTreeSize = treeSize_;
+        predecessorCommitment = commitment_;
+        deployedAtBlock = block.number;
         operator = msg.sender;
+        // the log runs on: sequence numbers and the growth rule continue from the predecessor's final checkpoint
+        (_checkpointCount, _latestTreeSize) = (uint48(checkpointCount_), uint48(treeSize_));
         emit OperatorTransferred(address(0), msg.sender);
     }
 
     modifier onlyOperator() {
-        if (msg.sender != operator) revert NotOperator(msg.sender);
+        if (msg.sender != operator) _notOperator();
         _;
+    }
+
+    /// @dev Off the success path, so anchorCheckpoint does not pay for reading `successor`.
+    function _notOperator() private view {
+        if (successor != address(0)) revert RegistrySealed(successor);
+        revert NotOperator(msg.sender);
+    }
+
+    function _requireOpen() private view {
+        if (successor != address(0)) revert RegistrySealed(successor);
+    }
+
+    // ---- succession ----
+
+    /// @notice Everything a verifier checks of a link in one call.
+    function registryLink()
+        external
+        view
+        returns (
+            address predecessor_,
+            uint64 predecessorCheckpointCount_,
+            uint64 predecessorTreeSize_,
+            bytes32 predecessorCommitment_,
+            address successor_
+        )
+    {
+        return (predecessor, predecessorCheckpointCount, predecessorTreeSize, predecessorCommitment, successor);
+    }
+
+    /// @notice Hand over to `next`, which must name this registry as its predecessor and record exactly its final
+    /// checkpoint. Once: the operator role is given up, so no further anchor or registration happens here.
+    function sealFor(address next) external onlyOperator {
+        if (next == address(0) || next.code.length == 0) revert BadSuccessor(next);
+        CarbonTraceRegistry candidate = CarbonTraceRegistry(next);
+        uint48 count = _checkpointCount;
+        bytes32 last = count == 0 ? bytes32(0) : _commitments[count - 1];
+        if (
+            candidate.predecessor() != address(this) || candidate.predecessorCheckpointCount() != count
+                || candidate.predecessorTreeSize() != _latestTreeSize || candidate.predecessorCommitment() != last
+        ) revert BadSuccessor(next);
+        successor = next;
+        pendingOperator = address(0);
+        emit OperatorTransferred(operator, address(0));
+        operator = address(0);
+        emit Sealed(next, count, _latestTreeSize);
+    }
+
+    /// @dev Carrying registrations over is open only on a successor, before its first anchor.
+    function _requireMigrating() private view {
+        if (predecessor == address(0) || _checkpointCount != predecessorCheckpointCount) revert MigrationClosed();
+    }
+
+    /// @notice Carry a binding's state from the predecessor (its parties registered here first).
+    function importBinding(bytes32 enterpriseId, bytes32 platformId, BindingState state) external onlyOperator {
+        _requireMigrating();
+        if (_enterprises[enterpriseId].account == address(0)) revert UnknownEnterprise(enterpriseId);
+        _requirePlatform(platformId);
+        _bindings[enterpriseId][platformId] = state;
+        emit BindingCarried(enterpriseId, platformId, state);
+    }
+
+    /// @notice Carry a key record from the predecessor with its history (activeFrom, revokedAt). Device and
+    /// gateway ids join their enterprise's list in the order their first key is carried.
+    function importKey(
+        SignerKind kind,
+        bytes32 enterpriseId,
+        bytes32 signerId,
+        bytes32 keyFingerprint,
+        KeyState state,
+        uint64 activeFrom,
+        uint64 revokedAt
+    ) external onlyOperator {
+        _requireMigrating();
+        if (signerId == bytes32(0) || keyFingerprint == bytes32(0)) revert ZeroId();
+        _requireUnregisteredKey(keyFingerprint);
+        uint64 base = predecessorCheckpointCount;
+        bool revoked = state == KeyState.Revoked;
+        if (
+            state == KeyState.None || kind == SignerKind.None || activeFrom > base
+                || (revoked ? (revokedAt < activeFrom || revokedAt > base) : revokedAt != 0)
+        ) revert BadCarriedKey(keyFingerprint);
+        if (kind == SignerKind.Cloud) {
+            if (!revoked) {
+                bytes32 active = _cloudKeys[signerId];
+                if (active != bytes32(0)) revert SignerHasActiveKey(signerId, active);
+                _cloudKeys[signerId] = keyFingerprint;
+            }
+        } else {
+            if (_enterprises[enterpriseId].account == address(0)) revert UnknownEnterprise(enterpriseId);
+            Signer storage signer = kind == SignerKind.Device ? _devices[signerId] : _gateways[signerId];
+            bytes32 owner = signer.enterpriseId;
+            if (owner != bytes32(0) && owner != enterpriseId) revert SignerOfOtherEnterprise(signerId, owner);
+            if (owner == bytes32(0)) {
+                signer.enterpriseId = enterpriseId;
+                _signers[enterpriseId][kind].push(signerId);
+            }
+            if (!revoked) {
+                if (signer.keyFingerprint != bytes32(0)) revert SignerHasActiveKey(signerId, signer.keyFingerprint);
+                signer.keyFingerprint = keyFingerprint;
+            }
+        }
+        _keys[keyFingerprint] = KeyRecord(state, kind, activeFrom, revokedAt, signerId);
+        emit KeyCarried(signerId, keyFingerprint, kind, state);
     }
 
     // ---- operator hand-over ----
@@ -268,6 +422,7 @@ contract CarbonTraceRegistry {
     }
 
     function _request(bytes32 enterpriseId, bytes32 platformId, address sender) private {
+        _requireOpen();
         _requirePlatform(platformId);
         BindingState current = _bindings[enterpriseId][platformId];
         if (current == BindingState.Requested || current == BindingState.Bound) revert InvalidBindingState(current);
@@ -276,6 +431,7 @@ contract CarbonTraceRegistry {
     }
 
     function _decide(bytes32 enterpriseId, bytes32 platformId, bool confirm, address sender) private {
+        _requireOpen();
         BindingState current = _bindings[enterpriseId][platformId];
         if (current != BindingState.Requested) revert InvalidBindingState(current);
         if (confirm) {
@@ -310,6 +466,7 @@ contract CarbonTraceRegistry {
     }
 
     function unbind(bytes32 enterpriseId, bytes32 platformId) external {
+        _requireOpen();
         address enterpriseAccount = _enterprises[enterpriseId].account;
         address platformAccount = _platforms[platformId].account;
         if (msg.sender != enterpriseAccount && msg.sender != platformAccount && msg.sender != operator) {
@@ -507,12 +664,14 @@ contract CarbonTraceRegistry {
     function checkpointCommitment(uint256 index) external view returns (bytes32) {
         uint256 count = _checkpointCount;
         if (index >= count) revert CheckpointOutOfRange(index, count);
+        if (index < predecessorCheckpointCount) revert CheckpointOnPredecessor(index, predecessor);
         return _commitments[index];
     }
 
     // ---- internal checks ----
 
     function _requireEnterpriseOrOperator(bytes32 enterpriseId) private view {
+        _requireOpen();
         address account = _enterprises[enterpriseId].account;
         if (account == address(0)) revert UnknownEnterprise(enterpriseId);
         if (msg.sender != account && msg.sender != operator) revert NotEnterpriseAccount(enterpriseId, msg.sender);

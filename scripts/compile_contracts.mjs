@@ -32,7 +32,7 @@ function compileOne(name) {
     settings: {
       evmVersion: EVM_VERSION,
       optimizer: OPTIMIZER,
-      outputSelection: { [sourcePath]: { [name]: ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
+      outputSelection: { [sourcePath]: { [name]: ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object', 'evm.deployedBytecode.immutableReferences'] } },
     },
   };
   const output = JSON.parse(solc.compile(JSON.stringify(input)));
@@ -51,6 +51,9 @@ function compileOne(name) {
     abi: contract.abi,
     bytecode: '0x' + contract.evm.bytecode.object,
     deployedBytecode: '0x' + contract.evm.deployedBytecode.object,
+    // where the deployed code holds immutables (filled in at deployment: the registry's predecessor link), as
+    // {id: [{start, length}]} byte ranges; a test masks them to compare deployed code with the artifact
+    immutableReferences: contract.evm.deployedBytecode.immutableReferences || {},
   };
 }
 

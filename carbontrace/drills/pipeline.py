@@ -9,6 +9,9 @@ accepted (stored by the cloud), anchored (inside an anchored checkpoint), lost, 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +176,35 @@ class Pipeline:
                 merkle.verify_inclusion(merkle.leaf_hash(batch.signed_header), log_index, checkpoint["tree_size"],
                                         [bytes.fromhex(h) for h in proof["proof"]], bytes.fromhex(checkpoint["root"]))
         return True, f"{len(batches)} batches, {readings} readings verified; checkpoint {checkpoint['seq']} anchored"
+
+    def trust(self) -> dict[str, Any]:
+        """The trust anchor the cloud publishes now (GET /api/v1/trust)."""
+        answer = httpx.get(f"{self.cloud.url}/api/v1/trust", timeout=30)
+        answer.raise_for_status()
+        trust: dict[str, Any] = answer.json()
+        return trust
+
+    def bundle(self) -> dict[str, Any]:
+        """A proof bundle of the tenant's CO2 readings (the first 1,000), as its enterprise asks for it."""
+        answer = httpx.get(f"{self.cloud.url}/api/v1/trace/bundle", params={"types": "co2", "limit": 1000},
+                           headers={"Authorization": f"Bearer {self.tenant.enterprise_key}"}, timeout=120)
+        answer.raise_for_status()
+        bundle: dict[str, Any] = answer.json()
+        return bundle
+
+    def verify_with_cli(self, bundle: dict[str, Any], rpc: str, trust: dict[str, Any], name: str) -> tuple[int, str]:
+        """`carbontrace verify` on ``bundle`` against ``rpc`` with ``trust`` pinned: (exit code, detail)."""
+        path, trust_path = self.workdir / f"{name}.bundle.json", self.workdir / f"{name}.trust.json"
+        path.write_text(json.dumps(bundle))
+        trust_path.write_text(json.dumps(trust))
+        done = subprocess.run([sys.executable, "-m", "carbontrace.verify_bundle", str(path), "--rpc", rpc,
+                               "--trust", str(trust_path), "--json"], capture_output=True, text=True, timeout=120,
+                              check=False)
+        try:
+            detail = str(json.loads(done.stdout).get("detail", ""))
+        except ValueError:
+            detail = (done.stdout + done.stderr)[-500:]
+        return done.returncode, detail
 
     def _header_signature_ok(self, signed_header: bytes) -> bool:
         message, _ = parse_header(signed_header)

@@ -64,17 +64,20 @@ def _block_number(value: Any, head: int, name: str) -> int:
     raise _BadParams(f"{name} must be a block number (0x-hex) or latest/safe/finalized/pending/earliest")
 
 
-def _bounded_log_filter(params: list[Any], registry: str, head: int) -> list[Any]:
+def _bounded_log_filter(params: list[Any], registry: str | list[str], head: int) -> list[Any]:
     """The filter of an eth_getLogs, checked: both ends given and at most MAX_LOG_BLOCKS apart (or one block by
-    hash), the address the registry's (the only contract this endpoint serves logs of)."""
+    hash), the address the registry's, or one of its predecessors' after a migration (the only contracts this
+    endpoint serves logs of; ``registry``: the current one first)."""
     if len(params) != 1 or not isinstance(params[0], dict):
         raise _BadParams("eth_getLogs takes one filter object")
+    registries = [registry] if isinstance(registry, str) else list(registry)
+    served = {r.lower() for r in registries}
     query = dict(params[0])
-    address = query.get("address", registry)
+    address = query.get("address", registries[0])
     addresses = address if isinstance(address, list) else [address]
-    if not addresses or any(not isinstance(a, str) or a.lower() != registry.lower() for a in addresses):
-        raise _BadParams(f"only the registry's logs are served (address {registry})")
-    query["address"] = registry
+    if len(addresses) != 1 or not isinstance(addresses[0], str) or addresses[0].lower() not in served:
+        raise _BadParams(f"only the registry's logs are served (address {registries[0]})")
+    query["address"] = next(r for r in registries if r.lower() == addresses[0].lower())
     if "blockHash" in query:
         if "fromBlock" in query or "toBlock" in query:
             raise _BadParams("blockHash excludes fromBlock and toBlock")
@@ -145,7 +148,7 @@ def _one(ledger: LedgerDep, request: Any) -> dict[str, Any]:
     w3 = ledger.chain.connect().w3
     try:
         if method == "eth_getLogs":
-            (query,) = _bounded_log_filter(params, ledger.chain.registry().address, int(w3.eth.block_number))
+            (query,) = _bounded_log_filter(params, ledger.chain.registries(), int(w3.eth.block_number))
             # web3's own call, not the raw request: its formatters also speak the embedded chain's dialect
             result = w3.eth.get_logs(query)
         else:

@@ -6,12 +6,14 @@ Every test taking `chain` runs on both. Reverts are checked by their custom erro
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
 from carbontrace_protocol.anchor_commitment import checkpoint_commitment
 from cloud import consent
 from cloud.chain import (
+    REGISTRY_ARTIFACT,
     BindingState,
     Chain,
     KeyRecord,
@@ -55,7 +57,13 @@ def registered(registry: RegistryContract, parties: Parties) -> RegistryContract
 
 
 def test_deployed_code_is_the_artifact(chain: Chain, registry: RegistryContract) -> None:
-    code = chain.w3.eth.get_code(registry.contract.address)
+    code = bytearray(chain.w3.eth.get_code(registry.contract.address))
+    # immutables (the predecessor link, the deployment block) are written into the code at deployment
+    references = json.loads(REGISTRY_ARTIFACT.read_text())["immutableReferences"]
+    assert references, "the registry's link is immutable: the artifact must say where"
+    for ranges in references.values():
+        for span in ranges:
+            code[span["start"]:span["start"] + span["length"]] = bytes(span["length"])
     assert "0x" + bytes(code).hex() == registry.artifact.deployed_bytecode
 
 
