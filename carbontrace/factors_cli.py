@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,12 +56,31 @@ def rule(
                           ensure_ascii=False))
 
 
+class Refused(RuntimeError):
+    """The cloud answered, but not with 201: the message names what was refused, the status and the reason."""
+
+
 def _created(http: httpx.Client, api_key: str, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
-    """POST ``body`` with the key; the answer of a 201, else RuntimeError naming ``what`` was refused."""
+    """POST ``body`` with the key; the answer of a 201, else Refused naming ``what`` was refused."""
     r = http.post(path, json=body, headers={"Authorization": f"Bearer {api_key}"})
     if r.status_code != 201:
-        raise RuntimeError(f"{what} refused ({r.status_code}): {r.text}")
+        raise Refused(f"{what} refused ({r.status_code}): {r.text}")
     return r.json()  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _cloud_client(cloud: str, timeout: float) -> Iterator[httpx.Client]:
+    """A client of the cloud for one command: a refusal or an unreachable cloud is a message and exit 1, never
+    a traceback."""
+    try:
+        with httpx.Client(base_url=cloud, timeout=timeout) as http:
+            yield http
+    except Refused as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from err
+    except httpx.HTTPError as err:
+        typer.echo(f"cannot reach the cloud at {cloud}: {err}", err=True)
+        raise typer.Exit(1) from err
 
 
 def add_site(http: httpx.Client, api_key: str, enterprise_id: str, site: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +100,7 @@ def site_add(
 ) -> None:
     """Register a site with its location; prints it with the factor the rule gives it."""
     site = {"site_id": site_id, "name": name, **_location(country, province, grid_region)}
-    with httpx.Client(base_url=cloud, timeout=30) as http:
+    with _cloud_client(cloud, timeout=30) as http:
         typer.echo(json.dumps(add_site(http, _api_key(api_key_file), enterprise, site)))
 
 
@@ -103,12 +124,8 @@ def restate_command(
     if (statement is None) == (cid is None):
         raise typer.BadParameter("give exactly one of --statement and --cid")
     document = None if statement is None else json.loads(statement.read_text())
-    with httpx.Client(base_url=cloud, timeout=120) as http:
-        try:
-            answer = restate(http, _api_key(api_key_file), enterprise, document, cid)
-        except RuntimeError as err:
-            typer.echo(str(err), err=True)
-            raise typer.Exit(1) from err
+    with _cloud_client(cloud, timeout=120) as http:
+        answer = restate(http, _api_key(api_key_file), enterprise, document, cid)
     out.write_text(json.dumps(answer["statement"]))
     typer.echo(json.dumps({"original_cid": answer["original_cid"], "restated_cid": answer["restated_cid"],
                            "factor_changes": answer["statement"]["statement"]["restatement"]["factor_changes"]}))

@@ -44,6 +44,7 @@ class Surface(StrEnum):
     BATCH_RECORD = "batch_record"  # GET /batches/{gw}/{seq}
     BATCH_CID = "batch_cid"  # the content-store CID of a batch blob, wherever an answer would name it
     BATCH_BLOB = "batch_blob"  # the stored (sealed) blob itself, and a period's batch list to audit them by
+    RESTATE = "restate"  # issue a restatement of a statement with newer factors (POST .../restatements)
 
 
 _ANY, _OWN, _ASKED, _BOUND, _NONE = (TenantScope.ANY, TenantScope.OWN, TenantScope.ASKED, TenantScope.BOUND,
@@ -81,6 +82,8 @@ _SURFACES: dict[Surface, tuple[TenantScope, ...]] = {
     # public and platforms verify without it (a proof bundle carries the signed header, not the CID)
     Surface.BATCH_CID: (_NONE, _ANY, _ANY, _OWN, _NONE, _OWN, _OWN),
     Surface.BATCH_BLOB: (_NONE, _ANY, _ANY, _OWN, _NONE, _NONE, _NONE),
+    # restating is the enterprise's own accounting, or a regulator's; a platform or the operator only reads
+    Surface.RESTATE: (_NONE, _NONE, _ANY, _OWN, _NONE, _NONE, _NONE),
 }
 SURFACE_SCOPE: dict[Surface, dict[str, TenantScope]] = {
     surface: dict(zip(CALLERS, row, strict=True)) for surface, row in _SURFACES.items()

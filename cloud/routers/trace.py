@@ -27,7 +27,7 @@ from cloud.chain import ChainUnavailable
 from cloud.deps import FORBIDDEN, LedgerDep, SessionDep, get_principal
 from cloud.ledger import Ledger
 from cloud.params import MAX_TIME, Limit, require_period
-from cloud.security import Principal, Role
+from cloud.security import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["trace"])
 
@@ -328,16 +328,6 @@ class RestateRequest(BaseModel):
     statement: dict[str, Any] | None = None
 
 
-def _restater_in_scope(principal: Principal | None, enterprise_id: str) -> None:
-    """Only the enterprise itself, or a regulator, issues a restatement."""
-    if principal is None:
-        raise HTTPException(403, FORBIDDEN)
-    if principal.role == Role.REGULATOR:
-        return
-    if principal.role != Role.ENTERPRISE or principal.enterprise_id != enterprise_id:
-        raise HTTPException(403, FORBIDDEN)
-
-
 @router.post(
     "/enterprises/{enterprise_id}/restatements",
     status_code=201,
@@ -353,11 +343,13 @@ def restate_statement(
     body: RestateRequest,
     principal: CallerDep,
     ledger: LedgerDep,
+    session: SessionDep,
 ) -> JSONResponse:
     """Roles: the enterprise itself, a regulator. Restates a statement with the factor catalogue's newer
     factors: the same proven aggregates (energy), emissions recomputed, naming the original by sha256;
     both stored (GET /statements/pages/{cid}). Answers {original_cid, restated_cid, statement}."""
-    _restater_in_scope(principal, enterprise_id)
+    if not access_scope.may_see_enterprise(session, ledger, principal, access_scope.Surface.RESTATE, enterprise_id):
+        raise HTTPException(403, FORBIDDEN)
     if (body.statement_cid is None) == (body.statement is None):
         raise HTTPException(422, "give exactly one of statement_cid and statement")
     original: Any = body.statement

@@ -55,6 +55,7 @@ SURFACES: dict[str, tuple[str, ...]] = {
     "batch_record": ("none", "any", "any", "own", "none", "own", "own"),
     "batch_cid": ("none", "any", "any", "own", "none", "own", "own"),
     "batch_blob": ("none", "any", "any", "own", "none", "none", "none"),
+    "restate": ("none", "none", "any", "own", "none", "none", "none"),
 }
 # field → scopes in CALLERS order: which values a proof bundle opens to whom (an aggregate field not opened
 # stays a salted commitment in the leaf)
@@ -161,6 +162,13 @@ def _surface_answer(world: World, caller: str, surface: str, target: str) -> tup
         r = world.get(caller, batch)
     elif surface == "batch_blob":
         r = world.get(caller, batch + "/blob")
+    elif surface == "restate":
+        # an empty request: a caller in scope reaches the handler's own check of the body (422, nothing is
+        # restated or stored), one out of scope is refused before it
+        key = world.keys[caller]
+        r = world.client.post(f"/api/v1/enterprises/{ent}/restatements", json={}, headers=auth(key) if key else {})
+        if r.status_code == 422 and "give exactly one of" in r.text:
+            return 200, r.text
     else:
         raise AssertionError(surface)
     return r.status_code, r.text
@@ -177,7 +185,7 @@ def test_surface_cell(world: World, caller: str, surface: str, target: str) -> N
         return
     # a list answers 200 without the target (when the caller may use it at all), anything else refuses
     listed = surface in ("console_enterprises", "console_batches") and scope != "none"
-    assert status == (404 if listed else denied_status(caller, surface != "statement")), text[:300]
+    assert status == (404 if listed else denied_status(caller, surface not in ("statement", "restate"))), text[:300]
 
 
 @pytest.mark.parametrize("target", TARGETS)
