@@ -9,7 +9,11 @@ encodings feed one typed constructor and keep every rule of it; only what differ
 - the registry address: JSON "0x" + 40 lowercase hex digits, CBOR 20 bytes;
 - a view: JSON data in both (CBOR maps with text keys, integers, text, true/false/null, arrays). CBOR has no
   floats in our profile, so a view holding one (only a forged view can: views are computed from leaves, which
-  hold none) has no CBOR form.
+  hold none) has no CBOR form;
+- a proof (a list of 32-byte Merkle hashes): JSON writes the hashes; CBOR writes indices into the bundle's one
+  table of proof hashes (``ProofHashTable``), because the proofs of one bundle share nodes: an item's log
+  inclusion proof and its checkpoint's consistency proofs run along the same tree, so at 10^7 leaves about a
+  quarter of the hashes would otherwise be written twice.
 
 A CBOR bundle is read as strictly as JSON: one item of deterministic CBOR (RFC 8949 §4.2.1), checked by
 re-encoding the decoded value and comparing bytes, so a longer integer head, unsorted map keys or an
@@ -18,8 +22,10 @@ indefinite length is ``bundle_format``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any
 
 from carbontrace_protocol import cbor
@@ -29,6 +35,8 @@ MAX_BUNDLE_BYTES = 256 * 1024 * 1024  # as strict_json's default: the same bound
 ADDRESS_SIZE = 20
 _ADDRESS = re.compile(r"0x[0-9a-f]{40}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
+HASH_SIZE = 32
+MAX_PROOF_HASHES = 64  # in one proof: a tree of 2^64 leaves needs fewer
 
 
 class BundleFormatError(ProtocolError):
@@ -80,6 +88,13 @@ class Wire(ABC):
     @abstractmethod
     def write_address(self, address: str) -> Any: ...
 
+    @abstractmethod
+    def read_proof(self, value: Any, what: str) -> tuple[bytes, ...]:
+        """A proof: at most MAX_PROOF_HASHES hashes of 32 bytes."""
+
+    @abstractmethod
+    def write_proof(self, hashes: tuple[bytes, ...]) -> Any: ...
+
     def read_view(self, value: Any, what: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise BundleFormatError(f"{what} must be an object")
@@ -87,6 +102,12 @@ class Wire(ABC):
 
     def write_view(self, view: dict[str, Any]) -> Any:
         return view
+
+
+def _proof_list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list) or len(value) > MAX_PROOF_HASHES:
+        raise BundleFormatError(f"{what} must be a list of at most {MAX_PROOF_HASHES} hashes")
+    return value
 
 
 class JsonWire(Wire):
@@ -114,8 +135,72 @@ class JsonWire(Wire):
     def write_address(self, address: str) -> Any:
         return address
 
+    def read_proof(self, value: Any, what: str) -> tuple[bytes, ...]:
+        hashes = tuple(self.read_bytes(v, what) for v in _proof_list(value, what))
+        if any(len(h) != HASH_SIZE for h in hashes):
+            raise BundleFormatError(f"{what} must be {HASH_SIZE} bytes")
+        return hashes
+
+    def write_proof(self, hashes: tuple[bytes, ...]) -> Any:
+        return [h.hex() for h in hashes]
+
+
+class ProofHashTable:
+    """CBOR only: every distinct proof hash of one bundle, once, in ascending byte order (so a bundle has one
+    table and one encoding); each proof is a list of indices into it, and every entry is used."""
+
+    def __init__(self, hashes: list[bytes]) -> None:
+        self.hashes = hashes
+        self._index = {h: i for i, h in enumerate(hashes)}
+        self._used: set[int] = set()
+
+    @classmethod
+    def of(cls, proofs: Iterable[tuple[bytes, ...]]) -> ProofHashTable:
+        """The table of the hashes of ``proofs`` (a writer's)."""
+        return cls(sorted({bytes(h) for proof in proofs for h in proof}))
+
+    @classmethod
+    def read(cls, value: Any, what: str) -> ProofHashTable:
+        if not isinstance(value, list) or not all(isinstance(h, bytes) and len(h) == HASH_SIZE for h in value):
+            raise BundleFormatError(f"{what} must be a list of {HASH_SIZE}-byte byte strings")
+        if any(a >= b for a, b in itertools.pairwise(value)):
+            raise BundleFormatError(f"{what} must hold each hash once, in ascending byte order")
+        return cls(list(value))
+
+    def index(self, digest: bytes) -> int:
+        return self._index[bytes(digest)]
+
+    def digest(self, index: Any, what: str) -> bytes:
+        if type(index) is not int or not 0 <= index < len(self.hashes):  # bool is not an index either
+            raise BundleFormatError(f"{what} must hold indices into the bundle's {len(self.hashes)} proof hashes")
+        self._used.add(index)
+        return self.hashes[index]
+
+    def check_all_used(self, what: str) -> None:
+        if len(self._used) != len(self.hashes):
+            raise BundleFormatError(f"{what} lists a hash no proof uses")
+
 
 class CborWire(Wire):
+    """The CBOR encoding of one bundle. ``table`` is its proof hash table: a wire without one reads and writes
+    every part except proofs (a trust file, a query, a key entry)."""
+
+    def __init__(self, table: ProofHashTable | None = None) -> None:
+        self.table = table
+
+    def _proof_table(self, what: str) -> ProofHashTable:
+        if self.table is None:
+            raise BundleFormatError(f"{what}: a CBOR proof is read and written with its bundle's hash table")
+        return self.table
+
+    def read_proof(self, value: Any, what: str) -> tuple[bytes, ...]:
+        table = self._proof_table(what)
+        return tuple(table.digest(i, what) for i in _proof_list(value, what))
+
+    def write_proof(self, hashes: tuple[bytes, ...]) -> Any:
+        table = self._proof_table("proof")
+        return [table.index(h) for h in hashes]
+
     def fields(
         self, value: Any, what: str, names: tuple[str, ...], optional: tuple[str, ...] = ()
     ) -> dict[str, Any]:

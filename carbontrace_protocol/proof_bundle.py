@@ -33,7 +33,6 @@ TRUST_FORMAT = "carbontrace-trust"
 TRUST_VERSION = 1
 KEY_KINDS = ("device", "gateway", "cloud")
 MAX_ID_LENGTH = 128
-MAX_PROOF_HASHES = 64  # a tree of 2^64 leaves needs fewer
 
 
 # ---- strict field readers ------------------------------------------------------------------------------
@@ -69,9 +68,7 @@ def _bytes(wire: Wire, value: Any, what: str, size: int | None = None) -> bytes:
 
 
 def _hashes(wire: Wire, value: Any, what: str) -> tuple[bytes, ...]:
-    if not isinstance(value, list) or len(value) > MAX_PROOF_HASHES:
-        raise BundleFormatError(f"{what} must be a list of at most {MAX_PROOF_HASHES} hashes")
-    return tuple(_bytes(wire, v, what, 32) for v in value)
+    return wire.read_proof(value, what)  # bundle_wire: JSON lists the hashes, CBOR indexes its hash table
 
 
 def _list(value: Any, what: str) -> list[Any]:
@@ -87,10 +84,6 @@ def normalize_address(address: str) -> str:
         return JSON.read_address(lowered, "address")
     except BundleFormatError:
         raise BundleFormatError(f"{address!r} is not a 20-byte address") from None
-
-
-def _bytes_list(wire: Wire, values: tuple[bytes, ...]) -> list[Any]:
-    return [wire.write_bytes(v) for v in values]
 
 
 # ---- the parts -------------------------------------------------------------------------------------------
@@ -256,8 +249,8 @@ class CheckpointEntry:
                 "seq": self.seq,
                 "signed": wire.write_bytes(self.signed),
                 "cid": self.cid,
-                "consistency_from_previous": _bytes_list(wire, self.consistency_from_previous),
-                "consistency_to_newest": _bytes_list(wire, self.consistency_to_newest),
+                "consistency_from_previous": wire.write_proof(self.consistency_from_previous),
+                "consistency_to_newest": wire.write_proof(self.consistency_to_newest),
             },
         )
 
@@ -297,7 +290,7 @@ class BatchEntry:
                 "gateway_key": wire.write_bytes(self.gateway_key),
                 "log_index": self.log_index,
                 "checkpoint_seq": self.checkpoint_seq,
-                "log_proof": _bytes_list(wire, self.log_proof),
+                "log_proof": wire.write_proof(self.log_proof),
             },
         )
 
@@ -375,7 +368,7 @@ class ItemEntry:
                 "device_id": self.device_id,
                 "device_key": None if self.device_key is None else wire.write_bytes(self.device_key),
                 "leaf": wire.write_bytes(self.leaf),
-                "batch_proof": _bytes_list(wire, self.batch_proof),
+                "batch_proof": wire.write_proof(self.batch_proof),
                 "view": wire.write_view(self.view),
                 "openings": {name: wire.write_bytes(opening) for name, opening in self.openings},
                 **retimed,
@@ -574,13 +567,35 @@ class ProofBundle:
     def from_text(cls, text: bytes | str) -> ProofBundle:
         return cls.from_json(strict_json.loads(text))
 
+    # CBOR only: the key after the fields, the bundle's table of proof hashes (bundle_wire.ProofHashTable)
+    CBOR_PROOF_HASHES = len(FIELDS)
+
     @classmethod
     def from_cbor(cls, data: bytes) -> ProofBundle:
         """The compact encoding (docs/proof-bundle.md, "CBOR encoding"): deterministic CBOR only."""
-        return cls.read(bundle_wire.load_cbor(data), bundle_wire.CBOR)
+        value = bundle_wire.load_cbor(data)
+        if not isinstance(value, dict) or cls.CBOR_PROOF_HASHES not in value:
+            raise BundleFormatError(f"a CBOR bundle must be a map with key {cls.CBOR_PROOF_HASHES} (its proof hashes)")
+        fields = {k: v for k, v in value.items() if k != cls.CBOR_PROOF_HASHES}
+        table = bundle_wire.ProofHashTable.read(value[cls.CBOR_PROOF_HASHES], "proof_hashes")
+        bundle = cls.read(fields, bundle_wire.CborWire(table))
+        table.check_all_used("proof_hashes")
+        return bundle
+
+    def proofs(self) -> list[tuple[bytes, ...]]:
+        """Every proof the bundle holds (its Merkle hashes), in document order."""
+        out: list[tuple[bytes, ...]] = []
+        for c in self.checkpoints:
+            out += [c.consistency_from_previous, c.consistency_to_newest]
+        out += [b.log_proof for b in self.batches]
+        out += [i.batch_proof for i in self.items]
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return self.write(JSON)
 
     def to_cbor(self) -> bytes:
-        return bundle_wire.dump_cbor(self.write(bundle_wire.CBOR))
+        table = bundle_wire.ProofHashTable.of(self.proofs())
+        value = self.write(bundle_wire.CborWire(table))
+        value[self.CBOR_PROOF_HASHES] = table.hashes
+        return bundle_wire.dump_cbor(value)

@@ -23,6 +23,7 @@ from carbontrace.benchmarks.common import DeviceKey
 from carbontrace_protocol import cbor, cose, merkle, p256
 from carbontrace_protocol import checkpoint as signed_checkpoint
 from carbontrace_protocol.batch import batch_id, build_batch
+from carbontrace_protocol.bundle_wire import ProofHashTable
 from carbontrace_protocol.cid import cid_for
 from carbontrace_protocol.ids import (
     CLOUD_SIGNER,
@@ -205,16 +206,14 @@ def build(log_leaves: int) -> SizedBundle:
 
 
 def cbor_breakdown(bundle: ProofBundle) -> dict[str, int]:
-    """Where the CBOR bytes go: proof hashes, public keys, the three signed objects, the rest (keys, ids, view)."""
+    """Where the CBOR bytes go: proof hashes (the bundle's table of distinct hashes and the proofs' indices into
+    it), public keys, the three signed objects, the rest (keys, ids, view)."""
     item, batch, checkpoint = bundle.items[0], bundle.batches[0], bundle.checkpoints[0]
-    hashes = (
-        *item.batch_proof,
-        *batch.log_proof,
-        *checkpoint.consistency_from_previous,
-        *checkpoint.consistency_to_newest,
-    )
+    proofs = bundle.proofs()
+    table = ProofHashTable.of(proofs)
+    indices = sum(len(cbor.encode([table.index(h) for h in p])) for p in proofs)
     parts = {
-        "proof hashes": sum(len(cbor.encode(h)) for h in hashes),
+        "proof hashes": len(cbor.encode(table.hashes)) + indices,
         "public keys": sum(len(cbor.encode(k.public_key)) for k in bundle.keys),
         "signed reading (leaf)": len(cbor.encode(item.leaf)),
         "signed batch header": len(cbor.encode(batch.signed_header)),
