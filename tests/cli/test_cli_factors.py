@@ -5,12 +5,10 @@ unreachable cloud is a message and exit 1 (the cloud served over real HTTP)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from carbontrace.cli import app
@@ -44,26 +42,17 @@ def test_site_add_registers_the_location(tmp_path: Path) -> None:
 @pytest.fixture
 def served_cloud(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     """The cloud app over real HTTP, with one enterprise: (base URL, enterprise id, its key file)."""
+    from fastapi.testclient import TestClient
+
     from cloud.app import create_app
-    from tests.cloud.cloud_testkit import apply_enterprise, make_settings
-    from tests.conftest import free_port, wait_for_port
+    from tests.cloud.cloud_testkit import apply_enterprise, make_settings, served_over_http
 
     app = create_app(make_settings(tmp_path))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
-    try:
-        from fastapi.testclient import TestClient
-
+    with served_over_http(app) as url:
         enterprise_id, key, _ = apply_enterprise(TestClient(app), "CLI Refusal")
         key_file = tmp_path / "enterprise.key"
         key_file.write_text(key)
-        yield f"http://127.0.0.1:{port}", enterprise_id, key_file
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        yield url, enterprise_id, key_file
 
 
 def _site_add(base: str, enterprise_id: str, key_file: Path, *location: str) -> tuple[int, str, BaseException | None]:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from eth_account import Account
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from carbontrace_host.secret_files import write_secret
@@ -287,3 +291,21 @@ def register_tenant(
 
 def app_client(settings: Settings, chain: Chain | None = None) -> TestClient:
     return TestClient(create_app(settings, chain))
+
+
+@contextmanager
+def served_over_http(app: FastAPI) -> Iterator[str]:
+    """The app served by uvicorn on a free local port in a thread (for a subprocess or a real HTTP client):
+    its base URL while the block runs."""
+    from tests.conftest import free_port, wait_for_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    try:
+        wait_for_port(port, timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

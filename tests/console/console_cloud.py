@@ -5,7 +5,6 @@ on the embedded chain, plus Chromium (Debian's, driven by Playwright; never a do
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from cloud.app import create_app
 from cloud.ledger import Ledger
@@ -27,8 +25,8 @@ from tests.cloud.cloud_testkit import (
     register_platform,
     register_tenant,
     request_binding,
+    served_over_http,
 )
-from tests.conftest import free_port, wait_for_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -99,20 +97,10 @@ def populate(cloud: ConsoleCloud) -> None:
 def console_cloud(tmp: Path) -> Iterator[ConsoleCloud]:
     settings = make_settings(tmp)
     app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="console-uvicorn", daemon=True)
-    thread.start()
-    try:
-        wait_for_port(port, timeout=30)
-        url = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=url, timeout=30) as http:
-            cloud = ConsoleCloud(url, app.state.ledger, http)
-            populate(cloud)
-            yield cloud
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with served_over_http(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        cloud = ConsoleCloud(url, app.state.ledger, http)
+        populate(cloud)
+        yield cloud
 
 
 def tamper_reading_row(ledger: Ledger, batch_id: str, leaf_index: int) -> None:

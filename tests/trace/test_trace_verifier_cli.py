@@ -6,22 +6,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from carbontrace_protocol.proof_bundle import ProofBundle
 from carbontrace_protocol.proof_verify import EXIT_CHAIN_UNREACHABLE, EXIT_PENDING, STEP_EXIT
 from cloud.app import create_app
 from tests.chain.conftest import HardhatNode
-from tests.cloud.cloud_testkit import app_client, make_settings
-from tests.conftest import REPO_ROOT, free_port, wait_for_port
+from tests.cloud.cloud_testkit import app_client, make_settings, served_over_http
+from tests.conftest import REPO_ROOT, free_port
 from tests.trace.test_trace_tamper import flip_hex
 from tests.trace.trace_kit import Traced, anchor, get, tenant_with_batches, upload_batches
 
@@ -130,16 +128,8 @@ def test_verifier_against_hardhat(tmp_path: Path, cloud_hardhat_node: HardhatNod
 def served_app(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
     """The cloud app (embedded chain) served over real HTTP, so a subprocess can use its /rpc."""
     app = create_app(make_settings(tmp_path))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
-    try:
-        yield TestClient(app), f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served_over_http(app) as url:
+        yield TestClient(app), url
 
 
 def test_verifier_against_embedded_chain_through_cloud_rpc(served_app: tuple[TestClient, str], tmp_path: Path) -> None:
