@@ -182,24 +182,16 @@ class ProofHashTable:
 
 
 class CborWire(Wire):
-    """The CBOR encoding of one bundle. ``table`` is its proof hash table: a wire without one reads and writes
-    every part except proofs (a trust file, a query, a key entry)."""
+    """The CBOR encoding of one bundle: its proofs are indices into the bundle's proof hash table."""
 
-    def __init__(self, table: ProofHashTable | None = None) -> None:
+    def __init__(self, table: ProofHashTable) -> None:
         self.table = table
 
-    def _proof_table(self, what: str) -> ProofHashTable:
-        if self.table is None:
-            raise BundleFormatError(f"{what}: a CBOR proof is read and written with its bundle's hash table")
-        return self.table
-
     def read_proof(self, value: Any, what: str) -> tuple[bytes, ...]:
-        table = self._proof_table(what)
-        return tuple(table.digest(i, what) for i in _proof_list(value, what))
+        return tuple(self.table.digest(i, what) for i in _proof_list(value, what))
 
     def write_proof(self, hashes: tuple[bytes, ...]) -> Any:
-        table = self._proof_table("proof")
-        return [table.index(h) for h in hashes]
+        return [self.table.index(h) for h in hashes]
 
     def fields(
         self, value: Any, what: str, names: tuple[str, ...], optional: tuple[str, ...] = ()
@@ -258,7 +250,6 @@ def is_json_data(value: Any) -> bool:
 
 
 JSON = JsonWire()
-CBOR = CborWire()
 
 
 def looks_like_cbor(data: bytes) -> bool:

@@ -14,7 +14,7 @@ band, and the bundle's must equal it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,10 +65,6 @@ def _bytes(wire: Wire, value: Any, what: str, size: int | None = None) -> bytes:
     if not data:
         raise BundleFormatError(f"{what} must not be empty")
     return data
-
-
-def _hashes(wire: Wire, value: Any, what: str) -> tuple[bytes, ...]:
-    return wire.read_proof(value, what)  # bundle_wire: JSON lists the hashes, CBOR indexes its hash table
 
 
 def _list(value: Any, what: str) -> list[Any]:
@@ -238,8 +234,8 @@ class CheckpointEntry:
             _uint(obj["seq"], "checkpoint.seq"),
             _bytes(wire, obj["signed"], "checkpoint.signed"),
             _text(obj["cid"], "checkpoint.cid"),
-            _hashes(wire, obj["consistency_from_previous"], "consistency_from_previous"),
-            _hashes(wire, obj["consistency_to_newest"], "consistency_to_newest"),
+            wire.read_proof(obj["consistency_from_previous"], "consistency_from_previous"),
+            wire.read_proof(obj["consistency_to_newest"], "consistency_to_newest"),
         )
 
     def write(self, wire: Wire) -> dict[Any, Any]:
@@ -275,7 +271,7 @@ class BatchEntry:
             _bytes(wire, obj["gateway_key"], "batch.gateway_key", FINGERPRINT_SIZE),
             _uint(obj["log_index"], "batch.log_index"),
             _opt_uint(obj["checkpoint_seq"], "batch.checkpoint_seq"),
-            _hashes(wire, obj["log_proof"], "batch.log_proof"),
+            wire.read_proof(obj["log_proof"], "batch.log_proof"),
         )
         if entry.checkpoint_seq is None and entry.log_proof:
             raise BundleFormatError("a pending batch carries no log proof")
@@ -351,7 +347,7 @@ class ItemEntry:
             _text(obj["device_id"], "item.device_id"),
             device_key,
             _bytes(wire, obj["leaf"], "item.leaf"),
-            _hashes(wire, obj["batch_proof"], "item.batch_proof"),
+            wire.read_proof(obj["batch_proof"], "item.batch_proof"),
             view,
             tuple((name, _bytes(wire, openings[name], f"item.openings.{name}")) for name in sorted(openings)),
             reference,
@@ -415,6 +411,18 @@ class RetrievalFailure:
 
 
 # ---- the bundle ------------------------------------------------------------------------------------------
+
+
+def proofs_of(
+    checkpoints: Iterable[CheckpointEntry], batches: Iterable[BatchEntry], items: Iterable[ItemEntry]
+) -> list[tuple[bytes, ...]]:
+    """The proofs these parts hold, in document order: what a CBOR bundle's proof hash table is made of."""
+    out: list[tuple[bytes, ...]] = []
+    for c in checkpoints:
+        out += [c.consistency_from_previous, c.consistency_to_newest]
+    out += [b.log_proof for b in batches]
+    out += [i.batch_proof for i in items]
+    return out
 
 
 @dataclass(frozen=True)
@@ -584,12 +592,7 @@ class ProofBundle:
 
     def proofs(self) -> list[tuple[bytes, ...]]:
         """Every proof the bundle holds (its Merkle hashes), in document order."""
-        out: list[tuple[bytes, ...]] = []
-        for c in self.checkpoints:
-            out += [c.consistency_from_previous, c.consistency_to_newest]
-        out += [b.log_proof for b in self.batches]
-        out += [i.batch_proof for i in self.items]
-        return out
+        return proofs_of(self.checkpoints, self.batches, self.items)
 
     def to_json(self) -> dict[str, Any]:
         return self.write(JSON)

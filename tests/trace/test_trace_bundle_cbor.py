@@ -30,6 +30,7 @@ from carbontrace_protocol.proof_bundle import (
     Query,
     RetrievalFailure,
     Trust,
+    proofs_of,
 )
 from carbontrace_protocol.proof_verify import STEP_EXIT, verify_bundle_cbor, verify_bundle_json
 from carbontrace_protocol.recorded_chain import RecordedChain
@@ -76,10 +77,7 @@ def cbor_twin(document: Any) -> bytes | None:
         doc = exact_fields(document, "bundle", ProofBundle.FIELDS)
         chain = exact_fields(doc["chain"], "chain", ProofBundle.CHAIN_FIELDS)
         parts = {name: [part.read(v, JSON) for v in doc[name]] for name, part in lists.items()}
-        table = ProofHashTable.of(
-            [p for c in parts["checkpoints"] for p in (c.consistency_from_previous, c.consistency_to_newest)]
-            + [b.log_proof for b in parts["batches"]] + [i.batch_proof for i in parts["items"]]
-        )
+        table = ProofHashTable.of(proofs_of(parts["checkpoints"], parts["batches"], parts["items"]))
         wire = CborWire(table)
         registry = wire.write_address(JSON.read_address(chain["registry"], "registry"))
         tree = {
