@@ -20,6 +20,15 @@ import hashlib
 
 from carbontrace_protocol import p256_table
 
+# Cortex-M0+ assembly for the sign's field arithmetic on preallocated buffers (p256_thumb), where the port
+# can load it: the build compiles it for armv6m only, so CPython (no `micropython` module), the WebAssembly
+# port (no inline assembler) and other boards' .mpy loaders refuse it and sign keeps the Python path below,
+# with the same signatures.
+try:
+    from carbontrace_protocol import p256_thumb as _thumb
+except (ImportError, ValueError, SyntaxError, NameError, AttributeError):
+    _thumb = None  # type: ignore[assignment]
+
 # typing does not exist on MicroPython: mypy treats this name as true, so the import below is for the type
 # checker only, and the annotations naming it are strings (never evaluated on the device).
 TYPE_CHECKING = False
@@ -271,6 +280,17 @@ def sign(private_key: int, message: bytes) -> bytes:
     digest = hashlib.sha256(message).digest()
     e = int.from_bytes(digest, "big")
     for k in _rfc6979_nonces(private_key, digest):
+        if _thumb is not None:
+            x = _thumb.base_x(k)  # affine x of k*G; -1 where the comb met P == +-Q
+            if x < 0:
+                x = _to_affine(_multiply(k, (GX, GY, 1)))[0]
+            r = x % N
+            if r == 0:
+                continue
+            s = _thumb.inverse_mod_n(k) * ((e + r * private_key) % N) % N
+            if s == 0:
+                continue
+            return _int32(r) + _int32(s)
         x1, _, z1 = _multiply_base(k)
         # Blinding factors for the two inverses: secret (they hash the nonce), in [1, n-1] so nonzero modulo
         # both primes, and deterministic, so the signature stays RFC 6979's. They change no result, only

@@ -32,7 +32,12 @@ DEVICE_MODULES = (
 )
 PROTOCOL_PACKAGE = "carbontrace_protocol"
 # the MicroPython-safe protocol modules (the rest of the package is CPython only: verify, cid, batch, ...)
-PROTOCOL_MODULES = ("__init__", "errors", "cbor", "p256", "p256_table", "cose", "reading", "merkle", "topics")
+PROTOCOL_MODULES = (
+    "__init__", "errors", "cbor", "p256", "p256_table", "p256_thumb", "cose", "reading", "merkle", "topics",
+)
+# modules compiled to machine code for one architecture (inline assembler), whatever --arch says; a board of
+# another architecture refuses the .mpy at import, and the importer falls back to portable code
+NATIVE_MODULES = {"carbontrace_protocol/p256_thumb": "armv6m"}
 # copied as source to the filesystem root: the board runs them
 BOARD_SCRIPTS = ("main.py",)
 # what a listed module may import besides the listed modules: MicroPython's built-in modules, and typing

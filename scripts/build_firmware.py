@@ -93,9 +93,11 @@ def build(out_dir: Path, arch: str | None) -> list[tuple[str, int, int]]:
         (out_dir / script).unlink(missing_ok=True)
 
     rows: list[tuple[str, int, int]] = []
+    native: dict[str, str] = MANIFEST.NATIVE_MODULES
     for source, relative in device_sources():
         output = out_dir / relative
-        compile_one(mpy_cross, source, output, arch)
+        module = relative.relative_to("lib").with_suffix("").as_posix()
+        compile_one(mpy_cross, source, output, native.get(module, arch))
         rows.append((relative.as_posix(), source.stat().st_size, output.stat().st_size))
     for script in BOARD_SCRIPTS:
         source = FIRMWARE_DIR / script

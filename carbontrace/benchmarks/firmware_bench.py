@@ -132,7 +132,8 @@ def _unix_rows(unix: dict[str, Any] | str, cpython: dict[str, float]) -> list[Ro
 def _pico_rows(pico: dict[str, Any] | str | None, cpython: dict[str, float]) -> list[Row]:
     figures = (f"sign time, {PICO} (cycles)", f"sign time, {PICO} @125 MHz",
                f"heap allocated per sign, {PICO} (GC off)", f"heap headroom for one sign, {PICO}",
-               f"heap headroom for one reading cycle, {PICO}")
+               f"heap headroom for one reading cycle, {PICO}",
+               f"heap headroom for one 512-byte bytearray, {PICO}", f"heap in use after setup, {PICO}")
     if pico is None or isinstance(pico, str):
         note = ("skipped in --quick: minutes of emulation (run without --quick)" if pico is None
                 else f"not available: {pico}")
@@ -147,6 +148,12 @@ def _pico_rows(pico: dict[str, Any] | str | None, cpython: dict[str, float]) -> 
                    "CPython tracemalloc peak"),
         _headroom_row(figures[3], pico["headroom_bytes_sign"], heap_note),
         _headroom_row(figures[4], pico["headroom_bytes_cycle"], heap_note),
+        # what the ballast method gives for the smallest work that needs one 512-byte block: the free heap it
+        # leaves is the loaded heap's small holes, so a cycle figure near this one is bound by fragmentation
+        _headroom_row(figures[5], pico["headroom_bytes_alloc512"],
+                      "ballast method: the search's floor for any work needing one 512-byte block"),
+        Row("firmware", figures[6], pico["heap_used_after_setup"], "bytes",
+            note="gc.mem_alloc after imports, app set-up and one cycle, collected"),
     ]
 
 

@@ -111,6 +111,7 @@ def _needed(fn):
 
 bench["headroom_bytes_sign"] = _needed(one_sign)
 bench["headroom_bytes_cycle"] = _needed(one_cycle)
+bench["headroom_bytes_alloc512"] = _needed(lambda: bytearray(512))
 print(json.dumps(bench))
 """
 
