@@ -48,6 +48,10 @@ def test_backup_older_than_chain_is_a_named_halt(tmp_path: Path, cloud_hardhat_n
     restored = _restored(tmp_path, "restored", cloud_hardhat_node, tmp_path / "older")
     with app_client(restored) as client:
         token = Path(restored.metrics_token_path).read_text().strip()
+        # named at once, before anything is pending: the registry counts more checkpoints than the database
+        (halt,) = _cli(restored, "status")["halts"]
+        assert halt["state"] == "chain_ahead_of_database" and "holds 2 checkpoint(s), this database 1" in halt[
+            "last_error"], halt
         # the gateway follows the restored cloud's head (as its 409 resync does) and ingestion goes on
         state = client.get(f"/api/v1/gateways/{gw.gateway_id}/state", headers=auth(gw.api_key)).json()
         gw.batch_seq, gw.prev = state["last_batch_seq"] + 1, bytes.fromhex(state["last_batch_hash"])
