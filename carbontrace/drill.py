@@ -38,9 +38,9 @@ from carbontrace_host.secret_files import private_dir
 from carbontrace_protocol import sealed_blob
 
 DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "chain_stop", "ipfs_stop", "spool_full", "blob_corrupt",
-          "backup_restore", "registry_migration")
+          "backup_restore", "gateway_restore", "registry_migration")
 DEFAULT_DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "spool_full", "blob_corrupt", "backup_restore",
-                  "registry_migration")
+                  "gateway_restore", "registry_migration")
 
 
 class Drills:
@@ -146,6 +146,65 @@ class Drills:
         self.p.cloud.start()
         self.p.gateway.start()
         return time.monotonic()
+
+    def _gateway_cli(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "carbontrace.cli", "gateway", *args], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"carbontrace gateway {args[0]} failed: {done.stderr[-2000:]}")
+        return done.stdout
+
+    def _gateway_backlog(self) -> tuple[int, int]:
+        """(unacknowledged batches, readings in an open window), as `carbontrace gateway status` reports them."""
+        stats = json.loads(self._gateway_cli("status", "--config", str(self.p.gateway.config)))
+        return int(stats["unacked_batches"]), int(stats["open_readings"])
+
+    def _gateway_drained(self) -> bool:
+        return self._gateway_backlog() == (0, 0)
+
+    def gateway_restore(self, books: Books) -> float:
+        # The gateway is backed up while it runs under load, then goes on uploading, so the cloud acknowledges
+        # batches the backup holds unacknowledged. Its machine is then lost: the broker goes away first (the
+        # devices keep what it no longer acknowledges, as their outboxes do) and what the gateway had taken in
+        # is uploaded, then it is killed and its whole directory and key moved away. The backup is restored onto
+        # the empty paths and the gateway started on it: the batches the cloud already has come back with their
+        # duplicate receipts, nothing is stored twice.
+        gateway = self.p.gateway
+        backup = self.p.workdir / f"gateway-backup-{int(time.time() * 1000)}"
+        # A slow cloud for a moment, so the backup holds a batch waiting for its upload (as under real load).
+        self.p.cloud.pause()
+        try:
+            wait_until(lambda: self._gateway_backlog()[0] >= 1, 30, "a batch waiting for upload", interval=0.1)
+            self._gateway_cli("backup", "--out", str(backup), "--config", str(gateway.config))
+        finally:
+            self.p.cloud.resume()
+        held = spool_backlog(backup / "spool" / "spool.db")
+        time.sleep(self.outage_s)
+        self.p.broker.stop()
+        wait_until(self._gateway_drained, 60, "the old gateway's intake uploaded", interval=0.2)
+        acked_after = held[0]
+        gateway.stop(kill=True)
+        workdir = gateway.workdir
+        lost = workdir.with_name(workdir.name + ".lost")
+        shutil.rmtree(lost, ignore_errors=True)
+        os.replace(workdir, lost)
+        key_file = self.p.tenant.gateway_key_file
+        os.replace(key_file, lost / key_file.name)
+        private_dir(workdir)
+        self._gateway_cli("restore", "--from", str(backup), "--config", str(gateway.config))
+        books.notes.append(f"gateway restored from a backup onto a wiped machine; the cloud had acknowledged "
+                           f"{held[0]} batch(es) after the backup, and stored {held[1]} reading(s) the backup "
+                           "held in an open window")
+        self.p.broker.start()
+        gateway.start()
+        healed = time.monotonic()
+        # The restored spool's batches the cloud already holds come back acknowledged (duplicate receipts).
+        wait_until(lambda: gateway.log_since_start().count('"batch acknowledged"') >= acked_after, 60,
+                   "the restored spool's batches acknowledged", interval=0.2)
+        log = gateway.log_since_start()
+        books.notes.append(f"restored gateway: {log.count('batch acknowledged')} batch(es) acknowledged, "
+                           f"{log.count('resyncing')} resync(s)")
+        return healed
 
     def registry_migration(self, books: Books) -> float:
         # Migrate to a successor (carbontrace cloud migrate-registry) while the gateway keeps publishing and
@@ -273,6 +332,19 @@ def blob_corrupt_drill(pipeline: Pipeline, load_s: float) -> dict[str, Any]:
     result["passed"] = (detected and ok_after and books.lost == 0 and books.duplicated == 0
                         and books.anchored == books.sent)
     return result
+
+
+def spool_backlog(spool: Path) -> tuple[int, int]:
+    """(unacknowledged batches, readings in an open window) in a gateway spool file."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{spool}?mode=ro", uri=True)
+    try:
+        unacked = db.execute("SELECT COUNT(*) FROM batches WHERE acked_at IS NULL").fetchone()[0]
+        open_readings = db.execute("SELECT COUNT(*) FROM readings WHERE batch_seq IS NULL").fetchone()[0]
+    finally:
+        db.close()
+    return int(unacked), int(open_readings)
 
 
 def render(results: dict[str, dict[str, Any]]) -> str:

@@ -198,7 +198,12 @@ class Anchorer:
                 checkpoint.root,
                 checkpoint.cid,
             ):
-                raise chainlib.ChainError(f"chain checkpoint {checkpoint.seq} is not ours")
+                # Only this cloud's operator anchors on its registry, so a different checkpoint there was ours
+                # once: the database lost it (restored from a backup older than the chain).
+                raise chainlib.ChainAheadOfDatabase(
+                    f"the registry holds {count} checkpoint(s), this database's pending one is number "
+                    f"{checkpoint.seq} and differs from the chain's: the database is older than the chain "
+                    "(restored from an older backup)")
             return None
         if count < checkpoint.seq:
             raise chainlib.ChainError(f"chain has {count} checkpoints, ours is number {checkpoint.seq}")

@@ -16,15 +16,21 @@ from cloud.ledger_log import SqlLog
 HALT_OPERATOR_UNFUNDED = "operator_unfunded"
 HALT_CHAIN_UNAVAILABLE = "chain_unavailable"
 HALT_CHAIN_ERROR = "chain_error"
-HALT_REASONS = (HALT_OPERATOR_UNFUNDED, HALT_CHAIN_UNAVAILABLE, HALT_CHAIN_ERROR)
+HALT_CHAIN_AHEAD = "chain_ahead_of_database"
+HALT_REASONS = (HALT_OPERATOR_UNFUNDED, HALT_CHAIN_UNAVAILABLE, HALT_CHAIN_ERROR, HALT_CHAIN_AHEAD)
 # What resolves each halt (printed by `carbontrace cloud status`; the README's operations table says the same).
 RESOLUTION = {
     HALT_OPERATOR_UNFUNDED: "send ether to the chain_account `carbontrace cloud chain-account` prints, then run "
     "`carbontrace cloud anchor` (or wait for the worker's next tick): pending checkpoints anchor in order",
     HALT_CHAIN_UNAVAILABLE: "bring back the node at CT_CLOUD_CHAIN (GET /readyz names it); anchoring resumes by itself",
     HALT_CHAIN_ERROR: "read last_error; after fixing its cause, `carbontrace cloud anchor` retries",
+    HALT_CHAIN_AHEAD: "the database was restored from a backup older than the chain: stop the cloud and restore a "
+    "newer backup (one taken after the chain's last checkpoint), then `carbontrace cloud anchor`; without one, "
+    "follow README, Backup and restore, \"A backup older than the chain\" (nothing is anchored meanwhile; "
+    "ingestion goes on)",
 }
-_HALT_OF_ERROR = {"OperatorUnfunded": HALT_OPERATOR_UNFUNDED, "ChainUnavailable": HALT_CHAIN_UNAVAILABLE}
+_HALT_OF_ERROR = {"OperatorUnfunded": HALT_OPERATOR_UNFUNDED, "ChainUnavailable": HALT_CHAIN_UNAVAILABLE,
+                  "ChainAheadOfDatabase": HALT_CHAIN_AHEAD}
 
 
 @dataclass(frozen=True)

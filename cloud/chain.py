@@ -104,6 +104,11 @@ class OperatorUnfunded(ChainError):
     """The signing account has too little ether for the transaction's gas: someone must fund it."""
 
 
+class ChainAheadOfDatabase(ChainError):
+    """The registry holds checkpoints this cloud's database does not: the database was restored from a backup
+    older than the chain. Anchoring cannot go on until the missing log is back (README, "Backup and restore")."""
+
+
 class ChainUnavailable(ChainError):
     """The node cannot be reached (down, refused, timed out): retry later."""
 

@@ -159,6 +159,7 @@ def status() -> None:
         report |= _registry_status(settings, node, session_factory_of(settings))
     except chainlib.ChainUnavailable:
         report["registry_chain"] = None
+    _chain_ahead_halt(report, settings)
     if report.get("anchoring_paused"):
         halts = report["halts"]
         assert isinstance(halts, list)
@@ -222,6 +223,29 @@ def session_factory_of(settings: Settings) -> Any:
     from cloud.db import make_engine, read_session_factory
 
     return read_session_factory(make_engine(settings.database_url))
+
+
+def _chain_ahead_halt(report: dict[str, object], settings: Settings) -> None:
+    """List chain_ahead_of_database before any anchoring attempt finds it (a cloud just restored from a backup
+    older than the chain, nothing pending yet): the newest registry counts more checkpoints than the database
+    has ever signed (it records each before sending it)."""
+    from sqlalchemy import func, select
+
+    from cloud.anchoring_state import HALT_CHAIN_AHEAD, RESOLUTION
+    from cloud.models import Checkpoint
+
+    registries = report.get("registry_chain")
+    halts = report["halts"]
+    assert isinstance(halts, list)
+    if not isinstance(registries, list) or not registries or any(h["state"] == HALT_CHAIN_AHEAD for h in halts):
+        return
+    on_chain = int(registries[0]["checkpoints"])
+    with session_factory_of(settings)() as session:
+        signed = int(session.execute(select(func.count()).select_from(Checkpoint)).scalar_one())
+    if on_chain > signed:
+        halts.append({"state": HALT_CHAIN_AHEAD, "last_error": f"the registry holds {on_chain} checkpoint(s), this "
+                      f"database {signed}: it is older than the chain (restored from an older backup)",
+                      "resolve": RESOLUTION[HALT_CHAIN_AHEAD]})
 
 
 def _registry_status(settings: Settings, node: Any, sessions: Any) -> dict[str, object]:

@@ -34,6 +34,8 @@ def chain_error_kind(err: BaseException) -> str:
         return "unavailable"
     if isinstance(err, chainlib.ContractReverted):
         return "reverted"
+    if isinstance(err, chainlib.ChainAheadOfDatabase):
+        return "chain_ahead_of_database"
     return "other"
 
 

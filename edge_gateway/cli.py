@@ -64,13 +64,69 @@ def status(config: ConfigOption = None) -> None:
     spool = Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_max_page_count)
     try:
         report = spool.stats()
-        report["halts"] = halts(report, spool.over_limit(), settings.spool_max_bytes, spool.out_of_space())
+        report["halts"] = halts(report, spool.over_limit(), spool.byte_limit(), spool.out_of_space())
         report["rejections"] = {f"{d}/{r}": n for (d, r), n in sorted(spool.rejection_counts().items())}
         report["devices"] = {d: {"accepted": a, "duplicates": n} for d, (a, n) in spool.device_counts().items()}
         report["gaps"] = {d: spool.gaps(d) for d in spool.device_counts()}
     finally:
         spool.close()
     typer.echo(json.dumps(report, indent=2, sort_keys=True))
+
+
+spool_app = typer.Typer(
+    help="The spool's byte limit: what it holds against it, and raising (or lowering) it on a running gateway.",
+    no_args_is_help=True,
+)
+gateway_app.add_typer(spool_app, name="spool")
+
+
+def _spool_limits(spool: Spool, configured: int) -> dict[str, object]:
+    from edge_gateway.spool import BYTE_LIMIT_META
+
+    limit = spool.byte_limit()
+    return {"held_bytes": spool.held_bytes(), "byte_limit": limit, "configured_spool_max_bytes": configured,
+            "limit_from": "config" if spool.get_meta(BYTE_LIMIT_META) is None else "spool set-limit",
+            "over_limit": spool.over_limit(), "file_bytes": spool.file_bytes()}
+
+
+@spool_app.command("status")
+def spool_status(config: ConfigOption = None) -> None:
+    """Print the unacknowledged bytes the spool holds, the limit in force (spool_max_bytes, or the one
+    `spool set-limit` chose) and whether ingest is paused at it, as JSON."""
+    from edge_gateway.spool import Spool
+
+    settings = load_settings(config)
+    spool = Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_max_page_count)
+    try:
+        typer.echo(json.dumps(_spool_limits(spool, settings.spool_max_bytes), indent=2, sort_keys=True))
+    finally:
+        spool.close()
+
+
+@spool_app.command("set-limit")
+def spool_set_limit(
+    max_bytes: Annotated[int | None, typer.Option("--max-bytes", min=1, help="the new limit of unacknowledged bytes")
+                         ] = None,
+    from_config: Annotated[bool, typer.Option("--from-config", help="go back to the config's spool_max_bytes")
+                           ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Resolve a full spool (halt spool_over_limit) without a restart: the limit is kept in the spool, which the
+    running gateway reads at its next ingest attempt, so ingest resumes and the broker redelivers what was left
+    unacknowledged. It holds across restarts until `--from-config`; write spool_max_bytes in the config too to keep
+    them alike."""
+    from edge_gateway.spool import Spool
+
+    if (max_bytes is None) == (not from_config):
+        typer.echo("give exactly one of --max-bytes N or --from-config", err=True)
+        raise typer.Exit(2)
+    settings = load_settings(config)
+    spool = Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_max_page_count)
+    try:
+        spool.set_byte_limit(None if from_config else max_bytes)
+        typer.echo(json.dumps(_spool_limits(spool, settings.spool_max_bytes), indent=2, sort_keys=True))
+    finally:
+        spool.close()
 
 
 uploads_app = typer.Typer(

@@ -30,7 +30,9 @@ RESOLVE_REVOKED = (
 )
 RESOLVE_SPOOL_FULL = (
     "the spool drains as the cloud acknowledges batches: resolve any upload halt above or the cloud outage "
-    "(uploads resume by themselves), or raise spool_max_bytes and restart the gateway; ingest resumes by itself"
+    "(uploads resume by themselves), or raise the limit on the running gateway with `carbontrace gateway spool "
+    "set-limit --max-bytes N` (`spool status` shows held and limit bytes; write spool_max_bytes in the config "
+    "to keep them alike); ingest resumes by itself"
 )
 
 RESOLVE_DISK_FULL = (

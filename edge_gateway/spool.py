@@ -133,6 +133,9 @@ BatchBuilder = Callable[
 ]
 
 
+BYTE_LIMIT_META = "byte_limit_set"  # meta key of the limit `carbontrace gateway spool set-limit` chose
+
+
 class Spool:
     def __init__(
         self,
@@ -204,8 +207,22 @@ class Spool:
         free = int(self.db.execute("PRAGMA freelist_count").fetchone()[0])
         return (pages - free) * self._page_size
 
+    def byte_limit(self) -> int | None:
+        """spool_max_bytes, unless `carbontrace gateway spool set-limit` set another: that one is kept in the
+        spool itself, so a running gateway obeys it at its next ingest attempt and after restarts."""
+        chosen = self._meta(BYTE_LIMIT_META)
+        return int(chosen) if chosen is not None else self.max_bytes
+
+    def set_byte_limit(self, limit: int | None) -> None:
+        """Set the limit byte_limit() answers; None goes back to spool_max_bytes."""
+        if limit is None:
+            self.delete_meta(BYTE_LIMIT_META)
+        else:
+            self.set_meta(BYTE_LIMIT_META, str(int(limit)))
+
     def over_limit(self) -> bool:
-        return self.max_bytes is not None and self.held_bytes() > self.max_bytes
+        limit = self.byte_limit()
+        return limit is not None and self.held_bytes() > limit
 
     def out_of_space(self, min_free_bytes: int = 1 << 20) -> bool:
         """Whether writes fail (or are about to) with SQLITE_FULL: the page ceiling reached with no free page
@@ -272,7 +289,7 @@ class Spool:
         committed out of order (edge_gateway/sequence.py: the provisional first number)."""
         if verified and self.over_limit():
             raise SpoolOverLimit(
-                f"spool {self.path} holds {self.held_bytes()} bytes, over the limit of {self.max_bytes}: "
+                f"spool {self.path} holds {self.held_bytes()} bytes, over the limit of {self.byte_limit()}: "
                 "new readings are left unacked on the broker until uploads free space"
             )
         result = IngestResult()

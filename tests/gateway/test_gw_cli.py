@@ -95,7 +95,7 @@ def test_status_lists_each_halt_with_its_resolving_command(tmp_path: Path) -> No
     assert halts(spool_max_bytes=held + 1) == []
     (full,) = halts(spool_max_bytes=held - 1)
     assert (full["state"], full["held_bytes"], full["max_bytes"]) == ("spool_over_limit", held, held - 1)
-    assert "spool_max_bytes" in str(full["resolve"])
+    assert "spool_max_bytes" in str(full["resolve"]) and "spool set-limit" in str(full["resolve"])
     spool = Spool(tmp_path / "spool.sqlite")
     pages = int(spool.db.execute("PRAGMA page_count").fetchone()[0])
     assert int(spool.db.execute("PRAGMA freelist_count").fetchone()[0]) == 0
