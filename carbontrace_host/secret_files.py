@@ -8,6 +8,7 @@ rewritten through a temp file and renamed, so it never exists with a wider mode.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -48,6 +49,25 @@ def write_secret(path: Path | str, data: str | bytes, *, exclusive: bool = False
         temp.unlink(missing_ok=True)
         raise
     return target
+
+
+class SecretTooOpen(PermissionError):
+    """A key file others may read (group or other permission bits): refused, not narrowed, because whoever could
+    read it may already have a copy."""
+
+
+def read_secret(path: Path | str, what: str) -> str:
+    """The text of an existing secret file, refused (SecretTooOpen) if its mode is wider than 0600. Narrowing it
+    here (as ``restrict`` does for a database we create) would hide that the key may have been copied."""
+    target = Path(path)
+    mode = stat.S_IMODE(target.stat().st_mode)
+    if mode & ~FILE_MODE & 0o777:
+        raise SecretTooOpen(
+            f"{what} {target} has mode {mode:04o}, readable or writable by others; a key file must be 0600 and "
+            f"owned by the service's user. If someone may have read it, make a new key; otherwise "
+            f"`chmod 600 {target}`."
+        )
+    return target.read_text()
 
 
 def restrict(path: Path | str) -> None:

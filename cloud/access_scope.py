@@ -139,6 +139,22 @@ def visible_types(principal: Principal | None) -> frozenset[DataType]:
     return frozenset(t for t, s in DATA_SCOPE[caller_of(principal)].items() if s != TenantScope.NONE)
 
 
+def roles_for_types(types: frozenset[DataType]) -> tuple[Role, ...]:
+    """The roles a key must have to read data of any of ``types`` at all (for cloud.deps.require)."""
+    return tuple(r for r in Role if any(DATA_SCOPE[r.value][t] != TenantScope.NONE for t in types))
+
+
+def readings_scope(principal: Principal | None) -> tuple[frozenset[DataType], TenantScope]:
+    """(reading types, tenant scope) of a raw-readings answer (GET /devices/{id}/readings): the reading types
+    the caller may trace, under their one tenant scope; Forbidden if none. A raw reading is the data of its
+    measurement types, so this is DATA_SCOPE, not a surface: whoever may not trace a device's CO2 does not get
+    it from the readings route either."""
+    types = visible_types(principal) & views.READING_TYPES
+    if not types:  # an empty query means "every visible type" to trace_scope: refuse here instead
+        raise Forbidden()
+    return trace_scope(principal, types)
+
+
 def _one_tenant_scope_per_caller() -> None:
     # A trace query of several types is scoped once, so a caller's visible types must share one tenant scope.
     for caller, row in DATA_SCOPE.items():

@@ -16,7 +16,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from carbontrace_host.secret_files import write_secret
+from carbontrace_host.secret_files import read_secret, write_secret
 
 CHAIN_KEY_ENV = "CT_CLOUD_CHAIN_KEY"
 
@@ -82,7 +82,7 @@ def write_key_file(path: Path | str, signer: LocalKeySigner, *, exclusive: bool 
 
 
 def load_key_file(path: Path | str) -> LocalKeySigner:
-    text = Path(path).read_text().strip().removeprefix("0x")
+    text = read_secret(path, "chain key file").strip().removeprefix("0x")  # refused if wider than 0600
     try:
         key = bytes.fromhex(text)
     except ValueError as exc:

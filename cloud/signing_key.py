@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from carbontrace_host.secret_files import write_secret
+from carbontrace_host.secret_files import read_secret, write_secret
 from carbontrace_protocol import p256
 
 
@@ -19,7 +19,7 @@ def load_or_create(
         if not allow_create:
             raise FileNotFoundError(f"{what} {path} is missing (create it with `{made_by}`)")
         write_secret(file, secrets.token_bytes(32).hex() + "\n", exclusive=True)
-    seed = bytes.fromhex(file.read_text().strip())
+    seed = bytes.fromhex(read_secret(file, what).strip())  # refused if wider than 0600
     if len(seed) < 32:
         raise ValueError(f"{what} {path} must hold at least 32 bytes of hex")
     return int(p256.private_key_from_bytes(seed))

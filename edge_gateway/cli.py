@@ -25,11 +25,16 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML 
 @gateway_app.command()
 def run(config: ConfigOption = None) -> None:
     """Ingest, verify, spool, batch and upload until SIGTERM/SIGINT (then finish the current write, exit 0)."""
+    from carbontrace_host.secret_files import SecretTooOpen
     from edge_gateway.service import Gateway
 
     settings = load_settings(config)
     setup_logging(settings.log_level)
-    gateway = Gateway(settings)
+    try:
+        gateway = Gateway(settings)
+    except SecretTooOpen as err:  # a key file others may read: say so and stop, no traceback
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from err
 
     def stop(signum: int, frame: FrameType | None) -> None:
         gateway.stop_event.set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from carbontrace_host.secret_files import write_secret
+from carbontrace_host.secret_files import read_secret, write_secret
 from carbontrace_protocol import p256
 
 
@@ -19,7 +19,9 @@ def create_key_file(path: Path, overwrite: bool = False) -> bytes:
 
 
 def load_private_key(path: Path) -> int:
-    seed = bytes.fromhex(path.read_text().strip())
+    """The gateway's private key; SecretTooOpen if the file's mode is wider than 0600 (someone else could read
+    it, as carbontrace_host.secret_files refuses for every key file)."""
+    seed = bytes.fromhex(read_secret(path, "gateway key").strip())
     if len(seed) < 32:
         raise ValueError(f"{path}: a gateway key needs at least 32 bytes of seed")
     key: int = p256.private_key_from_bytes(seed)

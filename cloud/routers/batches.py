@@ -9,9 +9,18 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from carbontrace_protocol import views
 from carbontrace_protocol.batch_verify import BatchRejected
 from cloud import models
-from cloud.access_scope import Surface, roles_for
+from cloud.access_scope import (
+    Forbidden,
+    Surface,
+    TenantScope,
+    enterprises_of,
+    readings_scope,
+    roles_for,
+    roles_for_types,
+)
 from cloud.content_store import ContentStoreError
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ingest import NotYourGateway, OutOfOrder
@@ -149,20 +158,26 @@ def device_readings(
     device_id: str,
     ledger: LedgerDep,
     session: SessionDep,
-    principal: Annotated[
-        Principal, Depends(require(Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE, Role.SITE_ENGINEER))
-    ],
+    principal: Annotated[Principal, Depends(require(*roles_for_types(views.READING_TYPES)))],
     since: UnixSeconds = 0,
     limit: ReadingsLimit = 1000,
 ) -> list[ReadingRead]:
-    """Roles: operator, regulator, the device's enterprise and its site engineers. The values are decoded from
-    the readings' sealed batch blobs (SQL holds none)."""
-    device = session.get(models.Device, device_id)
-    if device is None:
-        if principal.role in (Role.OPERATOR, Role.REGULATOR):
-            raise HTTPException(404, "no such device")
-        raise forbidden()
-    site_in_scope(session, principal, device.site_id)
+    """Roles: whoever may trace the readings' measurement types, for the enterprises it may trace them of
+    (cloud/access_scope.py DATA_SCOPE: a regulator any device, an enterprise its own); a field of a type the
+    caller may not trace is null. The values are decoded from the readings' sealed batch blobs (SQL holds none)."""
+    try:
+        types, scope = readings_scope(principal)
+        device = session.get(models.Device, device_id)
+        if device is None:
+            if scope == TenantScope.ANY:
+                raise HTTPException(404, "no such device")
+            raise Forbidden()
+        site = session.get(models.Site, device.site_id)
+        assert site is not None  # devices.site_id is a foreign key
+        enterprises_of(session, ledger, principal, scope, site.enterprise_id)
+    except Forbidden as err:
+        raise forbidden() from err
+    shown = frozenset(views.reading_fields_of(types))
     rows = session.scalars(
         select(models.Reading)
         .where(models.Reading.device_id == device_id, models.Reading.timestamp >= since)
@@ -178,7 +193,7 @@ def device_readings(
             flags=r.flags,
             batch_id=r.batch_id,
             leaf_index=r.leaf_index,
-            **values[r.id],
+            **{name: value if name in shown else None for name, value in values[r.id].items()},
         )
         for r in rows
     ]

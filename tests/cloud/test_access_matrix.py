@@ -201,6 +201,41 @@ def test_period_batch_list_cell(world: World, caller: str, target: str) -> None:
     assert r.status_code == denied_status(caller, True), r.text[:300]
 
 
+READING_TYPES = ("co2", "temperature", "humidity", "energy")
+# a reading's value fields, by the data type that carries them (carbontrace_protocol.views)
+READING_TYPE_FIELDS = {"co2": ("co2_ppm",), "temperature": ("temperature_centi_c",),
+                       "humidity": ("humidity_centi_pct",), "energy": ("energy_wh", "power_deci_w")}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("caller", CALLERS)
+def test_device_readings_cell(world: World, caller: str, target: str) -> None:
+    """GET /devices/{id}/readings returns raw readings, so it follows DATA_SCOPE's reading columns (the old
+    route let the operator and site engineers read raw CO2 whatever the table said)."""
+    traced = world.own if target == "own" else world.other
+    device = traced.readings[0].device_id
+    r = world.get(caller, f"/api/v1/devices/{device}/readings")
+    scopes = {DATA[caller][t] for t in READING_TYPES}
+    if not any(allowed(s, target) for s in scopes):
+        assert r.status_code == denied_status(caller, True), r.text[:300]
+        if r.status_code == 403:
+            assert r.json() == {"detail": "forbidden"}
+        return
+    assert r.status_code == 200, r.text[:300]
+    assert [x["seq"] for x in r.json()] == sorted(x.seq for x in traced.readings if x.device_id == device)
+    for t in READING_TYPES:  # each field only to whom its type is open; the kit's readings carry every type
+        for name in READING_TYPE_FIELDS[t]:
+            values = {x[name] for x in r.json()}
+            assert (None not in values) == allowed(DATA[caller][t], target), (t, name, values)
+
+
+def test_device_readings_of_a_missing_device(world: World) -> None:
+    """No probing: a caller scoped to its own enterprise gets the same 403 for a missing device as for another's."""
+    assert world.get("regulator", "/api/v1/devices/no-such-device/readings").status_code == 404
+    r = world.get("enterprise", "/api/v1/devices/no-such-device/readings")
+    assert (r.status_code, r.json()) == (403, {"detail": "forbidden"})
+
+
 def _opened_fields(world: World, caller: str, target: str) -> set[str]:
     """Every field whose value a proof bundle for the caller's widest query opens (readings: shown in the
     signed leaf's view; aggregates: opened, and the view shows exactly those)."""

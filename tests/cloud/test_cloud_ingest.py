@@ -57,7 +57,7 @@ def test_accept_retry_and_state(client: TestClient) -> None:
     assert r.json() == {"last_batch_seq": 1, "last_batch_hash": batch2.hash.hex()}
 
     device = gw.devices[0]
-    r = client.get(f"/api/v1/devices/{device.device_id}/readings", headers=auth(tenant.engineer_key))
+    r = client.get(f"/api/v1/devices/{device.device_id}/readings", headers=auth(tenant.enterprise_key))
     assert [x["seq"] for x in r.json()] == [1, 2, 3, 4, 5]
     assert [x["energy_wh"] for x in r.json()] == [1007, 1014, 1021, 1028, 1035]
     assert r.json()[0]["leaf_index"] == 0 and r.json()[3]["batch_id"] == batch2.id

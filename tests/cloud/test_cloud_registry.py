@@ -218,7 +218,7 @@ def test_roles_and_scopes_leak_nothing(client: TestClient) -> None:
         ("post", f"/api/v1/devices/{b_device}/revoke", a.engineer_key, None),
         ("post", f"/api/v1/gateways/{b_gateway}/revoke", a.engineer_key, None),
         ("post", "/api/v1/gateways/no-such-gateway/revoke", a.enterprise_key, None),
-        ("get", f"/api/v1/devices/{b_device}/readings", a.engineer_key, None),
+        ("get", f"/api/v1/devices/{b_device}/readings", a.enterprise_key, None),
         ("get", f"/api/v1/gateways/{b_gateway}/devices", a.gateway.api_key, None),
         ("get", f"/api/v1/gateways/{b_gateway}/state", a.gateway.api_key, None),
         ("post", "/api/v1/platforms", a.enterprise_key, {"name": "rogue"}),

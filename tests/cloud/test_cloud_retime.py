@@ -65,13 +65,13 @@ def test_a_retimed_reading_is_stored_at_the_time_its_reference_gives(sqlite_clie
     batch = build_batch(gw.private, gw.gateway_id, gw.site_id, gw.batch_seq, (start, start + 60),
                         [sign_reading(old, device.private)], [aggregate], gw.prev, start + 61)
     assert _refused(client, gw, batch)["error"] == "unsynced_without_boot"
-    r = client.get(f"/api/v1/devices/{device.device_id}/readings", headers=auth(tenant.engineer_key))
+    r = client.get(f"/api/v1/devices/{device.device_id}/readings", headers=auth(tenant.enterprise_key))
     assert r.json() == []  # nothing of the refused batches was stored
 
     batch, _ = _batch(gw, None)
     r = upload(client, gw, batch)
     assert r.status_code == 201, r.text
-    r = client.get(f"/api/v1/devices/{device.device_id}/readings", headers=auth(tenant.engineer_key))
+    r = client.get(f"/api/v1/devices/{device.device_id}/readings", headers=auth(tenant.enterprise_key))
     assert [(x["seq"], x["timestamp"]) for x in r.json()] == [(1, start), (2, start + 50)]  # not 1970
     # trace reads the leaf back: the SQL row's time agrees with the blob's evidence for it
     r = client.get("/api/v1/trace/retrieve", params={"device_id": device.device_id, "types": "co2", "start": start,

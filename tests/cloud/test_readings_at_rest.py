@@ -79,7 +79,7 @@ def test_sql_holds_no_measured_value_of_a_reading(client: TestClient, database_u
 
     # Callers allowed to see values still get them, decoded from the opened blob.
     device = gateway.devices[0].device_id
-    r = client.get(f"/api/v1/devices/{device}/readings", headers=auth(tenant.engineer_key))
+    r = client.get(f"/api/v1/devices/{device}/readings", headers=auth(tenant.enterprise_key))
     assert r.status_code == 200, r.text
     mine = [x for x in sent if x.device_id == device]
     assert [
@@ -178,6 +178,6 @@ def test_a_corrupted_blob_makes_the_readings_route_503_not_crash(client: TestCli
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 1
     path.write_bytes(bytes(data))
-    r = client.get(f"/api/v1/devices/{readings[0].device_id}/readings", headers=auth(tenant.engineer_key))
+    r = client.get(f"/api/v1/devices/{readings[0].device_id}/readings", headers=auth(tenant.enterprise_key))
     assert r.status_code == 503 and r.json()["error"] == "blob_unavailable", r.text
     assert batch.id in r.json()["detail"]

@@ -31,6 +31,32 @@ def test_keygen_writes_a_private_key_file_and_prints_the_public_key(tmp_path: Pa
     assert forced.exit_code == 0 and bytes.fromhex(forced.output.strip()) != public
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_key_file_others_may_read_is_refused_not_used(tmp_path: Path, mode: int) -> None:
+    """An existing key with group/other bits is refused with the fix in the message, by the loader and by
+    `gateway run` (exit 1, no traceback); narrowing it silently would hide that it may have been copied."""
+    from carbontrace_host.secret_files import SecretTooOpen
+
+    key_file = tmp_path / "keys" / "gateway.key"
+    assert runner.invoke(gateway_app, ["keygen", str(key_file)]).exit_code == 0
+    key_file.chmod(mode)
+    with pytest.raises(SecretTooOpen, match=f"mode {mode:04o}.*chmod 600"):
+        load_private_key(key_file)
+    result = runner.invoke(gateway_app, ["run", "--config", str(write_config(tmp_path, key_file, "http://cloud", 1))])
+    assert result.exit_code == 1 and f"mode {mode:04o}" in result.output, result.output
+    assert stat.S_IMODE(key_file.stat().st_mode) == mode  # refused, not changed behind the operator's back
+    key_file.chmod(0o600)
+    assert load_private_key(key_file)
+
+
+def test_the_service_units_create_files_for_their_user_only() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for unit in ("edge_gateway/carbontrace-gateway.service", "cloud/carbontrace-cloud.service"):
+        lines = (root / unit).read_text().splitlines()
+        assert "UMask=0077" in lines, unit
+        assert lines.index("UMask=0077") > lines.index("[Service]"), unit
+
+
 def test_settings_come_from_toml_with_env_overrides_and_secrets_redacted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from carbontrace_protocol import cbor
 from carbontrace_protocol.proof_verify import verify_bundle_json
 from cloud import models
-from tests.cloud.cloud_testkit import register_tenant, upload
+from tests.cloud.cloud_testkit import decide_binding, register_platform, register_tenant, request_binding, upload
 from tests.trace.trace_kit import anchor, get, ledger_of, reader_of, trust_of
 
 CO2 = 7391  # distinctive
@@ -43,6 +43,34 @@ def test_the_public_verifies_emissions_and_gets_no_co2_opening(client: TestClien
     assert report.status == "valid", report.as_json()
     # asking for more is refused, not answered with less
     assert get(client, "/api/v1/trace/bundle", types=["aggregates", "co2"]).status_code == 403
+
+
+def test_a_trading_platform_verifies_a_bound_enterprises_emissions_offline_and_gets_no_co2(client: TestClient) -> None:
+    """The platform's bundle (emissions of an enterprise bound to it on chain) verifies with only the chain reader
+    and the trust file, and opens none of co2, temp_mean, rh_mean; asking for them is refused."""
+    tenant, batch = _tenant(client, "Disclosure-P")
+    platform_id, platform_key, platform_chain_key = register_platform(client, "Disclosure Exchange")
+    r = request_binding(client, tenant.enterprise_id, tenant.enterprise_key, tenant.chain_key, platform_id)
+    assert r.status_code == 201, r.text
+    r = decide_binding(client, platform_id, platform_key, platform_chain_key, tenant.enterprise_id)
+    assert r.json()["state"] == "bound", r.text
+    ((index, aggregate),) = batch.aggregates()
+    bundle = get(client, "/api/v1/trace/bundle", key=platform_key, types="emissions",
+                 enterprise_id=tenant.enterprise_id)
+    assert bundle.status_code == 200, bundle.text
+    (item,) = [i for i in bundle.json()["items"] if i["kind"] == "aggregate"]
+    assert "emissions_g" in item["view"] and "energy" in item["view"]
+    assert not {"co2", "temp_mean", "rh_mean"} & (set(item["openings"]) | set(item["view"]))
+    for name in ("co2", "temp_mean", "rh_mean"):
+        opening = batch.openings[index][name]
+        assert opening.hex() not in bundle.text and opening[2:18].hex() not in bundle.text, name
+        assert cbor.encode(aggregate[name]).hex() not in bundle.text, name
+    # offline: the bundle alone, checked against the chain and the pinned trust file, no call to the cloud
+    report = verify_bundle_json(bundle.json(), reader_of(client), trust_of(client))
+    assert report.status == "valid", report.as_json()
+    for types in (["emissions", "co2"], ["aggregates"], ["temperature"]):
+        r = get(client, "/api/v1/trace/bundle", key=platform_key, types=types, enterprise_id=tenant.enterprise_id)
+        assert r.status_code == 403, (types, r.text)
 
 
 def test_the_enterprise_opens_co2_and_it_verifies(client: TestClient) -> None:
