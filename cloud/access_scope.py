@@ -117,6 +117,24 @@ def field_scope(caller: str, field_name: str) -> TenantScope:
     return aggregate if TenantScope.NONE not in (aggregate, measure) else TenantScope.NONE
 
 
+def closed_fields(principal: Principal | None) -> frozenset[str]:
+    """The reading and aggregate fields ``principal`` may see of no tenant (field_scope NONE). A caller's open
+    fields share its one tenant scope (_one_tenant_scope_per_caller), which already narrowed whose leaves it
+    reaches, so NONE is the only scope that closes a field of a leaf it reaches."""
+    caller = caller_of(principal)
+    return frozenset(f for f in (*READING_FIELDS, *AGGREGATE_FIELDS) if field_scope(caller, f) == TenantScope.NONE)
+
+
+def withheld_because(closed: frozenset[str], in_clear: frozenset[str]) -> str | None:
+    """Why a leaf whose format shows ``in_clear`` (views.fields_in_clear) is withheld from a caller who may not
+    see ``closed`` (closed_fields), or None if it may have the leaf. A leaf cannot be given half: its bytes are
+    what its proof covers, so a field its format cannot close (a format 1 aggregate's CO2) withholds it all."""
+    shown = sorted(in_clear & closed)
+    if not shown:
+        return None
+    return f"its format shows {', '.join(shown)} in clear, which this caller may not see"
+
+
 class Forbidden(Exception):
     """The caller may not see this; the API answers 403 with one fixed body, whatever the reason."""
 
