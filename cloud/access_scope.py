@@ -121,7 +121,10 @@ def closed_fields(principal: Principal | None) -> frozenset[str]:
     """The reading and aggregate fields ``principal`` may see of no tenant (field_scope NONE). A caller's open
     fields share its one tenant scope (_one_tenant_scope_per_caller), which already narrowed whose leaves it
     reaches, so NONE is the only scope that closes a field of a leaf it reaches."""
-    caller = caller_of(principal)
+    return caller_closed_fields(caller_of(principal))
+
+
+def caller_closed_fields(caller: str) -> frozenset[str]:
     return frozenset(f for f in (*READING_FIELDS, *AGGREGATE_FIELDS) if field_scope(caller, f) == TenantScope.NONE)
 
 
@@ -290,9 +293,27 @@ def markdown_tables() -> str:
         [[f"reading `{f}`", *(field_scope(c, f).value for c in CALLERS)] for f in READING_FIELDS]
         + [[f"aggregate `{f}`", *(field_scope(c, f).value for c in CALLERS)] for f in AGGREGATE_FIELDS],
     )
+    leaves = _markdown(
+        ["leaf format (fields in clear)", *CALLERS],
+        [[name, *("withheld" if withheld_because(caller_closed_fields(c), clear) else "given"
+                  for c in CALLERS)] for name, clear in LEAF_FORMATS.items()],
+    )
     return "\n".join(["### Data types (trace locate, retrieve, verify, bundle)", "", *data, "",
                       "### Fields (what a proof bundle opens; a closed aggregate field stays a salted commitment)",
-                      "", *fields, "", "### Surfaces", "", *surfaces]) + "\n"
+                      "", *fields, "",
+                      "### Leaves by format (a leaf that shows a closed field in clear is withheld, counted)",
+                      "", *leaves, "", "### Surfaces", "", *surfaces]) + "\n"
+
+
+# each leaf format with the fields it shows in clear (views.fields_in_clear of a full leaf of that format)
+LEAF_FORMATS: dict[str, frozenset[str]] = {
+    "reading": frozenset(READING_FIELDS),
+    "aggregate format 1 (in clear)": frozenset(AGGREGATE_FIELDS),
+    "aggregate format 2 (committed)": frozenset(),
+}
+
+
+
 
 
 def document(current: str) -> str:

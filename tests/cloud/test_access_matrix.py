@@ -289,7 +289,26 @@ def test_anonymous_callers_get_no_batch_cid(world: World) -> None:
         assert r.status_code == 200 and cid not in r.text, (path, r.text[:300])
 
 
+# leaf format → given/withheld in CALLERS order (docs/access.md "Withheld leaves"); the trace, bundle and
+# statement behaviour of a real format 1 leaf is tests/trace/test_trace_legacy_leaves.py
+_W, _G = "withheld", "given"
+LEAVES: dict[str, tuple[str, ...]] = {
+    "reading": (_W, _W, _G, _G, _W, _W, _W),
+    "aggregate format 1 (in clear)": (_W, _W, _G, _G, _W, _W, _W),
+    "aggregate format 2 (committed)": (_G, _G, _G, _G, _G, _G, _G),
+}
+
+
+@pytest.mark.parametrize("leaf_format", list(LEAVES))
+@pytest.mark.parametrize("caller", CALLERS)
+def test_leaf_format_cell(caller: str, leaf_format: str) -> None:
+    in_clear = access_scope.LEAF_FORMATS[leaf_format]
+    withheld = access_scope.withheld_because(access_scope.caller_closed_fields(caller), in_clear) is not None
+    assert ("withheld" if withheld else "given") == LEAVES[leaf_format][CALLERS.index(caller)]
+
+
 def test_the_module_tables_are_the_ones_tested_here() -> None:
+    assert set(access_scope.LEAF_FORMATS) == set(LEAVES)
     assert {c: {t.value: s.value for t, s in row.items()} for c, row in access_scope.DATA_SCOPE.items()} == DATA
     assert {s.value: tuple(row[c].value for c in CALLERS) for s, row in access_scope.SURFACE_SCOPE.items()} == SURFACES
     assert access_scope.CALLERS == CALLERS

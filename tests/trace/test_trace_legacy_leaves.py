@@ -19,6 +19,7 @@ from carbontrace_protocol import batch_verify, cbor
 from carbontrace_protocol.batch import Batch, aggregate_leaf, sign_batch
 from carbontrace_protocol.proof_verify import verify_bundle_json
 from carbontrace_protocol.statement import verify_statement
+from carbontrace_protocol.statement_summary import verify_summary
 from carbontrace_protocol.views import fields_in_clear
 from tests.cloud.cloud_testkit import (
     ADMIN_KEY,
@@ -157,4 +158,12 @@ def test_a_stored_page_holding_a_format_1_leaf_is_not_served_to_the_public(
     # the public's own summary of the period is built without the leaf, and its page is served
     own = get(client, f"/api/v1/enterprises/{ent}/statement-summary", start=start, end=end, page_s=end - start)
     (own_page,) = own.json()["summary"]["pages"]
-    assert get(client, f"/api/v1/statements/pages/{own_page['cid']}").status_code == 200
+    served = get(client, f"/api/v1/statements/pages/{own_page['cid']}")
+    assert served.status_code == 200
+    _no_co2(served, legacy)
+    # and the summary says it is incomplete for the public, as its page does
+    report = verify_summary(own.json(), {own_page["cid"]: served.json()}, reader_of(client), trust_of(client))
+    assert report.status == "incomplete", report.as_json()
+    regulator_page = get(client, f"/api/v1/statements/pages/{page['cid']}", key=legacy["regulator"]).json()
+    report = verify_summary(summary.json(), {page["cid"]: regulator_page}, reader_of(client), trust_of(client))
+    assert report.status == "valid", report.as_json()
