@@ -45,6 +45,7 @@ class Surface(StrEnum):
     BATCH_CID = "batch_cid"  # the content-store CID of a batch blob, wherever an answer would name it
     BATCH_BLOB = "batch_blob"  # the stored (sealed) blob itself, and a period's batch list to audit them by
     RESTATE = "restate"  # issue a restatement of a statement with newer factors (POST .../restatements)
+    SITE_RECORD = "site_record"  # an enterprise's site list, a site, gateway or device record (cloud/routers/sites.py)
 
 
 _ANY, _OWN, _ASKED, _BOUND, _NONE = (TenantScope.ANY, TenantScope.OWN, TenantScope.ASKED, TenantScope.BOUND,
@@ -84,6 +85,8 @@ _SURFACES: dict[Surface, tuple[TenantScope, ...]] = {
     Surface.BATCH_BLOB: (_NONE, _ANY, _ANY, _OWN, _NONE, _NONE, _NONE),
     # restating is the enterprise's own accounting, or a regulator's; a platform or the operator only reads
     Surface.RESTATE: (_NONE, _NONE, _ANY, _OWN, _NONE, _NONE, _NONE),
+    # the registry of an enterprise's sites and signers: whoever runs or audits the cloud, and the enterprise's own
+    Surface.SITE_RECORD: (_NONE, _ANY, _ANY, _OWN, _NONE, _OWN, _NONE),
 }
 SURFACE_SCOPE: dict[Surface, dict[str, TenantScope]] = {
     surface: dict(zip(CALLERS, row, strict=True)) for surface, row in _SURFACES.items()
@@ -259,13 +262,32 @@ def may_see_enterprise(
     return True
 
 
-def may_see_cid(principal: Principal | None, enterprise_id: str) -> bool:
-    """Whether an answer may name the CID of a batch blob of ``enterprise_id`` (no DB or chain read needed:
-    BATCH_CID grants only ANY, OWN or NONE)."""
-    scope = surface_scope(principal, Surface.BATCH_CID)
+def may_see_own_or_any(principal: Principal | None, surface: Surface, enterprise_id: str) -> bool:
+    """Whether ``principal`` may see ``enterprise_id``'s data on a surface that grants only ANY, OWN or NONE
+    (no DB or chain read needed). A gateway's OWN is its own uploads: may_see_batch."""
+    scope = surface_scope(principal, surface)
+    if scope in (TenantScope.ASKED, TenantScope.BOUND):
+        raise ValueError(f"{surface} grants {scope}: use surface_enterprises")
     if scope == TenantScope.OWN:
         return principal is not None and principal.enterprise_id == enterprise_id
     return scope == TenantScope.ANY
+
+
+def may_see_cid(principal: Principal | None, enterprise_id: str) -> bool:
+    """Whether an answer may name the CID of a batch blob of ``enterprise_id``."""
+    return may_see_own_or_any(principal, Surface.BATCH_CID, enterprise_id)
+
+
+def may_see_batch(
+    principal: Principal | None, surface: Surface, gateway_id: str, enterprise_id: str | None
+) -> bool:
+    """Whether ``principal`` may read, on ``surface`` (BATCH_RECORD, BATCH_BLOB), a batch that ``gateway_id``
+    uploaded for ``enterprise_id`` (None: no such batch). A gateway's own is the batches it uploaded, narrower
+    than its enterprise; everyone else's follows the surface's tenant scope."""
+    if principal is not None and principal.role == Role.GATEWAY:
+        own = surface_scope(principal, surface) == TenantScope.OWN
+        return own and principal.gateway_id == gateway_id and enterprise_id is not None
+    return enterprise_id is not None and may_see_own_or_any(principal, surface, enterprise_id)
 
 
 # ---- the tables as a document (docs/access.md) ----------------------------------------------------------

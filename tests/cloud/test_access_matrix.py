@@ -56,6 +56,7 @@ SURFACES: dict[str, tuple[str, ...]] = {
     "batch_cid": ("none", "any", "any", "own", "none", "own", "own"),
     "batch_blob": ("none", "any", "any", "own", "none", "none", "none"),
     "restate": ("none", "none", "any", "own", "none", "none", "none"),
+    "site_record": ("none", "any", "any", "own", "none", "own", "none"),
 }
 # field → scopes in CALLERS order: which values a proof bundle opens to whom (an aggregate field not opened
 # stays a salted commitment in the leaf)
@@ -169,6 +170,13 @@ def _surface_answer(world: World, caller: str, surface: str, target: str) -> tup
         r = world.client.post(f"/api/v1/enterprises/{ent}/restatements", json={}, headers=auth(key) if key else {})
         if r.status_code == 422 and "give exactly one of" in r.text:
             return 200, r.text
+    elif surface == "site_record":
+        # the site list, the gateway record and a device record answer alike, or the cell is not one rule
+        gw = tenant.gateway
+        answers = [world.get(caller, p) for p in (f"/api/v1/enterprises/{ent}/sites", f"/api/v1/gateways/{gw.gateway_id}",
+                                                  f"/api/v1/devices/{gw.devices[0].device_id}")]
+        assert len({a.status_code for a in answers}) == 1, [(a.status_code, a.text[:100]) for a in answers]
+        r = answers[0]
     else:
         raise AssertionError(surface)
     return r.status_code, r.text
