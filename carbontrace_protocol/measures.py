@@ -25,6 +25,11 @@ def measures_of(reading: Reading) -> int:
     return measures_in(reading_content(reading))
 
 
+def fields_of(mask: int) -> frozenset[str]:
+    """The reading fields a stored mask says the reading carries."""
+    return frozenset(name for name, bit in FIELD_BITS.items() if mask & bit)
+
+
 def types_mask(types: Iterable[DataType]) -> int:
     """The bits of the measurements the reading types select (a reading matches if it has any of them)."""
     return sum({FIELD_BITS[name] for t in types for name in READING_TYPE_FIELDS.get(t, ())})

@@ -33,6 +33,9 @@ TRUST_FORMAT = "carbontrace-trust"
 TRUST_VERSION = 1
 KEY_KINDS = ("device", "gateway", "cloud")
 MAX_ID_LENGTH = 128
+# the failed_step of a leaf the cloud withheld from the bundle's caller: its format would show in clear a field
+# the caller may not see (a format 1 aggregate's CO2 to the public); counted, never carried
+WITHHELD_STEP = "withheld"
 
 
 # ---- strict field readers ------------------------------------------------------------------------------

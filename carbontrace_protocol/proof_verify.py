@@ -40,6 +40,7 @@ from carbontrace_protocol.ids import (
 )
 from carbontrace_protocol.proof_bundle import (
     BUNDLE_VERSION,
+    WITHHELD_STEP,
     BatchEntry,
     BundleFormatError,
     ItemEntry,
@@ -705,8 +706,13 @@ def summarize(bundle: ProofBundle, items: list[ItemResult], steps: list[Step], s
         detail = next((s.detail for s in failed.steps if s.ok is False), "")
         return Report("invalid", failed.failed_step, f"item {failed.index}: {detail}", items, steps, elapsed)
     if bundle.retrieval_failures:
-        n = len(bundle.retrieval_failures)
-        return Report("incomplete", None, f"the cloud could not prove {n} leaf(s) of the answer", items, steps, elapsed)
+        withheld = sum(1 for f in bundle.retrieval_failures if f.failed_step == WITHHELD_STEP)
+        unproven = len(bundle.retrieval_failures) - withheld
+        parts = [f"the cloud could not prove {unproven} leaf(s) of the answer"] if unproven else []
+        parts += [f"{withheld} leaf(s) withheld from this caller (their format shows fields it may not see)"] * bool(
+            withheld
+        )
+        return Report("incomplete", None, "; ".join(parts), items, steps, elapsed)
     if not items:
         return Report("empty", None, "nothing answers the query", items, steps, elapsed)
     if any(i.status == "pending" for i in items):

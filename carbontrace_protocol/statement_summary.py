@@ -339,6 +339,7 @@ def verify_summary(
         folded = CompletenessTotals()
         previous: dict[str, ChainEnds] | None = None
         pending = False
+        incomplete_pages: list[int] = []  # a page that leaves leaves out (withheld, unproven) leaves the summary out
         for index, entry in enumerate(parsed.pages):
             if entry["cid"] not in pages:
                 previous = None  # the chain cannot be followed across a missing page
@@ -349,6 +350,8 @@ def verify_summary(
                 if report.status == "invalid":
                     raise CheckFailed(report.failed_step or "bundle_format", f"page {index}: {report.detail}")
                 pending = pending or report.status == "pending"
+                if report.status == "incomplete":
+                    incomplete_pages.append(index)
             _check_page_line(parsed, page, entry, index)
             bundle = ProofBundle.from_json(page["bundle"])
             try:
@@ -377,6 +380,9 @@ def verify_summary(
         return invalid_report(failure, steps, started)
     if missing:
         return Report("incomplete", None, f"{len(missing)} page(s) not given: {missing}", [], steps, _ms(started))
+    if incomplete_pages:
+        detail = f"page(s) {incomplete_pages} incomplete (leaves withheld from this caller or not proven)"
+        return Report("incomplete", None, detail, [], steps, _ms(started))
     if pending:
         return Report("pending", None, "some batches are not anchored yet", [], steps, _ms(started))
     detail = f"{len(parsed.pages)} page(s), {parsed.body['figures']['aggregates']} aggregate(s) verified"

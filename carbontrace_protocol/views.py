@@ -113,6 +113,19 @@ def committed_fields(leaf: bytes) -> frozenset[str]:
     return frozenset(disclosure.check_body(body))
 
 
+def fields_in_clear(leaf: bytes) -> frozenset[str]:
+    """The measured or derived fields a leaf shows to whoever holds its bytes, whatever a bundle opens: a
+    reading leaf's measurements (signed in clear), every field of a format 1 aggregate (the map in clear), none
+    of a committed aggregate (its device and window place it; they are not fields). Raises ProtocolError."""
+    kind, body = parse_leaf(leaf)
+    if kind == LEAF_READING:
+        content = reading_content(decode_payload(cose.parse_sign1(body).payload))
+        return frozenset(name for name in READING_FIELDS if content.get(name) is not None)
+    if disclosure.is_committed(body):
+        return frozenset()
+    return frozenset(str(name) for name in body) - frozenset(AGGREGATE_CLEAR)
+
+
 def aggregate_fields_of(types: Iterable[DataType]) -> frozenset[str]:
     """The aggregate fields a query for ``types`` discloses (beyond the clear device and window)."""
     wanted = frozenset(types)

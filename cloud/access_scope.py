@@ -45,6 +45,7 @@ class Surface(StrEnum):
     BATCH_CID = "batch_cid"  # the content-store CID of a batch blob, wherever an answer would name it
     BATCH_BLOB = "batch_blob"  # the stored (sealed) blob itself, and a period's batch list to audit them by
     RESTATE = "restate"  # issue a restatement of a statement with newer factors (POST .../restatements)
+    SITE_RECORD = "site_record"  # an enterprise's site list, a site, gateway or device record (cloud/routers/sites.py)
 
 
 _ANY, _OWN, _ASKED, _BOUND, _NONE = (TenantScope.ANY, TenantScope.OWN, TenantScope.ASKED, TenantScope.BOUND,
@@ -84,6 +85,8 @@ _SURFACES: dict[Surface, tuple[TenantScope, ...]] = {
     Surface.BATCH_BLOB: (_NONE, _ANY, _ANY, _OWN, _NONE, _NONE, _NONE),
     # restating is the enterprise's own accounting, or a regulator's; a platform or the operator only reads
     Surface.RESTATE: (_NONE, _NONE, _ANY, _OWN, _NONE, _NONE, _NONE),
+    # the registry of an enterprise's sites and signers: whoever runs or audits the cloud, and the enterprise's own
+    Surface.SITE_RECORD: (_NONE, _ANY, _ANY, _OWN, _NONE, _OWN, _NONE),
 }
 SURFACE_SCOPE: dict[Surface, dict[str, TenantScope]] = {
     surface: dict(zip(CALLERS, row, strict=True)) for surface, row in _SURFACES.items()
@@ -115,6 +118,27 @@ def field_scope(caller: str, field_name: str) -> TenantScope:
         return aggregate
     measure = through([t for t, fields in views.AGGREGATE_TYPE_FIELDS.items() if field_name in fields])
     return aggregate if TenantScope.NONE not in (aggregate, measure) else TenantScope.NONE
+
+
+def closed_fields(principal: Principal | None) -> frozenset[str]:
+    """The reading and aggregate fields ``principal`` may see of no tenant (field_scope NONE). A caller's open
+    fields share its one tenant scope (_one_tenant_scope_per_caller), which already narrowed whose leaves it
+    reaches, so NONE is the only scope that closes a field of a leaf it reaches."""
+    return caller_closed_fields(caller_of(principal))
+
+
+def caller_closed_fields(caller: str) -> frozenset[str]:
+    return frozenset(f for f in (*READING_FIELDS, *AGGREGATE_FIELDS) if field_scope(caller, f) == TenantScope.NONE)
+
+
+def withheld_because(closed: frozenset[str], in_clear: frozenset[str]) -> str | None:
+    """Why a leaf whose format shows ``in_clear`` (views.fields_in_clear) is withheld from a caller who may not
+    see ``closed`` (closed_fields), or None if it may have the leaf. A leaf cannot be given half: its bytes are
+    what its proof covers, so a field its format cannot close (a format 1 aggregate's CO2) withholds it all."""
+    shown = sorted(in_clear & closed)
+    if not shown:
+        return None
+    return f"its format shows {', '.join(shown)} in clear, which this caller may not see"
 
 
 class Forbidden(Exception):
@@ -238,13 +262,32 @@ def may_see_enterprise(
     return True
 
 
-def may_see_cid(principal: Principal | None, enterprise_id: str) -> bool:
-    """Whether an answer may name the CID of a batch blob of ``enterprise_id`` (no DB or chain read needed:
-    BATCH_CID grants only ANY, OWN or NONE)."""
-    scope = surface_scope(principal, Surface.BATCH_CID)
+def may_see_own_or_any(principal: Principal | None, surface: Surface, enterprise_id: str) -> bool:
+    """Whether ``principal`` may see ``enterprise_id``'s data on a surface that grants only ANY, OWN or NONE
+    (no DB or chain read needed). A gateway's OWN is its own uploads: may_see_batch."""
+    scope = surface_scope(principal, surface)
+    if scope in (TenantScope.ASKED, TenantScope.BOUND):
+        raise ValueError(f"{surface} grants {scope}: use surface_enterprises")
     if scope == TenantScope.OWN:
         return principal is not None and principal.enterprise_id == enterprise_id
     return scope == TenantScope.ANY
+
+
+def may_see_cid(principal: Principal | None, enterprise_id: str) -> bool:
+    """Whether an answer may name the CID of a batch blob of ``enterprise_id``."""
+    return may_see_own_or_any(principal, Surface.BATCH_CID, enterprise_id)
+
+
+def may_see_batch(
+    principal: Principal | None, surface: Surface, gateway_id: str, enterprise_id: str | None
+) -> bool:
+    """Whether ``principal`` may read, on ``surface`` (BATCH_RECORD, BATCH_BLOB), a batch that ``gateway_id``
+    uploaded for ``enterprise_id`` (None: no such batch). A gateway's own is the batches it uploaded, narrower
+    than its enterprise; everyone else's follows the surface's tenant scope."""
+    if principal is not None and principal.role == Role.GATEWAY:
+        own = surface_scope(principal, surface) == TenantScope.OWN
+        return own and principal.gateway_id == gateway_id and enterprise_id is not None
+    return enterprise_id is not None and may_see_own_or_any(principal, surface, enterprise_id)
 
 
 # ---- the tables as a document (docs/access.md) ----------------------------------------------------------
@@ -272,9 +315,27 @@ def markdown_tables() -> str:
         [[f"reading `{f}`", *(field_scope(c, f).value for c in CALLERS)] for f in READING_FIELDS]
         + [[f"aggregate `{f}`", *(field_scope(c, f).value for c in CALLERS)] for f in AGGREGATE_FIELDS],
     )
+    leaves = _markdown(
+        ["leaf format (fields in clear)", *CALLERS],
+        [[name, *("withheld" if withheld_because(caller_closed_fields(c), clear) else "given"
+                  for c in CALLERS)] for name, clear in LEAF_FORMATS.items()],
+    )
     return "\n".join(["### Data types (trace locate, retrieve, verify, bundle)", "", *data, "",
                       "### Fields (what a proof bundle opens; a closed aggregate field stays a salted commitment)",
-                      "", *fields, "", "### Surfaces", "", *surfaces]) + "\n"
+                      "", *fields, "",
+                      "### Leaves by format (a leaf that shows a closed field in clear is withheld, counted)",
+                      "", *leaves, "", "### Surfaces", "", *surfaces]) + "\n"
+
+
+# each leaf format with the fields it shows in clear (views.fields_in_clear of a full leaf of that format)
+LEAF_FORMATS: dict[str, frozenset[str]] = {
+    "reading": frozenset(READING_FIELDS),
+    "aggregate format 1 (in clear)": frozenset(AGGREGATE_FIELDS),
+    "aggregate format 2 (committed)": frozenset(),
+}
+
+
+
 
 
 def document(current: str) -> str:

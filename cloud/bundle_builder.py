@@ -20,6 +20,7 @@ from carbontrace_protocol.batch import parse_header, parse_leaf
 from carbontrace_protocol.errors import ProofError, ProtocolError
 from carbontrace_protocol.ids import CLOUD_SIGNER, key_fingerprint
 from carbontrace_protocol.proof_bundle import (
+    WITHHELD_STEP,
     BatchEntry,
     CheckpointEntry,
     ItemEntry,
@@ -78,6 +79,9 @@ class BundleBuilder:
 
     def add(self, item: Retrieved) -> None:
         loc = item.located
+        if loc.withheld is not None:  # counted as withheld: neither its leaf nor its CID is in the bundle
+            self.failures.append(_failure(loc, WITHHELD_STEP))
+            return
         if not item.ok or item.leaf is None or item.signed_header is None:
             self.failures.append(_failure(loc, item.failed_step or "content_store"))
             return

@@ -23,8 +23,9 @@ from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.ids import key_fingerprint
 from carbontrace_protocol.proof_bundle import ProofBundle
 from carbontrace_protocol.verify import verify_es256
-from carbontrace_protocol.views import DataType
+from carbontrace_protocol.views import DataType, fields_in_clear
 from cloud import models
+from cloud.access_scope import withheld_because
 from cloud.bundle_builder import BundleBuilder
 from cloud.content_store import ContentStoreError
 from cloud.ledger import Ledger
@@ -36,6 +37,7 @@ from cloud.trace import (
     chain_reader,
     first_checkpoint,
     located_aggregate,
+    mark_withheld,
     retrieve,
     trust_of,
 )
@@ -76,8 +78,13 @@ def _chain_batches(session: Session, gateway_id: str, start: int, end: int) -> l
     return list(session.scalars(stmt.order_by(B.batch_seq)))
 
 
-def statement(ledger: Ledger, session: Session, enterprise_id: str, start: int, end: int) -> dict[str, Any]:
-    """The signed statement of ``enterprise_id`` over [start, end) (carbontrace_protocol.statement)."""
+def statement(
+    ledger: Ledger, session: Session, enterprise_id: str, start: int, end: int, closed: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The signed statement of ``enterprise_id`` over [start, end) (carbontrace_protocol.statement) for a caller
+    who may not see the fields ``closed`` (access_scope.closed_fields): an aggregate leaf that shows one in
+    clear is withheld, a retrieval failure like any leaf left out, so the figures leave it out and the
+    statement verifies as incomplete."""
     query = TraceQuery(
         enterprise_id=enterprise_id,
         start=start,
@@ -98,6 +105,7 @@ def statement(ledger: Ledger, session: Session, enterprise_id: str, start: int, 
     if len(located) > MAX_STATEMENT_AGGREGATES:
         raise StatementTooLarge(f"more than {MAX_STATEMENT_AGGREGATES} aggregates in the period: ask for a shorter one")
     attach_checkpoints(session, located, anchored)
+    mark_withheld(located, closed)
     trust = trust_of(ledger)
     builder = BundleBuilder(session, query.bundle_query(), reader, trust.chain_id, trust.registry)
     for item in retrieve(ledger, session, located):
@@ -135,7 +143,13 @@ MIN_PAGE_S = 60
 
 
 def statement_summary(
-    ledger: Ledger, session: Session, enterprise_id: str, start: int, end: int, page_s: int = 86_400
+    ledger: Ledger,
+    session: Session,
+    enterprise_id: str,
+    start: int,
+    end: int,
+    page_s: int = 86_400,
+    closed: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The signed period summary of ``enterprise_id`` over [start, end) (carbontrace_protocol.statement_summary):
     one statement per ``page_s`` sub-period, each built, stored in the content store under its CID and
@@ -147,7 +161,7 @@ def statement_summary(
     entries: list[dict[str, Any]] = []
     folded = summary_fmt.CompletenessTotals()
     for page_start in range(start, end, page_s):
-        page = statement(ledger, session, enterprise_id, page_start, min(page_start + page_s, end))
+        page = statement(ledger, session, enterprise_id, page_start, min(page_start + page_s, end), closed)
         cid, _ = ledger.store.put(summary_fmt.page_bytes(page))
         entries.append(summary_fmt.page_entry(page, cid))
         folded.add(page["statement"]["completeness"])
@@ -185,6 +199,16 @@ def statement_page(ledger: Ledger, cid: str) -> tuple[str, bytes] | None:
     if not isinstance(statement_body, dict) or not isinstance(statement_body.get("enterprise_id"), str):
         return None
     return statement_body["enterprise_id"], blob
+
+
+def page_withholds(blob: bytes, closed: frozenset[str]) -> bool:
+    """Whether a stored statement holds a leaf that shows in clear a field of ``closed`` (a page or restatement
+    built for a regulator or the enterprise, fetched by another caller): access_scope.withheld_because."""
+    try:
+        bundle = ProofBundle.from_json(strict_json.loads(blob)["bundle"])
+        return any(withheld_because(closed, fields_in_clear(item.leaf)) is not None for item in bundle.items)
+    except (KeyError, TypeError, ValueError, ProtocolError):
+        return True  # what cannot be read cannot be shown to be safe
 
 
 class NotOurStatement(ValueError):

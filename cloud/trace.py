@@ -21,8 +21,8 @@ from carbontrace_protocol import merkle, registry_chain, views
 from carbontrace_protocol import proof_verify as pv
 from carbontrace_protocol.batch import Batch as BatchBlob
 from carbontrace_protocol.errors import ProtocolError
-from carbontrace_protocol.measures import measures_in, types_mask
-from carbontrace_protocol.proof_bundle import ProofBundle, Query, Trust, normalize_address
+from carbontrace_protocol.measures import fields_of, measures_in, types_mask
+from carbontrace_protocol.proof_bundle import WITHHELD_STEP, ProofBundle, Query, Trust, normalize_address
 from carbontrace_protocol.views import AGGREGATE_TYPES, ALL_TYPES, DataType
 from cloud import access_scope, chain_facts, models
 from cloud.bundle_builder import build_bundle
@@ -44,6 +44,8 @@ class TraceQuery:
     end: int | None = None
     types: frozenset[DataType] = ALL_TYPES
     limit: int = 100
+    # the fields the caller may not see (access_scope.closed_fields): a leaf showing one in clear is withheld
+    closed_fields: frozenset[str] = frozenset()
 
     def bundle_query(self) -> Query:
         """The query as a bundle names it (carbontrace_protocol.proof_bundle.Query, which the verifier parses)."""
@@ -135,7 +137,12 @@ def scope(principal: Principal | None, query: TraceQuery, ledger: Ledger, sessio
     if tenants in (access_scope.TenantScope.BOUND, access_scope.TenantScope.ASKED) and query.enterprise_id is None:
         raise access_scope.Forbidden()
     ids = access_scope.enterprises_of(session, ledger, principal, tenants, query.enterprise_id)
-    return _with(query, enterprise_id=None if ids is None else ids[0], types=types)
+    return _with(
+        query,
+        enterprise_id=None if ids is None else ids[0],
+        types=types,
+        closed_fields=access_scope.closed_fields(principal),
+    )
 
 
 def _with(query: TraceQuery, **changes: Any) -> TraceQuery:
@@ -159,9 +166,12 @@ class Located:
     time: list[int]  # [timestamp] of a reading, [start, end] of an aggregate window
     indexed: dict[str, Any]  # what the SQL row says about the leaf
     checkpoint_seq: int | None = None
+    withheld: str | None = None  # why the caller may not have this leaf (access_scope.withheld_because)
 
     def as_json(self, principal: Principal | None) -> dict[str, Any]:
-        """The located leaf as the caller may see it: the batch CID only if access_scope allows it."""
+        """The located leaf as the caller may see it: the batch CID only if access_scope allows it, and never
+        of a leaf withheld from the caller."""
+        shows_cid = self.withheld is None and access_scope.may_see_cid(principal, self.enterprise_id)
         return {
             "kind": self.kind,
             "batch_id": self.batch_id,
@@ -169,11 +179,28 @@ class Located:
             "device_id": self.device_id,
             "site_id": self.site_id,
             "log_index": self.log_index,
-            "cid": self.cid if access_scope.may_see_cid(principal, self.enterprise_id) else None,
+            "cid": self.cid if shows_cid else None,
             "time": self.time,
             "checkpoint_seq": self.checkpoint_seq,
             "anchored": self.checkpoint_seq is not None,
+            "withheld": self.withheld,
         }
+
+    def in_clear(self) -> frozenset[str]:
+        """The fields this leaf's format shows in clear, from the index (retrieve checks the index against the
+        blob; a leaf that does not decode fails there)."""
+        if self.kind == views.KIND_READING:
+            return fields_of(int(self.indexed["measures"]))
+        try:
+            return views.fields_in_clear(self.indexed["leaf"])
+        except ProtocolError:
+            return frozenset()
+
+
+def mark_withheld(located: list[Located], closed: frozenset[str]) -> None:
+    """Mark each leaf the caller (who may not see ``closed``) may not have, with the reason."""
+    for item in located:
+        item.withheld = access_scope.withheld_because(closed, item.in_clear())
 
 
 def _tenant_filters(query: TraceQuery) -> list[Any]:
@@ -199,6 +226,7 @@ def locate(session: Session, query: TraceQuery, anchored_count: int) -> list[Loc
     found.sort(key=lambda x: (x.time[0], x.log_index, x.leaf_index))
     found = found[: query.limit]
     attach_checkpoints(session, found, anchored_count)
+    mark_withheld(found, query.closed_fields)
     return found
 
 
@@ -334,7 +362,7 @@ class Retrieved:
 
     @property
     def ok(self) -> bool:
-        return all(s.ok for s in self.steps)
+        return self.located.withheld is None and all(s.ok for s in self.steps)
 
     @property
     def failed_step(self) -> str | None:
@@ -346,6 +374,9 @@ def retrieve(ledger: Ledger, session: Session, located: list[Located]) -> list[R
     blobs: dict[str, tuple[BatchBlob | None, str, list[bytes]]] = {}
     out: list[Retrieved] = []
     for item in located:
+        if item.withheld is not None:  # never read back: nothing of it leaves the cloud
+            out.append(Retrieved(item, [pv.Step(WITHHELD_STEP, None, item.withheld)]))
+            continue
         if item.batch_id not in blobs:
             blobs[item.batch_id] = _load_batch(ledger, session, item)
         batch, problem, leaf_hashes = blobs[item.batch_id]
@@ -452,11 +483,17 @@ class TraceAnswer:
     def status(self) -> str:
         if not self.located:
             return "empty"
-        if any(not r.ok for r in self.retrieved) or (self.report and self.report.status == "invalid"):
+        failed = any(not r.ok and r.located.withheld is None for r in self.retrieved)
+        if failed or (self.report and self.report.status == "invalid"):
             return "invalid"
         if self.report is not None:
             return self.report.status
-        return "retrieved"
+        return "incomplete" if self.withheld() else "retrieved"
+
+    def withheld(self) -> int:
+        """How many located leaves are withheld from the caller (the bundle counts them as retrieval
+        failures at step ``withheld``, so its verdict is incomplete, as for any leaf left out)."""
+        return sum(1 for item in self.located if item.withheld is not None)
 
     def items_json(self, principal: Principal | None) -> list[dict[str, Any]]:
         verified = {(r.batch_id, r.leaf_index): r for r in self.report.items} if self.report is not None else {}
@@ -468,6 +505,10 @@ class TraceAnswer:
             loc = item.located
             entry = loc.as_json(principal)
             entry["view"] = view_of(item, self.query.types) if item.ok else None
+            if loc.withheld is not None:  # counted, with its reason: not the leaf, not its CID
+                entry |= {"status": WITHHELD_STEP, "failed_step": None, "steps": [s.as_json() for s in item.steps]}
+                out.append(entry)
+                continue
             steps = list(item.steps)
             status, failed = ("retrieved" if item.ok else "invalid"), item.failed_step
             key = (loc.batch_id, loc.leaf_index)

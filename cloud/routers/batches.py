@@ -17,16 +17,17 @@ from cloud.access_scope import (
     Surface,
     TenantScope,
     enterprises_of,
+    may_see_batch,
     readings_scope,
     roles_for,
     roles_for_types,
+    surface_scope,
 )
 from cloud.content_store import ContentStoreError
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ingest import NotYourGateway, OutOfOrder
 from cloud.params import BatchSeq, ReadingsLimit, UnixSeconds
 from cloud.reading_values import reading_values
-from cloud.routers.sites import site_in_scope
 from cloud.schemas import BatchRead, QuarantinedLeafRead, ReadingRead
 from cloud.security import Principal, Role
 
@@ -77,19 +78,19 @@ async def upload_batch(
     return JSONResponse(receipt, 201 if created else 200)
 
 
-def _batch_in_scope(session: SessionDep, principal: Principal, gateway_id: str, batch_seq: int) -> models.Batch:
+def _batch_in_scope(
+    session: SessionDep, principal: Principal, surface: Surface, gateway_id: str, batch_seq: int
+) -> models.Batch:
+    """The batch if the caller may read it on ``surface`` (cloud/access_scope.may_see_batch); 403 otherwise,
+    also when it does not exist, except to a caller who may see every tenant's (404)."""
     row = session.execute(
         select(models.Batch).where(models.Batch.gateway_id == gateway_id, models.Batch.batch_seq == batch_seq)
     ).scalar_one_or_none()
-    if principal.role == Role.GATEWAY:
-        if principal.gateway_id != gateway_id or row is None:
-            raise forbidden()
-        return row
-    if row is None:
-        if principal.role in (Role.OPERATOR, Role.REGULATOR):
-            raise HTTPException(404, "no such batch")
+    if row is None and principal.role != Role.GATEWAY and surface_scope(principal, surface) == TenantScope.ANY:
+        raise HTTPException(404, "no such batch")
+    site = None if row is None else session.get(models.Site, row.site_id)
+    if row is None or not may_see_batch(principal, surface, gateway_id, None if site is None else site.enterprise_id):
         raise forbidden()
-    site_in_scope(session, principal, row.site_id)
     return row
 
 
@@ -104,7 +105,7 @@ def read_batch(
 ) -> BatchRead:
     """Roles: operator, regulator, the owning enterprise and its site engineers, the uploading gateway
     (cloud/access_scope.py: each of them may see the batch's CID)."""
-    row = _batch_in_scope(session, principal, gateway_id, batch_seq)
+    row = _batch_in_scope(session, principal, Surface.BATCH_RECORD, gateway_id, batch_seq)
     quarantined = [
         QuarantinedLeafRead(
             leaf_index=q.leaf_index, kind=q.kind, device_id=q.device_id, seq=q.seq, reason=q.reason,
@@ -145,7 +146,7 @@ def read_batch_blob(
 ) -> JSONResponse:
     """Roles: operator, regulator, the owning enterprise. The stored blob (hex), re-read from the content store: the
     sealed envelope (docs/protocol.md, "Sealed blobs"), which a reader opens with `carbontrace open-blob`."""
-    row = _batch_in_scope(session, principal, gateway_id, batch_seq)
+    row = _batch_in_scope(session, principal, Surface.BATCH_BLOB, gateway_id, batch_seq)
     try:
         blob = ledger.store.get(row.cid)
     except (ContentStoreError, KeyError) as err:  # missing, or not the bytes its CID names: say so, do not serve

@@ -23,7 +23,7 @@ from carbontrace_protocol.factor_rule import (
     select_factor,
 )
 from carbontrace_protocol.ids import chain_id_of, key_fingerprint
-from cloud import models
+from cloud import access_scope, models
 from cloud.chain import ContractReverted, KeyEvent, TxResult
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
 from cloud.ledger import Ledger
@@ -53,17 +53,19 @@ from cloud.site_factors import current_factor, today
 router = APIRouter(prefix="/api/v1", tags=["sites"])
 
 _MANAGERS = (Role.ENTERPRISE, Role.SITE_ENGINEER)
-_READERS = (Role.OPERATOR, Role.REGULATOR, Role.ENTERPRISE, Role.SITE_ENGINEER)
+_READERS = access_scope.roles_for(access_scope.Surface.SITE_RECORD)
 
 
 def site_in_scope(session: Session, principal: Principal, site_id: str) -> models.Site:
-    """The site if the caller may see it; 403 otherwise, also when it does not exist (no probing)."""
+    """The site if the caller may see it (cloud/access_scope.py SITE_RECORD); 403 otherwise, also when it does
+    not exist (no probing), except to a caller who may see every tenant's (404)."""
     site = session.get(models.Site, site_id)
-    if principal.role in (Role.OPERATOR, Role.REGULATOR):
-        if site is None:
+    surface = access_scope.Surface.SITE_RECORD
+    if site is None:
+        if access_scope.surface_scope(principal, surface) == access_scope.TenantScope.ANY:
             raise HTTPException(404, "no such site")
-        return site
-    if site is None or principal.enterprise_id is None or site.enterprise_id != principal.enterprise_id:
+        raise forbidden()
+    if not access_scope.may_see_own_or_any(principal, surface, site.enterprise_id):
         raise forbidden()
     return site
 
@@ -127,7 +129,7 @@ def list_sites(
     enterprise_id: str, session: SessionDep, principal: Annotated[Principal, Depends(require(*_READERS))]
 ) -> list[SiteRead]:
     """Roles: operator, regulator, the enterprise and its site engineers."""
-    if principal.role in _MANAGERS and principal.enterprise_id != enterprise_id:
+    if not access_scope.may_see_own_or_any(principal, access_scope.Surface.SITE_RECORD, enterprise_id):
         raise forbidden()
     rows = session.scalars(
         select(models.Site).where(models.Site.enterprise_id == enterprise_id).order_by(models.Site.id)

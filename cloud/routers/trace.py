@@ -56,6 +56,8 @@ class LocatedOut(BaseModel):
     time: list[int]
     checkpoint_seq: int | None
     anchored: bool
+    # why this leaf is withheld from the caller (access_scope.withheld_because); null when it is not
+    withheld: str | None = None
 
 
 class TracedOut(LocatedOut):
@@ -68,6 +70,7 @@ class TracedOut(LocatedOut):
 class LocateAnswer(BaseModel):
     query: dict[str, Any]
     count: int
+    withheld: int = 0  # items withheld from the caller, counted in ``count``
     items: list[LocatedOut]
 
 
@@ -102,8 +105,9 @@ class TraceAnswerOut(BaseModel):
         }
     )
     query: dict[str, Any]
-    status: str  # empty | retrieved | valid | pending | invalid
+    status: str  # empty | retrieved | valid | pending | incomplete | invalid
     count: int
+    withheld: int = 0  # items withheld from the caller (status "withheld"), counted in ``count``
     items: list[TracedOut]
 
 
@@ -148,7 +152,8 @@ def trace_locate(query: QueryDep, principal: CallerDep, ledger: LedgerDep, sessi
     scoped = _scoped(principal, query, ledger, session)
     located = tracelib.locate(session, scoped, tracelib.chain_reader(ledger, session).checkpoint_count())
     items = [LocatedOut(**x.as_json(principal)) for x in located]
-    return LocateAnswer(query=scoped.as_json(), count=len(items), items=items)
+    withheld = sum(1 for x in located if x.withheld is not None)
+    return LocateAnswer(query=scoped.as_json(), count=len(items), withheld=withheld, items=items)
 
 
 def _answer(answer: tracelib.TraceAnswer, principal: Principal | None) -> TraceAnswerOut:
@@ -157,6 +162,7 @@ def _answer(answer: tracelib.TraceAnswer, principal: Principal | None) -> TraceA
         query=answer.query.as_json(),
         status=answer.status(),
         count=len(items),
+        withheld=answer.withheld(),
         items=[TracedOut(**x) for x in items],
     )
 
@@ -253,11 +259,15 @@ def enterprise_statement(
 ) -> JSONResponse:
     """Roles: as /trace/locate (a platform only for an enterprise bound to it). Energy, emissions with their
     factors, completeness and gaps over [start, end), as one document signed by the cloud key (ES256 over the
-    canonical JSON of `statement`), with the proof bundle of every aggregate leaf each figure sums."""
+    canonical JSON of `statement`), with the proof bundle of every aggregate leaf each figure sums. A leaf
+    withheld from the caller (cloud/access_scope.py) is not summed: the bundle counts it under
+    `retrieval_failures` at step `withheld`, so the statement verifies as incomplete for that caller."""
     _statement_in_scope(principal, enterprise_id, ledger, session)
     require_period(start, end)
     try:
-        document = statements.statement(ledger, session, enterprise_id, start, end)
+        document = statements.statement(
+            ledger, session, enterprise_id, start, end, access_scope.closed_fields(principal)
+        )
     except statements.StatementTooLarge as err:
         raise HTTPException(422, str(err)) from err
     except ChainUnreachable as err:
@@ -288,7 +298,9 @@ def enterprise_statement_summary(
     _statement_in_scope(principal, enterprise_id, ledger, session)
     require_period(start, end)
     try:
-        document = statements.statement_summary(ledger, session, enterprise_id, start, end, page_s)
+        document = statements.statement_summary(
+            ledger, session, enterprise_id, start, end, page_s, access_scope.closed_fields(principal)
+        )
     except statements.StatementTooLarge as err:
         raise HTTPException(422, str(err)) from err
     except ChainUnreachable as err:
@@ -313,6 +325,9 @@ def statement_page(
         raise HTTPException(403, FORBIDDEN)
     enterprise_id, blob = page
     _statement_in_scope(principal, enterprise_id, ledger, session)
+    # a page built for a regulator or the enterprise may hold leaves withheld from this caller: the same 403
+    if statements.page_withholds(blob, access_scope.closed_fields(principal)):
+        raise HTTPException(403, FORBIDDEN)
     # the stored bytes as they are: their sha256 and CID are the ones the summary lists
     return Response(
         blob, media_type="application/json", headers={"Content-Disposition": f'attachment; filename="{cid}.json"'}

@@ -56,6 +56,7 @@ SURFACES: dict[str, tuple[str, ...]] = {
     "batch_cid": ("none", "any", "any", "own", "none", "own", "own"),
     "batch_blob": ("none", "any", "any", "own", "none", "none", "none"),
     "restate": ("none", "none", "any", "own", "none", "none", "none"),
+    "site_record": ("none", "any", "any", "own", "none", "own", "none"),
 }
 # field → scopes in CALLERS order: which values a proof bundle opens to whom (an aggregate field not opened
 # stays a salted commitment in the leaf)
@@ -169,6 +170,13 @@ def _surface_answer(world: World, caller: str, surface: str, target: str) -> tup
         r = world.client.post(f"/api/v1/enterprises/{ent}/restatements", json={}, headers=auth(key) if key else {})
         if r.status_code == 422 and "give exactly one of" in r.text:
             return 200, r.text
+    elif surface == "site_record":
+        # the site list, the gateway record and a device record answer alike, or the cell is not one rule
+        gw = tenant.gateway
+        answers = [world.get(caller, p) for p in (f"/api/v1/enterprises/{ent}/sites", f"/api/v1/gateways/{gw.gateway_id}",
+                                                  f"/api/v1/devices/{gw.devices[0].device_id}")]
+        assert len({a.status_code for a in answers}) == 1, [(a.status_code, a.text[:100]) for a in answers]
+        r = answers[0]
     else:
         raise AssertionError(surface)
     return r.status_code, r.text
@@ -289,7 +297,26 @@ def test_anonymous_callers_get_no_batch_cid(world: World) -> None:
         assert r.status_code == 200 and cid not in r.text, (path, r.text[:300])
 
 
+# leaf format → given/withheld in CALLERS order (docs/access.md "Withheld leaves"); the trace, bundle and
+# statement behaviour of a real format 1 leaf is tests/trace/test_trace_legacy_leaves.py
+_W, _G = "withheld", "given"
+LEAVES: dict[str, tuple[str, ...]] = {
+    "reading": (_W, _W, _G, _G, _W, _W, _W),
+    "aggregate format 1 (in clear)": (_W, _W, _G, _G, _W, _W, _W),
+    "aggregate format 2 (committed)": (_G, _G, _G, _G, _G, _G, _G),
+}
+
+
+@pytest.mark.parametrize("leaf_format", list(LEAVES))
+@pytest.mark.parametrize("caller", CALLERS)
+def test_leaf_format_cell(caller: str, leaf_format: str) -> None:
+    in_clear = access_scope.LEAF_FORMATS[leaf_format]
+    withheld = access_scope.withheld_because(access_scope.caller_closed_fields(caller), in_clear) is not None
+    assert ("withheld" if withheld else "given") == LEAVES[leaf_format][CALLERS.index(caller)]
+
+
 def test_the_module_tables_are_the_ones_tested_here() -> None:
+    assert set(access_scope.LEAF_FORMATS) == set(LEAVES)
     assert {c: {t.value: s.value for t, s in row.items()} for c, row in access_scope.DATA_SCOPE.items()} == DATA
     assert {s.value: tuple(row[c].value for c in CALLERS) for s, row in access_scope.SURFACE_SCOPE.items()} == SURFACES
     assert access_scope.CALLERS == CALLERS

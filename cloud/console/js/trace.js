@@ -89,6 +89,10 @@ export async function traceView(params) {
       h("div", { class: "trace-status" }, badge(item.status, overall), item.failed_step
         ? h("span", { id: "failed-step" }, ` failed at ${item.failed_step}`) : null, " ", button)),
   );
+  if (item.withheld) {  // its format would show a field this key may not see (docs/access.md, "Withheld leaves")
+    section.append(h("p", { id: "withheld" }, `Withheld from this key: ${item.withheld}.`));
+    return section;
+  }
   const chain = h("ol", { class: "evidence", id: "evidence" });
   for (const stage of STAGES) {
     const state = stageState(stage, item.steps);
