@@ -19,7 +19,9 @@ Rules (docs/accounting.md, "Time attribution and gaps", with their sources):
    ATTRIBUTION_GRID_S grid (UTC-aligned quarter hours; every time zone's midnight is on it), so a leaf holds
    a few runs, not one per reading, and a period boundary on the grid falls between runs, never inside one.
    A run is [t_from, t_to, wh, kind]; a reading whose time precedes the one before it (a clock stepped
-   back) gives a zero-length run at its own time, interpolated.
+   back) gives a zero-length run at its own time, interpolated. A reading with no measurement time yet (a
+   boot-clock reading not re-timed) is skipped: the next timed reading's interval covers its energy, and
+   is not measured (a sequence number is missing from it), so interpolated.
 2. Split (statement). A run's energy is spread linearly in time over [t_from, t_to]: the energy of
    [t_from, x] is floor(wh * (x - t_from) / (t_to - t_from)), and a period [start, end) gets
    F(min(end, t_to)) - F(max(start, t_from)). The shares of adjacent periods telescope, so they add up to
@@ -95,13 +97,16 @@ def energy_runs(
     pairs: list[tuple[int, int, int, int, int]] = []  # t_from, t_to, counter Wh, kind, whether a reset
     peak = power_peak
     previous = baseline
+    untimed_reset = False  # a reading with no measurement time yet reset the counter
     for point in points:
-        if point.t is None:
-            raise ValueError(f"reading seq {point.seq} has no measurement time")
-        if previous is None:
-            previous = point
+        if point.t is None:  # not yet re-timed: its energy falls in the next timed reading's interval
+            untimed_reset = untimed_reset or point.reset or (previous is not None and point.wh < previous.wh)
             continue
-        reset = point.reset or point.wh < previous.wh
+        if previous is None:
+            previous, untimed_reset = point, False
+            continue
+        reset = untimed_reset or point.reset or point.wh < previous.wh
+        untimed_reset = False
         wh = point.wh if reset else point.wh - previous.wh
         if previous.t is None or point.t < previous.t:
             pairs.append((point.t, point.t, wh, RUN_SUBSTITUTED if reset else RUN_INTERPOLATED, int(reset)))
