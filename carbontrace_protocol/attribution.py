@@ -38,7 +38,7 @@ Rules (docs/accounting.md, "Time attribution and gaps", with their sources):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,8 @@ class MeterPoint:
 
 Run = list[int]  # [t_from, t_to, wh, kind]
 Rate = tuple[int, int]  # (Wh, seconds): a rate kept as a fraction, compared by cross-multiplying
+# (leaf factor id, leaf window start) -> (factor id, 1e-4 kg/kWh) to count it under: a restatement's newer factor
+FactorOf = Callable[[str, int], tuple[str, int]]
 
 
 def faster(a: Rate | None, b: Rate) -> Rate:
@@ -224,6 +226,7 @@ class Attribution:
     gap_s: int = 0
     by_factor: dict[str, int] = field(default_factory=dict)
     devices: dict[str, _Device] = field(default_factory=dict)
+    factor_of: FactorOf | None = None  # None: each leaf's own factor
 
     def add_aggregate(self, device_id: str, content: dict[str, Any]) -> None:
         """One aggregate leaf's opened fields (JSON view). A leaf without runs (aggregate format 2, before
@@ -232,6 +235,8 @@ class Attribution:
         if not isinstance(energy, dict) or not isinstance(factor, dict):
             return
         factor_id, factor_e4 = str(factor["id"]), int(factor["kg_per_kwh"]["m"])
+        if self.factor_of is not None:
+            factor_id, factor_e4 = self.factor_of(factor_id, int(content["window"][0]))
         if "runs" not in energy:
             window = content["window"]
             if self.start <= window[0] and window[1] <= self.end:
@@ -326,9 +331,11 @@ def _uncovered(lo: int, hi: int, intervals: Iterable[tuple[int, int]]) -> int:
     return hi - lo - covered
 
 
-def attribute(items: Iterable[tuple[str, dict[str, Any]]], start: int, end: int, until: int) -> Attribution:
+def attribute(
+    items: Iterable[tuple[str, dict[str, Any]]], start: int, end: int, until: int, factor_of: FactorOf | None = None
+) -> Attribution:
     """The attribution of [start, end) from (device id, opened aggregate fields) of every aggregate leaf."""
-    folded = Attribution(start, end, until)
+    folded = Attribution(start, end, until, factor_of=factor_of)
     for device_id, content in items:
         folded.add_aggregate(device_id, content)
     folded.fill_gaps()

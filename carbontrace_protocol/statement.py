@@ -84,7 +84,7 @@ def tonnes(grams_e4: int) -> str:
 
 
 def figures_of(
-    bundle: ProofBundle, until: int | None = None
+    bundle: ProofBundle, until: int | None = None, factor_of: attribution.FactorOf | None = None
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, int]]]:
     """(figures, factors as the leaves state them, per-device counts) recomputed from the aggregate leaves.
 
@@ -116,7 +116,7 @@ def figures_of(
         received += int(body["received"])
         missing += int(body["missing"])
         aggregates += 1
-    attributed = attribution.attribute(opened, start, end, end if until is None else min(until, end))
+    attributed = attribution.attribute(opened, start, end, end if until is None else min(until, end), factor_of)
     total = attributed.measured_g_e4 + attributed.substituted_g_e4
     figures = {
         "energy_wh": attributed.measured_wh + attributed.substituted_wh,
@@ -311,7 +311,7 @@ def _check_figures(body: dict[str, Any], bundle: ProofBundle, start: int, end: i
     if RESTATEMENT_KEY in body:  # figures recomputed with newer factors: the restatement module's rule
         from carbontrace_protocol import restatement
 
-        figures, used = restatement.check_restated(body, bundle, figures)
+        figures, used = restatement.check_restated(body, bundle, figures, issued_at)
     if not strict_json.canonical(body["figures"]) == strict_json.canonical(figures):
         raise CheckFailed(step, f"figures differ from the leaves: recomputed {figures}")
     _check_factor_entries(body, stated_factors, used)

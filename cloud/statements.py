@@ -241,8 +241,8 @@ def restate(ledger: Ledger, enterprise_id: str, original: dict[str, Any]) -> tup
     CID, restated document). NothingToRestate when no factor has a newer publication valid today."""
     _check_ours(ledger, enterprise_id, original)
     bundle = ProofBundle.from_json(original["bundle"])
-    figures, _, _ = fmt.figures_of(bundle)
     issued_at = max(int(time.time()), int(original["statement"]["issued_at"]) + 1)
+    figures, _, _ = fmt.figures_of(bundle, issued_at)
     body = restatement.restated_body(original, bundle, figures, issued_at, fmt.factor_entries)
     signature = bytes(p256.sign(ledger.signing_key, strict_json.canonical(body)))
     document = {

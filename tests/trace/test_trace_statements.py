@@ -80,10 +80,20 @@ def test_a_statement_proves_its_figures_and_its_completeness(two_tenants: Any) -
     document = _statement(client, ours, *_period(ours))
     body = document["statement"]
     aggregates = [a for b in ours.batches for a in _aggregates(b)]
-    assert body["figures"]["energy_wh"] == sum(a["energy"]["delta_wh"] for a in aggregates) > 0
+    # the leaves' energy is the measured part; the period's last 600 s have no data, so they are substituted
+    attributed = body["figures"]["attribution"]
+    assert attributed["energy_wh"]["measured"] == sum(a["energy"]["delta_wh"] for a in aggregates) > 0
+    assert attributed["energy_wh"]["substituted"] > 0 and attributed["gap_s"] > 0
+    assert body["figures"]["energy_wh"] == attributed["energy_wh"]["measured"] + attributed["energy_wh"]["substituted"]
     grams_e4 = sum(a["emissions_g"].value[1] for a in aggregates)
-    assert body["figures"]["emissions_g_e4"] == grams_e4 > 0
-    assert Decimal(body["figures"]["emissions_t_co2"]) == Decimal(grams_e4) / 10**10  # tonnes, exact
+    assert attributed["emissions"]["measured"]["g_e4"] == grams_e4 > 0
+    total_e4 = body["figures"]["emissions_g_e4"]
+    assert total_e4 == grams_e4 + attributed["emissions"]["substituted"]["g_e4"]
+    assert Decimal(body["figures"]["emissions_t_co2"]) == Decimal(total_e4) / 10**10  # tonnes, exact
+    # an auditor's unit: tCO2 (CO2-only grid factors, no GWP), with the Scope 2 method
+    assert attributed["emissions"]["total"]["unit"] == "tCO2" and attributed["emissions"]["total"]["gas"] == "CO2"
+    assert attributed["emissions"]["total"]["method"] == "location-based"
+    assert Decimal(attributed["emissions"]["total"]["t_co2"]) == Decimal(total_e4) / 10**10
     # each factor names its region, reporting year and official source (publisher, title, date)
     assert all(
         f["region"]["code"] and f["region"]["name"] and f["reporting_year"] and f["source"]["publisher"]
