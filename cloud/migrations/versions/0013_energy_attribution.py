@@ -5,8 +5,8 @@ starts there; NULL for baselines kept before, whose first run is then interpolat
 span_end: the window widened to the energy's measurement time (views.leaf_time), so a statement selects the
 aggregates whose energy was used in its period, not only those received in it; existing rows get their window.
 
-Revision ID: 0014
-Revises: 0012 (0012_site_location_restatements; 0013 is the market branch's, the lead fixes the chain on merge)
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
+revision = "0013"
 down_revision = "0012"
 branch_labels = None
 depends_on = None
