@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from carbontrace_protocol import cbor, cose, disclosure, merkle
+from carbontrace_protocol import attribution, cbor, cose, disclosure, merkle
 from carbontrace_protocol.emission_factors import FACTOR_EXPONENT, EmissionFactor
 from carbontrace_protocol.errors import MalformedCBOR, ProtocolError
 from carbontrace_protocol.reading import FLAG_METER_RESET, MAX_TIMESTAMP, Reading
 
 BATCH_FORMAT_VERSION = 1
+# The aggregate content version: 1 (leaf format 2) counts energy by reception window; 3 (leaf format 3)
+# adds the energy's measurement-time runs and baseline time (carbontrace_protocol/attribution.py).
+AGGREGATE_LEGACY_VERSION = BATCH_FORMAT_VERSION
+AGGREGATE_ATTRIBUTED_VERSION = disclosure.COMMITTED_ATTRIBUTED_VERSION
 LEAF_READING = 1
 LEAF_AGGREGATE = 2
 LEAF_TYPES = {LEAF_READING: "reading", LEAF_AGGREGATE: "aggregate"}
@@ -48,6 +52,12 @@ def round_div(numerator: int, denominator: int) -> int:
     if twice > denominator or (twice == denominator and quotient % 2 == 1):
         quotient += 1
     return quotient
+
+
+def content_version(body: Mapping[Any, Any]) -> int:
+    """The aggregate content version a committed leaf body holds (its own ``v`` is the leaf format)."""
+    attributed = body.get("v") == disclosure.COMMITTED_ATTRIBUTED_VERSION
+    return AGGREGATE_ATTRIBUTED_VERSION if attributed else AGGREGATE_LEGACY_VERSION
 
 
 def reading_leaf(signed_reading: bytes) -> bytes:
@@ -74,7 +84,22 @@ def parse_leaf(leaf: bytes) -> tuple[int, Any]:
     return kind, body
 
 
-def energy_delta(baseline: tuple[int, int] | None, readings: Sequence[Reading]) -> tuple[int, int]:
+# A device's energy baseline: (seq, Wh, measurement time) of its highest-sequence reading with energy in
+# earlier batches; the time is None where it was not kept (a baseline from before attribution).
+Baseline = tuple[int, int, "int | None"]
+
+
+def as_baseline(value: Sequence[int | None] | None) -> Baseline | None:
+    """A baseline from (seq, Wh) or (seq, Wh, time)."""
+    if value is None:
+        return None
+    seq, wh = value[0], value[1]
+    if seq is None or wh is None:
+        raise ValueError("a baseline has a sequence number and a counter value")
+    return int(seq), int(wh), (value[2] if len(value) > 2 else None)
+
+
+def energy_delta(baseline: Sequence[int | None] | None, readings: Sequence[Reading]) -> tuple[int, int]:
     """(Wh consumed, meter resets) over ``readings`` (in sequence order) after ``baseline`` (seq, Wh).
 
     A counter that goes down, or a reading flagged FLAG_METER_RESET, is a reset or wrap: consumption
@@ -83,7 +108,7 @@ def energy_delta(baseline: tuple[int, int] | None, readings: Sequence[Reading]) 
     readings already holds their energy, and counting them again would double it.
     """
     previous = baseline[1] if baseline is not None else None
-    after_seq = baseline[0] if baseline is not None else -1
+    after_seq = int(baseline[0] or 0) if baseline is not None else -1
     delta = 0
     resets = 0
     for reading in readings:
@@ -107,14 +132,20 @@ def aggregate_window(
     interval_s: int,
     readings: Iterable[Reading],
     factor: EmissionFactor,
-    baseline: tuple[int, int] | None = None,
+    baseline: Sequence[int | None] | None = None,
+    times: Mapping[int, int] | None = None,
+    attributed: bool = True,
 ) -> dict[str, Any]:
     """The aggregate of one device over [window_start, window_end).
 
-    ``readings`` are that device's readings in the batch (any order); ``baseline`` is (seq, energy_wh) of the
-    device's highest-sequence reading with energy in earlier batches, so energy used between windows is
-    counted exactly once. The cloud derives the same baseline from the batches it accepted before.
+    ``readings`` are that device's readings in the batch (any order); ``baseline`` is (seq, energy_wh,
+    measurement time) of the device's highest-sequence reading with energy in earlier batches, so energy
+    used between windows is counted exactly once. The cloud derives the same baseline from the batches it
+    accepted before. ``times``: by sequence number, the re-derived time of each unsynced reading (one
+    without a time of its own). ``attributed`` (aggregate format 3) adds the energy's runs by measurement
+    time (carbontrace_protocol/attribution.py); False makes a format-1 aggregate, to re-derive one of those.
     """
+    base = as_baseline(baseline)
     ordered = sorted(readings, key=lambda r: r.seq)
     if not ordered:
         raise ValueError("an aggregate needs at least one reading")
@@ -125,7 +156,7 @@ def aggregate_window(
             raise ValueError("reading of another device in the aggregate")
     seqs = [r.seq for r in ordered]
     aggregate: dict[str, Any] = {
-        "v": BATCH_FORMAT_VERSION,
+        "v": AGGREGATE_ATTRIBUTED_VERSION if attributed else AGGREGATE_LEGACY_VERSION,
         "device": device_id,
         "window": [window_start, window_end],
         "interval_s": interval_s,
@@ -150,17 +181,56 @@ def aggregate_window(
         aggregate["rh_mean"] = _decimal(-2, round_div(sum(hums), len(hums)))
     energy = [r for r in ordered if r.energy_wh is not None]
     if energy:
-        delta, resets = energy_delta(baseline, energy)
-        aggregate["energy"] = {
-            "baseline": list(baseline) if baseline is not None else None,
-            "end_wh": energy[-1].energy_wh,
-            "delta_wh": delta,
-            "resets": resets,
-        }
+        delta, resets = energy_delta(base, energy)
+        if attributed:
+            runs, peak = _runs_of(base, energy, ordered, interval_s, times or {})
+            aggregate["energy"] = {
+                "baseline": list(base) if base is not None else None,
+                "end_wh": energy[-1].energy_wh,
+                "delta_wh": delta,
+                "resets": resets,
+                "runs": runs,
+                "peak": list(peak) if peak is not None else None,
+            }
+        else:
+            aggregate["energy"] = {
+                "baseline": [base[0], base[1]] if base is not None else None,
+                "end_wh": energy[-1].energy_wh,
+                "delta_wh": delta,
+                "resets": resets,
+            }
         aggregate["factor"] = {"id": factor.id, "kg_per_kwh": _decimal(FACTOR_EXPONENT, factor.kg_per_kwh_e4)}
         # Wh × (1e-4 kg/kWh) = 1e-4 g: exact grams of CO2 with four decimals.
         aggregate["emissions_g"] = _decimal(FACTOR_EXPONENT, delta * factor.kg_per_kwh_e4)
     return aggregate
+
+
+def measurement_time(reading: Reading, times: Mapping[int, int]) -> int | None:
+    """A reading's own signed time, or the re-derived one of an unsynced reading."""
+    return reading.timestamp if reading.timestamp is not None else times.get(reading.seq)
+
+
+def _runs_of(
+    base: Baseline | None,
+    energy: Sequence[Reading],
+    ordered: Sequence[Reading],
+    interval_s: int,
+    times: Mapping[int, int],
+) -> tuple[list[attribution.Run], attribution.Rate | None]:
+    """The energy runs and peak rate of a device's readings after its baseline (attribution rule 1)."""
+    after_seq = base[0] if base is not None else -1
+    points = [
+        attribution.MeterPoint(r.seq, measurement_time(r, times), int(r.energy_wh or 0),
+                               bool(r.flags & FLAG_METER_RESET))
+        for r in energy
+        if r.seq > after_seq
+    ]
+    start = attribution.MeterPoint(base[0], base[2], base[1]) if base is not None else None
+    power_peak: attribution.Rate | None = None
+    for reading in ordered:
+        if reading.power_deci_w is not None:
+            power_peak = attribution.faster(power_peak, (reading.power_deci_w, attribution.DECI_W_PER_WH_PER_S))
+    return attribution.energy_runs(start, points, interval_s, power_peak)
 
 
 def batch_id(gateway_id: str, batch_seq: int) -> str:
@@ -223,7 +293,7 @@ class Batch:
             if disclosure.is_committed(body):
                 committed.add(index)
                 opened = disclosure.open_fields(body, self.openings.get(index, {}), complete=True)
-                body = {"v": BATCH_FORMAT_VERSION, **opened}
+                body = {"v": content_version(body), **opened}
             out.append((index, body))
         if set(self.openings) - committed:
             raise disclosure.BadOpening("openings for leaves that are not committed aggregates")

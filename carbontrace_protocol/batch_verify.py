@@ -15,11 +15,13 @@ from typing import Any
 
 from carbontrace_protocol import cbor, cose, disclosure, merkle
 from carbontrace_protocol.batch import (
+    AGGREGATE_ATTRIBUTED_VERSION,
     LEAF_AGGREGATE,
     LEAF_READING,
     Batch,
     MalformedBatch,
     aggregate_window,
+    content_version,
     decode_batch,
     parse_leaf,
 )
@@ -93,7 +95,8 @@ class VerifiedBatch:
 DeviceKeyLookup = Callable[[str], "bytes | None"]
 RotatedKeysLookup = Callable[[str], "Sequence[bytes]"]
 FactorLookup = Callable[[str], "EmissionFactor | None"]
-BaselineLookup = Callable[[str], "tuple[int, int] | None"]
+# (seq, Wh, measurement time or None) of a device's baseline, or None (batch.Baseline)
+BaselineLookup = Callable[[str], "Sequence[int | None] | None"]
 
 
 def verify_batch(
@@ -177,7 +180,7 @@ def verify_batch(
         aggregates = batch.aggregates()
     except ProtocolError as err:
         raise BatchRejected(getattr(err, "reason", "bad_opening"), str(err)) from err
-    _verify_aggregates(header, readings, aggregates, factor, baseline)
+    _verify_aggregates(batch, readings, aggregates, factor, baseline)
     return VerifiedBatch(batch, readings, aggregates)
 
 
@@ -222,15 +225,19 @@ def _verified_under_any(body: bytes, keys: Sequence[bytes]) -> tuple[Reading, by
 
 
 def _verify_aggregates(
-    header: dict[str, Any],
+    batch: Batch,
     readings: list[VerifiedReading],
     aggregates: list[tuple[int, dict[str, Any]]],
     factor: FactorLookup,
     baseline: BaselineLookup,
 ) -> None:
+    header = batch.header
     by_device: dict[str, list[Reading]] = {}
+    times: dict[str, dict[int, int]] = {}
     for item in readings:
         by_device.setdefault(item.reading.device_id, []).append(item.reading)
+        if item.timestamp is not None:  # an unsynced reading's re-derived time
+            times.setdefault(item.reading.device_id, {})[item.reading.seq] = item.timestamp
     covered: set[str] = set()
     for index, claimed in aggregates:
         device_id = claimed.get("device")
@@ -255,6 +262,8 @@ def _verify_aggregates(
             by_device[device_id],
             used_factor if used_factor is not None else _NO_FACTOR,
             baseline(device_id),
+            times.get(device_id),
+            attributed=content_version(parse_leaf(batch.leaves[index])[1]) == AGGREGATE_ATTRIBUTED_VERSION,
         )
         if cbor.encode(recomputed) != cbor.encode(claimed):
             raise BatchRejected("aggregate_mismatch", f"aggregate of {device_id!r} does not match its readings", index)

@@ -32,6 +32,10 @@ from carbontrace_protocol import cbor
 from carbontrace_protocol.errors import MalformedCBOR, ProtocolError
 
 COMMITTED_AGGREGATE_VERSION = 2
+# Leaf format 3: the same commitments over an aggregate of content version 3, whose energy carries its
+# measurement-time runs (carbontrace_protocol/attribution.py); format 2 leaves are still read.
+COMMITTED_ATTRIBUTED_VERSION = 3
+COMMITTED_VERSIONS = (COMMITTED_AGGREGATE_VERSION, COMMITTED_ATTRIBUTED_VERSION)
 SALT_SIZE = 16
 COMMITMENT_SIZE = 32
 FIELD_DOMAIN = "carbontrace/aggregate-field/v1"
@@ -57,8 +61,9 @@ def commitment(name: str, salt: bytes, value: Any) -> bytes:
 
 
 def is_committed(body: Mapping[Any, Any]) -> bool:
-    """Whether an aggregate leaf body is format 2 (committed) rather than format 1 (in clear)."""
-    return body.get("v") == COMMITTED_AGGREGATE_VERSION
+    """Whether an aggregate leaf body is format 2 or 3 (committed) rather than format 1 (in clear)."""
+    # "fields" too: an aggregate in clear of content version 3 has the same "v" as a format-3 leaf
+    return body.get("v") in COMMITTED_VERSIONS and "fields" in body
 
 
 def commit(
@@ -73,8 +78,9 @@ def commit(
         salt = random_bytes(SALT_SIZE)
         fields[name] = commitment(name, salt, value)
         openings[name] = cbor.encode([salt, value])
+    attributed = aggregate.get(CONTENT_VERSION_FIELD) == COMMITTED_ATTRIBUTED_VERSION
     body = {
-        "v": COMMITTED_AGGREGATE_VERSION,
+        "v": COMMITTED_ATTRIBUTED_VERSION if attributed else COMMITTED_AGGREGATE_VERSION,
         "device": aggregate["device"],
         "window": list(aggregate["window"]),
         "fields": fields,
@@ -84,7 +90,7 @@ def commit(
 
 def check_body(body: Mapping[Any, Any]) -> dict[str, bytes]:
     """The commitments of a committed leaf body, its shape checked exactly; ``MalformedCommittedAggregate``."""
-    if set(body) != BODY_FIELDS or body["v"] != COMMITTED_AGGREGATE_VERSION:
+    if set(body) != BODY_FIELDS or body["v"] not in COMMITTED_VERSIONS:
         raise MalformedCommittedAggregate(f"a committed aggregate has exactly the fields {sorted(BODY_FIELDS)}")
     if not isinstance(body["device"], str):
         raise MalformedCommittedAggregate("committed aggregate device must be text")

@@ -29,7 +29,7 @@ from carbontrace_protocol.emission_factors import load_catalogue
 from carbontrace_protocol.factor_rule import activity_year, newest_for_region
 from carbontrace_protocol.proof_bundle import BundleFormatError, ProofBundle, exact_fields
 from carbontrace_protocol.proof_verify import CheckFailed
-from carbontrace_protocol.statement import RESTATEMENT_KEY, item_content, tonnes
+from carbontrace_protocol.statement import RESTATEMENT_KEY, item_content
 from carbontrace_protocol.views import KIND_AGGREGATE
 
 STEP = "statement_figures"
@@ -75,25 +75,25 @@ def factor_changes(bundle: ProofBundle, issued_at: int) -> list[dict[str, Any]]:
 
 
 def restated_figures(
-    bundle: ProofBundle, figures: dict[str, Any], changes: list[dict[str, Any]]
+    bundle: ProofBundle, figures: dict[str, Any], changes: list[dict[str, Any]], until: int
 ) -> tuple[dict[str, Any], set[str]]:
-    """``figures`` (as statement.figures_of gives them) with the emissions recomputed from each leaf's energy
-    and its restated factor; and the ids of every factor the restated statement names (leaves' and new)."""
+    """``figures`` (as statement.figures_of gives them) recomputed with each leaf's restated factor: the same
+    attribution by measurement time (energy, shares, substitution), the emissions under the new factors; and
+    the ids of every factor the restated statement names (leaves' and new)."""
+    from carbontrace_protocol.statement import figures_of
+
     catalogue = load_catalogue()
     replaced = {(c["activity_year"], c["from"]): c["to"] for c in changes}
-    by_factor: dict[str, int] = {}
     named: set[str] = set()
-    for factor_id, year, delta_wh in _leaves(bundle):
-        now = replaced.get((year, factor_id), factor_id)
+
+    def restated_factor(factor_id: str, window_start: int) -> tuple[str, int]:
+        now = replaced.get((activity_year(window_start), factor_id), factor_id)
         named.update((factor_id, now))
-        by_factor[now] = by_factor.get(now, 0) + delta_wh * catalogue.factors[now].kg_per_kwh_e4
-    total = sum(by_factor.values())
-    restated = dict(figures)
-    restated.update(
-        emissions_g_e4=total,
-        emissions_t_co2=tonnes(total),
-        emissions_g_e4_by_factor=dict(sorted(by_factor.items())),
-    )
+        return now, catalogue.factors[now].kg_per_kwh_e4
+
+    restated, _, _ = figures_of(bundle, until, restated_factor)
+    if restated["energy_wh"] != figures["energy_wh"]:  # same activity: only the factors change
+        raise CheckFailed(STEP, "a restatement recomputes the same energy")
     return restated, named
 
 
@@ -105,7 +105,7 @@ def restated_body(original: dict[str, Any], bundle: ProofBundle, figures: dict[s
     already = original["statement"].get(RESTATEMENT_KEY, {}).get("factor_changes")
     if not changes or changes == already:  # a restatement already applying every newer factor
         raise NothingToRestate("no factor of this statement has a newer publication valid today")
-    restated, named = restated_figures(bundle, figures, changes)
+    restated, named = restated_figures(bundle, figures, changes, issued_at)
     body = dict(original["statement"])
     body.pop(RESTATEMENT_KEY, None)
     body.update(
@@ -121,7 +121,7 @@ def restated_body(original: dict[str, Any], bundle: ProofBundle, figures: dict[s
 
 
 def check_restated(
-    body: dict[str, Any], bundle: ProofBundle, figures: dict[str, Any]
+    body: dict[str, Any], bundle: ProofBundle, figures: dict[str, Any], until: int
 ) -> tuple[dict[str, Any], set[str]]:
     """The verifier's side: the restatement section is well formed, its factor changes are exactly the rule's
     for this bundle on the body's issue date, and not empty. Returns the restated figures and factor ids the
@@ -146,7 +146,7 @@ def check_restated(
         raise CheckFailed(STEP, "a restatement must change a factor; no newer factor applies on its issue date")
     if strict_json.canonical(section["factor_changes"]) != strict_json.canonical(expected):
         raise CheckFailed(STEP, f"the factor changes are not the catalogue rule's: expected {expected}")
-    return restated_figures(bundle, figures, expected)
+    return restated_figures(bundle, figures, expected, until)
 
 
 def check_restates(original: Any, restated: Any) -> None:

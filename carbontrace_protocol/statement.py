@@ -11,9 +11,12 @@ What a verifier checks (docs/proof-bundle.md, "Statements"), each failure naming
 - query_match (statement level): BODY's enterprise and period are the bundle query's, types = aggregates.
 - statement_figures: every figure recomputed from the bundle's aggregate leaves, each factor's value equal
   to the leaves' and its entry (kind, region, reporting year, official source) the factor catalogue's, valid
-  on the issue date; every aggregate lies inside the period (a window that straddles a boundary is not
-  summed into either side). A restated statement (its ``restatement`` key) has its figures recomputed with
-  newer factors by carbontrace_protocol/restatement.py.
+  on the issue date; every aggregate was received or used in the period. Energy is attributed to the time it
+  was used and gaps substituted by carbontrace_protocol/attribution.py (``figures.attribution``: measured,
+  interpolated and substituted energy, emissions in tCO2 with their method); a format-2 aggregate (no
+  measurement-time runs) counts whole in the period holding its window, and a window that straddles a
+  boundary is not summed into either side. A restated statement (its ``restatement`` key) has its figures
+  recomputed with newer factors by carbontrace_protocol/restatement.py.
 - statement_completeness: every gateway and device the chain lists for the enterprise appears; for each
   gateway, the bundle's batches form an unbroken chain (consecutive batch_seq, each header's ``prev`` the
   hash of the one before); ``closed`` says whether the chain reaches a batch past the period's end.
@@ -32,8 +35,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from carbontrace_protocol import strict_json
-from carbontrace_protocol.batch import ZERO_HASH, header_hash, parse_header
+from carbontrace_protocol import attribution, strict_json
+from carbontrace_protocol.batch import MAX_TIME, ZERO_HASH, header_hash, parse_header
 from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.ids import CLOUD_SIGNER, SIGNER_CLOUD, SIGNER_DEVICE, SIGNER_GATEWAY, chain_id_of
@@ -49,10 +52,10 @@ from carbontrace_protocol.proof_verify import (
     verify_bundle,
 )
 from carbontrace_protocol.verify import verify_es256
-from carbontrace_protocol.views import KIND_AGGREGATE, DataType, leaf_content
+from carbontrace_protocol.views import KIND_AGGREGATE, DataType, leaf_content, leaf_time
 
 STATEMENT_FORMAT = "carbontrace-statement"
-STATEMENT_VERSION = 2
+STATEMENT_VERSION = 3  # 3: figures attributed by measurement time, with measured and substituted shares
 STATEMENT_TYPES = frozenset({DataType.AGGREGATES})
 DOCUMENT_FIELDS = ("format", "version", "statement", "signature", "bundle")
 BODY_FIELDS = ("enterprise_id", "period", "issued_at", "figures", "factors", "completeness", "bundle_sha256")
@@ -80,16 +83,31 @@ def tonnes(grams_e4: int) -> str:
     return f"{sign}{whole}.{fraction:010d}"
 
 
-def figures_of(bundle: ProofBundle) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, int]]]:
-    """(figures, factors as the leaves state them, per-device counts) recomputed from the aggregate leaves."""
-    energy_wh = expected = received = missing = 0
-    by_factor: dict[str, int] = {}
+def figures_of(
+    bundle: ProofBundle, until: int | None = None, factor_of: attribution.FactorOf | None = None
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, int]]]:
+    """(figures, factors as the leaves state them, per-device counts) recomputed from the aggregate leaves.
+
+    Energy and emissions are attributed to the time the energy was used (carbontrace_protocol/attribution.py:
+    runs split at the period's bounds, gaps substituted up to ``until``, the statement's issue time); the
+    reading counts are those of the aggregates received in the period (window start inside it), so adjacent
+    periods never count an aggregate twice."""
+    start = bundle.query.start if bundle.query.start is not None else 0
+    end = bundle.query.end if bundle.query.end is not None else MAX_TIME
+    expected = received = missing = aggregates = 0
     factors: dict[str, dict[str, Any]] = {}
     devices: dict[str, dict[str, int]] = {}
+    opened: list[tuple[str, dict[str, Any]]] = []
     for item in bundle.items:
         if item.kind != KIND_AGGREGATE:
             continue
         _, body = item_content(item)
+        opened.append((item.device_id, body))
+        factor = body.get("factor")
+        if isinstance(factor, dict) and isinstance(body.get("emissions_g"), dict):
+            factors.setdefault(str(factor["id"]), factor["kg_per_kwh"])
+        if not start <= int(body["window"][0]) < end:
+            continue  # received in another period: its energy here is attributed, its counts are not
         counts = devices.setdefault(item.device_id, {"expected": 0, "received": 0, "windows": 0})
         counts["expected"] += int(body["expected"])
         counts["received"] += int(body["received"])
@@ -97,24 +115,19 @@ def figures_of(bundle: ProofBundle) -> tuple[dict[str, Any], dict[str, dict[str,
         expected += int(body["expected"])
         received += int(body["received"])
         missing += int(body["missing"])
-        energy = body.get("energy")
-        if isinstance(energy, dict):
-            energy_wh += int(energy["delta_wh"])
-        factor, grams = body.get("factor"), body.get("emissions_g")
-        if isinstance(factor, dict) and isinstance(grams, dict):
-            factor_id = str(factor["id"])
-            by_factor[factor_id] = by_factor.get(factor_id, 0) + int(grams["m"])
-            factors.setdefault(factor_id, factor["kg_per_kwh"])
-    total = sum(by_factor.values())
+        aggregates += 1
+    attributed = attribution.attribute(opened, start, end, end if until is None else min(until, end), factor_of)
+    total = attributed.measured_g_e4 + attributed.substituted_g_e4
     figures = {
-        "energy_wh": energy_wh,
+        "energy_wh": attributed.measured_wh + attributed.substituted_wh,
         "emissions_g_e4": total,
         "emissions_t_co2": tonnes(total),
-        "emissions_g_e4_by_factor": dict(sorted(by_factor.items())),
+        "emissions_g_e4_by_factor": dict(sorted(attributed.by_factor.items())),
         "expected_readings": expected,
         "received_readings": received,
         "missing_by_seq": missing,
-        "aggregates": sum(1 for item in bundle.items if item.kind == KIND_AGGREGATE),
+        "aggregates": aggregates,
+        "attribution": attributed.figures(),
     }
     return figures, factors, devices
 
@@ -281,18 +294,24 @@ def _check_figures(body: dict[str, Any], bundle: ProofBundle, start: int, end: i
     step = "statement_figures"
     for item in bundle.items:
         try:
-            _, content = item_content(item)
-        except ProtocolError as err:
+            kind, content = item_content(item)
+            covered = leaf_time(kind, content)
+        except (ProtocolError, ValueError) as err:
             raise CheckFailed(step, f"an aggregate leaf does not decode: {err}") from err
-        window = content.get("window")
-        if not isinstance(window, list) or len(window) != 2 or window[0] < start or window[1] > end:
-            raise CheckFailed(step, f"aggregate window {window} is not inside the period [{start}, {end})")
-    figures, stated_factors, _ = figures_of(bundle)
+        if covered[1] <= start or covered[0] >= end:  # neither received nor used in the period
+            raise CheckFailed(step, f"aggregate of {covered} has nothing in the period [{start}, {end})")
+    issued_at = body["issued_at"]
+    if type(issued_at) is not int or issued_at < 0:
+        raise CheckFailed(step, "issued_at must be an unsigned JSON integer")
+    try:
+        figures, stated_factors, _ = figures_of(bundle, issued_at)
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckFailed(step, f"an aggregate's energy does not read: {err}") from err
     used = set(stated_factors)
     if RESTATEMENT_KEY in body:  # figures recomputed with newer factors: the restatement module's rule
         from carbontrace_protocol import restatement
 
-        figures, used = restatement.check_restated(body, bundle, figures)
+        figures, used = restatement.check_restated(body, bundle, figures, issued_at)
     if not strict_json.canonical(body["figures"]) == strict_json.canonical(figures):
         raise CheckFailed(step, f"figures differ from the leaves: recomputed {figures}")
     _check_factor_entries(body, stated_factors, used)

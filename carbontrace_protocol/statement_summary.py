@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from carbontrace_protocol import strict_json
+from carbontrace_protocol import attribution, strict_json
 from carbontrace_protocol.batch import header_hash, parse_header
 from carbontrace_protocol.cid import cid_for
 from carbontrace_protocol.errors import ProtocolError
@@ -91,7 +91,8 @@ def total_figures(page_figures: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The period's figures as the sums of its pages' (same fields as a statement's)."""
     sums = dict.fromkeys(SUMMED_FIGURES, 0)
     by_factor: dict[str, int] = {}
-    for figures in page_figures:
+    pages = list(page_figures)
+    for figures in pages:
         for name in SUMMED_FIGURES:
             sums[name] += int(figures[name])
         for factor_id, grams in dict(figures["emissions_g_e4_by_factor"]).items():
@@ -105,6 +106,7 @@ def total_figures(page_figures: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "received_readings": sums["received_readings"],
         "missing_by_seq": sums["missing_by_seq"],
         "aggregates": sums["aggregates"],
+        "attribution": attribution.sum_figures(f["attribution"] for f in pages),
     }
 
 

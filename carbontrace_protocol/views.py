@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from carbontrace_protocol import cbor, cose, disclosure
+from carbontrace_protocol import attribution, cbor, cose, disclosure
 from carbontrace_protocol.batch import LEAF_READING, parse_leaf
 from carbontrace_protocol.reading import Reading, decode_payload
 
@@ -163,7 +163,9 @@ def view(kind: str, content: dict[str, Any], types: frozenset[DataType]) -> dict
 
 
 def leaf_time(kind: str, content: dict[str, Any]) -> tuple[int, int]:
-    """[start, end) the leaf covers: a reading's instant (end = start + 1), an aggregate's window."""
+    """[start, end) the leaf covers: a reading's instant (end = start + 1); an aggregate's window, widened to
+    the measurement time of its energy when that is disclosed (energy buffered through an outage belongs
+    to the time it was used, before the window that received it: carbontrace_protocol/attribution.py)."""
     if kind == KIND_READING:
         timestamp = content.get("timestamp")
         if not isinstance(timestamp, int) or isinstance(timestamp, bool):
@@ -177,7 +179,10 @@ def leaf_time(kind: str, content: dict[str, Any]) -> tuple[int, int]:
         or not all(isinstance(w, int) and not isinstance(w, bool) for w in window)
     ):
         raise ValueError("aggregate window must be two integers")
-    return window[0], window[1]
+    span = attribution.measured_span(content.get("energy"))
+    if span is None:
+        return window[0], window[1]
+    return min(window[0], span[0]), max(window[1], span[1])
 
 
 def leaf_device(kind: str, content: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from carbontrace_protocol import batch as batchlib
 from carbontrace_protocol import cbor, cose
+from carbontrace_protocol.attribution import measured_span
 from carbontrace_protocol.batch_verify import (
     BatchRejected,
     VerifiedBatch,
@@ -197,9 +198,11 @@ class Ingestor:
                 )
             return wanted
 
-        def baseline(device_id: str) -> tuple[int, int] | None:
+        def baseline(device_id: str) -> tuple[int, int, int | None] | None:
             row = session.get(models.EnergyBaseline, (gateway_id, device_id))
-            return None if row is None else (int(row.seq), int(row.energy_wh))
+            if row is None:
+                return None
+            return int(row.seq), int(row.energy_wh), None if row.timestamp is None else int(row.timestamp)
 
         # Order before content: aggregates are relative to the batches before this one, so a batch after
         # a gap cannot be judged yet (409 lets the gateway send the missing one). Only an authentic header
@@ -355,6 +358,7 @@ def _insert_many(session: Session, model: type[models.Base], rows: list[dict[str
 def _aggregate_row(batch: batchlib.Batch, leaf_index: int, agg: dict[str, Any]) -> dict[str, Any]:
     energy = agg.get("energy")
     factor = agg.get("factor")
+    span = measured_span(energy) or (agg["window"][0], agg["window"][1])
     return {
         "batch_id": batch.id,
         "device_id": agg["device"],
@@ -366,20 +370,23 @@ def _aggregate_row(batch: batchlib.Batch, leaf_index: int, agg: dict[str, Any]) 
         "emissions_g_e4": _decimal_mantissa(agg.get("emissions_g")),
         "factor_id": factor["id"] if isinstance(factor, dict) else None,
         "leaf": batch.leaves[leaf_index],
+        "span_start": min(agg["window"][0], span[0]),
+        "span_end": max(agg["window"][1], span[1]),
     }
 
 
 def _move_energy_baselines(session: Session, gateway_id: str, readings: list[VerifiedReading]) -> None:
     """Each device's baseline moves to its highest-sequence reading with energy in this batch, counted or
     quarantined (the gateway's moves past both)."""
-    last: dict[str, tuple[int, int]] = {}
+    last: dict[str, tuple[int, int, int]] = {}
     for r in readings:
         energy = r.reading.energy_wh
-        if energy is not None and r.reading.seq > last.get(r.reading.device_id, (-1, 0))[0]:
-            last[r.reading.device_id] = (r.reading.seq, energy)
-    for device_id, (seq, energy) in last.items():
+        if energy is not None and r.reading.seq > last.get(r.reading.device_id, (-1, 0, 0))[0]:
+            last[r.reading.device_id] = (r.reading.seq, energy, r.timestamp)
+    for device_id, (seq, energy, measured_at) in last.items():
         row = session.get(models.EnergyBaseline, (gateway_id, device_id))
         if row is None:
-            session.add(models.EnergyBaseline(gateway_id=gateway_id, device_id=device_id, seq=seq, energy_wh=energy))
+            session.add(models.EnergyBaseline(gateway_id=gateway_id, device_id=device_id, seq=seq, energy_wh=energy,
+                                              timestamp=measured_at))
         elif seq > row.seq:
-            row.seq, row.energy_wh = seq, energy
+            row.seq, row.energy_wh, row.timestamp = seq, energy, measured_at

@@ -209,6 +209,9 @@ class EnergyBaseline(Base):
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     energy_wh: Mapped[int] = mapped_column(BigInteger)
+    # when that reading was measured (None for a baseline kept before attribution): the next aggregate's
+    # first energy run starts there (carbontrace_protocol/attribution.py)
+    timestamp: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Aggregate(Base):
@@ -216,6 +219,7 @@ class Aggregate(Base):
     __table_args__ = (
         Index("ix_aggregates_device_window", "device_id", "window_start"),
         Index("ix_aggregates_window", "window_start"),
+        Index("ix_aggregates_span", "span_start"),
     )
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -227,6 +231,10 @@ class Aggregate(Base):
     emissions_g_e4: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # grams × 1e4
     factor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     leaf: Mapped[bytes] = mapped_column(LargeBinary)
+    # the time the leaf covers (views.leaf_time): its window widened to its energy's measurement time, so a
+    # statement finds energy buffered through an outage in the period it was used
+    span_start: Mapped[int] = mapped_column(BigInteger)
+    span_end: Mapped[int] = mapped_column(BigInteger)
 
 
 class LogNode(Base):

@@ -1,9 +1,10 @@
 """Enterprise period statements: the figures of [start, end), signed, with everything that proves them.
 
 The document's format and every check a verifier runs on it are carbontrace_protocol/statement.py; this
-module only gathers the evidence: every aggregate leaf whose window lies inside the period, and for each of
-the enterprise's gateways the unbroken run of batches from the one open at the period's start to the first
-that reaches its end (so a dropped batch breaks the chain a verifier walks).
+module only gathers the evidence: every aggregate leaf received or used in the period (its window or its
+energy's measurement time overlaps it), and for each of the enterprise's gateways the unbroken run of batches
+from the one open at the period's start to the first that reaches its end, or to the last batch holding one of
+those aggregates (so a dropped batch breaks the chain a verifier walks).
 """
 
 from __future__ import annotations
@@ -63,19 +64,39 @@ def _enterprise_signers(session: Session, enterprise_id: str) -> tuple[list[str]
     return sorted(gateways), sorted(devices)
 
 
-def _chain_batches(session: Session, gateway_id: str, start: int, end: int) -> list[models.Batch]:
+def _chain_batches(
+    session: Session, gateway_id: str, start: int, end: int, last_needed: int | None = None
+) -> list[models.Batch]:
     """The gateway's batches from the last one that opened at or before ``start`` (or its first batch) to the
-    first one that reaches ``end`` (or its newest)."""
+    first one that reaches ``end`` (or its newest), or to ``last_needed`` if later: a batch received after
+    the period whose aggregates hold energy used in it (buffered through an outage)."""
     B = models.Batch
     of_gateway = B.gateway_id == gateway_id
     opener = session.execute(select(func.max(B.batch_seq)).where(of_gateway, B.window_start <= start)).scalar()
     closer = session.execute(select(func.min(B.batch_seq)).where(of_gateway, B.window_end >= end)).scalar()
+    if closer is not None and last_needed is not None:
+        closer = max(closer, last_needed)
     stmt = select(B).where(of_gateway)
     if opener is not None:
         stmt = stmt.where(B.batch_seq >= opener)
     if closer is not None:
         stmt = stmt.where(B.batch_seq <= closer)
     return list(session.scalars(stmt.order_by(B.batch_seq)))
+
+
+def _last_batches(session: Session, located: list[Any]) -> dict[str, int]:
+    """Per gateway, the highest batch_seq holding one of the statement's aggregates."""
+    batch_ids = sorted({item.batch_id for item in located})
+    out: dict[str, int] = {}
+    for chunk in range(0, len(batch_ids), 500):
+        rows = session.execute(
+            select(models.Batch.gateway_id, func.max(models.Batch.batch_seq))
+            .where(models.Batch.id.in_(batch_ids[chunk : chunk + 500]))
+            .group_by(models.Batch.gateway_id)
+        )
+        for gateway_id, seq in rows:
+            out[gateway_id] = max(out.get(gateway_id, seq), seq)
+    return out
 
 
 def statement(
@@ -95,9 +116,10 @@ def statement(
     reader = chain_reader(ledger, session)
     anchored = reader.checkpoint_count()
     A = models.Aggregate
+    # every aggregate received or used in the period (views.leaf_time, kept as span_start/span_end)
     rows = session.execute(
         aggregate_rows(query)
-        .where(and_(A.window_start >= start, A.window_end <= end))
+        .where(and_(A.span_end > start, A.span_start < end))
         .order_by(A.window_start, A.batch_id, A.leaf_index)
         .limit(MAX_STATEMENT_AGGREGATES + 1)
     )
@@ -111,18 +133,20 @@ def statement(
     for item in retrieve(ledger, session, located):
         builder.add(item)
     gateways, devices = _enterprise_signers(session, enterprise_id)
+    last_needed = _last_batches(session, located)
     for gateway_id in gateways:
-        for batch in _chain_batches(session, gateway_id, start, end):
+        for batch in _chain_batches(session, gateway_id, start, end, last_needed.get(gateway_id)):
             seq = first_checkpoint(session, batch.log_index, anchored)
             builder.add_batch(batch.id, batch.signed_header, batch.log_index, seq)
     kid = builder.add_cloud_key(public_key(ledger.signing_key))
     bundle = builder.bundle()
-    figures, factors, _ = fmt.figures_of(bundle)
+    issued_at = int(time.time())
+    figures, factors, _ = fmt.figures_of(bundle, issued_at)
     bundle_json = bundle.to_json()
     body: dict[str, Any] = {
         "enterprise_id": enterprise_id,
         "period": {"start": start, "end": end},
-        "issued_at": int(time.time()),
+        "issued_at": issued_at,
         "figures": figures,
         "factors": fmt.factor_entries(factors),
         "completeness": fmt.completeness_of(bundle, start, end, gateways, devices),
@@ -241,8 +265,8 @@ def restate(ledger: Ledger, enterprise_id: str, original: dict[str, Any]) -> tup
     CID, restated document). NothingToRestate when no factor has a newer publication valid today."""
     _check_ours(ledger, enterprise_id, original)
     bundle = ProofBundle.from_json(original["bundle"])
-    figures, _, _ = fmt.figures_of(bundle)
     issued_at = max(int(time.time()), int(original["statement"]["issued_at"]) + 1)
+    figures, _, _ = fmt.figures_of(bundle, issued_at)
     body = restatement.restated_body(original, bundle, figures, issued_at, fmt.factor_entries)
     signature = bytes(p256.sign(ledger.signing_key, strict_json.canonical(body)))
     document = {

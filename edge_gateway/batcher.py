@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from carbontrace_protocol.batch import Batch, aggregate_window, build_batch, parse_leaf, sign_batch
+from carbontrace_protocol.batch import (
+    AGGREGATE_ATTRIBUTED_VERSION,
+    Baseline,
+    Batch,
+    aggregate_window,
+    as_baseline,
+    build_batch,
+    measurement_time,
+    parse_leaf,
+    sign_batch,
+)
 from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from carbontrace_protocol.reading import Reading
 from edge_gateway.spool import OpenReading
@@ -17,16 +27,18 @@ from edge_gateway.spool import decode_signed_reading as decode_signed
 
 
 def next_baselines(
-    readings: Sequence[Reading], baselines: dict[str, tuple[int, int]]
-) -> dict[str, tuple[int, int]]:
-    """Per device, (seq, Wh) of the highest-sequence reading with energy seen so far, if it moved."""
-    moved: dict[str, tuple[int, int]] = {}
+    readings: Sequence[Reading], baselines: dict[str, Baseline], times: dict[str, dict[int, int]] | None = None
+) -> dict[str, Baseline]:
+    """Per device, (seq, Wh, measurement time) of the highest-sequence reading with energy seen so far, if it
+    moved. ``times``: per device, the re-derived time of each unsynced reading by sequence number."""
+    moved: dict[str, Baseline] = {}
     for reading in readings:
         if reading.energy_wh is None:
             continue
         current = moved.get(reading.device_id, baselines.get(reading.device_id))
         if current is None or reading.seq > current[0]:
-            moved[reading.device_id] = (reading.seq, reading.energy_wh)
+            at = measurement_time(reading, (times or {}).get(reading.device_id, {}))
+            moved[reading.device_id] = (reading.seq, reading.energy_wh, at)
     return moved
 
 
@@ -38,18 +50,22 @@ def make_batch(
     interval_s: int,
     factor: EmissionFactor,
     open_readings: Sequence[OpenReading],
-    baselines: dict[str, tuple[int, int]],
+    baselines: dict[str, Baseline],
     batch_seq: int,
     prev_hash: bytes,
     created: int,
-) -> tuple[Batch, dict[str, tuple[int, int]]]:
+) -> tuple[Batch, dict[str, Baseline]]:
     ordered = sorted(open_readings, key=lambda r: (r.device_id, r.seq))
     decoded = [decode_signed(r.signed) for r in ordered]
     by_device: dict[str, list[Reading]] = {}
-    for reading in decoded:
+    times: dict[str, dict[int, int]] = {}
+    for open_reading, reading in zip(ordered, decoded, strict=True):
         by_device.setdefault(reading.device_id, []).append(reading)
+        if open_reading.retimed is not None:
+            times.setdefault(reading.device_id, {})[reading.seq] = open_reading.retimed[0]
     aggregates = [
-        aggregate_window(device, window[0], window[1], interval_s, by_device[device], factor, baselines.get(device))
+        aggregate_window(device, window[0], window[1], interval_s, by_device[device], factor, baselines.get(device),
+                         times.get(device))
         for device in sorted(by_device)
     ]
     retimed = {index: r.retimed for index, r in enumerate(ordered) if r.retimed is not None}
@@ -57,7 +73,7 @@ def make_batch(
         gateway_key, gateway_id, site_id, batch_seq, window, [r.signed for r in ordered], aggregates, prev_hash,
         created, retimed=retimed,
     )
-    return batch, next_baselines(decoded, baselines)
+    return batch, next_baselines(decoded, baselines, times)
 
 
 def renumber(gateway_key: int, batch: Batch, batch_seq: int, prev_hash: bytes) -> Batch:
@@ -81,24 +97,26 @@ def renumber(gateway_key: int, batch: Batch, batch_seq: int, prev_hash: bytes) -
 
 def rebase_after_skip(
     gateway_key: int, skipped: Batch, later: Sequence[Batch]
-) -> tuple[list[Batch], dict[str, tuple[int, int] | None]]:
+) -> tuple[list[Batch], dict[str, Baseline | None]]:
     """The batches after a skipped (dead-lettered) one, moved onto its number and predecessor, re-signed, with
     every energy aggregate of a device in the skipped batch recomputed on the baseline the cloud has: the one
     the skipped batch started from (its aggregates say which). Also those devices' baselines after them
     (None: none). Without this the next batch counts energy from readings the cloud never received, and the
     cloud refuses it (aggregate_mismatch)."""
-    baselines: dict[str, tuple[int, int] | None] = {}
+    baselines: dict[str, Baseline | None] = {}
     for _, aggregate in skipped.aggregates():
         energy = aggregate.get("energy")
         if isinstance(energy, dict):
-            base = energy.get("baseline")
-            baselines[aggregate["device"]] = (int(base[0]), int(base[1])) if base else None
+            baselines[aggregate["device"]] = as_baseline(energy.get("baseline"))
     seq, prev = int(skipped.header["batch_seq"]), bytes(skipped.header["prev"])
     rebuilt: list[Batch] = []
     for batch in later:
         count = batch.header["readings"]
         signed = [parse_leaf(leaf)[1] for leaf in batch.leaves[:count]]
         decoded = [decode_signed(s) for s in signed]
+        times: dict[str, dict[int, int]] = {}
+        for index, (at, _) in batch.retimed.items():
+            times.setdefault(decoded[index].device_id, {})[decoded[index].seq] = at
         aggregates = []
         for _, aggregate in batch.aggregates():
             device = aggregate["device"]
@@ -107,10 +125,12 @@ def rebase_after_skip(
                 window = aggregate["window"]
                 factor = get_factor(aggregate["factor"]["id"])
                 aggregate = aggregate_window(device, window[0], window[1], aggregate["interval_s"], mine, factor,
-                                             baselines[device])
+                                             baselines[device], times.get(device),
+                                             attributed=aggregate["v"] == AGGREGATE_ATTRIBUTED_VERSION)
             aggregates.append(aggregate)
         for device, base in list(baselines.items()):
-            moved = next_baselines([r for r in decoded if r.device_id == device], {device: base} if base else {})
+            moved = next_baselines([r for r in decoded if r.device_id == device], {device: base} if base else {},
+                                   times)
             if device in moved:
                 baselines[device] = moved[device]
         header = batch.header

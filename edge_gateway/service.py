@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from carbontrace_host.logs import fields
+from carbontrace_protocol.batch import Baseline
 from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from edge_gateway.batcher import make_batch
 from edge_gateway.cloud_client import CloudClient, CloudRefused, CloudUnavailable
@@ -132,7 +133,7 @@ class Gateway:
             if not window_due(start, s.window_s, now):
                 break
 
-            def build(start: int, readings: list[OpenReading], baselines: dict[str, tuple[int, int]],
+            def build(start: int, readings: list[OpenReading], baselines: dict[str, Baseline],
                       batch_seq: int, prev: bytes) -> Any:
                 return make_batch(self.gateway_key, s.gateway_id, s.site_id, (start, start + s.window_s),
                                   s.interval_s, factor, readings, baselines, batch_seq, prev, int(time.time()))

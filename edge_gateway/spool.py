@@ -26,7 +26,7 @@ from typing import Any
 
 from carbontrace_host.secret_files import private_database
 from carbontrace_protocol import cose
-from carbontrace_protocol.batch import ZERO_HASH, Batch, decode_batch
+from carbontrace_protocol.batch import ZERO_HASH, Baseline, Batch, decode_batch
 from carbontrace_protocol.reading import Reading, decode_payload
 from carbontrace_protocol.retime import TIMEOUT, RetimeRejected, is_reference, retimed_timestamp
 from edge_gateway.classify import DeviceEntry, Rejected, Verified
@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS batches (
     batch_seq INTEGER PRIMARY KEY, batch_id TEXT NOT NULL, window_start INTEGER NOT NULL,
     window_end INTEGER NOT NULL, blob BLOB, hash BLOB NOT NULL, created INTEGER NOT NULL,
     readings INTEGER NOT NULL, acked_at INTEGER, receipt TEXT);
-CREATE TABLE IF NOT EXISTS baselines (device_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, energy_wh INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS baselines (
+    device_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, energy_wh INTEGER NOT NULL, timestamp INTEGER);
 CREATE TABLE IF NOT EXISTS dead_letters (
     dead_id INTEGER PRIMARY KEY AUTOINCREMENT, batch_seq INTEGER NOT NULL, batch_id TEXT NOT NULL,
     window_start INTEGER NOT NULL, window_end INTEGER NOT NULL, blob BLOB, hash BLOB NOT NULL,
@@ -126,10 +127,10 @@ def decode_signed_reading(signed: bytes) -> Reading:
 
 
 # rebase(skipped batch, the unacknowledged batches after it) -> (them rebuilt, the moved devices' baselines)
-Rebase = Callable[[Batch, list[Batch]], tuple[list[Batch], dict[str, "tuple[int, int] | None"]]]
+Rebase = Callable[[Batch, list[Batch]], tuple[list[Batch], dict[str, "Baseline | None"]]]
 # build(window_start, open readings, baselines, batch_seq, prev_hash) -> (batch, moved baselines)
 BatchBuilder = Callable[
-    [int, list[OpenReading], dict[str, tuple[int, int]], int, bytes], "tuple[Batch, dict[str, tuple[int, int]]]"
+    [int, list[OpenReading], dict[str, Baseline], int, bytes], "tuple[Batch, dict[str, Baseline]]"
 ]
 
 
@@ -158,6 +159,9 @@ class Spool:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self.db.execute(statement)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(baselines)")}
+            if "timestamp" not in columns:  # a spool from before attribution: its baselines have no time
+                self.db.execute("ALTER TABLE baselines ADD COLUMN timestamp INTEGER")
         if max_page_count is not None:
             # A hard ceiling on the file: SQLite then fails writes with SQLITE_FULL exactly like a full disk.
             self.db.execute(f"PRAGMA max_page_count={int(max_page_count)}")
@@ -482,11 +486,12 @@ class Spool:
             readings = [OpenReading(r[0], int(r[1]), bytes(r[2]), None if r[3] is None else (int(r[3]), bytes(r[4])))
                         for r in rows]
             devices = sorted({r.device_id for r in readings})
-            baselines: dict[str, tuple[int, int]] = {}
+            baselines: dict[str, Baseline] = {}
             for device in devices:
-                b = self.db.execute("SELECT seq, energy_wh FROM baselines WHERE device_id=?", (device,)).fetchone()
+                b = self.db.execute("SELECT seq, energy_wh, timestamp FROM baselines WHERE device_id=?",
+                                    (device,)).fetchone()
                 if b:
-                    baselines[device] = (int(b[0]), int(b[1]))
+                    baselines[device] = (int(b[0]), int(b[1]), None if b[2] is None else int(b[2]))
             batch_seq = int(self._meta("next_batch_seq", "0") or 0)
             prev = bytes.fromhex(self._meta("prev_hash", ZERO_HASH.hex()) or ZERO_HASH.hex())
             batch, new_baselines = build(start, readings, baselines, batch_seq, prev)
@@ -498,12 +503,8 @@ class Spool:
             )
             self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq IS NULL AND window_start=?",
                             (batch_seq, start))
-            for device, (seq, wh) in new_baselines.items():
-                self.db.execute(
-                    "INSERT INTO baselines(device_id, seq, energy_wh) VALUES (?, ?, ?) ON CONFLICT(device_id) "
-                    "DO UPDATE SET seq=excluded.seq, energy_wh=excluded.energy_wh",
-                    (device, seq, wh),
-                )
+            for device, base in new_baselines.items():
+                self._set_baseline(device, base)
             self._set_meta("next_batch_seq", str(batch_seq + 1))
             self._set_meta("prev_hash", batch.hash.hex())
             self._add_held(len(batch.encode()))
@@ -635,9 +636,13 @@ class Spool:
             if base is None:
                 self.db.execute("DELETE FROM baselines WHERE device_id=?", (device,))
             else:
-                self.db.execute(
-                    "INSERT INTO baselines(device_id, seq, energy_wh) VALUES (?, ?, ?) ON CONFLICT(device_id) "
-                    "DO UPDATE SET seq=excluded.seq, energy_wh=excluded.energy_wh", (device, base[0], base[1]))
+                self._set_baseline(device, base)
+
+    def _set_baseline(self, device: str, base: Baseline) -> None:
+        self.db.execute(
+            "INSERT INTO baselines(device_id, seq, energy_wh, timestamp) VALUES (?, ?, ?, ?) ON CONFLICT(device_id) "
+            "DO UPDATE SET seq=excluded.seq, energy_wh=excluded.energy_wh, timestamp=excluded.timestamp",
+            (device, base[0], base[1], base[2]))
 
     def dead_letters(self) -> list[dict[str, Any]]:
         rows = self.db.execute(

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from carbontrace.servers import Tenant
 from carbontrace_protocol import merkle
-from carbontrace_protocol.batch import Batch
+from carbontrace_protocol.batch import Baseline, Batch
 from carbontrace_protocol.emission_factors import get_factor
 from carbontrace_protocol.measures import FIELD_BITS
 from cloud import models
@@ -51,7 +51,7 @@ def _batches(tenant: Tenant, stamps: list[int], per_batch: int, out: queue.Queue
     gateway_key = load_private_key(tenant.gateway_key_file)
     factor = get_factor()
     chunk = max(1, per_batch // len(tenant.devices))
-    baselines: dict[str, tuple[int, int]] = {}
+    baselines: dict[str, Baseline] = {}
     prev, batch_seq = ZERO_HASH, 0
     for first in range(0, len(stamps), chunk):
         seqs = range(first, min(first + chunk, len(stamps)))

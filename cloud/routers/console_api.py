@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from carbontrace_protocol.attribution import emissions_figure
 from carbontrace_protocol.emission_factors import get_factor
 from cloud import access_scope, models
 from cloud.access_scope import Surface, roles_for
@@ -376,11 +377,23 @@ def console_sites(
 # ---- emissions over time --------------------------------------------------------------------------------
 
 
+class EmissionsFigure(BaseModel):
+    """Emissions as a statement reports them (carbontrace_protocol/attribution.emissions_figure): exact
+    tonnes as text, their unit, gas and accounting method, and the integer grams x 1e-4 underneath."""
+
+    t_co2: str
+    unit: str
+    gas: str
+    method: str
+    g_e4: int
+
+
 class EmissionPoint(BaseModel):
     enterprise_id: str
     site_id: str
     window: list[int]
     emissions_g_e4: int  # grams CO2 x 1e-4, summed over the site's devices in that window
+    emissions: EmissionsFigure  # the same, in tCO2 with its method, as the console shows it
     delta_wh: int
     factor_id: str | None
     devices: int
@@ -389,6 +402,7 @@ class EmissionPoint(BaseModel):
 class EmissionSeries(BaseModel):
     factors: dict[str, FactorView]
     points: list[EmissionPoint]
+    total: EmissionsFigure  # over the points listed
     truncated: bool
 
 
@@ -439,6 +453,7 @@ def console_emissions(
             site_id=site,
             window=[int(ws), int(we)],
             emissions_g_e4=int(grams or 0),
+            emissions=EmissionsFigure(**emissions_figure(int(grams or 0))),
             delta_wh=int(wh or 0),
             factor_id=factor,
             devices=int(n),
@@ -446,7 +461,8 @@ def console_emissions(
         for ent, site, ws, we, factor, grams, wh, n in rows[:MAX_WINDOWS]
     ]
     factors = {p.factor_id: factor_view(p.factor_id) for p in points if p.factor_id is not None}
-    return EmissionSeries(factors=factors, points=points, truncated=len(rows) > MAX_WINDOWS)
+    total = EmissionsFigure(**emissions_figure(sum(p.emissions_g_e4 for p in points)))
+    return EmissionSeries(factors=factors, points=points, total=total, truncated=len(rows) > MAX_WINDOWS)
 
 
 # ---- batches and the live pulse -------------------------------------------------------------------------

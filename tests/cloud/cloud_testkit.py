@@ -104,7 +104,7 @@ class GatewayKit:
     factor_id: str
     batch_seq: int = 0
     prev: bytes = ZERO_HASH
-    baselines: dict[str, tuple[int, int]] = field(default_factory=dict)
+    baselines: dict[str, tuple[int, int, int | None]] = field(default_factory=dict)  # seq, Wh, measured at
     window_start: int = 1_700_000_000
 
     def build(
@@ -169,7 +169,7 @@ class GatewayKit:
             if reading.energy_wh is not None:
                 old = self.baselines.get(reading.device_id)
                 if old is None or reading.seq > old[0]:
-                    self.baselines[reading.device_id] = (reading.seq, reading.energy_wh)
+                    self.baselines[reading.device_id] = (reading.seq, reading.energy_wh, reading.timestamp)
 
 
 def upload(client: TestClient, gateway: GatewayKit, batch: Batch, key: str | None = None) -> Any:

@@ -70,9 +70,9 @@ def test_baseline_carries_energy_across_batches(client: TestClient) -> None:
     derives the same baseline, and a batch using no baseline (double counting) is refused."""
     tenant = register_tenant(client, "Delta", devices=1)
     gw = tenant.gateway
-    batch, readings = gw.build(per_device=2)
+    batch, first = gw.build(per_device=2)
     assert upload(client, gw, batch).status_code == 201
-    gw.accepted(batch, readings)
+    gw.accepted(batch, first)
     saved_baselines = dict(gw.baselines)
     gw.baselines.clear()  # a gateway that forgot the baseline counts from its first reading only
     device_seq, energy = gw.devices[0].next_seq, gw.devices[0].energy_wh
@@ -81,11 +81,15 @@ def test_baseline_carries_energy_across_batches(client: TestClient) -> None:
     assert r.status_code == 422 and r.json()["error"] == "aggregate_mismatch", r.text
     gw.devices[0].next_seq, gw.devices[0].energy_wh = device_seq, energy
     gw.baselines = saved_baselines
-    right, readings = gw.build(per_device=2)
+    right, _ = gw.build(per_device=2)
     r = upload(client, gw, right)
     assert r.status_code == 201, r.text
     aggregate = right.aggregates()[-1][1]
-    assert aggregate["energy"]["delta_wh"] == 14 and aggregate["energy"]["baseline"] == [2, 1014]
+    # format 3: the baseline is the first batch's last reading with its measurement time (seq, Wh, time)
+    last = max(first, key=lambda reading: reading.seq)
+    assert (last.seq, last.energy_wh) == (2, 1014)
+    assert aggregate["energy"]["delta_wh"] == 14
+    assert aggregate["energy"]["baseline"] == [last.seq, last.energy_wh, last.timestamp]
 
 
 def test_out_of_order_is_409_with_expected_seq(client: TestClient) -> None:

@@ -56,7 +56,8 @@ def test_backup_older_than_chain_is_a_named_halt(tmp_path: Path, cloud_hardhat_n
         state = client.get(f"/api/v1/gateways/{gw.gateway_id}/state", headers=auth(gw.api_key)).json()
         gw.batch_seq, gw.prev = state["last_batch_seq"] + 1, bytes.fromhex(state["last_batch_hash"])
         with _ledger(client).read_session_factory() as session:
-            gw.baselines = {b.device_id: (b.seq, b.energy_wh) for b in session.scalars(select(EnergyBaseline))}
+            gw.baselines = {b.device_id: (b.seq, b.energy_wh, b.timestamp)
+                           for b in session.scalars(select(EnergyBaseline))}
         batch, readings = gw.build()
         assert upload(client, gw, batch).status_code == 201
         report = _ledger(client).anchorer.tick(force_checkpoint=True)

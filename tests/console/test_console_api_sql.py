@@ -75,6 +75,14 @@ def test_sites_emissions_batches_and_pulse_agree_with_what_was_uploaded(api: Tes
             start = aggregate["window"][0]
             expected[start] = expected.get(start, 0) + grams["m"] * 10 ** (grams["e"] + 4)
     assert {p["window"][0]: p["emissions_g_e4"] for p in series["points"]} == expected
+    # shown as a statement reports it: exact tCO2 (1 t = 1e10 g x 1e-4), location-based
+    for point in series["points"]:
+        g_e4 = expected[point["window"][0]]
+        assert point["emissions"] == {"t_co2": f"{g_e4 // 10**10}.{g_e4 % 10**10:010d}", "unit": "tCO2", "gas": "CO2",
+                                      "method": "location-based", "g_e4": g_e4}
+    total = sum(expected.values())
+    assert series["total"]["t_co2"] == f"{total // 10**10}.{total % 10**10:010d}" and total > 0
+    assert series["total"]["method"] == "location-based"
     assert set(series["factors"]) == {gw.factor_id} and series["factors"][gw.factor_id]["source"]
 
     batches = api.get("/api/v1/console/batches", headers=key).json()

@@ -120,7 +120,10 @@ def test_emissions_chart_and_factor_with_its_source(page: Page, cloud: ConsoleCl
     total = sum(g or 0 for _, g in rows)
     login(page, cloud, acme.enterprise_key, "#/emissions")
     expect(page.locator("svg.chart circle.point")).to_have_count(len(windows))
-    expect(page.locator("#emissions-total")).to_have_text(f"{total // 10000}.{total % 10000:04d} g")
+    # tCO2 as the statement reports it (1 t = 1e10 g x 1e-4), with its method
+    tonnes = f"{total // 10**10}.{total % 10**10:010d}"
+    expect(page.locator("#emissions-total")).to_have_text(f"{tonnes} tCO2 (location-based)")
+    expect(page.locator("svg.chart circle.point title").first).to_contain_text("tCO2 (location-based)")
     factor = page.locator(f"tr[data-factor={acme.gateway.factor_id}]")
     expect(factor).to_be_visible()
     assert len(factor.locator("td").last.inner_text()) > 10  # the factor's published source is named

@@ -40,7 +40,7 @@ class StubState:
     timestamps: dict[tuple[str, int], int] = field(default_factory=dict)  # as verify_batch derived them
     duplicate_readings: int = 0
     aggregates: list[dict[str, Any]] = field(default_factory=list)
-    baselines: dict[str, tuple[int, int]] = field(default_factory=dict)
+    baselines: dict[str, tuple[int, int, int | None]] = field(default_factory=dict)  # seq, Wh, measured at
     rejected: list[dict[str, Any]] = field(default_factory=list)
     conflicts: int = 0
     upload_requests: int = 0
@@ -172,7 +172,8 @@ class CloudStub:
             if item.reading.energy_wh is not None:
                 base = s.baselines.get(key[0])
                 if base is None or item.reading.seq > base[0]:
-                    s.baselines[key[0]] = (item.reading.seq, item.reading.energy_wh)
+                    # with its measurement time as verify_batch derived it, as cloud/ingest.py keeps it
+                    s.baselines[key[0]] = (item.reading.seq, item.reading.energy_wh, item.timestamp)
         s.aggregates.extend(body for _, body in verified.aggregates)
         receipt = {
             "batch_id": batch.id,

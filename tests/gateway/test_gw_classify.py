@@ -219,8 +219,8 @@ def test_made_batches_verify_and_carry_energy_baselines_across_batches() -> None
     gw_public = public_key_of(gw_key)
     factor = get_factor()
     keys = {"dev-a": A.public, "dev-b": B.public}
-    cloud_baselines: dict[str, tuple[int, int]] = {}
-    baselines: dict[str, tuple[int, int]] = {}
+    cloud_baselines: dict[str, tuple[int, int, int | None]] = {}
+    baselines: dict[str, tuple[int, int, int | None]] = {}
     prev = ZERO_HASH
     for batch_seq, seqs in enumerate([range(0, 4), range(4, 9)]):
         opened = [OpenReading(d.device_id, s, d.signed(s, timestamp=NOW)) for d in (A, B) for s in reversed(seqs)]
@@ -234,7 +234,8 @@ def test_made_batches_verify_and_carry_energy_baselines_across_batches() -> None
         baselines.update(moved)
         cloud_baselines.update(moved)
         prev = batch.hash
-    assert baselines == {"dev-a": (8, 1040), "dev-b": (8, 1040)}
+    # the baseline keeps its measurement time: the next batch's first energy run starts there
+    assert baselines == {"dev-a": (8, 1040, NOW), "dev-b": (8, 1040, NOW)}
     # a renumbered batch is the same content under a new number, and it verifies
     again = renumber(gw_key, decode_batch(batch.encode()), 7, ZERO_HASH)
     assert again.id == "gw-1/7" and again.leaves == batch.leaves and again.header["prev"] == ZERO_HASH
@@ -245,8 +246,9 @@ def test_made_batches_verify_and_carry_energy_baselines_across_batches() -> None
 def test_next_baselines_only_moves_forward() -> None:
     readings = [A.reading(3), A.reading(2), B.reading(1)]
     readings[2].energy_wh = None
-    assert next_baselines(readings, {"dev-a": (1, 900)}) == {"dev-a": (3, 1015)}
-    assert next_baselines(readings, {"dev-a": (9, 900)}) == {}
+    moved = next_baselines(readings, {"dev-a": (1, 900, None)})
+    assert moved == {"dev-a": (3, 1015, readings[0].timestamp)}  # with the measurement time of seq 3
+    assert next_baselines(readings, {"dev-a": (9, 900, None)}) == {}
 
 
 def test_random_device_ids_do_not_grow_labels() -> None:

@@ -222,4 +222,5 @@ def test_skip_moves_a_halted_batch_to_the_dead_letters_and_the_running_gateway_r
     assert not {("dev-a", s) for s in range(3, 6)} & set(stub.state.readings)  # in the dead letter only
     # dev-a's energy after the skip is counted from the last reading the cloud has (seq 2), not the skipped 5.
     last = [agg for agg in stub.state.aggregates if agg["device"] == "dev-a"][-1]
-    assert last["energy"]["baseline"] == [2, 1010], last["energy"]
+    # format 3: the baseline carries that reading's measurement time, as the cloud (here the stub) derived it
+    assert last["energy"]["baseline"] == [2, 1010, stub.state.timestamps[("dev-a", 2)]], last["energy"]

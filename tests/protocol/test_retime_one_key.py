@@ -27,7 +27,9 @@ def _batch(unsynced_key: int, reference_key: int):  # type: ignore[no-untyped-de
                        energy_wh=1007)
     synced = Reading(DEVICE, 2, START + 50, "0.4.0", co2_ppm=611, boot=2, up=60, energy_wh=1014)
     signed = [sign_reading(unsynced, unsynced_key), sign_reading(synced, reference_key)]
-    aggregate = aggregate_window(DEVICE, START, START + 60, 10, [unsynced, synced], get_factor(), None)
+    # the aggregate's energy runs use the unsynced reading's re-derived time, as the batch's retime states it
+    aggregate = aggregate_window(DEVICE, START, START + 60, 10, [unsynced, synced], get_factor(), None,
+                                 times={1: START})
     return build_batch(GATEWAY_KEY, "gw-r", "site-r", 0, (START, START + 60), signed, [aggregate], b"\x00" * 32,
                        START + 61, retimed={0: (START, signed[1])})
 

@@ -741,9 +741,12 @@ def summary_cases(w: Writer, tmp: Path) -> None:
         summary, pages = fresh()
         page = copy.deepcopy(pages[summary["summary"]["pages"][0]["cid"]])
         bundle = page["bundle"]
-        last = max(bundle["batches"], key=lambda b: b["log_index"])["batch_id"]
-        bundle["batches"] = [b for b in bundle["batches"] if b["batch_id"] != last]
-        bundle["items"] = [i for i in bundle["items"] if i["batch_id"] != last]
+        # the batches reaching the page's end: the one whose window ends there and the one past it, whose
+        # energy was partly used in the page's hour (attribution by measurement time)
+        end = page["statement"]["period"]["end"]
+        reaching = {b["batch_id"] for b in bundle["batches"] if paged._window_of(b)[1] >= end}
+        bundle["batches"] = [b for b in bundle["batches"] if b["batch_id"] not in reaching]
+        bundle["items"] = [i for i in bundle["items"] if i["batch_id"] not in reaching]
         paged._prune(bundle)
         body = page["statement"]
         listed = body["completeness"]
@@ -758,7 +761,7 @@ def summary_cases(w: Writer, tmp: Path) -> None:
         paged._replace_page(summary, pages, 0, page)
         w.case(
             "summary-chain-broken-between-pages",
-            "summary-valid with the first page's last batch dropped (that "
+            "summary-valid with the first page's batches that reach its end dropped (that "
             "page alone is a valid, open statement), everything re-signed. Fails at summary_completeness.",
             paged._resign_summary(client, summary),
             chain,

@@ -75,6 +75,10 @@ def test_restatement_recomputes_the_same_activity_with_the_new_factor(issued: An
     assert first["figures"]["emissions_g_e4"] == energy * old.kg_per_kwh_e4
     assert body["figures"]["emissions_g_e4"] == energy * new.kg_per_kwh_e4
     assert body["figures"]["emissions_g_e4_by_factor"] == {new.id: energy * new.kg_per_kwh_e4}
+    # the same attribution (measured and substituted energy), its emissions under the new factor
+    before, after = first["figures"]["attribution"], body["figures"]["attribution"]
+    assert after["energy_wh"] == before["energy_wh"] and after["shares"] == before["shares"]
+    assert after["emissions"]["total"]["g_e4"] == energy * new.kg_per_kwh_e4
     assert body["factors"] == factor_entries([old.id, new.id])
     assert body["factors"][1]["source"]["title"].startswith("关于发布2023年电力二氧化碳排放因子的公告")
     for document in (original, restated):  # both verify, each on its own

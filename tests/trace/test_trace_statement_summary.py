@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from carbontrace_protocol import p256, strict_json
+from carbontrace_protocol.batch import parse_header
 from carbontrace_protocol.cid import cid_for
 from carbontrace_protocol.proof_bundle import ProofBundle
 from carbontrace_protocol.proof_verify import EXIT_INCOMPLETE, STEP_EXIT
@@ -96,6 +97,12 @@ def _resign_summary(client: TestClient, summary: dict[str, Any]) -> dict[str, An
     key = ledger_of(client).signing_key
     summary["signature"]["value"] = bytes(p256.sign(key, strict_json.canonical(summary["summary"]))).hex()
     return summary
+
+
+def _window_of(batch: dict[str, Any]) -> list[int]:
+    """A bundle batch's window, from its signed header."""
+    _, header = parse_header(bytes.fromhex(batch["signed_header"]))
+    return list(header["window"])
 
 
 def _replace_page(
@@ -206,14 +213,18 @@ def test_a_gap_between_pages_fails(paged: Any) -> None:
 def test_a_chain_broken_between_pages_fails(paged: Any) -> None:
     client, ours, _ = paged
     summary, pages = _summary(client, ours)
-    # page 2 without its last batch (the one that reaches the hour's end): on its own a valid statement whose
-    # chain is open; the next page's chain starts at the batch after the dropped one
+    # page 2 without the batches that reach the hour's end: the one whose window ends there, and the one past
+    # it that the page holds because part of its energy was used in the hour (attribution by measurement
+    # time). On its own a valid statement whose chain is open; the next page's chain starts at a batch
+    # neither the page holds nor follows
     index = 2
     page = copy.deepcopy(pages[summary["summary"]["pages"][index]["cid"]])
     bundle = page["bundle"]
-    last = max(bundle["batches"], key=lambda b: b["log_index"])["batch_id"]
-    bundle["batches"] = [b for b in bundle["batches"] if b["batch_id"] != last]
-    bundle["items"] = [i for i in bundle["items"] if i["batch_id"] != last]
+    end = page["statement"]["period"]["end"]
+    reaching = {b["batch_id"] for b in bundle["batches"] if _window_of(b)[1] >= end}
+    assert len(reaching) == 2, reaching
+    bundle["batches"] = [b for b in bundle["batches"] if b["batch_id"] not in reaching]
+    bundle["items"] = [i for i in bundle["items"] if i["batch_id"] not in reaching]
     _prune(bundle)
     body = page["statement"]
     listed = body["completeness"]

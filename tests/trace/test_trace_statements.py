@@ -80,10 +80,20 @@ def test_a_statement_proves_its_figures_and_its_completeness(two_tenants: Any) -
     document = _statement(client, ours, *_period(ours))
     body = document["statement"]
     aggregates = [a for b in ours.batches for a in _aggregates(b)]
-    assert body["figures"]["energy_wh"] == sum(a["energy"]["delta_wh"] for a in aggregates) > 0
+    # the leaves' energy is the measured part; the period's last 600 s have no data, so they are substituted
+    attributed = body["figures"]["attribution"]
+    assert attributed["energy_wh"]["measured"] == sum(a["energy"]["delta_wh"] for a in aggregates) > 0
+    assert attributed["energy_wh"]["substituted"] > 0 and attributed["gap_s"] > 0
+    assert body["figures"]["energy_wh"] == attributed["energy_wh"]["measured"] + attributed["energy_wh"]["substituted"]
     grams_e4 = sum(a["emissions_g"].value[1] for a in aggregates)
-    assert body["figures"]["emissions_g_e4"] == grams_e4 > 0
-    assert Decimal(body["figures"]["emissions_t_co2"]) == Decimal(grams_e4) / 10**10  # tonnes, exact
+    assert attributed["emissions"]["measured"]["g_e4"] == grams_e4 > 0
+    total_e4 = body["figures"]["emissions_g_e4"]
+    assert total_e4 == grams_e4 + attributed["emissions"]["substituted"]["g_e4"]
+    assert Decimal(body["figures"]["emissions_t_co2"]) == Decimal(total_e4) / 10**10  # tonnes, exact
+    # an auditor's unit: tCO2 (CO2-only grid factors, no GWP), with the Scope 2 method
+    assert attributed["emissions"]["total"]["unit"] == "tCO2" and attributed["emissions"]["total"]["gas"] == "CO2"
+    assert attributed["emissions"]["total"]["method"] == "location-based"
+    assert Decimal(attributed["emissions"]["total"]["t_co2"]) == Decimal(total_e4) / 10**10
     # each factor names its region, reporting year and official source (publisher, title, date)
     assert all(
         f["region"]["code"] and f["region"]["name"] and f["reporting_year"] and f["source"]["publisher"]
@@ -206,3 +216,39 @@ def test_the_statement_key_is_named_by_fingerprint(two_tenants: Any) -> None:
 
 def _aggregates(batch):  # type: ignore[no-untyped-def]
     return [aggregate for _, aggregate in batch.aggregates()]
+
+
+def test_a_statement_that_hides_substitution_or_moves_energy_does_not_verify(two_tenants: Any) -> None:
+    client, ours, _ = two_tenants
+    key = ledger_of(client).signing_key
+    start, end = _period(ours)
+    document = _statement(client, ours, start, end)
+    attributed = document["statement"]["figures"]["attribution"]
+    assert attributed["energy_wh"]["substituted"] > 0  # the period's last 600 s have no data
+    # an insider with the cloud key reports the substituted energy as measured, the totals unchanged
+    hidden = copy.deepcopy(document)
+    forged = hidden["statement"]["figures"]["attribution"]
+    forged["energy_wh"]["measured"] += forged["energy_wh"]["substituted"]
+    forged["energy_wh"]["substituted"] = 0
+    forged["shares"] = {"measured": "1.0000", "interpolated": forged["shares"]["interpolated"],
+                        "substituted": "0.0000"}
+    hidden = _resign(hidden, key, recompute=False)
+    report = verify_statement(hidden, reader_of(client), trust_of(client))
+    assert (report.status, report.failed_step) == ("invalid", "statement_figures"), report.as_json()
+    # a period that ends inside the data: its energy is split at the boundary; claiming the whole of the
+    # energy of the aggregates in its bundle (the arrival-time rule) is moving energy across the boundary
+    mid = ours.batches[1].header["window"][0] + 30
+    half = _statement(client, ours, start, mid)
+    leaves = ProofBundle.from_json(half["bundle"])
+    whole, _, _ = figures_of(leaves, half["statement"]["issued_at"])
+    moved = copy.deepcopy(half)
+    figures = moved["statement"]["figures"]
+    extra = 7  # one reading's energy of the next period claimed here
+    figures["energy_wh"] += extra
+    figures["attribution"]["energy_wh"]["total"] += extra
+    figures["attribution"]["energy_wh"]["measured"] += extra
+    moved = _resign(moved, key, recompute=False)
+    assert whole == half["statement"]["figures"]  # the honest statement is what the verifier recomputes
+    report = verify_statement(moved, reader_of(client), trust_of(client))
+    assert (report.status, report.failed_step) == ("invalid", "statement_figures"), report.as_json()
+    assert verify_statement(half, reader_of(client), trust_of(client)).status == "valid"

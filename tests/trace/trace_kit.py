@@ -73,7 +73,8 @@ def upload_retimed_batch(client: TestClient, traced: Traced, boot: int = 2) -> R
     device.energy_wh += 14
     signed = [sign_reading(unsynced, device.private), sign_reading(reference, device.private)]
     aggregate = aggregate_window(device.device_id, start, end, INTERVAL_S, [unsynced, reference],
-                                 get_factor(gw.factor_id), gw.baselines.get(device.device_id))
+                                 get_factor(gw.factor_id), gw.baselines.get(device.device_id),
+                                 {seq: start})  # the unsynced reading at its re-derived time, as the gateway does
     batch = build_batch(gw.private, gw.gateway_id, gw.site_id, gw.batch_seq, (start, end), signed, [aggregate],
                         gw.prev, end + 1, retimed={0: (start, signed[1])})
     r = upload(client, gw, batch)

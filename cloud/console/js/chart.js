@@ -1,7 +1,7 @@
 // Emissions over time as an SVG line chart, drawn here (no chart library): one line per site, a point per
 // aggregate window, exact figures in each point's tooltip.
 
-import { gramsE4, svg, utc } from "./dom.js";
+import { svg, tonnesText, utc } from "./dom.js";
 
 const PALETTE = ["#1b7f5b", "#2f6db5", "#c0612b", "#8a4fb3", "#b8912a", "#c43d5a", "#3a8f9a"];
 
@@ -32,7 +32,7 @@ export function emissionsChart(points, { width = 860, height = 300 } = {}) {
     viewBox: `0 0 ${width} ${height}`,
     width: "100%",
     role: "img",
-    "aria-label": "Emissions per aggregate window, grams CO2",
+    "aria-label": "Emissions per aggregate window, tCO2 (location-based)",
     class: "chart",
   });
   if (points.length === 0) {
@@ -44,8 +44,9 @@ export function emissionsChart(points, { width = 860, height = 300 } = {}) {
   let t0 = Math.min(...points.map((p) => p.window[0]));
   let t1 = Math.max(...points.map((p) => p.window[1]));
   if (t1 === t0) t1 = t0 + 1;
-  const grams = (p) => Number(p.emissions_g_e4) / 10000;
-  const yMax = Math.max(...points.map(grams));
+  // the plot's scale only: every figure shown as text is the API's exact tCO2
+  const tonnes = (p) => Number(p.emissions.t_co2);
+  const yMax = Math.max(...points.map(tonnes));
   const step = niceStep(yMax);
   const top = Math.max(step, Math.ceil(yMax / step) * step);
   const x = (t) => margin.left + ((t - t0) / (t1 - t0)) * plotW;
@@ -55,7 +56,7 @@ export function emissionsChart(points, { width = 860, height = 300 } = {}) {
   for (let g = 0; g <= top + step / 2; g += step) {
     axes.append(
       svg("line", { x1: margin.left, x2: margin.left + plotW, y1: y(g), y2: y(g), class: "grid" }),
-      svg("text", { x: margin.left - 8, y: y(g) + 4, "text-anchor": "end" }, `${+g.toPrecision(6)} g`),
+      svg("text", { x: margin.left - 8, y: y(g) + 4, "text-anchor": "end" }, `${+g.toPrecision(6)} t`),
     );
   }
   const ticks = 4;
@@ -80,13 +81,13 @@ export function emissionsChart(points, { width = 860, height = 300 } = {}) {
     const color = PALETTE[index++ % PALETTE.length];
     const group = svg("g", { class: "series", "data-site": site });
     if (list.length > 1) {
-      const d = list.map((p, i) => `${i ? "L" : "M"}${x(mid(p)).toFixed(1)},${y(grams(p)).toFixed(1)}`).join(" ");
+      const d = list.map((p, i) => `${i ? "L" : "M"}${x(mid(p)).toFixed(1)},${y(tonnes(p)).toFixed(1)}`).join(" ");
       group.append(svg("path", { d, fill: "none", stroke: color, "stroke-width": 2 }));
     }
     for (const p of list) {
       group.append(
-        svg("circle", { cx: x(mid(p)), cy: y(grams(p)), r: 3.5, fill: color, class: "point" },
-          svg("title", {}, `${site} ${utc(p.window[0])} – ${utc(p.window[1])}: ${gramsE4(p.emissions_g_e4)} CO2, ` +
+        svg("circle", { cx: x(mid(p)), cy: y(tonnes(p)), r: 3.5, fill: color, class: "point" },
+          svg("title", {}, `${site} ${utc(p.window[0])} – ${utc(p.window[1])}: ${tonnesText(p.emissions)}, ` +
             `${p.delta_wh} Wh, factor ${p.factor_id}`)),
       );
     }

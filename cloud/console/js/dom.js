@@ -55,12 +55,10 @@ export function short(hex, n = 10) {
   return hex.length > n + 2 ? `${hex.slice(0, n)}…` : hex;
 }
 
-// Exact integer grams×1e4 → "12.3456 g" without going through floating point.
-export function gramsE4(value) {
-  const v = BigInt(value);
-  const sign = v < 0n ? "-" : "";
-  const a = v < 0n ? -v : v;
-  return `${sign}${a / 10000n}.${String(a % 10000n).padStart(4, "0")} g`;
+// An emissions figure of the API (as a statement reports it) → "0.0000123456 tCO2 (location-based)":
+// the API's exact tonnes text, never re-derived in floating point.
+export function tonnesText(figure) {
+  return `${figure.t_co2} ${figure.unit} (${figure.method})`;
 }
 
 export function badge(text, kind) {

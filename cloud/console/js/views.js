@@ -2,7 +2,7 @@
 
 import { get } from "./api.js";
 import { chartLegend, emissionsChart } from "./chart.js";
-import { ago, badge, gramsE4, h, ranges, short, utc } from "./dom.js";
+import { ago, badge, h, ranges, short, tonnesText, utc } from "./dom.js";
 
 export const RECORD_TYPES = ["co2", "temperature", "humidity", "energy", "emissions", "aggregates"];
 export const READING_TYPES = ["co2", "temperature", "humidity", "energy"];
@@ -121,13 +121,12 @@ export async function emissionsView(params, navigate) {
     const data = new FormData(form);
     navigate("emissions", { enterprise: data.get("enterprise"), site: data.get("site"), ...readPeriod(form) });
   });
-  const total = series.points.reduce((sum, p) => sum + BigInt(p.emissions_g_e4), 0n);
   const energy = series.points.reduce((sum, p) => sum + p.delta_wh, 0);
   return h("section", { id: "view-emissions" },
     h("h2", {}, "Emissions over time"),
     form,
-    h("p", { class: "summary" }, `${series.points.length} windows · total `, h("strong", { id: "emissions-total" }, gramsE4(total)),
-      ` CO2 from ${energy} Wh`, series.truncated ? " (truncated: narrow the period)" : ""),
+    h("p", { class: "summary" }, `${series.points.length} windows · total `, h("strong", { id: "emissions-total" }, tonnesText(series.total)),
+      ` from ${energy} Wh`, series.truncated ? " (truncated: narrow the period)" : ""),
     h("div", { class: "chart-box" }, emissionsChart(series.points)),
     h("ul", { class: "legend" }, chartLegend(series.points).map(({ site, color }) =>
       h("li", {}, h("span", { class: "swatch", style: `background:${color}` }), site))),
