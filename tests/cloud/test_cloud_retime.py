@@ -23,9 +23,11 @@ def _batch(gw: GatewayKit, retimed: dict[int, tuple[int, bytes]] | None, referen
     synced = reference or Reading(device.device_id, 2, start + 50, "0.4.0", co2_ppm=611, boot=2, up=60,
                                   energy_wh=1014)
     signed = [sign_reading(unsynced, device.private), sign_reading(synced, reference_key or device.private)]
-    aggregate = aggregate_window(device.device_id, start, end, INTERVAL_S, [unsynced, synced],
-                                 get_factor(gw.factor_id), None)
     evidence = {0: (start, signed[1])} if retimed is None else retimed
+    # the unsynced reading at the time the batch claims for it, as the gateway's batcher builds it
+    times = {unsynced.seq: evidence[0][0]} if 0 in evidence else None
+    aggregate = aggregate_window(device.device_id, start, end, INTERVAL_S, [unsynced, synced],
+                                 get_factor(gw.factor_id), None, times)
     batch = build_batch(gw.private, gw.gateway_id, gw.site_id, gw.batch_seq, (start, end), signed, [aggregate],
                         gw.prev, end + 1, retimed=evidence)
     return batch, signed[1]
