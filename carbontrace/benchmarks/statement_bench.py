@@ -29,7 +29,7 @@ from sqlalchemy import create_engine, text
 from carbontrace.benchmarks.common import Row, SectionResult
 from carbontrace.servers import CloudProcess, wait_until
 from carbontrace_protocol import cbor, cose, strict_json
-from carbontrace_protocol.batch import ZERO_HASH, aggregate_window, build_batch
+from carbontrace_protocol.batch import ZERO_HASH, Baseline, aggregate_window, build_batch
 from carbontrace_protocol.emission_factors import get_factor
 from carbontrace_protocol.proof_bundle import Trust
 from carbontrace_protocol.statement_summary import verify_summary
@@ -97,7 +97,7 @@ def run(devices: int, days: int) -> SectionResult:
                 gateway_key = load_private_key(tenant.gateway_key_file)
                 upload_auth = {"Authorization": f"Bearer {tenant.gateway_api_key}",
                                "Content-Type": "application/cbor"}
-                baselines: dict[str, tuple[int, int]] = {}
+                baselines: dict[str, Baseline] = {}
                 prev = ZERO_HASH
                 fill_start = time.perf_counter()
                 for w in range(windows + 1):  # one window past the end closes the chain
@@ -108,8 +108,8 @@ def run(devices: int, days: int) -> SectionResult:
                         signed.append(device.sign(reading))
                         aggregates.append(aggregate_window(device.device_id, start, start + WINDOW_S, WINDOW_S,
                                                            [reading], factor, baselines.get(device.device_id)))
-                        if reading.energy_wh is not None:
-                            baselines[device.device_id] = (reading.seq, reading.energy_wh)
+                        if reading.energy_wh is not None:  # with its time, as the cloud keeps it
+                            baselines[device.device_id] = (reading.seq, reading.energy_wh, reading.timestamp)
                     batch = build_batch(gateway_key, tenant.gateway_id, tenant.site_id, w, (start, start + WINDOW_S),
                                         signed, aggregates, prev, start + WINDOW_S + 1, sign1=_openssl_sign1)
                     answer = http.post("/api/v1/batches", content=batch.encode(), headers=upload_auth)
