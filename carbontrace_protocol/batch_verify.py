@@ -112,7 +112,7 @@ def verify_batch(
 
     ``device_key(device_id)`` gives the registered, active key of a device of this gateway's site (None if
     unknown); ``factor(id)`` the emission factor the site may use (None if not allowed);
-    ``baseline(device_id)`` the (seq, energy Wh) of the device's highest-sequence reading with energy in
+    ``baseline(device_id)`` the (seq, energy Wh, measurement time or None) of the device's highest-sequence reading with energy in
     batches accepted before (None for none). ``revoked_device_key(device_id)`` the last key of a device of
     the site that was revoked (None if none): a reading that verifies under it is quarantined, with its
     device's aggregate, instead of failing the batch; the gateway signed it before it knew of the revocation.
