@@ -112,10 +112,11 @@ def verify_batch(
 
     ``device_key(device_id)`` gives the registered, active key of a device of this gateway's site (None if
     unknown); ``factor(id)`` the emission factor the site may use (None if not allowed);
-    ``baseline(device_id)`` the (seq, energy Wh, measurement time or None) of the device's highest-sequence reading with energy in
-    batches accepted before (None for none). ``revoked_device_key(device_id)`` the last key of a device of
-    the site that was revoked (None if none): a reading that verifies under it is quarantined, with its
-    device's aggregate, instead of failing the batch; the gateway signed it before it knew of the revocation.
+    ``baseline(device_id)`` the (seq, energy Wh, measurement time or None) of the device's highest-sequence
+    reading with energy in batches accepted before (None for none). ``revoked_device_key(device_id)`` the last
+    key of a device of the site that was revoked (None if none): a reading that verifies under it is
+    quarantined, with its device's aggregate, instead of failing the batch; the gateway signed it before it
+    knew of the revocation.
     ``rotated_device_keys(device_id)`` the keys an active device had before its current one (rotated out): a
     reading that fails under the current key but verifies under one of them is quarantined the same way
     (``rotated_device_key``): it was in flight when the key rotated.
