@@ -19,7 +19,7 @@ def test_rule_prints_the_factor_and_its_source() -> None:
     result = CliRunner().invoke(app, ["factors", "rule", "--country", "CN", "--province", "CN-BJ",
                                       "--grid-region", "CN-GRID-NORTH", "--year", "2024", "--on", "2025-06-01"])
     assert result.exit_code == 0, result.output
-    factor = json.loads(result.output)["factor"]
+    factor = json.loads(result.stdout)["factor"]
     assert (factor["id"], factor["kg_per_kwh_e4"], factor["source"]["publication_date"]) == (
         "CN-north-2022", 6776, "2024-12-20")
 

@@ -79,7 +79,7 @@ def test_a_regulator_verifies_every_reading_of_a_period(
             str(key_file), "--enterprise", traced.tenant.enterprise_id, "--start", str(start), "--end", str(start + 60)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    printed = json.loads(result.output)
+    printed = json.loads(result.stdout)
     assert (printed["status"], printed["batches"], printed["readings_verified"]) == ("verified", 1, 4)
 
 

@@ -42,7 +42,7 @@ def _env(settings: Settings) -> dict[str, str]:
 def _cli(settings: Settings, *args: str) -> Any:
     result = CliRunner().invoke(cloud_app, list(args), env=_env(settings))
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def test_operator_out_of_funds_halts_anchoring_until_funded(tmp_path: Path, cloud_hardhat_node: HardhatNode) -> None:

@@ -159,7 +159,7 @@ def test_revoked_gateway_halts_its_uploads_with_a_status_line_and_a_metric(
     assert value(metrics, "ct_gateway_upload_halted") == 1
     status = CliRunner().invoke(gateway_app, ["status", "--config", str(gateway.config)])
     assert status.exit_code == 0, status.output
-    (halt,) = json.loads(status.output)["halts"]
+    (halt,) = json.loads(status.stdout)["halts"]
     assert halt["state"] == "gateway_revoked" and "replacement" in halt["resolve"]
     refused = [e for e in _log_lines(cloud) if e.get("route") == "/api/v1/batches" and e.get("status") == 401]
     assert len(refused) == 1  # halted at the first refusal: no retry storm against a key that never works again

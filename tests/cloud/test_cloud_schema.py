@@ -56,7 +56,7 @@ def test_cli_bootstrap_writes_a_working_operator_key_once(tmp_path: Path, monkey
     runner = CliRunner()
     result = runner.invoke(cloud_app, ["bootstrap"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     key_file = tmp_path / "secrets" / "operator-api-key"
     assert report["operator_key_file"] == str(key_file)
     key = key_file.read_text().strip()
@@ -65,7 +65,7 @@ def test_cli_bootstrap_writes_a_working_operator_key_once(tmp_path: Path, monkey
         assert stat.S_IMODE((tmp_path / "secrets" / name).stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
     assert report["chain_account"].startswith("0x")
-    account = json.loads(runner.invoke(cloud_app, ["chain-account"]).output)
+    account = json.loads(runner.invoke(cloud_app, ["chain-account"]).stdout)
     assert account["chain_account"] == report["chain_account"] and account["balance_wei"] == 0
     from cloud.db import session_factory
     from cloud.security import Role, authenticate
@@ -74,7 +74,7 @@ def test_cli_bootstrap_writes_a_working_operator_key_once(tmp_path: Path, monkey
     with session_factory(engine)() as session:
         principal = authenticate(session, key)
     assert principal is not None and principal.role == Role.OPERATOR
-    again = json.loads(runner.invoke(cloud_app, ["bootstrap"]).output)
+    again = json.loads(runner.invoke(cloud_app, ["bootstrap"]).stdout)
     assert again["operator_key_file"] is None and key_file.read_text().strip() == key  # made once
     engine.dispose()
     result = runner.invoke(cloud_app, ["keygen", "--path", str(tmp_path / "k.hex")])
@@ -87,4 +87,4 @@ def test_cli_register_gateway_keys_runs_on_the_embedded_defaults(tmp_path: Path,
     monkeypatch.setenv("CT_CLOUD_DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
     result = CliRunner().invoke(cloud_app, ["register-gateway-keys"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"registered": [], "recorded": [], "conflicts": {}}
+    assert json.loads(result.stdout) == {"registered": [], "recorded": [], "conflicts": {}}

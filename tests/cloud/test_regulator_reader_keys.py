@@ -74,5 +74,5 @@ def test_the_operator_still_sets_regulator_keys(
     monkeypatch.setenv("CT_CLOUD_DATABASE_URL", _ledger(client).settings.database_url)
     result = CliRunner().invoke(app, ["cloud", "readers", "rotate", "regulator", reg_id, "--public-key", second])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["id"] == reg_id
+    assert json.loads(result.stdout)["id"] == reg_id
     assert client.get(path, headers=auth(reg_key)).json()["public_key"] == second

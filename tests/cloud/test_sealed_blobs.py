@@ -50,7 +50,7 @@ def _upload(client: TestClient, tenant: Tenant, tmp_path: Path) -> Path:
 
 def _open(blob: Path, key: Path) -> tuple[int, dict[str, Any]]:
     result = _run("open-blob", str(blob), "--key", str(key))
-    return result.exit_code, json.loads(result.output)
+    return result.exit_code, json.loads(result.stdout)
 
 
 def test_readers_rotate_and_revoke_apply_to_future_batches(
@@ -63,7 +63,7 @@ def test_readers_rotate_and_revoke_apply_to_future_batches(
     assert (regulator.stat().st_mode & 0o777) == 0o600
     added = _run("cloud", "readers", "add", "regulator", "epa", "--public-key", reg_public)
     assert added.exit_code == 0, added.output
-    assert json.loads(added.output)["fingerprint"] == key_fingerprint(bytes.fromhex(reg_public)).hex()
+    assert json.loads(added.stdout)["fingerprint"] == key_fingerprint(bytes.fromhex(reg_public)).hex()
     assert _run("cloud", "readers", "add", "enterprise", tenant.enterprise_id, "--public-key", ent_public).exit_code == 0
     again = _run("cloud", "readers", "add", "regulator", "epa", "--public-key", ent2_public)
     assert again.exit_code == 1 and "rotate it instead" in again.output
@@ -93,9 +93,9 @@ def test_readers_rotate_and_revoke_apply_to_future_batches(
     assert _open(first, enterprise)[0] == 0
     assert _open(first, enterprise2)[1]["reason"] == "not_a_recipient"
 
-    listed = json.loads(_run("cloud", "readers", "list").output)
+    listed = json.loads(_run("cloud", "readers", "list").stdout)
     assert [(r["kind"], r["public_key"]) for r in listed] == [("enterprise", ent2_public)]
-    assert len(json.loads(_run("cloud", "readers", "list", "--all").output)) == 3
+    assert len(json.loads(_run("cloud", "readers", "list", "--all").stdout)) == 3
 
 
 def test_open_blob_refuses_a_corrupted_or_misnamed_blob(client: TestClient, tmp_path: Path) -> None:

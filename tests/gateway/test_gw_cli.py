@@ -89,7 +89,7 @@ def test_status_reports_the_spool(tmp_path: Path) -> None:
     spool.close()
     result = runner.invoke(gateway_app, ["status", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["open_readings"] == 3 and report["missing_readings"] == 2
     assert report["gaps"] == {"dev-a": [[3, 4]]} and report["devices"]["dev-a"]["accepted"] == 3
 
@@ -115,7 +115,7 @@ def test_status_lists_each_halt_with_its_resolving_command(tmp_path: Path) -> No
         config = write_config(tmp_path, tmp_path / "k", "http://cloud", 1883, **settings)
         result = runner.invoke(gateway_app, ["status", "--config", str(config)])
         assert result.exit_code == 0, result.output
-        found: list[dict[str, object]] = json.loads(result.output)["halts"]
+        found: list[dict[str, object]] = json.loads(result.stdout)["halts"]
         return found
 
     assert halts(spool_max_bytes=held + 1) == []

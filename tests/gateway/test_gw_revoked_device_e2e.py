@@ -130,11 +130,11 @@ def test_uploads_commands_show_retry_and_skip_a_halted_batch_without_deleting_it
 
     status = runner.invoke(gateway_app, ["uploads", "status", "--config", str(config)])
     assert status.exit_code == 0, status.output
-    report = json.loads(status.output)
+    report = json.loads(status.stdout)
     assert report["halted"]["reason"] == "unknown_device" and [u["batch_seq"] for u in report["unacked"]] == [0, 1]
 
     assert runner.invoke(gateway_app, ["uploads", "retry", "--config", str(config)]).output.strip() == "uploads resume"
-    assert json.loads(runner.invoke(gateway_app, ["uploads", "status", "--config", str(config)]).output)["halted"] is None
+    assert json.loads(runner.invoke(gateway_app, ["uploads", "status", "--config", str(config)]).stdout)["halted"] is None
 
     not_halted = runner.invoke(gateway_app, ["uploads", "skip", "--batch", "0", "--config", str(config)])
     assert not_halted.exit_code == 1  # nothing is skipped while uploads run (one may be in flight)
@@ -146,7 +146,7 @@ def test_uploads_commands_show_retry_and_skip_a_halted_batch_without_deleting_it
     skipped = runner.invoke(gateway_app, ["uploads", "skip", "--batch", "0", "--reason", "device revoked",
                                           "--config", str(config)])
     assert skipped.exit_code == 0, skipped.output
-    report = json.loads(runner.invoke(gateway_app, ["uploads", "status", "--config", str(config)]).output)
+    report = json.loads(runner.invoke(gateway_app, ["uploads", "status", "--config", str(config)]).stdout)
     # The batch after it took its place (re-signed, its prev the skipped one's prev).
     assert [(u["batch_seq"], u["batch_id"]) for u in report["unacked"]] == [(0, "gw-1/0")]
     assert [(d["batch_seq"], d["reason"], d["blob_kept"]) for d in report["dead_letters"]] == [
@@ -201,7 +201,7 @@ def test_skip_moves_a_halted_batch_to_the_dead_letters_and_the_running_gateway_r
             publish_to_broker(mosquitto, [(topic("dev-b"), b.signed(s)) for s in range(3)]
                               + [(topic("dev-a"), a.signed(s)) for s in range(3, 6)])
             wait_until(lambda: _stats(gw)["upload_halted"] is not None, 15, "upload halt")
-            report = json.loads(runner.invoke(gateway_app, ["uploads", "status", "--config", str(config)]).output)
+            report = json.loads(runner.invoke(gateway_app, ["uploads", "status", "--config", str(config)]).stdout)
             halted_seq = report["unacked"][0]["batch_seq"]
             assert report["halted"]["reason"] == "unknown_device"
             time.sleep(1.2)

@@ -19,7 +19,7 @@ from tests.conftest import MosquittoBroker
 def _cli(*args: str) -> dict[str, object]:
     result = CliRunner().invoke(gateway_app, list(args))
     assert result.exit_code == 0, result.output
-    answer: dict[str, object] = json.loads(result.output)
+    answer: dict[str, object] = json.loads(result.stdout)
     return answer
 
 
@@ -37,7 +37,7 @@ def test_set_limit_resolves_a_full_spool_on_the_running_gateway(tmp_path: Path, 
             wait_until(lambda: gw.gateway.ingest.paused == "spool_over_limit", 15, "ingest pause")
             full = _cli("spool", "status", "--config", str(config))
             assert full["over_limit"] and full["byte_limit"] == limit and full["limit_from"] == "config", full
-            halts = json.loads(CliRunner().invoke(gateway_app, ["status", "--config", str(config)]).output)["halts"]
+            halts = json.loads(CliRunner().invoke(gateway_app, ["status", "--config", str(config)]).stdout)["halts"]
             assert [h["state"] for h in halts] == ["spool_over_limit"]
             assert "spool set-limit" in halts[0]["resolve"]
 
@@ -49,7 +49,7 @@ def test_set_limit_resolves_a_full_spool_on_the_running_gateway(tmp_path: Path, 
                        "every reading held after the new limit")
             assert gw.gateway.metrics.registry.get_sample_value(
                 "ct_gateway_ingest_paused", {"reason": "spool_over_limit"}) == 0
-            status = json.loads(CliRunner().invoke(gateway_app, ["status", "--config", str(config)]).output)
+            status = json.loads(CliRunner().invoke(gateway_app, ["status", "--config", str(config)]).stdout)
             assert status["halts"] == [] and status["missing_readings"] == 0, status
 
             back = _cli("spool", "set-limit", "--from-config", "--config", str(config))
