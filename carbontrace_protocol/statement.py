@@ -17,6 +17,10 @@ What a verifier checks (docs/proof-bundle.md, "Statements"), each failure naming
   measurement-time runs) counts whole in the period holding its window, and a window that straddles a
   boundary is not summed into either side. A restated statement (its ``restatement`` key) has its figures
   recomputed with newer factors by carbontrace_protocol/restatement.py.
+- statement_market_based (a statement with a ``market_based`` section): the market-based Scope 2 figure
+  recomputed by carbontrace_protocol/market_based.py from the bundle's proven energy per site, the
+  contractual instruments the section lists (each record's sha256 its canonical JSON's) and the factor
+  catalogue's residual mix.
 - statement_completeness: every gateway and device the chain lists for the enterprise appears; for each
   gateway, the bundle's batches form an unbroken chain (consecutive batch_seq, each header's ``prev`` the
   hash of the one before); ``closed`` says whether the chain reaches a batch past the period's end.
@@ -35,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from carbontrace_protocol import attribution, strict_json
+from carbontrace_protocol import attribution, market_based, strict_json
 from carbontrace_protocol.batch import MAX_TIME, ZERO_HASH, header_hash, parse_header
 from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
 from carbontrace_protocol.errors import ProtocolError
@@ -281,6 +285,8 @@ def verify_statement(document: Any, chain: ChainReader, trust: Trust) -> Report:
         start, end = int(period["start"]), int(period["end"])
         _check_figures(body, bundle, start, end)
         steps.append(Step("statement_figures", True, "every figure recomputed from its aggregate leaves"))
+        if market_based.SECTION_KEY in body:
+            steps.append(Step(market_based.STEP, True, _check_market_based(body, bundle, start, end)))
         steps.append(Step("statement_completeness", True, _check_completeness(body, bundle, cached, start, end)))
     except CheckFailed as failure:
         return invalid_report(failure, steps, started)
@@ -339,9 +345,23 @@ def _check_factor_entries(body: dict[str, Any], stated: dict[str, dict[str, Any]
 
 
 def body_fields(body: Any) -> tuple[str, ...]:
-    """The exact fields of a statement body: BODY_FIELDS, and ``restatement`` in a restated one."""
-    restated = isinstance(body, dict) and RESTATEMENT_KEY in body
-    return (*BODY_FIELDS, RESTATEMENT_KEY) if restated else BODY_FIELDS
+    """The exact fields of a statement body: BODY_FIELDS, ``restatement`` in a restated one and
+    ``market_based`` in one with market-based Scope 2 figures (carbontrace_protocol/market_based.py)."""
+    optional = (RESTATEMENT_KEY, market_based.SECTION_KEY)
+    return (*BODY_FIELDS, *(k for k in optional if isinstance(body, dict) and k in body))
+
+
+def _check_market_based(body: dict[str, Any], bundle: ProofBundle, start: int, end: int) -> str:
+    """statement_market_based: the section recomputed from the bundle's proven energy, the instruments it
+    lists and the factor catalogue (market_based.check_section)."""
+    try:
+        recomputed = market_based.check_section(body[market_based.SECTION_KEY], bundle, start, end,
+                                                int(body["issued_at"]))
+    except market_based.MarketBasedError as err:
+        raise CheckFailed(market_based.STEP, str(err)) from err
+    used = sum(len(site["instruments"]) for site in recomputed["sites"])
+    return (f"{recomputed['emissions']['t_co2']} tCO2 market-based, {recomputed['energy_wh']['instruments']} Wh "
+            f"of {recomputed['energy_wh']['total']} Wh covered by {used} instrument(s), the rest at the residual mix")
 
 
 def completeness_of(
