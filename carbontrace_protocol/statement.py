@@ -17,14 +17,14 @@ What a verifier checks (docs/proof-bundle.md, "Statements"), each failure naming
   measurement-time runs) counts whole in the period holding its window, and a window that straddles a
   boundary is not summed into either side. A restated statement (its ``restatement`` key) has its figures
   recomputed with newer factors by carbontrace_protocol/restatement.py.
-- statement_market_based (a statement with a ``market_based`` section): the market-based Scope 2 figure
-  recomputed by carbontrace_protocol/market_based.py from the bundle's proven energy per site, the
-  contractual instruments the section lists (each record's sha256 its canonical JSON's) and the factor
-  catalogue's residual mix.
 - statement_completeness: every gateway and device the chain lists for the enterprise appears; for each
   gateway, the bundle's batches form an unbroken chain (consecutive batch_seq, each header's ``prev`` the
   hash of the one before); ``closed`` says whether the chain reaches a batch past the period's end.
-- then the bundle itself (verify_bundle), so every leaf is proven to an anchor.
+- then the bundle itself (verify_bundle), so every leaf is proven to an anchor;
+- statement_market_based, last (a statement with a ``market_based`` section): the market-based Scope 2 figure
+  recomputed by carbontrace_protocol/market_based.py from the bundle's proven energy per site, the
+  contractual instruments the section lists (each record's sha256 its canonical JSON's) and the factor
+  catalogue's residual mix.
 """
 
 from __future__ import annotations
@@ -285,13 +285,18 @@ def verify_statement(document: Any, chain: ChainReader, trust: Trust) -> Report:
         start, end = int(period["start"]), int(period["end"])
         _check_figures(body, bundle, start, end)
         steps.append(Step("statement_figures", True, "every figure recomputed from its aggregate leaves"))
-        if market_based.SECTION_KEY in body:
-            steps.append(Step(market_based.STEP, True, _check_market_based(body, bundle, start, end)))
         steps.append(Step("statement_completeness", True, _check_completeness(body, bundle, cached, start, end)))
     except CheckFailed as failure:
         return invalid_report(failure, steps, started)
     report = verify_bundle(bundle, cached, trust)
     report.steps = steps + report.steps[1:]  # the bundle's own format step is already in ``steps``
+    if report.status != "invalid" and market_based.SECTION_KEY in body:
+        # last: the market-based figure is re-derived from energy the bundle has proven (its leaves, their
+        # batches and the query's tenant checked), not from leaves that fail to prove
+        try:
+            report.steps.append(Step(market_based.STEP, True, _check_market_based(body, bundle, start, end)))
+        except CheckFailed as failure:
+            return invalid_report(failure, report.steps, started)
     report.verify_ms = (time.perf_counter() - started) * 1000
     return report
 
