@@ -47,15 +47,15 @@ from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.factor_rule import NoFactor, SiteLocation, activity_year, check_location, select_factor
 from carbontrace_protocol.instruments import Instrument, InstrumentError, parse_instrument, period_share
 from carbontrace_protocol.proof_bundle import ProofBundle
-from carbontrace_protocol.views import KIND_AGGREGATE, leaf_content
+from carbontrace_protocol.views import KIND_AGGREGATE, leaf_content, leaf_time
 
 MARKET_RULE = "market-based/v1"
 METHOD_MARKET = "market-based"
 SECTION_KEY = "market_based"
 STEP = "statement_market_based"
 FALLBACK_NO_RESIDUAL = "no_residual_mix"
-SECTION_FIELDS = ("rule", "activity_year", "energy_wh", "emissions", "sites")
-SITE_FIELDS = ("site_id", "location", "energy_wh", "instruments", "residual_factor", "emissions")
+SECTION_FIELDS = ("rule", "catalogue_version", "energy_wh", "emissions", "sites")
+SITE_FIELDS = ("site_id", "location", "activity_year", "energy_wh", "instruments", "residual_factor", "emissions")
 LOCATION_FIELDS = ("country", "province", "grid_region")
 USED_FIELDS = ("record", "record_sha256", "period_share_wh", "used_wh", "emissions")
 
@@ -69,6 +69,7 @@ class SiteEnergy:
     total_wh: int
     measured_wh: int
     factor_ids: frozenset[str]  # the location-based factors its leaves use
+    first_time: int  # the earliest time its leaves cover in the period: its activity year's instant
 
 
 def emissions_figure(grams_e4: int) -> dict[str, Any]:
@@ -87,7 +88,8 @@ def site_energy(bundle: ProofBundle, start: int, end: int, until: int) -> dict[s
             continue
         if item.batch_id not in site_of_batch:
             raise MarketBasedError(f"aggregate of batch {item.batch_id}: the bundle holds no such batch")
-        _, content = leaf_content(item.leaf, dict(item.openings))
+        kind, content = leaf_content(item.leaf, dict(item.openings))
+        content = {**content, "_covered": leaf_time(kind, content)}
         by_site.setdefault(site_of_batch[item.batch_id], []).append((item.device_id, content))
     out = {}
     for site_id, opened in sorted(by_site.items()):
@@ -97,7 +99,9 @@ def site_energy(bundle: ProofBundle, start: int, end: int, until: int) -> dict[s
             factor = content.get("factor")
             if isinstance(factor, dict):
                 factor_ids.add(str(factor["id"]))
-        out[site_id] = SiteEnergy(folded.measured_wh + folded.substituted_wh, folded.measured_wh, frozenset(factor_ids))
+        first = max(start, min(content["_covered"][0] for _, content in opened))
+        out[site_id] = SiteEnergy(folded.measured_wh + folded.substituted_wh, folded.measured_wh,
+                                  frozenset(factor_ids), first)
     return out
 
 
@@ -108,7 +112,11 @@ def residual_factor(
     try:
         return select_factor(catalogue, location, year, on, kind=KIND_RESIDUAL), None
     except NoFactor:
+        pass
+    try:
         return select_factor(catalogue, location, year, on, kind=KIND_LOCATION), FALLBACK_NO_RESIDUAL
+    except NoFactor as err:
+        raise MarketBasedError(f"no residual mix and no location-based factor: {err}") from err
 
 
 def _factor_json(factor: EmissionFactor, fallback: str | None) -> dict[str, Any]:
@@ -141,10 +149,12 @@ def site_entry(
     end: int,
     catalogue: Catalogue,
     on: datetime.date,
+    residual: tuple[EmissionFactor, str | None] | None = None,
 ) -> dict[str, Any]:
     """One site's market-based figures for [start, end) decided on ``on`` (rules 2-4); ``instruments`` are
-    the site's, each overlapping the period."""
-    factor, fallback = residual_factor(catalogue, location, activity_year(start), on)
+    the site's, each overlapping the period. ``residual``: (factor, fallback) as stated, else the rule's."""
+    year = activity_year(energy.first_time)
+    factor, fallback = residual or residual_factor(catalogue, location, year, on)
     remaining, grams, used_list = energy.measured_wh, 0, []
     listed = sorted(instruments, key=instrument_order)
     for instrument in listed:
@@ -168,6 +178,7 @@ def site_entry(
     return {
         "site_id": site_id,
         "location": _location_json(location),
+        "activity_year": year,
         "energy_wh": {"total": energy.total_wh, "measured": energy.measured_wh, "instruments": covered,
                       "residual": residual_wh},
         "instruments": used_list,
@@ -198,13 +209,13 @@ def section(
     locations: Mapping[str, SiteLocation],
     instruments: Iterable[Instrument],
     catalogue: Catalogue | None = None,
+    residuals: Mapping[str, tuple[EmissionFactor, str | None]] | None = None,
 ) -> dict[str, Any]:
     """The ``market_based`` section of the statement of [start, end) issued at ``issued_at``: every site the
     bundle holds energy of (its location from ``locations``), with the instruments of ``instruments`` that are
     registered for it and whose delivery overlaps the period. MarketBasedError if a site has no location or
     an instrument is listed twice (the same issuer and id with overlapping delivery: double counting)."""
     catalogue = catalogue or load_catalogue()
-    year = activity_year(start)
     on = datetime.datetime.fromtimestamp(issued_at, datetime.UTC).date()
     energy = site_energy(bundle, start, end, issued_at)
     by_site: dict[str, list[Instrument]] = {}
@@ -216,14 +227,14 @@ def section(
         if site_id not in locations:
             raise MarketBasedError(f"site {site_id}: no location given for its residual mix")
         entry = site_entry(site_id, used_energy, locations[site_id], by_site.pop(site_id, []), start, end,
-                           catalogue, on)
+                           catalogue, on, (residuals or {}).get(site_id))
         sites.append(entry)
         total_wh += used_energy.total_wh
         covered_wh += entry["energy_wh"]["instruments"]
         total_g += entry["emissions"]["g_e4"]
     return {
         "rule": MARKET_RULE,
-        "activity_year": year,
+        "catalogue_version": catalogue.version,
         "energy_wh": {"total": total_wh, "instruments": covered_wh, "residual": total_wh - covered_wh},
         "emissions": emissions_figure(total_g),
         "sites": sites,
@@ -299,10 +310,50 @@ def check_location_fits(locations: Mapping[str, SiteLocation], energy: Mapping[s
                 )
 
 
+def _stated_residuals(
+    value: dict[str, Any], catalogue: Catalogue, locations: Mapping[str, SiteLocation],
+    energy: Mapping[str, SiteEnergy], on: datetime.date,
+) -> dict[str, tuple[EmissionFactor, str | None]]:
+    """Each site's residual factor as the section states it, checked to be one the rule could have given
+    with an older catalogue version: a catalogue entry of the residual mix (or, with fallback
+    no_residual_mix, the location-based kind) for a region of the site's location, of a reporting year at or
+    before the site's activity year, valid on the issue date."""
+    out: dict[str, tuple[EmissionFactor, str | None]] = {}
+    for site in value["sites"]:
+        site_id = site["site_id"]
+        stated = site["residual_factor"]
+        if not isinstance(stated, dict) or not isinstance(stated.get("id"), str):
+            raise MarketBasedError(f"site {site_id}: residual_factor must name a catalogue factor by id")
+        factor = catalogue.factors.get(stated["id"])
+        fallback = stated.get("fallback")
+        if factor is None:
+            raise MarketBasedError(f"site {site_id}: residual factor {stated['id']!r} is not in the catalogue")
+        wanted = {None: KIND_RESIDUAL, FALLBACK_NO_RESIDUAL: KIND_LOCATION}.get(fallback)
+        location, year = locations[site_id], activity_year(energy[site_id].first_time)
+        if (
+            factor.kind != wanted
+            or factor.region.code not in {location.country, location.province, location.grid_region}
+            or factor.reporting_year > year
+            or factor.valid_from > on
+        ):
+            raise MarketBasedError(
+                f"site {site_id}: residual factor {factor.id} is not one the rule gives a site at "
+                f"{location.describe()} for {year} on {on.isoformat()} (kind, region, year or validity)"
+            )
+        out[site_id] = (factor, fallback)
+    return out
+
+
 def check_section(value: Any, bundle: ProofBundle, start: int, end: int, issued_at: int) -> dict[str, Any]:
     """The verifier's side: the section recomputed from its own inputs (locations, instrument records) and the
-    bundle; MarketBasedError naming what differs. Returns the recomputed section."""
+    bundle; MarketBasedError naming what differs. Returns the recomputed section.
+
+    With the catalogue version the section names, the residual factor is the rule's own answer. With another
+    version (the verifier's is newer: a version only adds factors), a factor added since may now be the rule's
+    answer though the statement could not use it; the stated factor is then checked to be one the rule allows
+    (``_stated_residuals``), and a restatement applies the newer one (docs/accounting.md)."""
     locations, instruments = section_inputs(value)
+    catalogue = load_catalogue()
     try:
         energy = site_energy(bundle, start, end, issued_at)
     except (ProtocolError, ValueError, KeyError, TypeError) as err:
@@ -311,7 +362,12 @@ def check_section(value: Any, bundle: ProofBundle, start: int, end: int, issued_
     if set(locations) != set(energy):
         raise MarketBasedError(f"market_based.sites {sorted(locations)} are not the sites the bundle holds energy "
                                f"of {sorted(energy)}")
-    recomputed = section(bundle, start, end, issued_at, locations, instruments)
+    residuals = None
+    if value["catalogue_version"] != catalogue.version:
+        on = datetime.datetime.fromtimestamp(issued_at, datetime.UTC).date()
+        residuals = _stated_residuals(value, catalogue, locations, energy, on)
+    recomputed = section(bundle, start, end, issued_at, locations, instruments, catalogue, residuals)
+    recomputed["catalogue_version"] = value["catalogue_version"]
     listed = sum(len(site["instruments"]) for site in recomputed["sites"])
     if listed != len(instruments):
         raise MarketBasedError("an instrument listed does not overlap the period")

@@ -108,7 +108,7 @@ def test_instruments_cover_measured_energy_at_their_rate_and_the_rest_is_at_the_
     ppa = parse_instrument(record(kind="ppa", instrument_id="PPA-7", issuer="Hebei Wind Co", volume_wh=50_000,
                                   delivery={"start": JAN_2026, "end": FEB_2026}, rate_kg_per_kwh_e4=120,
                                   evidence_sha256=None))
-    energy = SiteEnergy(total_wh=2_000_000, measured_wh=1_900_000, factor_ids=frozenset({"CN-HE-2022"}))
+    energy = SiteEnergy(total_wh=2_000_000, measured_wh=1_900_000, factor_ids=frozenset({"CN-HE-2022"}), first_time=JAN_2026)
     entry = site_entry("site-hebei", energy, HEBEI, [ppa, gec], JAN_2026, FEB_2026, catalogue, ISSUED_ON)
     gec_share = 1_000_000 * (FEB_2026 - JAN_2026) // (MAR_2026 - JAN_2026)
     assert [u["record"]["instrument_id"] for u in entry["instruments"]] == ["GEC-2026-000123", "PPA-7"]
@@ -130,7 +130,7 @@ def test_instruments_cover_measured_energy_at_their_rate_and_the_rest_is_at_the_
 def test_instruments_never_cover_more_than_the_measured_energy() -> None:
     catalogue = load_catalogue()
     big = parse_instrument(record(volume_wh=10**12))
-    energy = SiteEnergy(total_wh=5_000, measured_wh=3_000, factor_ids=frozenset())
+    energy = SiteEnergy(total_wh=5_000, measured_wh=3_000, factor_ids=frozenset(), first_time=JAN_2026)
     entry = site_entry("site-hebei", energy, HEBEI, [big], JAN_2026, FEB_2026, catalogue, ISSUED_ON)
     assert entry["instruments"][0]["used_wh"] == 3_000
     assert entry["energy_wh"]["residual"] == 2_000  # substituted energy stays at the residual mix
@@ -138,7 +138,7 @@ def test_instruments_never_cover_more_than_the_measured_energy() -> None:
 
 
 def test_before_a_residual_mix_is_valid_the_older_year_is_selected() -> None:
-    energy = SiteEnergy(total_wh=1_000, measured_wh=1_000, factor_ids=frozenset())
+    energy = SiteEnergy(total_wh=1_000, measured_wh=1_000, factor_ids=frozenset(), first_time=JAN_2026)
     entry = site_entry("site-hebei", energy, HEBEI, [], JAN_2026, FEB_2026, load_catalogue(),
                        datetime.date(2026, 1, 10))  # 2023's residual mix is valid from 2026-01-15
     assert entry["residual_factor"]["id"] == "CN-national-2022-excl-market-nonfossil"
@@ -150,7 +150,7 @@ def test_without_a_residual_mix_the_location_based_factor_is_used_and_named() ->
     doc = json.loads(text)
     doc["factors"] = [f for f in doc["factors"] if f["kind"] != "residual_mix"]
     catalogue = parse_catalogue(json.dumps(doc))
-    energy = SiteEnergy(total_wh=1_000, measured_wh=1_000, factor_ids=frozenset())
+    energy = SiteEnergy(total_wh=1_000, measured_wh=1_000, factor_ids=frozenset(), first_time=JAN_2026)
     entry = site_entry("site-hebei", energy, HEBEI, [], JAN_2026, FEB_2026, catalogue, ISSUED_ON)
     factor = entry["residual_factor"]
     assert factor["fallback"] == FALLBACK_NO_RESIDUAL
