@@ -122,9 +122,12 @@ def parse_instrument(value: Any) -> Instrument:
     if not isinstance(kind, str) or kind not in KINDS:
         raise InstrumentError(f"instrument.kind must be one of {sorted(KINDS)}")
     issuer = obj["issuer"]
-    if not isinstance(issuer, str) or not issuer.strip() or issuer != issuer.strip() or len(issuer) > 200:
+    if (
+        not isinstance(issuer, str) or not issuer.strip() or issuer != issuer.strip() or len(issuer) > 200
+        or any(ord(c) < 32 or ord(c) == 127 for c in issuer)
+    ):
         raise InstrumentError("instrument.issuer must be a non-empty string of at most 200 characters without "
-                              "surrounding spaces")
+                              "surrounding spaces or control characters")
     delivery = _exact(obj["delivery"], "instrument.delivery", DELIVERY_FIELDS)
     start = _int(delivery["start"], "instrument.delivery.start", 0, MAX_TIME)
     end = _int(delivery["end"], "instrument.delivery.end", 0, MAX_TIME)

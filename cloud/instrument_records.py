@@ -38,10 +38,13 @@ def overlapping(session: Session, instrument: Instrument) -> models.ContractualI
     ).first()
 
 
-def instruments_overlapping(session: Session, enterprise_id: str, start: int, end: int) -> list[Instrument]:
-    """The enterprise's instruments whose delivery overlaps [start, end), for a statement of that period."""
+def instruments_overlapping(
+    session: Session, enterprise_id: str, start: int, end: int, site_id: str | None = None
+) -> list[Instrument]:
+    """The enterprise's instruments (of ``site_id`` only, if given) whose delivery overlaps [start, end), for
+    a statement or the console's figures of that period."""
     C = models.ContractualInstrument
-    rows = session.scalars(
-        select(C).where(C.enterprise_id == enterprise_id, C.delivery_start < end, C.delivery_end > start).order_by(C.id)
-    )
-    return [instrument_of(r) for r in rows]
+    stmt = select(C).where(C.enterprise_id == enterprise_id, C.delivery_start < end, C.delivery_end > start)
+    if site_id is not None:
+        stmt = stmt.where(C.site_id == site_id)
+    return [instrument_of(r) for r in session.scalars(stmt.order_by(C.id))]

@@ -18,16 +18,20 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from carbontrace_protocol import market_based
 from carbontrace_protocol.attribution import emissions_figure
-from carbontrace_protocol.emission_factors import get_factor
+from carbontrace_protocol.emission_factors import get_factor, load_catalogue
+from carbontrace_protocol.factor_rule import SiteLocation
+from carbontrace_protocol.market_based import MarketBasedError
 from cloud import access_scope, models
 from cloud.access_scope import Surface, roles_for
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
+from cloud.instrument_records import instruments_overlapping
 from cloud.ledger import Ledger
 from cloud.ledger_chain import chain_id_of
 from cloud.params import MAX_TIME, ConsoleLimit, require_period
 from cloud.security import Principal, Role
-from cloud.site_factors import current_factor
+from cloud.site_factors import current_factor, today
 
 router = APIRouter(prefix="/api/v1", tags=["console"])
 
@@ -403,7 +407,41 @@ class EmissionSeries(BaseModel):
     factors: dict[str, FactorView]
     points: list[EmissionPoint]
     total: EmissionsFigure  # over the points listed
+    # the same energy by the market-based rule (carbontrace_protocol/market_based.py) with the sites'
+    # instruments over the period; null when there are no points or no factor for it
+    market_based: EmissionsFigure | None
     truncated: bool
+
+
+def market_total(
+    session: Session, points: list[EmissionPoint], start: int | None, end: int | None
+) -> EmissionsFigure | None:
+    """The market-based total of the listed points: per site, their energy (the windows' measured delta) under
+    the site's instruments' shares of the period ([start, end), or the points' span when not given), the rest
+    at the residual mix the rule selects today. A statement's market-based figure attributes energy by
+    measurement time and substitutes gaps; this is the console's view of the same rule over its windows."""
+    if not points:
+        return None
+    lo = start if start is not None else min(p.window[0] for p in points)
+    hi = end if end is not None else max(p.window[1] for p in points)
+    by_site: dict[str, list[EmissionPoint]] = {}
+    for point in points:
+        by_site.setdefault(point.site_id, []).append(point)
+    catalogue, grams = load_catalogue(), 0
+    try:
+        for site_id, listed in sorted(by_site.items()):
+            site = session.get(models.Site, site_id)
+            if site is None:
+                return None
+            wh = sum(p.delta_wh for p in listed)
+            energy = market_based.SiteEnergy(wh, wh, frozenset(), max(lo, min(p.window[0] for p in listed)))
+            location = SiteLocation(site.country, site.province, site.grid_region)
+            instruments = instruments_overlapping(session, site.enterprise_id, lo, hi, site_id)
+            entry = market_based.site_entry(site_id, energy, location, instruments, lo, hi, catalogue, today())
+            grams += int(entry["emissions"]["g_e4"])
+    except MarketBasedError:
+        return None
+    return EmissionsFigure(**market_based.emissions_figure(grams))
 
 
 @router.get("/console/emissions", response_model=EmissionSeries)
@@ -462,7 +500,8 @@ def console_emissions(
     ]
     factors = {p.factor_id: factor_view(p.factor_id) for p in points if p.factor_id is not None}
     total = EmissionsFigure(**emissions_figure(sum(p.emissions_g_e4 for p in points)))
-    return EmissionSeries(factors=factors, points=points, total=total, truncated=len(rows) > MAX_WINDOWS)
+    return EmissionSeries(factors=factors, points=points, total=total,
+                          market_based=market_total(session, points, start, end), truncated=len(rows) > MAX_WINDOWS)
 
 
 # ---- batches and the live pulse -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ INSTRUMENT_REGISTER)."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any
 
@@ -77,7 +78,7 @@ def register_instrument(
             raise HTTPException(422, str(err)) from err
         if session.get_bind().dialect.name == "postgresql":  # serialise registrations of one instrument
             session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                            {"k": f"instrument\x00{instrument.issuer}\x00{instrument.instrument_id}"})
+                            {"k": json.dumps(["instrument", instrument.issuer, instrument.instrument_id])})
         clash = overlapping(session, instrument)
         if clash is not None:
             raise HTTPException(

@@ -71,6 +71,7 @@ def test_a_record_parses_and_its_hash_is_its_canonical_json() -> None:
         ({"evidence_sha256": "AB" * 32}, "evidence_sha256"),
         ({"instrument_id": ""}, "instrument.instrument_id"),
         ({"issuer": " padded"}, "instrument.issuer"),
+        ({"issuer": "line\nbreak"}, "instrument.issuer"),
         ({"site_id": 7}, "instrument.site_id"),
         ({"extra": 1}, "unknown fields ['extra']"),
     ],

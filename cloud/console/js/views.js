@@ -126,6 +126,7 @@ export async function emissionsView(params, navigate) {
     h("h2", {}, "Emissions over time"),
     form,
     h("p", { class: "summary" }, `${series.points.length} windows · total `, h("strong", { id: "emissions-total" }, tonnesText(series.total)),
+      series.market_based ? [" · ", h("strong", { id: "emissions-market-total" }, tonnesText(series.market_based))] : [],
       ` from ${energy} Wh`, series.truncated ? " (truncated: narrow the period)" : ""),
     h("div", { class: "chart-box" }, emissionsChart(series.points)),
     h("ul", { class: "legend" }, chartLegend(series.points).map(({ site, color }) =>
