@@ -119,7 +119,7 @@ def residual_factor(
         raise MarketBasedError(f"no residual mix and no location-based factor: {err}") from err
 
 
-def _factor_json(factor: EmissionFactor, fallback: str | None) -> dict[str, Any]:
+def factor_json(factor: EmissionFactor, fallback: str | None) -> dict[str, Any]:
     return {
         "id": factor.id,
         "kind": factor.kind,
@@ -182,7 +182,7 @@ def site_entry(
         "energy_wh": {"total": energy.total_wh, "measured": energy.measured_wh, "instruments": covered,
                       "residual": residual_wh},
         "instruments": used_list,
-        "residual_factor": _factor_json(factor, fallback),
+        "residual_factor": factor_json(factor, fallback),
         "emissions": emissions_figure(grams),
     }
 

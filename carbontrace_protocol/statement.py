@@ -41,7 +41,7 @@ from typing import Any
 
 from carbontrace_protocol import attribution, market_based, strict_json
 from carbontrace_protocol.batch import MAX_TIME, ZERO_HASH, header_hash, parse_header
-from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
+from carbontrace_protocol.emission_factors import EmissionFactor, get_factor, load_catalogue
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.ids import CLOUD_SIGNER, SIGNER_CLOUD, SIGNER_DEVICE, SIGNER_GATEWAY, chain_id_of
 from carbontrace_protocol.proof_bundle import BundleFormatError, ItemEntry, KeyEntry, ProofBundle, Trust, exact_fields
@@ -365,8 +365,15 @@ def _check_market_based(body: dict[str, Any], bundle: ProofBundle, start: int, e
     except market_based.MarketBasedError as err:
         raise CheckFailed(market_based.STEP, str(err)) from err
     used = sum(len(site["instruments"]) for site in recomputed["sites"])
+    ours = load_catalogue().version
+    residual = (
+        f"the residual mix the rule gives (catalogue {ours})"
+        if recomputed["catalogue_version"] == ours
+        else f"a residual mix the rule allows (the statement names catalogue {recomputed['catalogue_version']}, "
+        f"this verifier has {ours}: the exact choice is checked only with the same version)"
+    )
     return (f"{recomputed['emissions']['t_co2']} tCO2 market-based, {recomputed['energy_wh']['instruments']} Wh "
-            f"of {recomputed['energy_wh']['total']} Wh covered by {used} instrument(s), the rest at the residual mix")
+            f"of {recomputed['energy_wh']['total']} Wh covered by {used} instrument(s), the rest at {residual}")
 
 
 def completeness_of(

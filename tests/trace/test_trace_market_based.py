@@ -280,3 +280,37 @@ def test_an_edit_without_the_cloud_key_fails_the_signature(cloud: Any, green_sta
 def test_the_section_states_its_inputs_strictly(green_statement: dict[str, Any]) -> None:
     locations, instruments = section_inputs(green_statement["statement"]["market_based"])
     assert [i.kind for i in instruments] == ["gec", "ppa"] and len(locations) == 1
+
+
+def test_with_another_catalogue_version_the_residual_is_held_to_the_rules_bounds(
+    cloud: Any, green_statement: dict[str, Any]
+) -> None:
+    """A statement naming another catalogue version may state an older vintage the rule allowed then, never a
+    factor of another kind, a later year than its activity or a region outside its location."""
+    client, _, _, _ = cloud
+    from carbontrace_protocol.emission_factors import load_catalogue
+    from carbontrace_protocol.market_based import factor_json
+
+    catalogue = load_catalogue()
+
+    def restated_with(factor_id: str) -> dict[str, Any]:
+        document = copy.deepcopy(green_statement)
+        market = document["statement"]["market_based"]
+        market["catalogue_version"] = "2025-01-01.1"
+        site = market["sites"][0]
+        factor = catalogue.factors[factor_id]
+        site["residual_factor"] = factor_json(factor, None)
+        residual_wh = site["energy_wh"]["residual"]
+        covered_g = sum(u["emissions"]["g_e4"] for u in site["instruments"])
+        grams = covered_g + residual_wh * factor.kg_per_kwh_e4
+        site["emissions"] = market["emissions"] = {**site["emissions"], "g_e4": grams,
+                                                   "t_co2": f"{grams // 10**10}.{grams % 10**10:010d}"}
+        return _resign(client, document)
+
+    older = _verify(client, restated_with("CN-national-2022-excl-market-nonfossil"))
+    assert older.status == "valid", older.as_json()
+    assert "names catalogue 2025-01-01.1" in older.steps[-1].detail
+    for wrong in ("CN-national-2023", "CN-north-2023", "CN-national-2023-fossil"):  # not the residual kind
+        report = _verify(client, restated_with(wrong))
+        assert (report.status, report.failed_step) == ("invalid", "statement_market_based"), (wrong, report.detail)
+        assert "is not one the rule gives" in report.detail
