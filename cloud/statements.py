@@ -211,6 +211,9 @@ def statement_summary(
         "factors": summary_fmt.total_factors(figures),
         "completeness": folded.to_json(),
     }
+    market = summary_fmt.total_market_based(entries)
+    if market is not None:
+        body[summary_fmt.MARKET_KEY] = market
     kid = key_fingerprint(public_key(ledger.signing_key))
     signature = bytes(p256.sign(ledger.signing_key, strict_json.canonical(body)))
     return {
