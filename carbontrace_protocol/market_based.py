@@ -14,10 +14,11 @@ For a statement period [start, end), per site whose energy the statement's bundl
    the measured energy is not used and not carried to another period. Covered energy is at the instrument's
    emission rate.
 3. Residual. The remaining energy (total − covered) is at the residual mix the selection rule gives
-   (factor_rule.select_factor, kind ``residual_mix``) for the site's location, the activity year (the UTC year
-   of the period's start) and the statement's issue date, with the rule's region fallback (province, grid,
-   country). Where the catalogue has no residual mix for the site, the location-based grid factor of the same
-   rule is used and the section says so (``fallback``: "no_residual_mix").
+   (factor_rule.select_factor, kind ``residual_mix``) for the site's location, its activity year (the UTC
+   year of the first time its leaves cover in the period) and the statement's issue date, with the rule's
+   region fallback (province, grid, country). Where the catalogue has no residual mix for the site, the
+   location-based grid factor of the same rule is used and the section says so (``fallback``:
+   "no_residual_mix").
 4. Integers. Emissions are Wh × 1e-4 kg/kWh = 1e-4 g, exact; the only rounding is the floor of the period
    share (rule 2), which telescopes.
 
@@ -83,14 +84,17 @@ def site_energy(bundle: ProofBundle, start: int, end: int, until: int) -> dict[s
         _, header = parse_header(batch.signed_header)
         site_of_batch[batch.batch_id] = str(header["site"])
     by_site: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    first_of: dict[str, int] = {}  # the earliest time a site's leaves cover
     for item in bundle.items:
         if item.kind != KIND_AGGREGATE:
             continue
         if item.batch_id not in site_of_batch:
             raise MarketBasedError(f"aggregate of batch {item.batch_id}: the bundle holds no such batch")
         kind, content = leaf_content(item.leaf, dict(item.openings))
-        content = {**content, "_covered": leaf_time(kind, content)}
-        by_site.setdefault(site_of_batch[item.batch_id], []).append((item.device_id, content))
+        site_id = site_of_batch[item.batch_id]
+        by_site.setdefault(site_id, []).append((item.device_id, content))
+        covered_from = leaf_time(kind, content)[0]
+        first_of[site_id] = min(first_of.get(site_id, covered_from), covered_from)
     out = {}
     for site_id, opened in sorted(by_site.items()):
         folded = attribution.attribute(opened, start, end, min(until, end))
@@ -99,9 +103,8 @@ def site_energy(bundle: ProofBundle, start: int, end: int, until: int) -> dict[s
             factor = content.get("factor")
             if isinstance(factor, dict):
                 factor_ids.add(str(factor["id"]))
-        first = max(start, min(content["_covered"][0] for _, content in opened))
         out[site_id] = SiteEnergy(folded.measured_wh + folded.substituted_wh, folded.measured_wh,
-                                  frozenset(factor_ids), first)
+                                  frozenset(factor_ids), max(start, first_of[site_id]))
     return out
 
 
