@@ -296,8 +296,9 @@ def _ingest(ingestor: Ingestor, fetched: FetchedBatch, index: int) -> bool:
     try:
         created, receipt = ingestor.ingest(str(fetched.batch.header["gateway"]), fetched.plain, fetched.sealed)
     except (BatchRejected, OutOfOrder, NotYourGateway) as err:
-        raise RecoveryRefused(f"batch {fetched.batch.id} (blob {fetched.cid}) is refused by ingestion: "
-                              f"{type(err).__name__}: {err}") from err
+        reason = err.reason if isinstance(err, BatchRejected) else type(err).__name__
+        raise RecoveryRefused(f"batch {fetched.batch.id} (blob {fetched.cid}) is refused by ingestion ({reason}): "
+                              f"{err}; nothing was changed") from err
     if receipt["log_index"] != index:
         raise RecoveryRefused(f"batch {fetched.batch.id} landed at log leaf {receipt['log_index']}, the chain has it "
                               f"at {index}")

@@ -24,9 +24,9 @@ from cloud.backup import backup_cloud, restore_cloud
 from cloud.cli import cloud_app
 from cloud.db import make_engine, read_session_factory
 from cloud.ledger_log import SqlLog
-from cloud.models import Batch, Checkpoint
+from cloud.models import Batch, Checkpoint, EnergyBaseline
 from cloud.settings import Settings
-from tests.cloud.cloud_testkit import ADMIN_KEY, app_client, auth, make_settings, upload
+from tests.cloud.cloud_testkit import ADMIN_KEY, app_client, auth, make_settings, register_tenant, upload
 from tests.cloud.conftest import HardhatNode, IpfsDaemon
 from tests.cloud.prometheus_text import value
 from tests.trace.trace_kit import (
@@ -77,18 +77,23 @@ def database_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, 
     return cluster.create_database(), cluster.create_database()
 
 
-def _older_than_chain(tmp_path: Path, node: HardhatNode, old_url: str, new_url: str,
-                      content_store: str = "local") -> tuple[Settings, Settings, Traced, dict[str, Any]]:
-    """A cloud anchors checkpoint 0 (2 batches), is backed up, anchors checkpoints 1 and 2 (3 batches more); a
-    new machine restores the backup. Returns (old, restored, the tenant, what the old cloud knew at the end)."""
+def _older_than_chain(tmp_path: Path, node: HardhatNode, old_url: str, new_url: str, content_store: str = "local",
+                      second: Traced | None = None) -> tuple[Settings, Settings, Traced, dict[str, Any]]:
+    """A cloud anchors checkpoint 0 (2 batches), is backed up, anchors checkpoints 1 and 2 (3 batches more; with
+    ``second``, a second tenant registered before the backup adds its first batch last); a new machine restores
+    the backup. Returns (old, restored, the tenant, what the old cloud knew at the end)."""
     old = make_settings(tmp_path / "old", chain=node.url, database_url=old_url, content_store=content_store)
     with app_client(old) as client:
         traced = tenant_with_batches(client, "Recover", batches=2)
+        if second is not None:
+            second.tenant = register_tenant(client, "Second", devices=1)
         anchor(client)
         backup_cloud(old, tmp_path / "older")
         upload_batches(client, traced, 2)
         anchor(client)
         upload_batches(client, traced, 1)
+        if second is not None:
+            upload_batches(client, second, 1)
         anchor(client)
         assert ledger_of(client).chain.registry().checkpoint_count() == 3
         with ledger_of(client).read_session_factory() as session:
@@ -199,3 +204,74 @@ def test_missing_content_is_named_and_changes_nothing(tmp_path: Path, cloud_hard
     code, report = _run(restored, "recover-from-chain")
     assert code == 0 and report["recovered_checkpoints"] == [1, 2], report
     assert _run(restored, "status")[1]["halts"] == []
+
+
+def _sqlite_urls(tmp_path: Path) -> tuple[str, str]:
+    return f"sqlite:///{tmp_path}/old/cloud.db", f"sqlite:///{tmp_path}/restored/cloud.db"
+
+
+def test_batches_the_restored_cloud_took_again_are_kept_and_its_pending_checkpoint_replaced(
+    tmp_path: Path, cloud_hardhat_node: HardhatNode
+) -> None:
+    old, restored, traced, known = _older_than_chain(tmp_path, cloud_hardhat_node, *_sqlite_urls(tmp_path))
+    shutil.copytree(old.content_dir, restored.content_dir, dirs_exist_ok=True)  # the blobs are still at hand
+    with app_client(restored) as client:
+        # a gateway re-uploads from its spool the batch after the restored head: the chain's own next leaf
+        assert upload(client, traced.tenant.gateway, traced.batches[2]).status_code == 201
+        report = ledger_of(client).anchorer.tick(force_checkpoint=True)  # signs checkpoint 1 anew: halts
+        assert report.anchored == 0 and report.error and "older than the chain" in report.error, report
+    assert [c[3] for c in _database(restored)["checkpoints"]] == [True, False]
+
+    code, report = _run(restored, "recover-from-chain")
+    assert code == 0, report
+    assert (report["batches_ingested"], report["batches_already_held"]) == (2, 1), report
+    assert report["dropped_pending_checkpoints"] == [1] and report["recovered_checkpoints"] == [1, 2], report
+    after = _database(restored)
+    assert [c[2] for c in after["checkpoints"][1:]] == known["checkpoint_cids"] and all(
+        c[3] for c in after["checkpoints"])
+    assert _run(restored, "status")[1]["halts"] == []
+    with app_client(restored) as client:
+        upload_batches(client, traced, 1)
+        anchor(client)
+        assert ledger_of(client).chain.registry().checkpoint_count() == 4
+
+
+def test_a_log_forked_after_the_restore_is_refused_and_nothing_changes(
+    tmp_path: Path, cloud_hardhat_node: HardhatNode
+) -> None:
+    old, restored, traced, _known = _older_than_chain(tmp_path, cloud_hardhat_node, *_sqlite_urls(tmp_path))
+    shutil.copytree(old.content_dir, restored.content_dir, dirs_exist_ok=True)
+    with app_client(restored) as client:
+        # the gateway renumbered onto the restored head (its 409 resync): another batch 2 than the chain's
+        gw = traced.tenant.gateway
+        state = client.get(f"/api/v1/gateways/{gw.gateway_id}/state", headers=auth(gw.api_key)).json()
+        gw.batch_seq, gw.prev = state["last_batch_seq"] + 1, bytes.fromhex(state["last_batch_hash"])
+        with ledger_of(client).read_session_factory() as session:
+            gw.baselines = {b.device_id: (b.seq, b.energy_wh, b.timestamp) for b in session.scalars(
+                select(EnergyBaseline))}
+        batch, _readings = gw.build(per_device=1)
+        assert upload(client, gw, batch).status_code == 201
+    before = _database(restored)
+    code, report = _run(restored, "recover-from-chain")
+    assert code == 1 and "log leaf 2" in report["error"] and "forked" in report["error"], report
+    assert _database(restored) == before
+    assert [h["state"] for h in _run(restored, "status")[1]["halts"]] == [HALT]
+
+
+def test_a_refusal_half_way_rolls_every_batch_back(
+    tmp_path: Path, cloud_hardhat_node: HardhatNode, database_urls: tuple[str, str]
+) -> None:
+    second = Traced(tenant=None)  # type: ignore[arg-type]  # registered by _older_than_chain
+    old, restored, _traced, _known = _older_than_chain(tmp_path, cloud_hardhat_node, *database_urls, second=second)
+    shutil.copytree(old.content_dir, restored.content_dir, dirs_exist_ok=True)
+    with app_client(restored) as client:
+        # the second gateway is decommissioned before the recovery: ingestion refuses its batch, the last one,
+        # after the first tenant's three were stored (in savepoints of the one transaction)
+        gateway = second.tenant.gateway.gateway_id
+        r = client.post(f"/api/v1/gateways/{gateway}/revoke", headers=auth(second.tenant.engineer_key))
+        assert r.status_code == 200, r.text
+    before = _database(restored)
+    code, report = _run(restored, "recover-from-chain")
+    assert code == 1 and f"batch {gateway}/0" in report["error"] and "gateway_revoked" in report["error"], report
+    assert _database(restored) == before  # not one of the three batches before it stayed
+    assert [h["state"] for h in _run(restored, "status")[1]["halts"]] == [HALT]
