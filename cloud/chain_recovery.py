@@ -160,11 +160,11 @@ def _fetch_and_verify(
     verified: list[VerifiedCheckpoint] = []
     for seq in range(start, count):
         anchored = ledger.chain.registry_holding(seq).opened_checkpoint(seq)  # opens the stored commitment
+        before, previous = previous, (anchored.tree_size, anchored.root)
         blob = _fetch(ledger, anchored.cid, missing)
         if blob is None:
             continue  # its batches are unknown: keep naming what else is missing, then refuse
-        checkpoint, listed = _verify_checkpoint(seq, anchored, blob, previous, cloud_keys, reader)
-        previous = (anchored.tree_size, anchored.root)
+        checkpoint, listed = _verify_checkpoint(seq, anchored, blob, before, cloud_keys, reader)
         batches: list[FetchedBatch] = []
         for cid in listed:
             sealed = _fetch(ledger, cid, missing)

@@ -179,11 +179,21 @@ def test_missing_content_is_named_and_changes_nothing(tmp_path: Path, cloud_hard
     assert sorted(report["missing_cids"]) == sorted(known["checkpoint_cids"]), report  # the batches are unknown yet
     assert _database(restored) == before
 
-    # the checkpoint blobs come back: now exactly the batch blobs they list are named
+    # checkpoint 2's blob comes back: checkpoint 1's blob is named, and the batch blob checkpoint 2 lists
     old_content, new_content = Path(old.content_dir), Path(restored.content_dir)
-    for cid in known["checkpoint_cids"]:
+
+    def bring_back(cid: str) -> None:
         (new_content / cid[-2:]).mkdir(mode=0o700, exist_ok=True)
         shutil.copy(old_content / cid[-2:] / cid, new_content / cid[-2:] / cid)
+
+    bring_back(known["checkpoint_cids"][1])
+    code, report = _run(restored, "recover-from-chain")
+    assert code == 1 and sorted(report["missing_cids"]) == sorted(
+        [known["checkpoint_cids"][0], known["batch_cids"][2]]), report
+    assert _database(restored) == before
+
+    # every checkpoint blob back: now exactly the batch blobs they list are named
+    bring_back(known["checkpoint_cids"][0])
     code, report = _run(restored, "recover-from-chain")
     assert code == 1 and sorted(report["missing_cids"]) == sorted(known["batch_cids"]), report
     assert _database(restored) == before
@@ -192,15 +202,12 @@ def test_missing_content_is_named_and_changes_nothing(tmp_path: Path, cloud_hard
 
     # one batch blob still missing: still nothing changes
     for cid in known["batch_cids"][:-1]:
-        (new_content / cid[-2:]).mkdir(mode=0o700, exist_ok=True)
-        shutil.copy(old_content / cid[-2:] / cid, new_content / cid[-2:] / cid)
+        bring_back(cid)
     code, report = _run(restored, "recover-from-chain")
     assert code == 1 and list(report["missing_cids"]) == known["batch_cids"][-1:], report
     assert _database(restored) == before
 
-    cid = known["batch_cids"][-1]
-    (new_content / cid[-2:]).mkdir(mode=0o700, exist_ok=True)
-    shutil.copy(old_content / cid[-2:] / cid, new_content / cid[-2:] / cid)
+    bring_back(known["batch_cids"][-1])
     code, report = _run(restored, "recover-from-chain")
     assert code == 0 and report["recovered_checkpoints"] == [1, 2], report
     assert _run(restored, "status")[1]["halts"] == []
