@@ -139,6 +139,13 @@ def test_another_tenants_site_an_unknown_site_and_other_roles_are_refused(cloud:
     listed = client.get(f"/api/v1/sites/{plain.tenant.gateway.site_id}/instruments",
                         headers=auth(other.tenant.enterprise_key))
     assert listed.status_code == 403
+    # the operator reads every tenant's (so a missing site is a plain 404 to it) but registers for none
+    from tests.cloud.cloud_testkit import ADMIN_KEY
+
+    assert client.get("/api/v1/sites/no-such-site/instruments", headers=auth(ADMIN_KEY)).status_code == 404
+    assert client.get(f"/api/v1/sites/{plain.tenant.gateway.site_id}/instruments",
+                      headers=auth(ADMIN_KEY)).status_code == 200
+    assert _post(client, plain.tenant.gateway.site_id, ADMIN_KEY, body).status_code == 403
 
 
 def test_reusing_a_certificate_for_an_overlapping_delivery_is_double_counting(cloud: Any) -> None:
