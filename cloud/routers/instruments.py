@@ -76,7 +76,10 @@ def register_instrument(
             instrument = parse_instrument({**body, "site_id": site.id})
         except InstrumentError as err:
             raise HTTPException(422, str(err)) from err
-        if session.get_bind().dialect.name == "postgresql":  # serialise registrations of one instrument
+        # the overlap check and the insert must not interleave with another registration of the same
+        # instrument: on PostgreSQL a transaction lock on its identity; on SQLite the write session already
+        # began IMMEDIATE (cloud/db.py), which serialises every writer
+        if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
                             {"k": json.dumps(["instrument", instrument.issuer, instrument.instrument_id])})
         clash = overlapping(session, instrument)
