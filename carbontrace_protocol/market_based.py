@@ -192,7 +192,7 @@ def site_entry(
 
 def counted_once(instruments: Iterable[Instrument]) -> list[Instrument]:
     """The instruments, MarketBasedError if one is there twice: the same issuer and id with overlapping
-    delivery is the same energy claimed twice (double counting, GHG Protocol Scope 2 quality criterion 2)."""
+    delivery is the same energy claimed twice (double counting; GHG Protocol Scope 2 quality criteria)."""
     seen: list[Instrument] = []
     for instrument in instruments:
         if any(instrument.key == other.key and instrument.overlaps(other) for other in seen):
