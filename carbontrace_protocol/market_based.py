@@ -46,7 +46,14 @@ from carbontrace_protocol.emission_factors import (
     load_catalogue,
 )
 from carbontrace_protocol.errors import ProtocolError
-from carbontrace_protocol.factor_rule import NoFactor, SiteLocation, activity_year, check_location, select_factor
+from carbontrace_protocol.factor_rule import (
+    NoFactor,
+    SiteLocation,
+    activity_year,
+    check_location,
+    possible_answers,
+    select_factor,
+)
 from carbontrace_protocol.instruments import Instrument, InstrumentError, parse_instrument, period_share
 from carbontrace_protocol.proof_bundle import ProofBundle
 from carbontrace_protocol.views import KIND_AGGREGATE, leaf_content, leaf_time
@@ -72,6 +79,7 @@ class SiteEnergy:
     measured_wh: int
     factor_ids: frozenset[str]  # the location-based factors its leaves use
     first_time: int  # the earliest time its leaves cover in the period: its activity year's instant
+    factor_uses: frozenset[tuple[str, int]] = frozenset()  # (factor id, window start) of its leaves
 
 
 def emissions_figure(grams_e4: int) -> dict[str, Any]:
@@ -99,13 +107,13 @@ def site_energy(bundle: ProofBundle, start: int, end: int, until: int) -> dict[s
     out = {}
     for site_id, opened in sorted(by_site.items()):
         folded = attribution.attribute(opened, start, end, min(until, end))
-        factor_ids = set()
+        uses = set()
         for _, content in opened:
             factor = content.get("factor")
             if isinstance(factor, dict):
-                factor_ids.add(str(factor["id"]))
+                uses.add((str(factor["id"]), int(content["window"][0])))
         out[site_id] = SiteEnergy(folded.measured_wh + folded.substituted_wh, folded.measured_wh,
-                                  frozenset(factor_ids), max(start, first_of[site_id]))
+                                  frozenset(f for f, _ in uses), max(start, first_of[site_id]), frozenset(uses))
     return out
 
 
@@ -294,27 +302,32 @@ def section_inputs(value: Any) -> tuple[dict[str, SiteLocation], list[Instrument
 
 
 def check_location_fits(
-    locations: Mapping[str, SiteLocation], energy: Mapping[str, SiteEnergy], catalogue: Catalogue
+    locations: Mapping[str, SiteLocation], energy: Mapping[str, SiteEnergy], catalogue: Catalogue, issued_at: int
 ) -> None:
-    """Each site's stated location is one its leaves' location-based factors were chosen for: every such
-    factor is in ``catalogue`` (the catalogue as of the version the statement names: no issuer used a factor
-    its catalogue did not hold yet) and its region is the site's province, grid region or country (the cloud
-    checked each aggregate's factor by the rule for the site's location on receipt; a verifier sees no site
-    record, so it checks the fit)."""
+    """Each site's leaves use the location-based factor the rule gives its stated location: for every leaf, one
+    of factor_rule.possible_answers for the location, the leaf's activity year and a decision date from its
+    window's start to the statement's issue, with a version of ``catalogue`` (the catalogue as of the version
+    the statement names) its issuer can have held then. The cloud applies the rule exactly on each
+    aggregate's receipt; a verifier sees neither the receipt date nor the version held that day, so it admits
+    every answer the rule can have given in that span and no other (not an older year than the span allows,
+    not a factor the named version did not hold, not another region)."""
+    until = datetime.datetime.fromtimestamp(issued_at, datetime.UTC).date()
+    answers: dict[tuple[str, int, datetime.date], frozenset[str]] = {}
     for site_id, used in energy.items():
         location = locations.get(site_id)
         if location is None:
             raise MarketBasedError(f"site {site_id} holds energy in the bundle but is not in market_based.sites")
-        codes = {location.country, location.province, location.grid_region} - {None}
-        for factor_id in used.factor_ids:
-            factor = catalogue.factors.get(factor_id)
-            if factor is None:
-                raise MarketBasedError(f"site {site_id}: its leaves use factor {factor_id}, which catalogue version "
-                                       f"{catalogue.version} does not hold")
-            if factor.region.code not in codes:
+        for factor_id, window_start in sorted(used.factor_uses):
+            year = activity_year(window_start)
+            since = min(until, datetime.datetime.fromtimestamp(window_start, datetime.UTC).date())
+            key = (site_id, year, since)
+            if key not in answers:
+                answers[key] = possible_answers(catalogue, location, year, since, until)
+            if factor_id not in answers[key]:
                 raise MarketBasedError(
-                    f"site {site_id}: its leaves use factor {factor_id}, not one of the stated location "
-                    f"{location.describe()}"
+                    f"site {site_id}: a leaf of window start {window_start} uses factor {factor_id}, not one the "
+                    f"rule gives {location.describe()} for {year} between {since} and {until} with catalogue "
+                    f"{catalogue.version} or a version before it: {sorted(answers[key])}"
                 )
 
 
@@ -355,7 +368,7 @@ def check_section(value: Any, bundle: ProofBundle, start: int, end: int, issued_
         energy = site_energy(bundle, start, end, issued_at)
     except (ProtocolError, ValueError, KeyError, TypeError) as err:
         raise MarketBasedError(f"the site energy does not read from the bundle: {err}") from err
-    check_location_fits(locations, energy, catalogue)
+    check_location_fits(locations, energy, catalogue, issued_at)
     if set(locations) != set(energy):
         raise MarketBasedError(f"market_based.sites {sorted(locations)} are not the sites the bundle holds energy "
                                f"of {sorted(energy)}")

@@ -265,7 +265,7 @@ def _instrument_of_another_period(market: dict[str, Any]) -> None:
         (_edit_volume, "differs from the rule's figures"),
         (_edit_hash_only, "not the sha256 of its canonical record"),
         (_edit_figure, "differs from the rule's figures"),
-        (_edit_location, "not one of the stated location"),
+        (_edit_location, "not one the rule gives"),
         (_drop_instrument_claim, "differs from the rule's figures"),
         (_instrument_of_another_period, "does not overlap the period"),
     ],
