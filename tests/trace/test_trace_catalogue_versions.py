@@ -25,6 +25,7 @@ from tests.trace.test_trace_market_based import HEBEI, _resign, _statement, _ver
 from tests.trace.trace_kit import Traced, anchor, upload_batches
 
 BUNDLED = Path(__file__).resolve().parents[2] / "carbontrace_protocol" / "data" / "emission_factors.json"
+CHINA = {"country": "CN", "province": None, "grid_region": None}  # no province or grid: the national factor
 FIRST = {"version": "2026-12-01.1", "date": "2026-12-01"}
 JUNE_2026 = 1_780_272_000  # activity in 2026: every factor of 2021 and 2022 was valid by then
 
@@ -103,3 +104,44 @@ def test_the_unedited_older_residual_is_caught_too(issued: Any) -> None:
     client, statement, _ = issued
     report = _verify(client, statement)  # as issued: its residual mix is 2021's, the named version held 2022's
     assert (report.status, report.failed_step) == ("invalid", "statement_market_based"), report.as_json()
+
+
+def _with_a_later_national_factor(lineage: Path, path: Path) -> Path:
+    """The lineage with a third (test) version adding a 2024 national factor valid from 2026-12-04: with it,
+    the rule would restate 2026 activity to 2024's factor."""
+    doc = json.loads(lineage.read_text())
+    third = {"version": "2026-12-04.1", "date": "2026-12-04"}
+    doc["history"].append(third)
+    doc["catalogue_version"], doc["catalogue_date"] = third["version"], third["date"]
+    national = next(f for f in doc["factors"] if f["id"] == "CN-national-2023")
+    doc["factors"].append({**national, "id": "CN-national-2024-test", "reporting_year": 2024,
+                           "valid_from": "2026-12-04", "kg_per_kwh": "0.5000", "added_in": third["version"]})
+    path.write_text(json.dumps(doc, ensure_ascii=False))
+    return path
+
+
+def test_a_restatement_is_checked_against_the_version_it_names(tmp_path: Path) -> None:
+    """Issued under 2026-12-01.1, restated under 2026-12-03.1 (2022 → 2023); a verifier holding 2026-12-04.1,
+    which adds a 2024 factor, recomputes the restatement's factor changes as of 2026-12-03.1 and accepts it."""
+    from tests.cloud.cloud_testkit import app_client, make_settings
+    from tests.trace.test_trace_restatement import _catalogue_before_2023_factors, _restate
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(CATALOGUE_ENV, str(_catalogue_before_2023_factors(tmp_path / "v1.json")))
+        with app_client(make_settings(tmp_path)) as client:
+            traced = Traced(register_tenant(client, "Restated Later", devices=2, location=CHINA))
+            traced.tenant.gateway.window_start = JUNE_2026
+            upload_batches(client, traced, 3)
+            anchor(client)
+            original = _statement(client, traced)
+            lineage = _lineage(tmp_path / "v2.json")
+            env.setenv(CATALOGUE_ENV, str(lineage))
+            r = _restate(client, traced, statement=original)
+            assert r.status_code == 201, r.text
+            restated = r.json()["statement"]
+            changes = restated["statement"]["restatement"]["factor_changes"]
+            assert changes == [{"activity_year": 2026, "from": "CN-national-2022", "to": "CN-national-2023"}]
+            env.setenv(CATALOGUE_ENV, str(_with_a_later_national_factor(lineage, tmp_path / "v3.json")))
+            for document in (original, restated):
+                report = _verify(client, document)
+                assert report.status == "valid", report.as_json()
