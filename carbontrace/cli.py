@@ -15,6 +15,7 @@ from carbontrace.bench import bench_command
 from carbontrace.broker_cli import broker_app
 from carbontrace.drill import drill_command
 from carbontrace.factors_cli import factors_app
+from carbontrace.instruments_cli import instruments_app
 from carbontrace.open_blob import open_blob_command
 from carbontrace.party import party_app
 from carbontrace.provision import provision_app
@@ -40,6 +41,7 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(provision_app, name="provision")
 app.add_typer(party_app, name="party")
 app.add_typer(factors_app, name="factors")
+app.add_typer(instruments_app, name="instruments")
 app.add_typer(sim_app, name="sim")
 app.command("verify")(verify_command)
 app.command("bench")(bench_command)

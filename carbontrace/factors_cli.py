@@ -20,11 +20,11 @@ from carbontrace_protocol.statement import factor_entry
 factors_app = typer.Typer(help="Emission factors: the catalogue's rule, site locations, restatements.",
                           no_args_is_help=True)
 
-_CLOUD = Annotated[str, typer.Option(help="cloud URL")]
-_KEY_FILE = Annotated[Path, typer.Option(help="the enterprise API key, or its enterprise.json")]
+CLOUD_OPTION = Annotated[str, typer.Option(help="cloud URL")]
+KEY_FILE_OPTION = Annotated[Path, typer.Option(help="the enterprise API key, or its enterprise.json")]
 
 
-def _api_key(path: Path) -> str:
+def api_key_of(path: Path) -> str:
     text = path.read_text().strip()
     return str(json.loads(text)["api_key"]) if text.startswith("{") else text
 
@@ -60,7 +60,7 @@ class Refused(RuntimeError):
     """The cloud answered, but not with 201: the message names what was refused, the status and the reason."""
 
 
-def _created(http: httpx.Client, api_key: str, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+def created(http: httpx.Client, api_key: str, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
     """POST ``body`` with the key; the answer of a 201, else Refused naming ``what`` was refused."""
     r = http.post(path, json=body, headers={"Authorization": f"Bearer {api_key}"})
     if r.status_code != 201:
@@ -69,7 +69,7 @@ def _created(http: httpx.Client, api_key: str, path: str, body: dict[str, Any], 
 
 
 @contextmanager
-def _cloud_client(cloud: str, timeout: float) -> Iterator[httpx.Client]:
+def cloud_client(cloud: str, timeout: float) -> Iterator[httpx.Client]:
     """A client of the cloud for one command: a refusal or an unreachable cloud is a message and exit 1, never
     a traceback."""
     try:
@@ -84,14 +84,14 @@ def _cloud_client(cloud: str, timeout: float) -> Iterator[httpx.Client]:
 
 
 def add_site(http: httpx.Client, api_key: str, enterprise_id: str, site: dict[str, Any]) -> dict[str, Any]:
-    return _created(http, api_key, f"/api/v1/enterprises/{enterprise_id}/sites", site, "site registration")
+    return created(http, api_key, f"/api/v1/enterprises/{enterprise_id}/sites", site, "site registration")
 
 
 @factors_app.command("site-add")
 def site_add(
-    cloud: _CLOUD,
+    cloud: CLOUD_OPTION,
     enterprise: Annotated[str, typer.Option(help="the enterprise id")],
-    api_key_file: _KEY_FILE,
+    api_key_file: KEY_FILE_OPTION,
     site_id: Annotated[str, typer.Option()],
     name: Annotated[str, typer.Option()],
     country: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2, e.g. CN")],
@@ -100,22 +100,22 @@ def site_add(
 ) -> None:
     """Register a site with its location; prints it with the factor the rule gives it."""
     site = {"site_id": site_id, "name": name, **_location(country, province, grid_region)}
-    with _cloud_client(cloud, timeout=30) as http:
-        typer.echo(json.dumps(add_site(http, _api_key(api_key_file), enterprise, site)))
+    with cloud_client(cloud, timeout=30) as http:
+        typer.echo(json.dumps(add_site(http, api_key_of(api_key_file), enterprise, site)))
 
 
 def restate(http: httpx.Client, api_key: str, enterprise_id: str, statement: dict[str, Any] | None,
             cid: str | None) -> dict[str, Any]:
     """POST the restatement request; the answer {original_cid, restated_cid, statement}."""
     body: dict[str, Any] = {"statement": statement} if statement is not None else {"statement_cid": cid}
-    return _created(http, api_key, f"/api/v1/enterprises/{enterprise_id}/restatements", body, "restatement")
+    return created(http, api_key, f"/api/v1/enterprises/{enterprise_id}/restatements", body, "restatement")
 
 
 @factors_app.command("restate")
 def restate_command(
-    cloud: _CLOUD,
+    cloud: CLOUD_OPTION,
     enterprise: Annotated[str, typer.Option(help="the enterprise id")],
-    api_key_file: _KEY_FILE,
+    api_key_file: KEY_FILE_OPTION,
     out: Annotated[Path, typer.Option(help="file for the restated statement (JSON)")],
     statement: Annotated[Path | None, typer.Option(help="the signed statement to restate (JSON)")] = None,
     cid: Annotated[str | None, typer.Option(help="or the CID of a statement the cloud stores")] = None,
@@ -124,8 +124,8 @@ def restate_command(
     if (statement is None) == (cid is None):
         raise typer.BadParameter("give exactly one of --statement and --cid")
     document = None if statement is None else json.loads(statement.read_text())
-    with _cloud_client(cloud, timeout=120) as http:
-        answer = restate(http, _api_key(api_key_file), enterprise, document, cid)
+    with cloud_client(cloud, timeout=120) as http:
+        answer = restate(http, api_key_of(api_key_file), enterprise, document, cid)
     out.write_text(json.dumps(answer["statement"]))
     typer.echo(json.dumps({"original_cid": answer["original_cid"], "restated_cid": answer["restated_cid"],
                            "factor_changes": answer["statement"]["statement"]["restatement"]["factor_changes"]}))

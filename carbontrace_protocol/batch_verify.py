@@ -277,5 +277,5 @@ def _verify_aggregates(
 # energy either, or the byte comparison fails.
 _NO_FACTOR = EmissionFactor(
     "none", "none", Region("none", "none", "country", "ZZ"), 0, 0, "", "", datetime.date.min,
-    Publication("none", "none", "none", None, None, None, ()),
+    Publication("none", "none", "none", None, None, None, (), "none"), "none",
 )

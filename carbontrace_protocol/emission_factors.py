@@ -42,12 +42,14 @@ KINDS = frozenset({KIND_LOCATION, KIND_RESIDUAL, KIND_FOSSIL})
 LEVEL_COUNTRY, LEVEL_GRID, LEVEL_PROVINCE = "country", "grid_region", "province"
 LEVELS = frozenset({LEVEL_COUNTRY, LEVEL_GRID, LEVEL_PROVINCE})
 
-_DOCUMENT_FIELDS = ("format", "version", "catalogue_version", "catalogue_date", "default", "regions",
+_DOCUMENT_FIELDS = ("format", "version", "catalogue_version", "catalogue_date", "history", "default", "regions",
                     "publications", "factors")
+_HISTORY_FIELDS = ("version", "date")
 _REGION_FIELDS = ("code", "name", "level", "country")
-_PUBLICATION_FIELDS = ("id", "publisher", "title", "document_number", "publication_date", "url", "confirmed_by")
+_PUBLICATION_FIELDS = ("id", "publisher", "title", "document_number", "publication_date", "url", "confirmed_by",
+                       "added_in")
 _FACTOR_FIELDS = ("id", "kind", "region", "reporting_year", "kg_per_kwh", "unit", "gas", "publication",
-                  "valid_from")
+                  "valid_from", "added_in")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DECIMAL_4 = re.compile(r"(0|[1-9][0-9]*)\.[0-9]{4}")
 
@@ -73,6 +75,7 @@ class Publication:
     publication_date: datetime.date | None
     url: str | None
     confirmed_by: tuple[str, ...]  # where the catalogue read the figures (not part of statements)
+    added_in: str  # the catalogue version that added it (not part of statements)
 
     def to_json(self) -> dict[str, Any]:
         """The official source as a statement names it."""
@@ -96,6 +99,7 @@ class EmissionFactor:
     gas: str
     valid_from: datetime.date
     source: Publication
+    added_in: str  # the catalogue version that added it (not part of statements)
 
     @property
     def kg_per_kwh(self) -> Decimal:
@@ -107,6 +111,12 @@ class EmissionFactor:
 
 
 @dataclass(frozen=True)
+class CatalogueVersion:
+    version: str
+    date: datetime.date
+
+
+@dataclass(frozen=True)
 class Catalogue:
     version: str
     date: datetime.date
@@ -114,6 +124,11 @@ class Catalogue:
     regions: Mapping[str, Region]
     publications: Mapping[str, Publication]
     factors: Mapping[str, EmissionFactor]
+    history: tuple[CatalogueVersion, ...]  # every version up to this one, oldest first; the last is this
+
+    def knows(self, version: str) -> bool:
+        """Whether ``version`` is this catalogue's or one before it (its history lists it)."""
+        return any(v.version == version for v in self.history)
 
 
 def _fields(value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
@@ -180,7 +195,35 @@ def _region(raw: Any, index: int) -> Region:
     return Region(code, _required(entry["name"], f"regions[{index}].name"), level, country)
 
 
-def _publication(raw: Any, index: int) -> Publication:
+def _history(raw: Any) -> tuple[CatalogueVersion, ...]:
+    """The versions the catalogue went through, oldest first: each named once, dates never going back."""
+    if not isinstance(raw, list) or not raw:
+        raise CatalogueError("catalogue.history must list the catalogue's versions, oldest first (at least one)")
+    out: list[CatalogueVersion] = []
+    for index, entry in enumerate(raw):
+        entry = _fields(entry, f"history[{index}]", _HISTORY_FIELDS)
+        version = _id(entry["version"], f"history[{index}].version")
+        date = _date(entry["date"], f"history[{index}].date")
+        assert date is not None
+        if any(v.version == version for v in out):
+            raise CatalogueError(f"history: version {version!r} appears twice")
+        if out and date < out[-1].date:
+            raise CatalogueError(f"history is not ordered: version {version} ({date}) is listed after "
+                                 f"{out[-1].version} ({out[-1].date})")
+        out.append(CatalogueVersion(version, date))
+    return tuple(out)
+
+
+def _added_in(value: Any, what: str, order: Mapping[str, int], own: str) -> str:
+    """The version an entry was added in: one of the history's, not later than the catalogue's own."""
+    if not isinstance(value, str) or value not in order:
+        raise CatalogueError(f"{what}: added_in {value!r} is not a version of the catalogue's history")
+    if order[value] > order[own]:
+        raise CatalogueError(f"{what}: added_in {value} is a version later than the catalogue's own ({own})")
+    return value
+
+
+def _publication(raw: Any, index: int, order: Mapping[str, int], own: str) -> Publication:
     what = f"publications[{index}]"
     entry = _fields(raw, what, _PUBLICATION_FIELDS)
     confirmed = entry["confirmed_by"]
@@ -197,10 +240,14 @@ def _publication(raw: Any, index: int) -> Publication:
         publication_date=_date(entry["publication_date"], f"{what}.publication_date", nullable=True),
         url=url,
         confirmed_by=tuple(_required(c, f"{what}.confirmed_by[]") for c in confirmed),
+        added_in=_added_in(entry["added_in"], what, order, own),
     )
 
 
-def _factor(raw: Any, index: int, regions: Mapping[str, Region], pubs: Mapping[str, Publication]) -> EmissionFactor:
+def _factor(
+    raw: Any, index: int, regions: Mapping[str, Region], pubs: Mapping[str, Publication],
+    order: Mapping[str, int], own: str,
+) -> EmissionFactor:
     what = f"factors[{index}]"
     entry = _fields(raw, what, _FACTOR_FIELDS)
     factor_id = _id(entry["id"], f"{what}.id")
@@ -223,6 +270,9 @@ def _factor(raw: Any, index: int, regions: Mapping[str, Region], pubs: Mapping[s
         raise CatalogueError(f"{what}: valid_from {valid_from} is before its publication ({source.publication_date})")
     if valid_from.year <= year:
         raise CatalogueError(f"{what}: valid_from {valid_from} is not after the reporting year {year} it describes")
+    added_in = _added_in(entry["added_in"], what, order, own)
+    if order[source.added_in] > order[added_in]:
+        raise CatalogueError(f"{what}: added in {added_in}, before its publication {source.id} ({source.added_in})")
     return EmissionFactor(
         id=factor_id,
         kind=entry["kind"],
@@ -233,6 +283,7 @@ def _factor(raw: Any, index: int, regions: Mapping[str, Region], pubs: Mapping[s
         gas=GAS,
         valid_from=valid_from,
         source=source,
+        added_in=added_in,
     )
 
 
@@ -257,10 +308,16 @@ def parse_catalogue(text: str | bytes) -> Catalogue:
     for name in ("regions", "publications", "factors"):
         if not isinstance(doc[name], list):
             raise CatalogueError(f"catalogue.{name} must be a list")
+    own = _required(doc["catalogue_version"], "catalogue.catalogue_version")
+    history = _history(doc["history"])
+    order = {v.version: i for i, v in enumerate(history)}
+    if own not in order:
+        raise CatalogueError(f"catalogue.history does not list the catalogue's own version {own}")
     regions = _unique([_region(r, i) for i, r in enumerate(doc["regions"])], "region", lambda r: r.code)
-    pubs = _unique([_publication(p, i) for i, p in enumerate(doc["publications"])], "publication", lambda p: p.id)
+    pubs = _unique([_publication(p, i, order, own) for i, p in enumerate(doc["publications"])], "publication",
+                   lambda p: p.id)
     factors = _unique(
-        [_factor(f, i, regions, pubs) for i, f in enumerate(doc["factors"])], "factor", lambda f: f.id
+        [_factor(f, i, regions, pubs, order, own) for i, f in enumerate(doc["factors"])], "factor", lambda f: f.id
     )
     same = _unique(
         [f for f in factors.values()], "factor for region, kind and year",
@@ -269,11 +326,34 @@ def parse_catalogue(text: str | bytes) -> Catalogue:
     del same  # one factor per (region, kind, reporting year): the selection rule must never have to choose
     date = _date(doc["catalogue_date"], "catalogue.catalogue_date")
     assert date is not None
+    if history[-1] != CatalogueVersion(own, date):
+        raise CatalogueError(f"catalogue.history must end with the catalogue's own version {own} of {date}")
     default = _id(doc["default"], "catalogue.default")
     if default not in factors:
         raise CatalogueError(f"default emission factor {default!r} is not in the catalogue")
-    return Catalogue(_required(doc["catalogue_version"], "catalogue.catalogue_version"), date, default, regions,
-                     pubs, factors)
+    return Catalogue(own, date, default, regions, pubs, factors, history)
+
+
+def as_of(catalogue: Catalogue, version: str) -> Catalogue:
+    """The catalogue as it was at ``version``: the publications and factors added in it or before (a version
+    only adds, so this is that version's content). CatalogueError if the history does not list ``version``.
+
+    Regions are kept whole (a region is a place, not a figure: a location's codes select nothing by
+    themselves), and so is the default (a gateway's fallback, not a verifier's concern)."""
+    order = {v.version: i for i, v in enumerate(catalogue.history)}
+    if version not in order:
+        raise CatalogueError(f"catalogue {catalogue.version} does not know version {version!r} (its history: "
+                             f"{', '.join(order)})")
+    upto = order[version]
+    return Catalogue(
+        version=version,
+        date=catalogue.history[upto].date,
+        default=catalogue.default,
+        regions=catalogue.regions,
+        publications={k: p for k, p in catalogue.publications.items() if order[p.added_in] <= upto},
+        factors={k: f for k, f in catalogue.factors.items() if order[f.added_in] <= upto},
+        history=catalogue.history[: upto + 1],
+    )
 
 
 CATALOGUE_ENV = "CARBONTRACE_FACTOR_CATALOGUE"

@@ -22,6 +22,7 @@ from carbontrace_protocol.emission_factors import (
     LEVEL_PROVINCE,
     Catalogue,
     EmissionFactor,
+    as_of,
 )
 from carbontrace_protocol.errors import ProtocolError
 
@@ -97,3 +98,33 @@ def newest_for_region(catalogue: Catalogue, used: EmissionFactor, year: int, on:
         if f.kind == used.kind and f.region.code == used.region.code and f.valid_from <= on and f.reporting_year <= year
     ]
     return max(same, key=lambda f: f.reporting_year, default=used)
+
+
+def possible_answers(
+    catalogue: Catalogue, location: SiteLocation, year: int, since: datetime.date, until: datetime.date,
+    kind: str = KIND_LOCATION,
+) -> frozenset[str]:
+    """The ids of every factor the rule can have given, with any version of ``catalogue`` its issuer can have
+    held, on a decision date in [since, until]: what a verifier admits for an aggregate leaf, whose decision
+    date (its receipt, between its window's start and the statement's issue) and catalogue version (the
+    issuer's on that day, at most ``catalogue``'s) it does not see.
+
+    A version dated after the decision date cannot have been held then; the first version stands for every
+    day before it (aggregates received before the catalogue had a history). The rule's answer changes only
+    on a version's date or a factor's ``valid_from``, so those days, and ``since``, are every case."""
+    days = {since} | {
+        d
+        for d in [v.date for v in catalogue.history] + [f.valid_from for f in catalogue.factors.values()]
+        if since < d <= until
+    }
+    answers = set()
+    for index, held in enumerate(catalogue.history):
+        content = as_of(catalogue, held.version)
+        for day in days:
+            if index > 0 and held.date > day:
+                continue
+            try:
+                answers.add(select_factor(content, location, year, day, kind).id)
+            except NoFactor:
+                continue
+    return frozenset(answers)

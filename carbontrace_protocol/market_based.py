@@ -42,10 +42,18 @@ from carbontrace_protocol.emission_factors import (
     KIND_RESIDUAL,
     Catalogue,
     EmissionFactor,
+    as_of,
     load_catalogue,
 )
 from carbontrace_protocol.errors import ProtocolError
-from carbontrace_protocol.factor_rule import NoFactor, SiteLocation, activity_year, check_location, select_factor
+from carbontrace_protocol.factor_rule import (
+    NoFactor,
+    SiteLocation,
+    activity_year,
+    check_location,
+    possible_answers,
+    select_factor,
+)
 from carbontrace_protocol.instruments import Instrument, InstrumentError, parse_instrument, period_share
 from carbontrace_protocol.proof_bundle import ProofBundle
 from carbontrace_protocol.views import KIND_AGGREGATE, leaf_content, leaf_time
@@ -71,6 +79,7 @@ class SiteEnergy:
     measured_wh: int
     factor_ids: frozenset[str]  # the location-based factors its leaves use
     first_time: int  # the earliest time its leaves cover in the period: its activity year's instant
+    factor_uses: frozenset[tuple[str, int]] = frozenset()  # (factor id, window start) of its leaves
 
 
 def emissions_figure(grams_e4: int) -> dict[str, Any]:
@@ -98,13 +107,13 @@ def site_energy(bundle: ProofBundle, start: int, end: int, until: int) -> dict[s
     out = {}
     for site_id, opened in sorted(by_site.items()):
         folded = attribution.attribute(opened, start, end, min(until, end))
-        factor_ids = set()
+        uses = set()
         for _, content in opened:
             factor = content.get("factor")
             if isinstance(factor, dict):
-                factor_ids.add(str(factor["id"]))
+                uses.add((str(factor["id"]), int(content["window"][0])))
         out[site_id] = SiteEnergy(folded.measured_wh + folded.substituted_wh, folded.measured_wh,
-                                  frozenset(factor_ids), max(start, first_of[site_id]))
+                                  frozenset(f for f, _ in uses), max(start, first_of[site_id]), frozenset(uses))
     return out
 
 
@@ -152,12 +161,11 @@ def site_entry(
     end: int,
     catalogue: Catalogue,
     on: datetime.date,
-    residual: tuple[EmissionFactor, str | None] | None = None,
 ) -> dict[str, Any]:
     """One site's market-based figures for [start, end) decided on ``on`` (rules 2-4); ``instruments`` are
-    the site's, each overlapping the period. ``residual``: (factor, fallback) as stated, else the rule's."""
+    the site's, each overlapping the period."""
     year = activity_year(energy.first_time)
-    factor, fallback = residual or residual_factor(catalogue, location, year, on)
+    factor, fallback = residual_factor(catalogue, location, year, on)
     remaining, grams, used_list = energy.measured_wh, 0, []
     listed = sorted(instruments, key=instrument_order)
     for instrument in listed:
@@ -212,7 +220,6 @@ def section(
     locations: Mapping[str, SiteLocation],
     instruments: Iterable[Instrument],
     catalogue: Catalogue | None = None,
-    residuals: Mapping[str, tuple[EmissionFactor, str | None]] | None = None,
 ) -> dict[str, Any]:
     """The ``market_based`` section of the statement of [start, end) issued at ``issued_at``: every site the
     bundle holds energy of (its location from ``locations``), with the instruments of ``instruments`` that are
@@ -230,7 +237,7 @@ def section(
         if site_id not in locations:
             raise MarketBasedError(f"site {site_id}: no location given for its residual mix")
         entry = site_entry(site_id, used_energy, locations[site_id], by_site.pop(site_id, []), start, end,
-                           catalogue, on, (residuals or {}).get(site_id))
+                           catalogue, on)
         sites.append(entry)
         total_wh += used_energy.total_wh
         covered_wh += entry["energy_wh"]["instruments"]
@@ -294,83 +301,78 @@ def section_inputs(value: Any) -> tuple[dict[str, SiteLocation], list[Instrument
     return locations, instruments
 
 
-def check_location_fits(locations: Mapping[str, SiteLocation], energy: Mapping[str, SiteEnergy]) -> None:
-    """Each site's stated location is one its leaves' location-based factors were chosen for: every such
-    factor's region is the site's province, grid region or country (the cloud checked each aggregate's factor
-    by the rule for the site's location on receipt; a verifier sees no site record, so it checks the fit)."""
-    catalogue = load_catalogue()
+def check_location_fits(
+    locations: Mapping[str, SiteLocation], energy: Mapping[str, SiteEnergy], catalogue: Catalogue, issued_at: int
+) -> None:
+    """Each site's leaves use the location-based factor the rule gives its stated location: for every leaf, one
+    of factor_rule.possible_answers for the location, the leaf's activity year and a decision date from its
+    window's start to the statement's issue, with a version of ``catalogue`` (the catalogue as of the version
+    the statement names) its issuer can have held then. The cloud applies the rule exactly on each
+    aggregate's receipt; a verifier sees neither the receipt date nor the version held that day, so it admits
+    every answer the rule can have given in that span and no other (not an older year than the span allows,
+    not a factor the named version did not hold, not another region)."""
+    until = datetime.datetime.fromtimestamp(issued_at, datetime.UTC).date()
+    answers: dict[tuple[str, int, datetime.date], frozenset[str]] = {}
     for site_id, used in energy.items():
         location = locations.get(site_id)
         if location is None:
             raise MarketBasedError(f"site {site_id} holds energy in the bundle but is not in market_based.sites")
-        codes = {location.country, location.province, location.grid_region} - {None}
-        for factor_id in used.factor_ids:
-            factor = catalogue.factors.get(factor_id)
-            if factor is None or factor.region.code not in codes:
+        for factor_id, window_start in sorted(used.factor_uses):
+            year = activity_year(window_start)
+            since = min(until, datetime.datetime.fromtimestamp(window_start, datetime.UTC).date())
+            key = (site_id, year, since)
+            if key not in answers:
+                answers[key] = possible_answers(catalogue, location, year, since, until)
+            if factor_id not in answers[key]:
                 raise MarketBasedError(
-                    f"site {site_id}: its leaves use factor {factor_id}, not one of the stated location "
-                    f"{location.describe()}"
+                    f"site {site_id}: a leaf of window start {window_start} uses factor {factor_id}, not one the "
+                    f"rule gives {location.describe()} for {year} between {since} and {until} with catalogue "
+                    f"{catalogue.version} or a version before it: {sorted(answers[key])}"
                 )
 
 
-def _stated_residuals(
-    value: dict[str, Any], catalogue: Catalogue, locations: Mapping[str, SiteLocation],
-    energy: Mapping[str, SiteEnergy], on: datetime.date,
-) -> dict[str, tuple[EmissionFactor, str | None]]:
-    """Each site's residual factor as the section states it, checked to be one the rule could have given
-    with an older catalogue version: a catalogue entry of the residual mix (or, with fallback
-    no_residual_mix, the location-based kind) for a region of the site's location, of a reporting year at or
-    before the site's activity year, valid on the issue date."""
-    out: dict[str, tuple[EmissionFactor, str | None]] = {}
-    for site in value["sites"]:
-        site_id = site["site_id"]
-        stated = site["residual_factor"]
-        if not isinstance(stated, dict) or not isinstance(stated.get("id"), str):
-            raise MarketBasedError(f"site {site_id}: residual_factor must name a catalogue factor by id")
-        factor = catalogue.factors.get(stated["id"])
-        fallback = stated.get("fallback")
-        if factor is None:
-            raise MarketBasedError(f"site {site_id}: residual factor {stated['id']!r} is not in the catalogue")
-        wanted = {None: KIND_RESIDUAL, FALLBACK_NO_RESIDUAL: KIND_LOCATION}.get(fallback)
-        location, year = locations[site_id], activity_year(energy[site_id].first_time)
-        if (
-            factor.kind != wanted
-            or factor.region.code not in {location.country, location.province, location.grid_region}
-            or factor.reporting_year > year
-            or factor.valid_from > on
-        ):
-            raise MarketBasedError(
-                f"site {site_id}: residual factor {factor.id} is not one the rule gives a site at "
-                f"{location.describe()} for {year} on {on.isoformat()} (kind, region, year or validity)"
-            )
-        out[site_id] = (factor, fallback)
-    return out
+def stated_catalogue(value: Any, issued_at: int) -> Catalogue:
+    """The catalogue as of the version the section names (emission_factors.as_of): the content the issuer had,
+    reconstructed from the verifier's own catalogue of that version or newer (a version only adds entries,
+    each naming the version that added it). MarketBasedError if the verifier's catalogue does not list the
+    version, or if the version is dated after the statement's issue (no issuer can have used it).
+
+    A version the verifier does not know is refused, not checked more loosely: were it accepted with a weaker
+    check, an insider could name a made-up version to get that weaker check. The remedy is a newer catalogue
+    (CARBONTRACE_FACTOR_CATALOGUE)."""
+    catalogue = load_catalogue()
+    version = value.get("catalogue_version") if isinstance(value, dict) else None
+    if not isinstance(version, str) or not catalogue.knows(version):
+        raise MarketBasedError(
+            f"the statement names factor catalogue version {version!r}, which this verifier's catalogue "
+            f"({catalogue.version}) does not list: verify with a catalogue of that version or newer"
+        )
+    stated = as_of(catalogue, version)
+    on = datetime.datetime.fromtimestamp(issued_at, datetime.UTC).date()
+    if stated.date > on:
+        raise MarketBasedError(f"factor catalogue version {version} is dated {stated.date}, after the statement's "
+                               f"issue date {on}")
+    return stated
 
 
 def check_section(value: Any, bundle: ProofBundle, start: int, end: int, issued_at: int) -> dict[str, Any]:
     """The verifier's side: the section recomputed from its own inputs (locations, instrument records) and the
     bundle; MarketBasedError naming what differs. Returns the recomputed section.
 
-    With the catalogue version the section names, the residual factor is the rule's own answer. With another
-    version (the verifier's is newer: a version only adds factors), a factor added since may now be the rule's
-    answer though the statement could not use it; the stated factor is then checked to be one the rule allows
-    (``_stated_residuals``), and a restatement applies the newer one (docs/accounting.md)."""
+    The residual factor is the rule's own answer (select_factor) against the catalogue as of the version the
+    section names (``stated_catalogue``), whichever newer version the verifier holds: exact, not bounds. A
+    factor added since is for a restatement to apply (docs/accounting.md)."""
     locations, instruments = section_inputs(value)
-    catalogue = load_catalogue()
+    catalogue = stated_catalogue(value, issued_at)
     try:
         energy = site_energy(bundle, start, end, issued_at)
     except (ProtocolError, ValueError, KeyError, TypeError) as err:
         raise MarketBasedError(f"the site energy does not read from the bundle: {err}") from err
-    check_location_fits(locations, energy)
+    check_location_fits(locations, energy, catalogue, issued_at)
     if set(locations) != set(energy):
         raise MarketBasedError(f"market_based.sites {sorted(locations)} are not the sites the bundle holds energy "
                                f"of {sorted(energy)}")
-    residuals = None
-    if value["catalogue_version"] != catalogue.version:
-        on = datetime.datetime.fromtimestamp(issued_at, datetime.UTC).date()
-        residuals = _stated_residuals(value, catalogue, locations, energy, on)
-    recomputed = section(bundle, start, end, issued_at, locations, instruments, catalogue, residuals)
-    recomputed["catalogue_version"] = value["catalogue_version"]
+    recomputed = section(bundle, start, end, issued_at, locations, instruments, catalogue)
     listed = sum(len(site["instruments"]) for site in recomputed["sites"])
     if listed != len(instruments):
         raise MarketBasedError("an instrument listed does not overlap the period")

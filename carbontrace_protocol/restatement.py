@@ -25,7 +25,7 @@ import hashlib
 from typing import Any
 
 from carbontrace_protocol import strict_json
-from carbontrace_protocol.emission_factors import load_catalogue
+from carbontrace_protocol.emission_factors import Catalogue, load_catalogue
 from carbontrace_protocol.factor_rule import activity_year, newest_for_region
 from carbontrace_protocol.proof_bundle import BundleFormatError, ProofBundle, exact_fields
 from carbontrace_protocol.proof_verify import CheckFailed
@@ -59,9 +59,10 @@ def _leaves(bundle: ProofBundle) -> list[tuple[str, int, int]]:
     return out
 
 
-def factor_changes(bundle: ProofBundle, issued_at: int) -> list[dict[str, Any]]:
-    """Each (leaf factor, activity year) the rule now maps to a newer factor, sorted."""
-    catalogue = load_catalogue()
+def factor_changes(bundle: ProofBundle, issued_at: int, catalogue: Catalogue | None = None) -> list[dict[str, Any]]:
+    """Each (leaf factor, activity year) the rule maps to a newer factor with ``catalogue`` (the protocol's
+    when None), sorted."""
+    catalogue = catalogue or load_catalogue()
     on = datetime.datetime.fromtimestamp(issued_at, datetime.UTC).date()
     changes = set()
     for factor_id, year, _ in _leaves(bundle):
@@ -75,14 +76,15 @@ def factor_changes(bundle: ProofBundle, issued_at: int) -> list[dict[str, Any]]:
 
 
 def restated_figures(
-    bundle: ProofBundle, figures: dict[str, Any], changes: list[dict[str, Any]], until: int
+    bundle: ProofBundle, figures: dict[str, Any], changes: list[dict[str, Any]], until: int,
+    catalogue: Catalogue | None = None,
 ) -> tuple[dict[str, Any], set[str]]:
     """``figures`` (as statement.figures_of gives them) recomputed with each leaf's restated factor: the same
     attribution by measurement time (energy, shares, substitution), the emissions under the new factors; and
     the ids of every factor the restated statement names (leaves' and new)."""
     from carbontrace_protocol.statement import figures_of
 
-    catalogue = load_catalogue()
+    catalogue = catalogue or load_catalogue()
     replaced = {(c["activity_year"], c["from"]): c["to"] for c in changes}
     named: set[str] = set()
 
@@ -141,12 +143,27 @@ def check_restated(
     original_issued = restates["issued_at"]
     if type(original_issued) is not int or type(body["issued_at"]) is not int or original_issued >= body["issued_at"]:
         raise CheckFailed(STEP, "a restatement is issued after the statement it restates (integer issued_at)")
-    expected = factor_changes(bundle, body["issued_at"])
+    catalogue = _catalogue_of(body)
+    expected = factor_changes(bundle, body["issued_at"], catalogue)
     if not expected:
         raise CheckFailed(STEP, "a restatement must change a factor; no newer factor applies on its issue date")
     if strict_json.canonical(section["factor_changes"]) != strict_json.canonical(expected):
         raise CheckFailed(STEP, f"the factor changes are not the catalogue rule's: expected {expected}")
-    return restated_figures(bundle, figures, expected, until)
+    return restated_figures(bundle, figures, expected, until, catalogue)
+
+
+def _catalogue_of(body: dict[str, Any]) -> Catalogue:
+    """The catalogue a restated body was computed with: as of the version its ``market_based`` section names
+    (market_based.stated_catalogue: so a verifier with a newer version recomputes the issuer's changes, not
+    ones a later factor would give), else the verifier's own (a body without the section names none)."""
+    from carbontrace_protocol import market_based
+
+    if market_based.SECTION_KEY not in body:
+        return load_catalogue()
+    try:
+        return market_based.stated_catalogue(body[market_based.SECTION_KEY], body["issued_at"])
+    except market_based.MarketBasedError as err:
+        raise CheckFailed(STEP, str(err)) from err
 
 
 def check_restates(original: Any, restated: Any) -> None:

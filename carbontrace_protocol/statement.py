@@ -365,13 +365,8 @@ def _check_market_based(body: dict[str, Any], bundle: ProofBundle, start: int, e
     except market_based.MarketBasedError as err:
         raise CheckFailed(market_based.STEP, str(err)) from err
     used = sum(len(site["instruments"]) for site in recomputed["sites"])
-    ours = load_catalogue().version
-    residual = (
-        f"the residual mix the rule gives (catalogue {ours})"
-        if recomputed["catalogue_version"] == ours
-        else f"a residual mix the rule allows (the statement names catalogue {recomputed['catalogue_version']}, "
-        f"this verifier has {ours}: the exact choice is checked only with the same version)"
-    )
+    residual = (f"the residual mix the rule gives with catalogue {recomputed['catalogue_version']} (this verifier "
+                f"has {load_catalogue().version})")
     return (f"{recomputed['emissions']['t_co2']} tCO2 market-based, {recomputed['energy_wh']['instruments']} Wh "
             f"of {recomputed['energy_wh']['total']} Wh covered by {used} instrument(s), the rest at {residual}")
 

@@ -22,7 +22,7 @@ def base() -> dict[str, Any]:
     bundled = json.loads(resources.files("carbontrace_protocol").joinpath("data/emission_factors.json").read_text())
     factors = [f for f in bundled["factors"] if f["id"] in ("CN-national-2022", "CN-north-2022")]
     return {
-        **{k: bundled[k] for k in ("format", "version", "catalogue_version", "catalogue_date")},
+        **{k: bundled[k] for k in ("format", "version", "catalogue_version", "catalogue_date", "history")},
         "default": "CN-national-2022",
         "regions": [r for r in bundled["regions"] if r["code"] in ("CN", "CN-GRID-NORTH")],
         "publications": [p for p in bundled["publications"] if p["id"] == factors[0]["publication"]],
@@ -56,6 +56,38 @@ def _second_factor_same_region_year(doc: dict[str, Any]) -> None:
     twin = copy.deepcopy(doc["factors"][0])
     twin["id"] = "CN-national-2022-twin"
     doc["factors"].append(twin)
+
+
+EARLIER = {"version": "2026-11-30.1", "date": "2026-11-30"}  # a version before the bundled one
+LATER = {"version": "2099-01-01.1", "date": "2099-01-01"}
+
+
+def _two_versions(doc: dict[str, Any]) -> None:
+    """The base as its second version: the publication and the national factor added in an earlier one."""
+    doc["history"].insert(0, dict(EARLIER))
+    doc["publications"][0]["added_in"] = doc["factors"][0]["added_in"] = EARLIER["version"]
+
+
+def _history_not_ordered(doc: dict[str, Any]) -> None:
+    doc["history"].insert(0, {"version": "2026-12-31.1", "date": "2026-12-31"})
+
+
+def _added_in_later_version(doc: dict[str, Any]) -> None:
+    doc["history"].append(dict(LATER))
+    doc["factors"][1]["added_in"] = LATER["version"]
+
+
+def _history_past_own_version(doc: dict[str, Any]) -> None:
+    doc["history"].append(dict(LATER))
+
+
+def _version_twice(doc: dict[str, Any]) -> None:
+    doc["history"].insert(0, dict(doc["history"][0]))
+
+
+def _factor_before_its_publication(doc: dict[str, Any]) -> None:
+    doc["history"].insert(0, dict(EARLIER))
+    doc["factors"][0]["added_in"] = EARLIER["version"]
 
 
 CASES: dict[str, tuple[str, Mutation | None, str | None]] = {
@@ -94,6 +126,31 @@ CASES: dict[str, tuple[str, Mutation | None, str | None]] = {
     "province-code-for-grid": ("a grid region whose level says province",
                                _set(("regions", 1, "level"), "country"), "does not fit level"),
     "other-format": ("another document format", _set(("format",), "emission-factors"), "not a carbontrace"),
+    "valid-two-versions": ("a catalogue of two versions, the publication and one factor added in the first",
+                           _two_versions, None),
+    "missing-added-in": ("a factor that does not say which catalogue version added it",
+                         _drop(("factors", 0, "added_in")), "missing fields ['added_in']"),
+    "publication-missing-added-in": ("a publication that does not say which catalogue version added it",
+                                     _drop(("publications", 0, "added_in")), "missing fields ['added_in']"),
+    "added-in-unknown-version": ("a factor added in a version the history does not list",
+                                 _set(("factors", 0, "added_in"), "2026-12-02.1"),
+                                 "is not a version of the catalogue's history"),
+    "added-in-later-version": ("a factor added in a version later than the catalogue's own",
+                               _added_in_later_version, "later than the catalogue's own"),
+    "factor-before-its-publication": ("a factor added in a version before the publication it cites",
+                                      _factor_before_its_publication, "before its publication"),
+    "history-not-ordered": ("a history whose versions go back in date", _history_not_ordered,
+                            "history is not ordered"),
+    "history-version-twice": ("a history naming one version twice", _version_twice, "appears twice"),
+    "history-empty": ("no version history", _set(("history",), []), "must list the catalogue's versions"),
+    "history-without-own-version": ("a history that does not list the catalogue's own version",
+                                    _set(("history", 0, "version"), "2026-12-02.1"),
+                                    "does not list the catalogue's own version"),
+    "history-past-own-version": ("a history going on past the catalogue's own version",
+                                 _history_past_own_version, "must end with the catalogue's own version"),
+    "history-other-date": ("the own version's history date is not the catalogue_date",
+                           _set(("history", 0, "date"), "2026-12-02"), "must end with the catalogue's own version"),
+    "missing-history": ("a catalogue without its version history", _drop(("history",)), "missing fields ['history']"),
 }
 
 

@@ -12,6 +12,7 @@ from carbontrace_protocol.emission_factors import (
     KIND_LOCATION,
     KIND_RESIDUAL,
     CatalogueError,
+    as_of,
     get_factor,
     load_catalogue,
     parse_catalogue,
@@ -62,3 +63,25 @@ def test_the_bundled_catalogue_cites_official_publications_only() -> None:
     assert {f.reporting_year for f in residual} == {2021, 2022, 2023}
     grids = {f.region.code for f in catalogue.factors.values() if f.region.level == "grid_region"}
     assert len(grids) == 7
+
+
+def test_the_catalogue_as_of_a_version_holds_what_that_version_added_and_nothing_later() -> None:
+    case = json.loads((CASE_DIR / "valid-two-versions.json").read_text())
+    catalogue = parse_catalogue(json.dumps(case["catalogue"], ensure_ascii=False))
+    first, second = (v.version for v in catalogue.history)
+    assert catalogue.version == second and catalogue.knows(first) and not catalogue.knows("2026-12-02.1")
+    earlier = as_of(catalogue, first)
+    assert (earlier.version, set(earlier.factors), set(earlier.publications)) == (
+        first, {"CN-national-2022"}, set(catalogue.publications))
+    assert earlier.date.isoformat() == "2026-11-30" and [v.version for v in earlier.history] == [first]
+    assert as_of(catalogue, second).factors == catalogue.factors
+    with pytest.raises(CatalogueError, match="does not know version"):
+        as_of(catalogue, "2026-12-02.1")
+
+
+def test_every_entry_of_the_bundled_catalogue_names_the_version_that_added_it() -> None:
+    catalogue = load_catalogue()
+    assert catalogue.history[-1].version == catalogue.version
+    versions = {v.version for v in catalogue.history}
+    assert {f.added_in for f in catalogue.factors.values()} <= versions
+    assert {p.added_in for p in catalogue.publications.values()} <= versions

@@ -836,6 +836,25 @@ def market_cases(w: Writer, tmp: Path) -> None:
         case("edited-instrument-rate", "the PPA's rate set to 0, its record_sha256 left", rate)
         case("swapped-location", "the site's location moved to Qinghai (lower grid factor)", location)
 
+        def older_residual(market: dict[str, Any], version: str | None = None) -> None:
+            from carbontrace_protocol.emission_factors import get_factor
+            from carbontrace_protocol.market_based import factor_json
+
+            factor = get_factor("CN-national-2022-excl-market-nonfossil")  # 0.5856, below 2023's 0.6096
+            site = market["sites"][0]
+            site["residual_factor"] = factor_json(factor, None)
+            grams = sum(u["emissions"]["g_e4"] for u in site["instruments"])
+            grams += site["energy_wh"]["residual"] * factor.kg_per_kwh_e4
+            site["emissions"] = market["emissions"] = {**site["emissions"], "g_e4": grams,
+                                                       "t_co2": f"{grams // 10**10}.{grams % 10**10:010d}"}
+            if version is not None:
+                market["catalogue_version"] = version
+
+        case("older-residual", "the residual mix replaced by 2022's (lower), figures made consistent", older_residual)
+        case("unknown-catalogue-version", "the residual mix replaced by 2022's (lower), figures made consistent, "
+             "naming a catalogue version the verifier's catalogue does not list (refused, not checked more "
+             "loosely)", lambda market: older_residual(market, "2025-01-01.1"))
+
 
 def main(argv: list[str]) -> int:
     # rewrite one group of cases only (--summaries, --retime, --market), keeping every other file

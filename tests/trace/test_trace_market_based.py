@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from carbontrace_protocol import p256, strict_json
+from carbontrace_protocol.emission_factors import CATALOGUE_ENV
 from carbontrace_protocol.ids import key_fingerprint
 from carbontrace_protocol.market_based import section_inputs
 from tests.cloud.cloud_testkit import auth, register_tenant
@@ -21,6 +24,7 @@ from tests.trace.trace_kit import Traced, anchor, get, ledger_of, reader_of, tru
 
 HEBEI = {"country": "CN", "province": "CN-HE", "grid_region": "CN-GRID-NORTH"}
 RESIDUAL_2023 = ("CN-national-2023-excl-market-nonfossil", 6096)  # MEE/NBS 2023, valid from 2026-01-15
+BUNDLED = Path(__file__).resolve().parents[2] / "carbontrace_protocol" / "data" / "emission_factors.json"
 ISSUER = "China Green Certificate Issuance and Trading Platform"
 
 
@@ -261,7 +265,7 @@ def _instrument_of_another_period(market: dict[str, Any]) -> None:
         (_edit_volume, "differs from the rule's figures"),
         (_edit_hash_only, "not the sha256 of its canonical record"),
         (_edit_figure, "differs from the rule's figures"),
-        (_edit_location, "not one of the stated location"),
+        (_edit_location, "not one the rule gives"),
         (_drop_instrument_claim, "differs from the rule's figures"),
         (_instrument_of_another_period, "does not overlap the period"),
     ],
@@ -289,35 +293,96 @@ def test_the_section_states_its_inputs_strictly(green_statement: dict[str, Any])
     assert [i.kind for i in instruments] == ["gec", "ppa"] and len(locations) == 1
 
 
-def test_with_another_catalogue_version_the_residual_is_held_to_the_rules_bounds(
-    cloud: Any, green_statement: dict[str, Any]
-) -> None:
-    """A statement naming another catalogue version may state an older vintage the rule allowed then, never a
-    factor of another kind, a later year than its activity or a region outside its location."""
-    client, _, _, _ = cloud
+def _newer_catalogue(path: Path) -> Path:
+    """The bundled catalogue with a later version that adds a (test) 2023 residual mix for Hebei, valid before
+    the statements' issue: with the whole newer catalogue the rule would give it to a Hebei site."""
+    doc = json.loads(BUNDLED.read_text())
+    newer = {"version": "2026-12-04.1", "date": "2026-12-04"}
+    doc["history"].append(newer)
+    doc["catalogue_version"], doc["catalogue_date"] = newer["version"], newer["date"]
+    national = next(f for f in doc["factors"] if f["id"] == RESIDUAL_2023[0])
+    doc["factors"].append({**national, "id": "CN-HE-2023-excl-market-nonfossil-test", "region": "CN-HE",
+                           "kg_per_kwh": "0.4000", "added_in": newer["version"]})
+    path.write_text(json.dumps(doc, ensure_ascii=False))
+    return path
+
+
+def _with_residual(client: TestClient, statement: dict[str, Any], factor_id: str, version: str | None = None
+                   ) -> dict[str, Any]:
+    """An insider's edit: the site's residual factor (and so the figures) replaced, re-signed with the cloud
+    key; ``version`` also renames the catalogue version the section names."""
     from carbontrace_protocol.emission_factors import load_catalogue
     from carbontrace_protocol.market_based import factor_json
 
-    catalogue = load_catalogue()
+    document = copy.deepcopy(statement)
+    market = document["statement"]["market_based"]
+    if version is not None:
+        market["catalogue_version"] = version
+    site = market["sites"][0]
+    factor = load_catalogue().factors[factor_id]
+    site["residual_factor"] = factor_json(factor, None)
+    covered_g = sum(u["emissions"]["g_e4"] for u in site["instruments"])
+    grams = covered_g + site["energy_wh"]["residual"] * factor.kg_per_kwh_e4
+    site["emissions"] = market["emissions"] = {**site["emissions"], "g_e4": grams,
+                                               "t_co2": f"{grams // 10**10}.{grams % 10**10:010d}"}
+    return _resign(client, document)
 
-    def restated_with(factor_id: str) -> dict[str, Any]:
-        document = copy.deepcopy(green_statement)
-        market = document["statement"]["market_based"]
-        market["catalogue_version"] = "2025-01-01.1"
-        site = market["sites"][0]
-        factor = catalogue.factors[factor_id]
-        site["residual_factor"] = factor_json(factor, None)
-        residual_wh = site["energy_wh"]["residual"]
-        covered_g = sum(u["emissions"]["g_e4"] for u in site["instruments"])
-        grams = covered_g + residual_wh * factor.kg_per_kwh_e4
-        site["emissions"] = market["emissions"] = {**site["emissions"], "g_e4": grams,
-                                                   "t_co2": f"{grams // 10**10}.{grams % 10**10:010d}"}
-        return _resign(client, document)
 
-    older = _verify(client, restated_with("CN-national-2022-excl-market-nonfossil"))
-    assert older.status == "valid", older.as_json()
-    assert "names catalogue 2025-01-01.1" in older.steps[-1].detail
-    for wrong in ("CN-national-2023", "CN-north-2023", "CN-national-2023-fossil"):  # not the residual kind
-        report = _verify(client, restated_with(wrong))
-        assert (report.status, report.failed_step) == ("invalid", "statement_market_based"), (wrong, report.detail)
-        assert "is not one the rule gives" in report.detail
+def test_a_newer_verifier_catalogue_checks_the_residual_exactly_against_the_named_version(
+    cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The statement names catalogue 2026-12-03.1; the verifier holds 2026-12-04.1, which adds a factor. The
+    verifier applies the rule to the catalogue as of 2026-12-03.1: the honest statement verifies (the newer
+    factor is not held against it), and an insider's older, lower residual-mix year is caught."""
+    client, plain, _, _ = cloud
+    statement = _statement(client, plain)
+    assert statement["statement"]["market_based"]["catalogue_version"] == "2026-12-03.1"
+    assert statement["statement"]["market_based"]["sites"][0]["residual_factor"]["id"] == RESIDUAL_2023[0]
+    monkeypatch.setenv(CATALOGUE_ENV, str(_newer_catalogue(tmp_path / "newer.json")))
+    honest = _verify(client, statement)
+    assert honest.status == "valid", honest.as_json()
+    assert "with catalogue 2026-12-03.1 (this verifier has 2026-12-04.1)" in honest.steps[-1].detail
+    # 2022's residual mix (0.5856 < 2023's 0.6096): one the rule allowed by kind, region, year and validity
+    older = _verify(client, _with_residual(client, statement, "CN-national-2022-excl-market-nonfossil"))
+    assert (older.status, older.failed_step) == ("invalid", "statement_market_based"), older.as_json()
+    assert "differs from the rule's figures" in older.detail
+    # the newer version's factor, which the named version did not hold
+    newer = _verify(client, _with_residual(client, statement, "CN-HE-2023-excl-market-nonfossil-test"))
+    assert (newer.status, newer.failed_step) == ("invalid", "statement_market_based"), newer.as_json()
+    # the older year naming the newer version instead is checked against that version's rule
+    renamed = _verify(client, _with_residual(client, statement, "CN-national-2022-excl-market-nonfossil",
+                                             "2026-12-04.1"))
+    assert (renamed.status, renamed.failed_step) == ("invalid", "statement_market_based"), renamed.as_json()
+
+
+def test_a_statement_naming_a_version_the_verifier_does_not_know_is_refused_with_the_reason(cloud: Any) -> None:
+    """Not checked more loosely: an insider could otherwise name a made-up version to get the looser check."""
+    client, plain, _, _ = cloud
+    statement = _statement(client, plain)
+    for version in ("2025-01-01.1", "2099-01-01.1"):
+        report = _verify(client, _with_residual(client, statement, "CN-national-2022-excl-market-nonfossil",
+                                                version))
+        assert (report.status, report.failed_step) == ("invalid", "statement_market_based"), report.as_json()
+        assert f"names factor catalogue version '{version}', which this verifier's catalogue" in report.detail
+    # the statement's own residual but an unknown version: refused all the same
+    report = _verify(client, _with_residual(client, statement, RESIDUAL_2023[0], "2025-01-01.1"))
+    assert (report.status, report.failed_step) == ("invalid", "statement_market_based")
+
+
+def test_a_version_dated_after_the_issue_cannot_be_named(
+    cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, plain, _, _ = cloud
+    statement = _statement(client, plain)
+    path = _newer_catalogue(tmp_path / "future.json")
+    doc = json.loads(path.read_text())
+    doc["history"][-1] = {"version": "2099-01-01.1", "date": "2099-01-01"}
+    doc["catalogue_version"], doc["catalogue_date"] = "2099-01-01.1", "2099-01-01"
+    for factor in doc["factors"]:
+        if factor["added_in"] == "2026-12-04.1":
+            factor["added_in"] = "2099-01-01.1"
+    path.write_text(json.dumps(doc, ensure_ascii=False))
+    monkeypatch.setenv(CATALOGUE_ENV, str(path))
+    report = _verify(client, _with_residual(client, statement, RESIDUAL_2023[0], "2099-01-01.1"))
+    assert (report.status, report.failed_step) == ("invalid", "statement_market_based"), report.as_json()
+    assert "after the statement's issue date" in report.detail

@@ -26,11 +26,28 @@ from tests.trace.trace_kit import Traced, anchor, get, ledger_of, reader_of, ten
 BUNDLED = Path(__file__).resolve().parents[2] / "carbontrace_protocol" / "data" / "emission_factors.json"
 
 
+FIRST = {"version": "2026-12-01.1", "date": "2026-12-01"}  # a (test) version before the bundled one
+
+
 def _catalogue_before_2023_factors(path: Path) -> Path:
     """The bundled catalogue as it stood before the 2023 factors were published (its first state)."""
     doc = json.loads(BUNDLED.read_text())
-    doc["factors"] = [f for f in doc["factors"] if f["reporting_year"] < 2023]
-    doc["default"], doc["catalogue_version"] = "CN-national-2022", "test-before-2023"
+    doc["factors"] = [{**f, "added_in": FIRST["version"]} for f in doc["factors"] if f["reporting_year"] < 2023]
+    used = {f["publication"] for f in doc["factors"]}
+    doc["publications"] = [{**p, "added_in": FIRST["version"]} for p in doc["publications"] if p["id"] in used]
+    doc["default"], doc["history"] = "CN-national-2022", [FIRST]
+    doc["catalogue_version"], doc["catalogue_date"] = FIRST["version"], FIRST["date"]
+    path.write_text(json.dumps(doc, ensure_ascii=False))
+    return path
+
+
+def _catalogue_with_2023_factors(path: Path) -> Path:
+    """The bundled catalogue as the next version of the first: the 2023 factors added in it."""
+    doc = json.loads(BUNDLED.read_text())
+    doc["history"] = [FIRST, *doc["history"]]
+    for entry in doc["factors"] + doc["publications"]:
+        if entry.get("reporting_year", 0) < 2023 and entry["id"] != "CN-MEE-NBS-2023-FACTORS":
+            entry["added_in"] = FIRST["version"]
     path.write_text(json.dumps(doc, ensure_ascii=False))
     return path
 
@@ -48,7 +65,8 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
             original = _statement(client, traced, *_period(traced))
             report = verify_statement(original, reader_of(client), trust_of(client))
             assert report.status == "valid", report.as_json()
-            env.delenv(CATALOGUE_ENV)  # the 2023 factors enter the catalogue
+            # the 2023 factors enter the catalogue, a version that keeps the first's history
+            env.setenv(CATALOGUE_ENV, str(_catalogue_with_2023_factors(tmp / "catalogue-v2.json")))
             yield client, traced, original
 
 
@@ -83,9 +101,9 @@ def test_restatement_recomputes_the_same_activity_with_the_new_factor(issued: An
     assert body["factors"][1]["source"]["title"].startswith("关于发布2023年电力二氧化碳排放因子的公告")
     # the market-based figure too: the original's residual mix was 2022's (the only one its catalogue had), the
     # restatement's is 2023's; the same energy and sites. The original still verifies with the newer catalogue:
-    # its residual is one the rule allows for its catalogue version (docs/accounting.md "Market-based Scope 2")
+    # its residual is the rule's for the catalogue as of its version (docs/accounting.md "Market-based Scope 2")
     (first_site,), (restated_site,) = first["market_based"]["sites"], body["market_based"]["sites"]
-    assert first["market_based"]["catalogue_version"] == "test-before-2023"
+    assert first["market_based"]["catalogue_version"] == FIRST["version"]
     assert first_site["residual_factor"]["id"] == "CN-national-2022-excl-market-nonfossil"
     assert restated_site["residual_factor"]["id"] == "CN-national-2023-excl-market-nonfossil"
     assert restated_site["energy_wh"] == first_site["energy_wh"]
