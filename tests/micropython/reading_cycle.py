@@ -201,8 +201,9 @@ def cycle_result(stdout: str) -> dict[str, Any]:
 def check_cycle(result: dict[str, Any], recorded: RecordedCycle, heap_budget: int) -> None:
     """The device completed the cycle within the budget and wrote CPython's bytes; OpenSSL accepts them."""
     assert result["ok"], f"one reading cycle did not complete within {heap_budget} bytes of free heap: {result}"
-    # one free area of the budget (plus the reserve's own header block) and fill leftovers under one GC block
-    assert result["left"] <= heap_budget + 64 + 64, result
+    # one free area of the budget, plus the reserve's header block and a few small holes: the fill's last tries
+    # (a chunk that fitted when its link did not) become garbage, collected before the work starts
+    assert result["left"] <= heap_budget + 512, result
     assert (result["i2c_used"], result["uart_used"]) == (len(recorded.i2c), len(recorded.uart))
     record = bytes.fromhex(result["record"])
     assert record == recorded.record, "the device's outbox record differs from CPython's"
