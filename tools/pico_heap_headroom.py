@@ -30,7 +30,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-HIGH = 32768  # the search's upper bound; above it the figure is null
+HIGH = 32768  # the search's upper bound (or the heap's largest free area, if smaller); above it: null
 STEP = 256
 
 STEPS = """
@@ -76,25 +76,9 @@ def probes_program(holes: bool) -> str:
     ways = "((\"one_area\", True), (\"holes\", False))" if holes else "((\"one_area\", True),)"
     return STEPS + f"""
 
-def largest_free_area():
-    # What the work leaves behind for good (the outbox's and the stores' state) lands in the one free area it
-    # ran in, so the heap's largest area shrinks as probes run: a search cannot start above it.
-    gc.collect()
-    low, high = 0, gc.mem_free()
-    while high - low > {STEP}:
-        mid = (low + high) // 2
-        try:
-            bytearray(mid)
-            low = mid
-        except MemoryError:
-            high = mid
-    return low
-
-
 out = {{"largest_free_area_at_start": largest_free_area()}}
 for way, one_area in {ways}:
-    out[way] = {{name: headroom_needed(fn, min({HIGH}, largest_free_area()), {STEP}, one_area)
-                for name, fn in WORK}}
+    out[way] = {{name: headroom_needed(fn, {HIGH}, {STEP}, one_area) for name, fn in WORK}}
 out["largest_free_area_at_end"] = largest_free_area()
 print(json.dumps(out))
 """

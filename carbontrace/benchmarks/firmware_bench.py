@@ -110,7 +110,8 @@ def _alloc_row(figure: str, value: int, reference: float, reference_name: str) -
 def _headroom_row(figure: str, value: int | None, note: str) -> Row:
     if value is None:
         return Row("firmware", figure, None, "bytes",
-                   note=f"not found: needs more than {firmware_runtimes.HEADROOM_HIGH} bytes")
+                   note="not found: needs more than the heap's largest free area or "
+                        f"{firmware_runtimes.HEADROOM_HIGH} bytes")
     return Row("firmware", figure, value, "bytes", note=note)
 
 

@@ -20,7 +20,11 @@ one GC block (16 bytes on a 32-bit board), so it takes every hole.
 
 - ``completes_within(fn, headroom, one_area=True)`` -> (ok, free bytes when ``fn`` started)
 - ``headroom_needed(fn, high, step, one_area=True)``: the smallest headroom, to ``step`` bytes, with which
-  ``fn`` completes, or None if it does not complete within ``high``
+  ``fn`` completes, or None if it does not complete within ``high`` (with one area: within ``high`` or the
+  heap's largest free area, whichever is smaller)
+- ``largest_free_area(step)``: the largest bytearray, to ``step`` bytes, the heap can hold now. What a work
+  keeps for good (the outbox's and the stores' state) lands in the one area it ran in, so this shrinks a
+  little with every probe of a cycle
 - ``alloc_of(fn)``: bytes ``fn`` allocates with the GC off (or, as a negative number, minus the free heap it
   exhausted: it allocates more than that)
 """
@@ -68,7 +72,22 @@ def completes_within(fn, headroom, one_area=True):
     return ok, left
 
 
+def largest_free_area(step=256):
+    gc.collect()
+    low, high = 0, gc.mem_free()
+    while high - low > step:
+        mid = (low + high) // 2
+        try:
+            bytearray(mid)
+            low = mid
+        except MemoryError:
+            high = mid
+    return low
+
+
 def headroom_needed(fn, high, step, one_area=True):
+    if one_area:
+        high = min(high, largest_free_area(step))
     if not completes_within(fn, high, one_area)[0]:
         return None
     low = 0
