@@ -76,10 +76,9 @@ def probes_program(holes: bool) -> str:
     ways = "((\"one_area\", True), (\"holes\", False))" if holes else "((\"one_area\", True),)"
     return STEPS + f"""
 
-out = {{"largest_free_area_at_start": largest_free_area()}}
+out = {{}}
 for way, one_area in {ways}:
     out[way] = {{name: headroom_needed(fn, {HIGH}, {STEP}, one_area) for name, fn in WORK}}
-out["largest_free_area_at_end"] = largest_free_area()
 print(json.dumps(out))
 """
 

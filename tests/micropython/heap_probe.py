@@ -18,13 +18,12 @@ one GC block (16 bytes on a 32-bit board), so it takes every hole.
 
 ``HEAP_PROBE`` defines:
 
-- ``completes_within(fn, headroom, one_area=True)`` -> (ok, free bytes when ``fn`` started)
+- ``completes_within(fn, headroom, one_area=True)`` -> (ok, free bytes when ``fn`` started); ok is None
+  when the heap has no free area of ``headroom`` bytes to give
 - ``headroom_needed(fn, high, step, one_area=True)``: the smallest headroom, to ``step`` bytes, with which
-  ``fn`` completes, or None if it does not complete within ``high`` (with one area: within ``high`` or the
-  heap's largest free area, whichever is smaller)
-- ``largest_free_area(step)``: the largest bytearray, to ``step`` bytes, the heap can hold now. What a work
-  keeps for good (the outbox's and the stores' state) lands in the one area it ran in, so this shrinks a
-  little with every probe of a cycle
+  ``fn`` completes, or None if it does not complete within ``high`` or within the heap's largest free area,
+  whichever is smaller. What a work keeps for good (the outbox's and the stores' state) lands in the one area
+  it ran in, so that largest area shrinks a little with every probe of a cycle.
 - ``alloc_of(fn)``: bytes ``fn`` allocates with the GC off (or, as a negative number, minus the free heap it
   exhausted: it allocates more than that)
 """
@@ -59,7 +58,7 @@ def completes_within(fn, headroom, one_area=True):
     try:
         ballast = _fill_around(headroom, one_area)
     except MemoryError:  # no free area that big on this heap: the question does not arise
-        return False, gc.mem_free()
+        return None, gc.mem_free()
     gc.collect()
     left = gc.mem_free()
     try:
@@ -72,23 +71,12 @@ def completes_within(fn, headroom, one_area=True):
     return ok, left
 
 
-def largest_free_area(step=256):
-    gc.collect()
-    low, high = 0, gc.mem_free()
-    while high - low > step:
-        mid = (low + high) // 2
-        try:
-            bytearray(mid)
-            low = mid
-        except MemoryError:
-            high = mid
-    return low
-
-
 def headroom_needed(fn, high, step, one_area=True):
-    if one_area:
-        high = min(high, largest_free_area(step))
-    if not completes_within(fn, high, one_area)[0]:
+    ok = completes_within(fn, high, one_area)[0]
+    while ok is None and high > step:  # no free area of ``high`` bytes: start below the largest there is
+        high -= step
+        ok = completes_within(fn, high, one_area)[0]
+    if not ok:
         return None
     low = 0
     while high - low > step:
