@@ -29,7 +29,7 @@ _MAJOR_UINT = 0
 _MAJOR_NINT = 1
 MAJOR_BYTES = 2
 _MAJOR_TEXT = 3
-_MAJOR_ARRAY = 4
+MAJOR_ARRAY = 4
 _MAJOR_MAP = 5
 _MAJOR_TAG = 6
 _MAJOR_SIMPLE = 7
@@ -55,61 +55,81 @@ class Tag:
         return "Tag(%d, %r)" % (self.tag, self.value)
 
 
-def encode_head(major: int, n: int) -> bytes:
-    """The shortest head of a major type with argument ``n`` (RFC 8949 §4.2.1)."""
+def write_head(out: bytearray, major: int, n: int) -> None:
+    """Append the shortest head of a major type with argument ``n`` (RFC 8949 §4.2.1) to ``out``."""
     mt = major << 5
     if n < 24:
-        return bytes([mt | n])
-    if n < 0x100:
-        return bytes([mt | 24, n])
-    if n < 0x10000:
-        return bytes([mt | 25]) + n.to_bytes(2, "big")
-    if n < 0x100000000:
-        return bytes([mt | 26]) + n.to_bytes(4, "big")
-    if n < 0x10000000000000000:
-        return bytes([mt | 27]) + n.to_bytes(8, "big")
-    raise ValueError("CBOR integer out of 64-bit range")
+        out.append(mt | n)
+    elif n < 0x100:
+        out.append(mt | 24)
+        out.append(n)
+    elif n < 0x10000:
+        out.append(mt | 25)
+        out.extend(n.to_bytes(2, "big"))
+    elif n < 0x100000000:
+        out.append(mt | 26)
+        out.extend(n.to_bytes(4, "big"))
+    elif n < 0x10000000000000000:
+        out.append(mt | 27)
+        out.extend(n.to_bytes(8, "big"))
+    else:
+        raise ValueError("CBOR integer out of 64-bit range")
 
 
-def _encode_into(value: object, out: list[bytes]) -> None:
+def encode_head(major: int, n: int) -> bytes:
+    """The shortest head of a major type with argument ``n`` (RFC 8949 §4.2.1)."""
+    out = bytearray()
+    write_head(out, major, n)
+    return bytes(out)
+
+
+def _encoded_key(pair: "tuple[bytes, Any]") -> bytes:
+    return pair[0]
+
+
+def encode_into(value: object, out: bytearray) -> None:
+    """Append the deterministic CBOR encoding of ``value`` to ``out``.
+
+    Every item is written straight into the one buffer (only map keys are encoded apart, to sort them): on a
+    device the live heap of an encode is its output, not one small object per item until a final join.
+    """
     if value is False:
-        out.append(b"\xf4")
+        out.append(0xF4)
     elif value is True:
-        out.append(b"\xf5")
+        out.append(0xF5)
     elif value is None:
-        out.append(b"\xf6")
+        out.append(0xF6)
     elif isinstance(value, int):
         if value >= 0:
-            out.append(encode_head(_MAJOR_UINT, value))
+            write_head(out, _MAJOR_UINT, value)
         else:
-            out.append(encode_head(_MAJOR_NINT, -1 - value))
+            write_head(out, _MAJOR_NINT, -1 - value)
     elif isinstance(value, (bytes, bytearray, memoryview)):
-        value = bytes(value)
-        out.append(encode_head(MAJOR_BYTES, len(value)))
-        out.append(value)
+        if isinstance(value, memoryview):
+            value = bytes(value)  # its length in bytes, whatever its item format
+        write_head(out, MAJOR_BYTES, len(value))
+        out.extend(value)
     elif isinstance(value, str):
         raw = value.encode("utf-8")
-        out.append(encode_head(_MAJOR_TEXT, len(raw)))
-        out.append(raw)
+        write_head(out, _MAJOR_TEXT, len(raw))
+        out.extend(raw)
     elif isinstance(value, (list, tuple)):
-        out.append(encode_head(_MAJOR_ARRAY, len(value)))
+        write_head(out, MAJOR_ARRAY, len(value))
         for item in value:
-            _encode_into(item, out)
+            encode_into(item, out)
     elif isinstance(value, dict):
-        pairs = []
-        for k in value:
-            pairs.append((encode(k), encode(value[k])))
-        pairs.sort(key=lambda kv: kv[0])
-        for i in range(1, len(pairs)):
-            if pairs[i][0] == pairs[i - 1][0]:
+        keys = [(encode(k), k) for k in value]
+        keys.sort(key=_encoded_key)
+        for i in range(1, len(keys)):
+            if keys[i][0] == keys[i - 1][0]:
                 raise ValueError("duplicate CBOR map key")
-        out.append(encode_head(_MAJOR_MAP, len(pairs)))
-        for kv in pairs:
-            out.append(kv[0])
-            out.append(kv[1])
+        write_head(out, _MAJOR_MAP, len(keys))
+        for encoded_key, key in keys:
+            out.extend(encoded_key)
+            encode_into(value[key], out)
     elif isinstance(value, Tag):
-        out.append(encode_head(_MAJOR_TAG, value.tag))
-        _encode_into(value.value, out)
+        write_head(out, _MAJOR_TAG, value.tag)
+        encode_into(value.value, out)
     elif isinstance(value, float):
         raise ValueError("floats are not allowed in CarbonTrace CBOR; use an integer or a decimal fraction")
     else:
@@ -118,9 +138,9 @@ def _encode_into(value: object, out: list[bytes]) -> None:
 
 def encode(value: object) -> bytes:
     """Deterministic CBOR encoding of ``value`` (int, bytes, str, list, tuple, dict, bool, None, Tag)."""
-    out: list[bytes] = []
-    _encode_into(value, out)
-    return b"".join(out)
+    out = bytearray()
+    encode_into(value, out)
+    return bytes(out)
 
 
 def _half_to_float(h: int) -> float:
@@ -183,7 +203,7 @@ class _Reader:
                 return bytes(self.take(arg)).decode("utf-8")
             except UnicodeError:
                 raise MalformedCBOR("CBOR text string is not valid UTF-8")
-        if major == _MAJOR_ARRAY:
+        if major == MAJOR_ARRAY:
             if arg > len(self.data) - self.pos:
                 raise MalformedCBOR("truncated CBOR: array of %d items" % arg)
             return [self.item(depth + 1) for _ in range(arg)]

@@ -31,8 +31,12 @@ def protected_header(kid: bytes) -> bytes:
 def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
     """The exact bytes an ES256 signature covers (RFC 9052 §4.4): the encoded array
     ``["Signature1", protected, external_aad, payload]``, assembled from its items (this runs once per
-    verified reading)."""
-    return b"".join((_SIG_STRUCTURE_HEAD, cbor.encode(protected), cbor.encode(external_aad), cbor.encode(payload)))
+    verified reading, and once per reading on a device: one buffer, the payload copied into it once)."""
+    out = bytearray(_SIG_STRUCTURE_HEAD)
+    cbor.encode_into(protected, out)
+    cbor.encode_into(external_aad, out)
+    cbor.encode_into(payload, out)
+    return bytes(out)
 
 
 def sign1(private_key: int, kid: bytes, payload: bytes) -> bytes:

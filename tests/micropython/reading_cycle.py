@@ -9,7 +9,8 @@ real broker in tests/firmware/.
 bus traffic, and keeps what the device must reproduce: the outbox record and the whole outbox file, byte for
 byte. ``cycle_program()`` is the MicroPython program that runs the same cycle (``CYCLE_RIG``, the same source
 in both interpreters) with the drivers replaying that recording (the replay buses of
-tests/sensors/driver_recordings.py), inside a heap budget measured by the ballast method (heap_probe.py).
+tests/sensors/driver_recordings.py), with a heap budget of free heap as one area, every other hole filled with
+ballast (heap_probe.py).
 """
 
 from __future__ import annotations
@@ -200,8 +201,9 @@ def cycle_result(stdout: str) -> dict[str, Any]:
 def check_cycle(result: dict[str, Any], recorded: RecordedCycle, heap_budget: int) -> None:
     """The device completed the cycle within the budget and wrote CPython's bytes; OpenSSL accepts them."""
     assert result["ok"], f"one reading cycle did not complete within {heap_budget} bytes of free heap: {result}"
-    # the ballast is laid in chunks of >= 64 bytes, so the free heap left can exceed the budget by that much
-    assert result["left"] <= heap_budget + 64 + 64, result
+    # one free area of the budget, plus the reserve's header block and a few small holes: the fill's last tries
+    # (a chunk that fitted when its link did not) become garbage, collected before the work starts
+    assert result["left"] <= heap_budget + 512, result
     assert (result["i2c_used"], result["uart_used"]) == (len(recorded.i2c), len(recorded.uart))
     record = bytes.fromhex(result["record"])
     assert record == recorded.record, "the device's outbox record differs from CPython's"

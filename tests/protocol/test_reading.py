@@ -18,7 +18,13 @@ from pycose.messages import Sign1Message
 
 from carbontrace_protocol import cbor, cose, errors, p256
 from carbontrace_protocol.reading import (
+    ALL_FLAGS,
     FLAG_TIME_NOT_SYNCED,
+    MAX_BOOT,
+    MAX_SEQ,
+    MAX_TIMESTAMP,
+    MAX_UPTIME,
+    MEASUREMENTS,
     Reading,
     decode_payload,
     sign_reading,
@@ -47,6 +53,23 @@ def test_round_trip_all_fields() -> None:
 def test_optional_measurements_may_be_absent() -> None:
     reading = Reading("meter-7", 0, 0, "1")
     assert verify_reading(sign_reading(reading, KEY), PUB) == reading
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_the_record_by_record_encoding_is_the_packs_encoding(data: st.DataObject) -> None:
+    # Reading.encode writes the pack record by record into one buffer (a device's heap peak is then one record,
+    # not the pack): it must be exactly the deterministic CBOR of the pack to_senml builds
+    values = {attr: data.draw(st.none() | st.integers(low, high)) for _n, _u, attr, _e, low, high in MEASUREMENTS}
+    boot = data.draw(st.none() | st.integers(0, MAX_BOOT))
+    up = None if boot is None else data.draw(st.integers(0, MAX_UPTIME))
+    flags = data.draw(st.integers(0, ALL_FLAGS))
+    unsynced = boot is not None and flags & FLAG_TIME_NOT_SYNCED
+    timestamp = None if unsynced else data.draw(st.integers(0, MAX_TIMESTAMP))
+    reading = Reading(data.draw(st.sampled_from(["d", "pico-lab-01", "x" * 64])), data.draw(st.integers(0, MAX_SEQ)),
+                      timestamp, "0.1.0", flags=flags, boot=boot, up=up, **values)
+    assert reading.encode() == cbor.encode(reading.to_senml())
+    assert decode_payload(reading.encode()) == reading
 
 
 def test_signature_verifies_with_the_ecdsa_package() -> None:
