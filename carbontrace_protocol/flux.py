@@ -124,7 +124,15 @@ def isqrt(value: int) -> int:
         raise ValueError("square root of a negative number")
     if value < 2:
         return value
-    x = 1 << ((value.bit_length() + 1) // 2)  # >= sqrt(value)
+    bits = 0  # value's bit length (int.bit_length is not on MicroPython)
+    rest = value
+    while rest >= 1 << 32:
+        rest >>= 32
+        bits += 32
+    while rest:
+        rest >>= 1
+        bits += 1
+    x = 1 << ((bits + 1) // 2)  # >= sqrt(value)
     while True:
         y = (x + value // x) // 2
         if y >= x:
