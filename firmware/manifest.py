@@ -12,6 +12,7 @@ DEVICE_PACKAGE = "carbontrace_device"
 DEVICE_MODULES = (
     "__init__",
     "app",
+    "chamber",
     "config",
     "config_defaults",
     "crc",
