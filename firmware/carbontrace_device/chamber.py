@@ -79,5 +79,5 @@ class ChamberSession:
 
 class ChamberFailed(Exception):
     def __init__(self, reason):
-        Exception.__init__(self, reason)
+        super().__init__(reason)
         self.reason = reason.split(":")[0]
