@@ -202,7 +202,7 @@ class Principal:
             return [f"topic read {topics.site_readings(self.site)}", f"topic read {topics.site_statuses(self.site)}",
                     f"topic read {topics.site_fluxes(self.site)}"]
         if self.role == "publisher":  # a load generator speaking for every device of a site (bench, drills)
-            return [f"topic write {topics.site_readings(self.site)}"]
+            return [f"topic write {topics.site_readings(self.site)}", f"topic write {topics.site_fluxes(self.site)}"]
         return [f"topic readwrite {topic}" for topic in self.topics]
 
 
