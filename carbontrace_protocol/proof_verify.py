@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from carbontrace_protocol import checkpoint as signed_checkpoint
 from carbontrace_protocol import disclosure, merkle, views
-from carbontrace_protocol.batch import LEAF_READING, batch_id, parse_header, parse_leaf
+from carbontrace_protocol.batch import LEAF_READING, batch_id, leaf_count, parse_header, parse_leaf
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.ids import (
     CLOUD_SIGNER,
@@ -528,7 +528,7 @@ class _Verifier:
             passed(current, "the view is exactly the leaf's fields for the query's types")
             current = "batch_inclusion"
             _, header = self.batch_header(batch)
-            size = header["readings"] + header["aggregates"]
+            size = leaf_count(header)
             try:
                 merkle.verify_inclusion(
                     merkle.leaf_hash(item.leaf), item.leaf_index, size, list(item.batch_proof), header["root"]

@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS retimed (
     PRIMARY KEY (device_id, seq));
 CREATE TABLE IF NOT EXISTS fluxes (
     device_id TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, digest BLOB NOT NULL,
-    cose BLOB NOT NULL, session_start INTEGER NOT NULL, session_end INTEGER NOT NULL, received_at INTEGER NOT NULL,
+    cose BLOB, session_start INTEGER NOT NULL, session_end INTEGER NOT NULL, received_at INTEGER NOT NULL,
     window_start INTEGER NOT NULL, batch_seq INTEGER, PRIMARY KEY (device_id, first_seq));
 CREATE TABLE IF NOT EXISTS rejections (
     device_label TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL, last_at INTEGER NOT NULL,
@@ -134,9 +134,9 @@ def decode_signed_reading(signed: bytes) -> Reading:
 
 # rebase(skipped batch, the unacknowledged batches after it) -> (them rebuilt, the moved devices' baselines)
 Rebase = Callable[[Batch, list[Batch]], tuple[list[Batch], dict[str, "Baseline | None"]]]
-# build(window_start, open readings, baselines, batch_seq, prev_hash) -> (batch, moved baselines)
+# build(window_start, open readings, baselines, batch_seq, prev_hash, open signed fluxes) -> (batch, moved baselines)
 BatchBuilder = Callable[
-    [int, list[OpenReading], dict[str, Baseline], int, bytes], "tuple[Batch, dict[str, Baseline]]"
+    [int, list[OpenReading], dict[str, Baseline], int, bytes, list[bytes]], "tuple[Batch, dict[str, Baseline]]"
 ]
 
 
@@ -402,11 +402,13 @@ class Spool:
         result.fluxes_accepted.append((device, first))
         return len(item.signed)
 
-    def fluxes(self) -> list[tuple[str, int, bytes, int | None]]:
-        """(device, first sample seq, signed record, batch seq or None) of every flux record held."""
+    def fluxes(self) -> list[tuple[str, int, bytes | None, int | None]]:
+        """(device, first sample seq, signed record (None once the cloud holds it), batch seq or None) of every
+        flux record held."""
         rows = self.db.execute(
             "SELECT device_id, first_seq, cose, batch_seq FROM fluxes ORDER BY device_id, first_seq").fetchall()
-        return [(r[0], int(r[1]), bytes(r[2]), None if r[3] is None else int(r[3])) for r in rows]
+        return [(r[0], int(r[1]), None if r[2] is None else bytes(r[2]), None if r[3] is None else int(r[3]))
+                for r in rows]
 
     def _first_reading_open(self, device: str, first_seq: int) -> bool:
         """Whether the device's first accepted reading is still in no sealed batch (open, or held for
@@ -504,7 +506,8 @@ class Spool:
 
     def open_windows(self) -> list[int]:
         rows = self.db.execute(
-            "SELECT DISTINCT window_start FROM readings WHERE batch_seq IS NULL ORDER BY window_start"
+            "SELECT window_start FROM readings WHERE batch_seq IS NULL UNION "
+            "SELECT window_start FROM fluxes WHERE batch_seq IS NULL ORDER BY window_start"
         ).fetchall()
         return [int(r[0]) for r in rows]
 
@@ -517,7 +520,10 @@ class Spool:
                 "ORDER BY r.device_id, r.seq",
                 (start,),
             ).fetchall()
-            if not rows:
+            fluxes = [bytes(r[0]) for r in self.db.execute(
+                "SELECT cose FROM fluxes WHERE batch_seq IS NULL AND window_start=? ORDER BY device_id, first_seq",
+                (start,)).fetchall()]
+            if not rows and not fluxes:
                 return None
             readings = [OpenReading(r[0], int(r[1]), bytes(r[2]), None if r[3] is None else (int(r[3]), bytes(r[4])))
                         for r in rows]
@@ -530,7 +536,7 @@ class Spool:
                     baselines[device] = (int(b[0]), int(b[1]), None if b[2] is None else int(b[2]))
             batch_seq = int(self._meta("next_batch_seq", "0") or 0)
             prev = bytes.fromhex(self._meta("prev_hash", ZERO_HASH.hex()) or ZERO_HASH.hex())
-            batch, new_baselines = build(start, readings, baselines, batch_seq, prev)
+            batch, new_baselines = build(start, readings, baselines, batch_seq, prev, fluxes)
             self.db.execute(
                 "INSERT INTO batches(batch_seq, batch_id, window_start, window_end, blob, hash, created, readings) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -538,6 +544,8 @@ class Spool:
                  int(batch.header["created"]), len(readings)),
             )
             self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq IS NULL AND window_start=?",
+                            (batch_seq, start))
+            self.db.execute("UPDATE fluxes SET batch_seq=? WHERE batch_seq IS NULL AND window_start=?",
                             (batch_seq, start))
             for device, base in new_baselines.items():
                 self._set_baseline(device, base)
@@ -587,10 +595,13 @@ class Spool:
             if prune and changed:
                 freed = self.db.execute(
                     "SELECT (SELECT COALESCE(SUM(LENGTH(cose)), 0) FROM readings WHERE batch_seq=?) + "
-                    "(SELECT COALESCE(LENGTH(blob), 0) FROM batches WHERE batch_seq=?)", (batch_seq, batch_seq)
+                    "(SELECT COALESCE(SUM(LENGTH(cose)), 0) FROM fluxes WHERE batch_seq=?) + "
+                    "(SELECT COALESCE(LENGTH(blob), 0) FROM batches WHERE batch_seq=?)",
+                    (batch_seq, batch_seq, batch_seq),
                 ).fetchone()[0]
                 self._add_held(-int(freed))
                 self.db.execute("UPDATE readings SET cose=NULL WHERE batch_seq=?", (batch_seq,))
+                self.db.execute("UPDATE fluxes SET cose=NULL WHERE batch_seq=?", (batch_seq,))
                 self.db.execute("UPDATE batches SET blob=NULL WHERE batch_seq=?", (batch_seq,))
 
     def replace_unacked(self, rebuilt: Sequence[tuple[int, Batch]], next_batch_seq: int, prev_hash: bytes) -> None:
@@ -604,12 +615,14 @@ class Spool:
             for old_seq in old:
                 self.db.execute("UPDATE batches SET batch_seq=? WHERE batch_seq=?", (-1 - old_seq, old_seq))
                 self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (-1 - old_seq, old_seq))
+                self.db.execute("UPDATE fluxes SET batch_seq=? WHERE batch_seq=?", (-1 - old_seq, old_seq))
             for old_seq, (new_seq, batch) in zip(old, rebuilt, strict=True):
                 self.db.execute(
                     "UPDATE batches SET batch_seq=?, batch_id=?, blob=?, hash=? WHERE batch_seq=?",
                     (new_seq, batch.id, batch.encode(), batch.hash, -1 - old_seq),
                 )
                 self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (new_seq, -1 - old_seq))
+                self.db.execute("UPDATE fluxes SET batch_seq=? WHERE batch_seq=?", (new_seq, -1 - old_seq))
             self._set_meta("next_batch_seq", str(next_batch_seq))
             self._set_meta("prev_hash", prev_hash.hex())
 
@@ -648,6 +661,7 @@ class Spool:
             dead_id = int(cursor.lastrowid or 0)
             # Its readings leave the batch numbering (which a resync rewrites) without reopening their window.
             self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (DEAD_LETTER_SEQ - dead_id, batch_seq))
+            self.db.execute("UPDATE fluxes SET batch_seq=? WHERE batch_seq=?", (DEAD_LETTER_SEQ - dead_id, batch_seq))
             skipped_blob = self.db.execute("SELECT blob FROM batches WHERE batch_seq=?", (batch_seq,)).fetchone()[0]
             self.db.execute("DELETE FROM batches WHERE batch_seq=?", (batch_seq,))
             self.db.execute("DELETE FROM meta WHERE key='upload_halted'")
@@ -666,6 +680,7 @@ class Spool:
             self.db.execute("UPDATE batches SET batch_seq=?, batch_id=?, blob=?, hash=? WHERE batch_seq=?",
                             (new_seq, batch.id, batch.encode(), batch.hash, old_seq))
             self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (new_seq, old_seq))
+            self.db.execute("UPDATE fluxes SET batch_seq=? WHERE batch_seq=?", (new_seq, old_seq))
         self._set_meta("next_batch_seq", str(skipped_seq + len(rebuilt)))
         self._set_meta("prev_hash", (rebuilt[-1].hash if rebuilt else bytes(skipped.header["prev"])).hex())
         for device, base in baselines.items():
