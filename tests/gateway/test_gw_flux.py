@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from carbontrace.servers import wait_until
 from carbontrace_protocol import cbor, cose, flux, p256, topics
+from carbontrace_protocol.batch import decode_batch, leaf_count
 from edge_gateway.classify import (
     UNREGISTERED,
     DeviceEntry,
@@ -153,11 +154,19 @@ def test_fluxes_are_spooled_durably_and_rejections_counted(tmp_path: Path, mosqu
             wait_until(lambda: gw.spool().rejection_counts() == expected, 10, "flux rejections")
             wait_until(lambda: len(gw.spool().fluxes()) == 2, 10, "fluxes spooled")
             wait_until(lambda: "dev-a" in gw.spool().device_counts(), 10, "the reading")
-            assert gw.spool().stats()["open_fluxes"] == 2
-        # the gateway is gone; its spool file still holds both records, byte for byte
+            # the window closes: the fluxes go into its batch as flux leaves, which the cloud re-verifies
+            wait_until(lambda: all(b is not None for *_, b in gw.spool().fluxes()), 10, "fluxes sealed")
+            wait_until(lambda: gw.spool().stats()["unacked_batches"] == 0, 15, "batches acknowledged")
+        uploaded = [decode_batch(blob) for blob in stub.state.blobs.values()]
+        flux_leaves = sorted(body for batch in uploaded for _, body in batch.fluxes())
+        assert flux_leaves == sorted([uptake, emission])
+        for batch in uploaded:
+            assert leaf_count(batch.header) == len(batch.leaves)
+        # the gateway is gone; its spool file still holds both records' place, sealed into the uploaded batch
         spool = Spool(tmp_path / "spool.sqlite")
         held = spool.fluxes()
         spool.close()
-        assert [(d, s, body) for d, s, body, _ in held] == [("dev-a", 100, uptake), ("dev-b", 100, emission)]
+        assert [(d, s) for d, s, _body, _ in held] == [("dev-a", 100), ("dev-b", 100)]
+        assert all(batch_seq is not None for *_, batch_seq in held)
     finally:
         stub.stop()
