@@ -12,6 +12,7 @@ from carbontrace_protocol import cbor, cose, flux, merkle, p256
 from carbontrace_protocol.batch import LEAF_FLUX, parse_header, parse_leaf
 from carbontrace_protocol.reading import Reading
 from carbontrace_protocol.verify import verify_es256, verify_flux
+from cloud import models
 from tests.cloud.cloud_testkit import DeviceKit, register_tenant, upload
 
 
@@ -34,6 +35,12 @@ def test_a_chamber_flux_travels_in_its_batch_and_traces_to_the_chain(client: Tes
     assert r.json()["leaves"] == 12 + 2 + 1 and r.json()["readings"] == 12
     gw.accepted(batch, readings)
     ledger = client.app.state.ledger  # type: ignore[attr-defined]
+    # the cloud's SQL indexes the flux like a reading: where its leaf is, its samples, session and QA; no figures
+    with ledger.session_factory() as session:
+        rows = session.query(models.Flux).all()
+        assert [(f.batch_id, f.leaf_index, f.device_id, f.first_seq, f.last_seq, f.qa) for f in rows] == [
+            (batch.id, 14, chamber.device_id, 1, 6, "ok")]
+        assert not {"flux", "flux_e3", "slope", "flux_se"} & set(models.Flux.__table__.columns.keys())
     report = ledger.anchorer.tick(force_checkpoint=True)
     assert (report.created, report.anchored, report.error) == (1, 1, None)
 
