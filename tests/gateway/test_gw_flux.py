@@ -170,3 +170,25 @@ def test_fluxes_are_spooled_durably_and_rejections_counted(tmp_path: Path, mosqu
         assert all(batch_seq is not None for *_, batch_seq in held)
     finally:
         stub.stop()
+
+
+@pytest.mark.timeout(60)
+def test_a_flux_under_a_rotated_key_is_kept_after_a_registry_refresh(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    """As for readings (test_gw_registry_refresh.py): the gateway's registry still has the old key; a bad
+    signature from a known device refreshes it once and the flux verifies, instead of being acked and lost."""
+    a = Device("dev-a")
+    key_file, gw_public = make_gateway_key(tmp_path)
+    stub = make_stub(gw_public, [a])
+    config = write_config(tmp_path, key_file, stub.url, mosquitto)
+    try:
+        with InProcessGateway(config) as gw:
+            wait_until(lambda: gw.gateway.ingest.connected.is_set(), 10, "MQTT subscription")
+            rotated = Device("dev-a")
+            stub.state.devices["dev-a"] = (rotated.public, "active")
+            signed_flux = flux.sign_flux(record(rotated, end=int(time.time()) - 10), rotated.key)
+            publish_all(mosquitto, [(flux_topic("dev-a"), signed_flux)])
+            wait_until(lambda: [body for _, _, body, _ in gw.spool().fluxes()] in ([signed_flux], [None]), 15,
+                       "the rotated key's flux")
+            assert gw.spool().rejection_counts() == {}
+    finally:
+        stub.stop()
