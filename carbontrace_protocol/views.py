@@ -32,6 +32,7 @@ class DataType(StrEnum):
     ENERGY = "energy"
     EMISSIONS = "emissions"
     AGGREGATES = "aggregates"
+    FLUX = "flux"  # chamber flux records (carbontrace_protocol/flux.py): their own data type, never a reading
 
 
 READING_TYPE_FIELDS: dict[DataType, tuple[str, ...]] = {
@@ -42,6 +43,7 @@ READING_TYPE_FIELDS: dict[DataType, tuple[str, ...]] = {
 }
 READING_TYPES = frozenset(READING_TYPE_FIELDS)
 AGGREGATE_TYPES = frozenset({DataType.EMISSIONS, DataType.AGGREGATES})
+FLUX_TYPES = frozenset({DataType.FLUX})
 ALL_TYPES = frozenset(DataType)
 READING_META = ("device_id", "seq", "timestamp", "firmware", "flags")
 READING_FIELDS = ("co2_ppm", "temperature_centi_c", "humidity_centi_pct", "energy_wh", "power_deci_w")
@@ -65,8 +67,8 @@ AGGREGATE_TYPE_FIELDS: dict[DataType, tuple[str, ...]] = {
 
 KIND_READING = "reading"
 KIND_AGGREGATE = "aggregate"
-# A chamber flux leaf (carbontrace_protocol/flux.py): its own kind, never a reading. No data type selects it yet,
-# so no trace query shows one; its content is the record's fields (decimal fractions as {"e", "m"}).
+# A chamber flux leaf (carbontrace_protocol/flux.py): its own kind, never a reading, selected by type `flux` only;
+# its content is the record's fields (decimal fractions as {"e", "m"}), all shown: the record is signed in clear.
 KIND_FLUX = "flux"
 
 
@@ -163,7 +165,7 @@ def reading_fields_of(types: Iterable[DataType]) -> list[str]:
 def selects(kind: str, content: dict[str, Any], types: frozenset[DataType]) -> bool:
     """Whether a type filter selects this leaf."""
     if kind == KIND_FLUX:
-        return False
+        return DataType.FLUX in types
     if kind == KIND_READING:
         return any(content.get(f) is not None for f in reading_fields_of(types))
     if DataType.AGGREGATES in types:
@@ -173,6 +175,8 @@ def selects(kind: str, content: dict[str, Any], types: frozenset[DataType]) -> b
 
 def view(kind: str, content: dict[str, Any], types: frozenset[DataType]) -> dict[str, Any]:
     """Exactly the decoded fields a caller who asked for ``types`` is shown."""
+    if kind == KIND_FLUX:
+        return dict(content) if DataType.FLUX in types else {}
     if kind == KIND_READING:
         shown = (*READING_META, *reading_fields_of(types))
         return {k: content[k] for k in shown if content.get(k) is not None}

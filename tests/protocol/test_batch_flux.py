@@ -83,7 +83,8 @@ def test_a_batch_carries_its_fluxes_after_the_aggregates_and_verifies() -> None:
     assert kind == views.KIND_FLUX and content["flux"] == {"e": -3, "m": record().flux_e3}
     assert views.leaf_time(kind, content) == (WINDOW[0] + 60, WINDOW[0] + 240)
     assert views.leaf_device(kind, content) == "chamber-1"
-    assert not views.selects(kind, content, frozenset(views.DataType))  # no trace type shows a flux yet
+    assert views.selects(kind, content, frozenset({views.DataType.FLUX}))
+    assert not views.selects(kind, content, frozenset(views.DataType) - {views.DataType.FLUX})  # no other type
     assert "flux" in views.fields_in_clear(batch.leaves[4]) and views.committed_fields(batch.leaves[4]) == frozenset()
 
 
