@@ -64,6 +64,11 @@ def upload_flux_batch(client: TestClient, traced: Traced) -> Batch:
     return batch
 
 
+def register_tenant_traced(client: TestClient, name: str, devices: int = 2) -> Traced:
+    """A registered tenant with nothing uploaded yet."""
+    return Traced(register_tenant(client, name, devices=devices))
+
+
 def tenant_with_batches(client: TestClient, name: str, batches: int = 2, devices: int = 2) -> Traced:
     traced = Traced(register_tenant(client, name, devices=devices))
     upload_batches(client, traced, batches)
