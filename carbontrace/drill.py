@@ -38,7 +38,7 @@ from carbontrace_host.secret_files import private_dir
 from carbontrace_protocol import sealed_blob
 
 DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "chain_stop", "ipfs_stop", "spool_full", "blob_corrupt",
-          "backup_restore", "gateway_restore", "registry_migration")
+          "backup_restore", "gateway_restore", "registry_migration", "restore_older_than_chain")
 DEFAULT_DRILLS = ("gateway_kill", "cloud_stop", "broker_restart", "spool_full", "blob_corrupt", "backup_restore",
                   "gateway_restore", "registry_migration")
 
@@ -52,6 +52,8 @@ class Drills:
         self.outage_s = outage_s
         self.chain_proxy = chain_proxy
         self.ipfs = ipfs
+        self.older_backup: Path | None = None  # restore_older_than_chain's backup and its anchored checkpoints
+        self.anchored_at_backup = 0
 
     def _count(self, query: str) -> int:
         from sqlalchemy import text
@@ -130,6 +132,16 @@ class Drills:
         anchored_before = self._count(anchored)
         backup = self.p.workdir / f"cloud-backup-{int(time.time() * 1000)}"
         self._cloud_cli("backup", "--out", str(backup))
+        self._lose_cloud_machine(backup)
+        manifest = json.loads((backup / "manifest.json").read_text())
+        books.notes.append(f"cloud restored from a backup of {len(manifest['files'])} files ({anchored_before} "
+                           "anchored checkpoint(s)) onto a wiped machine")
+        self.p.cloud.start()
+        self.p.gateway.start()
+        return time.monotonic()
+
+    def _lose_cloud_machine(self, backup: Path) -> None:
+        """The cloud's machine is lost (its directory moved away) and ``backup`` restored onto the empty paths."""
         self.p.cloud.stop()
         workdir = self.p.cloud.workdir
         lost = workdir.with_name(workdir.name + ".lost")
@@ -140,9 +152,44 @@ class Drills:
         postgres = not self.p.cloud.database_url.startswith("sqlite")
         self._cloud_cli("restore", "--from", str(backup), *(["--force"] if postgres else []))
         self.p.engine.dispose()  # its pooled connections hold the lost database file
-        manifest = json.loads((backup / "manifest.json").read_text())
-        books.notes.append(f"cloud restored from a backup of {len(manifest['files'])} files ({anchored_before} "
-                           "anchored checkpoint(s)) onto a wiped machine")
+
+    def _halts(self) -> list[str]:
+        return [h["state"] for h in json.loads(self._cloud_cli("status"))["halts"]]
+
+    def back_up_cloud(self) -> None:
+        """Back up the running cloud (restore_older_than_chain_drill's first half: everything anchored)."""
+        self.older_backup = self.p.workdir / f"cloud-backup-{int(time.time() * 1000)}"
+        self._cloud_cli("backup", "--out", str(self.older_backup))
+        self.anchored_at_backup = self._count("SELECT COUNT(*) FROM checkpoints WHERE anchored")
+
+    def restore_older_than_chain(self, books: Books) -> float:
+        # After the backup (back_up_cloud) checkpoints go on being anchored on the external chain, then the
+        # machine is lost and that (older) backup restored: the chain holds checkpoints the database lacks
+        # (chain_ahead_of_database). `carbontrace cloud recover-from-chain` rebuilds them from the chain's events
+        # and the blobs IPFS holds. The gateway stops before the loss and everything it was told is stored gets
+        # anchored first: a batch acknowledged but not anchored when the machine goes is in neither the backup
+        # nor the chain.
+        assert self.chain_proxy is not None and self.ipfs is not None
+        anchored = "SELECT COUNT(*) FROM checkpoints WHERE anchored"
+        at_backup = self.anchored_at_backup
+        wait_until(lambda: self._count(anchored) > at_backup, 30, "a checkpoint anchored after the backup",
+                   interval=0.1)
+        self.p.gateway.stop()
+        unanchored = ("SELECT COUNT(*) FROM batches WHERE log_index >= (SELECT COALESCE(MAX(tree_size), 0) "
+                      "FROM checkpoints WHERE anchored)")
+        wait_until(lambda: self._count(unanchored) == 0, 30, "every stored batch anchored", interval=0.1)
+        on_chain = self._count(anchored)
+        assert self.older_backup is not None
+        self._lose_cloud_machine(self.older_backup)
+        halts = self._halts()
+        books.notes.append(f"cloud restored from a backup of {at_backup} anchored checkpoint(s); the chain holds "
+                           f"{on_chain}; status: halts {halts}")
+        report = json.loads(self._cloud_cli("recover-from-chain"))
+        books.notes.append(f"recover-from-chain: checkpoints {report['recovered_checkpoints']}, "
+                           f"{report['batches_ingested']} batch(es) re-ingested from IPFS")
+        halts_after = self._halts()
+        if "chain_ahead_of_database" not in halts or halts_after:
+            books.notes.append(f"halt found and cleared: NOT reached (before {halts}, after {halts_after})")
         self.p.cloud.start()
         self.p.gateway.start()
         return time.monotonic()
@@ -304,6 +351,24 @@ def registry_migration_drill(pipeline: Pipeline, drills: Drills, load_s: float, 
     return result
 
 
+def restore_older_than_chain_drill(pipeline: Pipeline, drills: Drills, load_s: float) -> dict[str, Any]:
+    """The first half of the load stored and anchored, the cloud backed up; the second half is the drill: more
+    checkpoints anchored, the machine lost, the older backup restored, recover-from-chain, the cloud back."""
+    before = Books()
+    publisher, keys = pipeline.start_load(load_s / 2)
+    pipeline.finish_load(publisher, keys, before)
+    pipeline.settle(keys, before, time.monotonic())
+    drills.back_up_cloud()
+    result = run_drill(pipeline, "restore_older_than_chain", drills.restore_older_than_chain, load_s / 2,
+                       inject_at=0.9)
+    for figure in ("sent", "accepted", "anchored", "lost", "duplicated"):
+        result[figure] += getattr(before, figure)
+    result["notes"][:0] = [*before.notes, f"{before.anchored} of {before.sent} readings anchored before the backup"]
+    result["passed"] = result["passed"] and before.lost == 0 and before.duplicated == 0 and (
+        before.anchored == before.sent)
+    return result
+
+
 def blob_corrupt_drill(pipeline: Pipeline, load_s: float) -> dict[str, Any]:
     """Flip one byte of a stored (sealed) batch blob's ciphertext: verification must name it; restoring the bytes
     restores trust."""
@@ -397,8 +462,11 @@ def run_drills(chosen: list[str], workdir: Path, rate: float, load_s: float, out
             daemon.init()
             daemon.start()
             content_store = daemon.url
+        # A Hardhat node mines a block per transaction only (automine): with a confirmation depth the last
+        # checkpoint of a load would wait for blocks that never come, so mined counts as final there.
         cloud = CloudProcess(workdir / "cloud", database_url=database_url, chain=chain, content_store=content_store,
-                             checkpoint_every_s=1.0, jobs_interval_s=0.2)
+                             checkpoint_every_s=1.0, jobs_interval_s=0.2,
+                             confirmations=0 if node is not None else None)
         broker.start()
         cloud.start()
         tenant = cloud.register_tenant(4, workdir, prefix="drill")
@@ -416,8 +484,14 @@ def run_drills(chosen: list[str], workdir: Path, rate: float, load_s: float, out
             if name == "ipfs_stop" and daemon is None:
                 results[name] = {"skipped": "no IPFS daemon in this pipeline: run with --ipfs"}
                 continue
+            if name == "restore_older_than_chain" and (proxy is None or daemon is None):
+                results[name] = {"skipped": "needs a chain outside the cloud and blobs on IPFS: run with --hardhat "
+                                            "--ipfs"}
+                continue
             if name == "blob_corrupt":
                 results[name] = blob_corrupt_drill(pipeline, load_s)
+            elif name == "restore_older_than_chain":
+                results[name] = restore_older_than_chain_drill(pipeline, drills, load_s)
             elif name == "registry_migration":
                 rpc = chain if proxy is not None else f"{cloud.url}/rpc"
                 results[name] = registry_migration_drill(pipeline, drills, load_s, rpc)

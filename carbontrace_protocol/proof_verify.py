@@ -78,6 +78,8 @@ STEPS = (
     "reading_time",
     # the links between the pinned registry and its predecessors (carbontrace_protocol/registry_chain.py)
     "registry_chain",
+    # market-based Scope 2 figures of a statement (carbontrace_protocol/market_based.py)
+    "statement_market_based",
 )
 # the steps of a period summary (statement_summary.verify_summary); the conformance set has no case for them yet
 SUMMARY_STEPS = ("summary_signature", "summary_pages", "summary_figures", "summary_completeness")

@@ -20,7 +20,11 @@ What a verifier checks (docs/proof-bundle.md, "Statements"), each failure naming
 - statement_completeness: every gateway and device the chain lists for the enterprise appears; for each
   gateway, the bundle's batches form an unbroken chain (consecutive batch_seq, each header's ``prev`` the
   hash of the one before); ``closed`` says whether the chain reaches a batch past the period's end.
-- then the bundle itself (verify_bundle), so every leaf is proven to an anchor.
+- then the bundle itself (verify_bundle), so every leaf is proven to an anchor;
+- statement_market_based, last (a statement with a ``market_based`` section): the market-based Scope 2 figure
+  recomputed by carbontrace_protocol/market_based.py from the bundle's proven energy per site, the
+  contractual instruments the section lists (each record's sha256 its canonical JSON's) and the factor
+  catalogue's residual mix.
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from carbontrace_protocol import attribution, strict_json
+from carbontrace_protocol import attribution, market_based, strict_json
 from carbontrace_protocol.batch import MAX_TIME, ZERO_HASH, header_hash, parse_header
-from carbontrace_protocol.emission_factors import EmissionFactor, get_factor
+from carbontrace_protocol.emission_factors import EmissionFactor, get_factor, load_catalogue
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.ids import CLOUD_SIGNER, SIGNER_CLOUD, SIGNER_DEVICE, SIGNER_GATEWAY, chain_id_of
 from carbontrace_protocol.proof_bundle import BundleFormatError, ItemEntry, KeyEntry, ProofBundle, Trust, exact_fields
@@ -286,6 +290,13 @@ def verify_statement(document: Any, chain: ChainReader, trust: Trust) -> Report:
         return invalid_report(failure, steps, started)
     report = verify_bundle(bundle, cached, trust)
     report.steps = steps + report.steps[1:]  # the bundle's own format step is already in ``steps``
+    if report.status != "invalid" and market_based.SECTION_KEY in body:
+        # last: the market-based figure is re-derived from energy the bundle has proven (its leaves, their
+        # batches and the query's tenant checked), not from leaves that fail to prove
+        try:
+            report.steps.append(Step(market_based.STEP, True, _check_market_based(body, bundle, start, end)))
+        except CheckFailed as failure:
+            return invalid_report(failure, report.steps, started)
     report.verify_ms = (time.perf_counter() - started) * 1000
     return report
 
@@ -339,9 +350,30 @@ def _check_factor_entries(body: dict[str, Any], stated: dict[str, dict[str, Any]
 
 
 def body_fields(body: Any) -> tuple[str, ...]:
-    """The exact fields of a statement body: BODY_FIELDS, and ``restatement`` in a restated one."""
-    restated = isinstance(body, dict) and RESTATEMENT_KEY in body
-    return (*BODY_FIELDS, RESTATEMENT_KEY) if restated else BODY_FIELDS
+    """The exact fields of a statement body: BODY_FIELDS, ``restatement`` in a restated one and
+    ``market_based`` in one with market-based Scope 2 figures (carbontrace_protocol/market_based.py)."""
+    optional = (RESTATEMENT_KEY, market_based.SECTION_KEY)
+    return (*BODY_FIELDS, *(k for k in optional if isinstance(body, dict) and k in body))
+
+
+def _check_market_based(body: dict[str, Any], bundle: ProofBundle, start: int, end: int) -> str:
+    """statement_market_based: the section recomputed from the bundle's proven energy, the instruments it
+    lists and the factor catalogue (market_based.check_section)."""
+    try:
+        recomputed = market_based.check_section(body[market_based.SECTION_KEY], bundle, start, end,
+                                                int(body["issued_at"]))
+    except market_based.MarketBasedError as err:
+        raise CheckFailed(market_based.STEP, str(err)) from err
+    used = sum(len(site["instruments"]) for site in recomputed["sites"])
+    ours = load_catalogue().version
+    residual = (
+        f"the residual mix the rule gives (catalogue {ours})"
+        if recomputed["catalogue_version"] == ours
+        else f"a residual mix the rule allows (the statement names catalogue {recomputed['catalogue_version']}, "
+        f"this verifier has {ours}: the exact choice is checked only with the same version)"
+    )
+    return (f"{recomputed['emissions']['t_co2']} tCO2 market-based, {recomputed['energy_wh']['instruments']} Wh "
+            f"of {recomputed['energy_wh']['total']} Wh covered by {used} instrument(s), the rest at {residual}")
 
 
 def completeness_of(

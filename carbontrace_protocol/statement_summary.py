@@ -14,7 +14,8 @@ What ``verify_summary`` checks, each failure naming its step (docs/proof-bundle.
   its canonical JSON) to what the summary lists, is the enterprise's statement over the listed sub-period
   with the listed figures, and verifies as a statement (a page's own failure keeps its step).
 - summary_figures: totals are the sums of the page figures (tonnes recomputed), factors the protocol
-  table's entries for the factors the totals use.
+  table's entries for the factors the totals use; the market-based total (``market_based``, when every page
+  has one) the sum of the pages' market-based emissions, each page's as its statement states it.
 - summary_completeness: every page lists the summary's gateways and devices; per gateway the batch chain
   continues from page to page (the next page starts at a batch the previous page holds, or at the
   successor of its last batch, whose header's ``prev`` is that batch's hash); the per-gateway and
@@ -30,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from carbontrace_protocol import attribution, strict_json
+from carbontrace_protocol import attribution, market_based, strict_json
 from carbontrace_protocol.batch import header_hash, parse_header
 from carbontrace_protocol.cid import cid_for
 from carbontrace_protocol.errors import ProtocolError
@@ -56,6 +57,7 @@ SUMMARY_VERSION = 1
 DOCUMENT_FIELDS = ("format", "version", "summary", "signature")
 BODY_FIELDS = ("enterprise_id", "period", "pages", "figures", "factors", "completeness")
 PAGE_FIELDS = ("start", "end", "cid", "sha256", "figures")
+MARKET_KEY = "market_based"  # optional: a page's market-based emissions; the summary's total (below)
 GATEWAY_FIELDS = ("gateway_id", "first_seq", "last_seq", "closed")
 DEVICE_FIELDS = ("device_id", "expected", "received", "windows")
 SIGNATURE_FIELDS = ("alg", "kid", "value")
@@ -76,15 +78,29 @@ def page_bytes(page: Any) -> bytes:
 
 
 def page_entry(page: dict[str, Any], cid: str) -> dict[str, Any]:
-    """The summary's line for a page whose canonical bytes the content store named ``cid``."""
+    """The summary's line for a page whose canonical bytes the content store named ``cid``; with the page's
+    market-based emissions when it has a market_based section (carbontrace_protocol/market_based.py)."""
     body = page["statement"]
-    return {
+    entry = {
         "start": body["period"]["start"],
         "end": body["period"]["end"],
         "cid": cid,
         "sha256": hashlib.sha256(page_bytes(page)).hexdigest(),
         "figures": body["figures"],
     }
+    if MARKET_KEY in body:
+        entry[MARKET_KEY] = body[MARKET_KEY]["emissions"]
+    return entry
+
+
+def total_market_based(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The summary's market-based total: the sum of its pages' (each page applies the rule to its own
+    sub-period, so an instrument's share of a page beyond that page's measured energy is not used), or None
+    when a page has none."""
+    if not entries or any(MARKET_KEY not in e for e in entries):
+        return None
+    grams = sum(int(e[MARKET_KEY]["g_e4"]) for e in entries)
+    return {"emissions": market_based.emissions_figure(grams)}
 
 
 def total_figures(page_figures: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -219,7 +235,8 @@ def _parse(document: Any) -> _Parsed:
     doc = exact_fields(document, "summary document", DOCUMENT_FIELDS)
     if doc["format"] != SUMMARY_FORMAT or type(doc["version"]) is not int or doc["version"] != SUMMARY_VERSION:
         raise BundleFormatError(f"not a {SUMMARY_FORMAT} v{SUMMARY_VERSION}")
-    body = exact_fields(doc["summary"], "summary", BODY_FIELDS)
+    optional = (MARKET_KEY,) if isinstance(doc["summary"], dict) and MARKET_KEY in doc["summary"] else ()
+    body = exact_fields(doc["summary"], "summary", (*BODY_FIELDS, *optional))
     signature = exact_fields(doc["signature"], "signature", SIGNATURE_FIELDS)
     if not isinstance(body["enterprise_id"], str):
         raise BundleFormatError("summary.enterprise_id must be a string")
@@ -229,7 +246,8 @@ def _parse(document: Any) -> _Parsed:
         raise BundleFormatError("summary.pages must be a non-empty list")
     pages = []
     for i, page in enumerate(body["pages"]):
-        entry = exact_fields(page, f"summary.pages[{i}]", PAGE_FIELDS)
+        marked = (MARKET_KEY,) if isinstance(page, dict) and MARKET_KEY in page else ()
+        entry = exact_fields(page, f"summary.pages[{i}]", (*PAGE_FIELDS, *marked))
         _uint(entry["start"], f"summary.pages[{i}].start")
         _uint(entry["end"], f"summary.pages[{i}].end")
         if not isinstance(entry["cid"], str) or not isinstance(entry["sha256"], str):
@@ -278,6 +296,12 @@ def _check_figures(parsed: _Parsed) -> None:
     factors = total_factors(figures)
     if strict_json.canonical(parsed.body["factors"]) != strict_json.canonical(factors):
         raise CheckFailed(step, "the factors are not the protocol table's entries for the factors the totals use")
+    try:
+        market = total_market_based(parsed.pages)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckFailed(step, f"a page's market-based emissions cannot be summed: {err}") from err
+    if strict_json.canonical(parsed.body.get(MARKET_KEY)) != strict_json.canonical(market):
+        raise CheckFailed(step, f"the market-based total is not the sum of the pages': recomputed {market}")
 
 
 def _page_document(page: Any, entry: dict[str, Any], index: int) -> dict[str, Any]:
@@ -297,6 +321,9 @@ def _check_page_line(parsed: _Parsed, page: dict[str, Any], entry: dict[str, Any
         raise CheckFailed("summary_pages", f"page {index} covers another period than the summary lists")
     if strict_json.canonical(body["figures"]) != strict_json.canonical(entry["figures"]):
         raise CheckFailed("summary_pages", f"page {index}'s figures are not the ones the summary lists")
+    stated = body[MARKET_KEY]["emissions"] if isinstance(body.get(MARKET_KEY), dict) else None
+    if strict_json.canonical(stated) != strict_json.canonical(entry.get(MARKET_KEY)):
+        raise CheckFailed("summary_pages", f"page {index}'s market-based emissions are not the ones the summary lists")
 
 
 def _cloud_keys(page: Any) -> list[KeyEntry]:

@@ -33,11 +33,7 @@ def load_public_key(public_key_sec1: bytes) -> ec.EllipticCurvePublicKey:
         raise BadPublicKey(f"not a point on P-256: {err}") from err
 
 
-def verify_es256(public_key_sec1: bytes, message: bytes, signature_raw64: bytes) -> bool:
-    """True when ``signature_raw64`` (r || s, 32 bytes each) is a valid ES256 signature of ``message``.
-
-    Returns False for any invalid signature, out-of-range r or s, wrong length or invalid key.
-    """
+def _verify_with_key(key: ec.EllipticCurvePublicKey, message: bytes, signature_raw64: bytes) -> bool:
     if len(signature_raw64) != 64:
         return False
     r = int.from_bytes(signature_raw64[:32], "big")
@@ -45,11 +41,22 @@ def verify_es256(public_key_sec1: bytes, message: bytes, signature_raw64: bytes)
     if not (0 < r < p256.N and 0 < s < p256.N):
         return False
     try:
-        key = load_public_key(bytes(public_key_sec1))
         key.verify(encode_dss_signature(r, s), message, _ES256)
-    except (InvalidSignature, BadPublicKey):
+    except InvalidSignature:
         return False
     return True
+
+
+def verify_es256(public_key_sec1: bytes, message: bytes, signature_raw64: bytes) -> bool:
+    """True when ``signature_raw64`` (r || s, 32 bytes each) is a valid ES256 signature of ``message``.
+
+    Returns False for any invalid signature, out-of-range r or s, wrong length or invalid key.
+    """
+    try:
+        key = load_public_key(bytes(public_key_sec1))
+    except BadPublicKey:
+        return False
+    return _verify_with_key(key, message, signature_raw64)
 
 
 def der_signature_to_raw(der: bytes) -> bytes:
@@ -119,8 +126,8 @@ def verify_sign1(
 
     Raises as ``verify_reading`` does after parsing; ``decode`` turns the verified payload into the reading.
     """
-    load_public_key(bytes(public_key_sec1))  # raises BadPublicKey before a misleading BadSignature
-    if not verify_es256(public_key_sec1, message.signed_bytes(), message.signature):
+    key = load_public_key(bytes(public_key_sec1))  # raises BadPublicKey before a misleading BadSignature
+    if not _verify_with_key(key, message.signed_bytes(), message.signature):
         raise BadSignature("ES256 signature does not verify with the given public key")
     reading = decode(message.payload)
     if message.kid != reading.device_id.encode():

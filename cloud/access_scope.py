@@ -46,6 +46,8 @@ class Surface(StrEnum):
     BATCH_BLOB = "batch_blob"  # the stored (sealed) blob itself, and a period's batch list to audit them by
     RESTATE = "restate"  # issue a restatement of a statement with newer factors (POST .../restatements)
     SITE_RECORD = "site_record"  # an enterprise's site list, a site, gateway or device record (cloud/routers/sites.py)
+    INSTRUMENT_RECORD = "instrument_record"  # a site's contractual instruments (GET /sites/{id}/instruments)
+    INSTRUMENT_REGISTER = "instrument_register"  # register one for a site (POST /sites/{id}/instruments)
 
 
 _ANY, _OWN, _ASKED, _BOUND, _NONE = (TenantScope.ANY, TenantScope.OWN, TenantScope.ASKED, TenantScope.BOUND,
@@ -91,6 +93,10 @@ _SURFACES: dict[Surface, tuple[TenantScope, ...]] = {
     Surface.RESTATE: (_NONE, _NONE, _ANY, _OWN, _NONE, _NONE, _NONE),
     # the registry of an enterprise's sites and signers: whoever runs or audits the cloud, and the enterprise's own
     Surface.SITE_RECORD: (_NONE, _ANY, _ANY, _OWN, _NONE, _OWN, _NONE),
+    # the certificates and contracts a site's market-based figure rests on: read as its site record; claimed
+    # only by the enterprise itself (its purchases, its accounting: not its site engineers, nor a regulator)
+    Surface.INSTRUMENT_RECORD: (_NONE, _ANY, _ANY, _OWN, _NONE, _OWN, _NONE),
+    Surface.INSTRUMENT_REGISTER: (_NONE, _NONE, _NONE, _OWN, _NONE, _NONE, _NONE),
 }
 SURFACE_SCOPE: dict[Surface, dict[str, TenantScope]] = {
     surface: dict(zip(CALLERS, row, strict=True)) for surface, row in _SURFACES.items()

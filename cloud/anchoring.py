@@ -15,13 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from carbontrace_protocol import cbor
 from carbontrace_protocol import checkpoint as signed_checkpoint
+from carbontrace_protocol import checkpoint_blob
 from carbontrace_protocol.ids import key_fingerprint
 from cloud import chain as chainlib
 from cloud import models, registry_migration
@@ -32,11 +31,16 @@ from cloud.ledger_log import SqlLog
 from cloud.signing_key import public_key
 
 
-def decode_checkpoint_blob(blob: bytes) -> dict[str, Any]:
-    item = cbor.decode(blob)
-    if not isinstance(item, dict):
-        raise ValueError("checkpoint blob is not a map")
-    return item
+def batch_cids(session: Session, lo: int, hi: int) -> list[str]:
+    """The cids of the batch blobs of log leaves lo .. hi-1, in log order (one batch per leaf): what a
+    checkpoint blob lists, so the chain's checkpoints lead to every batch they commit to."""
+    cids = list(session.scalars(
+        select(models.Batch.cid).where(models.Batch.log_index >= lo, models.Batch.log_index < hi)
+        .order_by(models.Batch.log_index)
+    ))
+    if len(cids) != hi - lo:
+        raise RuntimeError(f"log leaves {lo}..{hi - 1}: {len(cids)} batches found, not {hi - lo}")
+    return cids
 
 
 @dataclass
@@ -113,9 +117,9 @@ class Anchorer:
                 return None
             root = log.root(size)
             signed = signed_checkpoint.sign(self.signing_key, self.key_fingerprint, size, root, now)
-            previous = None if last is None else {"size": last.tree_size, "root": last.root}
+            previous = None if last is None else (last.tree_size, last.root)
             proof = log.consistency_proof(last_size, size) if last is not None else []
-            blob = cbor.encode({"checkpoint": signed, "previous": previous, "consistency": proof})
+            blob = checkpoint_blob.encode(signed, previous, proof, batch_cids(session, last_size, size))
             cid, pinned = self.store.put(blob)
             if session.get(models.Blob, cid) is None:
                 session.add(models.Blob(cid=cid, size=len(blob), kind="checkpoint", pinned=pinned, created_at=now))

@@ -24,10 +24,11 @@ RESOLUTION = {
     "`carbontrace cloud anchor` (or wait for the worker's next tick): pending checkpoints anchor in order",
     HALT_CHAIN_UNAVAILABLE: "bring back the node at CT_CLOUD_CHAIN (GET /readyz names it); anchoring resumes by itself",
     HALT_CHAIN_ERROR: "read last_error; after fixing its cause, `carbontrace cloud anchor` retries",
-    HALT_CHAIN_AHEAD: "the database was restored from a backup older than the chain: stop the cloud and restore a "
-    "newer backup (one taken after the chain's last checkpoint), then `carbontrace cloud anchor`; without one, "
-    "follow README, Backup and restore, \"A backup older than the chain\" (nothing is anchored meanwhile; "
-    "ingestion goes on)",
+    HALT_CHAIN_AHEAD: "the database was restored from a backup older than the chain: with the cloud stopped, run "
+    "`carbontrace cloud recover-from-chain` (re-ingests the checkpoints and batches anchored since, fetched by cid "
+    "from the content store or IPFS and verified against the chain; if a cid cannot be fetched it names it and "
+    "changes nothing), then start the cloud: anchoring resumes from the chain's head (a newer backup, taken after "
+    "the chain's last checkpoint, also resolves it; nothing is anchored meanwhile, ingestion goes on)",
 }
 _HALT_OF_ERROR = {"OperatorUnfunded": HALT_OPERATOR_UNFUNDED, "ChainUnavailable": HALT_CHAIN_UNAVAILABLE,
                   "ChainAheadOfDatabase": HALT_CHAIN_AHEAD}

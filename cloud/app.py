@@ -17,7 +17,7 @@ from cloud.metrics_token import load_or_create_metrics_token
 from cloud.recursion_limit import cap_recursion_limit
 from cloud.request_limits import RequestLimits, rules_from_settings
 from cloud.request_log import RequestLog
-from cloud.routers import audit, batches, gateways, log, ops, readers, registry, rpc, sites, trace
+from cloud.routers import audit, batches, gateways, instruments, log, ops, readers, registry, rpc, sites, trace
 from cloud.security_headers import SecurityHeaders
 from cloud.settings import Settings
 from cloud.stored_batches import BlobUnreadable
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, chain: chainlib.Chain | None = 
     )
     app.state.ledger = ledger
     app.state.metrics_token = load_or_create_metrics_token(settings.metrics_token_path)
-    for module in (registry, readers, sites, gateways, batches, audit, log, trace, rpc, ops):
+    for module in (registry, readers, sites, instruments, gateways, batches, audit, log, trace, rpc, ops):
         app.include_router(module.router)
     console.install(app)
     # Outermost of the app's own layers: bodies are bounded before routing, parsing or any handler.

@@ -320,6 +320,33 @@ def anchor(force: bool = typer.Option(False, help="checkpoint now even if not du
     typer.echo(json.dumps(report.__dict__))
 
 
+@cloud_app.command("recover-from-chain")
+def recover_from_chain() -> None:
+    """Resolve chain_ahead_of_database (a database restored from a backup older than its external chain): read
+    the checkpoints the registry anchored after the database's last one, fetch their blobs and their batches'
+    blobs by cid (content store, else IPFS), verify each against the chain (anchored size and root, cloud and
+    gateway keys on chain) and re-ingest them through the normal ingestion path, in one transaction. Missing
+    content is named cid by cid and nothing changes (exit 1). Idempotent. Run it with the cloud stopped, right
+    after `carbontrace cloud restore`; then start the cloud: anchoring resumes from the chain's head."""
+    from cloud import chain as chainlib
+    from cloud.chain_recovery import ContentMissing, RecoveryRefused
+    from cloud.chain_recovery import recover_from_chain as recover
+    from cloud.ledger import build_ledger
+
+    ledger = build_ledger(Settings())
+    try:
+        report = recover(ledger)
+    except ContentMissing as err:
+        typer.echo(json.dumps({"recovered": False, "error": str(err), "missing_cids": err.missing}))
+        typer.echo(f"recovery refused, nothing changed: {err}", err=True)
+        raise typer.Exit(1) from err
+    except (RecoveryRefused, chainlib.ChainError) as err:
+        typer.echo(json.dumps({"recovered": False, "error": str(err)}))
+        typer.echo(f"recovery refused, nothing changed: {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(json.dumps({"recovered": True, **report.as_json()}))
+
+
 @cloud_app.command("register-gateway-keys")
 def register_gateway_keys() -> None:
     """Register on chain the keys of gateways created before gateway keys went on chain (idempotent)."""

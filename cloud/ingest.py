@@ -125,8 +125,12 @@ class Ingestor:
         self.sealer = sealer
         self.clock = clock
 
-    def ingest(self, gateway_id: str, blob: bytes) -> tuple[bool, dict[str, Any]]:
-        """(created, receipt). Raises BatchRejected (422), OutOfOrder (409) or NotYourGateway (403)."""
+    def ingest(self, gateway_id: str, blob: bytes, sealed: bytes | None = None) -> tuple[bool, dict[str, Any]]:
+        """(created, receipt). Raises BatchRejected (422), OutOfOrder (409) or NotYourGateway (403).
+
+        ``sealed``: the batch's sealed blob as this cloud stored it before, already opened to ``blob`` (recovery
+        from the chain, cloud/chain_recovery.py): kept as it is, so the batch keeps the cid its checkpoint
+        lists, instead of being sealed anew."""
         try:
             batch = batchlib.decode_batch(blob)
         except ProtocolError as err:
@@ -149,7 +153,7 @@ class Ingestor:
                         return False, stored
                     raise
             try:
-                return True, self._store(gateway_id, batch, verified, blob, blob_sha)
+                return True, self._store(gateway_id, batch, verified, blob, blob_sha, sealed)
             except IntegrityError:
                 continue  # a concurrent upload won a race: look again (idempotent answer or 409)
         raise OutOfOrder(self._expected_seq(gateway_id), "concurrent uploads of this gateway keep colliding")
@@ -281,11 +285,13 @@ class Ingestor:
             raise OutOfOrder(expected, "prev is not the hash of the last accepted batch of this gateway")
 
     def _store(
-        self, gateway_id: str, batch: batchlib.Batch, verified: VerifiedBatch, blob: bytes, blob_sha: bytes
+        self, gateway_id: str, batch: batchlib.Batch, verified: VerifiedBatch, blob: bytes, blob_sha: bytes,
+        sealed: bytes | None = None,
     ) -> dict[str, Any]:
         # Sealed before it reaches the content store or IPFS: the CID names the sealed bytes.
-        with self.read_session_factory() as session:
-            sealed = self.sealer.seal(session, batch.header["site"], batch.id, blob)
+        if sealed is None:
+            with self.read_session_factory() as session:
+                sealed = self.sealer.seal(session, batch.header["site"], batch.id, blob)
         cid, pinned = self.store.put(sealed)
         now = int(self.clock())
         header = batch.header

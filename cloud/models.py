@@ -329,3 +329,25 @@ class Restatement(Base):
     restated_cid: Mapped[str] = mapped_column(String(128), unique=True)
     factor_changes: Mapped[str] = mapped_column(String(2000))  # the restatement's factor_changes, as JSON
     issued_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ContractualInstrument(Base):
+    """A contractual instrument (certificate or contract, carbontrace_protocol/instruments.py) an enterprise
+    registered for one of its sites, for market-based Scope 2. Rows are only ever added; ``record_sha256`` is
+    sha256 of the record's canonical JSON, as statements carry it."""
+
+    __tablename__ = "contractual_instruments"
+    __table_args__ = (Index("ix_contractual_instruments_identity", "issuer", "instrument_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    enterprise_id: Mapped[str] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    issuer: Mapped[str] = mapped_column(String(200))
+    instrument_id: Mapped[str] = mapped_column(String(128))
+    volume_wh: Mapped[int] = mapped_column(BigInteger)
+    delivery_start: Mapped[int] = mapped_column(BigInteger)
+    delivery_end: Mapped[int] = mapped_column(BigInteger)
+    rate_e4: Mapped[int] = mapped_column(Integer)  # kgCO2/kWh in units of 1e-4 (0: renewable)
+    evidence_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    record_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    registered_at: Mapped[int] = mapped_column(BigInteger)

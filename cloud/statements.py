@@ -17,10 +17,11 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from carbontrace_protocol import p256, restatement, strict_json
+from carbontrace_protocol import market_based, p256, restatement, strict_json
 from carbontrace_protocol import statement as fmt
 from carbontrace_protocol import statement_summary as summary_fmt
 from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.factor_rule import SiteLocation
 from carbontrace_protocol.ids import key_fingerprint
 from carbontrace_protocol.proof_bundle import ProofBundle
 from carbontrace_protocol.verify import verify_es256
@@ -29,6 +30,7 @@ from cloud import models
 from cloud.access_scope import withheld_because
 from cloud.bundle_builder import BundleBuilder
 from cloud.content_store import ContentStoreError
+from cloud.instrument_records import instruments_overlapping
 from cloud.ledger import Ledger
 from cloud.signing_key import public_key
 from cloud.trace import (
@@ -99,6 +101,12 @@ def _last_batches(session: Session, located: list[Any]) -> dict[str, int]:
     return out
 
 
+def _site_locations(session: Session, enterprise_id: str) -> dict[str, SiteLocation]:
+    """Each site of the enterprise at its declared location (the residual mix of its market-based figure)."""
+    sites = session.scalars(select(models.Site).where(models.Site.enterprise_id == enterprise_id))
+    return {s.id: SiteLocation(s.country, s.province, s.grid_region) for s in sites}
+
+
 def statement(
     ledger: Ledger, session: Session, enterprise_id: str, start: int, end: int, closed: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
@@ -151,6 +159,10 @@ def statement(
         "factors": fmt.factor_entries(factors),
         "completeness": fmt.completeness_of(bundle, start, end, gateways, devices),
         "bundle_sha256": hashlib.sha256(strict_json.canonical(bundle_json)).hexdigest(),
+        market_based.SECTION_KEY: market_based.section(
+            bundle, start, end, issued_at, _site_locations(session, enterprise_id),
+            instruments_overlapping(session, enterprise_id, start, end),
+        ),
     }
     signature = bytes(p256.sign(ledger.signing_key, strict_json.canonical(body)))
     return {
@@ -199,6 +211,9 @@ def statement_summary(
         "factors": summary_fmt.total_factors(figures),
         "completeness": folded.to_json(),
     }
+    market = summary_fmt.total_market_based(entries)
+    if market is not None:
+        body[summary_fmt.MARKET_KEY] = market
     kid = key_fingerprint(public_key(ledger.signing_key))
     signature = bytes(p256.sign(ledger.signing_key, strict_json.canonical(body)))
     return {
@@ -268,6 +283,12 @@ def restate(ledger: Ledger, enterprise_id: str, original: dict[str, Any]) -> tup
     issued_at = max(int(time.time()), int(original["statement"]["issued_at"]) + 1)
     figures, _, _ = fmt.figures_of(bundle, issued_at)
     body = restatement.restated_body(original, bundle, figures, issued_at, fmt.factor_entries)
+    if market_based.SECTION_KEY in body:  # the same sites and instruments, the residual mix valid now
+        locations, instruments = market_based.section_inputs(body[market_based.SECTION_KEY])
+        period = body["period"]
+        body[market_based.SECTION_KEY] = market_based.section(
+            bundle, int(period["start"]), int(period["end"]), issued_at, locations, instruments
+        )
     signature = bytes(p256.sign(ledger.signing_key, strict_json.canonical(body)))
     document = {
         "format": fmt.STATEMENT_FORMAT,

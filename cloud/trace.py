@@ -193,10 +193,16 @@ class Located:
             return fields_of(int(self.indexed["measures"]))
         if self.kind == views.KIND_FLUX:  # its type decides who reaches it (access_scope DATA_SCOPE), whole
             return frozenset()
-        try:
-            return views.fields_in_clear(self.indexed["leaf"])
-        except ProtocolError:
-            return frozenset()
+        return aggregate_in_clear(self.indexed["leaf"])
+
+
+def aggregate_in_clear(leaf: bytes) -> frozenset[str]:
+    """The fields a stored aggregate leaf shows in clear; none for a leaf that does not decode (it is not
+    withheld for that: retrieve then fails it, in the open, at the step that checks it)."""
+    try:
+        return views.fields_in_clear(leaf)
+    except ProtocolError:
+        return frozenset()
 
 
 def mark_withheld(located: list[Located], closed: frozenset[str]) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from carbontrace.benchmarks.common import DeviceKey
-from carbontrace_protocol import cbor, cose, merkle, p256
+from carbontrace_protocol import cbor, checkpoint_blob, cose, merkle, p256
 from carbontrace_protocol import checkpoint as signed_checkpoint
 from carbontrace_protocol.batch import batch_id, build_batch
 from carbontrace_protocol.bundle_wire import ProofHashTable
@@ -134,7 +134,7 @@ def build(log_leaves: int) -> SizedBundle:
     checkpoints = {}
     for s, size in sizes.items():
         signed_cp = signed_checkpoint.sign(cloud_key, cloud_fingerprint, size, log.root(size), START + 3600 + s)
-        blob = cbor.encode({"checkpoint": signed_cp, "previous": None, "consistency": []})
+        blob = checkpoint_blob.encode(signed_cp, None, [], [])  # only its cid counts here
         checkpoints[s] = (signed_cp, cid_for(blob))
     n, m, newest = sizes[seq], sizes[seq - 1], sizes[newest_seq]
     index_in_batch = READINGS_PER_BATCH // 2

@@ -18,16 +18,21 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from carbontrace_protocol import market_based
 from carbontrace_protocol.attribution import emissions_figure
-from carbontrace_protocol.emission_factors import get_factor
+from carbontrace_protocol.emission_factors import get_factor, load_catalogue
+from carbontrace_protocol.factor_rule import SiteLocation
+from carbontrace_protocol.market_based import MarketBasedError
 from cloud import access_scope, models
 from cloud.access_scope import Surface, roles_for
 from cloud.deps import LedgerDep, SessionDep, forbidden, require
+from cloud.instrument_records import instruments_overlapping
 from cloud.ledger import Ledger
 from cloud.ledger_chain import chain_id_of
 from cloud.params import MAX_TIME, ConsoleLimit, require_period
 from cloud.security import Principal, Role
-from cloud.site_factors import current_factor
+from cloud.site_factors import current_factor, today
+from cloud.trace import aggregate_in_clear
 
 router = APIRouter(prefix="/api/v1", tags=["console"])
 
@@ -403,7 +408,49 @@ class EmissionSeries(BaseModel):
     factors: dict[str, FactorView]
     points: list[EmissionPoint]
     total: EmissionsFigure  # over the points listed
+    # the same energy by the market-based rule (carbontrace_protocol/market_based.py) with the sites'
+    # instruments over the period; null when there are no points or no factor for it
+    market_based: EmissionsFigure | None
     truncated: bool
+    # aggregate leaves left out because this key may not have them (access_scope.withheld_because: their
+    # format shows a field it may not see, so trace would withhold them too): the figures above are exactly
+    # what this key can verify through trace, never a sum it cannot check
+    withheld: int = 0
+    withheld_reason: str | None = None
+
+
+_EmissionKey = tuple[str, str, int, int, str | None]  # enterprise, site, window start, window end, factor
+
+
+def market_total(
+    session: Session, points: list[EmissionPoint], start: int | None, end: int | None
+) -> EmissionsFigure | None:
+    """The market-based total of the listed points: per site, their energy (the windows' measured delta) under
+    the site's instruments' shares of the period ([start, end), or the points' span when not given), the rest
+    at the residual mix the rule selects today. A statement's market-based figure attributes energy by
+    measurement time and substitutes gaps; this is the console's view of the same rule over its windows."""
+    if not points:
+        return None
+    lo = start if start is not None else min(p.window[0] for p in points)
+    hi = end if end is not None else max(p.window[1] for p in points)
+    by_site: dict[str, list[EmissionPoint]] = {}
+    for point in points:
+        by_site.setdefault(point.site_id, []).append(point)
+    catalogue, grams = load_catalogue(), 0
+    try:
+        for site_id, listed in sorted(by_site.items()):
+            site = session.get(models.Site, site_id)
+            if site is None:
+                return None
+            wh = sum(p.delta_wh for p in listed)
+            energy = market_based.SiteEnergy(wh, wh, frozenset(), max(lo, min(p.window[0] for p in listed)))
+            location = SiteLocation(site.country, site.province, site.grid_region)
+            instruments = instruments_overlapping(session, site.enterprise_id, lo, hi, site_id)
+            entry = market_based.site_entry(site_id, energy, location, instruments, lo, hi, catalogue, today())
+            grams += int(entry["emissions"]["g_e4"])
+    except MarketBasedError:
+        return None
+    return EmissionsFigure(**market_based.emissions_figure(grams))
 
 
 @router.get("/console/emissions", response_model=EmissionSeries)
@@ -418,51 +465,96 @@ def console_emissions(
 ) -> EmissionSeries:
     """Roles: operator, regulator (all); enterprise and its site engineers (their own); platform (enterprises
     bound to it on chain). Emissions per site and aggregate window, from the aggregate leaves (emissions_g
-    per window), with each emission factor and its source."""
+    per window), with each emission factor and its source; leaves the caller may not have (trace withholds
+    them) are counted in ``withheld`` and not summed."""
     require_period(start, end)
     ids = enterprises_in_scope(session, ledger, principal, Surface.CONSOLE_EMISSIONS, enterprise_id)
     A = models.Aggregate
-    query = (
-        select(
-            models.Site.enterprise_id,
-            models.Batch.site_id,
-            A.window_start,
-            A.window_end,
-            A.factor_id,
-            func.sum(A.emissions_g_e4),
-            func.sum(A.delta_wh),
-            func.count(),
-        )
-        .join(models.Batch, models.Batch.id == A.batch_id)
-        .join(models.Site, models.Site.id == models.Batch.site_id)
-        .where(A.emissions_g_e4.is_not(None), *_site_filter(ids))
-        .group_by(models.Site.enterprise_id, models.Batch.site_id, A.window_start, A.window_end, A.factor_id)
-        .order_by(A.window_start, models.Batch.site_id)
-        .limit(MAX_WINDOWS + 1)
-    )
+    filters: list[Any] = [A.emissions_g_e4.is_not(None), *_site_filter(ids)]
     if site_id is not None:
-        query = query.where(models.Batch.site_id == site_id)
+        filters.append(models.Batch.site_id == site_id)
     if start is not None:
-        query = query.where(A.window_end > start)
+        filters.append(A.window_end > start)
     if end is not None:
-        query = query.where(A.window_start < end)
-    rows = session.execute(query).all()
+        filters.append(A.window_start < end)
+    closed = access_scope.closed_fields(principal)
+    if closed:
+        windows, withheld, reason, truncated = _visible_windows(session, filters, closed)
+    else:  # the caller may have every leaf it reaches: SQL sums them
+        windows, truncated = _summed_windows(session, filters)
+        withheld, reason = 0, None
     points = [
         EmissionPoint(
             enterprise_id=ent,
             site_id=site,
-            window=[int(ws), int(we)],
-            emissions_g_e4=int(grams or 0),
-            emissions=EmissionsFigure(**emissions_figure(int(grams or 0))),
-            delta_wh=int(wh or 0),
+            window=[ws, we],
+            emissions_g_e4=grams,
+            emissions=EmissionsFigure(**emissions_figure(grams)),
+            delta_wh=wh,
             factor_id=factor,
-            devices=int(n),
+            devices=n,
         )
-        for ent, site, ws, we, factor, grams, wh, n in rows[:MAX_WINDOWS]
+        for (ent, site, ws, we, factor), (grams, wh, n) in windows.items()
     ]
     factors = {p.factor_id: factor_view(p.factor_id) for p in points if p.factor_id is not None}
     total = EmissionsFigure(**emissions_figure(sum(p.emissions_g_e4 for p in points)))
-    return EmissionSeries(factors=factors, points=points, total=total, truncated=len(rows) > MAX_WINDOWS)
+    return EmissionSeries(factors=factors, points=points, total=total,
+                          market_based=market_total(session, points, start, end), truncated=truncated,
+                          withheld=withheld, withheld_reason=reason)
+
+
+def _emission_columns() -> tuple[Any, ...]:
+    A = models.Aggregate
+    return (models.Site.enterprise_id, models.Batch.site_id, A.window_start, A.window_end, A.factor_id)
+
+
+def _emission_query(columns: tuple[Any, ...], filters: list[Any]) -> Any:
+    A = models.Aggregate
+    return (
+        select(*columns)
+        .join(models.Batch, models.Batch.id == A.batch_id)
+        .join(models.Site, models.Site.id == models.Batch.site_id)
+        .where(*filters)
+        .order_by(A.window_start, models.Batch.site_id)
+    )
+
+
+def _summed_windows(session: Session, filters: list[Any]) -> tuple[dict[_EmissionKey, tuple[int, int, int]], bool]:
+    A = models.Aggregate
+    keys = _emission_columns()
+    query = (
+        _emission_query((*keys, func.sum(A.emissions_g_e4), func.sum(A.delta_wh), func.count()), filters)
+        .group_by(*keys)
+        .limit(MAX_WINDOWS + 1)
+    )
+    rows = session.execute(query).all()
+    windows = {
+        (ent, site, int(ws), int(we), factor): (int(grams or 0), int(wh or 0), int(n))
+        for ent, site, ws, we, factor, grams, wh, n in rows[:MAX_WINDOWS]
+    }
+    return windows, len(rows) > MAX_WINDOWS
+
+
+def _visible_windows(
+    session: Session, filters: list[Any], closed: frozenset[str]
+) -> tuple[dict[_EmissionKey, tuple[int, int, int]], int, str | None, bool]:
+    """The windows summed leaf by leaf over the leaves the caller may have (the rule trace applies), the
+    number withheld with the first reason, and whether MAX_WINDOWS cut the series."""
+    A = models.Aggregate
+    query = _emission_query((*_emission_columns(), A.emissions_g_e4, A.delta_wh, A.leaf), filters)
+    windows: dict[_EmissionKey, tuple[int, int, int]] = {}
+    withheld, reason = 0, None
+    for ent, site, ws, we, factor, grams, wh, leaf in session.execute(query.execution_options(yield_per=500)):
+        why = access_scope.withheld_because(closed, aggregate_in_clear(leaf))
+        if why is not None:
+            withheld, reason = withheld + 1, reason or why
+            continue
+        key = (ent, site, int(ws), int(we), factor)
+        if key not in windows and len(windows) == MAX_WINDOWS:
+            return windows, withheld, reason, True
+        g, w, n = windows.get(key, (0, 0, 0))
+        windows[key] = (g + int(grams or 0), w + int(wh or 0), n + 1)
+    return windows, withheld, reason, False
 
 
 # ---- batches and the live pulse -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from carbontrace_protocol import strict_json
+from carbontrace_protocol.market_based import MarketBasedError
 from carbontrace_protocol.proof_bundle import ProofBundle
 from carbontrace_protocol.proof_verify import ChainUnreachable, CheckFailed
 from carbontrace_protocol.restatement import NothingToRestate
@@ -261,14 +262,16 @@ def enterprise_statement(
     factors, completeness and gaps over [start, end), as one document signed by the cloud key (ES256 over the
     canonical JSON of `statement`), with the proof bundle of every aggregate leaf each figure sums. A leaf
     withheld from the caller (cloud/access_scope.py) is not summed: the bundle counts it under
-    `retrieval_failures` at step `withheld`, so the statement verifies as incomplete for that caller."""
+    `retrieval_failures` at step `withheld`, so the statement verifies as incomplete for that caller. Beside
+    the location-based figures, `market_based`: market-based Scope 2 with the sites' contractual instruments
+    (docs/proof-bundle.md#market-based-scope-2-market_based)."""
     _statement_in_scope(principal, enterprise_id, ledger, session)
     require_period(start, end)
     try:
         document = statements.statement(
             ledger, session, enterprise_id, start, end, access_scope.closed_fields(principal)
         )
-    except statements.StatementTooLarge as err:
+    except (statements.StatementTooLarge, MarketBasedError) as err:  # MarketBasedError: no factor for a site
         raise HTTPException(422, str(err)) from err
     except ChainUnreachable as err:
         raise ChainUnavailable(str(err)) from err
@@ -301,7 +304,7 @@ def enterprise_statement_summary(
         document = statements.statement_summary(
             ledger, session, enterprise_id, start, end, page_s, access_scope.closed_fields(principal)
         )
-    except statements.StatementTooLarge as err:
+    except (statements.StatementTooLarge, MarketBasedError) as err:  # MarketBasedError: no factor for a site
         raise HTTPException(422, str(err)) from err
     except ChainUnreachable as err:
         raise ChainUnavailable(str(err)) from err
@@ -375,7 +378,7 @@ def restate_statement(
         original = strict_json.loads(page[1])
     try:
         original_cid, restated_cid, document = statements.restate(ledger, enterprise_id, original)
-    except (statements.NotOurStatement, CheckFailed) as err:  # CheckFailed: a leaf factor not in the catalogue
+    except (statements.NotOurStatement, CheckFailed, MarketBasedError) as err:  # a factor not in the catalogue
         raise HTTPException(422, str(err)) from err
     except NothingToRestate as err:
         raise HTTPException(409, str(err)) from err

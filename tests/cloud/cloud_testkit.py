@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import secrets
 import threading
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -19,8 +21,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from carbontrace_host.secret_files import write_secret
-from carbontrace_protocol import cbor, cose, p256
-from carbontrace_protocol.batch import ZERO_HASH, Batch, aggregate_window, build_batch
+from carbontrace_protocol import batch_verify, cbor, cose, p256
+from carbontrace_protocol.batch import ZERO_HASH, Batch, aggregate_leaf, aggregate_window, build_batch, sign_batch
 from carbontrace_protocol.emission_factors import get_factor
 from carbontrace_protocol.reading import Reading, sign_reading
 from cloud.app import create_app
@@ -181,6 +183,28 @@ def upload(client: TestClient, gateway: GatewayKit, batch: Batch, key: str | Non
         content=batch.encode() if isinstance(batch, Batch) else batch,
         headers={"Content-Type": "application/cbor", **auth(key or gateway.api_key)},
     )
+
+
+def format1_batch(gateway: GatewayKit, co2: int) -> tuple[Batch, list[dict[str, Any]]]:
+    """The gateway's next batch as a gateway before format 2 built it (aggregates in clear, no openings),
+    signed by its key, and its aggregates; marked accepted. Upload it inside ``format1_ingest_gate``."""
+    built, readings = gateway.build(co2=co2)
+    aggregates = [aggregate for _, aggregate in built.aggregates()]
+    leaves = [*built.leaves[: built.header["readings"]], *(aggregate_leaf(a) for a in aggregates)]
+    h = built.header
+    legacy = sign_batch(gateway.private, gateway.gateway_id, gateway.site_id, h["batch_seq"], tuple(h["window"]),
+                        leaves, h["readings"], {}, gateway.prev, h["created"])
+    gateway.accepted(legacy, readings)
+    return legacy, aggregates
+
+
+@contextmanager
+def format1_ingest_gate() -> Iterator[None]:
+    """The cloud's ingest gate as it was before format 2 (it took aggregates in clear), for the block only: how
+    a format 1 leaf came to be stored. Same process only (TestClient, or uvicorn in a thread)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batch_verify, "disclosure", types.SimpleNamespace(is_committed=lambda body: True))
+        yield
 
 
 @dataclass

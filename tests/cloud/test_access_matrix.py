@@ -57,6 +57,8 @@ SURFACES: dict[str, tuple[str, ...]] = {
     "batch_blob": ("none", "any", "any", "own", "none", "none", "none"),
     "restate": ("none", "none", "any", "own", "none", "none", "none"),
     "site_record": ("none", "any", "any", "own", "none", "own", "none"),
+    "instrument_record": ("none", "any", "any", "own", "none", "own", "none"),
+    "instrument_register": ("none", "none", "none", "own", "none", "none", "none"),
 }
 # field → scopes in CALLERS order: which values a proof bundle opens to whom (an aggregate field not opened
 # stays a salted commitment in the leaf)
@@ -180,6 +182,16 @@ def _surface_answer(world: World, caller: str, surface: str, target: str) -> tup
                                                   f"/api/v1/devices/{gw.devices[0].device_id}")]
         assert len({a.status_code for a in answers}) == 1, [(a.status_code, a.text[:100]) for a in answers]
         r = answers[0]
+    elif surface == "instrument_record":
+        r = world.get(caller, f"/api/v1/sites/{tenant.gateway.site_id}/instruments")
+    elif surface == "instrument_register":
+        # an empty record: a caller in scope reaches the strict parse (422 naming the missing fields, nothing
+        # registered), one out of scope is refused before it
+        key = world.keys[caller]
+        r = world.client.post(f"/api/v1/sites/{tenant.gateway.site_id}/instruments", json={},
+                              headers=auth(key) if key else {})
+        if r.status_code == 422 and "instrument: missing fields" in r.text:
+            return 200, r.text
     else:
         raise AssertionError(surface)
     return r.status_code, r.text

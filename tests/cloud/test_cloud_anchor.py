@@ -12,11 +12,10 @@ from fastapi.testclient import TestClient
 
 from carbontrace.servers import HardhatNode, TcpProxy
 from carbontrace_protocol import checkpoint as signed_checkpoint
-from carbontrace_protocol import merkle
-from carbontrace_protocol.batch import Batch
+from carbontrace_protocol import checkpoint_blob, merkle
+from carbontrace_protocol.batch import Batch, decode_batch
 from carbontrace_protocol.ids import key_fingerprint
 from carbontrace_protocol.verify import verify_es256
-from cloud.anchoring import decode_checkpoint_blob
 from cloud.chain import connect_embedded
 from cloud.ledger import Ledger, build_ledger
 from cloud.signing_key import public_key
@@ -45,17 +44,23 @@ def _check_anchor(client: TestClient, batches: list[Batch], sequence: int) -> di
     leaves = [merkle.leaf_hash(b.signed_header) for b in batches[: onchain.tree_size]]
     assert onchain.tree_size == len(leaves)
     assert onchain.root == merkle.root(leaves)
-    blob = decode_checkpoint_blob(ledger.store.get(onchain.cid))
-    parsed = signed_checkpoint.parse(blob["checkpoint"])
+    blob = checkpoint_blob.parse(ledger.store.get(onchain.cid))
+    parsed = signed_checkpoint.parse(blob.signed)
     # the kid names the key that signed it (a verifier never guesses across a rotation)
     assert parsed.key_fingerprint == key_fingerprint(public_key(ledger.signing_key))
     assert verify_es256(public_key(ledger.signing_key), parsed.message.signed_bytes(), parsed.message.signature)
     assert (parsed.tree_size, parsed.root) == (onchain.tree_size, onchain.root)
-    if blob["previous"] is not None:
-        previous = blob["previous"]
+    previous_size = 0
+    if blob.previous is not None:
+        previous_size, previous_root = blob.previous
         assert merkle.verify_consistency(
-            previous["size"], onchain.tree_size, previous["root"], onchain.root, blob["consistency"]
+            previous_size, onchain.tree_size, previous_root, onchain.root, list(blob.consistency)
         )
+    # the blob lists the cid of each batch blob it adds, in log order: the chain leads to every batch
+    assert blob.batches is not None and len(blob.batches) == onchain.tree_size - previous_size
+    for cid, batch in zip(blob.batches, batches[previous_size: onchain.tree_size], strict=True):
+        opened = ledger.sealer.open(ledger.store.get(cid), batch.id)
+        assert decode_batch(opened).signed_header == batch.signed_header
     # Inclusion of every batch in the anchored root, proof served by the API.
     for index, batch in enumerate(batches[: onchain.tree_size]):
         r = client.get("/api/v1/log/inclusion", params={"batch_id": batch.id, "tree_size": onchain.tree_size})

@@ -124,3 +124,33 @@ def test_health_reports_are_validated_and_stay_with_the_reporting_gateways_site(
     site = api.get("/api/v1/console/sites", headers=auth(tenant.engineer_key)).json()[0]
     assert site["devices"][0]["rejected"] == 0 and site["devices"][0]["gateway_gaps"] == []
     assert site["gateways"][0]["health_reported_at"] is not None
+
+
+def test_emissions_show_the_market_based_total_beside_the_location_based(api: TestClient) -> None:
+    """Market-based by the protocol's rule over the series' windows: a GEC registered for the site (on
+    PostgreSQL under its advisory lock) covers its share of the period, the rest is at China's residual mix
+    (MEE/NBS 2023, 0.6096), the location-based total unchanged."""
+    tenant = register_tenant(api, "Green Console", devices=1)
+    gw = tenant.gateway
+    for _ in range(2):
+        batch, readings = gw.build(per_device=3)
+        assert upload(api, gw, batch).status_code == 201
+        gw.accepted(batch, readings)
+    key = auth(tenant.enterprise_key)
+    before = api.get("/api/v1/console/emissions", headers=key).json()
+    energy = sum(p["delta_wh"] for p in before["points"])
+    start, end = before["points"][0]["window"][0], before["points"][-1]["window"][1]
+    assert energy > 0 and before["market_based"]["method"] == "market-based"
+    assert before["market_based"]["g_e4"] == energy * 6096  # no instrument: all at the residual mix
+    assert before["total"]["method"] == "location-based"
+    gec = {"kind": "gec", "instrument_id": "GEC-CONSOLE-1", "issuer": "China Green Certificate Issuance and "
+           "Trading Platform", "volume_wh": energy // 3, "delivery": {"start": start, "end": end},
+           "rate_kg_per_kwh_e4": 0, "evidence_sha256": None}
+    r = api.post(f"/api/v1/sites/{gw.site_id}/instruments", json=gec, headers=key)
+    assert r.status_code == 201, r.text
+    assert api.post(f"/api/v1/sites/{gw.site_id}/instruments", json=gec, headers=key).status_code == 409
+    after = api.get("/api/v1/console/emissions", headers=key, params={"start": start, "end": end}).json()
+    assert after["total"] == before["total"]
+    g_e4 = (energy - energy // 3) * 6096
+    assert after["market_based"] == {"t_co2": f"{g_e4 // 10**10}.{g_e4 % 10**10:010d}", "unit": "tCO2",
+                                     "gas": "CO2", "method": "market-based", "g_e4": g_e4}

@@ -123,6 +123,10 @@ def test_emissions_chart_and_factor_with_its_source(page: Page, cloud: ConsoleCl
     # tCO2 as the statement reports it (1 t = 1e10 g x 1e-4), with its method
     tonnes = f"{total // 10**10}.{total % 10**10:010d}"
     expect(page.locator("#emissions-total")).to_have_text(f"{tonnes} tCO2 (location-based)")
+    # beside it the market-based total, the API's exact text (cloud/routers/console_api.market_total)
+    series = cloud.http.get("/api/v1/console/emissions", headers={"Authorization": f"Bearer {acme.enterprise_key}"})
+    market = series.json()["market_based"]
+    expect(page.locator("#emissions-market-total")).to_have_text(f"{market['t_co2']} tCO2 (market-based)")
     expect(page.locator("svg.chart circle.point title").first).to_contain_text("tCO2 (location-based)")
     factor = page.locator(f"tr[data-factor={acme.gateway.factor_id}]")
     expect(factor).to_be_visible()

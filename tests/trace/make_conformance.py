@@ -772,9 +772,74 @@ def summary_cases(w: Writer, tmp: Path) -> None:
         )
 
 
+def market_cases(w: Writer, tmp: Path) -> None:
+    """Statements with market-based Scope 2 figures (carbontrace_protocol/market_based.py): a site in Hebei with
+    a GEC over half its measured energy and a PPA; the section edited by an insider with the cloud key."""
+    import hashlib
+
+    from tests.cloud.cloud_testkit import auth, register_tenant
+    from tests.trace.trace_kit import Traced
+
+    hebei = {"country": "CN", "province": "CN-HE", "grid_region": "CN-GRID-NORTH"}
+    with app_client(make_settings(tmp)) as client:
+        ours = Traced(register_tenant(client, "Market Ours", devices=1, location=hebei))
+        upload_batches(client, ours, 3)
+        anchor(client)
+        chain, trust = reader_of(client), trust_of(client)
+        cloud_key = ledger_of(client).signing_key
+        start, end = _period(ours)
+        tenant = ours.tenant
+
+        def statement() -> dict[str, Any]:
+            r = get(client, f"/api/v1/enterprises/{tenant.enterprise_id}/statement", tenant.enterprise_key,
+                    start=start, end=end)
+            assert r.status_code == 200, r.text
+            return r.json()  # type: ignore[no-any-return]
+
+        measured = statement()["statement"]["figures"]["attribution"]["energy_wh"]["measured"]
+        for kind, number, issuer, volume, rate in (
+            ("gec", "GEC-CONFORMANCE-1", "China Green Certificate Issuance and Trading Platform", measured // 2, 0),
+            ("ppa", "PPA-CONFORMANCE-1", "Hebei Wind Co", measured, 120),
+        ):
+            record = {"kind": kind, "instrument_id": number, "issuer": issuer, "volume_wh": volume,
+                      "delivery": {"start": start, "end": end}, "rate_kg_per_kwh_e4": rate,
+                      "evidence_sha256": hashlib.sha256(number.encode()).hexdigest()}
+            r = client.post(f"/api/v1/sites/{tenant.gateway.site_id}/instruments", json=record,
+                            headers=auth(tenant.enterprise_key))
+            assert r.status_code == 201, r.text
+        w.case("market-valid", "A statement whose market_based section uses a GEC and a PPA for its one site.",
+               statement(), chain, trust, "valid")
+
+        def case(name: str, what: str, edit: Callable[[dict[str, Any]], None]) -> None:
+            document = statement()
+            edit(document["statement"]["market_based"])
+            w.case("market-" + name, f"market-valid, {what}, re-signed with the cloud key. Fails at "
+                   "statement_market_based.", _resign(document, cloud_key, recompute=False), chain, trust,
+                   "invalid", "statement_market_based")
+
+        def figure(market: dict[str, Any]) -> None:
+            market["emissions"]["g_e4"] -= 1
+
+        def volume(market: dict[str, Any]) -> None:
+            used = market["sites"][0]["instruments"][0]
+            used["record"]["volume_wh"] *= 4
+            used["record_sha256"] = hashlib.sha256(strict_json.canonical(used["record"])).hexdigest()
+
+        def rate(market: dict[str, Any]) -> None:
+            market["sites"][0]["instruments"][1]["record"]["rate_kg_per_kwh_e4"] = 0
+
+        def location(market: dict[str, Any]) -> None:
+            market["sites"][0]["location"] = {"country": "CN", "province": "CN-QH", "grid_region": None}
+
+        case("edited-figure", "the market-based emissions lowered by 1e-4 g", figure)
+        case("edited-instrument-volume", "the GEC's volume quadrupled, its record_sha256 updated", volume)
+        case("edited-instrument-rate", "the PPA's rate set to 0, its record_sha256 left", rate)
+        case("swapped-location", "the site's location moved to Qinghai (lower grid factor)", location)
+
+
 def main(argv: list[str]) -> int:
-    # rewrite one group of cases only (--summaries, --retime), keeping every other file
-    only = {"--summaries": "summary-*.json", "--retime": "*retime*.json"}
+    # rewrite one group of cases only (--summaries, --retime, --market), keeping every other file
+    only = {"--summaries": "summary-*.json", "--retime": "*retime*.json", "--market": "market-*.json"}
     chosen = [a for a in argv if a in only]
     argv = [a for a in argv if a not in only]
     out = Path(argv[0]) if argv else DEFAULT_DIR
@@ -791,6 +856,8 @@ def main(argv: list[str]) -> int:
             summary_cases(w, tmp / "summaries")
         if not chosen or "--retime" in chosen:
             retime_cases(w, tmp / "retime")
+        if not chosen or "--market" in chosen:
+            market_cases(w, tmp / "market")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if (

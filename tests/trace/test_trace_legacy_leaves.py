@@ -9,23 +9,22 @@ anything else is uploaded or read. Real cloud over SQLite and PostgreSQL, real c
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from carbontrace_protocol import batch_verify, cbor
-from carbontrace_protocol.batch import Batch, aggregate_leaf, sign_batch
+from carbontrace_protocol import cbor
 from carbontrace_protocol.proof_verify import verify_bundle_json
 from carbontrace_protocol.statement import verify_statement
 from carbontrace_protocol.statement_summary import verify_summary
 from carbontrace_protocol.views import fields_in_clear
 from tests.cloud.cloud_testkit import (
     ADMIN_KEY,
-    Tenant,
     auth,
     decide_binding,
+    format1_batch,
+    format1_ingest_gate,
     register_platform,
     register_tenant,
     request_binding,
@@ -36,27 +35,12 @@ from tests.trace.trace_kit import anchor, get, reader_of, trust_of
 CO2 = 31337  # distinctive
 
 
-def _legacy_batch(tenant: Tenant) -> tuple[Batch, dict[str, Any]]:
-    """The tenant's next batch as a gateway before format 2 built it: aggregates in clear, no openings."""
-    gw = tenant.gateway
-    built, readings = gw.build(co2=CO2)
-    ((_, aggregate),) = built.aggregates()
-    leaves = [*built.leaves[: built.header["readings"]], aggregate_leaf(aggregate)]
-    h = built.header
-    legacy = sign_batch(gw.private, gw.gateway_id, gw.site_id, h["batch_seq"], tuple(h["window"]), leaves,
-                        h["readings"], {}, gw.prev, h["created"])
-    gw.accepted(legacy, readings)
-    return legacy, aggregate
-
-
 @pytest.fixture
-def legacy(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def legacy(client: TestClient) -> dict[str, Any]:
     tenant = register_tenant(client, "Legacy", devices=1)
-    batch, aggregate = _legacy_batch(tenant)
-    # the cloud before format 2: its ingest gate took an aggregate in clear
-    monkeypatch.setattr(batch_verify, "disclosure", types.SimpleNamespace(is_committed=lambda body: True))
-    assert upload(client, tenant.gateway, batch).status_code == 201
-    monkeypatch.undo()
+    batch, (aggregate,) = format1_batch(tenant.gateway, CO2)
+    with format1_ingest_gate():
+        assert upload(client, tenant.gateway, batch).status_code == 201
     current, readings = tenant.gateway.build(co2=CO2 + 100)
     assert upload(client, tenant.gateway, current).status_code == 201
     tenant.gateway.accepted(current, readings)
@@ -167,3 +151,27 @@ def test_a_stored_page_holding_a_format_1_leaf_is_not_served_to_the_public(
     regulator_page = get(client, f"/api/v1/statements/pages/{page['cid']}", key=legacy["regulator"]).json()
     report = verify_summary(summary.json(), {page["cid"]: regulator_page}, reader_of(client), trust_of(client))
     assert report.status == "valid", report.as_json()
+
+
+def test_the_console_emissions_sum_only_what_the_caller_can_verify(client: TestClient, legacy: dict[str, Any]) -> None:
+    """The console's SQL emissions apply trace's rule leaf by leaf: a platform is not shown a total that holds a
+    window it cannot verify (trace withholds the format 1 leaf from it); the regulator's total holds it."""
+    ent = legacy["tenant"].enterprise_id
+    legacy_start = legacy["period"][0]
+    full = get(client, "/api/v1/console/emissions", key=legacy["regulator"], enterprise_id=ent).json()
+    assert full["withheld"] == 0 and full["withheld_reason"] is None, full
+    by_window = {p["window"][0]: p["emissions_g_e4"] for p in full["points"]}
+    assert legacy_start in by_window and len(by_window) == 2, full
+    assert get(client, "/api/v1/console/emissions", key=legacy["tenant"].enterprise_key,
+               enterprise_id=ent).json() == full
+
+    seen = get(client, "/api/v1/console/emissions", key=legacy["platform"], enterprise_id=ent)
+    assert seen.status_code == 200, seen.text
+    _no_co2(seen, legacy)
+    shown = seen.json()
+    assert shown["withheld"] == 1 and "co2" in shown["withheld_reason"], shown
+    assert [p["window"][0] for p in shown["points"]] == [w for w in by_window if w != legacy_start]
+    assert shown["total"]["g_e4"] == full["total"]["g_e4"] - by_window[legacy_start]
+    # and that total is what trace lets the platform verify: the one leaf it is given
+    verified = get(client, "/api/v1/trace/verify", key=legacy["platform"], types="emissions", enterprise_id=ent).json()
+    assert sum(1 for i in verified["items"] if i["status"] == "valid") == len(shown["points"])

@@ -81,9 +81,19 @@ def test_restatement_recomputes_the_same_activity_with_the_new_factor(issued: An
     assert after["emissions"]["total"]["g_e4"] == energy * new.kg_per_kwh_e4
     assert body["factors"] == factor_entries([old.id, new.id])
     assert body["factors"][1]["source"]["title"].startswith("关于发布2023年电力二氧化碳排放因子的公告")
+    # the market-based figure too: the original's residual mix was 2022's (the only one its catalogue had), the
+    # restatement's is 2023's; the same energy and sites. The original still verifies with the newer catalogue:
+    # its residual is one the rule allows for its catalogue version (docs/accounting.md "Market-based Scope 2")
+    (first_site,), (restated_site,) = first["market_based"]["sites"], body["market_based"]["sites"]
+    assert first["market_based"]["catalogue_version"] == "test-before-2023"
+    assert first_site["residual_factor"]["id"] == "CN-national-2022-excl-market-nonfossil"
+    assert restated_site["residual_factor"]["id"] == "CN-national-2023-excl-market-nonfossil"
+    assert restated_site["energy_wh"] == first_site["energy_wh"]
+    assert body["market_based"]["emissions"]["g_e4"] == energy * 6096
     for document in (original, restated):  # both verify, each on its own
         report = verify_statement(document, reader_of(client), trust_of(client))
         assert report.status == "valid", report.as_json()
+        assert report.steps[-1].step == "statement_market_based"
     check_restates(original, restated)
     # both stored, retrievable by the enterprise and a regulator, listed with the change
     for cid, document in ((answer["original_cid"], original), (answer["restated_cid"], restated)):

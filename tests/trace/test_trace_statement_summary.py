@@ -29,6 +29,7 @@ from carbontrace_protocol.statement_summary import (
     page_entry,
     total_factors,
     total_figures,
+    total_market_based,
     verify_summary,
 )
 from cloud import models
@@ -118,6 +119,9 @@ def _replace_page(
     body = summary["summary"]
     body["figures"] = total_figures(e["figures"] for e in body["pages"])
     body["factors"] = total_factors(body["figures"])
+    market = total_market_based(body["pages"])
+    if market is not None:
+        body["market_based"] = market
     if not fold:  # another tenant's page lists other gateways and devices: nothing to fold them into
         return
     folded = CompletenessTotals()
@@ -311,3 +315,30 @@ def test_the_command_line_verifies_a_summary_with_its_pages(
     (pages_dir / f"{summary['summary']['pages'][1]['cid']}.json").unlink()
     code, report = verify(summary)
     assert (code, report["status"]) == (EXIT_INCOMPLETE, "incomplete"), report
+
+
+def test_the_market_based_total_is_the_sum_of_the_pages_and_edits_fail(paged: Any) -> None:
+    """Beside the location-based totals, the summary's market-based total (every page's market_based section,
+    carbontrace_protocol/market_based.py): the sum of its pages', each as its page states it."""
+    client, ours, _ = paged
+    summary, pages = _summary(client, ours)
+    body = summary["summary"]
+    stated = [pages[e["cid"]]["statement"]["market_based"]["emissions"] for e in body["pages"]]
+    assert [e["market_based"] for e in body["pages"]] == stated
+    grams = sum(s["g_e4"] for s in stated)
+    assert grams > 0 and body["market_based"]["emissions"] == {
+        "t_co2": f"{grams // 10**10}.{grams % 10**10:010d}", "unit": "tCO2", "gas": "CO2", "method": "market-based",
+        "g_e4": grams}
+    assert _verify(client, summary, pages).status == "valid"
+    edited = copy.deepcopy(summary)
+    edited["summary"]["market_based"]["emissions"]["g_e4"] -= 1
+    report = _verify(client, _resign_summary(client, edited), pages)
+    assert (report.status, report.failed_step) == ("invalid", "summary_figures"), report.as_json()
+    assert "market-based total" in report.detail
+    # a page's line lowered and the total with it: the page itself says otherwise
+    edited = copy.deepcopy(summary)
+    edited["summary"]["pages"][0]["market_based"]["g_e4"] -= 1
+    edited["summary"]["market_based"] = total_market_based(edited["summary"]["pages"])
+    report = _verify(client, _resign_summary(client, edited), pages)
+    assert (report.status, report.failed_step) == ("invalid", "summary_pages"), report.as_json()
+    assert "market-based emissions" in report.detail

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from carbontrace_protocol import p256, strict_json
+from carbontrace_protocol import market_based, p256, strict_json
 from carbontrace_protocol.ids import key_fingerprint
 from carbontrace_protocol.proof_bundle import ProofBundle
 from carbontrace_protocol.statement import factor_entries, figures_of, verify_statement
@@ -40,8 +40,16 @@ def _resign(document: dict[str, Any], private_key: int, recompute: bool = True) 
     made anew, so the statement is self-consistent."""
     body = document["statement"]
     if recompute:
-        figures, factors, _ = figures_of(ProofBundle.from_json(document["bundle"]))
+        bundle = ProofBundle.from_json(document["bundle"])
+        figures, factors, _ = figures_of(bundle)
         body["figures"], body["factors"] = figures, factor_entries(factors)
+        if "market_based" in body:  # the market-based section too, from the same edited bundle
+            period, inputs = body["period"], market_based.section_inputs(body["market_based"])
+            try:
+                body["market_based"] = market_based.section(bundle, period["start"], period["end"],
+                                                            body["issued_at"], *inputs)
+            except market_based.MarketBasedError:
+                pass  # a site of another tenant added: no location to give it, the section stays as it was
     body["bundle_sha256"] = hashlib.sha256(strict_json.canonical(document["bundle"])).hexdigest()
     document["signature"]["kid"] = key_fingerprint(bytes(p256.public_key(private_key))).hex()
     document["signature"]["value"] = bytes(p256.sign(private_key, strict_json.canonical(body))).hex()

@@ -29,6 +29,7 @@ const STATE_TEXT = { ok: "verified", failed: "FAILED", unchecked: "not checked",
 
 function traceQuery(params) {
   return {
+    enterprise_id: params.enterprise,
     device_id: params.device,
     start: params.start,
     end: params.end,

@@ -126,7 +126,12 @@ export async function emissionsView(params, navigate) {
     h("h2", {}, "Emissions over time"),
     form,
     h("p", { class: "summary" }, `${series.points.length} windows · total `, h("strong", { id: "emissions-total" }, tonnesText(series.total)),
+      series.market_based ? [" · ", h("strong", { id: "emissions-market-total" }, tonnesText(series.market_based))] : [],
       ` from ${energy} Wh`, series.truncated ? " (truncated: narrow the period)" : ""),
+    series.withheld  // leaves trace withholds from this key are not summed (docs/access.md, "Withheld leaves")
+      ? h("p", { id: "emissions-withheld" }, `${series.withheld} aggregate ${series.withheld === 1 ? "leaf" : "leaves"} `
+        + `withheld from this key and not in the total: ${series.withheld_reason}.`)
+      : null,
     h("div", { class: "chart-box" }, emissionsChart(series.points)),
     h("ul", { class: "legend" }, chartLegend(series.points).map(({ site, color }) =>
       h("li", {}, h("span", { class: "swatch", style: `background:${color}` }), site))),
@@ -140,23 +145,37 @@ export async function emissionsView(params, navigate) {
 
 // ---- records (locate) -----------------------------------------------------------------------------------
 
-export function traceParams(item, types) {
+// ``enterprise``: the one the records were asked for; a platform's key reaches only a named enterprise it is
+// bound to, so its trace link must name it too (docs/access.md).
+export function traceParams(item, types, enterprise) {
   const wanted = types.length ? types : RECORD_TYPES;
+  const scope = enterprise ? { enterprise } : {};
   if (item.kind === "reading") {
     const readingTypes = wanted.filter((t) => READING_TYPES.includes(t));
     return { kind: "reading", device: item.device_id, start: item.time[0], end: item.time[0] + 1,
-      types: (readingTypes.length ? readingTypes : READING_TYPES).join(","), batch: item.batch_id, leaf: item.leaf_index };
+      types: (readingTypes.length ? readingTypes : READING_TYPES).join(","), batch: item.batch_id, leaf: item.leaf_index,
+      ...scope };
   }
   const aggregateType = wanted.includes("aggregates") ? "aggregates" : "emissions";
   return { kind: "aggregate", device: item.device_id, start: item.time[0], end: item.time[0] + 1,
-    types: aggregateType, batch: item.batch_id, leaf: item.leaf_index };
+    types: aggregateType, batch: item.batch_id, leaf: item.leaf_index, ...scope };
 }
 
 export async function recordsView(params, navigate) {
   const types = (params.types || "").split(",").filter((t) => RECORD_TYPES.includes(t));
+  let enterprises = [];
+  try {
+    enterprises = await get("/console/enterprises");
+  } catch (_) {
+    /* a key that may list no enterprise (the public) filters by the other fields only */
+  }
   const form = h("form", { class: "filters", id: "records-filter" },
     h("fieldset", {}, h("legend", {}, "Type"), RECORD_TYPES.map((t) =>
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "types", value: t, checked: types.includes(t) }), t))),
+    h("label", {}, "Enterprise ", h("select", { name: "enterprise" },
+      h("option", { value: "" }, "all in scope"),
+      enterprises.map((e) => h("option", { value: e.enterprise_id, selected: e.enterprise_id === params.enterprise },
+        `${e.name} (${e.enterprise_id})`)))),
     periodInputs(params),
     h("label", {}, "Device ", h("input", { name: "device", value: params.device || "", placeholder: "any" })),
     h("label", {}, "Site ", h("input", { name: "site", value: params.site || "", placeholder: "any" })),
@@ -164,11 +183,12 @@ export async function recordsView(params, navigate) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const data = new FormData(form);
-    navigate("records", { types: data.getAll("types").join(","), device: data.get("device"), site: data.get("site"),
-      ...readPeriod(form) });
+    navigate("records", { types: data.getAll("types").join(","), enterprise: data.get("enterprise"),
+      device: data.get("device"), site: data.get("site"), ...readPeriod(form) });
   });
   const answer = await get("/trace/locate", {
-    types, start: params.from, end: params.to, device_id: params.device, site_id: params.site, limit: 200,
+    types, start: params.from, end: params.to, enterprise_id: params.enterprise, device_id: params.device,
+    site_id: params.site, limit: 200,
   });
   return h("section", { id: "view-records" },
     h("h2", {}, "Records"),
@@ -185,7 +205,7 @@ export async function recordsView(params, navigate) {
       h("td", {}, item.leaf_index),
       h("td", {}, item.log_index),
       h("td", {}, item.anchored ? badge(`checkpoint ${item.checkpoint_seq}`, "ok") : badge("pending", "warn")),
-      h("td", {}, h("a", { class: "trace-link", href: `#/trace?${new URLSearchParams(traceParams(item, types))}` },
+      h("td", {}, h("a", { class: "trace-link", href: `#/trace?${new URLSearchParams(traceParams(item, types, params.enterprise))}` },
         "Trace →"))))));
 }
 

@@ -3,8 +3,8 @@
 A batch's flux leaves (carbontrace_protocol/batch.py, leaf type 3) are indexed like readings: where the signed
 leaf is, not its figures (they stay in the sealed blob).
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
