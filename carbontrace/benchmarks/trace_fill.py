@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from carbontrace.servers import Tenant
@@ -104,22 +104,51 @@ def fill_readings(session: Session, count: int, batch_id: str) -> float:
     return time.perf_counter() - started
 
 
+FILLER_GATEWAY = "filler-gw"  # the synthetic leaves' gateway: revoked, so nothing is ever ingested under it
+
+
+def _filler_batch_rows(session: Session) -> dict[str, Any]:
+    """A template for the batch rows behind synthetic leaves, from the first real batch (its site and blob: a
+    checkpoint blob then lists that blob's cid for them, models.Batch.cid being a foreign key); writes the
+    filler gateway the first time."""
+    first = session.scalars(select(models.Batch).order_by(models.Batch.log_index).limit(1)).one()
+    template = {"gateway_id": FILLER_GATEWAY, "site_id": first.site_id, "batch_hash": first.batch_hash,
+                "prev_hash": first.prev_hash, "root": first.root, "blob_sha256": first.blob_sha256,
+                "signed_header": b"", "cid": first.cid, "window_start": first.window_start,
+                "window_end": first.window_end, "leaves": 0, "readings": 0, "received_at": first.received_at}
+    if session.get(models.Gateway, FILLER_GATEWAY) is None:
+        gateway = session.get(models.Gateway, first.gateway_id)
+        assert gateway is not None
+        session.add(models.Gateway(id=FILLER_GATEWAY, site_id=first.site_id, public_key=gateway.public_key,
+                                   status="revoked", created_at=gateway.created_at))
+        session.flush()
+    return template
+
+
 def fill_log(session: Session, target: int) -> float:
     """Synthetic leaves appended until the log has ``target`` leaves (its stored subtrees written as
-    ``SqlLog.append`` writes them); returns seconds taken."""
+    ``SqlLog.append`` writes them), each with the batch row a log leaf always has (the anchorer lists every
+    leaf's batch blob in its checkpoint blob); returns seconds taken. Needs one real batch in the log."""
     started = time.perf_counter()
     log = SqlLog(session)
     size = log.size()
+    template = _filler_batch_rows(session)
     compact = merkle.CompactRange(size, [log.node(level, index) for level, index in peak_positions(size)])
     rows: list[dict[str, Any]] = []
+    batches: list[dict[str, Any]] = []
     for i in range(size, target):
         rows.extend({"level": level, "index": index, "hash": digest}
                     for level, index, digest in compact.append(merkle.leaf_hash(b"filler batch header %d" % i)))
+        batches.append({**template, "id": f"{FILLER_GATEWAY}/{i}", "batch_seq": i, "log_index": i})
         if len(rows) >= CHUNK_ROWS:
             session.execute(insert(models.LogNode), rows)
+            session.execute(insert(models.Batch), batches)
             rows.clear()
+            batches.clear()
     if rows:
         session.execute(insert(models.LogNode), rows)
+    if batches:
+        session.execute(insert(models.Batch), batches)
     if target > size:
         session.execute(update(models.LogState).values(size=target))
     return time.perf_counter() - started
