@@ -28,6 +28,7 @@ from carbontrace_protocol import bundle_wire, cose, merkle, views
 from carbontrace_protocol.batch import Batch, parse_leaf
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.proof_bundle import (
+    DEVICE_SIGNED_KINDS,
     BundleFormatError,
     ItemEntry,
     KeyEntry,
@@ -44,7 +45,7 @@ from carbontrace_protocol.proof_verify import (
     verify_bundle,
 )
 from carbontrace_protocol.verify import verify_es256
-from carbontrace_protocol.views import ALL_TYPES, KIND_READING
+from carbontrace_protocol.views import ALL_TYPES, KIND_AGGREGATE, KIND_READING
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -151,7 +152,8 @@ def _items(batch: Batch, start: int, end: int, device_keys: list[KeyEntry]) -> l
             raise AuditFailure("decoded_view", f"leaf {index}: {err}") from err
         if last <= start or first >= end:
             continue
-        key = _signing_key(leaf, device_id, device_keys) if kind == KIND_READING else None
+        # a reading and a chamber flux are device-signed: their items name the key (proof_bundle.DEVICE_SIGNED_KINDS)
+        key = _signing_key(leaf, device_id, device_keys) if kind in DEVICE_SIGNED_KINDS else None
         item = ItemEntry(
             kind,
             batch.id,
@@ -161,7 +163,7 @@ def _items(batch: Batch, start: int, end: int, device_keys: list[KeyEntry]) -> l
             leaf,
             tuple(merkle.inclusion_proof(hashes, index)),
             views.view(kind, content, ALL_TYPES),
-            tuple(sorted(openings.items())) if kind != KIND_READING else (),
+            tuple(sorted(openings.items())) if kind not in DEVICE_SIGNED_KINDS else (),
             retimed[1] if kind == KIND_READING and retimed is not None else None,
         )
         out.append((item, key))
@@ -257,7 +259,7 @@ def audit_period(
         result = results[item.batch_id]
         if item.kind == KIND_READING:
             result.readings.append({"batch_id": item.batch_id, "leaf_index": item.leaf_index, **item.view})
-        else:
+        elif item.kind == KIND_AGGREGATE:  # a chamber flux item is verified with the rest, not counted here
             result.aggregates += 1
     failed = [r for r in results.values() if r.status == "failed"]
     verified = [r for r in results.values() if r.status == "verified"]

@@ -196,11 +196,13 @@ class Principal:
     def acl_lines(self) -> list[str]:
         if self.role == "device":
             return [f"topic write {topics.reading_topic(self.site, self.device)}",
-                    f"topic write {topics.status_topic(self.site, self.device)}"]
+                    f"topic write {topics.status_topic(self.site, self.device)}",
+                    f"topic write {topics.flux_topic(self.site, self.device)}"]
         if self.role == "gateway":
-            return [f"topic read {topics.site_readings(self.site)}", f"topic read {topics.site_statuses(self.site)}"]
+            return [f"topic read {topics.site_readings(self.site)}", f"topic read {topics.site_statuses(self.site)}",
+                    f"topic read {topics.site_fluxes(self.site)}"]
         if self.role == "publisher":  # a load generator speaking for every device of a site (bench, drills)
-            return [f"topic write {topics.site_readings(self.site)}"]
+            return [f"topic write {topics.site_readings(self.site)}", f"topic write {topics.site_fluxes(self.site)}"]
         return [f"topic readwrite {topic}" for topic in self.topics]
 
 

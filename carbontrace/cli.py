@@ -15,6 +15,7 @@ from carbontrace.bench import bench_command
 from carbontrace.broker_cli import broker_app
 from carbontrace.drill import drill_command
 from carbontrace.factors_cli import factors_app
+from carbontrace.flux_report import flux_total_command
 from carbontrace.instruments_cli import instruments_app
 from carbontrace.open_blob import open_blob_command
 from carbontrace.party import party_app
@@ -44,6 +45,7 @@ app.add_typer(factors_app, name="factors")
 app.add_typer(instruments_app, name="instruments")
 app.add_typer(sim_app, name="sim")
 app.command("verify")(verify_command)
+app.command("flux-total")(flux_total_command)
 app.command("bench")(bench_command)
 app.command("drill")(drill_command)
 app.command("open-blob")(open_blob_command)

@@ -8,6 +8,9 @@ Leaves (the batch tree's leaf data, hashed with ``merkle.leaf_hash``):
   reading leaf    CBOR [1, <COSE_Sign1 bytes of the signed reading>]
   aggregate leaf  CBOR [2, <committed aggregate map>] (carbontrace_protocol/disclosure.py; format 1, the
                   aggregate map in clear, is only read, for batches stored before format 2)
+  flux leaf       CBOR [3, <COSE_Sign1 bytes of a signed chamber flux record>] (carbontrace_protocol/flux.py),
+                  after the aggregates; the header's ``fluxes`` counts them (absent when there are none, so a
+                  batch without fluxes keeps its bytes)
 Typed leaves let a caller ask for one kind only; the public can check an aggregate without seeing any
 raw reading, and a reading leaf hash covers its signature, so sibling hashes leak no guessable value. The
 blob carries the opening of every committed field (``openings``), so whoever may open the sealed blob can
@@ -33,7 +36,8 @@ AGGREGATE_LEGACY_VERSION = BATCH_FORMAT_VERSION
 AGGREGATE_ATTRIBUTED_VERSION = disclosure.COMMITTED_ATTRIBUTED_VERSION
 LEAF_READING = 1
 LEAF_AGGREGATE = 2
-LEAF_TYPES = {LEAF_READING: "reading", LEAF_AGGREGATE: "aggregate"}
+LEAF_FLUX = 3
+LEAF_TYPES = {LEAF_READING: "reading", LEAF_AGGREGATE: "aggregate", LEAF_FLUX: "flux"}
 ZERO_HASH = bytes(32)
 
 
@@ -68,6 +72,20 @@ def aggregate_leaf(aggregate: dict[str, Any]) -> bytes:
     return cbor.encode([LEAF_AGGREGATE, aggregate])
 
 
+def flux_leaf(signed_flux: bytes) -> bytes:
+    return cbor.encode([LEAF_FLUX, bytes(signed_flux)])
+
+
+def flux_count(header: Mapping[str, Any]) -> int:
+    """How many flux leaves a batch header counts (0 when it has no ``fluxes`` field)."""
+    return int(header.get("fluxes", 0))
+
+
+def leaf_count(header: Mapping[str, Any]) -> int:
+    """How many leaves a batch header counts: readings, aggregates and fluxes."""
+    return int(header["readings"]) + int(header["aggregates"]) + flux_count(header)
+
+
 def parse_leaf(leaf: bytes) -> tuple[int, Any]:
     """(leaf type, body) of a leaf; raises ``MalformedBatch`` for an unknown shape."""
     try:
@@ -75,10 +93,12 @@ def parse_leaf(leaf: bytes) -> tuple[int, Any]:
     except MalformedCBOR as err:
         raise MalformedBatch(f"leaf is not CBOR: {err}") from err
     if not isinstance(item, list) or len(item) != 2 or item[0] not in LEAF_TYPES:
-        raise MalformedBatch("leaf must be [type, body] with type 1 (reading) or 2 (aggregate)")
+        raise MalformedBatch("leaf must be [type, body] with type 1 (reading), 2 (aggregate) or 3 (flux)")
     kind, body = item
     if kind == LEAF_READING and not isinstance(body, bytes):
         raise MalformedBatch("reading leaf body must be the signed reading bytes")
+    if kind == LEAF_FLUX and not isinstance(body, bytes):
+        raise MalformedBatch("flux leaf body must be the signed flux record bytes")
     if kind == LEAF_AGGREGATE and not isinstance(body, dict):
         raise MalformedBatch("aggregate leaf body must be a map")
     return kind, body
@@ -288,7 +308,8 @@ class Batch:
         whole. Raises ``disclosure.BadOpening`` if an opening is missing or does not match its commitment."""
         out = []
         committed = set()
-        for index in range(self.header["readings"], len(self.leaves)):
+        first = self.header["readings"]
+        for index in range(first, first + self.header["aggregates"]):
             _, body = parse_leaf(self.leaves[index])
             if disclosure.is_committed(body):
                 committed.add(index)
@@ -297,6 +318,15 @@ class Batch:
             out.append((index, body))
         if set(self.openings) - committed:
             raise disclosure.BadOpening("openings for leaves that are not committed aggregates")
+        return out
+
+    def fluxes(self) -> list[tuple[int, bytes]]:
+        """(leaf index, signed flux record) of each flux leaf (the last ``fluxes`` leaves)."""
+        count = flux_count(self.header)
+        out = []
+        for index in range(len(self.leaves) - count, len(self.leaves)):
+            _, body = parse_leaf(self.leaves[index])
+            out.append((index, bytes(body)))
         return out
 
     def encode(self) -> bytes:
@@ -322,20 +352,23 @@ def build_batch(
     sign1: Callable[[int, bytes, bytes], bytes] = cose.sign1,
     random_bytes: Callable[[int], bytes] = os.urandom,
     retimed: dict[int, Retimed] | None = None,
+    signed_fluxes: Sequence[bytes] = (),
 ) -> Batch:
     """Build and sign a batch. Readings come first in the given order, then the aggregates, each committed
-    field by field with fresh salts from ``random_bytes``. ``sign1`` makes the COSE_Sign1 header (cose.sign1;
-    a load generator may pass an OpenSSL-backed one with the same bytes). ``retimed``: the evidence of each
-    re-timed reading, keyed by its index in ``signed_readings`` (which is its leaf index)."""
+    field by field with fresh salts from ``random_bytes``, then the signed chamber fluxes in the given order.
+    ``sign1`` makes the COSE_Sign1 header (cose.sign1; a load generator may pass an OpenSSL-backed one with the
+    same bytes). ``retimed``: the evidence of each re-timed reading, keyed by its index in ``signed_readings``
+    (which is its leaf index)."""
     leaves = [reading_leaf(r) for r in signed_readings]
     openings: dict[int, Openings] = {}
     for aggregate in aggregates:
         body, opened = disclosure.commit(aggregate, random_bytes)
         openings[len(leaves)] = opened
         leaves.append(aggregate_leaf(body))
+    leaves += [flux_leaf(f) for f in signed_fluxes]
     return sign_batch(
         gateway_key, gateway_id, site_id, batch_seq, window, leaves, len(signed_readings), openings, prev_hash,
-        created, sign1, retimed,
+        created, sign1, retimed, len(signed_fluxes),
     )
 
 
@@ -352,8 +385,10 @@ def sign_batch(
     created: int,
     sign1: Callable[[int, bytes, bytes], bytes] = cose.sign1,
     retimed: dict[int, Retimed] | None = None,
+    flux_leaves: int = 0,
 ) -> Batch:
-    """The signed header over built leaves (``build_batch``; a renumbered batch keeps its leaves and salts)."""
+    """The signed header over built leaves (``build_batch``; a renumbered batch keeps its leaves and salts);
+    the last ``flux_leaves`` leaves are flux leaves."""
     header: dict[str, Any] = {
         "v": BATCH_FORMAT_VERSION,
         "gateway": gateway_id,
@@ -361,11 +396,13 @@ def sign_batch(
         "batch_seq": batch_seq,
         "window": [window[0], window[1]],
         "readings": reading_count,
-        "aggregates": len(leaves) - reading_count,
+        "aggregates": len(leaves) - reading_count - flux_leaves,
         "root": merkle.root([merkle.leaf_hash(leaf) for leaf in leaves]),
         "prev": bytes(prev_hash),
         "created": created,
     }
+    if flux_leaves:
+        header["fluxes"] = flux_leaves
     signed_header = sign1(gateway_key, gateway_id.encode(), cbor.encode(header))
     return Batch(signed_header, header, leaves, openings, retimed)
 
@@ -408,8 +445,11 @@ def parse_header(signed_header: bytes) -> tuple[cose.Sign1, dict[str, Any]]:
         header = cbor.decode(message.payload)
     except MalformedCBOR as err:
         raise MalformedBatch(f"batch header payload is not CBOR: {err}") from err
-    if not isinstance(header, dict) or set(header) != set(_HEADER_FIELDS):
-        raise MalformedBatch(f"batch header must have exactly the fields {sorted(_HEADER_FIELDS)}")
+    if not isinstance(header, dict) or set(header) - {"fluxes"} != set(_HEADER_FIELDS):
+        raise MalformedBatch(f"batch header must have exactly the fields {sorted(_HEADER_FIELDS)} (and 'fluxes' "
+                             "when it holds flux leaves)")
+    if "fluxes" in header and (type(header["fluxes"]) is not int or header["fluxes"] <= 0):
+        raise MalformedBatch("batch header 'fluxes' must be a positive integer, absent when there are none")
     for name, kind in _HEADER_FIELDS.items():
         if not isinstance(header[name], kind) or isinstance(header[name], bool):
             raise MalformedBatch(f"batch header field {name!r} has the wrong type")

@@ -17,19 +17,22 @@ from carbontrace_protocol import cbor, cose, disclosure, merkle
 from carbontrace_protocol.batch import (
     AGGREGATE_ATTRIBUTED_VERSION,
     LEAF_AGGREGATE,
+    LEAF_FLUX,
     LEAF_READING,
     Batch,
     MalformedBatch,
     aggregate_window,
     content_version,
     decode_batch,
+    leaf_count,
     parse_leaf,
 )
 from carbontrace_protocol.emission_factors import EmissionFactor, Publication, Region
 from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.flux import Flux
 from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading
 from carbontrace_protocol.retime import MISMATCH, UNSYNCED_WITHOUT_BOOT, RetimeRejected, required_timestamp
-from carbontrace_protocol.verify import verify_es256, verify_reading
+from carbontrace_protocol.verify import verify_es256, verify_flux, verify_reading
 
 
 class BatchRejected(ProtocolError):
@@ -64,13 +67,26 @@ class VerifiedReading:
         self.timestamp: int = reading.timestamp if reading.timestamp is not None else int(timestamp or 0)
 
 
+class VerifiedFlux:
+    """A chamber flux record whose device signature verified (carbontrace_protocol/flux.py); ``quarantine`` as
+    for a reading."""
+
+    def __init__(self, leaf_index: int, signed: bytes, flux: Flux, quarantine: str | None = None) -> None:
+        self.leaf_index = leaf_index
+        self.signed = signed
+        self.flux = flux
+        self.quarantine = quarantine
+
+
 class VerifiedBatch:
     def __init__(
-        self, batch: Batch, readings: list[VerifiedReading], aggregates: list[tuple[int, dict[str, Any]]]
+        self, batch: Batch, readings: list[VerifiedReading], aggregates: list[tuple[int, dict[str, Any]]],
+        fluxes: list[VerifiedFlux] | None = None,
     ) -> None:
         self.batch = batch
         self.readings = readings
         self.aggregates = aggregates
+        self.fluxes = fluxes or []
         # Devices whose readings (and so whose aggregate) are quarantined: kept in the tree, not counted. The
         # aggregate's reason is its device's first quarantined reading's.
         self.quarantine_reasons: dict[str, str] = {}
@@ -129,24 +145,31 @@ def verify_batch(
     message = cose.parse_sign1(batch.signed_header)
     if not verify_es256(gateway_public_key, message.signed_bytes(), message.signature):
         raise BatchRejected("bad_gateway_signature", "gateway signature on the batch header does not verify")
-    if header["readings"] + header["aggregates"] != len(batch.leaves):
+    if leaf_count(header) != len(batch.leaves):
         raise BatchRejected(
             "count_mismatch",
-            f"header counts {header['readings']}+{header['aggregates']} leaves, batch has {len(batch.leaves)}",
+            f"header counts {leaf_count(header)} leaves, batch has {len(batch.leaves)}",
         )
     if merkle.root(batch.leaf_hashes()) != batch.root:
         raise BatchRejected("root_mismatch", "Merkle root of the leaves is not the root in the signed header")
 
     readings: list[VerifiedReading] = []
+    fluxes: list[VerifiedFlux] = []
     seen: set[tuple[str, int]] = set()
+    first_flux = header["readings"] + header["aggregates"]
     for index, leaf in enumerate(batch.leaves):
         try:
             kind, body = parse_leaf(leaf)
         except MalformedBatch as err:
             raise BatchRejected(err.reason, str(err), index) from err
-        expected_kind = LEAF_READING if index < header["readings"] else LEAF_AGGREGATE
+        expected_kind = (
+            LEAF_READING if index < header["readings"] else LEAF_AGGREGATE if index < first_flux else LEAF_FLUX
+        )
         if kind != expected_kind:
-            raise BatchRejected("malformed_batch", "readings must come before aggregates", index)
+            raise BatchRejected("malformed_batch", "readings come first, then aggregates, then fluxes", index)
+        if kind == LEAF_FLUX:
+            fluxes.append(_verified_flux(index, body, fluxes, device_key, revoked_device_key, rotated_device_keys))
+            continue
         if kind == LEAF_AGGREGATE:
             if not disclosure.is_committed(body):  # in clear, it would show CO2 to whoever sees the leaf
                 raise BatchRejected("aggregate_in_clear", "aggregate leaves must commit to each field", index)
@@ -182,7 +205,45 @@ def verify_batch(
     except ProtocolError as err:
         raise BatchRejected(getattr(err, "reason", "bad_opening"), str(err)) from err
     _verify_aggregates(batch, readings, aggregates, factor, baseline)
-    return VerifiedBatch(batch, readings, aggregates)
+    return VerifiedBatch(batch, readings, aggregates, fluxes)
+
+
+def _verified_flux(
+    index: int,
+    body: bytes,
+    earlier: list[VerifiedFlux],
+    device_key: DeviceKeyLookup,
+    revoked_device_key: DeviceKeyLookup | None,
+    rotated_device_keys: RotatedKeysLookup | None,
+) -> VerifiedFlux:
+    """A flux leaf verified under its device's key (quarantined under a revoked or rotated-out one, as a
+    reading is), its record consistent (flux.check_consistent), no two for the same samples."""
+    try:
+        device_id = cose.parse_sign1(body).kid.decode()
+    except (ProtocolError, UnicodeError) as err:
+        raise BatchRejected(getattr(err, "reason", "malformed_cose"), str(err), index) from err
+    key, quarantine = device_key(device_id), None
+    if key is None and revoked_device_key is not None:
+        key = revoked_device_key(device_id)
+        quarantine = QUARANTINE_DEVICE_REVOKED if key is not None else None
+    if key is None:
+        raise BatchRejected("unknown_device", f"device {device_id!r} is not registered for this site", index)
+    record: Flux | None = None
+    try:
+        record = verify_flux(body, key)
+    except ProtocolError as err:
+        if err.reason == "bad_signature" and quarantine is None and rotated_device_keys is not None:
+            for old in rotated_device_keys(device_id):
+                try:
+                    record, quarantine = verify_flux(body, old), QUARANTINE_ROTATED_KEY
+                    break
+                except ProtocolError:
+                    continue
+        if record is None:
+            raise BatchRejected(err.reason, str(err), index) from err
+    if any(f.flux.device_id == record.device_id and f.flux.seq[0] == record.seq[0] for f in earlier):
+        raise BatchRejected("duplicate_flux", f"{record.device_id} flux from seq {record.seq[0]} twice", index)
+    return VerifiedFlux(index, body, record, quarantine)
 
 
 def _retimed_time(batch: Batch, index: int, reading: Reading, key: bytes) -> int | None:

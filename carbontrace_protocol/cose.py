@@ -23,9 +23,10 @@ SIGNATURE1_CONTEXT = "Signature1"
 _SIG_STRUCTURE_HEAD = cbor.encode_head(4, 4) + cbor.encode(SIGNATURE1_CONTEXT)  # array of 4, its context
 
 
-def protected_header(kid: bytes) -> bytes:
-    """Encoded protected header: alg ES256, content type SenML-CBOR, key id (the device id, UTF-8)."""
-    return cbor.encode({HEADER_ALG: ALG_ES256, HEADER_CONTENT_TYPE: CONTENT_FORMAT_SENML_CBOR, HEADER_KID: kid})
+def protected_header(kid: bytes, content_type: int = CONTENT_FORMAT_SENML_CBOR) -> bytes:
+    """Encoded protected header: alg ES256, content type (SenML-CBOR for a reading; CBOR, 60, for a flux
+    record, carbontrace_protocol/flux.py), key id (the device id, UTF-8)."""
+    return cbor.encode({HEADER_ALG: ALG_ES256, HEADER_CONTENT_TYPE: content_type, HEADER_KID: kid})
 
 
 def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
@@ -39,9 +40,9 @@ def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -
     return bytes(out)
 
 
-def sign1(private_key: int, kid: bytes, payload: bytes) -> bytes:
+def sign1(private_key: int, kid: bytes, payload: bytes, content_type: int = CONTENT_FORMAT_SENML_CBOR) -> bytes:
     """A tagged COSE_Sign1 message over ``payload``, signed with the P-256 ``private_key``."""
-    protected = protected_header(kid)
+    protected = protected_header(kid, content_type)
     signature = p256.sign(private_key, sig_structure(protected, payload))
     return cbor.encode(cbor.Tag(cbor.TAG_COSE_SIGN1, [protected, {}, payload, signature]))
 

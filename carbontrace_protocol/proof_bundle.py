@@ -25,7 +25,11 @@ from carbontrace_protocol.bundle_wire import JSON, Wire
 from carbontrace_protocol.bundle_wire import BundleFormatError as BundleFormatError
 from carbontrace_protocol.bundle_wire import exact_fields as exact_fields
 from carbontrace_protocol.ids import FINGERPRINT_SIZE, PUBLIC_KEY_SIZE, key_fingerprint
-from carbontrace_protocol.views import KIND_AGGREGATE, KIND_READING, DataType
+from carbontrace_protocol.views import KIND_AGGREGATE, KIND_FLUX, KIND_READING, DataType
+
+# what an item or a retrieval failure may be; a reading and a flux are device-signed, so their items name the key
+ITEM_KINDS = (KIND_READING, KIND_AGGREGATE, KIND_FLUX)
+DEVICE_SIGNED_KINDS = (KIND_READING, KIND_FLUX)
 
 BUNDLE_FORMAT = "carbontrace-proof-bundle"
 BUNDLE_VERSION = 3  # 3: items carry the openings of the aggregate fields they disclose
@@ -323,19 +327,19 @@ class ItemEntry:
     def read(cls, value: Any, wire: Wire) -> ItemEntry:
         obj = wire.fields(value, "item", cls.FIELDS, cls.OPTIONAL)
         kind = obj["kind"]
-        if kind not in (KIND_READING, KIND_AGGREGATE):
-            raise BundleFormatError("item kind must be reading or aggregate")
+        if kind not in ITEM_KINDS:
+            raise BundleFormatError("item kind must be reading, aggregate or flux")
         device_key = (
             None if obj["device_key"] is None else _bytes(wire, obj["device_key"], "item.device_key", FINGERPRINT_SIZE)
         )
-        if (kind == KIND_READING) != (device_key is not None):
-            raise BundleFormatError("a reading item names its device key; an aggregate item names none")
+        if (kind in DEVICE_SIGNED_KINDS) != (device_key is not None):
+            raise BundleFormatError("a reading or flux item names its device key; an aggregate item names none")
         view = wire.read_view(obj["view"], "item.view")
         openings = obj["openings"]
         if not isinstance(openings, dict) or not all(isinstance(k, str) and k for k in openings):
             raise BundleFormatError("item.openings must be an object keyed by field name")
-        if kind == KIND_READING and openings:
-            raise BundleFormatError("a reading item opens no fields")
+        if kind in DEVICE_SIGNED_KINDS and openings:
+            raise BundleFormatError("a reading or flux item opens no fields")
         reference = None
         if "retime_reference" in obj:  # absent, never null, on an item that is not re-timed
             if kind != KIND_READING:
@@ -390,8 +394,8 @@ class RetrievalFailure:
     @classmethod
     def read(cls, value: Any, wire: Wire) -> RetrievalFailure:
         obj = wire.fields(value, "retrieval failure", cls.FIELDS)
-        if obj["kind"] not in (KIND_READING, KIND_AGGREGATE):
-            raise BundleFormatError("retrieval failure kind must be reading or aggregate")
+        if obj["kind"] not in ITEM_KINDS:
+            raise BundleFormatError("retrieval failure kind must be reading, aggregate or flux")
         return cls(
             obj["kind"],
             _text(obj["batch_id"], "retrieval failure batch_id"),

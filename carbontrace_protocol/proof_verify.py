@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from carbontrace_protocol import checkpoint as signed_checkpoint
 from carbontrace_protocol import disclosure, merkle, views
-from carbontrace_protocol.batch import LEAF_READING, batch_id, parse_header, parse_leaf
+from carbontrace_protocol.batch import LEAF_FLUX, LEAF_READING, batch_id, leaf_count, parse_header, parse_leaf
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.ids import (
     CLOUD_SIGNER,
@@ -49,7 +49,7 @@ from carbontrace_protocol.proof_bundle import (
 )
 from carbontrace_protocol.reading import Reading
 from carbontrace_protocol.retime import BAD_REFERENCE, NO_REFERENCE, RetimeRejected, retimed_timestamp
-from carbontrace_protocol.verify import verify_es256, verify_reading
+from carbontrace_protocol.verify import verify_es256, verify_flux, verify_reading
 
 STEPS = (
     "bundle_format",
@@ -505,6 +505,19 @@ class _Verifier:
                 timestamp, detail = reading_time(reading, item.retime_reference, key.public_key)
                 content["timestamp"] = timestamp
                 passed(current, detail)
+            elif item.kind == views.KIND_FLUX:
+                assert item.device_key is not None  # the format step guarantees it
+                key = self.bundle.key(item.device_key)
+                current = "device_key"
+                if key.signer != item.device_id:
+                    raise CheckFailed(current, "the item's device key belongs to another device in the bundle")
+                device_record = check_key_on_chain(current, self.chain, item.device_key, SIGNER_DEVICE, key.signer, seq)
+                passed(current, "registered to this device on chain, valid when the batch was anchored")
+                current = "device_signature"
+                self._flux(item.leaf, item.device_id, key.public_key)
+                passed(current, "ES256 signature of the device verifies; the flux follows from its slope and chamber")
+                result.steps.append(Step("reading_time", None, "flux leaf: its session is in the signed record"))
+                content = {}
             else:
                 result.steps.append(Step("device_key", None, "aggregate leaf: signed by the gateway, not a device"))
                 result.steps.append(Step("device_signature", None, "aggregate leaf: covered by the gateway signature"))
@@ -530,7 +543,7 @@ class _Verifier:
             passed(current, "the view is exactly the leaf's fields for the query's types")
             current = "batch_inclusion"
             _, header = self.batch_header(batch)
-            size = header["readings"] + header["aggregates"]
+            size = leaf_count(header)
             try:
                 merkle.verify_inclusion(
                     merkle.leaf_hash(item.leaf), item.leaf_index, size, list(item.batch_proof), header["root"]
@@ -575,6 +588,18 @@ class _Verifier:
         if reading.device_id != device_id:
             raise CheckFailed("device_signature", "the reading names another device")
         return reading
+
+    @staticmethod
+    def _flux(leaf: bytes, device_id: str, public_key: bytes) -> None:
+        try:
+            kind, body = parse_leaf(leaf)
+            if kind != LEAF_FLUX:
+                raise CheckFailed("device_signature", "leaf is not a flux leaf")
+            record = verify_flux(body, public_key)
+        except ProtocolError as err:
+            raise _proof_error("device_signature", err) from err
+        if record.device_id != device_id:
+            raise CheckFailed("device_signature", "the flux record names another device")
 
     def _openings(self, item: ItemEntry) -> tuple[str, tuple[str, dict[str, Any]] | None]:
         """The item opens exactly the committed fields its query's types disclose, each matching: (detail,

@@ -10,12 +10,16 @@ from carbontrace_protocol.reading import MAX_ID_LENGTH
 TOPIC_PREFIX = "carbontrace/v1/"
 READING = "reading"
 STATUS = "status"
+FLUX = "flux"  # signed chamber flux records (carbontrace_protocol/flux.py): their own data type, their own topic
 
 # A worst-case reading (64-character device id, every field at its maximum) signs to 393 bytes
 # (firmware/carbontrace_device/outbox.py sizes its slots from the same figure); a status message is a small
 # JSON object. Anything larger is not a CarbonTrace message: the broker refuses it (max_packet_size) and the
 # gateway rejects it before copying or decoding it.
 MAX_READING_BYTES = 393
+# A worst-case chamber flux record (64-character device id, 32-character firmware, every field at its extreme)
+# signs to 523 bytes (tests/protocol/test_flux_topic.py builds it); the device's flux outbox sizes its slots from it.
+MAX_FLUX_BYTES = 523
 MAX_PAYLOAD_BYTES = 1024
 # site and device ids are at most MAX_ID_LENGTH characters each (carbontrace_protocol.reading)
 MAX_TOPIC_BYTES = len(TOPIC_PREFIX) + 2 * MAX_ID_LENGTH + 2 + len(READING)
@@ -31,6 +35,15 @@ def reading_topic(site_id: str, device_id: str) -> str:
 
 def status_topic(site_id: str, device_id: str) -> str:
     return device_topic(site_id, device_id, STATUS)
+
+
+def flux_topic(site_id: str, device_id: str) -> str:
+    return device_topic(site_id, device_id, FLUX)
+
+
+def site_fluxes(site_id: str) -> str:
+    """The gateway's subscription to every device's chamber fluxes on one site."""
+    return device_topic(site_id, "+", FLUX)
 
 
 def site_readings(site_id: str) -> str:
@@ -78,6 +91,16 @@ def parse_reading_topic(topic: str) -> "tuple[str, str] | None":
     """(site id, device id) of a reading topic, or None if the topic is not one."""
     parts = topic.split("/")
     if len(parts) != 5 or parts[0] != "carbontrace" or parts[1] != "v1" or parts[4] != READING:
+        return None
+    if not parts[2] or not parts[3]:
+        return None
+    return parts[2], parts[3]
+
+
+def parse_flux_topic(topic: str) -> "tuple[str, str] | None":
+    """(site id, device id) of a flux topic, or None if the topic is not one."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "carbontrace" or parts[1] != "v1" or parts[4] != FLUX:
         return None
     if not parts[2] or not parts[3]:
         return None

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from carbontrace_protocol import cose, fast_decode, p256
 from carbontrace_protocol.errors import BadPublicKey, BadSignature, KeyIdMismatch, MalformedCOSE
+from carbontrace_protocol.flux import Flux, parse_signed_flux
 from carbontrace_protocol.reading import Reading, decode_payload
 
 _ES256 = ec.ECDSA(hashes.SHA256())
@@ -148,3 +149,14 @@ def verify_reading_pure(cose_bytes: bytes, public_key_sec1: bytes) -> Reading:
     """``verify_reading`` on the pure-Python decoder only (the devices' decoder): the reference the fast
     path is tested against."""
     return verify_sign1(cose.parse_sign1(cose_bytes), public_key_sec1, decode_payload)
+
+
+def verify_flux(cose_bytes: bytes, public_key_sec1: bytes) -> Flux:
+    """Verify a signed chamber flux (carbontrace_protocol/flux.py) against its device's key: the same key and
+    signature rule as a reading, its own content type and record. Raises the ``ProtocolError``s of
+    ``flux.parse_signed_flux`` (``not_a_flux`` for a signed reading), ``BadPublicKey``, ``BadSignature``."""
+    message, record = parse_signed_flux(cose_bytes)
+    load_public_key(bytes(public_key_sec1))
+    if not verify_es256(public_key_sec1, message.signed_bytes(), message.signature):
+        raise BadSignature("ES256 signature does not verify with the given public key")
+    return record

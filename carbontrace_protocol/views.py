@@ -20,7 +20,8 @@ from enum import StrEnum
 from typing import Any
 
 from carbontrace_protocol import attribution, cbor, cose, disclosure
-from carbontrace_protocol.batch import LEAF_READING, parse_leaf
+from carbontrace_protocol.batch import LEAF_FLUX, LEAF_READING, parse_leaf
+from carbontrace_protocol.flux import parse_signed_flux
 from carbontrace_protocol.reading import Reading, decode_payload
 
 
@@ -31,6 +32,7 @@ class DataType(StrEnum):
     ENERGY = "energy"
     EMISSIONS = "emissions"
     AGGREGATES = "aggregates"
+    FLUX = "flux"  # chamber flux records (carbontrace_protocol/flux.py): their own data type, never a reading
 
 
 READING_TYPE_FIELDS: dict[DataType, tuple[str, ...]] = {
@@ -41,6 +43,7 @@ READING_TYPE_FIELDS: dict[DataType, tuple[str, ...]] = {
 }
 READING_TYPES = frozenset(READING_TYPE_FIELDS)
 AGGREGATE_TYPES = frozenset({DataType.EMISSIONS, DataType.AGGREGATES})
+FLUX_TYPES = frozenset({DataType.FLUX})
 ALL_TYPES = frozenset(DataType)
 READING_META = ("device_id", "seq", "timestamp", "firmware", "flags")
 READING_FIELDS = ("co2_ppm", "temperature_centi_c", "humidity_centi_pct", "energy_wh", "power_deci_w")
@@ -64,6 +67,15 @@ AGGREGATE_TYPE_FIELDS: dict[DataType, tuple[str, ...]] = {
 
 KIND_READING = "reading"
 KIND_AGGREGATE = "aggregate"
+# A chamber flux leaf (carbontrace_protocol/flux.py): its own kind, never a reading, selected by type `flux` only;
+# its content is the record's fields (decimal fractions as {"e", "m"}), all shown: the record is signed in clear.
+KIND_FLUX = "flux"
+
+
+def flux_content(signed: bytes) -> dict[str, Any]:
+    """The fields of a signed flux record as JSON (not verified here)."""
+    _message, record = parse_signed_flux(signed)
+    return aggregate_json(record.as_map())
 
 
 def reading_content(reading: Reading) -> dict[str, Any]:
@@ -95,6 +107,10 @@ def leaf_content(leaf: bytes, openings: Mapping[str, bytes] | None = None) -> tu
     A committed aggregate shows its clear fields and the fields ``openings`` open (each checked against its
     commitment); other leaves take no openings."""
     kind, body = parse_leaf(leaf)
+    if kind == LEAF_FLUX:
+        if openings:
+            raise disclosure.BadOpening("only a committed aggregate leaf has fields to open")
+        return KIND_FLUX, flux_content(body)
     if kind == LEAF_READING or not disclosure.is_committed(body):
         if openings:
             raise disclosure.BadOpening("only a committed aggregate leaf has fields to open")
@@ -108,7 +124,7 @@ def leaf_content(leaf: bytes, openings: Mapping[str, bytes] | None = None) -> tu
 def committed_fields(leaf: bytes) -> frozenset[str]:
     """The field names a committed aggregate leaf commits to (none for any other leaf). Raises ProtocolError."""
     kind, body = parse_leaf(leaf)
-    if kind == LEAF_READING or not disclosure.is_committed(body):
+    if kind in (LEAF_READING, LEAF_FLUX) or not disclosure.is_committed(body):
         return frozenset()
     return frozenset(disclosure.check_body(body))
 
@@ -118,6 +134,8 @@ def fields_in_clear(leaf: bytes) -> frozenset[str]:
     reading leaf's measurements (signed in clear), every field of a format 1 aggregate (the map in clear), none
     of a committed aggregate (its device and window place it; they are not fields). Raises ProtocolError."""
     kind, body = parse_leaf(leaf)
+    if kind == LEAF_FLUX:  # signed in clear, like a reading
+        return frozenset(flux_content(body)) - {"type", "v", "device"}
     if kind == LEAF_READING:
         content = reading_content(decode_payload(cose.parse_sign1(body).payload))
         return frozenset(name for name in READING_FIELDS if content.get(name) is not None)
@@ -146,6 +164,8 @@ def reading_fields_of(types: Iterable[DataType]) -> list[str]:
 
 def selects(kind: str, content: dict[str, Any], types: frozenset[DataType]) -> bool:
     """Whether a type filter selects this leaf."""
+    if kind == KIND_FLUX:
+        return DataType.FLUX in types
     if kind == KIND_READING:
         return any(content.get(f) is not None for f in reading_fields_of(types))
     if DataType.AGGREGATES in types:
@@ -155,6 +175,8 @@ def selects(kind: str, content: dict[str, Any], types: frozenset[DataType]) -> b
 
 def view(kind: str, content: dict[str, Any], types: frozenset[DataType]) -> dict[str, Any]:
     """Exactly the decoded fields a caller who asked for ``types`` is shown."""
+    if kind == KIND_FLUX:
+        return dict(content) if DataType.FLUX in types else {}
     if kind == KIND_READING:
         shown = (*READING_META, *reading_fields_of(types))
         return {k: content[k] for k in shown if content.get(k) is not None}
@@ -165,7 +187,13 @@ def view(kind: str, content: dict[str, Any], types: frozenset[DataType]) -> dict
 def leaf_time(kind: str, content: dict[str, Any]) -> tuple[int, int]:
     """[start, end) the leaf covers: a reading's instant (end = start + 1); an aggregate's window, widened to
     the measurement time of its energy when that is disclosed (energy buffered through an outage belongs
-    to the time it was used, before the window that received it: carbontrace_protocol/attribution.py)."""
+    to the time it was used, before the window that received it: carbontrace_protocol/attribution.py); a flux
+    record's chamber session."""
+    if kind == KIND_FLUX:
+        session = content.get("session")
+        if not isinstance(session, list) or len(session) != 2:
+            raise ValueError("flux session must be two integers")
+        return int(session[0]), int(session[1])
     if kind == KIND_READING:
         timestamp = content.get("timestamp")
         if not isinstance(timestamp, int) or isinstance(timestamp, bool):

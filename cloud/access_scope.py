@@ -56,10 +56,14 @@ _READINGS = (DataType.CO2, DataType.TEMPERATURE, DataType.HUMIDITY, DataType.ENE
 
 
 def _row(readings: TenantScope, emissions: TenantScope, aggregates: TenantScope) -> dict[DataType, TenantScope]:
-    return {**{t: readings for t in _READINGS}, DataType.EMISSIONS: emissions, DataType.AGGREGATES: aggregates}
+    # a chamber flux record is device data signed in clear (its chamber's temperature among its fields): whoever
+    # may trace the device's readings may trace its fluxes, nobody else
+    return {**{t: readings for t in _READINGS}, DataType.EMISSIONS: emissions, DataType.AGGREGATES: aggregates,
+            DataType.FLUX: readings}
 
 
-# caller × data type → whose leaves. Aggregates and emissions are public figures; raw readings are not.
+# caller × data type → whose leaves. Aggregates and emissions are public figures; raw readings and chamber fluxes
+# are not.
 DATA_SCOPE: dict[str, dict[DataType, TenantScope]] = {
     PUBLIC: _row(_NONE, _ANY, _ANY),
     Role.OPERATOR: _row(_NONE, _NONE, _NONE),  # runs the cloud, audits nothing: a regulator does

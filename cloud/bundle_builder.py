@@ -20,6 +20,7 @@ from carbontrace_protocol.batch import parse_header, parse_leaf
 from carbontrace_protocol.errors import ProofError, ProtocolError
 from carbontrace_protocol.ids import CLOUD_SIGNER, key_fingerprint
 from carbontrace_protocol.proof_bundle import (
+    DEVICE_SIGNED_KINDS,
     WITHHELD_STEP,
     BatchEntry,
     CheckpointEntry,
@@ -31,7 +32,7 @@ from carbontrace_protocol.proof_bundle import (
     RetrievalFailure,
 )
 from carbontrace_protocol.proof_verify import ChainReader
-from carbontrace_protocol.views import KIND_READING, DataType, fields_to_open, view
+from carbontrace_protocol.views import DataType, fields_to_open, view
 from cloud import models
 from cloud.ledger_log import SqlLog
 from cloud.signer_keys import CLOUD, DEVICE, GATEWAY, SignerKindName, key_by_fingerprint, key_that_signed, keys_of
@@ -86,7 +87,7 @@ class BundleBuilder:
             self.failures.append(_failure(loc, item.failed_step or "content_store"))
             return
         try:
-            device_key = self._device_key(loc.device_id, item.leaf) if loc.kind == KIND_READING else None
+            device_key = self._device_key(loc.device_id, item.leaf) if loc.kind in DEVICE_SIGNED_KINDS else None
             if loc.batch_id not in self.batches:
                 self.batches[loc.batch_id] = self._batch(
                     loc.batch_id, loc.log_index, loc.checkpoint_seq, item.signed_header

@@ -337,6 +337,10 @@ class Ingestor:
                 {"batch_id": batch.id, "leaf_index": leaf_index, "kind": "aggregate", "device_id": agg["device"],
                  "seq": None, "reason": verified.quarantine_reasons[agg["device"]], "quarantined_at": now}
                 for leaf_index, agg in verified.quarantined_aggregates
+            ] + [
+                {"batch_id": batch.id, "leaf_index": f.leaf_index, "kind": "flux", "device_id": f.flux.device_id,
+                 "seq": f.flux.seq[0], "reason": f.quarantine, "quarantined_at": now}
+                for f in verified.fluxes if f.quarantine is not None
             ])
             _insert_many(session, models.Reading, [
                 {
@@ -352,6 +356,13 @@ class Ingestor:
             ])
             _insert_many(session, models.Aggregate, [
                 _aggregate_row(batch, leaf_index, agg) for leaf_index, agg in verified.counted_aggregates
+            ])
+            # chamber fluxes: indexed like readings (where the signed leaf is), their figures stay in the blob
+            _insert_many(session, models.Flux, [
+                {"batch_id": batch.id, "leaf_index": f.leaf_index, "device_id": f.flux.device_id,
+                 "first_seq": f.flux.seq[0], "last_seq": f.flux.seq[1], "session_start": f.flux.session[0],
+                 "session_end": f.flux.session[1], "qa": f.flux.qa}
+                for f in verified.fluxes if f.quarantine is None
             ])
             return receipt_of(row, len(quarantined))
 

@@ -191,7 +191,7 @@ class QuarantinedLeaf(Base):
     __tablename__ = "quarantined_leaves"
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)
     leaf_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(10))  # "reading" | "aggregate"
+    kind: Mapped[str] = mapped_column(String(10))  # "reading" | "aggregate" | "flux"
     device_id: Mapped[str] = mapped_column(String(64), index=True)
     seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # readings only
     reason: Mapped[str] = mapped_column(String(32))
@@ -235,6 +235,26 @@ class Aggregate(Base):
     # statement finds energy buffered through an outage in the period it was used
     span_start: Mapped[int] = mapped_column(BigInteger)
     span_end: Mapped[int] = mapped_column(BigInteger)
+
+
+class Flux(Base):
+    """The SQL index of a counted chamber flux record (carbontrace_protocol/flux.py): where its signed leaf is,
+    which readings were its samples, its session and QA flag. Not its figures: the flux, its uncertainty and the
+    chamber stay in the sealed batch blob, as a reading's values do."""
+
+    __tablename__ = "fluxes"
+    __table_args__ = (
+        UniqueConstraint("device_id", "first_seq"),
+        Index("ix_fluxes_device_session", "device_id", "session_start"),
+    )
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)
+    leaf_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    session_start: Mapped[int] = mapped_column(BigInteger)
+    session_end: Mapped[int] = mapped_column(BigInteger)
+    qa: Mapped[str] = mapped_column(String(20))
 
 
 class LogNode(Base):

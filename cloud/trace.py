@@ -23,7 +23,7 @@ from carbontrace_protocol.batch import Batch as BatchBlob
 from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.measures import fields_of, measures_in, types_mask
 from carbontrace_protocol.proof_bundle import WITHHELD_STEP, ProofBundle, Query, Trust, normalize_address
-from carbontrace_protocol.views import AGGREGATE_TYPES, ALL_TYPES, DataType
+from carbontrace_protocol.views import AGGREGATE_TYPES, ALL_TYPES, FLUX_TYPES, DataType
 from cloud import access_scope, chain_facts, models
 from cloud.bundle_builder import build_bundle
 from cloud.chain import ContractReverted, RegistryContract, SignerKind, attach_registry
@@ -155,7 +155,7 @@ def _with(query: TraceQuery, **changes: Any) -> TraceQuery:
 
 @dataclass
 class Located:
-    kind: str  # "reading" | "aggregate"
+    kind: str  # "reading" | "aggregate" | "flux"
     batch_id: str
     leaf_index: int
     device_id: str
@@ -191,6 +191,8 @@ class Located:
         blob; a leaf that does not decode fails there)."""
         if self.kind == views.KIND_READING:
             return fields_of(int(self.indexed["measures"]))
+        if self.kind == views.KIND_FLUX:  # its type decides who reaches it (access_scope DATA_SCOPE), whole
+            return frozenset()
         return aggregate_in_clear(self.indexed["leaf"])
 
 
@@ -229,6 +231,8 @@ def locate(session: Session, query: TraceQuery, anchored_count: int) -> list[Loc
         found += _locate_readings(session, query, reading_mask)
     if query.types & AGGREGATE_TYPES:
         found += _locate_aggregates(session, query)
+    if query.types & FLUX_TYPES:
+        found += _locate_fluxes(session, query)
     found.sort(key=lambda x: (x.time[0], x.log_index, x.leaf_index))
     found = found[: query.limit]
     attach_checkpoints(session, found, anchored_count)
@@ -323,6 +327,33 @@ def _locate_aggregates(session: Session, query: TraceQuery) -> list[Located]:
         stmt = stmt.where(A.window_start < query.end)
     stmt = stmt.order_by(A.window_start, A.batch_id, A.leaf_index).limit(query.limit)
     return [located_aggregate(*row) for row in session.execute(stmt)]
+
+
+# The columns of a flux row the signed leaf must agree with.
+FLUX_INDEX = ("device_id", "first_seq", "last_seq", "session_start", "session_end", "qa")
+
+
+def _locate_fluxes(session: Session, query: TraceQuery) -> list[Located]:
+    """Chamber flux records whose session overlaps [start, end): SQL holds where they are, not their figures."""
+    F = models.Flux
+    stmt = (
+        select(F, models.Batch.log_index, models.Batch.cid, models.Batch.site_id, models.Site.enterprise_id)
+        .join(models.Batch, models.Batch.id == F.batch_id)
+        .join(models.Site, models.Site.id == models.Batch.site_id)
+        .where(*_tenant_filters(query))
+    )
+    if query.device_id is not None:
+        stmt = stmt.where(F.device_id == query.device_id)
+    if query.start is not None:
+        stmt = stmt.where(F.session_end > query.start)
+    if query.end is not None:
+        stmt = stmt.where(F.session_start < query.end)
+    stmt = stmt.order_by(F.session_start, F.batch_id, F.leaf_index).limit(query.limit)
+    return [
+        Located(views.KIND_FLUX, row.batch_id, row.leaf_index, row.device_id, site_id, enterprise_id, log_index, cid,
+                [row.session_start, row.session_end], {name: getattr(row, name) for name in FLUX_INDEX})
+        for row, log_index, cid, site_id, enterprise_id in session.execute(stmt)
+    ]
 
 
 def first_checkpoint(session: Session, log_index: int, anchored_count: int) -> int | None:
@@ -450,6 +481,14 @@ def _index_mismatch(item: Located, leaf: bytes, kind: str, content: dict[str, An
         for name, value in item.indexed.items():
             if signed.get(name) != value:
                 return f"SQL reading row field {name!r} differs from the signed leaf"
+        return ""
+    if kind == views.KIND_FLUX:
+        record = {"device_id": content.get("device"), "first_seq": content["seq"][0], "last_seq": content["seq"][1],
+                  "session_start": content["session"][0], "session_end": content["session"][1],
+                  "qa": content.get("qa")}
+        for name, value in item.indexed.items():
+            if record.get(name) != value:
+                return f"SQL flux row field {name!r} differs from the signed leaf"
         return ""
     if item.indexed["leaf"] != leaf:
         return "SQL aggregate row's leaf differs from the blob's"

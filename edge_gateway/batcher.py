@@ -16,6 +16,7 @@ from carbontrace_protocol.batch import (
     aggregate_window,
     as_baseline,
     build_batch,
+    flux_count,
     measurement_time,
     parse_leaf,
     sign_batch,
@@ -54,7 +55,9 @@ def make_batch(
     batch_seq: int,
     prev_hash: bytes,
     created: int,
+    signed_fluxes: Sequence[bytes] = (),
 ) -> tuple[Batch, dict[str, Baseline]]:
+    """The window's batch: its readings, one aggregate per device, then its chamber flux records (leaf type 3)."""
     ordered = sorted(open_readings, key=lambda r: (r.device_id, r.seq))
     decoded = [decode_signed(r.signed) for r in ordered]
     by_device: dict[str, list[Reading]] = {}
@@ -71,7 +74,7 @@ def make_batch(
     retimed = {index: r.retimed for index, r in enumerate(ordered) if r.retimed is not None}
     batch = build_batch(
         gateway_key, gateway_id, site_id, batch_seq, window, [r.signed for r in ordered], aggregates, prev_hash,
-        created, retimed=retimed,
+        created, retimed=retimed, signed_fluxes=signed_fluxes,
     )
     return batch, next_baselines(decoded, baselines, times)
 
@@ -92,6 +95,7 @@ def renumber(gateway_key: int, batch: Batch, batch_seq: int, prev_hash: bytes) -
         prev_hash,
         header["created"],
         retimed=batch.retimed,
+        flux_leaves=flux_count(header),
     )
 
 
@@ -136,7 +140,7 @@ def rebase_after_skip(
         header = batch.header
         new = build_batch(gateway_key, header["gateway"], header["site"], seq,
                           (header["window"][0], header["window"][1]), signed, aggregates, prev, header["created"],
-                          retimed=batch.retimed)
+                          retimed=batch.retimed, signed_fluxes=[body for _, body in batch.fluxes()])
         rebuilt.append(new)
         seq, prev = seq + 1, new.hash
     return rebuilt, baselines

@@ -27,9 +27,12 @@ from edge_gateway.classify import (
     DeviceEntry,
     Rejected,
     Verified,
+    VerifiedFlux,
+    classify_flux,
     classify_message,
+    is_flux_topic,
     parse_topic,
-    subscription,
+    subscriptions,
 )
 from edge_gateway.config import GatewaySettings
 from edge_gateway.metrics import GatewayMetrics
@@ -77,7 +80,8 @@ class MqttIngest:
     ) -> None:
         self.settings = settings
         self.worker_index = worker
-        self.topic = subscription(settings.site_id, settings.mqtt_shared_group)
+        self.topics = subscriptions(settings.site_id, settings.mqtt_shared_group)  # readings, then fluxes
+        self.topic = self.topics[0]
         self.spool_factory = spool_factory
         self.metrics = metrics
         self.on_unknown_device = on_unknown_device
@@ -115,7 +119,7 @@ class MqttIngest:
             log.error("MQTT connect refused", extra=fields(reason=str(reason)))
             return
         self.connection += 1
-        client.subscribe(self.topic, qos=1)
+        client.subscribe([(topic, 1) for topic in self.topics])
         log.info("MQTT connected", extra=fields(host=self.settings.mqtt_host, port=self.settings.mqtt_port,
                                                  session_present=bool(flags.session_present)))
 
@@ -124,7 +128,7 @@ class MqttIngest:
             log.error("MQTT subscription refused", extra=fields(alarm="subscribe_refused", reasons=str(reasons)))
             return
         self.connected.set()
-        log.info("MQTT subscribed", extra=fields(topic=self.topic, worker=self.worker_index))
+        log.info("MQTT subscribed", extra=fields(topic=self.topic, topics=self.topics, worker=self.worker_index))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected.clear()
@@ -199,10 +203,23 @@ class MqttIngest:
         settings = self.settings
         now = int(time.time())
         verified: list[Verified] = []
+        fluxes: list[VerifiedFlux] = []
         rejected: list[Rejected] = []
         for item in group:
             if item.size >= 0:
                 rejected.append(oversized(item, settings.mqtt_max_payload_bytes, registry))
+                continue
+            if is_flux_topic(item.topic):
+                flux_outcome = classify_flux(item.topic, item.payload, settings.site_id, registry.get, now,
+                                             settings.max_clock_skew_s)
+                if isinstance(flux_outcome, Rejected) and self._refreshed_after_bad_signature(spool, flux_outcome):
+                    registry = spool.registry()  # a rotated key: as for a reading, verify once more
+                    flux_outcome = classify_flux(item.topic, item.payload, settings.site_id, registry.get, now,
+                                                 settings.max_clock_skew_s)
+                if isinstance(flux_outcome, VerifiedFlux):
+                    fluxes.append(flux_outcome)
+                else:
+                    rejected.append(flux_outcome)
                 continue
             outcome = classify_message(item.topic, item.payload, settings.site_id, registry.get, now,
                                        settings.max_clock_skew_s)
@@ -214,7 +231,8 @@ class MqttIngest:
                 verified.append(outcome)
             else:
                 rejected.append(outcome)
-        result = spool.ingest(verified, rejected, settings.window_s, parallel_workers=settings.ingest_workers > 1)
+        result = spool.ingest(verified, rejected, settings.window_s, parallel_workers=settings.ingest_workers > 1,
+                              fluxes=fluxes)
         for item in group:
             # A message from an earlier connection is redelivered on this one; its old packet id must not
             # ack whatever now carries that id (the redelivery is then recognised as a duplicate).
@@ -224,6 +242,9 @@ class MqttIngest:
             self.metrics.accepted.labels(device).inc()
         for device, _seq in result.duplicates:
             self.metrics.duplicates.labels(device).inc()
+        for device, first_seq in result.fluxes_accepted:
+            self.metrics.fluxes_accepted.labels(device).inc()
+            log.info("chamber flux accepted", extra=fields(device=device, first_seq=first_seq))
         for device, low, high in result.new_gaps:
             self.metrics.gaps.labels(device).inc(high - low + 1)
             log.warning("readings missing", extra=fields(device=device, missing_from=low, missing_to=high))

@@ -11,6 +11,8 @@ class GatewayMetrics:
         r = self.registry
         self.accepted = Counter("ct_gateway_readings_accepted", "Verified readings committed to the spool",
                                 ["device"], registry=r)
+        self.fluxes_accepted = Counter("ct_gateway_fluxes_accepted", "Verified chamber flux records committed to "
+                                       "the spool", ["device"], registry=r)
         self.rejected = Counter("ct_gateway_readings_rejected", "Messages rejected, by reason and device",
                                 ["reason", "device"], registry=r)
         self.duplicates = Counter("ct_gateway_readings_duplicate", "Exact redeliveries of a held reading",

@@ -134,9 +134,10 @@ class Gateway:
                 break
 
             def build(start: int, readings: list[OpenReading], baselines: dict[str, Baseline],
-                      batch_seq: int, prev: bytes) -> Any:
+                      batch_seq: int, prev: bytes, fluxes: list[bytes]) -> Any:
                 return make_batch(self.gateway_key, s.gateway_id, s.site_id, (start, start + s.window_s),
-                                  s.interval_s, factor, readings, baselines, batch_seq, prev, int(time.time()))
+                                  s.interval_s, factor, readings, baselines, batch_seq, prev, int(time.time()),
+                                  fluxes)
 
             batch = self.spool.close_window(start, s.window_s, build)
             if batch is not None:

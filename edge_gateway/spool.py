@@ -29,7 +29,7 @@ from carbontrace_protocol import cose
 from carbontrace_protocol.batch import ZERO_HASH, Baseline, Batch, decode_batch
 from carbontrace_protocol.reading import Reading, decode_payload
 from carbontrace_protocol.retime import TIMEOUT, RetimeRejected, is_reference, retimed_timestamp
-from edge_gateway.classify import DeviceEntry, Rejected, Verified
+from edge_gateway.classify import DeviceEntry, Rejected, Verified, VerifiedFlux
 from edge_gateway.sequence import ACCEPT, DUPLICATE, SeqState, decide, split_gap
 from edge_gateway.windows import assign_window
 
@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS boot_refs (
 CREATE TABLE IF NOT EXISTS retimed (
     device_id TEXT NOT NULL, seq INTEGER NOT NULL, timestamp INTEGER NOT NULL, reference BLOB NOT NULL,
     PRIMARY KEY (device_id, seq));
+CREATE TABLE IF NOT EXISTS fluxes (
+    device_id TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, digest BLOB NOT NULL,
+    cose BLOB, session_start INTEGER NOT NULL, session_end INTEGER NOT NULL, received_at INTEGER NOT NULL,
+    window_start INTEGER NOT NULL, batch_seq INTEGER, PRIMARY KEY (device_id, first_seq));
 CREATE TABLE IF NOT EXISTS rejections (
     device_label TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL, last_at INTEGER NOT NULL,
     PRIMARY KEY (device_label, reason));
@@ -101,6 +105,8 @@ class IngestResult:
     new_gaps: list[tuple[str, int, int]] = field(default_factory=list)
     filled: list[tuple[str, int]] = field(default_factory=list)
     retimed: list[tuple[str, int]] = field(default_factory=list)  # held unsynced readings placed in a window
+    fluxes_accepted: list[tuple[str, int]] = field(default_factory=list)  # (device, first sample seq)
+    flux_duplicates: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -128,9 +134,9 @@ def decode_signed_reading(signed: bytes) -> Reading:
 
 # rebase(skipped batch, the unacknowledged batches after it) -> (them rebuilt, the moved devices' baselines)
 Rebase = Callable[[Batch, list[Batch]], tuple[list[Batch], dict[str, "Baseline | None"]]]
-# build(window_start, open readings, baselines, batch_seq, prev_hash) -> (batch, moved baselines)
+# build(window_start, open readings, baselines, batch_seq, prev_hash, open signed fluxes) -> (batch, moved baselines)
 BatchBuilder = Callable[
-    [int, list[OpenReading], dict[str, Baseline], int, bytes], "tuple[Batch, dict[str, Baseline]]"
+    [int, list[OpenReading], dict[str, Baseline], int, bytes, list[bytes]], "tuple[Batch, dict[str, Baseline]]"
 ]
 
 
@@ -287,11 +293,11 @@ class Spool:
     # -- ingest -------------------------------------------------------------------------------------
 
     def ingest(self, verified: Sequence[Verified], rejected: Sequence[Rejected], window_s: int,
-               parallel_workers: bool = False) -> IngestResult:
+               parallel_workers: bool = False, fluxes: Sequence[VerifiedFlux] = ()) -> IngestResult:
         """Store accepted readings and count rejections in ONE transaction; the caller acks after it returns.
         ``parallel_workers``: several ingest processes commit into this spool, so a device's readings may be
         committed out of order (edge_gateway/sequence.py: the provisional first number)."""
-        if verified and self.over_limit():
+        if (verified or fluxes) and self.over_limit():
             raise SpoolOverLimit(
                 f"spool {self.path} holds {self.held_bytes()} bytes, over the limit of {self.byte_limit()}: "
                 "new readings are left unacked on the broker until uploads free space"
@@ -305,6 +311,8 @@ class Spool:
                 held = 0
                 for item in verified:
                     held += self._ingest_one(item, now, window, result, window_s, closed_until, parallel_workers)
+                for flux_item in fluxes:
+                    held += self._ingest_flux(flux_item, now, window, result)
                 if held:
                     self._add_held(held)
                 for rejection in [*rejected, *result.rejected]:
@@ -371,6 +379,36 @@ class Spool:
             result.filled.append((device, seq))
         result.accepted.append((device, seq))
         return len(item.signed)
+
+    def _ingest_flux(self, item: VerifiedFlux, now: int, window: int, result: IngestResult) -> int:
+        """Store one verified chamber flux record (in the window it was received in); an exact redelivery is a
+        duplicate, another record for the same samples a ``flux_conflict``. Returns the bytes it added."""
+        record = item.flux
+        device, first = record.device_id, record.seq[0]
+        row = self.db.execute("SELECT digest FROM fluxes WHERE device_id=? AND first_seq=?", (device, first)).fetchone()
+        if row is not None:
+            if bytes(row[0]) == item.digest:
+                result.flux_duplicates.append((device, first))
+            else:
+                result.rejected.append(Rejected("flux_conflict", device, f"{device} samples from seq {first}: "
+                                                "different bytes than the flux record already held"))
+            return 0
+        self.db.execute(
+            "INSERT INTO fluxes(device_id, first_seq, last_seq, digest, cose, session_start, session_end, received_at, "
+            "window_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device, first, record.seq[1], item.digest, item.signed, record.session[0], record.session[1], now,
+             window),
+        )
+        result.fluxes_accepted.append((device, first))
+        return len(item.signed)
+
+    def fluxes(self) -> list[tuple[str, int, bytes | None, int | None]]:
+        """(device, first sample seq, signed record (None once the cloud holds it), batch seq or None) of every
+        flux record held."""
+        rows = self.db.execute(
+            "SELECT device_id, first_seq, cose, batch_seq FROM fluxes ORDER BY device_id, first_seq").fetchall()
+        return [(r[0], int(r[1]), None if r[2] is None else bytes(r[2]), None if r[3] is None else int(r[3]))
+                for r in rows]
 
     def _first_reading_open(self, device: str, first_seq: int) -> bool:
         """Whether the device's first accepted reading is still in no sealed batch (open, or held for
@@ -468,7 +506,8 @@ class Spool:
 
     def open_windows(self) -> list[int]:
         rows = self.db.execute(
-            "SELECT DISTINCT window_start FROM readings WHERE batch_seq IS NULL ORDER BY window_start"
+            "SELECT window_start FROM readings WHERE batch_seq IS NULL UNION "
+            "SELECT window_start FROM fluxes WHERE batch_seq IS NULL ORDER BY window_start"
         ).fetchall()
         return [int(r[0]) for r in rows]
 
@@ -481,7 +520,10 @@ class Spool:
                 "ORDER BY r.device_id, r.seq",
                 (start,),
             ).fetchall()
-            if not rows:
+            fluxes = [bytes(r[0]) for r in self.db.execute(
+                "SELECT cose FROM fluxes WHERE batch_seq IS NULL AND window_start=? ORDER BY device_id, first_seq",
+                (start,)).fetchall()]
+            if not rows and not fluxes:
                 return None
             readings = [OpenReading(r[0], int(r[1]), bytes(r[2]), None if r[3] is None else (int(r[3]), bytes(r[4])))
                         for r in rows]
@@ -494,7 +536,7 @@ class Spool:
                     baselines[device] = (int(b[0]), int(b[1]), None if b[2] is None else int(b[2]))
             batch_seq = int(self._meta("next_batch_seq", "0") or 0)
             prev = bytes.fromhex(self._meta("prev_hash", ZERO_HASH.hex()) or ZERO_HASH.hex())
-            batch, new_baselines = build(start, readings, baselines, batch_seq, prev)
+            batch, new_baselines = build(start, readings, baselines, batch_seq, prev, fluxes)
             self.db.execute(
                 "INSERT INTO batches(batch_seq, batch_id, window_start, window_end, blob, hash, created, readings) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -502,6 +544,8 @@ class Spool:
                  int(batch.header["created"]), len(readings)),
             )
             self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq IS NULL AND window_start=?",
+                            (batch_seq, start))
+            self.db.execute("UPDATE fluxes SET batch_seq=? WHERE batch_seq IS NULL AND window_start=?",
                             (batch_seq, start))
             for device, base in new_baselines.items():
                 self._set_baseline(device, base)
@@ -551,10 +595,13 @@ class Spool:
             if prune and changed:
                 freed = self.db.execute(
                     "SELECT (SELECT COALESCE(SUM(LENGTH(cose)), 0) FROM readings WHERE batch_seq=?) + "
-                    "(SELECT COALESCE(LENGTH(blob), 0) FROM batches WHERE batch_seq=?)", (batch_seq, batch_seq)
+                    "(SELECT COALESCE(SUM(LENGTH(cose)), 0) FROM fluxes WHERE batch_seq=?) + "
+                    "(SELECT COALESCE(LENGTH(blob), 0) FROM batches WHERE batch_seq=?)",
+                    (batch_seq, batch_seq, batch_seq),
                 ).fetchone()[0]
                 self._add_held(-int(freed))
                 self.db.execute("UPDATE readings SET cose=NULL WHERE batch_seq=?", (batch_seq,))
+                self.db.execute("UPDATE fluxes SET cose=NULL WHERE batch_seq=?", (batch_seq,))
                 self.db.execute("UPDATE batches SET blob=NULL WHERE batch_seq=?", (batch_seq,))
 
     def replace_unacked(self, rebuilt: Sequence[tuple[int, Batch]], next_batch_seq: int, prev_hash: bytes) -> None:
@@ -568,12 +615,14 @@ class Spool:
             for old_seq in old:
                 self.db.execute("UPDATE batches SET batch_seq=? WHERE batch_seq=?", (-1 - old_seq, old_seq))
                 self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (-1 - old_seq, old_seq))
+                self.db.execute("UPDATE fluxes SET batch_seq=? WHERE batch_seq=?", (-1 - old_seq, old_seq))
             for old_seq, (new_seq, batch) in zip(old, rebuilt, strict=True):
                 self.db.execute(
                     "UPDATE batches SET batch_seq=?, batch_id=?, blob=?, hash=? WHERE batch_seq=?",
                     (new_seq, batch.id, batch.encode(), batch.hash, -1 - old_seq),
                 )
                 self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (new_seq, -1 - old_seq))
+                self.db.execute("UPDATE fluxes SET batch_seq=? WHERE batch_seq=?", (new_seq, -1 - old_seq))
             self._set_meta("next_batch_seq", str(next_batch_seq))
             self._set_meta("prev_hash", prev_hash.hex())
 
@@ -612,6 +661,7 @@ class Spool:
             dead_id = int(cursor.lastrowid or 0)
             # Its readings leave the batch numbering (which a resync rewrites) without reopening their window.
             self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (DEAD_LETTER_SEQ - dead_id, batch_seq))
+            self.db.execute("UPDATE fluxes SET batch_seq=? WHERE batch_seq=?", (DEAD_LETTER_SEQ - dead_id, batch_seq))
             skipped_blob = self.db.execute("SELECT blob FROM batches WHERE batch_seq=?", (batch_seq,)).fetchone()[0]
             self.db.execute("DELETE FROM batches WHERE batch_seq=?", (batch_seq,))
             self.db.execute("DELETE FROM meta WHERE key='upload_halted'")
@@ -630,6 +680,7 @@ class Spool:
             self.db.execute("UPDATE batches SET batch_seq=?, batch_id=?, blob=?, hash=? WHERE batch_seq=?",
                             (new_seq, batch.id, batch.encode(), batch.hash, old_seq))
             self.db.execute("UPDATE readings SET batch_seq=? WHERE batch_seq=?", (new_seq, old_seq))
+            self.db.execute("UPDATE fluxes SET batch_seq=? WHERE batch_seq=?", (new_seq, old_seq))
         self._set_meta("next_batch_seq", str(skipped_seq + len(rebuilt)))
         self._set_meta("prev_hash", (rebuilt[-1].hash if rebuilt else bytes(skipped.header["prev"])).hex())
         for device, base in baselines.items():
@@ -659,6 +710,7 @@ class Spool:
         oldest = one("SELECT MIN(created) FROM batches WHERE acked_at IS NULL").fetchone()[0]
         return {
             "open_readings": one("SELECT COUNT(*) FROM readings WHERE batch_seq IS NULL").fetchone()[0],
+            "open_fluxes": one("SELECT COUNT(*) FROM fluxes WHERE batch_seq IS NULL").fetchone()[0],
             "unacked_batches": one("SELECT COUNT(*) FROM batches WHERE acked_at IS NULL").fetchone()[0],
             "acked_batches": one("SELECT COUNT(*) FROM batches WHERE acked_at IS NOT NULL").fetchone()[0],
             "oldest_unacked_created": oldest,

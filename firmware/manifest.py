@@ -12,6 +12,7 @@ DEVICE_PACKAGE = "carbontrace_device"
 DEVICE_MODULES = (
     "__init__",
     "app",
+    "chamber",
     "config",
     "config_defaults",
     "crc",
@@ -33,7 +34,7 @@ DEVICE_MODULES = (
 PROTOCOL_PACKAGE = "carbontrace_protocol"
 # the MicroPython-safe protocol modules (the rest of the package is CPython only: verify, cid, batch, ...)
 PROTOCOL_MODULES = (
-    "__init__", "errors", "cbor", "p256", "p256_table", "p256_thumb", "cose", "reading", "merkle", "topics",
+    "__init__", "errors", "cbor", "p256", "p256_table", "p256_thumb", "cose", "reading", "merkle", "topics", "flux",
 )
 # modules compiled to machine code for one architecture (inline assembler), whatever --arch says; a board of
 # another architecture refuses the .mpy at import, and the importer falls back to portable code

@@ -21,6 +21,9 @@ What it models (datasheet v1.3, execution times per Table 9; reinit 30 ms as in 
   element runs 4 °C above ambient, so the default 4 °C offset reports ambient), forced recalibration (needs
   3 minutes of measuring since power-up, else 0xFFFF), self-test, serial number, variant;
 * signals: a daily cycle per scenario ("office", "greenhouse", "boiler_room") plus seeded noise;
+* a closed chamber (``emulator.chamber = ChamberSession(...)``, the chamber scenario): while the chamber is
+  closed, the sensor sits in its headspace and the CO2 changes as a given surface flux dictates (ideal gas,
+  dC/dt = F R T A / (P V)), linearly or approaching a plateau; outside the closure, the scenario's air;
 * faults (``emulator.faults``): CRC errors, NACKs, disconnection, stalled measurements (never ready),
   stuck values, failing self-test.
 """
@@ -147,6 +150,37 @@ def scenario_ambient(scenario: Scenario, hour: float) -> Ambient:
         rh = 32.0 - 9.0 * demand
         return Ambient(co2, temp, rh)
     raise ValueError(f"unknown scenario {scenario!r}")
+
+
+GAS_CONSTANT = 8.31446261815324  # J mol⁻¹ K⁻¹ (N_A k, exact since the 2019 SI)
+
+
+@dataclass
+class ChamberSession:
+    """A closed chamber over a surface that emits (flux > 0) or takes up (flux < 0) CO2.
+
+    From ``closed_at`` (emulated seconds) for ``duration_s`` the sensor measures the headspace: it starts at
+    the scenario's CO2 at closure (or ``start_ppm``) and changes at dC/dt = F R T A / (P V) ppm/s, F in µmol
+    m⁻² s⁻¹. With ``saturation_s`` the rise bends towards a plateau, C0 + dC/dt τ (1 - exp(-t/τ)), as a real
+    chamber's does when the headspace builds up against the soil gradient (the nonlinear case)."""
+
+    flux_umol_m2_s: float
+    volume_ml: int
+    area_cm2: int
+    closed_at: float = 0.0
+    duration_s: float = 180.0
+    pressure_pa: int = 101325
+    temperature_c: float | None = None  # None: the scenario's temperature at closure
+    start_ppm: float | None = None
+    saturation_s: float | None = None
+
+    def slope_ppm_s(self, temperature_c: float) -> float:
+        kelvin = temperature_c + 273.15
+        return (self.flux_umol_m2_s * GAS_CONSTANT * kelvin * self.area_cm2 * 1e-4
+                / (self.pressure_pa * self.volume_ml * 1e-6))
+
+    def closed(self, t: float) -> bool:
+        return self.closed_at <= t < self.closed_at + self.duration_s
 
 
 @dataclass
@@ -284,6 +318,7 @@ class SCD4xEmulator(I2CBus):
         self.last_sample: Sample | None = None  # the newest measurement produced
         self.last_read: Sample | None = None  # the newest measurement read out over the bus
         self.ambient_override: Ambient | None = None  # set to hold the air at fixed values
+        self.chamber: ChamberSession | None = None  # set to put the sensor in a closed chamber (see the class)
         self._rng = random.Random(seed)
         self._s = _State(ram=self.eeprom.copy())
         self.attach(address, _Target(self))
@@ -323,7 +358,23 @@ class SCD4xEmulator(I2CBus):
     def ambient(self, t: float | None = None) -> Ambient:
         if self.ambient_override is not None:
             return self.ambient_override
+        now = self.now() if t is None else t
+        chamber = self.chamber
+        if chamber is not None and chamber.closed(now):
+            return self._chamber_air(chamber, now)
         return scenario_ambient(self.scenario, self.hour_of_day(t))
+
+    def _chamber_air(self, chamber: ChamberSession, t: float) -> Ambient:
+        outside = scenario_ambient(self.scenario, self.hour_of_day(chamber.closed_at))
+        temperature = outside.temperature_c if chamber.temperature_c is None else chamber.temperature_c
+        start = outside.co2_ppm if chamber.start_ppm is None else chamber.start_ppm
+        slope = chamber.slope_ppm_s(temperature)
+        elapsed = t - chamber.closed_at
+        if chamber.saturation_s is None:
+            co2 = start + slope * elapsed
+        else:
+            co2 = start + slope * chamber.saturation_s * (1 - math.exp(-elapsed / chamber.saturation_s))
+        return Ambient(max(0.0, co2), temperature, outside.humidity_pct)
 
     def power_cycle(self) -> None:
         """Power off and on: RAM settings reload from EEPROM, measurements and FRC history of RAM are lost."""
@@ -569,6 +620,7 @@ __all__ = [
     "SCD4X_ADDRESS",
     "SCENARIOS",
     "Ambient",
+    "ChamberSession",
     "I2CNack",
     "SCD4xEmulator",
     "SCD4xFaults",

@@ -8,12 +8,16 @@ link are built from the port unless passed in.
 
 One cycle: sign a ``Reading`` with the next sequence number, append it to the flash outbox, and only
 then publish it (QoS 1) on ``carbontrace/v1/{site}/{device}/reading``; a PUBACK removes it from the
-outbox. ``run_once()`` does one non-blocking step (network, measurement when due, outbox pump, status,
-watchdog, gc); ``run_forever()`` repeats it.
+outbox. A chamber session (``start_chamber``) measures at ``chamber_interval_ms`` while the chamber is
+closed, keeps those readings as its samples (carbontrace_device/chamber.py), and when it is over signs one
+chamber flux record with the same key, appends it to its own flash outbox and publishes it on
+``carbontrace/v1/{site}/{device}/flux``. ``run_once()`` does one non-blocking step (network, measurement
+when due, outbox pump, status, watchdog, gc); ``run_forever()`` repeats it.
 """
 
 import json
 
+from carbontrace_device.chamber import FAILED_NO_GEOMETRY, FAILED_TIME_NOT_SYNCED, ChamberFailed, ChamberSession
 from carbontrace_device.config_defaults import FIRMWARE_VERSION
 from carbontrace_device.keystore import DeviceKey
 from carbontrace_device.mqtt_client import MQTTClient
@@ -28,7 +32,11 @@ from carbontrace_protocol.reading import (
     MEASUREMENTS,
     Reading,
 )
-from carbontrace_protocol.topics import reading_topic, status_topic
+from carbontrace_protocol.topics import MAX_FLUX_BYTES, flux_topic, reading_topic, status_topic
+
+FLUX_OUTBOX_FILE = "flux_outbox.dat"
+# slot header (16 bytes) + the largest signed flux record, rounded up to 32 bytes
+FLUX_SLOT_SIZE = (16 + MAX_FLUX_BYTES + 31) // 32 * 32
 
 
 def _values_in_range(values):
@@ -57,6 +65,7 @@ class DeviceApp:
         clock=None,
         poll_interval_ms=20,
         boot=None,
+        flux_outbox=None,
     ):
         self.port = port
         self.settings = settings
@@ -68,7 +77,11 @@ class DeviceApp:
         self.site_id = settings["site_id"]
         self.reading_topic = reading_topic(self.site_id, self.device_id)
         self.status_topic = status_topic(self.site_id, self.device_id)
+        self.flux_topic = flux_topic(self.site_id, self.device_id)
         self.outbox = outbox or Outbox(port.flash, budget_bytes=settings["outbox_budget_bytes"])
+        self.flux_outbox = flux_outbox or Outbox(
+            port.flash, FLUX_OUTBOX_FILE, budget_bytes=settings["flux_outbox_budget_bytes"], slot_size=FLUX_SLOT_SIZE
+        )
         self.seqstore = seqstore or SeqStore(port.flash, block=settings["seq_block"])
         self.key = key or DeviceKey(port)
         self.clock = clock or Clock(port, settings["ntp_host"])
@@ -76,6 +89,8 @@ class DeviceApp:
         self.boot = BootCounter(port.flash).boot if boot is None else boot
         self._inflight = {}  # packet id -> outbox record id
         self._inflight_records = {}  # outbox record id -> packet id
+        self._inflight_flux = {}  # the same two for the flux outbox
+        self._inflight_flux_records = {}
         self._cycle_start = None  # ticks when the current measurement cycle began
         self._next_cycle = None  # ticks when the next cycle is due; None: now
         self._last_energy = None
@@ -86,6 +101,12 @@ class DeviceApp:
         self.last_seq = None
         self.on_reading = None  # optional hook f(seq, record_id) after a reading is durably stored
         self.measure_limit = None  # stop measuring after this many readings (None: never)
+        self.chamber = None  # the open ChamberSession, if a chamber is closed now
+        self.fluxes_made = 0
+        self.fluxes_acked = 0
+        self.last_flux = None  # the last Flux record signed
+        self.chamber_failures = {}  # reason -> sessions that gave no record
+        self.on_flux = None  # optional hook f(flux, record_id) after a flux record is durably stored
         self._last_gc = None
         self.stopped = False
         if mqtt is None:
@@ -156,6 +177,12 @@ class DeviceApp:
 
     # --- delivery -----------------------------------------------------------------------------
     def _on_puback(self, pid):
+        record_id = self._inflight_flux.pop(pid, None)
+        if record_id is not None:
+            self._inflight_flux_records.pop(record_id, None)
+            if self.flux_outbox.ack(record_id):
+                self.fluxes_acked += 1
+            return
         record_id = self._inflight.pop(pid, None)
         if record_id is None:
             return  # a status message
@@ -164,26 +191,30 @@ class DeviceApp:
             self.readings_acked += 1
 
     def _pump(self):
-        """Publish pending outbox records, oldest first, while the in-flight window has room."""
+        """Publish pending flux and reading records, oldest first, while the in-flight window has room."""
+        self._pump_box(self.flux_outbox, self.flux_topic, self._inflight_flux, self._inflight_flux_records)
+        self._pump_box(self.outbox, self.reading_topic, self._inflight, self._inflight_records)
+
+    def _pump_box(self, outbox, topic, inflight, inflight_records):
         client = self.mqtt.client
         # Cheap exits first: this runs every step and pending() copies the queue. (A record dropped from a
         # full outbox while in flight still counts here until its PUBACK; that only delays the next send.)
-        if client.inflight_free() <= 0 or self.outbox.depth() <= len(self._inflight_records):
+        if client.inflight_free() <= 0 or outbox.depth() <= len(inflight_records):
             return
-        for record_id in self.outbox.pending():
+        for record_id in outbox.pending():
             if client.inflight_free() <= 0 or not self.mqtt.is_connected():
                 return
-            if record_id in self._inflight_records:
+            if record_id in inflight_records:
                 continue
-            payload = self.outbox.read(record_id)
+            payload = outbox.read(record_id)
             if payload is None:
-                self.outbox.discard(record_id)
+                outbox.discard(record_id)
                 continue
-            pid = self.mqtt.publish(self.reading_topic, payload, qos=1)
+            pid = self.mqtt.publish(topic, payload, qos=1)
             if pid is None:
                 return
-            self._inflight[pid] = record_id
-            self._inflight_records[record_id] = pid
+            inflight[pid] = record_id
+            inflight_records[record_id] = pid
 
     # --- measurement --------------------------------------------------------------------------
     def _cycle_due(self, now):
@@ -253,8 +284,9 @@ class DeviceApp:
         return self._store(flags, values)
 
     def _schedule_next(self, now):
-        # Fixed rate from the cycle start; after a long stall, restart the schedule from now.
-        interval = self.settings["measure_interval_ms"]
+        # Fixed rate from the cycle start; after a long stall, restart the schedule from now. A closed chamber
+        # is sampled at its own, faster rate.
+        interval = self.settings["chamber_interval_ms" if self.chamber is not None else "measure_interval_ms"]
         start = self._cycle_start
         self._cycle_start = None
         next_cycle = self.port.ticks_add(start, interval)
@@ -272,7 +304,56 @@ class DeviceApp:
         self.last_seq = seq
         if self.on_reading is not None:
             self.on_reading(seq, record_id)
+        chamber = self.chamber
+        if chamber is not None:
+            chamber.add(reading)
+            if chamber.over(timestamp if timestamp is not None else self.port.wall_time()):
+                self._finish_chamber()
         return seq
+
+    # --- chamber sessions ---------------------------------------------------------------------
+    def start_chamber(self, volume_ml=None, area_cm2=None, pressure_pa=None, duration_s=None):
+        """The chamber has just closed: sample it from now for ``duration_s`` (defaults from the settings).
+
+        Returns False (counted as ``time_not_synced``) when the clock has no wall time: a flux needs the
+        samples' times. The next reading is taken at once."""
+        settings = self.settings
+        volume_ml = volume_ml or settings["chamber_volume_ml"]
+        area_cm2 = area_cm2 or settings["chamber_area_cm2"]
+        if volume_ml is None or area_cm2 is None:
+            self._count_failure(FAILED_NO_GEOMETRY)
+            return False
+        closed_at = self.port.wall_time()
+        if closed_at is None:
+            self._count_failure(FAILED_TIME_NOT_SYNCED)
+            return False
+        self.chamber = ChamberSession(
+            closed_at,
+            duration_s or settings["chamber_duration_s"],
+            volume_ml,
+            area_cm2,
+            pressure_pa or settings["chamber_pressure_pa"],
+        )
+        self._next_cycle = None
+        return True
+
+    def _count_failure(self, reason):
+        self.chamber_failures[reason] = self.chamber_failures.get(reason, 0) + 1
+
+    def _finish_chamber(self):
+        chamber = self.chamber
+        self.chamber = None
+        try:
+            record = chamber.flux(self.device_id, self.firmware)
+        except ChamberFailed as failed:
+            self._count_failure(failed.reason)
+            return None
+        record_id = self.flux_outbox.append(self.key.sign_flux(record))
+        self.fluxes_made += 1
+        self.last_flux = record
+        if self.on_flux is not None:
+            self.on_flux(record, record_id)
+        return record
 
     # --- the loop -----------------------------------------------------------------------------
     def run_once(self):
@@ -312,3 +393,4 @@ class DeviceApp:
             self._publish_status("offline")
             self.mqtt.disconnect()
         self.outbox.close()
+        self.flux_outbox.close()

@@ -18,6 +18,10 @@ _POSITIVE_INTS = (
     "status_interval_ms",
     "max_inflight",
     "outbox_budget_bytes",
+    "flux_outbox_budget_bytes",
+    "chamber_interval_ms",
+    "chamber_duration_s",
+    "chamber_pressure_pa",
     "seq_block",
     "watchdog_ms",
     "s0_pulses_per_kwh",
@@ -52,6 +56,10 @@ def validate(settings):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError("%s must be a non-negative integer, got %r" % (key, value))
+    for key in ("chamber_volume_ml", "chamber_area_cm2"):  # no chamber unless both are set
+        value = settings[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ConfigError("%s must be a positive integer or null, got %r" % (key, value))
     for key in _BOOLEANS:
         if not isinstance(settings[key], bool):
             raise ConfigError("%s must be true or false, got %r" % (key, settings[key]))

@@ -27,6 +27,14 @@ DEFAULTS = {
     "reconnect_max_ms": 30000,
     "max_inflight": 8,
     "outbox_budget_bytes": 256 * 1024,
+    "flux_outbox_budget_bytes": 32 * 1024,  # signed chamber flux records waiting for PUBACK (60 of them)
+    # a closed chamber (carbontrace_device/chamber.py): sampled every chamber_interval_ms (the SCD4x gives a
+    # value every 5 s) for chamber_duration_s; its headspace volume, covered area and the air pressure
+    "chamber_interval_ms": 5000,
+    "chamber_duration_s": 180,
+    "chamber_volume_ml": None,
+    "chamber_area_cm2": None,
+    "chamber_pressure_pa": 101325,
     "seq_block": 64,
     "watchdog_ms": 30000,
     "co2_sensor": "scd4x",  # "scd4x" | "none"

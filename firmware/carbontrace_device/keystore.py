@@ -14,6 +14,7 @@ import struct
 
 from carbontrace_device.outbox import crc32
 from carbontrace_protocol import p256
+from carbontrace_protocol.flux import sign_flux
 from carbontrace_protocol.reading import sign_reading
 
 KEY_FILE = "device_key.bin"
@@ -54,3 +55,7 @@ class DeviceKey:
     def sign_reading(self, reading):
         """The COSE_Sign1 bytes of ``reading``, signed with the device key."""
         return sign_reading(reading, self._d)
+
+    def sign_flux(self, record):
+        """The COSE_Sign1 bytes of a chamber flux record, signed with the same device key as the readings."""
+        return sign_flux(record, self._d)

@@ -118,8 +118,10 @@ class GatewayKit:
         temperature: int = 2150,
         humidity: int = 4500,
         power: int = 4200,
+        fluxes: Callable[[list[Reading]], list[bytes]] | None = None,
     ) -> tuple[Batch, list[Reading]]:
-        """The next batch: ``per_device`` signed readings from every device and one aggregate each."""
+        """The next batch: ``per_device`` signed readings from every device and one aggregate each; with
+        ``fluxes``, the signed chamber flux records it makes of the batch's readings, as flux leaves."""
         start, end = self.window_start, self.window_start + window_s
         signed: list[bytes] = []
         readings: list[Reading] = []
@@ -159,6 +161,7 @@ class GatewayKit:
             aggregates,
             self.prev,
             end + 1,
+            signed_fluxes=fluxes(readings) if fluxes is not None else (),
         )
         return batch, readings
 

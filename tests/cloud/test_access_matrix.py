@@ -28,7 +28,7 @@ from tests.cloud.cloud_testkit import (
     register_platform,
     request_binding,
 )
-from tests.trace.trace_kit import Traced, anchor, ledger_of, tenant_with_batches
+from tests.trace.trace_kit import Traced, anchor, ledger_of, tenant_with_batches, upload_flux_batch
 
 CALLERS = ("public", "operator", "regulator", "enterprise", "platform", "site_engineer", "gateway")
 TARGETS = ("own", "other")  # "own": the caller's own enterprise, or the one bound to the platform
@@ -37,7 +37,7 @@ TYPES = [t.value for t in DataType]
 # caller → data type → tenant scope, as docs/access.md states it
 DATA: dict[str, dict[str, str]] = {
     "public": {"co2": "none", "temperature": "none", "humidity": "none", "energy": "none",
-               "emissions": "any", "aggregates": "any"},
+               "emissions": "any", "aggregates": "any", "flux": "none"},
     "operator": dict.fromkeys(TYPES, "none"),
     "regulator": dict.fromkeys(TYPES, "any"),
     "enterprise": dict.fromkeys(TYPES, "own"),
@@ -101,6 +101,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with app_client(make_settings(Path(tmp_path_factory.mktemp("access")))) as client:
         own = tenant_with_batches(client, "Own Co", batches=1)
         other = tenant_with_batches(client, "Other Co", batches=1)
+        for traced in (own, other):  # a chamber flux each, traced by its own type
+            upload_flux_batch(client, traced)
         anchor(client)
         platform_id, platform_key, platform_chain_key = register_platform(client, "Exchange")
         for traced in (own, other):
@@ -144,8 +146,9 @@ def test_trace_cell(world: World, caller: str, data_type: str, target: str) -> N
     assert r.status_code == 200, r.text
     items = r.json()["items"]
     assert items and {i["site_id"] for i in items} == {tenant.gateway.site_id}
-    assert {i["kind"] for i in items} == {"reading" if data_type in ("co2", "temperature", "humidity", "energy")
-                                          else "aggregate"}
+    expected = "flux" if data_type == "flux" else "reading" if data_type in (
+        "co2", "temperature", "humidity", "energy") else "aggregate"
+    assert {i["kind"] for i in items} == {expected}
 
 
 def _surface_answer(world: World, caller: str, surface: str, target: str) -> tuple[int, str]:
@@ -216,7 +219,8 @@ def test_period_batch_list_cell(world: World, caller: str, target: str) -> None:
     path = f"/api/v1/enterprises/{world.tenant(target).enterprise_id}/batches"
     r = world.get(caller, path, start=0, end=2_000_000_000)
     if allowed(scope, target):
-        assert r.status_code == 200 and len(r.json()["batches"]) == 1, r.text[:300]
+        uploaded = (world.own if target == "own" else world.other).batches  # a reading batch and a flux batch
+        assert r.status_code == 200 and len(r.json()["batches"]) == len(uploaded) == 2, r.text[:300]
         return
     assert r.status_code == denied_status(caller, True), r.text[:300]
 
@@ -266,6 +270,8 @@ def _opened_fields(world: World, caller: str, target: str) -> set[str]:
     for item in r.json()["items"]:
         if item["kind"] == "reading":
             opened |= set(item["view"]) & set(READING_FIELDS)
+        elif item["kind"] == "flux":  # the flux record's own fields (trace cells: type flux), none of these
+            assert item["view"]["type"] == "chamber_flux" and not item["openings"], item
         else:
             assert set(item["view"]) == {"v", "device", "window", *item["openings"]}, item
             opened |= set(item["openings"])

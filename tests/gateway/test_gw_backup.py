@@ -63,9 +63,9 @@ def seal_windows(spool: Spool, tenant: Tenant, config: Path, windows: range) -> 
         spool.ingest(verified, [], WINDOW_S)
 
         def build(start: int, readings: list[OpenReading], baselines: dict[str, tuple[int, int]], seq: int,
-                  prev: bytes):  # type: ignore[no-untyped-def]
+                  prev: bytes, fluxes: list[bytes]):  # type: ignore[no-untyped-def]
             return make_batch(key, tenant.gateway_id, tenant.site_id, (start, start + WINDOW_S), 1, get_factor(),
-                              readings, baselines, seq, prev, start + WINDOW_S)
+                              readings, baselines, seq, prev, start + WINDOW_S, fluxes)
 
         assert spool.close_window(start, WINDOW_S, build) is not None
 

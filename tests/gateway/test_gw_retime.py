@@ -42,9 +42,9 @@ def verified(payload: bytes, now: int) -> Verified:
 
 
 def build(start: int, readings: list[OpenReading], baselines: dict[str, tuple[int, int]], seq: int,
-          prev: bytes):  # type: ignore[no-untyped-def]
+          prev: bytes, fluxes: list[bytes]):  # type: ignore[no-untyped-def]
     return make_batch(GW_KEY, "gw-1", SITE, (start, start + WINDOW_S), 1, get_factor(), readings, baselines,
-                      seq, prev, start + WINDOW_S)
+                      seq, prev, start + WINDOW_S, fluxes)
 
 
 def test_unsynced_reading_is_held_across_a_restart_then_retimed_into_its_window(tmp_path: Path) -> None:

@@ -38,9 +38,9 @@ def verified(seq: int, **kwargs: int) -> Verified:
 
 def builder(window_s: int):  # type: ignore[no-untyped-def]
     def build(start: int, readings: list[OpenReading], baselines: dict[str, tuple[int, int]], seq: int,
-              prev: bytes):  # type: ignore[no-untyped-def]
+              prev: bytes, fluxes: list[bytes]):  # type: ignore[no-untyped-def]
         return make_batch(GW_KEY, "gw-1", SITE, (start, start + window_s), 1, get_factor(), readings, baselines,
-                          seq, prev, start + window_s)
+                          seq, prev, start + window_s, fluxes)
 
     return build
 

@@ -8,13 +8,14 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from carbontrace.verify_bundle import Web3ChainReader
+from carbontrace_protocol import flux
 from carbontrace_protocol.batch import Batch, aggregate_window, build_batch
 from carbontrace_protocol.emission_factors import get_factor
 from carbontrace_protocol.proof_bundle import Trust
 from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading, sign_reading
 from cloud import trace as tracelib
 from cloud.ledger import Ledger
-from tests.cloud.cloud_testkit import ADMIN_KEY, INTERVAL_S, Tenant, auth, register_tenant, upload
+from tests.cloud.cloud_testkit import ADMIN_KEY, INTERVAL_S, DeviceKit, Tenant, auth, register_tenant, upload
 
 
 def ledger_of(client: TestClient) -> Ledger:
@@ -37,6 +38,35 @@ def upload_batches(client: TestClient, traced: Traced, count: int, per_device: i
         gw.accepted(batch, readings)
         traced.batches.append(batch)
         traced.readings.extend(readings)
+
+
+def session_flux(device: DeviceKit, readings: list[Reading]) -> bytes:
+    """What a device does when its chamber opens (carbontrace_device/chamber.py): its readings of the batch
+    are the samples of one 50 s closure of a 20 L chamber over 1000 cm²; the signed flux record."""
+    from carbontrace_device.chamber import ChamberSession
+
+    mine = [r for r in readings if r.device_id == device.device_id]
+    session = ChamberSession(mine[0].timestamp, 50, 20000, 1000, 101325)
+    for reading in mine:
+        session.add(reading)
+    return flux.sign_flux(session.flux(device.device_id, "0.5.0"), device.private)
+
+
+def upload_flux_batch(client: TestClient, traced: Traced) -> Batch:
+    """One batch whose first device's six readings are a chamber session, its signed flux a flux leaf."""
+    gw = traced.tenant.gateway
+    batch, readings = gw.build(per_device=6, fluxes=lambda rs: [session_flux(gw.devices[0], rs)])
+    r = upload(client, gw, batch)
+    assert r.status_code == 201, r.text
+    gw.accepted(batch, readings)
+    traced.batches.append(batch)
+    traced.readings.extend(readings)
+    return batch
+
+
+def register_tenant_traced(client: TestClient, name: str, devices: int = 2) -> Traced:
+    """A registered tenant with nothing uploaded yet."""
+    return Traced(register_tenant(client, name, devices=devices))
 
 
 def tenant_with_batches(client: TestClient, name: str, batches: int = 2, devices: int = 2) -> Traced:
