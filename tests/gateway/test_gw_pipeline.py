@@ -199,7 +199,7 @@ def test_spool_byte_limit_pauses_ingest_then_resumes_without_loss(tmp_path: Path
             wait_until(lambda: gw.gateway.ingest.connected.is_set(), 10, "MQTT connection")
             stub.stop()  # nothing can be uploaded, so the spool fills up
             publish_all(mosquitto, [(topic("dev-a"), a.signed(s)) for s in range(300)])
-            wait_until(lambda: gw.gateway.ingest.paused == "spool_over_limit", 15, "ingest pause")
+            wait_until(lambda: gw.gateway.ingest.paused == "spool_over_limit", 45, "ingest pause")
             held = sum(n for n, _ in gw.spool().device_counts().values())
             assert 0 < held < 300
             assert gw.gateway.metrics.registry.get_sample_value(

@@ -34,7 +34,7 @@ def test_set_limit_resolves_a_full_spool_on_the_running_gateway(tmp_path: Path, 
             wait_until(lambda: gw.gateway.ingest.connected.is_set(), 10, "MQTT connection")
             stub.stop()  # the cloud is away for the whole test: only the new limit can resume ingest
             publish_all(mosquitto, [(topic("dev-a"), a.signed(s)) for s in range(300)])
-            wait_until(lambda: gw.gateway.ingest.paused == "spool_over_limit", 15, "ingest pause")
+            wait_until(lambda: gw.gateway.ingest.paused == "spool_over_limit", 45, "ingest pause")
             full = _cli("spool", "status", "--config", str(config))
             assert full["over_limit"] and full["byte_limit"] == limit and full["limit_from"] == "config", full
             halts = json.loads(CliRunner().invoke(gateway_app, ["status", "--config", str(config)]).stdout)["halts"]
