@@ -5,6 +5,8 @@ crashed the database write (500) and a duplicate key registered whichever value 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -57,3 +59,20 @@ def test_a_hostile_instrument_body_is_a_4xx_and_registers_nothing(client: TestCl
     r = client.post(url, content=GOOD.encode(), headers=headers)
     assert r.status_code == 201, r.text
     assert client.get(url, headers=auth(tenant.enterprise_key)).json()[0]["record"]["kind"] == "gec"
+
+
+@pytest.mark.parametrize("lookalike", ["China\u200bGreen Certificate Platform", "China\u00a0Green Certificate Platform",
+                                       "China Green Certificate Platform\u2060", "China  Green Certificate Platform"])
+def test_the_same_certificate_under_a_lookalike_issuer_is_not_registered_twice(
+    client: TestClient, lookalike: str
+) -> None:
+    # the identity is (issuer, instrument_id), compared exactly: an issuer that prints the same but is another
+    # string registered the certificate a second time for the same delivery (its energy counted twice)
+    tenant = register_tenant(client, "Lookalike", devices=1)
+    url = f"/api/v1/sites/{tenant.gateway.site_id}/instruments"
+    headers = {**auth(tenant.enterprise_key), "content-type": "application/json"}
+    assert client.post(url, content=GOOD.encode(), headers=headers).status_code == 201
+    twin = GOOD.replace('"China Green Certificate Platform"', json.dumps(lookalike))
+    r = client.post(url, content=twin.encode(), headers=headers)
+    assert r.status_code == 422 and "instrument.issuer" in r.text, (r.status_code, r.text)
+    assert len(client.get(url, headers=auth(tenant.enterprise_key)).json()) == 1
