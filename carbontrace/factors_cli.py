@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -24,9 +25,27 @@ CLOUD_OPTION = Annotated[str, typer.Option(help="cloud URL")]
 KEY_FILE_OPTION = Annotated[Path, typer.Option(help="the enterprise API key, or its enterprise.json")]
 
 
+class KeyFileUnusable(RuntimeError):
+    """The --api-key-file holds no API key (missing, unreadable, not text, not an enterprise.json)."""
+
+
 def api_key_of(path: Path) -> str:
-    text = path.read_text().strip()
-    return str(json.loads(text)["api_key"]) if text.startswith("{") else text
+    """The key in ``path``: the key itself, or an enterprise.json's ``api_key``; KeyFileUnusable says why not."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        key = json.loads(text).get("api_key") if text.startswith("{") else text
+    except (OSError, UnicodeError, ValueError, AttributeError) as err:
+        raise KeyFileUnusable(f"no API key in {path}: {getattr(err, 'strerror', None) or err}") from err
+    if not isinstance(key, str) or not key or not key.isascii() or not key.isprintable():
+        raise KeyFileUnusable(f"no API key in {path}: neither a key nor a JSON object with an api_key string")
+    return key
+
+
+def segment(value: str) -> str:
+    """``value`` as one URL path segment: every reserved character escaped, and a "." or ".." segment too (a
+    client normalises those away, so "../x" would reach another route)."""
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 def _location(country: str, province: str | None, grid_region: str | None) -> dict[str, str]:
@@ -62,7 +81,10 @@ class Refused(RuntimeError):
 
 def created(http: httpx.Client, api_key: str, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
     """POST ``body`` with the key; the answer of a 201, else Refused naming ``what`` was refused."""
-    r = http.post(path, json=body, headers={"Authorization": f"Bearer {api_key}"})
+    # ASCII JSON (\\u escapes): an argument holding a lone surrogate (a non-UTF-8 byte in argv) still goes out,
+    # and the cloud names why it is refused
+    r = http.post(path, content=json.dumps(body, ensure_ascii=True).encode(),
+                  headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"})
     if r.status_code != 201:
         raise Refused(f"{what} refused ({r.status_code}): {r.text}")
     return r.json()  # type: ignore[no-any-return]
@@ -78,13 +100,16 @@ def cloud_client(cloud: str, timeout: float) -> Iterator[httpx.Client]:
     except Refused as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(1) from err
+    except KeyFileUnusable as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
     except httpx.HTTPError as err:
         typer.echo(f"cannot reach the cloud at {cloud}: {err}", err=True)
         raise typer.Exit(1) from err
 
 
 def add_site(http: httpx.Client, api_key: str, enterprise_id: str, site: dict[str, Any]) -> dict[str, Any]:
-    return created(http, api_key, f"/api/v1/enterprises/{enterprise_id}/sites", site, "site registration")
+    return created(http, api_key, f"/api/v1/enterprises/{segment(enterprise_id)}/sites", site, "site registration")
 
 
 @factors_app.command("site-add")
@@ -108,7 +133,7 @@ def restate(http: httpx.Client, api_key: str, enterprise_id: str, statement: dic
             cid: str | None) -> dict[str, Any]:
     """POST the restatement request; the answer {original_cid, restated_cid, statement}."""
     body: dict[str, Any] = {"statement": statement} if statement is not None else {"statement_cid": cid}
-    return created(http, api_key, f"/api/v1/enterprises/{enterprise_id}/restatements", body, "restatement")
+    return created(http, api_key, f"/api/v1/enterprises/{segment(enterprise_id)}/restatements", body, "restatement")
 
 
 @factors_app.command("restate")

@@ -11,7 +11,15 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from carbontrace.factors_cli import CLOUD_OPTION, KEY_FILE_OPTION, Refused, api_key_of, cloud_client, created
+from carbontrace.factors_cli import (
+    CLOUD_OPTION,
+    KEY_FILE_OPTION,
+    Refused,
+    api_key_of,
+    cloud_client,
+    created,
+    segment,
+)
 
 instruments_app = typer.Typer(help="Contractual instruments of a site (market-based Scope 2).", no_args_is_help=True)
 
@@ -20,11 +28,11 @@ _SITE = Annotated[str, typer.Option(help="the site id")]
 
 def add_instrument(http: httpx.Client, api_key: str, site_id: str, record: dict[str, Any]) -> dict[str, Any]:
     """POST the record (without site_id: the path's); the answer {record, record_sha256, registered_at}."""
-    return created(http, api_key, f"/api/v1/sites/{site_id}/instruments", record, "instrument registration")
+    return created(http, api_key, f"/api/v1/sites/{segment(site_id)}/instruments", record, "instrument registration")
 
 
 def list_instruments(http: httpx.Client, api_key: str, site_id: str) -> list[dict[str, Any]]:
-    r = http.get(f"/api/v1/sites/{site_id}/instruments", headers={"Authorization": f"Bearer {api_key}"})
+    r = http.get(f"/api/v1/sites/{segment(site_id)}/instruments", headers={"Authorization": f"Bearer {api_key}"})
     if r.status_code != 200:
         raise Refused(f"instrument list refused ({r.status_code}): {r.text}")
     return r.json()  # type: ignore[no-any-return]

@@ -20,6 +20,7 @@ import typer
 
 from carbontrace_protocol import bundle_wire, registry_chain, strict_json
 from carbontrace_protocol.anchor_commitment import AnchoredFields, CommitmentMismatch, opened_checkpoint
+from carbontrace_protocol.emission_factors import CatalogueError
 from carbontrace_protocol.ids import KEY_REVOKED
 from carbontrace_protocol.proof_bundle import Trust, normalize_address
 from carbontrace_protocol.proof_verify import (
@@ -259,6 +260,11 @@ def verify_command(
         else:
             typer.echo(f"error: chain at {rpc} unreachable: {err}", err=True)
         raise typer.Exit(EXIT_CHAIN_UNREACHABLE) from err
+    except CatalogueError as err:
+        # this verifier's own factor catalogue ($CARBONTRACE_FACTOR_CATALOGUE) is unusable: no verdict on the
+        # document can be reached with it, so it is the verifier's input that is wrong
+        typer.echo(f"error: the factor catalogue is unusable: {err}", err=True)
+        raise typer.Exit(EXIT_USAGE) from err
     typer.echo(json.dumps(report.as_json(), indent=2) if as_json else _human(report))
     raise typer.Exit(report.exit_code)
 

@@ -7,7 +7,7 @@ A canonical CBOR map of
   "previous"     {"size": tree size, "root": 32-byte root} of the checkpoint before, or null for the first
   "consistency"  [32-byte hashes]: the RFC 9162 consistency proof from "previous" to this checkpoint
   "batches"      [cid text, ...]: the content-store cid of the (sealed) batch blob of each log leaf this
-                 checkpoint adds, in log order (leaves previous.size .. size-1)
+                 checkpoint adds, in log order (leaves previous.size .. size-1), each cid once
 
 Blobs written before "batches" existed have only the first three fields; they are read, and say so
 (``batches`` is None): the batches of such a checkpoint cannot be found from the chain alone. Any other field,
@@ -81,6 +81,13 @@ def parse(blob: bytes) -> CheckpointBlob:
         raise MalformedCheckpointBlob(f"batches must be a list of cids (alphanumeric text, 1..{MAX_CID_LENGTH})")
     if "batches" in item and batches is None:
         raise MalformedCheckpointBlob("batches must be a list of cids, not null")
+    if batches is not None and len(set(batches)) != len(batches):
+        # each leaf is another batch, and each batch blob names its own batch: one cid twice is no log's
+        seen: set[str] = set()
+        for cid in batches:
+            if cid in seen:
+                raise MalformedCheckpointBlob(f"batches lists cid {cid} more than once")
+            seen.add(cid)
     if cbor.encode(item) != bytes(blob):
         raise MalformedCheckpointBlob("checkpoint blob is not in canonical CBOR")
     return CheckpointBlob(bytes(signed), parsed_previous, tuple(consistency),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from carbontrace_protocol import strict_json
-from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.errors import ProtocolError, shown
 
 FACTOR_EXPONENT = -4
 CATALOGUE_FORMAT = "carbontrace-factor-catalogue"
@@ -181,10 +181,16 @@ def _value_e4(value: Any, what: str) -> int:
         raise CatalogueError(f"{what}: {err}") from err
 
 
+def _one_of(value: Any, names: Collection[str]) -> bool:
+    """Whether ``value`` is one of ``names``: a string first, since a JSON list or object is unhashable and
+    would raise TypeError on the membership test instead of being refused."""
+    return isinstance(value, str) and value in names
+
+
 def _region(raw: Any, index: int) -> Region:
     entry = _fields(raw, f"regions[{index}]", _REGION_FIELDS)
     level = entry["level"]
-    if level not in LEVELS:
+    if not _one_of(level, LEVELS):
         raise CatalogueError(f"regions[{index}].level must be one of {sorted(LEVELS)}")
     country = _required(entry["country"], f"regions[{index}].country")
     if not re.fullmatch(r"[A-Z]{2}", country):
@@ -217,7 +223,7 @@ def _history(raw: Any) -> tuple[CatalogueVersion, ...]:
 def _added_in(value: Any, what: str, order: Mapping[str, int], own: str) -> str:
     """The version an entry was added in: one of the history's, not later than the catalogue's own."""
     if not isinstance(value, str) or value not in order:
-        raise CatalogueError(f"{what}: added_in {value!r} is not a version of the catalogue's history")
+        raise CatalogueError(f"{what}: added_in {shown(value)} is not a version of the catalogue's history")
     if order[value] > order[own]:
         raise CatalogueError(f"{what}: added_in {value} is a version later than the catalogue's own ({own})")
     return value
@@ -252,12 +258,13 @@ def _factor(
     entry = _fields(raw, what, _FACTOR_FIELDS)
     factor_id = _id(entry["id"], f"{what}.id")
     what = f"factor {factor_id}"
-    if entry["kind"] not in KINDS:
+    if not _one_of(entry["kind"], KINDS):
         raise CatalogueError(f"{what}: kind must be one of {sorted(KINDS)}")
-    if entry["region"] not in regions:
-        raise CatalogueError(f"{what}: region {entry['region']!r} is not in the catalogue's regions")
-    if entry["publication"] not in pubs:
-        raise CatalogueError(f"{what}: publication {entry['publication']!r} is not in the catalogue's publications")
+    if not _one_of(entry["region"], regions):
+        raise CatalogueError(f"{what}: region {shown(entry['region'])} is not in the catalogue's regions")
+    if not _one_of(entry["publication"], pubs):
+        raise CatalogueError(
+            f"{what}: publication {shown(entry['publication'])} is not in the catalogue's publications")
     year = entry["reporting_year"]
     if type(year) is not int or not 1990 <= year <= 2100:
         raise CatalogueError(f"{what}: reporting_year must be a JSON integer year")
@@ -342,7 +349,7 @@ def as_of(catalogue: Catalogue, version: str) -> Catalogue:
     themselves), and so is the default (a gateway's fallback, not a verifier's concern)."""
     order = {v.version: i for i, v in enumerate(catalogue.history)}
     if version not in order:
-        raise CatalogueError(f"catalogue {catalogue.version} does not know version {version!r} (its history: "
+        raise CatalogueError(f"catalogue {catalogue.version} does not know version {shown(version)} (its history: "
                              f"{', '.join(order)})")
     upto = order[version]
     return Catalogue(
@@ -368,9 +375,12 @@ def load_catalogue(path: str | None = None) -> Catalogue:
 @lru_cache(maxsize=8)
 def _load_catalogue(path: str | None) -> Catalogue:
     if path is None:
-        text = resources.files("carbontrace_protocol").joinpath("data/emission_factors.json").read_text()
+        text = resources.files("carbontrace_protocol").joinpath("data/emission_factors.json").read_bytes()
     else:
-        text = Path(path).read_text()
+        try:
+            text = Path(path).read_bytes()  # bytes: parse_catalogue refuses text that is not UTF-8
+        except OSError as err:  # missing, a directory, unreadable: the named catalogue is not to be had
+            raise CatalogueError(f"the factor catalogue {path} cannot be read: {err.strerror or err}") from err
     return parse_catalogue(text)
 
 

@@ -5,6 +5,18 @@ and report (for example ``bad_signature``); the message says what exactly was wr
 """
 
 
+SHOWN_CHARS = 80
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` cut to ``SHOWN_CHARS`` characters, for a refusal that names an input's value: a hostile
+    value of a megabyte is named, not echoed back whole into every report and log line that carries it."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return text[:SHOWN_CHARS] + "... (%d characters)" % len(text)
+
+
 class ProtocolError(ValueError):
     reason: str = "protocol_error"
 

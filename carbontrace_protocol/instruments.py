@@ -11,7 +11,8 @@ A record is the JSON object
   another registry), ``go`` (an EU Guarantee of Origin), ``i_rec`` (an I-REC), ``ppa`` (a power purchase
   agreement, a contract for the power of a named generator);
 - ``instrument_id``: the certificate's number or the contract's reference at its ``issuer`` (the registry or
-  the counterparty); the pair names one instrument;
+  the counterparty); the pair names one instrument, so the issuer is written one way only (NFC, single ASCII
+  spaces, no invisible or control character: ``_issuer``);
 - ``site_id``: the site whose consumption the instrument is claimed for;
 - ``volume_wh``: the energy the instrument conveys, in integer Wh (> 0);
 - ``delivery``: the generation period it covers, [start, end) in unix seconds, start < end;
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,19 +117,33 @@ def _matching(value: Any, what: str, pattern: re.Pattern[str], shape: str) -> st
     return value
 
 
+# Characters that print as nothing or as a line break: two issuers differing only by them look the same, and
+# the same certificate would be registered twice (the identity is (issuer, instrument_id), compared exactly).
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _issuer(value: Any) -> str:
+    """The issuer's name, written one way only: NFC, no invisible or control character, words separated by one
+    ASCII space, none around it. So a name that looks the same is the same string, and the same certificate
+    cannot be registered twice under a zero-width space, a no-break space or a decomposed accent."""
+    if (
+        not isinstance(value, str) or not value or len(value) > 200 or value != value.strip() or "  " in value
+        or unicodedata.normalize("NFC", value) != value
+        or any(unicodedata.category(c) in _INVISIBLE or (c.isspace() and c != " ") for c in value)
+    ):
+        raise InstrumentError("instrument.issuer must be a non-empty string of at most 200 characters in NFC, its "
+                              "words separated by single spaces, without surrounding spaces or invisible or "
+                              "control characters")
+    return value
+
+
 def parse_instrument(value: Any) -> Instrument:
     """The typed record from its JSON value; InstrumentError naming the field on anything else."""
     obj = _exact(value, "instrument", FIELDS)
     kind = obj["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
         raise InstrumentError(f"instrument.kind must be one of {sorted(KINDS)}")
-    issuer = obj["issuer"]
-    if (
-        not isinstance(issuer, str) or not issuer.strip() or issuer != issuer.strip() or len(issuer) > 200
-        or any(ord(c) < 32 or ord(c) == 127 for c in issuer)
-    ):
-        raise InstrumentError("instrument.issuer must be a non-empty string of at most 200 characters without "
-                              "surrounding spaces or control characters")
+    issuer = _issuer(obj["issuer"])
     delivery = _exact(obj["delivery"], "instrument.delivery", DELIVERY_FIELDS)
     start = _int(delivery["start"], "instrument.delivery.start", 0, MAX_TIME)
     end = _int(delivery["end"], "instrument.delivery.end", 0, MAX_TIME)

@@ -45,7 +45,7 @@ from carbontrace_protocol.emission_factors import (
     as_of,
     load_catalogue,
 )
-from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.errors import ProtocolError, shown
 from carbontrace_protocol.factor_rule import (
     NoFactor,
     SiteLocation,
@@ -344,7 +344,7 @@ def stated_catalogue(value: Any, issued_at: int) -> Catalogue:
     version = value.get("catalogue_version") if isinstance(value, dict) else None
     if not isinstance(version, str) or not catalogue.knows(version):
         raise MarketBasedError(
-            f"the statement names factor catalogue version {version!r}, which this verifier's catalogue "
+            f"the statement names factor catalogue version {shown(version)}, which this verifier's catalogue "
             f"({catalogue.version}) does not list: verify with a catalogue of that version or newer"
         )
     stated = as_of(catalogue, version)

@@ -62,6 +62,7 @@ STATEMENT_FORMAT = "carbontrace-statement"
 STATEMENT_VERSION = 3  # 3: figures attributed by measurement time, with measured and substituted shares
 STATEMENT_TYPES = frozenset({DataType.AGGREGATES})
 DOCUMENT_FIELDS = ("format", "version", "statement", "signature", "bundle")
+MAX_ISSUED_AT = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second a calendar date can be given for
 BODY_FIELDS = ("enterprise_id", "period", "issued_at", "figures", "factors", "completeness", "bundle_sha256")
 SIGNATURE_FIELDS = ("alg", "kid", "value")
 RESTATEMENT_KEY = "restatement"  # present only in a restated statement (carbontrace_protocol/restatement.py)
@@ -266,6 +267,11 @@ def verify_statement(document: Any, chain: ChainReader, trust: Trust) -> Report:
             period = exact_fields(body["period"], "statement.period", ("start", "end"))
             if any(type(period[k]) is not int or period[k] < 0 for k in ("start", "end")):
                 raise BundleFormatError("statement.period start and end must be unsigned JSON integers")
+            issued_at = body["issued_at"]
+            if type(issued_at) is not int or not 0 <= issued_at <= MAX_ISSUED_AT:
+                # every later step dates the issue (a factor's valid_from, the catalogue version's date)
+                raise BundleFormatError(f"statement.issued_at must be a JSON integer from 0 to {MAX_ISSUED_AT} "
+                                        "(unix seconds up to the end of year 9999)")
             kid, value = signature_hex(signature["kid"], 32), signature_hex(signature["value"], 64)
         except (BundleFormatError, ValueError) as err:
             raise CheckFailed("bundle_format", str(err)) from err

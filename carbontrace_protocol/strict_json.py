@@ -3,6 +3,8 @@
 Proof bundles, statements and trust files are parsed with this, never with a bare ``json.loads``:
 - a duplicate key in any object is an error (two readers could otherwise pick different values);
 - NaN, Infinity and -Infinity are errors (not JSON);
+- a ``\\u`` escape of a lone UTF-16 surrogate is an error: it decodes to no Unicode character, so the string
+  cannot be written as UTF-8 (a database, a file, a hash of its text) and each reader would do something else;
 - nesting deeper than ``max_depth`` is an error, found by a byte scan *before* the parser runs, because
   importing web3/py_ecc raises the recursion limit far enough for the C parser to overflow the stack;
 - input larger than ``max_bytes`` is an error before anything is decoded.
@@ -13,6 +15,7 @@ result (carbontrace_protocol.proof_bundle): ``json`` keeps 1 and 1.0 and false a
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from carbontrace_protocol.errors import ProtocolError
@@ -23,6 +26,15 @@ DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 class StrictJSONError(ProtocolError):
     reason = "malformed_json"
+
+
+class AmbiguousJSON(StrictJSONError):
+    """Text a plain JSON parser reads, but not to one meaning: a duplicate key, NaN or an infinity, a lone
+    surrogate. (Text no JSON parser reads is the plain StrictJSONError.)"""
+
+
+# a \u escape of a UTF-16 surrogate (D800-DFFF), paired or not: only then can a parsed string hold a lone one
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def nesting_depth(text: bytes) -> int:
@@ -61,17 +73,38 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise StrictJSONError(f"duplicate key {key!r}")
+            raise AmbiguousJSON(f"duplicate key {key!r}")
         out[key] = value
     return out
 
 
 def _no_constant(name: str) -> Any:
-    raise StrictJSONError(f"{name} is not JSON")
+    raise AmbiguousJSON(f"{name} is not JSON")
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """Whether any string of the parsed ``value`` (keys too) holds a lone surrogate (it has no UTF-8)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def loads(data: bytes | str, max_depth: int = DEFAULT_MAX_DEPTH, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
-    raw = data.encode() if isinstance(data, str) else bytes(data)
+    try:
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+    except UnicodeEncodeError as err:  # a str holding a lone surrogate character itself
+        raise AmbiguousJSON(f"a lone UTF-16 surrogate is not a character: {err}") from err
     if len(raw) > max_bytes:
         raise StrictJSONError(f"document of {len(raw)} bytes exceeds the limit of {max_bytes}")
     if exceeds_depth(raw, max_depth):
@@ -81,11 +114,15 @@ def loads(data: bytes | str, max_depth: int = DEFAULT_MAX_DEPTH, max_bytes: int 
     except UnicodeDecodeError as err:
         raise StrictJSONError(f"not UTF-8: {err}") from err
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except StrictJSONError:
         raise
     except ValueError as err:
         raise StrictJSONError(f"not JSON: {err}") from err
+    # the walk only for text that escapes a surrogate (a pair is one character after parsing, and fine)
+    if _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(value):
+        raise AmbiguousJSON("a string holds a lone UTF-16 surrogate (\\ud800-\\udfff unpaired): not a character")
+    return value
 
 
 def canonical(value: Any) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -27,6 +27,25 @@ class IpfsUnavailable(ContentStoreError):
 
 class CidMismatch(ContentStoreError):
     pass
+
+
+class BlobTooLarge(ContentStoreError):
+    """IPFS would serve more bytes for a cid than any blob the cloud writes."""
+
+
+# Larger than any blob the cloud writes: a batch (max_batch_bytes, 8 MiB by default, sealed) or a checkpoint blob
+# (about 70 bytes per batch it lists).
+MAX_BLOB_BYTES = 64 * 1024 * 1024
+
+
+def _bounded(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
+    """The chunks up to ``limit`` bytes in all (the last one cut), then stop reading."""
+    left = limit
+    for chunk in chunks:
+        if left <= 0:
+            return
+        yield chunk[:left]
+        left -= len(chunk)
 
 
 class LocalContentStore:
@@ -64,6 +83,8 @@ class LocalContentStore:
             data = self._path(cid).read_bytes()
         except FileNotFoundError as err:
             raise KeyError(cid) from err
+        except OSError as err:  # a directory where the blob should be, unreadable: the blob is not to be had
+            raise ContentStoreError(f"stored blob {cid} cannot be read: {err.strerror or err}") from err
         if cid_for(data) != cid:
             raise CidMismatch(f"stored blob {cid} is corrupt")
         return data
@@ -75,9 +96,10 @@ class LocalContentStore:
 class IpfsClient:
     """The three Kubo RPC calls the cloud needs (js-ipfs and Kubo both speak them)."""
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 10.0, max_blob_bytes: int = MAX_BLOB_BYTES) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self.max_blob_bytes = max_blob_bytes
 
     def _post(self, path: str, params: dict[str, str], files: dict[str, bytes] | None = None) -> httpx.Response:
         try:
@@ -100,7 +122,27 @@ class IpfsClient:
         return str(answer["Hash"])
 
     def cat(self, cid: str) -> bytes:
-        return self._post("cat", {"arg": cid}).content
+        """The blob ``cid`` names, read as a stream and refused past ``max_blob_bytes``: a cid comes from the chain
+        or a checkpoint blob, and anyone can put bytes of any size on IPFS, so its size is not ours to trust
+        (a node serving gigabytes must not fill the cloud's memory)."""
+        limit = self.max_blob_bytes
+        try:
+            with httpx.stream("POST", f"{self.url}/api/v0/cat", params={"arg": cid}, timeout=self.timeout_s) as answer:
+                if answer.status_code != 200:
+                    head = b"".join(_bounded(answer.iter_bytes(), 200))
+                    raise ContentStoreError(
+                        f"IPFS cat failed: HTTP {answer.status_code} {head.decode(errors='replace')}")
+                declared = answer.headers.get("x-content-length", answer.headers.get("content-length", ""))
+                if declared.strip().isdigit() and int(declared) > limit:
+                    raise BlobTooLarge(f"IPFS blob {cid} is {int(declared)} bytes, over the limit of {limit}")
+                data = b"".join(_bounded(answer.iter_bytes(), limit + 1))
+        except httpx.TransportError as err:
+            raise IpfsUnavailable(f"IPFS node at {self.url} unreachable: {err}") from err
+        except httpx.HTTPError as err:  # a malformed answer (decoding, protocol): not the blob
+            raise ContentStoreError(f"IPFS cat of {cid} failed: {type(err).__name__}: {err}") from err
+        if len(data) > limit:
+            raise BlobTooLarge(f"IPFS blob {cid} exceeds the limit of {limit} bytes")
+        return data
 
     def pin(self, cid: str) -> None:
         self._post("pin/add", {"arg": cid})

@@ -2,9 +2,10 @@
 
 One pure ASGI middleware reads the body up to its route's size limit (413 past it, declared or streamed) and,
 for a body the app would parse as JSON, rejects nesting deeper than the protocol's strict-JSON limit (400) with
-the same byte scan carbontrace_protocol.strict_json uses. The scan has to come first: the C JSON parser recurses
-once per level, and a few hundred kilobytes of ``[`` overflowed the stack and killed the process (issue 13).
-The body is then replayed to the app unchanged, so routes read it as usual.
+the same byte scan carbontrace_protocol.strict_json uses, and a body without one meaning (a duplicate key, NaN,
+a lone surrogate: 400 ambiguous_json; the last crashed the database write with a 500). The depth scan has to
+come first: the C JSON parser recurses once per level, and a few hundred kilobytes of ``[`` overflowed the stack
+and killed the process (issue 13). The body is then replayed to the app unchanged, so routes read it as usual.
 
 Size rule: one table, from settings: the batch upload (a CBOR blob, never JSON-scanned) may be
 ``max_batch_bytes``; every other route ``max_body_bytes``.
@@ -78,6 +79,8 @@ class RequestLimits:
             json_body = rule.json and body and _parsed_as_json(headers.get("content-type", ""))
             if json_body and strict_json.exceeds_depth(body, self.rules.max_depth):
                 raise _Reject(400, "too_deep", f"JSON nesting deeper than {self.rules.max_depth}")
+            if json_body:
+                _one_meaning(body)
         except _Reject as err:
             await _send_error(send, err)
             return
@@ -97,6 +100,18 @@ class RequestLimits:
                 raise _Reject(413, "too_large", f"body exceeds the limit of {limit} bytes")
             if not message.get("more_body", False):
                 return bytes(body)
+
+
+def _one_meaning(body: bytes) -> None:
+    """A JSON body is read with the strict rules (carbontrace_protocol.strict_json): one a plain parser reads but
+    not to one meaning (a duplicate key, NaN, a lone surrogate, which no database can store) is 400
+    ambiguous_json before any route sees it. Text that is not JSON at all goes on to the app's own answer."""
+    try:
+        strict_json.loads(body)
+    except strict_json.AmbiguousJSON as err:
+        raise _Reject(400, "ambiguous_json", str(err)) from err
+    except strict_json.StrictJSONError:
+        pass  # not JSON (or not UTF-8): the route's parser refuses it with its own 4xx
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

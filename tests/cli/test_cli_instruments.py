@@ -89,3 +89,40 @@ def test_an_unreachable_cloud_is_a_message_and_exit_1(tmp_path: Path) -> None:
     code, _, err = _cli("list", "--cloud", f"http://127.0.0.1:{free_port()}", "--api-key-file", str(key_file),
                           "--site-id", "s")
     assert code == 1 and "cannot reach the cloud" in err, err
+
+
+@pytest.mark.parametrize("key_file_text", [None, "", '{"key": "x"}', '{"api_key": ', b"\xff\xfe", "a-directory"])
+def test_an_unusable_key_file_is_a_message_and_exit_2_not_a_traceback(
+    served_cloud: tuple[str, str, Path], tmp_path: Path, key_file_text: str | bytes | None
+) -> None:
+    base, site_id, _key_file = served_cloud
+    bad = tmp_path / "bad-key"
+    if key_file_text == "a-directory":
+        bad.mkdir()
+    elif isinstance(key_file_text, bytes):
+        bad.write_bytes(key_file_text)
+    elif key_file_text is not None:
+        bad.write_text(key_file_text)
+    for code, out, err in (_add(base, site_id, bad), _cli("list", "--cloud", base, "--api-key-file", str(bad),
+                                                          "--site-id", site_id)):
+        assert code == 2 and out == "" and "API key" in err, (code, out, err)
+
+
+@pytest.mark.parametrize("site_id", ["../enterprises", "..", ".", "cli-gec/../../registry", "cli-gec?x=1", "cli gec", "%2e%2e"])
+def test_a_site_id_is_one_path_segment_never_another_route(served_cloud: tuple[str, str, Path], site_id: str) -> None:
+    base, _site_id, key_file = served_cloud
+    for code, out, err in (_add(base, site_id, key_file), _cli("list", "--cloud", base, "--api-key-file",
+                                                               str(key_file), "--site-id", site_id)):
+        assert code == 1 and out == "", (site_id, code, out, err)
+        assert "(404)" in err or "(422)" in err or "(403)" in err, err
+    code, out, _err = _cli("list", "--cloud", base, "--api-key-file", str(key_file), "--site-id", "cli-gec")
+    assert code == 0 and json.loads(out) == []
+
+
+def test_an_argument_that_is_no_text_is_the_clouds_refusal_not_a_traceback(
+    served_cloud: tuple[str, str, Path]
+) -> None:
+    # a non-UTF-8 byte in argv reaches Python as a lone surrogate (surrogateescape)
+    base, site_id, key_file = served_cloud
+    code, out, err = _add(base, site_id, key_file, "--issuer", "Plant \udce9")
+    assert code == 1 and out == "" and "(400)" in err and "surrogate" in err, (code, out, err)

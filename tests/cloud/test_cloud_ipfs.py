@@ -5,10 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from carbontrace_protocol.cid import CHUNK_SIZE, cid_for
-from cloud.content_store import IpfsClient, IpfsUnavailable
+from cloud.content_store import (
+    BlobTooLarge,
+    ContentStore,
+    ContentStoreError,
+    IpfsClient,
+    IpfsUnavailable,
+    LocalContentStore,
+)
 from cloud.ledger import Ledger
 from tests.cloud.cloud_testkit import app_client, make_settings, register_tenant, upload
 from tests.cloud.conftest import IpfsDaemon
@@ -63,3 +71,25 @@ def test_ingestion_with_ipfs_down_keeps_the_blob_and_pins_it_later(tmp_path: Pat
         checkpoint_cid = client.get("/api/v1/log/checkpoints/latest").json()["cid"]
         assert cid_for(ledger.store.ipfs.cat(checkpoint_cid)) == checkpoint_cid
         assert ledger.anchorer.pin_pending() == 0
+
+
+def test_a_blob_larger_than_the_bound_is_refused_not_read_whole(tmp_path: Path, ipfs_daemon: IpfsDaemon) -> None:
+    # anyone can put bytes of any size on IPFS, and a cid the cloud fetches comes from the chain or a checkpoint
+    # blob (recover-from-chain): past the bound it is a ContentStoreError, read no further than the bound
+    big = os.urandom(3 * CHUNK_SIZE + 5)
+    cid = IpfsClient(ipfs_daemon.url).add(big)
+    bounded = IpfsClient(ipfs_daemon.url, max_blob_bytes=CHUNK_SIZE)
+    with pytest.raises(BlobTooLarge, match="limit"):
+        bounded.cat(cid)
+    assert bounded.cat(IpfsClient(ipfs_daemon.url).add(big[:CHUNK_SIZE])) == big[:CHUNK_SIZE]  # at the bound: read
+    store = ContentStore(LocalContentStore(tmp_path / "blobs"), bounded)
+    with pytest.raises(ContentStoreError):
+        store.get(cid)
+
+
+def test_an_unreadable_stored_blob_is_a_content_store_error(tmp_path: Path) -> None:
+    local = LocalContentStore(tmp_path / "blobs")
+    cid = cid_for(b"a blob")
+    (tmp_path / "blobs" / cid[-2:] / cid).mkdir(parents=True)  # a directory where the blob should be
+    with pytest.raises(ContentStoreError, match="cannot be read"):
+        local.get(cid)

@@ -151,6 +151,16 @@ CASES: dict[str, tuple[str, Mutation | None, str | None]] = {
     "history-other-date": ("the own version's history date is not the catalogue_date",
                            _set(("history", 0, "date"), "2026-12-02"), "must end with the catalogue's own version"),
     "missing-history": ("a catalogue without its version history", _drop(("history",)), "missing fields ['history']"),
+    # a JSON list or object where a name is looked up: unhashable, a TypeError of the lookup before it was refused
+    "kind-as-list": ("a factor's kind written as a list", _set(("factors", 0, "kind"), ["location"]),
+                     "kind must be one of"),
+    "level-as-object": ("a region's level written as an object", _set(("regions", 0, "level"), {"country": 1}),
+                        "level must be one of"),
+    "region-as-list": ("a factor's region written as a list", _set(("factors", 0, "region"), ["CN"]),
+                       "is not in the catalogue's regions"),
+    "publication-as-object": ("a factor's publication written as an object",
+                              _set(("factors", 0, "publication"), {"id": "x"}),
+                              "is not in the catalogue's publications"),
 }
 
 

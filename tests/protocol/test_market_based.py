@@ -72,6 +72,17 @@ def test_a_record_parses_and_its_hash_is_its_canonical_json() -> None:
         ({"instrument_id": ""}, "instrument.instrument_id"),
         ({"issuer": " padded"}, "instrument.issuer"),
         ({"issuer": "line\nbreak"}, "instrument.issuer"),
+        # looks like "China GEC Platform": the same certificate could be registered twice
+        ({"issuer": "China\u200bGEC Platform"}, "instrument.issuer"),  # zero-width space
+        ({"issuer": "China\u00a0GEC Platform"}, "instrument.issuer"),  # no-break space
+        ({"issuer": "China  GEC Platform"}, "instrument.issuer"),  # two spaces
+        ({"issuer": "China GEC Platform\u2028"}, "instrument.issuer"),  # line separator
+        ({"issuer": "\u202eChina GEC Platform"}, "instrument.issuer"),  # right-to-left override
+        ({"issuer": "Caf\u0065\u0301 Power"}, "instrument.issuer"),  # decomposed é (not NFC)
+        ({"issuer": "Plant\u0085"}, "instrument.issuer"),  # a C1 control
+        ({"issuer": "\ufeffBOM Power"}, "instrument.issuer"),
+        ({"issuer": ""}, "instrument.issuer"),
+        ({"issuer": ["China GEC Platform"]}, "instrument.issuer"),
         ({"site_id": 7}, "instrument.site_id"),
         ({"extra": 1}, "unknown fields ['extra']"),
     ],
@@ -167,3 +178,8 @@ def test_an_instrument_listed_twice_for_overlapping_delivery_is_double_counting(
         counted_once([once, again])
     later = dataclasses.replace(once, delivery_start=MAR_2026, delivery_end=MAR_2026 + 86400)
     assert counted_once([once, later]) == [once, later]  # the same number, a later vintage: not overlapping
+
+
+@pytest.mark.parametrize("issuer", ["Café Power", "中国绿色电力证书交易平台", "Hebei Wind Co.", "Ørsted A/S", "I-REC (Foundation)"])
+def test_an_issuer_written_one_way_parses(issuer: str) -> None:
+    assert parse_instrument(record(issuer=issuer)).issuer == issuer

@@ -64,3 +64,35 @@ def test_a_plain_document_parses_as_json_does() -> None:
 def test_same_json_keeps_json_types_apart(a: object, b: object, same: bool) -> None:
     assert views.same_json(a, b) is same
     assert (a == b) or not same  # Python's == is the weaker relation the verifier must not use
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        r'"\ud800"',  # a lone high surrogate
+        r'"\udfff"',  # a lone low surrogate
+        r'["a", "x\uDC00y"]',  # inside a list, upper-case hex
+        r'{"\ud83d": 1}',  # in a key
+        r'{"a": {"b": "\ude00\ud83d"}}',  # a pair the wrong way round: two lone ones
+        '"\ud800"',  # a str holding the surrogate character itself
+    ],
+)
+def test_a_lone_surrogate_is_ambiguous(text: str) -> None:
+    # it is no Unicode character: the string has no UTF-8 (a database write, a file, a hash of it would fail)
+    with pytest.raises(strict_json.AmbiguousJSON, match="surrogate"):
+        strict_json.loads(text)
+
+
+def test_a_surrogate_pair_and_an_escaped_backslash_u_are_characters() -> None:
+    assert strict_json.loads(r'"\ud83d\ude00"') == "\U0001f600"
+    assert strict_json.loads(r'"\\ud800"') == "\\ud800"  # a backslash, then the letters u d 8 0 0
+
+
+def test_duplicates_and_constants_are_ambiguous_and_bad_syntax_is_not() -> None:
+    with pytest.raises(strict_json.AmbiguousJSON):
+        strict_json.loads('{"a": 1, "a": 2}')
+    with pytest.raises(strict_json.AmbiguousJSON):
+        strict_json.loads("[NaN]")
+    with pytest.raises(strict_json.StrictJSONError) as err:
+        strict_json.loads("{")
+    assert not isinstance(err.value, strict_json.AmbiguousJSON)

@@ -255,6 +255,12 @@ def bundle_cases(w: Writer, tmp: Path) -> None:
             ),
             ("json-not-json", "the document cut short", text_of(valid)[:-1], "bundle_format"),
             (
+                "json-lone-surrogate",
+                "the query's device_id starting with a lone surrogate escape (\\ud800: no character, no UTF-8)",
+                text_of(valid).replace('"device_id":"', '"device_id":"\\ud800', 1),
+                "bundle_format",
+            ),
+            (
                 "reencoded-key-order",
                 "every object's keys in reverse order",
                 json.dumps(_reversed(valid), separators=(",", ":")),

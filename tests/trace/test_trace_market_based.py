@@ -386,3 +386,27 @@ def test_a_version_dated_after_the_issue_cannot_be_named(
     report = _verify(client, _with_residual(client, statement, RESIDUAL_2023[0], "2099-01-01.1"))
     assert (report.status, report.failed_step) == ("invalid", "statement_market_based"), report.as_json()
     assert "after the statement's issue date" in report.detail
+
+
+@pytest.mark.parametrize(("edit", "step"), [
+    ({"issued_at": 10**12}, "bundle_format"),  # year 33658: a ValueError out of the verifier before
+    ({"issued_at": 2**63}, "bundle_format"),  # past time_t: an OverflowError before
+    ({"issued_at": -1}, "bundle_format"),
+    ({"catalogue_version": 7}, "statement_market_based"),
+    ({"catalogue_version": {"v": "2026-12-03.1"}}, "statement_market_based"),
+    ({"catalogue_version": "x" * 1_000_000}, "statement_market_based"),
+    ({"catalogue_version": "版本-2026"}, "statement_market_based"),
+    ({"catalogue_version": None}, "statement_market_based"),
+])
+def test_an_odd_clock_or_catalogue_version_signed_by_an_insider_is_invalid_never_a_crash(
+    cloud: Any, green_statement: dict[str, Any], edit: dict[str, Any], step: str
+) -> None:
+    client, _, _, _ = cloud
+    document = copy.deepcopy(green_statement)
+    if "issued_at" in edit:
+        document["statement"]["issued_at"] = edit["issued_at"]
+    else:
+        document["statement"]["market_based"]["catalogue_version"] = edit["catalogue_version"]
+    report = _verify(client, _resign(client, document))
+    assert (report.status, report.failed_step) == ("invalid", step), report.as_json()
+    assert len(report.detail) < 2000, "a megabyte value is not echoed back whole"
