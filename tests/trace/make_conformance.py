@@ -862,6 +862,17 @@ def market_cases(w: Writer, tmp: Path) -> None:
              "loosely)", lambda market: older_residual(market, "2025-01-01.1"))
 
 
+# cases in the same directory that another generator writes: a full run here must not delete them
+OTHER_GENERATORS = {"registry-*.json": "tests/trace/make_registry_cases.py"}
+
+
+def _own_cases(out: Path) -> list[Path]:
+    """Every case file of ``out`` this generator writes (a full run replaces them all, so a case it no longer
+    makes does not linger), none of another generator's."""
+    others = {p for pattern in OTHER_GENERATORS for p in out.glob(pattern)}
+    return [p for p in out.glob("*.json") if p not in others]
+
+
 def main(argv: list[str]) -> int:
     # rewrite one group of cases only (--summaries, --retime, --market), keeping every other file
     only = {"--summaries": "summary-*.json", "--retime": "*retime*.json", "--market": "market-*.json"}
@@ -869,7 +880,7 @@ def main(argv: list[str]) -> int:
     argv = [a for a in argv if a not in only]
     out = Path(argv[0]) if argv else DEFAULT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    for old in [p for a in chosen for p in out.glob(only[a])] if chosen else out.glob("*.json"):
+    for old in [p for a in chosen for p in out.glob(only[a])] if chosen else _own_cases(out):
         old.unlink()
     tmp = Path(tempfile.mkdtemp(prefix="ct-conformance-"))
     try:

@@ -82,3 +82,16 @@ def test_harmless_reencodings_are_valid() -> None:
     reencoded = [load(p) for p in CASES if p.stem.startswith("reencoded-")]
     assert len(reencoded) >= 3
     assert all(c["expected"]["status"] == "valid" and "document_text" in c for c in reencoded)
+
+
+def test_a_full_regeneration_leaves_another_generators_cases(tmp_path: Path) -> None:
+    """make_conformance replaces its own cases on a full run, never the registry-* cases make_registry_cases
+    writes into the same directory (a full run used to delete every *.json there)."""
+    from tests.trace.make_conformance import OTHER_GENERATORS, _own_cases
+
+    for name in ("registry-valid-across-migration.json", "valid-reading.json", "market-valid.json"):
+        (tmp_path / name).write_text("{}")
+    assert sorted(p.name for p in _own_cases(tmp_path)) == ["market-valid.json", "valid-reading.json"]
+    real = Path(REPO_ROOT) / "docs" / "conformance"
+    others = [p for pattern in OTHER_GENERATORS for p in real.glob(pattern)]
+    assert others and not set(others) & set(_own_cases(real))
