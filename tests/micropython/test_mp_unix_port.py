@@ -73,7 +73,8 @@ def test_one_reading_cycle_fits_the_heap_budget_on_the_unix_port(
     flash = tmp_path / "flash"
     program = cycle_program(recorded_cycle, str(flash), UNIX_CYCLE_HEAP_BUDGET)
     result = cycle_result(run_unix_ok(program, mpy_lib, UNIX_CYCLE_HEAPSIZE, tmp_path))
-    check_cycle(result, recorded_cycle, UNIX_CYCLE_HEAP_BUDGET)
+    # 64-bit links: the set-up's small holes (with the chamber modules loaded) sum to ~550 B the fill cannot take
+    check_cycle(result, recorded_cycle, UNIX_CYCLE_HEAP_BUDGET, hole_slack=1024)
 
 
 def test_a_quarter_of_the_heap_budget_is_not_enough(mpy_lib: Path, tmp_path: Path, recorded_cycle: RecordedCycle) -> None:
