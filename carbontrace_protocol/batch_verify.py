@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from carbontrace_protocol import cbor, cose, disclosure, merkle
 from carbontrace_protocol.batch import (
@@ -113,6 +113,7 @@ RotatedKeysLookup = Callable[[str], "Sequence[bytes]"]
 FactorLookup = Callable[[str], "EmissionFactor | None"]
 # (seq, Wh, measurement time or None) of a device's baseline, or None (batch.Baseline)
 BaselineLookup = Callable[[str], "Sequence[int | None] | None"]
+_Signed = TypeVar("_Signed", Reading, Flux)  # what a device-signed leaf verifies into
 
 
 def verify_batch(
@@ -174,23 +175,13 @@ def verify_batch(
             if not disclosure.is_committed(body):  # in clear, it would show CO2 to whoever sees the leaf
                 raise BatchRejected("aggregate_in_clear", "aggregate leaves must commit to each field", index)
             continue
-        try:
-            kid = cose.parse_sign1(body).kid
-            device_id = kid.decode()
-        except (ProtocolError, UnicodeError) as err:
-            raise BatchRejected(getattr(err, "reason", "malformed_cose"), str(err), index) from err
-        key, quarantine = device_key(device_id), None
-        if key is None and revoked_device_key is not None:
-            key = revoked_device_key(device_id)
-            quarantine = QUARANTINE_DEVICE_REVOKED if key is not None else None
-        if key is None:
-            raise BatchRejected("unknown_device", f"device {device_id!r} is not registered for this site", index)
+        device_id, key, quarantine = _leaf_key(index, body, device_key, revoked_device_key)
         try:
             reading = verify_reading(body, key)
         except ProtocolError as err:
             old = None
             if err.reason == "bad_signature" and quarantine is None and rotated_device_keys is not None:
-                old = _verified_under_any(body, rotated_device_keys(device_id))
+                old = _verified_under_any(body, rotated_device_keys(device_id), verify_reading)
             if old is None:
                 raise BatchRejected(err.reason, str(err), index) from err
             (reading, key), quarantine = old, QUARANTINE_ROTATED_KEY
@@ -218,29 +209,16 @@ def _verified_flux(
 ) -> VerifiedFlux:
     """A flux leaf verified under its device's key (quarantined under a revoked or rotated-out one, as a
     reading is), its record consistent (flux.check_consistent), no two for the same samples."""
-    try:
-        device_id = cose.parse_sign1(body).kid.decode()
-    except (ProtocolError, UnicodeError) as err:
-        raise BatchRejected(getattr(err, "reason", "malformed_cose"), str(err), index) from err
-    key, quarantine = device_key(device_id), None
-    if key is None and revoked_device_key is not None:
-        key = revoked_device_key(device_id)
-        quarantine = QUARANTINE_DEVICE_REVOKED if key is not None else None
-    if key is None:
-        raise BatchRejected("unknown_device", f"device {device_id!r} is not registered for this site", index)
-    record: Flux | None = None
+    device_id, key, quarantine = _leaf_key(index, body, device_key, revoked_device_key)
     try:
         record = verify_flux(body, key)
     except ProtocolError as err:
+        old = None
         if err.reason == "bad_signature" and quarantine is None and rotated_device_keys is not None:
-            for old in rotated_device_keys(device_id):
-                try:
-                    record, quarantine = verify_flux(body, old), QUARANTINE_ROTATED_KEY
-                    break
-                except ProtocolError:
-                    continue
-        if record is None:
+            old = _verified_under_any(body, rotated_device_keys(device_id), verify_flux)
+        if old is None:
             raise BatchRejected(err.reason, str(err), index) from err
+        (record, _), quarantine = old, QUARANTINE_ROTATED_KEY
     if any(f.flux.device_id == record.device_id and f.flux.seq[0] == record.seq[0] for f in earlier):
         raise BatchRejected("duplicate_flux", f"{record.device_id} flux from seq {record.seq[0]} twice", index)
     return VerifiedFlux(index, body, record, quarantine)
@@ -262,7 +240,7 @@ def _retimed_time(batch: Batch, index: int, reading: Reading, key: bytes) -> int
     claimed, reference_bytes = evidence if evidence is not None else (None, b"")
     reference = None
     if evidence is not None:
-        found = _verified_under_any(reference_bytes, [key])
+        found = _verified_under_any(reference_bytes, [key], verify_reading)
         reference = found[0] if found is not None else None
         if reference is None:
             raise BatchRejected("retime_bad_reference", "the re-timing reference does not verify under the "
@@ -276,11 +254,31 @@ def _retimed_time(batch: Batch, index: int, reading: Reading, key: bytes) -> int
     return derived
 
 
-def _verified_under_any(body: bytes, keys: Sequence[bytes]) -> tuple[Reading, bytes] | None:
-    """The reading and the first of ``keys`` it verifies under, or None."""
+def _leaf_key(
+    index: int, body: bytes, device_key: DeviceKeyLookup, revoked_device_key: DeviceKeyLookup | None
+) -> tuple[str, bytes, str | None]:
+    """(device id, key, quarantine) of a device-signed leaf (a reading or a flux): its COSE key id looked up
+    among the site's devices, then among its revoked ones (quarantined); neither is unknown_device."""
+    try:
+        device_id = cose.parse_sign1(body).kid.decode()
+    except (ProtocolError, UnicodeError) as err:
+        raise BatchRejected(getattr(err, "reason", "malformed_cose"), str(err), index) from err
+    key, quarantine = device_key(device_id), None
+    if key is None and revoked_device_key is not None:
+        key = revoked_device_key(device_id)
+        quarantine = QUARANTINE_DEVICE_REVOKED if key is not None else None
+    if key is None:
+        raise BatchRejected("unknown_device", f"device {device_id!r} is not registered for this site", index)
+    return device_id, key, quarantine
+
+
+def _verified_under_any(
+    body: bytes, keys: Sequence[bytes], verify: Callable[[bytes, bytes], _Signed]
+) -> tuple[_Signed, bytes] | None:
+    """What ``verify`` makes of the leaf under the first of ``keys`` it verifies under, and that key; or None."""
     for key in keys:
         try:
-            return verify_reading(body, key), key
+            return verify(body, key), key
         except ProtocolError:
             continue
     return None
