@@ -21,12 +21,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from carbontrace_protocol import checkpoint as signed_checkpoint
 from carbontrace_protocol import disclosure, merkle, views
 from carbontrace_protocol.batch import LEAF_FLUX, LEAF_READING, batch_id, leaf_count, parse_header, parse_leaf
 from carbontrace_protocol.errors import ProtocolError
+from carbontrace_protocol.flux import Flux
 from carbontrace_protocol.ids import (
     CLOUD_SIGNER,
     KEY_NONE,
@@ -287,6 +288,31 @@ def invalid_report(failure: CheckFailed, steps: list[Step], started: float) -> R
 
 
 # ---- pure checks -----------------------------------------------------------------------------------------
+
+
+_Signed = TypeVar("_Signed", Reading, Flux)
+
+
+def _device_signed(
+    leaf: bytes,
+    device_id: str,
+    public_key: bytes,
+    kind: tuple[int, str, str],
+    verify: Callable[[bytes, bytes], _Signed],
+) -> _Signed:
+    """A device-signed leaf of ``kind`` (its leaf type, and the names of the leaf and of what it signs) verified
+    under the device's key and naming that device; CheckFailed at device_signature otherwise."""
+    leaf_type, leaf_name, what = kind
+    try:
+        leaf_kind, body = parse_leaf(leaf)
+        if leaf_kind != leaf_type:
+            raise CheckFailed("device_signature", f"leaf is not a {leaf_name} leaf")
+        signed = verify(body, public_key)
+    except ProtocolError as err:
+        raise _proof_error("device_signature", err) from err
+    if signed.device_id != device_id:
+        raise CheckFailed("device_signature", f"the {what} names another device")
+    return signed
 
 
 def _proof_error(step: str, err: Exception) -> CheckFailed:
@@ -578,28 +604,11 @@ class _Verifier:
 
     @staticmethod
     def _reading(leaf: bytes, device_id: str, public_key: bytes) -> Reading:
-        try:
-            kind, body = parse_leaf(leaf)
-            if kind != LEAF_READING:
-                raise CheckFailed("device_signature", "leaf is not a reading leaf")
-            reading = verify_reading(body, public_key)
-        except ProtocolError as err:
-            raise _proof_error("device_signature", err) from err
-        if reading.device_id != device_id:
-            raise CheckFailed("device_signature", "the reading names another device")
-        return reading
+        return _device_signed(leaf, device_id, public_key, (LEAF_READING, "reading", "reading"), verify_reading)
 
     @staticmethod
     def _flux(leaf: bytes, device_id: str, public_key: bytes) -> None:
-        try:
-            kind, body = parse_leaf(leaf)
-            if kind != LEAF_FLUX:
-                raise CheckFailed("device_signature", "leaf is not a flux leaf")
-            record = verify_flux(body, public_key)
-        except ProtocolError as err:
-            raise _proof_error("device_signature", err) from err
-        if record.device_id != device_id:
-            raise CheckFailed("device_signature", "the flux record names another device")
+        _device_signed(leaf, device_id, public_key, (LEAF_FLUX, "flux", "flux record"), verify_flux)
 
     def _openings(self, item: ItemEntry) -> tuple[str, tuple[str, dict[str, Any]] | None]:
         """The item opens exactly the committed fields its query's types disclose, each matching: (detail,
