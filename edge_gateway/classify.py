@@ -89,6 +89,22 @@ def message_digest(payload: bytes) -> bytes:
     return hashlib.sha256(payload).digest()
 
 
+def _topic_sender(
+    parsed: tuple[str, str] | None, kind: str, topic: str, site_id: str, lookup: DeviceLookup
+) -> tuple[str, DeviceEntry | None, str] | Rejected:
+    """(the topic's device, its registry entry or None, the label its rejections count under) of a message on
+    a device topic of ``kind`` (``parsed`` by the core's topic parser), or why it is refused: no such topic,
+    or another site's."""
+    if parsed is None:
+        return Rejected("bad_topic", UNREGISTERED, f"not a {kind} topic: {topic[:120]!r}")
+    topic_site, topic_device = parsed
+    known = lookup(topic_device)
+    label = topic_device if known is not None else UNREGISTERED
+    if topic_site != site_id:
+        return Rejected("wrong_site", label, f"topic site {topic_site!r} is not this gateway's site {site_id!r}")
+    return topic_device, known, label
+
+
 def classify_message(
     topic: str,
     payload: bytes,
@@ -98,14 +114,10 @@ def classify_message(
     max_clock_skew_s: int,
 ) -> Classification:
     """Verify one reading message. Never raises: every defect becomes a ``Rejected`` with a reason."""
-    parsed = topics.parse_reading_topic(topic)
-    if parsed is None:
-        return Rejected("bad_topic", UNREGISTERED, f"not a reading topic: {topic[:120]!r}")
-    topic_site, topic_device = parsed
-    known = lookup(topic_device)
-    label = topic_device if known is not None else UNREGISTERED
-    if topic_site != site_id:
-        return Rejected("wrong_site", label, f"topic site {topic_site!r} is not this gateway's site {site_id!r}")
+    sender = _topic_sender(topics.parse_reading_topic(topic), "reading", topic, site_id, lookup)
+    if isinstance(sender, Rejected):
+        return sender
+    topic_device, known, label = sender
     try:
         message = parse_sign1(payload)
     except ProtocolError as err:
@@ -155,14 +167,10 @@ def classify_flux(
     The gateway recomputes what the record lets it (carbontrace_protocol/flux.py ``check_consistent``: the flux
     and its standard error from the slope and the chamber, the QA flag from n and R², every range), not the fit,
     whose samples it holds only as readings; a reading on the flux topic is ``not_a_flux``."""
-    parsed = topics.parse_flux_topic(topic)
-    if parsed is None:
-        return Rejected("bad_topic", UNREGISTERED, f"not a flux topic: {topic[:120]!r}")
-    topic_site, topic_device = parsed
-    known = lookup(topic_device)
-    label = topic_device if known is not None else UNREGISTERED
-    if topic_site != site_id:
-        return Rejected("wrong_site", label, f"topic site {topic_site!r} is not this gateway's site {site_id!r}")
+    sender = _topic_sender(topics.parse_flux_topic(topic), "flux", topic, site_id, lookup)
+    if isinstance(sender, Rejected):
+        return sender
+    topic_device, known, label = sender
     try:
         _message, record = parse_signed_flux(payload)
     except ProtocolError as err:
