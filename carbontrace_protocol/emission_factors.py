@@ -132,12 +132,7 @@ class Catalogue:
 
 
 def _fields(value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise CatalogueError(f"{what} must be an object")
-    missing, unknown = set(names) - set(value), set(value) - set(names)
-    if missing or unknown:
-        raise CatalogueError(f"{what}: missing fields {sorted(missing)}, unknown fields {sorted(unknown)}")
-    return value
+    return strict_json.exact_object(value, what, names, CatalogueError)
 
 
 def _text(value: Any, what: str, nullable: bool = False) -> str | None:

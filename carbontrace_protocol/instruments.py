@@ -97,12 +97,7 @@ class Instrument:
 
 
 def _exact(value: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise InstrumentError(f"{what} must be an object")
-    missing, unknown = set(names) - set(value), set(value) - set(names)
-    if missing or unknown:
-        raise InstrumentError(f"{what}: missing fields {sorted(missing)}, unknown fields {sorted(unknown)}")
-    return value
+    return strict_json.exact_object(value, what, names, InstrumentError)
 
 
 def _int(value: Any, what: str, low: int, high: int) -> int:

@@ -128,3 +128,14 @@ def loads(data: bytes | str, max_depth: int = DEFAULT_MAX_DEPTH, max_bytes: int 
 def canonical(value: Any) -> bytes:
     """Canonical JSON: sorted keys, separators ``,`` and ``:``, ASCII; what detached signatures cover."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def exact_object(value: Any, what: str, names: tuple[str, ...], error: type[Exception]) -> dict[str, Any]:
+    """``value`` if it is an object with exactly the fields ``names``; else ``error`` naming what is missing and
+    what is unknown (the typed parsers' "every field is checked or it is not carried")."""
+    if not isinstance(value, dict):
+        raise error(f"{what} must be an object")
+    missing, unknown = set(names) - set(value), set(value) - set(names)
+    if missing or unknown:
+        raise error(f"{what}: missing fields {sorted(missing)}, unknown fields {sorted(unknown)}")
+    return value
