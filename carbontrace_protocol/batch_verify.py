@@ -32,7 +32,7 @@ from carbontrace_protocol.errors import ProtocolError
 from carbontrace_protocol.flux import Flux
 from carbontrace_protocol.reading import FLAG_TIME_NOT_SYNCED, Reading
 from carbontrace_protocol.retime import MISMATCH, UNSYNCED_WITHOUT_BOOT, RetimeRejected, required_timestamp
-from carbontrace_protocol.verify import verify_es256, verify_flux, verify_reading
+from carbontrace_protocol.verify import parse_sign1, verify_es256, verify_flux, verify_reading, verify_sign1
 
 
 class BatchRejected(ProtocolError):
@@ -175,9 +175,10 @@ def verify_batch(
             if not disclosure.is_committed(body):  # in clear, it would show CO2 to whoever sees the leaf
                 raise BatchRejected("aggregate_in_clear", "aggregate leaves must commit to each field", index)
             continue
-        device_id, key, quarantine = _leaf_key(index, body, device_key, revoked_device_key)
+        message, key, quarantine = _leaf_key(index, body, device_key, revoked_device_key)
+        device_id = message.kid.decode()
         try:
-            reading = verify_reading(body, key)
+            reading = verify_sign1(message, key)  # parsed once, by _leaf_key
         except ProtocolError as err:
             old = None
             if err.reason == "bad_signature" and quarantine is None and rotated_device_keys is not None:
@@ -209,7 +210,8 @@ def _verified_flux(
 ) -> VerifiedFlux:
     """A flux leaf verified under its device's key (quarantined under a revoked or rotated-out one, as a
     reading is), its record consistent (flux.check_consistent), no two for the same samples."""
-    device_id, key, quarantine = _leaf_key(index, body, device_key, revoked_device_key)
+    message, key, quarantine = _leaf_key(index, body, device_key, revoked_device_key)
+    device_id = message.kid.decode()
     try:
         record = verify_flux(body, key)
     except ProtocolError as err:
@@ -256,11 +258,13 @@ def _retimed_time(batch: Batch, index: int, reading: Reading, key: bytes) -> int
 
 def _leaf_key(
     index: int, body: bytes, device_key: DeviceKeyLookup, revoked_device_key: DeviceKeyLookup | None
-) -> tuple[str, bytes, str | None]:
-    """(device id, key, quarantine) of a device-signed leaf (a reading or a flux): its COSE key id looked up
-    among the site's devices, then among its revoked ones (quarantined); neither is unknown_device."""
+) -> tuple[cose.Sign1, bytes, str | None]:
+    """(parsed COSE_Sign1, key, quarantine) of a device-signed leaf (a reading or a flux): its COSE key id looked
+    up among the site's devices, then among its revoked ones (quarantined); neither is unknown_device. Parsed on
+    the fast path (verify.parse_sign1), once: a reading leaf is verified from this parse."""
     try:
-        device_id = cose.parse_sign1(body).kid.decode()
+        message = parse_sign1(body)
+        device_id = message.kid.decode()
     except (ProtocolError, UnicodeError) as err:
         raise BatchRejected(getattr(err, "reason", "malformed_cose"), str(err), index) from err
     key, quarantine = device_key(device_id), None
@@ -269,7 +273,7 @@ def _leaf_key(
         quarantine = QUARANTINE_DEVICE_REVOKED if key is not None else None
     if key is None:
         raise BatchRejected("unknown_device", f"device {device_id!r} is not registered for this site", index)
-    return device_id, key, quarantine
+    return message, key, quarantine
 
 
 def _verified_under_any(

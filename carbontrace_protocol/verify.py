@@ -114,13 +114,22 @@ def parse_sign1(cose_bytes: bytes) -> cose.Sign1:
     return message if message is not None else cose.parse_sign1(cose_bytes)
 
 
-def _decode_payload(payload: bytes) -> Reading:
+def decode_reading_payload(payload: bytes) -> Reading:
+    """``reading.decode_payload`` with the fast path for the canonical form every device writes (same result,
+    same reasons: tests/protocol/test_fast_decode_differential.py)."""
     reading = fast_decode.decode_canonical_payload(payload)
     return reading if reading is not None else decode_payload(payload)
 
 
+def unverified_reading(signed: bytes) -> Reading:
+    """The ``Reading`` inside signed-reading bytes whose signature was checked before (a spool's or a stored
+    batch's leaves) or is not the question (a view of a leaf): parse and decode only, on the fast path. Raises
+    the ``ProtocolError`` the pure path names."""
+    return decode_reading_payload(parse_sign1(signed).payload)
+
+
 def verify_sign1(
-    message: cose.Sign1, public_key_sec1: bytes, decode: Callable[[bytes], Reading] = _decode_payload
+    message: cose.Sign1, public_key_sec1: bytes, decode: Callable[[bytes], Reading] = decode_reading_payload
 ) -> Reading:
     """The ``Reading`` of an already parsed COSE_Sign1 (a caller that parsed it to route it parses once).
 

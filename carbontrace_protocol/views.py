@@ -19,10 +19,11 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from carbontrace_protocol import attribution, cbor, cose, disclosure
+from carbontrace_protocol import attribution, cbor, disclosure
 from carbontrace_protocol.batch import LEAF_FLUX, LEAF_READING, parse_leaf
 from carbontrace_protocol.flux import parse_signed_flux
-from carbontrace_protocol.reading import Reading, decode_payload
+from carbontrace_protocol.reading import Reading
+from carbontrace_protocol.verify import unverified_reading
 
 
 class DataType(StrEnum):
@@ -115,7 +116,7 @@ def leaf_content(leaf: bytes, openings: Mapping[str, bytes] | None = None) -> tu
         if openings:
             raise disclosure.BadOpening("only a committed aggregate leaf has fields to open")
         if kind == LEAF_READING:
-            return KIND_READING, reading_content(decode_payload(cose.parse_sign1(body).payload))
+            return KIND_READING, reading_content(unverified_reading(body))
         return KIND_AGGREGATE, aggregate_json(body)
     opened = disclosure.open_fields(body, openings or {})
     return KIND_AGGREGATE, aggregate_json({"v": body["v"], **opened})
@@ -137,7 +138,7 @@ def fields_in_clear(leaf: bytes) -> frozenset[str]:
     if kind == LEAF_FLUX:  # signed in clear, like a reading
         return frozenset(flux_content(body)) - {"type", "v", "device"}
     if kind == LEAF_READING:
-        content = reading_content(decode_payload(cose.parse_sign1(body).payload))
+        content = reading_content(unverified_reading(body))
         return frozenset(name for name in READING_FIELDS if content.get(name) is not None)
     if disclosure.is_committed(body):
         return frozenset()

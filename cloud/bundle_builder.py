@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from carbontrace_protocol import checkpoint as signed_checkpoint
-from carbontrace_protocol import cose
 from carbontrace_protocol.batch import parse_header, parse_leaf
 from carbontrace_protocol.errors import ProofError, ProtocolError
 from carbontrace_protocol.ids import CLOUD_SIGNER, key_fingerprint
@@ -32,6 +31,7 @@ from carbontrace_protocol.proof_bundle import (
     RetrievalFailure,
 )
 from carbontrace_protocol.proof_verify import ChainReader
+from carbontrace_protocol.verify import parse_sign1
 from carbontrace_protocol.views import DataType, fields_to_open, view
 from cloud import models
 from cloud.ledger_log import SqlLog
@@ -157,7 +157,7 @@ class BundleBuilder:
     def _device_key(self, device_id: str, leaf: bytes) -> bytes:
         try:
             _, body = parse_leaf(leaf)
-            message = cose.parse_sign1(body)
+            message = parse_sign1(body)  # the fast path: a leaf is a device's canonical signed reading
         except ProtocolError as err:
             raise _Unprovable("device_signature") from err
         row = key_that_signed(self.session, DEVICE, device_id, message.signed_bytes(), message.signature)
