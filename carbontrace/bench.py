@@ -36,8 +36,8 @@ class Sizes:
         self.e2e_seconds = 8.0 if quick else 30.0
         self.e2e_rate = 50.0 if quick else 100.0
         # quick: only proves the search runs (two short steps per configuration), not a capacity figure
-        self.capacity = (CapacitySizes(start_rate=50.0, step_s=3.0, max_steps=2, verify_count=500) if quick
-                         else CapacitySizes())
+        self.capacity = (CapacitySizes(start_rate=50.0, step_s=3.0, max_steps=2, confirm_s=0.0, verify_count=500)
+                         if quick else CapacitySizes())
         self.gas_points = [1_000, 10_000, 100_000]
         self.gas_naive_samples = 5 if quick else 20
         self.proof_sizes = [10**3, 10**4, 10**5, 10**6]

@@ -12,6 +12,7 @@ class CapacitySizes:
     devices: int = 5  # per site
     start_rate: float = 100.0  # readings/s offered at the first step (then doubled until a step fails)
     step_s: float = 6.0  # seconds each offered rate is held
-    max_steps: int = 8  # per search: ~8 x (6 s + drain) keeps both searches within a few minutes
+    max_steps: int = 10  # per search: doubling from 100/s takes 6-7 steps, bisection the rest (~10 x (6 s + drain))
     resolution: float = 0.15  # stop bisecting when the bracket is narrower than this fraction of the rate
+    confirm_s: float = 30.0  # the search's rate is then held this long (0: not held; capacity_bench docstring)
     verify_count: int = 5000  # signatures for the verify_es256 reference

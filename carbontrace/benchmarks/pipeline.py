@@ -66,6 +66,7 @@ class LoadResult:
     anchored: int
     lags: list[float]
     throughput: float  # anchored readings / (last anchored moment - first publish)
+    published_rate: float = math.nan  # readings the publishers really sent per second (first to last publish)
 
     @property
     def lost(self) -> int:
@@ -78,6 +79,7 @@ class LoadResult:
         p95 = self.lag(0.95)
         return {"offered_rate": round(self.offered_rate, 1), "seconds": self.seconds, "sent": self.sent,
                 "anchored": self.anchored, "lost": self.lost, "throughput": round(self.throughput, 1),
+                "published_rate": _finite(self.published_rate),
                 "lag_p50_s": _finite(self.lag(0.5)), "lag_p95_s": _finite(p95),
                 "lag_max_s": max(self.lags) if self.lags else None}
 
@@ -206,7 +208,12 @@ class Pipeline:
         anchored = {k: self.watcher.anchored_at[k] for k in keys if k in self.watcher.anchored_at and k in sent_at}
         lags = [anchored[k] - sent_at[k] for k in anchored]
         span = max(anchored.values()) - min(sent_at[k] for k in keys if k in sent_at) if anchored else 0.0
-        return LoadResult(rate, seconds, len(keys), len(anchored), lags, len(anchored) / span if span > 0 else 0.0)
+        published = [sent_at[k] for k in keys if k in sent_at]
+        publish_span = max(published) - min(published) if len(published) > 1 else 0.0
+        # n publishes are n - 1 intervals apart: the rate they were really offered at
+        published_rate = (len(published) - 1) / publish_span if publish_span > 0 else math.nan
+        return LoadResult(rate, seconds, len(keys), len(anchored), lags, len(anchored) / span if span > 0 else 0.0,
+                          published_rate)
 
     def settle(self, timeout_s: float) -> int:
         """Wait (up to ``timeout_s``) until everything published so far is anchored, so an overload's backlog

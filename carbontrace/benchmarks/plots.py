@@ -66,8 +66,13 @@ def write_all(results: dict[str, SectionResult], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 4))
         for found in capacity.details["searches"]:
             steps = sorted((s for s in found["steps"] if s["lag_p95_s"] is not None), key=lambda s: s["offered_rate"])
-            ax.plot([s["offered_rate"] for s in steps], [s["lag_p95_s"] for s in steps], marker="o",
-                    label=f"{found['processes']} cloud process(es): capacity {found['capacity']:,.0f}/s")
+            line = ax.plot([s["offered_rate"] for s in steps], [s["lag_p95_s"] for s in steps], marker="o",
+                           label=f"{found['processes']} cloud process(es): capacity {found['capacity']:,.0f}/s")
+            holds = [s for s in found.get("holds", []) if s["lag_p95_s"] is not None]
+            if holds:  # the long holds that decide the capacity (capacity_bench docstring), same colour
+                ax.scatter([s["offered_rate"] for s in holds], [s["lag_p95_s"] for s in holds], marker="s", s=60,
+                           facecolors="none", edgecolors=line[0].get_color(),
+                           label=f"{found['processes']} cloud process(es): {capacity.details['confirm_s']:g} s holds")
         ax.axhline(capacity.details["lag_limit_s"], color="grey", linestyle="--", label="p95 lag limit")
         ax.set_xlabel("offered readings/s")
         ax.set_ylabel("p95 lag, publish -> anchored (s)")

@@ -147,3 +147,25 @@ def test_quick_capacity_search_runs_both_configurations(tmp_path: Path) -> None:
         assert len(found["steps"]) == 2 and found["never_anchored"] == 0, found
     assert [p.name for p in plots.iterdir()] == ["capacity_lag.png"]
     assert "e2e capacity" in done.stdout
+
+
+@pytest.mark.slow
+def test_quick_ingest_measures_one_and_two_ingest_processes_beside_a_bare_broker(tmp_path: Path) -> None:
+    """Both gateway rows (one ingest process; two sharing the subscription and the spool) beside the bare
+    pub->sub reference, whose subscriber runs in a process of its own as the gateway does."""
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "carbontrace.bench", "--quick", "--only", "ingest", "--json-out", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=170, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    section = json.loads(out.read_text())["sections"]["ingest"]
+    rows = {r["figure"]: r for r in section["rows"]}
+    assert set(rows) == {"verified ingest into the spool (QoS 1)",
+                         "verified ingest into the spool (QoS 1), 2 ingest workers"}, rows
+    for row in rows.values():
+        assert _positive(row["value"]) and _positive(row["reference"]), row
+        assert row["ratio"] == pytest.approx(row["value"] / row["reference"])
+    details = section["details"]
+    assert details["messages"] == 1000 and details["workers"] == 2
+    assert isinstance(details["series"], list) and isinstance(details["series_workers"], list)  # short: may be empty
