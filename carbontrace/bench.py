@@ -149,6 +149,8 @@ def bench_command(
     json_out: Annotated[Path, typer.Option("--json-out", help="where to write the JSON results")] = Path(
         "bench-results.json"),
     plot: Annotated[Path | None, typer.Option("--plot", help="write PNG charts into this directory")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="write the README's figures table of this run "
+                                                  "(carbontrace/benchmarks/readme_table.py) here")] = None,
     postgres: Annotated[bool, typer.Option("--postgres", help="end to end on PostgreSQL (started here)")] = False,
     verify_count: Annotated[int | None, typer.Option(help="signatures per verify run")] = None,
     ingest_per_device: Annotated[int | None, typer.Option(help="readings per device (10 devices) for ingest")] = None,
@@ -192,6 +194,11 @@ def bench_command(
     }
     json_out.write_text(json.dumps(report, indent=2, default=str))
     typer.echo(f"results written to {json_out}")
+    if markdown is not None:
+        from carbontrace.benchmarks.readme_table import markdown_table
+
+        markdown.write_text(markdown_table(json.loads(json.dumps(report, default=str))))
+        typer.echo(f"figures table written to {markdown}")
     if plot is not None:
         from carbontrace.benchmarks import plots
 

@@ -8,9 +8,9 @@ backlog is drained before the next, so each step starts from an idle pipeline.
 
 A short step is a burst: the pipeline may fall behind for its ``step_s`` seconds and still anchor everything
 within the lag limit (at ``step_s`` = 6 s and ~2 s of fixed latency, up to ~1.5x what it keeps up with). So the
-rate the search found is then held for ``confirm_s`` seconds; a rate that fails the hold is lowered by
-``CONFIRM_BACKOFF`` and held again. The capacity is the highest rate that passed a hold (at 30 s a backlog can
-hide at most ~10 % of the rate). A step or a hold also fails when the publishers did not really offer its rate.
+rate the search found only bounds a second search by holds of ``confirm_s`` seconds (``hold_search``). The
+capacity is the highest rate that passed a hold (at 20 s a backlog can hide at most ~15 % of the rate). A step or
+a hold also fails when the publishers did not really offer its rate.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ LAG_LIMIT_S = 5.0
 # the lag limit anyway); the run's truly lost ones (never anchored) are counted after the last drain.
 GRACE_S = 10.0
 DRAIN_S = 60.0
-CONFIRM_BACKOFF = 0.9  # a rate that fails its hold is held again this much lower
-CONFIRM_TRIES = 4
+HOLD_START = 0.7  # the first hold is at this share of the burst rate, and each failed one before a pass lower
+MAX_HOLDS = 6
 PUBLISHED_SHARE = 0.95  # the publishers must really have sent this share of the offered rate
 
 
@@ -39,7 +39,7 @@ PUBLISHED_SHARE = 0.95  # the publishers must really have sent this share of the
 class Search:
     processes: int
     capacity: float = 0.0  # highest offered rate sustained through a hold (0: not even the first step)
-    burst: float = 0.0  # highest rate a short search step sustained (the hold starts there)
+    burst: float = 0.0  # highest rate a short search step sustained (it bounds the holds from above)
     steps: list[LoadResult] = field(default_factory=list)
     holds: list[LoadResult] = field(default_factory=list)
     never_anchored: int = 0
@@ -72,18 +72,33 @@ def search(pipeline: Pipeline, start_rate: float, step_s: float, max_steps: int,
         else:
             rate = (good + bad) / 2
     found.burst = good
-    found.capacity = good if confirm_s <= 0 else 0.0
-    rate = good
-    for _ in range(CONFIRM_TRIES if confirm_s > 0 and good > 0 else 0):
+    found.capacity = good if confirm_s <= 0 else hold_search(pipeline, found, confirm_s, resolution)
+    found.never_anchored = pipeline.settle(DRAIN_S)
+    return found
+
+
+def hold_search(pipeline: Pipeline, found: Search, confirm_s: float, resolution: float) -> float:
+    """The highest rate that passes a hold of ``confirm_s`` seconds, by bisection below the burst rate: first
+    ``HOLD_START`` of it, stepping down by that factor until a hold passes, then halving the bracket until it
+    is narrower than ``resolution`` or ``MAX_HOLDS`` holds were run (0: nothing held)."""
+    good, bad = 0.0, None
+    rate = round(found.burst * HOLD_START, 1)
+    while rate > 0 and len(found.holds) < MAX_HOLDS:
         pipeline.settle(DRAIN_S)
         hold = pipeline.offer(rate, confirm_s, GRACE_S)
         found.holds.append(hold)
         if sustained(hold):
-            found.capacity = rate
+            good = rate
+            if bad is None:
+                # held below the burst rate: the next try is between it and the burst rate (which a short
+                # step sustained but a hold may not)
+                bad = found.burst
+        else:
+            bad = rate if bad is None else min(bad, rate)
+        if good > 0 and bad is not None and bad - good <= resolution * bad:
             break
-        rate = round(rate * CONFIRM_BACKOFF, 1)
-    found.never_anchored = pipeline.settle(DRAIN_S)
-    return found
+        rate = round((good + bad) / 2, 1) if good > 0 and bad is not None else round(rate * HOLD_START, 1)
+    return good
 
 
 def run(sizes: CapacitySizes) -> SectionResult:

@@ -14,5 +14,5 @@ class CapacitySizes:
     step_s: float = 6.0  # seconds each offered rate is held
     max_steps: int = 10  # per search: doubling from 100/s takes 6-7 steps, bisection the rest (~10 x (6 s + drain))
     resolution: float = 0.15  # stop bisecting when the bracket is narrower than this fraction of the rate
-    confirm_s: float = 30.0  # the search's rate is then held this long (0: not held; capacity_bench docstring)
+    confirm_s: float = 20.0  # the search's rate is then held this long (0: not held; capacity_bench docstring)
     verify_count: int = 5000  # signatures for the verify_es256 reference

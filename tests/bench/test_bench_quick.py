@@ -28,13 +28,23 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
     plots = tmp_path / "plots"
     done = subprocess.run(
         [sys.executable, "-m", "carbontrace.bench", "--quick", "--only", "verify,seal,gas,proofs,firmware",
-         "--json-out", str(out), "--plot", str(plots)],
+         "--json-out", str(out), "--plot", str(plots), "--markdown", str(tmp_path / "figures.md")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=170, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     sections = report["sections"]
     assert set(sections) == {"verify", "seal", "gas", "proofs", "firmware"}
+    # the README's figures table of this run: one line per row, each with its ratio where it has a reference
+    table = (tmp_path / "figures.md").read_text().splitlines()
+    assert table[0].startswith("One `carbontrace bench` run (verify, seal, gas, proofs, firmware)")
+    lines = [line for line in table if line.startswith("| ") and not line.startswith("| section")]
+    all_rows = [row for name in sections for row in sections[name]["rows"]]
+    assert len(lines) == len(all_rows)
+    for line, row in zip(lines, all_rows, strict=True):
+        assert line.startswith(f"| {row['section']} | {row['figure'].replace('|', chr(92) + '|')}"), line
+        if row["ratio"] is not None:
+            assert line.endswith(f" | {row['ratio']:.3g}x |"), line
     for name in ("verify", "seal", "gas", "proofs", "firmware"):
         rows = sections[name]["rows"]
         assert rows, name
