@@ -184,9 +184,20 @@ class Pipeline:
         trust: dict[str, Any] = answer.json()
         return trust
 
-    def bundle(self) -> dict[str, Any]:
-        """A proof bundle of the tenant's CO2 readings (the first 1,000), as its enterprise asks for it."""
-        answer = httpx.get(f"{self.cloud.url}/api/v1/trace/bundle", params={"types": "co2", "limit": 1000},
+    def anchoring_checkpoints(self) -> list[int]:
+        """For each stored batch, the seq of the first anchored checkpoint whose tree holds its log leaf (batches
+        not yet anchored left out)."""
+        with self.engine.connect() as db:
+            checkpoints = list(db.execute(text("SELECT seq, tree_size FROM checkpoints WHERE anchored ORDER BY seq")))
+            leaves = [int(r[0]) for r in db.execute(text("SELECT log_index FROM batches"))]
+        return [next(int(seq) for seq, size in checkpoints if leaf < size) for leaf in leaves
+                if any(leaf < size for _, size in checkpoints)]
+
+    def bundle(self, start: int | None = None) -> dict[str, Any]:
+        """A proof bundle of the tenant's CO2 readings (the first 1,000, measured from ``start`` when given), as
+        its enterprise asks for it."""
+        params: dict[str, Any] = {"types": "co2", "limit": 1000, **({"start": start} if start is not None else {})}
+        answer = httpx.get(f"{self.cloud.url}/api/v1/trace/bundle", params=params,
                            headers={"Authorization": f"Bearer {self.tenant.enterprise_key}"}, timeout=120)
         answer.raise_for_status()
         bundle: dict[str, Any] = answer.json()
