@@ -7,7 +7,6 @@ table, writes JSON (``--json-out``) and, with ``--plot DIR``, PNG charts. What e
 from __future__ import annotations
 
 import json
-import math
 import platform
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from carbontrace.benchmarks.capacity_sizes import CapacitySizes
-from carbontrace.benchmarks.common import Row, SectionResult
+from carbontrace.benchmarks.common import Row, SectionResult, format_value
 from carbontrace.servers import stop_children_on_sigterm
 
 SECTIONS = ("verify", "seal", "ingest", "e2e", "capacity", "gas", "proofs", "trace", "firmware", "statement")
@@ -52,24 +51,12 @@ class Sizes:
         self.statement_days = 1 if quick else 30
 
 
-def _fmt(value: float | None, unit: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if abs(value) >= 100:
-        text = f"{value:,.0f}"
-    elif abs(value) >= 1:
-        text = f"{value:,.2f}"
-    else:
-        text = f"{value:.4f}"
-    return f"{text} {unit}".strip()
-
-
 def render_table(rows: list[Row]) -> str:
     header = ("section", "figure", "ours", "reference", "ratio", "reference is / note")
     lines = [header]
     for row in rows:
         ratio = row.ratio
-        lines.append((row.section, row.figure, _fmt(row.value, row.unit), _fmt(row.reference, row.unit)
+        lines.append((row.section, row.figure, format_value(row.value, row.unit), format_value(row.reference, row.unit)
                       if row.reference is not None else "", f"{ratio:.3g}x" if ratio is not None else "",
                       "; ".join(x for x in (row.reference_name, row.note) if x)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]

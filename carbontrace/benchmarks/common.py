@@ -113,3 +113,16 @@ class DeviceKey:
 
 def reading_topic(site_id: str, device_id: str) -> str:
     return topics.reading_topic(site_id, device_id)
+
+
+def format_value(value: float | None, unit: str = "") -> str:
+    """A figure as the bench prints it: thousands separated, fewer decimals the larger it is, n/a if missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 1:
+        text = f"{value:,.2f}"
+    else:
+        text = f"{value:.4f}"
+    return f"{text} {unit}".strip()

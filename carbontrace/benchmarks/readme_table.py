@@ -10,24 +10,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from carbontrace.benchmarks.common import format_value
+
 HEADER = "| section | figure | ours | reference (same run) | ratio |\n|---|---|---|---|---|"
-
-
-def _number(value: Any, unit: str) -> str:
-    if not isinstance(value, int | float) or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if abs(value) >= 100:
-        text = f"{value:,.0f}"
-    elif abs(value) >= 1:
-        text = f"{value:,.2f}"
-    else:
-        text = f"{value:.4g}"
-    return f"{text} {unit}".strip()
 
 
 def _cell(text: str) -> str:
@@ -48,12 +37,12 @@ def markdown_table(report: dict[str, Any]) -> str:
         for row in result["rows"]:
             reference = ""
             if row.get("reference") is not None:
-                reference = _number(row["reference"], row["unit"])
+                reference = format_value(row["reference"], row["unit"])
                 if row.get("reference_name"):
                     reference += f" ({row['reference_name']})"
             ratio = f"{row['ratio']:.3g}x" if isinstance(row.get("ratio"), int | float) else ""
             figure = row["figure"] + (f"; {row['note']}" if row.get("note") else "")
-            lines.append("| " + " | ".join(_cell(c) for c in (section, figure, _number(row["value"], row["unit"]),
+            lines.append("| " + " | ".join(_cell(c) for c in (section, figure, format_value(row["value"], row["unit"]),
                                                                 reference, ratio)) + " |")
     return "\n".join(lines) + "\n"
 
