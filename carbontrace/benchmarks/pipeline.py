@@ -216,8 +216,8 @@ class Pipeline:
         sent_at = {k: t for p in self.publishers for k, t in p.sent_at.items()}
         anchored = {k: self.watcher.anchored_at[k] for k in keys if k in self.watcher.anchored_at and k in sent_at}
         lags = [anchored[k] - sent_at[k] for k in anchored]
-        span = max(anchored.values()) - min(sent_at[k] for k in keys if k in sent_at) if anchored else 0.0
         published = [sent_at[k] for k in keys if k in sent_at]
+        span = max(anchored.values()) - min(published) if anchored else 0.0
         publish_span = max(published) - min(published) if len(published) > 1 else 0.0
         # n publishes are n - 1 intervals apart: the rate they were really offered at
         published_rate = (len(published) - 1) / publish_span if publish_span > 0 else math.nan
